@@ -1,0 +1,22 @@
+// Builds the oneDNN addon when oneDNN's headers are present; otherwise says how to get it and exits 0 so that
+// `npm ci` still succeeds and fundus runs on the (slow) JS CPU backend.
+import { existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const force = process.argv.includes('--force');
+const header = '/usr/include/oneapi/dnnl/dnnl.hpp';
+if (!existsSync(join(root, 'native', 'binding.gyp'))) process.exit(0);
+if (!existsSync(header)) {
+  console.warn('fundus: oneDNN headers not found (apt-get install libdnnl-dev); skipping the native engine build.');
+  process.exit(force ? 1 : 0);
+}
+const gyp = join(root, 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
+const cmd = existsSync(gyp) ? [process.execPath, gyp] : ['npx', 'node-gyp'];
+const r = spawnSync(cmd[0], [...cmd.slice(1), 'rebuild', '-j', 'max'], { cwd: join(root, 'native'), stdio: 'inherit' });
+if (r.status !== 0) {
+  console.warn('fundus: the native engine failed to build; fundus will run on the slow JS CPU backend.');
+  process.exit(force ? 1 : 0);
+}

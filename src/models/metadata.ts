@@ -1,0 +1,33 @@
+import type { PreprocessSettings } from '../data/preprocess.js';
+
+/** The three training tasks of fundus (see the README). */
+export type Task = 'multilabel' | 'focus' | 'focus-sigmoid' | 'one-vs-normal';
+
+/**
+ * What a model directory carries beside tfjs's `model.json` and weights (`fundus.json`). Everything needed to
+ * predict exactly as at training time, and to know what the model was trained on.
+ */
+export interface ModelMetadata {
+  format: 'fundus-model';
+  formatVersion: 1;
+  /** Architecture name, e.g. `alexnet`, `resnet18-narrow`. */
+  architecture: string;
+  task: Task;
+  /** Output class names in output order. */
+  classes: string[];
+  /** `sigmoid`: independent per-class probabilities; `softmax`: exactly one class. */
+  activation: 'sigmoid' | 'softmax';
+  preprocess: PreprocessSettings;
+  /** Network input shape [height, width, channels]. */
+  inputShape: [number, number, number];
+  /** Per-class decision thresholds on probabilities, in `classes` order (tuned on validation). */
+  thresholds: number[];
+  /** How the thresholds were chosen, e.g. `max-f1 on validation` or `default 0.5`. */
+  thresholdPolicy: string;
+  /** Fingerprints of the training data so that anyone can tell what a model has seen. */
+  trainingData?: { csvSha256: string; imageCount: number; splitSha256?: string; splitFile?: string };
+  /** Final metrics on validation/test, as produced by `fundus evaluate`. */
+  metrics?: Record<string, unknown>;
+  createdAt: string;
+  fundusVersion: string;
+}
