@@ -1,0 +1,134 @@
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { InputError } from '../util/errors.js';
+import { writeDirAtomic } from '../util/atomic.js';
+import type { ModelMetadata } from './metadata.js';
+
+/** A trained fundus model: the tfjs network plus what it needs to be used correctly. */
+export interface FundusModel {
+  dir: string;
+  network: tfl.LayersModel;
+  metadata: ModelMetadata;
+}
+
+export const MODEL_JSON = 'model.json';
+export const WEIGHTS_BIN = 'weights.bin';
+export const METADATA_JSON = 'fundus.json';
+
+/**
+ * Saves a model directory atomically: `model.json` (tfjs layers format, loadable in the browser with
+ * `tf.loadLayersModel`), `weights.bin` and `fundus.json`. `extraFiles` are written into the same directory (e.g. the
+ * split file the model was trained with, training history, a model card).
+ */
+export async function saveModel(
+  dir: string,
+  network: tfl.LayersModel,
+  metadata: ModelMetadata,
+  extraFiles: Record<string, string | Uint8Array> = {},
+): Promise<void> {
+  await writeDirAtomic(dir, async (tmp) => {
+    await network.save(
+      tf.io.withSaveHandler(async (artifacts) => {
+        const weightData = artifacts.weightData
+          ? new Uint8Array(tf.io.CompositeArrayBuffer.join(artifacts.weightData))
+          : new Uint8Array(0);
+        const modelJson = {
+          format: artifacts.format,
+          generatedBy: artifacts.generatedBy,
+          convertedBy: artifacts.convertedBy,
+          modelTopology: artifacts.modelTopology,
+          weightsManifest: [{ paths: [`./${WEIGHTS_BIN}`], weights: artifacts.weightSpecs ?? [] }],
+        };
+        await writeFile(join(tmp, MODEL_JSON), JSON.stringify(modelJson));
+        await writeFile(join(tmp, WEIGHTS_BIN), weightData);
+        return { modelArtifactsInfo: tf.io.getModelArtifactsInfoForJSON(artifacts) };
+      }),
+    );
+    await writeFile(join(tmp, METADATA_JSON), JSON.stringify(metadata, null, 2) + '\n');
+    for (const [name, content] of Object.entries(extraFiles)) await writeFile(join(tmp, name), content);
+  });
+}
+
+async function readJson(path: string, what: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch {
+    throw new InputError(`not a fundus model directory: ${what} is missing`, { file: path });
+  }
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new InputError(`${what} is not valid JSON (${(err as Error).message})`, { file: path });
+  }
+}
+
+/** Reads and checks `fundus.json`, with a clear error for a corrupt or foreign directory. */
+export async function readMetadata(dir: string): Promise<ModelMetadata> {
+  const path = join(dir, METADATA_JSON);
+  const m = (await readJson(path, METADATA_JSON)) as Partial<ModelMetadata>;
+  if (m === null || typeof m !== 'object' || m.format !== 'fundus-model') {
+    throw new InputError('not a fundus model: "format" must be "fundus-model"', { file: path });
+  }
+  if (m.formatVersion !== 1) throw new InputError(`unsupported model format version ${m.formatVersion}`, { file: path });
+  const classes = m.classes;
+  if (!Array.isArray(classes) || classes.length === 0 || !classes.every((c) => typeof c === 'string')) {
+    throw new InputError('"classes" must be a non-empty list of class names', { file: path });
+  }
+  if (!Array.isArray(m.thresholds) || m.thresholds.length !== classes.length) {
+    throw new InputError(`"thresholds" must have one entry per class (${classes.length})`, { file: path });
+  }
+  if (m.activation !== 'sigmoid' && m.activation !== 'softmax') {
+    throw new InputError('"activation" must be "sigmoid" or "softmax"', { file: path });
+  }
+  if (!Array.isArray(m.inputShape) || m.inputShape.length !== 3 || !m.preprocess) {
+    throw new InputError('"inputShape" and "preprocess" are required', { file: path });
+  }
+  return m as ModelMetadata;
+}
+
+/** Loads a model directory written by `saveModel`. */
+export async function loadModel(dir: string): Promise<FundusModel> {
+  const metadata = await readMetadata(dir);
+  const jsonPath = join(dir, MODEL_JSON);
+  const modelJson = (await readJson(jsonPath, MODEL_JSON)) as tf.io.ModelJSON;
+  if (!modelJson || typeof modelJson !== 'object' || !modelJson.modelTopology || !Array.isArray(modelJson.weightsManifest)) {
+    throw new InputError('model.json is not a tfjs layers model', { file: jsonPath });
+  }
+  const handler: tf.io.IOHandler = {
+    load: () =>
+      tf.io.getModelArtifactsForJSON(modelJson, async (manifest) => {
+        const specs = tf.io.getWeightSpecs(manifest);
+        const buffers = await Promise.all(
+          manifest.flatMap((group) =>
+            group.paths.map(async (p) => {
+              const file = join(dir, p);
+              try {
+                const b = await readFile(file);
+                return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
+              } catch {
+                throw new InputError('weights file is missing', { file });
+              }
+            }),
+          ),
+        );
+        return [specs, tf.io.concatenateArrayBuffers(buffers)];
+      }),
+  };
+  let network: tfl.LayersModel;
+  try {
+    network = await tfl.loadLayersModel(handler);
+  } catch (err) {
+    if (err instanceof InputError) throw err;
+    throw new InputError(`cannot load the network: ${(err as Error).message}`, { file: jsonPath });
+  }
+  const outUnits = network.outputs[0].shape[network.outputs[0].shape.length - 1];
+  if (outUnits !== metadata.classes.length) {
+    throw new InputError(`the network has ${outUnits} outputs but fundus.json lists ${metadata.classes.length} classes`, {
+      file: join(dir, METADATA_JSON),
+    });
+  }
+  return { dir, network, metadata };
+}
