@@ -1,3 +1,6 @@
+import sharp from 'sharp';
+import { InputError } from '../util/errors.js';
+
 /**
  * Preprocessing settings. They are explicit and serialisable because every model stores the settings it was
  * trained with, and prediction must apply exactly the same ones.
@@ -22,3 +25,213 @@ export const DEFAULT_PREPROCESS: PreprocessSettings = {
   clahe: false,
   normalize: { mean: [0.5], std: [0.25] },
 };
+
+/**
+ * Where the network input came from in the original photo: the square crop, in original pixel coordinates. The
+ * square may extend past the photo's edges where it was padded (x or y negative, x + side > width, ...). A pixel
+ * (u, v) of the `size`×`size` input maps back to (x + (u + 0.5) * side / size - 0.5, y + ...) in the photo.
+ */
+export interface CropGeometry {
+  /** Size of the original photo. */
+  width: number;
+  height: number;
+  /** Top-left corner and side of the square crop in original pixel coordinates. */
+  x: number;
+  y: number;
+  side: number;
+}
+
+/** A preprocessed image, ready for the network. */
+export interface PreprocessedImage {
+  /** HWC, normalised, size*size*channels values. */
+  data: Float32Array;
+  size: number;
+  channels: number;
+  geometry: CropGeometry;
+}
+
+/** The same image before normalisation: 0..255 bytes, a quarter of the memory (what the disk cache stores). */
+export interface PreprocessedBytes {
+  pixels: Uint8Array;
+  size: number;
+  channels: number;
+  geometry: CropGeometry;
+}
+
+export function channelCount(settings: Pick<PreprocessSettings, 'channels'>): number {
+  return settings.channels === 'green' ? 1 : 3;
+}
+
+/** Checks settings read from a model or a flag; InputError on anything that would silently give wrong inputs. */
+export function validatePreprocessSettings(s: PreprocessSettings, where = 'preprocess settings'): PreprocessSettings {
+  const fail = (msg: string): never => {
+    throw new InputError(`${where}: ${msg}`);
+  };
+  if (typeof s !== 'object' || s === null) fail('missing');
+  if (typeof s.crop !== 'boolean') fail('crop must be true or false');
+  if (!Number.isInteger(s.size) || s.size < 8 || s.size > 4096) fail(`size must be an integer in 8..4096 (got ${s.size})`);
+  if (s.channels !== 'green' && s.channels !== 'rgb') fail(`channels must be 'green' or 'rgb' (got ${String(s.channels)})`);
+  if (typeof s.clahe !== 'boolean') fail('clahe must be true or false');
+  const c = channelCount(s);
+  const { mean, std } = s.normalize ?? ({} as PreprocessSettings['normalize']);
+  if (!Array.isArray(mean) || !Array.isArray(std)) fail('normalize needs mean and std arrays');
+  for (const [name, arr] of [['mean', mean], ['std', std]] as const) {
+    if (arr.length !== 1 && arr.length !== c) fail(`normalize.${name} needs 1 or ${c} values for ${s.channels} (got ${arr.length})`);
+    if (arr.some((v) => typeof v !== 'number' || !Number.isFinite(v))) fail(`normalize.${name} must be finite numbers`);
+  }
+  if (std.some((v) => v <= 0)) fail('normalize.std must be positive');
+  return s;
+}
+
+/** The mean and std of channel `c`, with 1-value arrays applying to every channel. */
+function channelStats(settings: PreprocessSettings, c: number): [number, number] {
+  const { mean, std } = settings.normalize;
+  return [mean.length === 1 ? mean[0] : mean[c], std.length === 1 ? std[0] : std[c]];
+}
+
+/** Scales bytes to [0, 1] and applies the per-channel mean/std. */
+export function normalizeBytes(pixels: Uint8Array, channels: number, settings: PreprocessSettings): Float32Array {
+  const out = new Float32Array(pixels.length);
+  for (let c = 0; c < channels; c++) {
+    const [m, s] = channelStats(settings, c);
+    const scale = 1 / (255 * s);
+    const shift = m / s;
+    for (let i = c; i < pixels.length; i += channels) out[i] = pixels[i] * scale - shift;
+  }
+  return out;
+}
+
+/** The inverse of normalizeBytes, for previews and overlays: back to 0..255 (clamped). */
+export function denormalize(data: Float32Array, channels: number, settings: PreprocessSettings): Uint8Array {
+  const out = new Uint8Array(data.length);
+  for (let c = 0; c < channels; c++) {
+    const [m, s] = channelStats(settings, c);
+    for (let i = c; i < data.length; i += channels) {
+      const v = Math.round((data[i] * s + m) * 255);
+      out[i] = v < 0 ? 0 : v > 255 ? 255 : v;
+    }
+  }
+  return out;
+}
+
+/** Pixels at most this bright (max over R, G, B, out of 255) count as the dark border around the fundus disc. */
+const BORDER_LEVEL = 18;
+/** A row or column belongs to the disc when more than this fraction of it is brighter than the border. */
+const LINE_FRACTION = 0.02;
+
+/**
+ * Finds the square around the fundus disc: the bounding box of the rows and columns that are mostly brighter than the
+ * dark border, centred, with the longer side as the square's side (so a disc clipped at the top and bottom of the
+ * photo is padded back to a square rather than stretched). Falls back to the centred square of the whole photo when
+ * no disc is found (a photo without a dark border, or an almost black one).
+ */
+export function findDiscSquare(raw: Uint8Array, width: number, height: number, channels: number): CropGeometry {
+  const rowCount = new Uint32Array(height);
+  const colCount = new Uint32Array(width);
+  const step = width * height > 1_000_000 ? 2 : 1; // subsampling keeps big photos cheap; the box stays accurate to 2 px
+  for (let y = 0; y < height; y += step) {
+    let p = y * width * channels;
+    for (let x = 0; x < width; x += step, p += channels * step) {
+      let v = raw[p];
+      if (channels >= 3) {
+        if (raw[p + 1] > v) v = raw[p + 1];
+        if (raw[p + 2] > v) v = raw[p + 2];
+      }
+      if (v > BORDER_LEVEL) {
+        rowCount[y]++;
+        colCount[x]++;
+      }
+    }
+  }
+  const span = (counts: Uint32Array, n: number, lineLen: number): [number, number] | undefined => {
+    const min = Math.max(1, (LINE_FRACTION * lineLen) / step);
+    let a = 0;
+    while (a < n && counts[a] < min) a++;
+    let b = n - 1;
+    while (b > a && counts[b] < min) b--;
+    return a < b ? [a, b + step] : undefined;
+  };
+  const ys = span(rowCount, height, width);
+  const xs = span(colCount, width, height);
+  const whole = (): CropGeometry => {
+    const side = Math.max(width, height);
+    return { width, height, x: Math.floor((width - side) / 2), y: Math.floor((height - side) / 2), side };
+  };
+  if (!ys || !xs) return whole();
+  const [x0, x1] = xs;
+  const [y0, y1] = ys;
+  const w = Math.min(x1, width) - x0;
+  const h = Math.min(y1, height) - y0;
+  // A "disc" much smaller than the photo is more likely a bright artefact on a dark photo than the fundus.
+  if (Math.max(w, h) < 0.25 * Math.min(width, height)) return whole();
+  const side = Math.max(w, h);
+  return { width, height, x: Math.round(x0 + (w - side) / 2), y: Math.round(y0 + (h - side) / 2), side };
+}
+
+/** Decodes any image sharp reads to raw 8-bit RGB; InputError naming the file when it is unreadable or truncated. */
+export async function decodeRgb(input: string | Buffer): Promise<{ data: Buffer; width: number; height: number }> {
+  try {
+    const { data, info } = await sharp(input, { failOn: 'warning' })
+      .rotate() // honour EXIF orientation so heatmaps line up with what viewers show
+      .removeAlpha()
+      .toColourspace('srgb')
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    if (info.channels !== 3) throw new Error(`unexpected ${info.channels} channels after decoding`);
+    return { data, width: info.width, height: info.height };
+  } catch (e) {
+    const name = typeof input === 'string' ? input : undefined;
+    throw new InputError(`cannot decode the image: ${(e as Error).message.split('\n')[0]}`, { file: name ?? '<buffer>' });
+  }
+}
+
+/**
+ * Crop, resize, channel choice and CLAHE, stopping before normalisation: 0..255 bytes. This is what the disk cache
+ * stores; normalisation is cheap and applied on load.
+ */
+export async function preprocessToBytes(input: string | Buffer, settings: PreprocessSettings): Promise<PreprocessedBytes> {
+  validatePreprocessSettings(settings);
+  const { data, width, height } = await decodeRgb(input);
+  const geometry: CropGeometry = settings.crop
+    ? findDiscSquare(data, width, height, 3)
+    : (() => {
+        const side = Math.max(width, height);
+        return { width, height, x: Math.floor((width - side) / 2), y: Math.floor((height - side) / 2), side };
+      })();
+  const { size } = settings;
+  // The part of the square inside the photo is extracted and resized by size/side; the rest becomes black padding.
+  const ix0 = Math.max(0, geometry.x);
+  const iy0 = Math.max(0, geometry.y);
+  const ix1 = Math.min(width, geometry.x + geometry.side);
+  const iy1 = Math.min(height, geometry.y + geometry.side);
+  const scale = size / geometry.side;
+  const left = Math.round((ix0 - geometry.x) * scale);
+  const top = Math.round((iy0 - geometry.y) * scale);
+  const rw = Math.max(1, Math.min(size - left, Math.round((ix1 - ix0) * scale)));
+  const rh = Math.max(1, Math.min(size - top, Math.round((iy1 - iy0) * scale)));
+  let pipeline = sharp(data, { raw: { width, height, channels: 3 } })
+    .extract({ left: ix0, top: iy0, width: ix1 - ix0, height: iy1 - iy0 })
+    .resize(rw, rh, { fit: 'fill', kernel: 'lanczos3' })
+    .extend({ left, top, right: size - left - rw, bottom: size - top - rh, background: { r: 0, g: 0, b: 0 } });
+  if (settings.channels === 'green') pipeline = pipeline.extractChannel('green');
+  // Tiles of about an eighth of the image, as in the usual fundus CLAHE recipes; maxSlope 3 limits noise gain.
+  if (settings.clahe) pipeline = pipeline.clahe({ width: Math.max(3, Math.round(size / 8)), height: Math.max(3, Math.round(size / 8)), maxSlope: 3 });
+  const { data: out, info } = await pipeline.raw().toBuffer({ resolveWithObject: true });
+  const channels = channelCount(settings);
+  if (info.width !== size || info.height !== size || info.channels !== channels) {
+    throw new Error(`preprocess produced ${info.width}x${info.height}x${info.channels}, expected ${size}x${size}x${channels}`);
+  }
+  return { pixels: new Uint8Array(out.buffer, out.byteOffset, out.length), size, channels, geometry };
+}
+
+/** Decodes a photo and prepares it for the network with `settings`. InputError when the image cannot be decoded. */
+export async function preprocessImage(input: string | Buffer, settings: PreprocessSettings): Promise<PreprocessedImage> {
+  const b = await preprocessToBytes(input, settings);
+  return { data: normalizeBytes(b.pixels, b.channels, settings), size: b.size, channels: b.channels, geometry: b.geometry };
+}
+
+/** Maps a point of the network input (pixel centres, 0..size) back to original photo coordinates. */
+export function toPhotoCoordinates(g: CropGeometry, size: number, u: number, v: number): [number, number] {
+  const s = g.side / size;
+  return [g.x + u * s, g.y + v * s];
+}
