@@ -1,0 +1,164 @@
+import { DEFAULT_PREPROCESS } from './preprocess.js';
+import type { PreprocessSettings } from './preprocess.js';
+
+/**
+ * Random training-time transformations of a preprocessed image. Ranges are symmetric around "no change"; set a
+ * field to 0 to switch that transformation off. They work on preprocessed (cached) arrays, so augmentation never
+ * needs the JPEG again.
+ */
+export interface AugmentSettings {
+  /** Probability of a left-right flip (a right eye then looks like a left eye). */
+  hflip: number;
+  /** Probability of an up-down flip. */
+  vflip: number;
+  /** Largest rotation in degrees, either way. */
+  rotation: number;
+  /** Zoom factor drawn from [1 - scale, 1 + scale]. */
+  scale: number;
+  /** Largest shift as a fraction of the side, per axis. */
+  translate: number;
+  /** Brightness offset drawn from [-brightness, brightness], in [0, 1] pixel units. */
+  brightness: number;
+  /** Contrast factor drawn from [1 - contrast, 1 + contrast], around the disc's mean. */
+  contrast: number;
+  /** Gamma drawn log-uniformly from [1 / (1 + gamma), 1 + gamma]. */
+  gamma: number;
+  /**
+   * How the input was normalised (PreprocessSettings.normalize), so that photometric jitter works in pixel space and
+   * areas uncovered by rotation or zoom are filled with black, like the border. Defaults to DEFAULT_PREPROCESS's.
+   */
+  normalize?: PreprocessSettings['normalize'];
+}
+
+export const DEFAULT_AUGMENT: AugmentSettings = {
+  hflip: 0.5,
+  vflip: 0.2,
+  rotation: 15,
+  scale: 0.1,
+  translate: 0.03,
+  brightness: 0.08,
+  contrast: 0.15,
+  gamma: 0.2,
+};
+
+/** Pixels darker than this (in [0, 1]) are border, left black by photometric jitter. */
+const BORDER = 0.03;
+
+/** The transformation drawn for one call, exposed for tests and previews. */
+export interface AugmentParams {
+  hflip: boolean;
+  vflip: boolean;
+  angle: number;
+  zoom: number;
+  dx: number;
+  dy: number;
+  brightness: number;
+  contrast: number;
+  gamma: number;
+}
+
+/** Draws the parameters in a fixed order, so that a seeded generator gives the same augmentation everywhere. */
+export function drawAugmentParams(rng: () => number, s: AugmentSettings): AugmentParams {
+  const sym = (r: number): number => (2 * rng() - 1) * r;
+  const hflip = rng() < s.hflip;
+  const vflip = rng() < s.vflip;
+  const angle = (sym(s.rotation) * Math.PI) / 180;
+  const zoom = 1 + sym(s.scale);
+  const dx = sym(s.translate);
+  const dy = sym(s.translate);
+  const brightness = sym(s.brightness);
+  const contrast = 1 + sym(s.contrast);
+  const gamma = Math.exp(sym(Math.log(1 + s.gamma)));
+  return { hflip, vflip, angle, zoom, dx, dy, brightness, contrast, gamma };
+}
+
+function stats(norm: PreprocessSettings['normalize'], c: number): [number, number] {
+  return [norm.mean.length === 1 ? norm.mean[0] : norm.mean[c], norm.std.length === 1 ? norm.std[0] : norm.std[c]];
+}
+
+/** Applies given parameters (see augment). Bilinear resampling; uncovered areas become black. */
+export function applyAugment(
+  image: Float32Array,
+  size: number,
+  channels: number,
+  p: AugmentParams,
+  normalize: PreprocessSettings['normalize'] = DEFAULT_PREPROCESS.normalize,
+): Float32Array {
+  if (image.length !== size * size * channels) {
+    throw new Error(`augment: expected ${size}x${size}x${channels} = ${size * size * channels} values, got ${image.length}`);
+  }
+  const mean: number[] = [];
+  const std: number[] = [];
+  for (let c = 0; c < channels; c++) [mean[c], std[c]] = stats(normalize, c);
+  const out = new Float32Array(image.length);
+
+  // Geometry: for every output pixel, find its source by the inverse of flip, rotation, zoom and shift about the centre.
+  const centre = (size - 1) / 2;
+  const cos = Math.cos(p.angle) / p.zoom;
+  const sin = Math.sin(p.angle) / p.zoom;
+  const fx = p.hflip ? -1 : 1;
+  const fy = p.vflip ? -1 : 1;
+  const shiftX = p.dx * size;
+  const shiftY = p.dy * size;
+  for (let v = 0; v < size; v++) {
+    for (let u = 0; u < size; u++) {
+      const ox = u - centre - shiftX;
+      const oy = v - centre - shiftY;
+      // inverse rotation and zoom, then the flip (its own inverse)
+      const sx = fx * (cos * ox + sin * oy) + centre;
+      const sy = fy * (-sin * ox + cos * oy) + centre;
+      const o = (v * size + u) * channels;
+      const x0 = Math.floor(sx);
+      const y0 = Math.floor(sy);
+      const ax = sx - x0;
+      const ay = sy - y0;
+      for (let c = 0; c < channels; c++) {
+        const black = -mean[c] / std[c];
+        const at = (x: number, y: number): number =>
+          x < 0 || y < 0 || x >= size || y >= size ? black : image[(y * size + x) * channels + c];
+        out[o + c] =
+          (1 - ay) * ((1 - ax) * at(x0, y0) + ax * at(x0 + 1, y0)) + ay * ((1 - ax) * at(x0, y0 + 1) + ax * at(x0 + 1, y0 + 1));
+      }
+    }
+  }
+
+  // Photometry in [0, 1] pixel space, on the disc only so that the border stays black.
+  if (p.brightness !== 0 || p.contrast !== 1 || p.gamma !== 1) {
+    for (let c = 0; c < channels; c++) {
+      let sum = 0;
+      let n = 0;
+      for (let i = c; i < out.length; i += channels) {
+        const px = out[i] * std[c] + mean[c];
+        if (px > BORDER) {
+          sum += px;
+          n++;
+        }
+      }
+      const discMean = Math.pow(n > 0 ? sum / n : 0.5, p.gamma); // the disc's mean after the gamma, roughly
+      for (let i = c; i < out.length; i += channels) {
+        let px = out[i] * std[c] + mean[c];
+        if (px <= BORDER) continue;
+        px = Math.pow(Math.min(1, px), p.gamma);
+        px = (px - discMean) * p.contrast + discMean + p.brightness;
+        px = px < 0 ? 0 : px > 1 ? 1 : px;
+        out[i] = (px - mean[c]) / std[c];
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * A random augmentation of a preprocessed HWC image (normalised as `settings.normalize` says): flips, small rotation,
+ * zoom and shift, brightness/contrast/gamma jitter. Deterministic for a given `rng` state. Returns a new array.
+ */
+export function augment(
+  image: Float32Array,
+  size: number,
+  channels: number,
+  rng: () => number,
+  settings: Partial<AugmentSettings> = {},
+): Float32Array {
+  const s: AugmentSettings = { ...DEFAULT_AUGMENT, ...settings };
+  return applyAugment(image, size, channels, drawAugmentParams(rng, s), s.normalize ?? DEFAULT_PREPROCESS.normalize);
+}
