@@ -1,0 +1,120 @@
+import { access } from 'node:fs/promises';
+import type { LabelledImage } from '../data/labels.js';
+import type { CsvFormat } from '../data/csv.js';
+import { InputError } from '../util/errors.js';
+
+/** Images and ground truth lined up with a model's outputs. */
+export interface EvaluationSet {
+  images: LabelledImage[];
+  /** n×modelClasses.length multi-hot labels in the model's class order (0 for unscored classes). */
+  labels: Uint8Array;
+  /** Indices into the model's classes that this data scores. */
+  scored: number[];
+  notes: string[];
+}
+
+export interface LabelSource {
+  /** Class names of the dataset's label vectors (CLASSES for csv.ts). */
+  classes: string[];
+  images: LabelledImage[];
+  format: CsvFormat;
+  /** For messages: the CSV path. */
+  csvPath: string;
+}
+
+/**
+ * Lines a labelled dataset up with a model's classes.
+ * - Contest (multi-hot) CSV: every class of the model must be a column; all of them are scored.
+ * - `filename,label` CSV: only the labels that occur are scored, and an image is positive only for its own label(s)
+ *   and negative for the other scored classes. A label the model does not predict is an error, not silently dropped.
+ * `part` restricts to the filenames of a split part; each must be in the CSV.
+ */
+export function alignToModel(
+  modelClasses: string[],
+  source: LabelSource,
+  part?: { name: string; filenames: string[]; splitPath: string },
+): EvaluationSet {
+  const notes: string[] = [];
+  const index = new Map(source.classes.map((c, k) => [c, k]));
+  let images = source.images;
+  if (part) {
+    const byName = new Map(images.map((im) => [im.filename, im]));
+    const missing = part.filenames.filter((f) => !byName.has(f));
+    if (missing.length > 0) {
+      throw new InputError(
+        `${missing.length} of the ${part.filenames.length} images of part '${part.name}' are not in ${source.csvPath} ` +
+          `(e.g. ${missing.slice(0, 3).join(', ')}): is this split made for this CSV?`,
+        { file: part.splitPath },
+      );
+    }
+    if (part.filenames.length === 0) throw new InputError(`part '${part.name}' of the split is empty`, { file: part.splitPath });
+    images = part.filenames.map((f) => byName.get(f)!);
+  }
+  if (images.length === 0) throw new InputError('no labelled images to evaluate', { file: source.csvPath });
+  for (const im of images) {
+    if (!im.labels) throw new InputError(`'${im.filename}' has no labels`, { file: source.csvPath });
+  }
+
+  const unknownModelClasses = modelClasses.filter((c) => !index.has(c));
+  let scored: number[];
+  if (source.format === 'contest') {
+    if (unknownModelClasses.length > 0) {
+      throw new InputError(
+        `the model is trained for class${unknownModelClasses.length > 1 ? 'es' : ''} ` +
+          `${unknownModelClasses.map((c) => `'${c}'`).join(', ')} that the CSV does not label (CSV classes: ${source.classes.join(', ')})`,
+        { file: source.csvPath },
+      );
+    }
+    scored = modelClasses.map((_, k) => k);
+  } else {
+    const present = source.classes.filter((_, k) => images.some((im) => im.labels![k]));
+    const foreign = present.filter((c) => !modelClasses.includes(c));
+    if (foreign.length > 0) {
+      const examples = foreign.map((c) => {
+        const k = index.get(c)!;
+        const n = images.filter((im) => im.labels![k]).length;
+        return `'${c}' (${n} image${n > 1 ? 's' : ''}, e.g. ${images.find((im) => im.labels![k])!.filename})`;
+      });
+      throw new InputError(
+        `label${foreign.length > 1 ? 's' : ''} ${examples.join(', ')} ${foreign.length > 1 ? 'are' : 'is'} not among the ` +
+          `model's classes (${modelClasses.join(', ')}): this model was trained for other classes`,
+        { file: source.csvPath },
+      );
+    }
+    scored = modelClasses.map((c, k) => (present.includes(c) ? k : -1)).filter((k) => k >= 0);
+    const unscored = modelClasses.filter((c) => !present.includes(c));
+    if (unscored.length > 0) notes.push(`filename,label CSV: only ${present.join(', ')} scored; no image is labelled ${unscored.join(', ')}`);
+  }
+
+  const C = modelClasses.length;
+  const labels = new Uint8Array(images.length * C);
+  images.forEach((im, i) => {
+    modelClasses.forEach((c, k) => {
+      const j = index.get(c);
+      if (j !== undefined) labels[i * C + k] = im.labels![j] ? 1 : 0;
+    });
+  });
+  return { images, labels, scored, notes };
+}
+
+/** InputError naming the missing image files (the first few), before any prediction starts. */
+export async function checkImagesExist(images: LabelledImage[], imagesDir: string): Promise<void> {
+  const missing: string[] = [];
+  await Promise.all(
+    images.map(async (im) => {
+      try {
+        await access(im.path);
+      } catch {
+        missing.push(im.filename);
+      }
+    }),
+  );
+  if (missing.length > 0) {
+    missing.sort();
+    throw new InputError(
+      `${missing.length} image${missing.length > 1 ? 's' : ''} listed in the CSV ${missing.length > 1 ? 'are' : 'is'} missing: ` +
+        `${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''}`,
+      { file: imagesDir },
+    );
+  }
+}
