@@ -1,0 +1,183 @@
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { readFile, rm } from 'node:fs/promises';
+import { basename } from 'node:path';
+import { loadPreprocessedBytes } from '../data/cache.js';
+import { normalizeBytes } from '../data/preprocess.js';
+import type { FundusModel } from '../models/io.js';
+import { writeFileAtomic } from '../util/atomic.js';
+import { InputError } from '../util/errors.js';
+import { progress } from '../util/progress.js';
+import type { DenseMatrix } from './matrix.js';
+
+/**
+ * Embeddings: the activations of one layer of a trained network (by default the penultimate one, i.e. the input of
+ * the `logits` classification head), flattened to one row per image.
+ *
+ * File format (`fundus embed --out runs/emb.f32`), two files side by side:
+ * - `emb.f32`: raw little-endian float32, rows × dim, row-major, no header (numpy: `np.fromfile(p, '<f4').reshape(rows, dim)`);
+ * - `emb.json`: `{ format: "fundus-embeddings", formatVersion: 1, rows, dim, dtype: "float32", layer, model, names,
+ *   paths }`, where `names[i]` (the file name) and `paths[i]` belong to row i.
+ */
+export interface Embeddings {
+  matrix: DenseMatrix & { data: Float32Array };
+  names: string[];
+  paths: string[];
+  layer: string;
+}
+
+export interface EmbeddingsSidecar {
+  format: 'fundus-embeddings';
+  formatVersion: 1;
+  rows: number;
+  dim: number;
+  dtype: 'float32';
+  layer: string;
+  model: string;
+  names: string[];
+  paths: string[];
+}
+
+export interface EmbedOptions {
+  /** Layer whose output is the embedding; default: the input of the `logits` layer (the penultimate layer). */
+  layer?: string;
+  batchSize?: number;
+  /** Use the preprocessing cache under cache/ (default true). */
+  cache?: boolean;
+  /** Label of a progress bar on stderr. */
+  progressLabel?: string;
+  onProgress?: (done: number) => void;
+}
+
+/** The layer feeding the classification head: the inbound layer of `logits` (or of the last Dense layer). */
+export function penultimateLayerName(network: tfl.LayersModel): string {
+  const head =
+    network.layers.find((l) => l.name === 'logits' || l.name.endsWith('/logits')) ??
+    [...network.layers].reverse().find((l) => l.getClassName() === 'Dense');
+  if (!head) throw new InputError(`the network has no "logits" or Dense layer: name the embedding layer with --layer`);
+  const inbound = head.inboundNodes[0]?.inboundLayers[0];
+  if (!inbound) throw new InputError(`layer "${head.name}" has no input layer: name the embedding layer with --layer`);
+  return inbound.name;
+}
+
+/** A model from the network's input to `layer` (flattened per image). */
+export function embeddingModel(network: tfl.LayersModel, layer?: string): { model: tfl.LayersModel; layer: string } {
+  const name = layer ?? penultimateLayerName(network);
+  let target: tfl.layers.Layer;
+  try {
+    target = network.getLayer(name);
+  } catch {
+    const names = network.layers.map((l) => l.name);
+    throw new InputError(`the network has no layer "${name}" (layers: ${names.join(', ')})`);
+  }
+  const output = target.output;
+  if (Array.isArray(output)) throw new InputError(`layer "${name}" has several outputs; pick a layer with one`);
+  return { model: tfl.model({ inputs: network.inputs, outputs: output }), layer: name };
+}
+
+/**
+ * Runs images through the network up to `layer` (default: penultimate) in batches, preprocessing exactly as the
+ * model was trained (its fundus.json settings). Returns one float32 row per image, in input order.
+ */
+export async function embedFiles(model: FundusModel, paths: string[], opts: EmbedOptions = {}): Promise<Embeddings> {
+  if (paths.length === 0) throw new InputError('no images to embed');
+  const { model: sub, layer } = embeddingModel(model.network, opts.layer);
+  const settings = model.metadata.preprocess;
+  const [h, w, c] = model.metadata.inputShape;
+  const batchSize = Math.max(1, opts.batchSize ?? 16);
+  const bar = opts.progressLabel ? progress(opts.progressLabel, paths.length) : undefined;
+  let data: Float32Array | undefined;
+  let dim = 0;
+  try {
+    // Chunks of a few batches: never hold every decoded image of a large set in memory at once.
+    const chunk = batchSize * 8;
+    for (let c0 = 0; c0 < paths.length; c0 += chunk) {
+      const part = paths.slice(c0, c0 + chunk);
+      const bytes = await loadPreprocessedBytes(part, settings, { cache: opts.cache });
+      for (let b0 = 0; b0 < part.length; b0 += batchSize) {
+        const batch = bytes.slice(b0, b0 + batchSize);
+        const x = new Float32Array(batch.length * h * w * c);
+        batch.forEach((img, i) => {
+          if (img.size !== h || img.size !== w || img.channels !== c) {
+            throw new InputError(`preprocessed to ${img.size}x${img.size}x${img.channels}, the network wants ${h}x${w}x${c}`, {
+              file: part[b0 + i],
+            });
+          }
+          x.set(normalizeBytes(img.pixels, img.channels, settings), i * h * w * c);
+        });
+        const out = tf.tidy(() => {
+          const y = sub.predict(tf.tensor4d(x, [batch.length, h, w, c])) as tf.Tensor;
+          return tf.reshape(y, [batch.length, -1]);
+        });
+        const values = (await out.data()) as Float32Array;
+        const d = out.shape[1] as number;
+        out.dispose();
+        if (!data) {
+          dim = d;
+          data = new Float32Array(paths.length * dim);
+        }
+        data.set(values, (c0 + b0) * dim);
+        bar?.tick(batch.length);
+        opts.onProgress?.(c0 + b0 + batch.length);
+      }
+    }
+  } finally {
+    bar?.stop();
+  }
+  return { matrix: { data: data!, rows: paths.length, cols: dim }, names: paths.map((p) => basename(p)), paths, layer };
+}
+
+function sidecarPath(f32Path: string): string {
+  return f32Path.replace(/\.f32$/, '') + '.json';
+}
+
+/** Writes `<base>.f32` and `<base>.json` (see the format above); `path` may end in `.f32` or not. */
+export async function saveEmbeddings(path: string, emb: Embeddings, modelDir: string): Promise<{ data: string; sidecar: string }> {
+  const dataPath = path.endsWith('.f32') ? path : `${path}.f32`;
+  const jsonPath = sidecarPath(dataPath);
+  const sidecar: EmbeddingsSidecar = {
+    format: 'fundus-embeddings',
+    formatVersion: 1,
+    rows: emb.matrix.rows,
+    dim: emb.matrix.cols,
+    dtype: 'float32',
+    layer: emb.layer,
+    model: modelDir,
+    names: emb.names,
+    paths: emb.paths,
+  };
+  const d = emb.matrix.data;
+  const bytes = new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
+  // Little-endian on every platform Node runs on; the sidecar is written last so that it only exists for complete data.
+  await writeFileAtomic(dataPath, bytes);
+  try {
+    await writeFileAtomic(jsonPath, JSON.stringify(sidecar) + '\n');
+  } catch (err) {
+    await rm(dataPath, { force: true });
+    throw err;
+  }
+  return { data: dataPath, sidecar: jsonPath };
+}
+
+/** Reads what `saveEmbeddings` wrote, checking that the two files agree. */
+export async function loadEmbeddings(path: string): Promise<Embeddings & { sidecar: EmbeddingsSidecar }> {
+  const dataPath = path.endsWith('.f32') ? path : `${path}.f32`;
+  const jsonPath = sidecarPath(dataPath);
+  let meta: EmbeddingsSidecar;
+  try {
+    meta = JSON.parse(await readFile(jsonPath, 'utf8')) as EmbeddingsSidecar;
+  } catch (err) {
+    throw new InputError(`cannot read the embeddings sidecar (${(err as Error).message})`, { file: jsonPath });
+  }
+  if (meta.format !== 'fundus-embeddings' || meta.formatVersion !== 1 || !Array.isArray(meta.names) || meta.names.length !== meta.rows) {
+    throw new InputError('not a fundus embeddings sidecar (format, formatVersion 1, rows and names required)', { file: jsonPath });
+  }
+  const buf = await readFile(dataPath).catch(() => {
+    throw new InputError('embeddings data file is missing', { file: dataPath });
+  });
+  if (buf.byteLength !== meta.rows * meta.dim * 4) {
+    throw new InputError(`holds ${buf.byteLength} bytes, the sidecar says ${meta.rows}x${meta.dim} float32`, { file: dataPath });
+  }
+  const data = new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+  return { matrix: { data, rows: meta.rows, cols: meta.dim }, names: meta.names, paths: meta.paths ?? meta.names, layer: meta.layer, sidecar: meta };
+}

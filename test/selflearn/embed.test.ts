@@ -1,0 +1,83 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { PROJECT_ROOT, VIETAI_DIR, tempDir } from '../helpers.js';
+import { initEngine } from '../../src/engine/index.js';
+import { buildNetwork } from '../../src/models/architectures.js';
+import { loadModel, saveModel } from '../../src/models/io.js';
+import type { ModelMetadata } from '../../src/models/metadata.js';
+import { embedFiles, loadEmbeddings, penultimateLayerName, saveEmbeddings } from '../../src/selflearn/embed.js';
+import { InputError } from '../../src/util/errors.js';
+
+await initEngine();
+
+export async function tinyModel(dir: string): Promise<void> {
+  const network = buildNetwork('resnet18-w8', [32, 32, 3], 7, { seed: 3 });
+  const metadata: ModelMetadata = {
+    format: 'fundus-model',
+    formatVersion: 1,
+    architecture: 'resnet18-w8',
+    task: 'multilabel',
+    classes: ['opacity', 'diabetic retinopathy', 'glaucoma', 'macular edema', 'macular degeneration', 'retinal vascular occlusion', 'normal'],
+    activation: 'sigmoid',
+    preprocess: { crop: true, size: 32, channels: 'rgb', clahe: false, normalize: { mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25] } },
+    inputShape: [32, 32, 3],
+    thresholds: new Array(7).fill(0.5),
+    thresholdPolicy: 'default 0.5',
+    createdAt: new Date(0).toISOString(),
+    fundusVersion: '0.1.0',
+  };
+  await saveModel(dir, network, metadata);
+}
+
+const images = (await readdir(join(VIETAI_DIR, 'train'))).sort().slice(0, 5).map((n) => join(VIETAI_DIR, 'train', n));
+
+test('penultimate-layer embeddings: one row per image, deterministic, written as .f32 + .json', async () => {
+  const dir = await tempDir();
+  await tinyModel(join(dir, 'model'));
+  const model = await loadModel(join(dir, 'model'));
+  assert.equal(penultimateLayerName(model.network), 'gap');
+  const emb = await embedFiles(model, images, { cache: false, batchSize: 2 });
+  assert.equal(emb.matrix.rows, 5);
+  assert.equal(emb.matrix.cols, 64); // resnet18-w8: 8·8 channels after global average pooling
+  assert.equal(emb.layer, 'gap');
+  // Same image → same row, whatever its batch.
+  const again = await embedFiles(model, [images[3]], { cache: false });
+  assert.deepEqual(Array.from(again.matrix.data), Array.from(emb.matrix.data.subarray(3 * 64, 4 * 64)));
+  // A different layer, flattened.
+  const conv = await embedFiles(model, images.slice(0, 1), { cache: false, layer: 'last_conv' });
+  assert.equal(conv.matrix.cols, 1 * 1 * 64);
+
+  const out = await saveEmbeddings(join(dir, 'emb'), emb, join(dir, 'model'));
+  assert.equal(out.data, join(dir, 'emb.f32'));
+  assert.equal((await readFile(out.data)).byteLength, 5 * 64 * 4);
+  const back = await loadEmbeddings(out.data);
+  assert.deepEqual(back.names, images.map((p) => p.split('/').pop()));
+  assert.deepEqual(Array.from(back.matrix.data), Array.from(emb.matrix.data));
+
+  await assert.rejects(embedFiles(model, images, { layer: 'nope' }), /no layer "nope"/);
+  await writeFile(join(dir, 'emb.json'), '{"format":"x"}');
+  await assert.rejects(loadEmbeddings(out.data), InputError);
+});
+
+test('fundus embed CLI writes the two files and reports the layer', async () => {
+  const dir = await tempDir();
+  await tinyModel(join(dir, 'model'));
+  const r = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', join(PROJECT_ROOT, 'src', 'cli.ts'), 'embed', join(dir, 'model'), ...images.slice(0, 2), '--out', join(dir, 'e.f32'), '--no-cache'],
+    { encoding: 'utf8', cwd: PROJECT_ROOT },
+  );
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /2 embeddings of dimension 64 from layer "gap"/);
+  const meta = JSON.parse(await readFile(join(dir, 'e.json'), 'utf8'));
+  assert.equal(meta.rows, 2);
+  const bad = spawnSync(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'src', 'cli.ts'), 'embed', join(dir, 'nomodel'), images[0], '--out', join(dir, 'x')], {
+    encoding: 'utf8',
+    cwd: PROJECT_ROOT,
+  });
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /fundus\.json is missing/);
+});
