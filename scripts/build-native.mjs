@@ -15,7 +15,14 @@ if (!existsSync(header)) {
 }
 const gyp = join(root, 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
 const cmd = existsSync(gyp) ? [process.execPath, gyp] : ['npx', 'node-gyp'];
-const r = spawnSync(cmd[0], [...cmd.slice(1), 'rebuild', '-j', 'max'], { cwd: join(root, 'native'), stdio: 'inherit' });
+// Use the headers installed next to this node (Debian's nodejs ships them in /usr/include/node) so that the build
+// needs no network; node-gyp downloads them otherwise.
+const prefix = join(dirname(process.execPath), '..');
+const nodedir = existsSync(join(prefix, 'include', 'node', 'node_api.h')) ? [`--nodedir=${prefix}`] : [];
+const r = spawnSync(cmd[0], [...cmd.slice(1), 'rebuild', '-j', 'max', ...nodedir], {
+  cwd: join(root, 'native'),
+  stdio: 'inherit',
+});
 if (r.status !== 0) {
   console.warn('fundus: the native engine failed to build; fundus will run on the slow JS CPU backend.');
   process.exit(force ? 1 : 0);

@@ -1,0 +1,61 @@
+// Shared state of the addon: the oneDNN engine and stream, reusable scratch buffers, argument helpers.
+#pragma once
+#include <napi.h>
+#include <dnnl.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace fundus {
+
+dnnl::engine& cpuEngine();
+dnnl::stream& cpuStream();
+
+// Scratch slots reused by every primitive. Calls are synchronous and never nest, so one buffer per role
+// (blocked source, blocked weights, blocked destination, oneDNN scratchpad, pooling workspace) is enough and
+// keeps the memory footprint at the size of the largest layer instead of the sum over all cached shapes.
+enum ScratchSlot { kSrc = 0, kWeights, kDst, kScratchpad, kWorkspace, kExtra, kSlotCount };
+void* scratch(ScratchSlot slot, size_t bytes);
+size_t scratchBytes();
+void releaseScratch();
+
+int threadCount();
+void setThreadCount(int n);
+
+// Argument helpers: throw a JS TypeError on misuse so that a wrong call never reads past a buffer.
+float* floatArg(const Napi::CallbackInfo& info, size_t index, size_t minLength, const char* what);
+std::vector<int64_t> intsArg(const Napi::CallbackInfo& info, size_t index, size_t count, const char* what);
+std::vector<int64_t> intListArg(const Napi::CallbackInfo& info, size_t index, const char* what);
+
+std::string keyOf(const char* kind, const std::vector<int64_t>& p);
+
+// A bounded per-shape cache: primitive creation costs milliseconds, execution of small layers microseconds.
+template <typename T>
+class ShapeCache {
+ public:
+  std::shared_ptr<T> find(const std::string& key) {
+    auto it = map_.find(key);
+    return it == map_.end() ? nullptr : it->second;
+  }
+  void put(const std::string& key, std::shared_ptr<T> value) {
+    if (map_.size() >= 512) map_.clear();
+    map_[key] = std::move(value);
+  }
+  size_t size() const { return map_.size(); }
+  void clear() { map_.clear(); }
+
+ private:
+  std::unordered_map<std::string, std::shared_ptr<T>> map_;
+};
+
+void initConv(Napi::Env env, Napi::Object exports);
+void initPool(Napi::Env env, Napi::Object exports);
+void initMatmul(Napi::Env env, Napi::Object exports);
+void initEltwise(Napi::Env env, Napi::Object exports);
+void initReduce(Napi::Env env, Napi::Object exports);
+
+}  // namespace fundus

@@ -1,0 +1,281 @@
+// 2-D convolution forward, backward-data and backward-weights on oneDNN.
+// tfjs keeps activations in NHWC (or NCHW) and filters in HWIO; oneDNN runs fastest on blocked layouts that it
+// chooses itself (format_tag::any), so every call reorders from and to the tfjs layouts around the primitive.
+#include "context.h"
+
+using dnnl::algorithm;
+using dnnl::memory;
+using dnnl::prop_kind;
+using tag = dnnl::memory::format_tag;
+using dt = dnnl::memory::data_type;
+
+namespace fundus {
+namespace {
+
+// Parameter vector shared with src/engine/kernels/conv.ts.
+struct ConvParams {
+  int64_t n, c, h, w, o, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, pb, pr, nchw, hasBias, act;
+  explicit ConvParams(const std::vector<int64_t>& p)
+      : n(p[0]), c(p[1]), h(p[2]), w(p[3]), o(p[4]), kh(p[5]), kw(p[6]), oh(p[7]), ow(p[8]), sh(p[9]), sw(p[10]),
+        dh(p[11]), dw(p[12]), pt(p[13]), pl(p[14]), pb(p[15]), pr(p[16]), nchw(p[17]), hasBias(p[18]), act(p[19]) {}
+  memory::desc src(bool any) const { return {{n, c, h, w}, dt::f32, any ? tag::any : (nchw ? tag::nchw : tag::nhwc)}; }
+  memory::desc dst(bool any) const { return {{n, o, oh, ow}, dt::f32, any ? tag::any : (nchw ? tag::nchw : tag::nhwc)}; }
+  memory::desc weights(bool any) const { return {{o, c, kh, kw}, dt::f32, any ? tag::any : tag::hwio}; }
+  memory::desc bias() const { return {{o}, dt::f32, tag::x}; }
+  memory::dims strides() const { return {sh, sw}; }
+  memory::dims dilates() const { return {dh - 1, dw - 1}; }
+  memory::dims padL() const { return {pt, pl}; }
+  memory::dims padR() const { return {pb, pr}; }
+};
+constexpr size_t kConvParamCount = 20;
+
+// One side of a primitive: the tfjs-layout user memory and the layout the primitive wants.
+struct Port {
+  memory::desc user, prim;
+  bool needsReorder = false;
+  dnnl::reorder reorder;
+  static Port input(const memory::desc& user, const memory::desc& prim) {
+    Port p;
+    p.user = user;
+    p.prim = prim;
+    if (user != prim) {
+      p.needsReorder = true;
+      p.reorder = dnnl::reorder(dnnl::reorder::primitive_desc(cpuEngine(), user, cpuEngine(), prim));
+    }
+    return p;
+  }
+  static Port output(const memory::desc& user, const memory::desc& prim) {
+    Port p;
+    p.user = user;
+    p.prim = prim;
+    if (user != prim) {
+      p.needsReorder = true;
+      p.reorder = dnnl::reorder(dnnl::reorder::primitive_desc(cpuEngine(), prim, cpuEngine(), user));
+    }
+    return p;
+  }
+  memory bindInput(const float* data, ScratchSlot slot) {
+    memory u(user, cpuEngine(), const_cast<float*>(data));
+    if (!needsReorder) return u;
+    memory m(prim, cpuEngine(), scratch(slot, prim.get_size()));
+    reorder.execute(cpuStream(), u, m);
+    return m;
+  }
+  memory bindOutput(float* data, ScratchSlot slot) {
+    if (!needsReorder) return memory(user, cpuEngine(), data);
+    return memory(prim, cpuEngine(), scratch(slot, prim.get_size()));
+  }
+  void finishOutput(memory& m, float* data) {
+    if (!needsReorder) return;
+    memory u(user, cpuEngine(), data);
+    reorder.execute(cpuStream(), m, u);
+  }
+};
+
+dnnl::primitive_attr baseAttr() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
+}
+
+memory scratchpadMemory(const memory::desc& md) {
+  return memory(md, cpuEngine(), scratch(kScratchpad, md.get_size()));
+}
+
+dnnl::convolution_forward::primitive_desc forwardDesc(const ConvParams& q, bool withBias, const dnnl::primitive_attr& attr) {
+  auto d = withBias ? dnnl::convolution_forward::desc(prop_kind::forward_training, algorithm::convolution_direct,
+                                                      q.src(true), q.weights(true), q.bias(), q.dst(true), q.strides(),
+                                                      q.dilates(), q.padL(), q.padR())
+                    : dnnl::convolution_forward::desc(prop_kind::forward_training, algorithm::convolution_direct,
+                                                      q.src(true), q.weights(true), q.dst(true), q.strides(),
+                                                      q.dilates(), q.padL(), q.padR());
+  return dnnl::convolution_forward::primitive_desc(d, attr, cpuEngine());
+}
+
+struct ForwardEntry {
+  dnnl::convolution_forward prim;
+  Port src, weights, dst;
+  memory::desc scratchpad;
+};
+
+struct BackwardDataEntry {
+  dnnl::convolution_backward_data prim;
+  Port diffDst, weights, diffSrc;
+  memory::desc scratchpad;
+};
+
+struct BackwardWeightsEntry {
+  dnnl::convolution_backward_weights prim;
+  Port src, diffDst, diffWeights;
+  memory::desc scratchpad;
+};
+
+ShapeCache<ForwardEntry> forwardCache;
+ShapeCache<BackwardDataEntry> backwardDataCache;
+ShapeCache<BackwardWeightsEntry> backwardWeightsCache;
+
+bool appendActivation(dnnl::post_ops& po, int64_t act, float alpha) {
+  switch (act) {
+    case 0: return true;
+    case 1: po.append_eltwise(1.f, algorithm::eltwise_relu, 0.f, 0.f); return true;
+    case 2: po.append_eltwise(1.f, algorithm::eltwise_clip, 0.f, 6.f); return true;
+    case 3: po.append_eltwise(1.f, algorithm::eltwise_elu, 1.f, 0.f); return true;
+    case 4: po.append_eltwise(1.f, algorithm::eltwise_relu, alpha, 0.f); return true;
+    case 5: po.append_eltwise(1.f, algorithm::eltwise_logistic, 0.f, 0.f); return true;
+    default: return false;
+  }
+}
+
+std::shared_ptr<ForwardEntry> forwardEntry(const std::vector<int64_t>& p, float alpha) {
+  std::vector<int64_t> kp(p);
+  kp.push_back(static_cast<int64_t>(alpha * 1e6f));
+  std::string key = keyOf("fwd", kp);
+  if (auto e = forwardCache.find(key)) return e;
+  ConvParams q(p);
+  auto attr = baseAttr();
+  dnnl::post_ops po;
+  if (!appendActivation(po, q.act, alpha)) return nullptr;
+  attr.set_post_ops(po);
+  auto pd = forwardDesc(q, q.hasBias != 0, attr);
+  auto e = std::make_shared<ForwardEntry>();
+  e->prim = dnnl::convolution_forward(pd);
+  e->src = Port::input(q.src(false), pd.src_desc());
+  e->weights = Port::input(q.weights(false), pd.weights_desc());
+  e->dst = Port::output(q.dst(false), pd.dst_desc());
+  e->scratchpad = pd.scratchpad_desc();
+  forwardCache.put(key, e);
+  return e;
+}
+
+std::shared_ptr<BackwardDataEntry> backwardDataEntry(const std::vector<int64_t>& p) {
+  std::string key = keyOf("bwd_data", p);
+  if (auto e = backwardDataCache.find(key)) return e;
+  ConvParams q(p);
+  auto hint = forwardDesc(q, false, dnnl::primitive_attr());
+  dnnl::convolution_backward_data::desc d(algorithm::convolution_direct, q.src(true), q.weights(true), q.dst(true),
+                                          q.strides(), q.dilates(), q.padL(), q.padR());
+  dnnl::convolution_backward_data::primitive_desc pd(d, baseAttr(), cpuEngine(), hint);
+  auto e = std::make_shared<BackwardDataEntry>();
+  e->prim = dnnl::convolution_backward_data(pd);
+  e->diffDst = Port::input(q.dst(false), pd.diff_dst_desc());
+  e->weights = Port::input(q.weights(false), pd.weights_desc());
+  e->diffSrc = Port::output(q.src(false), pd.diff_src_desc());
+  e->scratchpad = pd.scratchpad_desc();
+  backwardDataCache.put(key, e);
+  return e;
+}
+
+std::shared_ptr<BackwardWeightsEntry> backwardWeightsEntry(const std::vector<int64_t>& p) {
+  std::string key = keyOf("bwd_weights", p);
+  if (auto e = backwardWeightsCache.find(key)) return e;
+  ConvParams q(p);
+  auto hint = forwardDesc(q, false, dnnl::primitive_attr());
+  dnnl::convolution_backward_weights::desc d(algorithm::convolution_direct, q.src(true), q.weights(true), q.dst(true),
+                                             q.strides(), q.dilates(), q.padL(), q.padR());
+  dnnl::convolution_backward_weights::primitive_desc pd(d, baseAttr(), cpuEngine(), hint);
+  auto e = std::make_shared<BackwardWeightsEntry>();
+  e->prim = dnnl::convolution_backward_weights(pd);
+  e->src = Port::input(q.src(false), pd.src_desc());
+  e->diffDst = Port::input(q.dst(false), pd.diff_dst_desc());
+  e->diffWeights = Port::output(q.weights(false), pd.diff_weights_desc());
+  e->scratchpad = pd.scratchpad_desc();
+  backwardWeightsCache.put(key, e);
+  return e;
+}
+
+// conv2dForward(x, w, bias | null, y, params, alpha) -> boolean (false: not supported, use the JS kernel)
+Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
+  auto p = intsArg(info, 4, kConvParamCount, "params");
+  ConvParams q(p);
+  const float* x = floatArg(info, 0, q.n * q.c * q.h * q.w, "x");
+  const float* w = floatArg(info, 1, q.kh * q.kw * q.c * q.o, "filter");
+  const float* bias = q.hasBias ? floatArg(info, 2, q.o, "bias") : nullptr;
+  float* y = floatArg(info, 3, q.n * q.o * q.oh * q.ow, "y");
+  float alpha = info.Length() > 5 && info[5].IsNumber() ? info[5].As<Napi::Number>().FloatValue() : 0.f;
+  std::shared_ptr<ForwardEntry> e;
+  try {
+    e = forwardEntry(p, alpha);
+  } catch (const dnnl::error&) {
+    return Napi::Boolean::New(info.Env(), false);
+  }
+  if (!e) return Napi::Boolean::New(info.Env(), false);
+  memory src = e->src.bindInput(x, kSrc);
+  memory wts = e->weights.bindInput(w, kWeights);
+  memory dst = e->dst.bindOutput(y, kDst);
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src},
+                                       {DNNL_ARG_WEIGHTS, wts},
+                                       {DNNL_ARG_DST, dst},
+                                       {DNNL_ARG_SCRATCHPAD, scratchpadMemory(e->scratchpad)}};
+  if (bias) args.emplace(DNNL_ARG_BIAS, memory({{q.o}, dt::f32, tag::x}, cpuEngine(), const_cast<float*>(bias)));
+  e->prim.execute(cpuStream(), args);
+  e->dst.finishOutput(dst, y);
+  cpuStream().wait();
+  return Napi::Boolean::New(info.Env(), true);
+}
+
+// conv2dBackwardData(dy, w, dx, params) -> boolean
+Napi::Value Conv2dBackwardData(const Napi::CallbackInfo& info) {
+  auto p = intsArg(info, 3, kConvParamCount, "params");
+  ConvParams q(p);
+  const float* dy = floatArg(info, 0, q.n * q.o * q.oh * q.ow, "dy");
+  const float* w = floatArg(info, 1, q.kh * q.kw * q.c * q.o, "filter");
+  float* dx = floatArg(info, 2, q.n * q.c * q.h * q.w, "dx");
+  std::shared_ptr<BackwardDataEntry> e;
+  try {
+    e = backwardDataEntry(p);
+  } catch (const dnnl::error&) {
+    return Napi::Boolean::New(info.Env(), false);
+  }
+  memory diffDst = e->diffDst.bindInput(dy, kSrc);
+  memory wts = e->weights.bindInput(w, kWeights);
+  memory diffSrc = e->diffSrc.bindOutput(dx, kDst);
+  e->prim.execute(cpuStream(), {{DNNL_ARG_DIFF_DST, diffDst},
+                                {DNNL_ARG_WEIGHTS, wts},
+                                {DNNL_ARG_DIFF_SRC, diffSrc},
+                                {DNNL_ARG_SCRATCHPAD, scratchpadMemory(e->scratchpad)}});
+  e->diffSrc.finishOutput(diffSrc, dx);
+  cpuStream().wait();
+  return Napi::Boolean::New(info.Env(), true);
+}
+
+// conv2dBackwardWeights(x, dy, dw, params) -> boolean
+Napi::Value Conv2dBackwardWeights(const Napi::CallbackInfo& info) {
+  auto p = intsArg(info, 3, kConvParamCount, "params");
+  ConvParams q(p);
+  const float* x = floatArg(info, 0, q.n * q.c * q.h * q.w, "x");
+  const float* dy = floatArg(info, 1, q.n * q.o * q.oh * q.ow, "dy");
+  float* dw = floatArg(info, 2, q.kh * q.kw * q.c * q.o, "dw");
+  std::shared_ptr<BackwardWeightsEntry> e;
+  try {
+    e = backwardWeightsEntry(p);
+  } catch (const dnnl::error&) {
+    return Napi::Boolean::New(info.Env(), false);
+  }
+  memory src = e->src.bindInput(x, kSrc);
+  memory diffDst = e->diffDst.bindInput(dy, kDst);
+  memory diffW = e->diffWeights.bindOutput(dw, kWeights);
+  e->prim.execute(cpuStream(), {{DNNL_ARG_SRC, src},
+                                {DNNL_ARG_DIFF_DST, diffDst},
+                                {DNNL_ARG_DIFF_WEIGHTS, diffW},
+                                {DNNL_ARG_SCRATCHPAD, scratchpadMemory(e->scratchpad)}});
+  e->diffWeights.finishOutput(diffW, dw);
+  cpuStream().wait();
+  return Napi::Boolean::New(info.Env(), true);
+}
+
+}  // namespace
+
+size_t convCacheSize() { return forwardCache.size() + backwardDataCache.size() + backwardWeightsCache.size(); }
+void clearConvCache() {
+  forwardCache.clear();
+  backwardDataCache.clear();
+  backwardWeightsCache.clear();
+}
+
+void initConv(Napi::Env env, Napi::Object exports) {
+  exports.Set("conv2dForward", Napi::Function::New(env, Conv2dForward));
+  exports.Set("conv2dBackwardData", Napi::Function::New(env, Conv2dBackwardData));
+  exports.Set("conv2dBackwardWeights", Napi::Function::New(env, Conv2dBackwardWeights));
+}
+
+}  // namespace fundus

@@ -1,0 +1,281 @@
+// Element-wise kernels: broadcasting binary arithmetic, unary activations and their gradients, batch
+// normalisation and bias+activation epilogues. Memory-bound, so the point is one multi-threaded pass each
+// instead of tfjs's per-element index arithmetic.
+#include <omp.h>
+
+#include <cmath>
+
+#include "context.h"
+
+namespace fundus {
+namespace {
+
+constexpr int64_t kParallelThreshold = 1 << 15;
+
+enum BinaryOp { kAdd = 0, kSub, kMul, kDiv, kMax, kMin, kSquaredDiff };
+
+template <int Op>
+inline float applyBinary(float a, float b) {
+  if constexpr (Op == kAdd) return a + b;
+  if constexpr (Op == kSub) return a - b;
+  if constexpr (Op == kMul) return a * b;
+  if constexpr (Op == kDiv) return a / b;
+  if constexpr (Op == kMax) return (std::isnan(a) || a > b) ? a : b;
+  if constexpr (Op == kMin) return (std::isnan(a) || a < b) ? a : b;
+  if constexpr (Op == kSquaredDiff) return (a - b) * (a - b);
+  return 0.f;
+}
+
+// Broadcast iteration over collapsed dimensions: the innermost run has stride 0 or 1 in each input.
+struct BroadcastPlan {
+  std::vector<int64_t> dims, aStrides, bStrides;  // outer to inner
+  int64_t total = 1;
+};
+
+BroadcastPlan plan(const std::vector<int64_t>& aShape, const std::vector<int64_t>& bShape,
+                   const std::vector<int64_t>& outShape) {
+  const size_t r = outShape.size();
+  std::vector<int64_t> aPad(r, 1), bPad(r, 1);
+  for (size_t i = 0; i < aShape.size(); ++i) aPad[r - aShape.size() + i] = aShape[i];
+  for (size_t i = 0; i < bShape.size(); ++i) bPad[r - bShape.size() + i] = bShape[i];
+  std::vector<int64_t> aStr(r), bStr(r);
+  int64_t as = 1, bs = 1;
+  for (size_t i = r; i-- > 0;) {
+    aStr[i] = aPad[i] == 1 ? 0 : as;
+    bStr[i] = bPad[i] == 1 ? 0 : bs;
+    as *= aPad[i];
+    bs *= bPad[i];
+  }
+  BroadcastPlan pl;
+  for (size_t i = 0; i < r; ++i) {
+    if (outShape[i] == 1) continue;
+    pl.total *= outShape[i];
+    if (!pl.dims.empty() && pl.aStrides.back() == aStr[i] * outShape[i] &&
+        pl.bStrides.back() == bStr[i] * outShape[i]) {
+      pl.dims.back() *= outShape[i];
+      pl.aStrides.back() = aStr[i];
+      pl.bStrides.back() = bStr[i];
+    } else {
+      pl.dims.push_back(outShape[i]);
+      pl.aStrides.push_back(aStr[i]);
+      pl.bStrides.push_back(bStr[i]);
+    }
+  }
+  if (pl.dims.empty()) {
+    pl.dims = {1};
+    pl.aStrides = {0};
+    pl.bStrides = {0};
+  }
+  return pl;
+}
+
+template <int Op>
+void runBinary(const float* a, const float* b, float* out, const BroadcastPlan& pl) {
+  const size_t d = pl.dims.size();
+  const int64_t inner = pl.dims[d - 1];
+  const int64_t sa = pl.aStrides[d - 1], sb = pl.bStrides[d - 1];
+  const int64_t rows = pl.total / inner;
+#pragma omp parallel for schedule(static) if (pl.total >= kParallelThreshold)
+  for (int64_t row = 0; row < rows; ++row) {
+    int64_t ao = 0, bo = 0, rem = row;
+    for (size_t j = d - 1; j-- > 0;) {
+      int64_t idx = rem % pl.dims[j];
+      rem /= pl.dims[j];
+      ao += idx * pl.aStrides[j];
+      bo += idx * pl.bStrides[j];
+    }
+    const float* pa = a + ao;
+    const float* pb = b + bo;
+    float* po = out + row * inner;
+    if (sa == 1 && sb == 1) {
+#pragma omp simd
+      for (int64_t i = 0; i < inner; ++i) po[i] = applyBinary<Op>(pa[i], pb[i]);
+    } else if (sa == 1) {
+      const float bv = pb[0];
+#pragma omp simd
+      for (int64_t i = 0; i < inner; ++i) po[i] = applyBinary<Op>(pa[i], bv);
+    } else if (sb == 1) {
+      const float av = pa[0];
+#pragma omp simd
+      for (int64_t i = 0; i < inner; ++i) po[i] = applyBinary<Op>(av, pb[i]);
+    } else {
+      const float v = applyBinary<Op>(pa[0], pb[0]);
+      for (int64_t i = 0; i < inner; ++i) po[i] = v;
+    }
+  }
+}
+
+int64_t product(const std::vector<int64_t>& s) {
+  int64_t p = 1;
+  for (int64_t v : s) p *= v;
+  return p;
+}
+
+// binary(op, a, aShape, b, bShape, out, outShape) -> boolean
+Napi::Value Binary(const Napi::CallbackInfo& info) {
+  int op = info[0].As<Napi::Number>().Int32Value();
+  auto aShape = intListArg(info, 2, "aShape");
+  auto bShape = intListArg(info, 4, "bShape");
+  auto outShape = intListArg(info, 6, "outShape");
+  if (outShape.size() < aShape.size() || outShape.size() < bShape.size()) {
+    throw Napi::TypeError::New(info.Env(), "binary: output rank is smaller than an input's");
+  }
+  const float* a = floatArg(info, 1, product(aShape), "a");
+  const float* b = floatArg(info, 3, product(bShape), "b");
+  float* out = floatArg(info, 5, product(outShape), "out");
+  BroadcastPlan pl = plan(aShape, bShape, outShape);
+  switch (op) {
+    case kAdd: runBinary<kAdd>(a, b, out, pl); break;
+    case kSub: runBinary<kSub>(a, b, out, pl); break;
+    case kMul: runBinary<kMul>(a, b, out, pl); break;
+    case kDiv: runBinary<kDiv>(a, b, out, pl); break;
+    case kMax: runBinary<kMax>(a, b, out, pl); break;
+    case kMin: runBinary<kMin>(a, b, out, pl); break;
+    case kSquaredDiff: runBinary<kSquaredDiff>(a, b, out, pl); break;
+    default: return Napi::Boolean::New(info.Env(), false);
+  }
+  return Napi::Boolean::New(info.Env(), true);
+}
+
+enum UnaryOp {
+  kRelu = 0, kRelu6, kStep, kNeg, kExp, kLog, kSqrt, kRsqrt, kSquare, kAbs, kSigmoid, kTanh, kReciprocal, kElu,
+  kLeakyRelu, kCopy
+};
+
+template <int Op>
+inline float applyUnary(float x, float alpha) {
+  if constexpr (Op == kRelu) return x < 0.f ? 0.f : x;
+  if constexpr (Op == kRelu6) return x < 0.f ? 0.f : (x > 6.f ? 6.f : x);
+  if constexpr (Op == kStep) return std::isnan(x) ? x : (x > 0.f ? 1.f : alpha);
+  if constexpr (Op == kNeg) return -x;
+  if constexpr (Op == kExp) return std::exp(x);
+  if constexpr (Op == kLog) return std::log(x);
+  if constexpr (Op == kSqrt) return std::sqrt(x);
+  if constexpr (Op == kRsqrt) return 1.f / std::sqrt(x);
+  if constexpr (Op == kSquare) return x * x;
+  if constexpr (Op == kAbs) return std::fabs(x);
+  if constexpr (Op == kSigmoid) return 1.f / (1.f + std::exp(-x));
+  if constexpr (Op == kTanh) return std::tanh(x);
+  if constexpr (Op == kReciprocal) return 1.f / x;
+  if constexpr (Op == kElu) return x >= 0.f ? x : std::expm1(x);
+  if constexpr (Op == kLeakyRelu) return x < 0.f ? alpha * x : x;
+  return x;
+}
+
+template <int Op>
+void runUnary(const float* x, float* out, int64_t n, float alpha) {
+#pragma omp parallel for simd schedule(static) if (n >= kParallelThreshold)
+  for (int64_t i = 0; i < n; ++i) out[i] = applyUnary<Op>(x[i], alpha);
+}
+
+bool unaryDispatch(int op, const float* x, float* out, int64_t n, float alpha) {
+  switch (op) {
+    case kRelu: runUnary<kRelu>(x, out, n, alpha); return true;
+    case kRelu6: runUnary<kRelu6>(x, out, n, alpha); return true;
+    case kStep: runUnary<kStep>(x, out, n, alpha); return true;
+    case kNeg: runUnary<kNeg>(x, out, n, alpha); return true;
+    case kExp: runUnary<kExp>(x, out, n, alpha); return true;
+    case kLog: runUnary<kLog>(x, out, n, alpha); return true;
+    case kSqrt: runUnary<kSqrt>(x, out, n, alpha); return true;
+    case kRsqrt: runUnary<kRsqrt>(x, out, n, alpha); return true;
+    case kSquare: runUnary<kSquare>(x, out, n, alpha); return true;
+    case kAbs: runUnary<kAbs>(x, out, n, alpha); return true;
+    case kSigmoid: runUnary<kSigmoid>(x, out, n, alpha); return true;
+    case kTanh: runUnary<kTanh>(x, out, n, alpha); return true;
+    case kReciprocal: runUnary<kReciprocal>(x, out, n, alpha); return true;
+    case kElu: runUnary<kElu>(x, out, n, alpha); return true;
+    case kLeakyRelu: runUnary<kLeakyRelu>(x, out, n, alpha); return true;
+    case kCopy: runUnary<kCopy>(x, out, n, alpha); return true;
+    default: return false;
+  }
+}
+
+// unary(op, x, out, n, alpha) -> boolean
+Napi::Value Unary(const Napi::CallbackInfo& info) {
+  int op = info[0].As<Napi::Number>().Int32Value();
+  int64_t n = info[3].As<Napi::Number>().Int64Value();
+  const float* x = floatArg(info, 1, n, "x");
+  float* out = floatArg(info, 2, n, "out");
+  float alpha = info[4].IsNumber() ? info[4].As<Napi::Number>().FloatValue() : 0.f;
+  return Napi::Boolean::New(info.Env(), unaryDispatch(op, x, out, n, alpha));
+}
+
+// Activation gradients in one pass. op 0: dy * (x > 0) (ReLU, through Step); 1: dy * (0 < x < 6) (ReLU6);
+// 2: ELU's gradient from its output y: dy * (y < 0 ? y + 1 : 1).
+Napi::Value ActivationGrad(const Napi::CallbackInfo& info) {
+  int op = info[0].As<Napi::Number>().Int32Value();
+  int64_t n = info[4].As<Napi::Number>().Int64Value();
+  const float* dy = floatArg(info, 1, n, "dy");
+  const float* x = floatArg(info, 2, n, "x");
+  float* out = floatArg(info, 3, n, "out");
+  switch (op) {
+    case 0:
+#pragma omp parallel for simd schedule(static) if (n >= kParallelThreshold)
+      for (int64_t i = 0; i < n; ++i) out[i] = x[i] > 0.f ? dy[i] : 0.f;
+      return Napi::Boolean::New(info.Env(), true);
+    case 1:
+#pragma omp parallel for simd schedule(static) if (n >= kParallelThreshold)
+      for (int64_t i = 0; i < n; ++i) out[i] = (x[i] > 0.f && x[i] <= 6.f) ? dy[i] : 0.f;
+      return Napi::Boolean::New(info.Env(), true);
+    case 2:
+#pragma omp parallel for simd schedule(static) if (n >= kParallelThreshold)
+      for (int64_t i = 0; i < n; ++i) out[i] = x[i] < 0.f ? dy[i] * (x[i] + 1.f) : dy[i];
+      return Napi::Boolean::New(info.Env(), true);
+    default:
+      return Napi::Boolean::New(info.Env(), false);
+  }
+}
+
+// batchNorm(x, n, mean, variance, offset | null, scale | null, eps, out): tfjs's FusedBatchNorm, whose
+// parameters repeat cyclically over x (length C for a channels-last tensor, or 1).
+Napi::Value BatchNorm(const Napi::CallbackInfo& info) {
+  int64_t n = info[1].As<Napi::Number>().Int64Value();
+  const float* x = floatArg(info, 0, n, "x");
+  auto len = [&](size_t i) -> int64_t {
+    return info[i].IsTypedArray() ? static_cast<int64_t>(info[i].As<Napi::Float32Array>().ElementLength()) : 0;
+  };
+  const int64_t mL = len(2), vL = len(3), oL = len(4), sL = len(5);
+  const float* m = floatArg(info, 2, 1, "mean");
+  const float* v = floatArg(info, 3, 1, "variance");
+  static const float zero = 0.f, one = 1.f;
+  const float* off = oL ? floatArg(info, 4, 1, "offset") : &zero;
+  const float* sc = sL ? floatArg(info, 5, 1, "scale") : &one;
+  const float eps = info[6].As<Napi::Number>().FloatValue();
+  float* out = floatArg(info, 7, n, "out");
+  const int64_t c = mL;
+  const bool perChannel = c > 0 && vL == c && (oL == c || oL == 0) && (sL == c || sL == 0) && n % c == 0;
+  if (perChannel) {
+    std::vector<float> a(c), o(c), mm(m, m + c);
+    for (int64_t j = 0; j < c; ++j) {
+      a[j] = static_cast<float>((sL ? sc[j] : 1.0) / std::sqrt(static_cast<double>(v[j]) + eps));
+      o[j] = oL ? off[j] : 0.f;
+    }
+    const int64_t rows = n / c;
+    const float *pa = a.data(), *po = o.data(), *pm = mm.data();
+#pragma omp parallel for schedule(static) if (n >= kParallelThreshold)
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* xr = x + r * c;
+      float* yr = out + r * c;
+#pragma omp simd
+      for (int64_t j = 0; j < c; ++j) yr[j] = (xr[j] - pm[j]) * pa[j] + po[j];
+    }
+  } else {
+    const int64_t oLen = oL ? oL : 1, sLen = sL ? sL : 1;
+    for (int64_t i = 0; i < n; ++i) {
+      out[i] = static_cast<float>(off[i % oLen] +
+                                  (x[i] - m[i % mL]) * sc[i % sLen] / std::sqrt(static_cast<double>(v[i % vL]) + eps));
+    }
+  }
+  return Napi::Boolean::New(info.Env(), true);
+}
+
+}  // namespace
+
+void initEltwise(Napi::Env env, Napi::Object exports) {
+  exports.Set("binary", Napi::Function::New(env, Binary));
+  exports.Set("unary", Napi::Function::New(env, Unary));
+  exports.Set("activationGrad", Napi::Function::New(env, ActivationGrad));
+  exports.Set("batchNorm", Napi::Function::New(env, BatchNorm));
+}
+
+}  // namespace fundus

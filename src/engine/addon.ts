@@ -1,0 +1,80 @@
+// Loads the oneDNN addon built from native/ (by `npm ci` or `npm run build:native`). Absent addon = null, never
+// an exception: fundus then runs on the JS CPU backend.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { availableParallelism } from 'node:os';
+
+export interface AddonInfo {
+  threads: number;
+  onednn: string;
+  cpuRuntime: string;
+  cachedPrimitives: number;
+  scratchBytes: number;
+}
+
+/** The C++ side (native/src/*.cc). Every kernel returns false when it cannot handle the case (the caller then
+ * runs the JS kernel) and throws only on programming errors (wrong array types or lengths). */
+export interface NativeAddon {
+  info(): AddonInfo;
+  setThreads(n: number): number;
+  clearCaches(): void;
+  conv2dForward(x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array, p: number[], alpha: number): boolean;
+  conv2dBackwardData(dy: Float32Array, w: Float32Array, dx: Float32Array, p: number[]): boolean;
+  conv2dBackwardWeights(x: Float32Array, dy: Float32Array, dw: Float32Array, p: number[]): boolean;
+  poolForward(kind: number, x: Float32Array, y: Float32Array, p: number[]): boolean;
+  poolBackward(kind: number, dy: Float32Array, x: Float32Array | null, dx: Float32Array, p: number[]): boolean;
+  batchMatMul(a: Float32Array, b: Float32Array, c: Float32Array, p: number[]): boolean;
+  binary(op: number, a: Float32Array, aShape: number[], b: Float32Array, bShape: number[], out: Float32Array, outShape: number[]): boolean;
+  unary(op: number, x: Float32Array, out: Float32Array, n: number, alpha: number): boolean;
+  activationGrad(op: number, dy: Float32Array, x: Float32Array, out: Float32Array, n: number): boolean;
+  batchNorm(
+    x: Float32Array,
+    n: number,
+    mean: Float32Array,
+    variance: Float32Array,
+    offset: Float32Array | null,
+    scale: Float32Array | null,
+    eps: number,
+    out: Float32Array,
+  ): boolean;
+  reduce(op: number, x: Float32Array, shape: number[], axes: number[], out: Float32Array): boolean;
+}
+
+export const ADDON_PATH = fileURLToPath(new URL('../../native/build/Release/fundus_native.node', import.meta.url));
+
+let cached: { addon: NativeAddon | null; error: string | null } | undefined;
+
+/** Thread count: FUNDUS_THREADS if set, else every core this process may use. */
+export function configuredThreads(): number {
+  const env = process.env.FUNDUS_THREADS;
+  if (env !== undefined && env !== '') {
+    const n = Number(env);
+    if (Number.isInteger(n) && n > 0) return n;
+  }
+  return availableParallelism();
+}
+
+/** The addon, or null with the reason in loadError(). FUNDUS_NATIVE=0 disables it (to compare with JS). */
+export function loadAddon(): NativeAddon | null {
+  if (cached) return cached.addon;
+  if (process.env.FUNDUS_NATIVE === '0') {
+    cached = { addon: null, error: 'disabled by FUNDUS_NATIVE=0' };
+  } else if (!existsSync(ADDON_PATH)) {
+    cached = { addon: null, error: `${ADDON_PATH} is not built` };
+  } else {
+    try {
+      const addon = createRequire(import.meta.url)(ADDON_PATH) as NativeAddon;
+      addon.setThreads(configuredThreads());
+      cached = { addon, error: null };
+    } catch (e) {
+      cached = { addon: null, error: (e as Error).message };
+    }
+  }
+  return cached.addon;
+}
+
+export function loadError(): string | null {
+  loadAddon();
+  return cached?.error ?? null;
+}

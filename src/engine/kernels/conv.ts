@@ -1,0 +1,142 @@
+// Conv2D, FusedConv2D and both convolution gradients on oneDNN (native/src/conv.cc).
+import { backend_util, util } from '@tensorflow/tfjs-core';
+import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs-core';
+import { addon, f32, fallback, output, cpuKernel, type Backend, type KernelArgs } from './util.js';
+
+type Pad = 'valid' | 'same' | number | backend_util.ExplicitPadding;
+type Rounding = 'floor' | 'round' | 'ceil' | undefined;
+
+interface ConvAttrs {
+  strides: [number, number] | number;
+  pad: Pad;
+  dataFormat: 'NHWC' | 'NCHW';
+  dilations: [number, number] | number;
+  dimRoundingMode?: Rounding;
+  activation?: backend_util.Activation;
+  leakyreluAlpha?: number;
+  inputShape?: [number, number, number, number];
+  filterShape?: [number, number, number, number];
+}
+
+/** oneDNN derives the output size from the paddings; find the far-side padding that reproduces tfjs's size. */
+export function fitPadding(size: number, k: number, dilation: number, stride: number, out: number, lo: number, hi: number): [number, number] | null {
+  if (lo < 0 || hi < 0 || out <= 0) return null;
+  const eff = (k - 1) * dilation + 1;
+  const outFor = (h: number) => Math.floor((size + lo + h - eff) / stride) + 1;
+  if (outFor(hi) === out) return [lo, hi];
+  const h2 = (out - 1) * stride + eff - size - lo;
+  if (h2 >= 0 && outFor(h2) === out) return [lo, h2];
+  return null;
+}
+
+const ACTIVATION_CODES: Partial<Record<string, number>> = { linear: 0, relu: 1, relu6: 2, elu: 3, leakyrelu: 4, sigmoid: 5 };
+
+/** The parameter vector of native/src/conv.cc (ConvParams), or null when the case is not expressible. */
+export function convParams(info: backend_util.Conv2DInfo, hasBias: boolean, activation: number): number[] | null {
+  const ph = fitPadding(info.inHeight, info.filterHeight, info.dilationHeight, info.strideHeight, info.outHeight, info.padInfo.top, info.padInfo.bottom);
+  const pw = fitPadding(info.inWidth, info.filterWidth, info.dilationWidth, info.strideWidth, info.outWidth, info.padInfo.left, info.padInfo.right);
+  if (!ph || !pw || info.batchSize <= 0 || info.inChannels <= 0 || info.outChannels <= 0) return null;
+  return [
+    info.batchSize, info.inChannels, info.inHeight, info.inWidth, info.outChannels, info.filterHeight, info.filterWidth,
+    info.outHeight, info.outWidth, info.strideHeight, info.strideWidth, info.dilationHeight, info.dilationWidth,
+    ph[0], pw[0], ph[1], pw[1], info.dataFormat === 'channelsFirst' ? 1 : 0, hasBias ? 1 : 0, activation,
+  ];
+}
+
+function conv2D(args: KernelArgs<{ x: TensorInfo; filter: TensorInfo }, ConvAttrs>): TensorInfo {
+  const { inputs: { x, filter }, backend, attrs } = args;
+  const a = attrs!;
+  const info = backend_util.computeConv2DInfo(
+    x.shape as [number, number, number, number], filter.shape as [number, number, number, number], a.strides, a.dilations, a.pad,
+    a.dimRoundingMode, false, backend_util.convertConv2DDataFormat(a.dataFormat));
+  const xv = f32(backend, x);
+  const wv = f32(backend, filter);
+  const p = convParams(info, false, 0);
+  if (xv && wv && p) {
+    const y = new Float32Array(util.sizeFromShape(info.outShape));
+    if (addon().conv2dForward(xv, wv, null, y, p, 0)) return output(backend, info.outShape, y);
+  }
+  return fallback('Conv2D', args);
+}
+
+interface FusedInputs { x: TensorInfo; filter: TensorInfo; bias?: TensorInfo; preluActivationWeights?: TensorInfo }
+
+/** Bias of length O (or a scalar, broadcast here) for oneDNN's per-channel bias; null when it has another shape. */
+function channelBias(backend: Backend, bias: TensorInfo | undefined, channels: number, nchw: boolean): Float32Array | null | undefined {
+  if (!bias) return undefined;
+  const v = f32(backend, bias);
+  if (!v) return null;
+  const perChannel = nchw ? bias.shape.length === 1 : bias.shape[bias.shape.length - 1] === channels;
+  if (v.length === channels && !perChannel) return null;
+  if (v.length === channels) return v;
+  if (v.length === 1) return new Float32Array(channels).fill(v[0]);
+  return null;
+}
+
+function fusedConv2D(args: KernelArgs<FusedInputs, ConvAttrs>): TensorInfo {
+  const { inputs: { x, filter, bias, preluActivationWeights }, backend, attrs } = args;
+  const a = attrs!;
+  const activation = a.activation ?? 'linear';
+  const code = ACTIVATION_CODES[activation];
+  const isPrelu = activation === 'prelu';
+  const info = backend_util.computeConv2DInfo(
+    x.shape as [number, number, number, number], filter.shape as [number, number, number, number], a.strides, a.dilations, a.pad,
+    a.dimRoundingMode, false, backend_util.convertConv2DDataFormat(a.dataFormat));
+  const xv = f32(backend, x);
+  const wv = f32(backend, filter);
+  const bv = channelBias(backend, bias, info.outChannels, a.dataFormat === 'NCHW');
+  const nativeOk = xv && wv && bv !== null && (code !== undefined || (isPrelu && a.dataFormat !== 'NCHW'));
+  const p = nativeOk ? convParams(info, bv !== undefined, isPrelu ? 0 : code!) : null;
+  if (xv && wv && p) {
+    const y = new Float32Array(util.sizeFromShape(info.outShape));
+    if (addon().conv2dForward(xv, wv, bv ?? null, y, p, a.leakyreluAlpha ?? 0.2)) {
+      const result = output(backend, info.outShape, y);
+      if (!isPrelu) return result;
+      const activated = cpuKernel('Prelu')({ inputs: { x: result, alpha: preluActivationWeights! }, backend }) as TensorInfo;
+      backend.disposeIntermediateTensorInfo(result);
+      return activated;
+    }
+  }
+  return fallback('FusedConv2D', args);
+}
+
+function conv2DBackpropInput(args: KernelArgs<{ dy: TensorInfo; filter: TensorInfo }, ConvAttrs>): TensorInfo {
+  const { inputs: { dy, filter }, backend, attrs } = args;
+  const a = attrs!;
+  const inputShape = a.inputShape!;
+  const info = backend_util.computeConv2DInfo(
+    inputShape, filter.shape as [number, number, number, number], a.strides, 1, a.pad, a.dimRoundingMode, false,
+    backend_util.convertConv2DDataFormat(a.dataFormat));
+  const dyv = f32(backend, dy);
+  const wv = f32(backend, filter);
+  const p = convParams(info, false, 0);
+  if (dyv && wv && p) {
+    const dx = new Float32Array(util.sizeFromShape(inputShape));
+    if (addon().conv2dBackwardData(dyv, wv, dx, p)) return output(backend, [...inputShape], dx);
+  }
+  return fallback('Conv2DBackpropInput', args);
+}
+
+function conv2DBackpropFilter(args: KernelArgs<{ x: TensorInfo; dy: TensorInfo }, ConvAttrs>): TensorInfo {
+  const { inputs: { x, dy }, backend, attrs } = args;
+  const a = attrs!;
+  const filterShape = a.filterShape!;
+  const info = backend_util.computeConv2DInfo(
+    x.shape as [number, number, number, number], filterShape, a.strides, 1, a.pad, a.dimRoundingMode, false,
+    backend_util.convertConv2DDataFormat(a.dataFormat));
+  const xv = f32(backend, x);
+  const dyv = f32(backend, dy);
+  const p = convParams(info, false, 0);
+  if (xv && dyv && p) {
+    const dw = new Float32Array(util.sizeFromShape(filterShape));
+    if (addon().conv2dBackwardWeights(xv, dyv, dw, p)) return output(backend, [...filterShape], dw);
+  }
+  return fallback('Conv2DBackpropFilter', args);
+}
+
+export const convKernels: Omit<KernelConfig, 'backendName'>[] = [
+  { kernelName: 'Conv2D', kernelFunc: conv2D as never },
+  { kernelName: 'FusedConv2D', kernelFunc: fusedConv2D as never },
+  { kernelName: 'Conv2DBackpropInput', kernelFunc: conv2DBackpropInput as never },
+  { kernelName: 'Conv2DBackpropFilter', kernelFunc: conv2DBackpropFilter as never },
+];

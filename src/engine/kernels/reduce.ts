@@ -1,0 +1,30 @@
+// Sum / Mean / Max / Min reductions natively (native/src/reduce.cc); tfjs's JS versions transpose first.
+import { backend_util, util } from '@tensorflow/tfjs-core';
+import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs-core';
+import { addon, f32, fallback, output, type KernelArgs } from './util.js';
+
+const OPS = { Sum: 0, Mean: 1, Max: 2, Min: 3 } as const;
+
+function makeReduce(name: keyof typeof OPS) {
+  return (args: KernelArgs<{ x: TensorInfo }, { axis?: number | number[]; reductionIndices?: number | number[]; keepDims?: boolean }>): TensorInfo => {
+    const { inputs: { x }, backend, attrs } = args;
+    const xv = f32(backend, x);
+    const axisAttr = attrs?.axis ?? attrs?.reductionIndices;
+    if (xv && xv.length > 0 && axisAttr !== undefined) {
+      const axes = util.parseAxisParam(axisAttr, x.shape);
+      const [outShape] = backend_util.computeOutAndReduceShapes(x.shape, axes);
+      const out = new Float32Array(util.sizeFromShape(outShape));
+      if (addon().reduce(OPS[name], xv, x.shape, [...new Set(axes)].sort((p, q) => p - q), out)) {
+        return output(backend, attrs?.keepDims ? backend_util.expandShapeToKeepDim(outShape, axes) : outShape, out);
+      }
+    }
+    return fallback(name, args);
+  };
+}
+
+export const reduceKernels: Omit<KernelConfig, 'backendName'>[] = [
+  { kernelName: 'Sum', kernelFunc: makeReduce('Sum') as never },
+  { kernelName: 'Mean', kernelFunc: makeReduce('Mean') as never },
+  { kernelName: 'Max', kernelFunc: makeReduce('Max') as never },
+  { kernelName: 'Min', kernelFunc: makeReduce('Min') as never },
+];
