@@ -1,3 +1,162 @@
 import type { Command } from 'commander';
+import { Option } from 'commander';
+import { stat } from 'node:fs/promises';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { initEngine } from '../engine/index.js';
+import { loadModel, METADATA_JSON } from '../models/io.js';
+import { CAM_METHODS, isCamMethod, type CamMethod } from '../explain/cam.js';
+import { InputError } from '../util/errors.js';
+import { collectImages } from './inputs.js';
+import { formatFromPath, type OutputFormat } from './output.js';
+import { runPredict } from './predict-cli.js';
+import { checkBindAddress } from './auth.js';
 
-export function register(_program: Command): void {}
+/** The model shipped with fundus, used when no model directory is named. */
+export const DEFAULT_MODEL_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'models', 'default');
+
+async function isModelDir(p: string): Promise<boolean> {
+  try {
+    return (await stat(join(p, METADATA_JSON))).isFile();
+  } catch {
+    return false;
+  }
+}
+
+function positiveInt(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new InputError(`${name} must be a positive integer (got "${v}")`);
+    return n;
+  };
+}
+
+function camMethod(v: string): CamMethod {
+  if (!isCamMethod(v)) throw new InputError(`unknown heatmap method "${v}" (known: ${CAM_METHODS.join(', ')})`);
+  return v;
+}
+
+async function resolveModelDir(explicit: string | undefined): Promise<string> {
+  const dir = explicit ?? DEFAULT_MODEL_DIR;
+  if (!(await isModelDir(dir))) {
+    throw new InputError(
+      explicit ? 'not a fundus model directory (no fundus.json)' : 'the bundled model is missing; name a model directory with --model',
+      { file: dir },
+    );
+  }
+  return dir;
+}
+
+interface PredictFlags {
+  model?: string;
+  format?: OutputFormat;
+  out?: string;
+  heatmaps?: string;
+  heatmapMethod: CamMethod;
+  heatmapClasses: string;
+  batchSize: number;
+  resume?: boolean;
+  quiet?: boolean;
+}
+
+interface ServeFlags {
+  model?: string;
+  host: string;
+  port: number;
+  allowRemote?: boolean;
+  token?: string;
+  bodyLimit: number;
+  maxInFlight: number;
+  batchSize: number;
+  log?: boolean;
+}
+
+export function register(program: Command): void {
+  program
+    .command('predict')
+    .description('Predict the classes of fundus photographs (files or folders, walked recursively)')
+    .argument('<paths...>', '[model-dir] followed by images or folders; the bundled model (models/default) when no model directory comes first')
+    .option('-m, --model <dir>', 'model directory (instead of a leading positional one)')
+    .addOption(new Option('-f, --format <format>', 'output format; json is JSON Lines (one object per image). Default: from --out\'s extension, else table').choices(['table', 'json', 'csv']))
+    .option('-o, --out <file>', 'write results to this file (streamed to <file>.partial, renamed when the run completes)')
+    .option('--resume', 'skip images already in --out (or its .partial from an interrupted run)')
+    .option('--heatmaps <dir>', 'write a heatmap overlay PNG per image and explained class into this folder')
+    .option('--heatmap-method <method>', `heatmap method: ${CAM_METHODS.join(', ')}`, camMethod, 'gradcam')
+    .option('--heatmap-classes <which>', '"positive" (decided classes, else the likeliest), "all", or a comma-separated list of class names', 'positive')
+    .option('-b, --batch-size <n>', 'images per inference batch', positiveInt('--batch-size'), 16)
+    .option('-q, --quiet', 'no progress bar')
+    .addHelpText(
+      'after',
+      '\nExit status: 0 when every image was predicted, 3 when some could not be read (they are listed on stderr and\n' +
+        'left out of the output; the others are predicted), 2 on a usage or model error.\n\n' +
+        'Examples:\n  fundus predict samples/images\n  fundus predict models/default photos/ --out results.csv --heatmaps overlays/\n' +
+        '  fundus predict --model runs/m1 big-folder/ --format json --out preds.jsonl --resume',
+    )
+    .action(async (paths: string[], flags: PredictFlags) => {
+      let modelDir = flags.model;
+      let inputs = paths;
+      if (!modelDir && paths.length > 0 && (await isModelDir(paths[0]))) {
+        modelDir = paths[0];
+        inputs = paths.slice(1);
+      }
+      if (inputs.length === 0) throw new InputError('no images given: name image files or folders after the model directory');
+      const dir = await resolveModelDir(modelDir);
+      const format: OutputFormat = flags.format ?? (flags.out ? formatFromPath(flags.out) ?? 'json' : 'table');
+      if (flags.resume && !flags.out) throw new InputError('--resume needs --out (the file to resume)');
+      const images = await collectImages(inputs);
+      if (images.length === 0) throw new InputError(`no images found in ${inputs.join(', ')}`);
+      await initEngine();
+      const model = await loadModel(dir);
+      const which = flags.heatmapClasses === 'positive' || flags.heatmapClasses === 'all' ? flags.heatmapClasses : flags.heatmapClasses.split(',').map((s) => s.trim());
+      const s = await runPredict({
+        model,
+        images,
+        format,
+        out: flags.out,
+        resume: flags.resume,
+        heatmaps: flags.heatmaps,
+        heatmapMethod: flags.heatmapMethod,
+        heatmapClasses: which,
+        batchSize: flags.batchSize,
+        quiet: flags.quiet,
+      });
+      if (!s.failuresReported) for (const f of s.failed) process.stderr.write(`fundus predict: skipped ${f.file}: ${f.message}\n`);
+      const rate = s.predicted > 0 ? ` (${(s.predicted / s.seconds).toFixed(1)} images/s)` : '';
+      const parts = [`predicted ${s.predicted} image${s.predicted === 1 ? '' : 's'} in ${s.seconds.toFixed(1)} s${rate}`];
+      if (s.skipped) parts.push(`${s.skipped} already in ${flags.out}`);
+      if (s.heatmaps) parts.push(`${s.heatmaps} heatmaps in ${flags.heatmaps}`);
+      if (s.failed.length) parts.push(`${s.failed.length} unreadable (skipped)`);
+      if (!flags.quiet || s.failed.length) process.stderr.write(`fundus predict: ${parts.join('; ')}${flags.out ? ` → ${flags.out}` : ''}\n`);
+      if (s.failed.length) process.exitCode = 3;
+    });
+
+  program
+    .command('serve')
+    .description('Serve the HTTP API and the web viewer (http://127.0.0.1:8080/ by default)')
+    .argument('[model-dir]', 'model directory (default: the bundled model, models/default)')
+    .option('-m, --model <dir>', 'model directory')
+    .option('--host <address>', 'address to listen on', '127.0.0.1')
+    .option('-p, --port <n>', 'port (0 picks a free one)', (v) => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InputError(`--port must be 0..65535 (got "${v}")`);
+      return n;
+    }, 8080)
+    .option('--allow-remote', 'allow listening on an address other machines can reach')
+    .option('--token <token>', 'require this API token on every route (default: $FUNDUS_TOKEN when set)')
+    .option('--body-limit <bytes>', 'largest accepted upload in bytes', positiveInt('--body-limit'), 20 * 1024 * 1024)
+    .option('--max-in-flight <n>', 'predict/explain requests admitted at once; beyond that the server answers 503', positiveInt('--max-in-flight'), 32)
+    .option('-b, --batch-size <n>', 'largest batch formed from concurrent requests', positiveInt('--batch-size'), 16)
+    .option('--log', 'log every request (JSON lines on stdout)')
+    .addHelpText(
+      'after',
+      '\nRoutes: GET / (viewer), POST /v1/predict, POST /v1/explain?class=…&method=…, GET /v1/model, GET /healthz,\n' +
+        'GET /openapi.json. With a token, open the viewer once as http://host:port/?token=<token>.',
+    )
+    .action(async (positional: string | undefined, flags: ServeFlags) => {
+      checkBindAddress(flags.host, !!flags.allowRemote);
+      const token = flags.token ?? (process.env.FUNDUS_TOKEN || undefined);
+      const dir = await resolveModelDir(flags.model ?? positional);
+      const { startServer } = await import('./start.js');
+      await startServer({ modelDir: dir, host: flags.host, port: flags.port, token, bodyLimit: flags.bodyLimit, maxInFlight: flags.maxInFlight, batchSize: flags.batchSize, logger: !!flags.log });
+    });
+}

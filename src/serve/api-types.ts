@@ -1,0 +1,67 @@
+/**
+ * The JSON shapes of the HTTP API, shared by the server, the predict CLI and the web viewer (which imports these
+ * types only, so that the browser bundle stays free of Node code).
+ */
+
+/** One image's result: a probability and a decision per class, in the model's class order. */
+export interface PredictionRecord {
+  /** The file path (CLI) or the uploaded file's name (API), when known. */
+  file?: string;
+  probabilities: Record<string, number>;
+  /** `true` where the probability reaches the model's threshold for that class. */
+  decisions: Record<string, boolean>;
+  /** The classes decided positive, in class order. */
+  positive: string[];
+}
+
+export interface PredictResponse extends PredictionRecord {
+  model: { version: string; architecture: string; task: string };
+  classes: string[];
+  thresholds: number[];
+  /** Size of the decoded photograph. */
+  image: { width: number; height: number; format: string };
+  timeMs: number;
+}
+
+/** The crop of the photograph the network saw, in original pixel coordinates (may extend past the edges). */
+export interface CropBox {
+  x: number;
+  y: number;
+  side: number;
+  width: number;
+  height: number;
+}
+
+export interface ExplainResponse {
+  class: string;
+  method: string;
+  probability: number;
+  model: { version: string };
+  /** Heatmap values in [0, 1], row-major, covering `crop`. */
+  heatmap: { width: number; height: number; data: number[] };
+  crop: CropBox;
+  image: { width: number; height: number; format: string };
+}
+
+export interface ModelCard {
+  version: string;
+  architecture: string;
+  task: string;
+  classes: string[];
+  activation: 'sigmoid' | 'softmax';
+  thresholds: number[];
+  thresholdPolicy: string;
+  inputShape: [number, number, number];
+  preprocess: unknown;
+  explainMethods: string[];
+  trainingData?: unknown;
+  metrics?: Record<string, unknown>;
+  createdAt: string;
+  fundusVersion: string;
+}
+
+export interface ErrorBody {
+  statusCode: number;
+  error: string;
+  message: string;
+}

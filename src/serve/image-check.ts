@@ -1,0 +1,37 @@
+import sharp, { type Metadata } from 'sharp';
+import { InputError } from '../util/errors.js';
+
+/** Photographs larger than this (in pixels) are refused before decoding: a decompression bomb costs nothing then. */
+export const MAX_INPUT_PIXELS = 64 * 1024 * 1024;
+
+export const ACCEPTED_FORMATS = ['jpeg', 'png', 'webp', 'tiff'] as const;
+
+export interface ImageInfo {
+  format: string;
+  width: number;
+  height: number;
+}
+
+/**
+ * Reads only the header of an encoded image and checks that it is a photograph fundus can decode: a known format,
+ * sane dimensions. `name` is used in the error message.
+ */
+export async function inspectImage(data: Buffer, name: string): Promise<ImageInfo> {
+  if (data.length === 0) throw new InputError('the image is empty', { file: name });
+  let meta: Metadata;
+  try {
+    meta = await sharp(data, { limitInputPixels: MAX_INPUT_PIXELS }).metadata();
+  } catch (err) {
+    throw new InputError(`not a readable image (${(err as Error).message.split('\n')[0]})`, { file: name });
+  }
+  const format = meta.format ?? 'unknown';
+  if (!(ACCEPTED_FORMATS as readonly string[]).includes(format)) {
+    throw new InputError(`unsupported image format "${format}" (expected JPEG, PNG, WebP or TIFF)`, { file: name });
+  }
+  const { width, height } = meta;
+  if (!width || !height) throw new InputError('the image has no dimensions', { file: name });
+  if (width * height > MAX_INPUT_PIXELS) {
+    throw new InputError(`the image is too large (${width}×${height} pixels; at most ${MAX_INPUT_PIXELS} pixels)`, { file: name });
+  }
+  return { format, width, height };
+}

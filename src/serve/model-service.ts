@@ -1,0 +1,125 @@
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { loadModel, MODEL_JSON, WEIGHTS_BIN, METADATA_JSON, type FundusModel } from '../models/io.js';
+import { predictFiles } from '../models/predict.js';
+import { preprocessImage, type CropGeometry } from '../data/preprocess.js';
+import { CAM_METHODS, explainerFor, type CamMethod, type Heatmap } from '../explain/cam.js';
+import { InputError } from '../util/errors.js';
+import type { ModelCard, PredictionRecord } from './api-types.js';
+import { toRecord } from './records.js';
+
+/** A short fingerprint of the model files: two servers answer with the same version only for the same model. */
+export async function modelVersion(dir: string): Promise<string> {
+  const h = createHash('sha256');
+  for (const f of [METADATA_JSON, MODEL_JSON, WEIGHTS_BIN]) h.update(await readFile(join(dir, f)));
+  return h.digest('hex').slice(0, 12);
+}
+
+interface Pending {
+  data: Buffer;
+  name: string;
+  resolve: (r: PredictionRecord) => void;
+  reject: (e: unknown) => void;
+}
+
+export interface Explanation {
+  heatmap: Heatmap;
+  geometry: CropGeometry;
+  probability: number;
+}
+
+/**
+ * A loaded model behind the HTTP API. Predictions of concurrent requests are gathered into one batch while the
+ * previous batch runs (dynamic batching): under load the network sees full batches, at rest a request runs alone
+ * with no added wait.
+ */
+export class ModelService {
+  private queue: Pending[] = [];
+  private running = false;
+
+  private constructor(
+    readonly model: FundusModel,
+    readonly version: string,
+    readonly maxBatch: number,
+  ) {}
+
+  static async load(dir: string, opts: { maxBatch?: number } = {}): Promise<ModelService> {
+    const model = await loadModel(dir);
+    return new ModelService(model, await modelVersion(dir), opts.maxBatch ?? 16);
+  }
+
+  get classes(): string[] {
+    return this.model.metadata.classes;
+  }
+
+  card(): ModelCard {
+    const m = this.model.metadata;
+    return {
+      version: this.version,
+      architecture: m.architecture,
+      task: m.task,
+      classes: m.classes,
+      activation: m.activation,
+      thresholds: m.thresholds,
+      thresholdPolicy: m.thresholdPolicy,
+      inputShape: m.inputShape,
+      preprocess: m.preprocess,
+      explainMethods: [...CAM_METHODS],
+      ...(m.trainingData ? { trainingData: m.trainingData } : {}),
+      ...(m.metrics ? { metrics: m.metrics } : {}),
+      createdAt: m.createdAt,
+      fundusVersion: m.fundusVersion,
+    };
+  }
+
+  /** Predicts one encoded image (checked beforehand with `inspectImage`); `name` names it in errors. */
+  predict(data: Buffer, name: string): Promise<PredictionRecord> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ data, name, resolve, reject });
+      if (!this.running) void this.drain();
+    });
+  }
+
+  private async drain(): Promise<void> {
+    this.running = true;
+    try {
+      while (this.queue.length > 0) {
+        const batch = this.queue.splice(0, this.maxBatch);
+        await this.runBatch(batch);
+      }
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async runBatch(batch: Pending[]): Promise<void> {
+    const { classes, thresholds } = this.model.metadata;
+    try {
+      const probs = await predictFiles(this.model, batch.map((p) => p.data), { batchSize: this.maxBatch });
+      batch.forEach((p, i) => p.resolve(toRecord(probs, i * classes.length, classes, thresholds)));
+    } catch (err) {
+      if (batch.length === 1) {
+        batch[0].reject(err instanceof InputError ? new InputError(err.message.replace('<buffer>', batch[0].name)) : err);
+        return;
+      }
+      // One undecodable image must not fail its neighbours: redo them one by one to find it.
+      for (const p of batch) await this.runBatch([p]);
+    }
+  }
+
+  /** The heatmap of class `classIndex` for one encoded image, with the crop it covers in photo coordinates. */
+  async explain(data: Buffer, classIndex: number, method: CamMethod): Promise<Explanation> {
+    const m = this.model.metadata;
+    const image = await preprocessImage(data, m.preprocess);
+    const [r] = explainerFor(this.model).explain([image], [{ image: 0, classIndex }], method);
+    return { heatmap: r.heatmap, geometry: image.geometry, probability: r.probability };
+  }
+
+  classIndex(name: string): number {
+    const i = this.classes.indexOf(name);
+    if (i >= 0) return i;
+    if (/^\d+$/.test(name) && Number(name) < this.classes.length) return Number(name);
+    throw new InputError(`unknown class "${name}" (this model's classes: ${this.classes.join(', ')})`);
+  }
+}

@@ -1,0 +1,139 @@
+import { CAM_METHODS } from '../explain/cam.js';
+
+const errorRef = { $ref: '#/components/schemas/Error' };
+const imageBody = {
+  required: true,
+  description: 'A fundus photograph: the raw JPEG/PNG/WebP/TIFF bytes, or a multipart form with one file field.',
+  content: {
+    'image/jpeg': { schema: { type: 'string', format: 'binary' } },
+    'image/png': { schema: { type: 'string', format: 'binary' } },
+    'image/webp': { schema: { type: 'string', format: 'binary' } },
+    'image/tiff': { schema: { type: 'string', format: 'binary' } },
+    'application/octet-stream': { schema: { type: 'string', format: 'binary' } },
+    'multipart/form-data': {
+      schema: { type: 'object', properties: { image: { type: 'string', format: 'binary' } }, required: ['image'] },
+    },
+  },
+};
+const errors = (codes: number[]) =>
+  Object.fromEntries(
+    codes.map((c) => [
+      String(c),
+      {
+        description: {
+          400: 'invalid request (parameters, missing body)',
+          401: 'missing or wrong API token',
+          413: 'body larger than the limit',
+          415: 'not an image content type',
+          422: 'the body is not a readable photograph',
+          503: 'the server is saturated; retry later (see Retry-After)',
+        }[c],
+        content: { 'application/json': { schema: errorRef } },
+      },
+    ]),
+  );
+
+const probabilityMap = { type: 'object', additionalProperties: { type: 'number', minimum: 0, maximum: 1 } };
+
+/** The OpenAPI 3.1 description served at `/openapi.json`. */
+export function openApiDocument(opts: { version: string; classes: string[]; tokenRequired: boolean }): Record<string, unknown> {
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'fundus',
+      version: opts.version,
+      description: 'Pathology probabilities and class-activation heatmaps for retinal fundus photographs.',
+    },
+    ...(opts.tokenRequired ? { security: [{ bearer: [] }, { apiKey: [] }] } : {}),
+    paths: {
+      '/healthz': {
+        get: { summary: 'Liveness', responses: { 200: { description: 'ok', content: { 'application/json': { schema: { type: 'object' } } } } } },
+      },
+      '/v1/model': {
+        get: {
+          summary: 'The model card: architecture, classes, thresholds, preprocessing, metrics, version',
+          responses: { 200: { description: 'model card', content: { 'application/json': { schema: { $ref: '#/components/schemas/ModelCard' } } } }, ...errors([401]) },
+        },
+      },
+      '/v1/predict': {
+        post: {
+          summary: 'Class probabilities and decisions at the model thresholds for one photograph',
+          parameters: [{ name: 'filename', in: 'query', required: false, schema: { type: 'string', maxLength: 512 }, description: 'echoed back as `file`' }],
+          requestBody: imageBody,
+          responses: {
+            200: { description: 'prediction', content: { 'application/json': { schema: { $ref: '#/components/schemas/Prediction' } } } },
+            ...errors([400, 401, 413, 415, 422, 503]),
+          },
+        },
+      },
+      '/v1/explain': {
+        post: {
+          summary: 'Heatmap of one class: an overlay PNG, or JSON with the heatmap values',
+          parameters: [
+            { name: 'class', in: 'query', required: true, schema: { type: 'string', enum: opts.classes }, description: 'class name (or index)' },
+            { name: 'method', in: 'query', required: false, schema: { type: 'string', enum: [...CAM_METHODS], default: 'gradcam' } },
+            { name: 'format', in: 'query', required: false, schema: { type: 'string', enum: ['png', 'json'] }, description: 'default: from Accept, else png' },
+            { name: 'opacity', in: 'query', required: false, schema: { type: 'number', minimum: 0, maximum: 1, default: 0.5 } },
+          ],
+          requestBody: imageBody,
+          responses: {
+            200: {
+              description: 'overlay or heatmap',
+              content: {
+                'image/png': { schema: { type: 'string', format: 'binary' } },
+                'application/json': { schema: { $ref: '#/components/schemas/Explanation' } },
+              },
+            },
+            ...errors([400, 401, 413, 415, 422, 503]),
+          },
+        },
+      },
+    },
+    components: {
+      securitySchemes: {
+        bearer: { type: 'http', scheme: 'bearer' },
+        apiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
+      },
+      schemas: {
+        Error: {
+          type: 'object',
+          required: ['statusCode', 'error', 'message'],
+          properties: { statusCode: { type: 'integer' }, error: { type: 'string' }, message: { type: 'string' } },
+        },
+        Prediction: {
+          type: 'object',
+          required: ['probabilities', 'decisions', 'positive', 'classes', 'thresholds', 'model', 'image'],
+          properties: {
+            file: { type: 'string' },
+            probabilities: probabilityMap,
+            decisions: { type: 'object', additionalProperties: { type: 'boolean' } },
+            positive: { type: 'array', items: { type: 'string' } },
+            classes: { type: 'array', items: { type: 'string' } },
+            thresholds: { type: 'array', items: { type: 'number' } },
+            model: { type: 'object', properties: { version: { type: 'string' }, architecture: { type: 'string' }, task: { type: 'string' } } },
+            image: { type: 'object', properties: { width: { type: 'integer' }, height: { type: 'integer' }, format: { type: 'string' } } },
+            timeMs: { type: 'number' },
+          },
+        },
+        Explanation: {
+          type: 'object',
+          properties: {
+            class: { type: 'string' },
+            method: { type: 'string' },
+            probability: { type: 'number' },
+            heatmap: {
+              type: 'object',
+              properties: { width: { type: 'integer' }, height: { type: 'integer' }, data: { type: 'array', items: { type: 'number' } } },
+            },
+            crop: {
+              type: 'object',
+              description: 'the square the heatmap covers, in photo pixel coordinates',
+              properties: { x: { type: 'number' }, y: { type: 'number' }, side: { type: 'number' }, width: { type: 'integer' }, height: { type: 'integer' } },
+            },
+          },
+        },
+        ModelCard: { type: 'object', additionalProperties: true },
+      },
+    },
+  };
+}

@@ -1,0 +1,239 @@
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import multipart from '@fastify/multipart';
+import fastifyStatic from '@fastify/static';
+import { performance } from 'node:perf_hooks';
+import { isCamMethod, CAM_METHODS, type CamMethod } from '../explain/cam.js';
+import { renderOverlay } from '../explain/overlay.js';
+import { InputError } from '../util/errors.js';
+import type { ErrorBody, ExplainResponse, PredictResponse } from './api-types.js';
+import { requestToken, tokenMatches, TOKEN_COOKIE } from './auth.js';
+import { inspectImage, type ImageInfo } from './image-check.js';
+import type { ModelService } from './model-service.js';
+import { openApiDocument } from './openapi.js';
+
+export interface ServerOptions {
+  service: ModelService;
+  /** When set, every route (the viewer included) needs it: Bearer header, X-API-Key, or `?token=` once (cookie). */
+  token?: string;
+  /** Largest accepted request body in bytes. */
+  bodyLimit?: number;
+  /** Predict/explain requests admitted at once (running or queued); beyond that the server answers 503. */
+  maxInFlight?: number;
+  /** Folder of the built viewer (web/dist); no viewer when absent. */
+  webRoot?: string;
+  logger?: boolean;
+}
+
+export const DEFAULT_BODY_LIMIT = 20 * 1024 * 1024;
+export const DEFAULT_MAX_IN_FLIGHT = 32;
+
+const IMAGE_TYPES = ['image/jpeg', 'image/png', 'image/webp', 'image/tiff', 'application/octet-stream'];
+
+class HttpError extends Error {
+  constructor(
+    readonly statusCode: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const REASONS: Record<number, string> = {
+  400: 'Bad Request',
+  401: 'Unauthorized',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  406: 'Not Acceptable',
+  413: 'Payload Too Large',
+  415: 'Unsupported Media Type',
+  422: 'Unprocessable Entity',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
+};
+
+function sendError(reply: FastifyReply, statusCode: number, message: string): FastifyReply {
+  const body: ErrorBody = { statusCode, error: REASONS[statusCode] ?? 'Error', message };
+  return reply.code(statusCode).type('application/json; charset=utf-8').send(body);
+}
+
+/** The photograph of a request: a raw image body or the first file of a multipart form. */
+async function readImage(req: FastifyRequest, bodyLimit: number): Promise<{ data: Buffer; name: string }> {
+  const q = req.query as { filename?: string };
+  if (req.isMultipart()) {
+    const part = await req.file({ limits: { fileSize: bodyLimit, files: 1, fields: 20, parts: 21 } });
+    if (!part) throw new HttpError(400, 'the multipart form has no file: send the photograph in a file field such as "image"');
+    const data = await part.toBuffer();
+    return { data, name: part.filename || q.filename || 'upload' };
+  }
+  const body = req.body;
+  if (!Buffer.isBuffer(body)) {
+    throw new HttpError(
+      req.body === undefined ? 400 : 415,
+      req.body === undefined
+        ? 'the request has no body: send a JPEG or PNG photograph (raw, or as multipart/form-data)'
+        : `expected an image body (${IMAGE_TYPES.join(', ')} or multipart/form-data), got ${req.headers['content-type'] ?? 'no content type'}`,
+    );
+  }
+  return { data: body, name: q.filename || 'upload' };
+}
+
+/** Builds the fundus HTTP server (not yet listening). */
+export async function buildServer(opts: ServerOptions): Promise<FastifyInstance> {
+  const { service } = opts;
+  const bodyLimit = opts.bodyLimit ?? DEFAULT_BODY_LIMIT;
+  const maxInFlight = opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
+  const app = Fastify({
+    logger: opts.logger ?? false,
+    bodyLimit,
+    // A slow or stalled client must not hold a slot forever.
+    requestTimeout: 60_000,
+    connectionTimeout: 120_000,
+    forceCloseConnections: true,
+  });
+
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser(IMAGE_TYPES, { parseAs: 'buffer', bodyLimit }, (_req, body, done) => done(null, body));
+  // Any other body is read (so that the error names its type) but never interpreted.
+  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit }, (_req, body, done) => done(null, { unsupported: true, size: body.length }));
+  await app.register(multipart, { limits: { fileSize: bodyLimit, files: 1 } });
+
+  app.addHook('onSend', async (_req, reply, payload) => {
+    reply.header('x-content-type-options', 'nosniff');
+    reply.header('referrer-policy', 'no-referrer');
+    reply.header(
+      'content-security-policy',
+      "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; connect-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'",
+    );
+    return payload;
+  });
+
+  if (opts.token) {
+    const token = opts.token;
+    app.addHook('onRequest', async (req, reply) => {
+      const given = requestToken(req.headers, req.query);
+      if (!tokenMatches(given, token)) {
+        reply.header('www-authenticate', 'Bearer realm="fundus"');
+        return sendError(reply, 401, 'this server needs an API token: send "Authorization: Bearer <token>" (or open the viewer with ?token=<token>)');
+      }
+      // The viewer is opened once with ?token=…; the cookie then authorises its assets and API calls.
+      if ((req.query as { token?: string }).token) {
+        reply.header('set-cookie', `${TOKEN_COOKIE}=${encodeURIComponent(token)}; HttpOnly; SameSite=Strict; Path=/`);
+      }
+    });
+  }
+
+  let inFlight = 0;
+  const admitted = new WeakSet<FastifyRequest>();
+  const release = async (req: FastifyRequest) => {
+    if (admitted.delete(req)) inFlight--;
+  };
+  const admit = async (req: FastifyRequest, reply: FastifyReply) => {
+    if (inFlight >= maxInFlight) {
+      reply.header('retry-after', '1');
+      return sendError(reply, 503, `the server is busy (${maxInFlight} requests in progress); retry shortly`);
+    }
+    inFlight++;
+    admitted.add(req);
+  };
+  const limited = { onRequest: admit, onResponse: release, onRequestAbort: release };
+
+  app.setErrorHandler((err, _req, reply) => {
+    if (err instanceof HttpError) return sendError(reply, err.statusCode, err.message);
+    if (err instanceof InputError) return sendError(reply, 422, err.message);
+    const e = err as { statusCode?: number; code?: string; message: string; validation?: unknown };
+    if (e.validation) return sendError(reply, 400, `invalid request: ${e.message}`);
+    if (e.code === 'FST_REQ_FILE_TOO_LARGE' || e.code === 'FST_ERR_CTP_BODY_TOO_LARGE') {
+      return sendError(reply, 413, `the body is larger than the limit of ${bodyLimit} bytes`);
+    }
+    if (e.statusCode && e.statusCode >= 400 && e.statusCode < 500) return sendError(reply, e.statusCode, e.message);
+    app.log.error(err);
+    return sendError(reply, 500, 'internal error while processing the request');
+  });
+  app.setNotFoundHandler((req, reply) => sendError(reply, 404, `no route ${req.method} ${req.url.split('?')[0]}`));
+
+  const info = { version: service.version, architecture: service.model.metadata.architecture, task: service.model.metadata.task };
+
+  app.get('/healthz', async () => ({ status: 'ok', model: service.version }));
+  app.get('/v1/model', async () => service.card());
+  const openapi = openApiDocument({ version: service.version, classes: service.classes, tokenRequired: !!opts.token });
+  app.get('/openapi.json', async () => openapi);
+
+  const filenameQuery = { type: 'object', properties: { filename: { type: 'string', maxLength: 512 }, token: { type: 'string' } } };
+
+  app.post('/v1/predict', { ...limited, schema: { querystring: filenameQuery } }, async (req): Promise<PredictResponse> => {
+    const t0 = performance.now();
+    const { data, name } = await readImage(req, bodyLimit);
+    const image: ImageInfo = await inspectImage(data, name);
+    const record = await service.predict(data, name);
+    const { classes, thresholds } = service.model.metadata;
+    const q = req.query as { filename?: string };
+    return {
+      ...(q.filename || req.isMultipart() ? { file: name } : {}),
+      ...record,
+      classes,
+      thresholds,
+      model: info,
+      image,
+      timeMs: Math.round((performance.now() - t0) * 10) / 10,
+    };
+  });
+
+  app.post(
+    '/v1/explain',
+    {
+      ...limited,
+      schema: {
+        querystring: {
+          type: 'object',
+          required: ['class'],
+          properties: {
+            class: { type: 'string', minLength: 1, maxLength: 100 },
+            method: { type: 'string', enum: [...CAM_METHODS], default: 'gradcam' },
+            format: { type: 'string', enum: ['png', 'json'] },
+            opacity: { type: 'number', minimum: 0, maximum: 1, default: 0.5 },
+            filename: { type: 'string', maxLength: 512 },
+            token: { type: 'string' },
+          },
+        },
+      },
+    },
+    async (req, reply) => {
+      const q = req.query as { class: string; method: string; format?: 'png' | 'json'; opacity: number };
+      let classIndex: number;
+      try {
+        classIndex = service.classIndex(q.class);
+      } catch (err) {
+        throw new HttpError(400, (err as Error).message);
+      }
+      if (!isCamMethod(q.method)) throw new HttpError(400, `unknown method "${q.method}" (known: ${CAM_METHODS.join(', ')})`);
+      const method: CamMethod = q.method;
+      const { data, name } = await readImage(req, bodyLimit);
+      const image = await inspectImage(data, name);
+      const ex = await service.explain(data, classIndex, method);
+      const accept = req.headers.accept ?? '';
+      const format = q.format ?? (/application\/json/.test(accept) && !/image\/png/.test(accept) ? 'json' : 'png');
+      if (format === 'json') {
+        const body: ExplainResponse = {
+          class: service.classes[classIndex],
+          method,
+          probability: Math.round(ex.probability * 1e6) / 1e6,
+          model: { version: service.version },
+          heatmap: { width: ex.heatmap.width, height: ex.heatmap.height, data: Array.from(ex.heatmap.data, (v) => Math.round(v * 1e4) / 1e4) },
+          crop: { x: ex.geometry.x, y: ex.geometry.y, side: ex.geometry.side, width: ex.geometry.width, height: ex.geometry.height },
+          image,
+        };
+        return body;
+      }
+      const png = await renderOverlay(data, ex.heatmap, ex.geometry, { opacity: q.opacity });
+      return reply
+        .type('image/png')
+        .header('content-disposition', `inline; filename="${service.classes[classIndex].replace(/[^a-z0-9]+/gi, '-')}.${method}.png"`)
+        .send(png);
+    },
+  );
+
+  if (opts.webRoot) {
+    await app.register(fastifyStatic, { root: opts.webRoot, prefix: '/', index: 'index.html', cacheControl: true, maxAge: 0 });
+  }
+  return app;
+}

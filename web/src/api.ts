@@ -1,0 +1,53 @@
+// Typed calls to the fundus HTTP API. The types come from the server's own source, so a change on either side
+// breaks the type-check rather than the page.
+import type { ErrorBody, ExplainResponse, ModelCard, PredictResponse } from '../../src/serve/api-types.js';
+
+export type { ExplainResponse, ModelCard, PredictResponse };
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+async function parse<T>(res: Response): Promise<T> {
+  if (res.ok) return (await res.json()) as T;
+  let message = `${res.status} ${res.statusText}`;
+  try {
+    const body = (await res.json()) as Partial<ErrorBody>;
+    if (body.message) message = body.message;
+  } catch {
+    // not JSON: keep the status line
+  }
+  throw new ApiError(res.status, message);
+}
+
+function contentType(file: File): string {
+  return file.type && file.type.startsWith('image/') ? file.type : 'application/octet-stream';
+}
+
+export async function fetchModel(): Promise<ModelCard> {
+  return parse<ModelCard>(await fetch('v1/model', { headers: { accept: 'application/json' } }));
+}
+
+export async function predict(file: File): Promise<PredictResponse> {
+  const res = await fetch(`v1/predict?filename=${encodeURIComponent(file.name)}`, {
+    method: 'POST',
+    headers: { 'content-type': contentType(file), accept: 'application/json' },
+    body: file,
+  });
+  return parse<PredictResponse>(res);
+}
+
+export async function explain(file: File, cls: string, method: string): Promise<ExplainResponse> {
+  const q = new URLSearchParams({ class: cls, method, format: 'json' });
+  const res = await fetch(`v1/explain?${q}`, {
+    method: 'POST',
+    headers: { 'content-type': contentType(file), accept: 'application/json' },
+    body: file,
+  });
+  return parse<ExplainResponse>(res);
+}

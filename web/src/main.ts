@@ -1,0 +1,268 @@
+import './styles.css';
+import { explain, fetchModel, predict, type ExplainResponse, type ModelCard, type PredictResponse } from './api.js';
+import { percent, renderBars } from './bars.js';
+import { turboGradient } from './colormap.js';
+import { drawOverlay, heatmapImage } from './overlay.js';
+
+function $<T extends HTMLElement>(id: string): T {
+  const e = document.getElementById(id);
+  if (!e) throw new Error(`#${id} is missing from the page`);
+  return e as T;
+}
+
+interface Heat {
+  response: ExplainResponse;
+  image: HTMLCanvasElement;
+}
+
+interface Panel {
+  select: HTMLSelectElement;
+  canvas: HTMLCanvasElement;
+  prob: HTMLElement;
+  download: HTMLButtonElement;
+  placeholder: HTMLElement;
+  cls: string;
+  /** Bumped on every change so that a slow heatmap for a class no longer shown is dropped. */
+  ticket: number;
+}
+
+const state = {
+  model: undefined as ModelCard | undefined,
+  file: undefined as File | undefined,
+  photo: undefined as ImageBitmap | undefined,
+  result: undefined as PredictResponse | undefined,
+  heat: new Map<string, Promise<Heat>>(),
+  /** Bumped for each new photograph, so that late answers about the previous one are ignored. */
+  generation: 0,
+};
+
+const ui = {
+  file: $<HTMLInputElement>('file'),
+  drop: $('drop'),
+  fileName: $('file-name'),
+  status: $('status'),
+  results: $('results'),
+  summary: $('summary'),
+  bars: $<HTMLUListElement>('bars'),
+  downloadJson: $<HTMLButtonElement>('download-json'),
+  method: $<HTMLSelectElement>('method'),
+  opacity: $<HTMLInputElement>('opacity'),
+  opacityValue: $<HTMLOutputElement>('opacity-value'),
+  compare: $<HTMLInputElement>('compare'),
+  panelB: $('panel-b'),
+  modelInfo: $('model-info'),
+};
+
+function panel(id: 'a' | 'b'): Panel {
+  return {
+    select: $<HTMLSelectElement>(`class-${id}`),
+    canvas: $<HTMLCanvasElement>(`canvas-${id}`),
+    prob: $(`prob-${id}`),
+    download: $<HTMLButtonElement>(`download-${id}`),
+    placeholder: $(`placeholder-${id}`),
+    cls: '',
+    ticket: 0,
+  };
+}
+const panels = [panel('a'), panel('b')] as const;
+
+function setStatus(text: string, kind: 'info' | 'error' | 'busy' = 'info'): void {
+  ui.status.textContent = text;
+  ui.status.dataset.kind = kind;
+}
+
+function opacity(): number {
+  return Number(ui.opacity.value) / 100;
+}
+
+function heatFor(cls: string, method: string): Promise<Heat> {
+  const key = `${cls}\u0000${method}`;
+  let p = state.heat.get(key);
+  if (!p) {
+    const file = state.file!;
+    p = explain(file, cls, method).then((response) => ({ response, image: heatmapImage(response.heatmap) }));
+    // A failed request is not cached: choosing the class again retries it.
+    p.catch(() => state.heat.delete(key));
+    state.heat.set(key, p);
+  }
+  return p;
+}
+
+const drawn = new WeakMap<Panel, Heat | undefined>();
+
+function repaint(p: Panel): void {
+  if (!state.photo) return;
+  const heat = drawn.get(p);
+  drawOverlay(p.canvas, state.photo, heat ? { image: heat.image, crop: heat.response.crop } : undefined, opacity());
+}
+
+async function showPanel(p: Panel): Promise<void> {
+  const r = state.result;
+  if (!r || !state.photo || !p.cls) return;
+  const ticket = ++p.ticket;
+  const generation = state.generation;
+  const cls = p.cls;
+  const method = ui.method.value;
+  p.select.value = cls;
+  p.prob.textContent = `${percent(r.probabilities[cls])} · ${r.decisions[cls] ? 'positive' : 'below threshold'}`;
+  p.prob.dataset.positive = String(r.decisions[cls]);
+  p.canvas.setAttribute('aria-busy', 'true');
+  p.download.disabled = true;
+  try {
+    const heat = await heatFor(cls, method);
+    if (ticket !== p.ticket || generation !== state.generation) return;
+    drawn.set(p, heat);
+    repaint(p);
+    p.canvas.setAttribute('aria-label', `Photograph with the ${method} heatmap for ${cls} at ${ui.opacity.value}% opacity`);
+    p.canvas.dataset.class = cls;
+    p.canvas.dataset.method = method;
+    p.download.disabled = false;
+  } catch (err) {
+    if (ticket !== p.ticket) return;
+    setStatus(`Heatmap for ${cls} failed: ${(err as Error).message}`, 'error');
+  } finally {
+    if (ticket === p.ticket) p.canvas.removeAttribute('aria-busy');
+  }
+}
+
+function fillClassSelect(select: HTMLSelectElement, classes: string[]): void {
+  select.replaceChildren(...classes.map((c) => new Option(c, c)));
+  select.disabled = false;
+}
+
+function selectClass(cls: string): void {
+  panels[0].cls = cls;
+  if (state.result) renderBars(ui.bars, state.result, cls, selectClass);
+  void showPanel(panels[0]);
+}
+
+/** The class to explain first: the likeliest pathology (a "normal" heatmap says little), then the runner-up. */
+function defaultClasses(r: PredictResponse): [string, string] {
+  const ranked = [...r.classes].sort((a, b) => r.probabilities[b] - r.probabilities[a]);
+  const pathologies = ranked.filter((c) => c !== 'normal');
+  const order = pathologies.length > 0 ? [...pathologies, ...ranked.filter((c) => c === 'normal')] : ranked;
+  return [order[0], order[1] ?? order[0]];
+}
+
+async function loadPhoto(file: File): Promise<void> {
+  const generation = ++state.generation;
+  state.file = file;
+  state.result = undefined;
+  state.heat.clear();
+  ui.fileName.textContent = file.name;
+  setStatus(`Analysing ${file.name}…`, 'busy');
+  ui.results.hidden = true;
+  try {
+    const [photo, result] = await Promise.all([
+      createImageBitmap(file).catch(() => {
+        throw new Error('this browser cannot display the file; it may not be a JPEG or PNG photograph');
+      }),
+      predict(file),
+    ]);
+    if (generation !== state.generation) return;
+    state.photo = photo;
+    state.result = result;
+    const [a, b] = defaultClasses(result);
+    panels[0].cls = a;
+    panels[1].cls = b;
+    for (const p of panels) {
+      fillClassSelect(p.select, result.classes);
+      p.placeholder.hidden = true;
+      drawn.set(p, undefined);
+      repaint(p);
+    }
+    renderBars(ui.bars, result, a, selectClass);
+    ui.summary.textContent = result.positive.length
+      ? `Above threshold: ${result.positive.join(', ')}`
+      : 'No class above its threshold';
+    ui.results.hidden = false;
+    setStatus(`${file.name}: ${result.image.width}×${result.image.height}, analysed in ${Math.round(result.timeMs)} ms`);
+    document.body.dataset.state = 'ready';
+    await Promise.all([showPanel(panels[0]), ui.compare.checked ? showPanel(panels[1]) : Promise.resolve()]);
+  } catch (err) {
+    if (generation !== state.generation) return;
+    setStatus(`Could not analyse ${file.name}: ${(err as Error).message}`, 'error');
+  }
+}
+
+function download(blob: Blob, name: string): void {
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(blob);
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10_000);
+}
+
+function stem(name: string): string {
+  return name.replace(/\.[^.]+$/, '') || 'fundus';
+}
+
+function wire(): void {
+  ui.file.addEventListener('change', () => {
+    const f = ui.file.files?.[0];
+    if (f) void loadPhoto(f);
+  });
+  // The whole page accepts a drop, so that a photograph dragged anywhere is not opened by the browser instead.
+  const over = (e: DragEvent) => {
+    e.preventDefault();
+    ui.drop.classList.add('dragging');
+  };
+  document.addEventListener('dragover', over);
+  document.addEventListener('dragleave', (e) => {
+    if (e.target === document.documentElement || e.target === ui.drop) ui.drop.classList.remove('dragging');
+  });
+  document.addEventListener('drop', (e) => {
+    e.preventDefault();
+    ui.drop.classList.remove('dragging');
+    const f = e.dataTransfer?.files?.[0];
+    if (f) void loadPhoto(f);
+  });
+  ui.opacity.addEventListener('input', () => {
+    ui.opacityValue.textContent = `${ui.opacity.value}%`;
+    for (const p of panels) repaint(p);
+  });
+  ui.method.addEventListener('change', () => {
+    void showPanel(panels[0]);
+    if (ui.compare.checked) void showPanel(panels[1]);
+  });
+  ui.compare.addEventListener('change', () => {
+    ui.panelB.hidden = !ui.compare.checked;
+    document.getElementById('panels')!.classList.toggle('two', ui.compare.checked);
+    if (ui.compare.checked) void showPanel(panels[1]);
+  });
+  panels[0].select.addEventListener('change', () => selectClass(panels[0].select.value));
+  panels[1].select.addEventListener('change', () => {
+    panels[1].cls = panels[1].select.value;
+    void showPanel(panels[1]);
+  });
+  for (const p of panels) {
+    p.download.addEventListener('click', () => {
+      p.canvas.toBlob((blob) => {
+        if (blob) download(blob, `${stem(state.file?.name ?? 'fundus')}.${p.cls.replace(/\s+/g, '-')}.${ui.method.value}.png`);
+      }, 'image/png');
+    });
+  }
+  ui.downloadJson.addEventListener('click', () => {
+    if (!state.result) return;
+    const body = { file: state.file?.name, ...state.result, model: { ...state.result.model } };
+    download(new Blob([JSON.stringify(body, null, 2)], { type: 'application/json' }), `${stem(state.file?.name ?? 'fundus')}.fundus.json`);
+  });
+}
+
+async function start(): Promise<void> {
+  $('gradient').style.background = turboGradient();
+  wire();
+  try {
+    const m = await fetchModel();
+    state.model = m;
+    ui.modelInfo.textContent = `Model ${m.architecture} · ${m.task} · ${m.classes.length} classes · version ${m.version}`;
+    ui.method.replaceChildren(...m.explainMethods.map((x) => new Option(x, x)));
+  } catch (err) {
+    ui.modelInfo.textContent = 'Model unavailable';
+    setStatus(`Cannot reach the fundus server: ${(err as Error).message}`, 'error');
+  }
+}
+
+void start();
