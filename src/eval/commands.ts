@@ -1,3 +1,151 @@
 import type { Command } from 'commander';
+import { resolve } from 'node:path';
+import { InputError } from '../util/errors.js';
+import { writeFileAtomic } from '../util/atomic.js';
+import { METADATA_JSON } from '../models/io.js';
+import type { FundusModel } from '../models/io.js';
+import { initEngine } from '../engine/index.js';
+import { buildReport, defaultPredictFiles, loadEvaluationSet, predictSet } from './run.js';
+import type { DataSelection, PredictFiles } from './run.js';
+import { formatReport } from './text.js';
+import { writeReport } from './report.js';
+import { parsePolicy, tuneThresholds } from './thresholds.js';
 
-export function register(_program: Command): void {}
+/** Options shared by `fundus evaluate` and `fundus thresholds`. */
+interface DataOptions {
+  data: string[];
+  split?: string;
+  part?: string;
+  batchSize?: string;
+  quiet?: boolean;
+}
+
+function selection(opts: DataOptions, defaultPart?: string): DataSelection {
+  if (!opts.data || opts.data.length !== 2) {
+    throw new InputError(`--data takes two values, the label CSV and the image folder (got ${opts.data?.length ?? 0})`);
+  }
+  return { csv: opts.data[0], images: opts.data[1], split: opts.split, part: opts.part ?? (opts.split ? defaultPart : undefined) };
+}
+
+function positiveInt(value: string | undefined, name: string, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InputError(`${name} must be a non-negative integer (got '${value}')`);
+  return n;
+}
+
+async function loadForEvaluation(modelDir: string): Promise<FundusModel> {
+  await initEngine();
+  const { loadModel } = await import('../models/io.js');
+  return loadModel(modelDir);
+}
+
+/** `predict` is injectable so that tests can run the commands' logic on known probabilities. */
+export async function evaluateCommand(
+  modelDir: string,
+  opts: DataOptions & { json?: boolean; report?: string; resamples?: string; seed?: string },
+  predict?: PredictFiles,
+): Promise<void> {
+  const sel = selection(opts, 'test');
+  const resamples = positiveInt(opts.resamples, '--resamples', 1000);
+  const seed = positiveInt(opts.seed, '--seed', 0);
+  const model = await loadForEvaluation(modelDir);
+  const set = await loadEvaluationSet(model.metadata, sel);
+  const probs = await predictSet(model, set, predict ?? (await defaultPredictFiles()), { batchSize: positiveInt(opts.batchSize, '--batch-size', 16) || undefined, quiet: opts.quiet || opts.json });
+  const report = buildReport(modelDir, model.metadata, sel, set, probs, { resamples, seed });
+  if (opts.report) {
+    await writeReport(resolve(opts.report), { report, probs, labels: set.labels, images: set.images, modelDir });
+  }
+  if (opts.json) process.stdout.write(JSON.stringify(report, null, 2) + '\n');
+  else {
+    console.log(formatReport(report));
+    if (opts.report) console.log(`\nreport: ${resolve(opts.report)}`);
+  }
+}
+
+export async function thresholdsCommand(modelDir: string, opts: DataOptions & { policy?: string; dryRun?: boolean }, predict?: PredictFiles): Promise<void> {
+  const policy = parsePolicy(opts.policy ?? 'max-f1');
+  const sel = selection(opts, 'validation');
+  if (sel.part === 'test') {
+    console.error('fundus: warning: tuning thresholds on the test part makes its evaluation optimistic; use the validation part');
+  }
+  const model = await loadForEvaluation(modelDir);
+  const m = model.metadata;
+  const set = await loadEvaluationSet(m, sel);
+  const probs = await predictSet(model, set, predict ?? (await defaultPredictFiles()), { batchSize: positiveInt(opts.batchSize, '--batch-size', 16) || undefined, quiet: opts.quiet });
+  const C = m.classes.length;
+  // Only scored classes are tuned; the others keep their thresholds.
+  const tuned = tuneThresholds(
+    scoredLabels(set.labels, C, set.scored),
+    scoredProbs(probs, C, set.scored),
+    set.scored.length,
+    policy,
+    set.scored.map((k) => m.thresholds[k]),
+  );
+  const thresholds = [...m.thresholds];
+  set.scored.forEach((k, j) => (thresholds[k] = tuned.thresholds[j]));
+  const where = sel.split ? `${sel.part} part of ${sel.split}` : sel.csv;
+  const untuned = set.scored.filter((_, j) => !tuned.perClass[j].tuned).map((k) => m.classes[k]);
+  const thresholdPolicy = `${tuned.policy} on ${where} (${set.images.length} images)${untuned.length ? `; kept for ${untuned.join(', ')}` : ''}`;
+  for (const [j, k] of set.scored.entries()) {
+    const c = tuned.perClass[j];
+    const f = (v: number | null): string => (v === null ? '—' : v.toFixed(3));
+    console.log(
+      `${m.classes[k].padEnd(28)} threshold ${m.thresholds[k].toFixed(3)} -> ${c.threshold.toFixed(3)}  ` +
+        `F1 ${f(c.f1)}  sensitivity ${f(c.sensitivity)}  specificity ${f(c.specificity)}  (${c.positives} positives)${c.note ? `  ${c.note}` : ''}`,
+    );
+  }
+  if (opts.dryRun) return;
+  const updated = { ...m, thresholds, thresholdPolicy };
+  await writeFileAtomic(resolve(modelDir, METADATA_JSON), JSON.stringify(updated, null, 2) + '\n');
+  console.log(`wrote thresholds (${thresholdPolicy}) to ${resolve(modelDir, METADATA_JSON)}`);
+}
+
+function scoredLabels(labels: Uint8Array, C: number, scored: number[]): Uint8Array {
+  const n = labels.length / C;
+  const out = new Uint8Array(n * scored.length);
+  for (let i = 0; i < n; i++) scored.forEach((k, j) => (out[i * scored.length + j] = labels[i * C + k]));
+  return out;
+}
+
+function scoredProbs(probs: Float32Array, C: number, scored: number[]): Float32Array {
+  const n = probs.length / C;
+  const out = new Float32Array(n * scored.length);
+  for (let i = 0; i < n; i++) scored.forEach((k, j) => (out[i * scored.length + j] = probs[i * C + k]));
+  return out;
+}
+
+export function register(program: Command): void {
+  program
+    .command('evaluate')
+    .description(
+      'Evaluate a model on labelled images: per-class ROC AUC, average precision, F1, sensitivity, specificity, ' +
+        'precision with 95% bootstrap intervals, the contest metric (mean F1 at 0.5), confusion matrices and calibration.',
+    )
+    .argument('<model-dir>', 'model directory (model.json, weights.bin, fundus.json)')
+    .requiredOption('--data <csv-and-images...>', 'label CSV (contest multi-hot or filename,label) and image folder')
+    .option('--split <split.json>', 'evaluate only one part of this split')
+    .option('--part <part>', 'train, validation or test (default test with --split)')
+    .option('--json', 'print every number as JSON (schema: docs/evaluation.md)')
+    .option('--report <file.html>', 'also write a self-contained HTML report')
+    .option('--resamples <n>', 'bootstrap resamples (0: no intervals)', '1000')
+    .option('--seed <n>', 'bootstrap seed', '0')
+    .option('--batch-size <n>', 'images per prediction batch', '16')
+    .option('--quiet', 'no progress bar')
+    .addHelpText('after', '\nExample:\n  fundus evaluate models/default --data ../shared/data/vietai/train.csv ../shared/data/vietai/train \\\n    --split splits/vietai.json --part test --report report.html')
+    .action((modelDir: string, opts) => evaluateCommand(modelDir, opts));
+
+  program
+    .command('thresholds')
+    .description("Tune per-class decision thresholds on labelled data (the validation part) and write them into the model's fundus.json.")
+    .argument('<model-dir>', 'model directory')
+    .requiredOption('--data <csv-and-images...>', 'label CSV and image folder')
+    .option('--split <split.json>', 'use one part of this split')
+    .option('--part <part>', 'train, validation or test (default validation with --split)')
+    .option('--policy <policy>', "'max-f1' (best F1 per class) or 'sensitivity=<x>', e.g. sensitivity=0.9 for screening", 'max-f1')
+    .option('--dry-run', 'print the thresholds without writing them')
+    .option('--batch-size <n>', 'images per prediction batch', '16')
+    .option('--quiet', 'no progress bar')
+    .addHelpText('after', '\nExample:\n  fundus thresholds models/default --data ../shared/data/vietai/train.csv ../shared/data/vietai/train \\\n    --split splits/vietai.json --part validation --policy sensitivity=0.9')
+    .action((modelDir: string, opts) => thresholdsCommand(modelDir, opts));
+}

@@ -10,6 +10,7 @@ export interface EvaluationSet {
   labels: Uint8Array;
   /** Indices into the model's classes that this data scores. */
   scored: number[];
+  format: CsvFormat;
   notes: string[];
 }
 
@@ -94,7 +95,7 @@ export function alignToModel(
       if (j !== undefined) labels[i * C + k] = im.labels![j] ? 1 : 0;
     });
   });
-  return { images, labels, scored, notes };
+  return { images, labels, scored, format: source.format, notes };
 }
 
 /** InputError naming the missing image files (the first few), before any prediction starts. */

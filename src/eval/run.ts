@@ -1,0 +1,132 @@
+import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+import { readDataset, readLabelsCsv } from '../data/csv.js';
+import type { FundusModel } from '../models/io.js';
+import type { ModelMetadata } from '../models/metadata.js';
+import { InputError } from '../util/errors.js';
+import { progress } from '../util/progress.js';
+import { alignToModel, checkImagesExist } from './dataset.js';
+import type { EvaluationSet } from './dataset.js';
+import { evaluatePredictions } from './evaluate.js';
+import type { BootstrapOptions } from './bootstrap.js';
+import type { EvaluationReport } from './schema.js';
+
+/** `predictFiles` of src/models/predict.ts: n×C probabilities after the model's activation. */
+export type PredictFiles = (
+  model: FundusModel,
+  inputs: (string | Buffer)[],
+  opts?: { batchSize?: number; onProgress?: (done: number) => void },
+) => Promise<Float32Array>;
+
+/** Which labelled images to evaluate on. */
+export interface DataSelection {
+  csv: string;
+  images: string;
+  split?: string;
+  part?: string;
+}
+
+const PARTS = ['train', 'validation', 'test'];
+
+/** The filenames of one part of a split file (`{ version: 1, parts: { train, validation, test } }`). */
+export async function readSplitPart(path: string, part: string): Promise<string[]> {
+  if (!PARTS.includes(part)) throw new InputError(`unknown split part '${part}' (use ${PARTS.join(', ')})`);
+  let doc: { parts?: Record<string, unknown> };
+  try {
+    doc = JSON.parse(await readFile(path, 'utf8'));
+  } catch (e) {
+    throw new InputError(`cannot read the split: ${(e as Error).message}`, { file: path });
+  }
+  const names = doc?.parts?.[part];
+  if (!Array.isArray(names) || !names.every((n) => typeof n === 'string')) {
+    throw new InputError(`not a split file: "parts.${part}" must be a list of filenames`, { file: path });
+  }
+  return names as string[];
+}
+
+/** Reads the labels of a selection and lines them up with the model's classes (all checks before any prediction). */
+export async function loadEvaluationSet(metadata: ModelMetadata, sel: DataSelection): Promise<EvaluationSet> {
+  if (sel.split && !sel.part) throw new InputError('--split needs --part (train, validation or test)');
+  if (sel.part && !sel.split) throw new InputError('--part needs --split <split.json>');
+  const dataset = await readDataset(sel.csv, sel.images);
+  const { format } = await readLabelsCsv(sel.csv);
+  const part = sel.split && sel.part ? { name: sel.part, filenames: await readSplitPart(sel.split, sel.part), splitPath: sel.split } : undefined;
+  const set = alignToModel(metadata.classes, { classes: dataset.classes, images: dataset.images, format, csvPath: sel.csv }, part);
+  await checkImagesExist(set.images, dataset.imagesDir);
+  return set;
+}
+
+/** Runs the model over the images with a progress bar. */
+export async function predictSet(model: FundusModel, set: EvaluationSet, predict: PredictFiles, opts: { batchSize?: number; quiet?: boolean } = {}): Promise<Float32Array> {
+  const bar = progress('predict', set.images.length, { quiet: opts.quiet });
+  let last = 0;
+  try {
+    const probs = await predict(
+      model,
+      set.images.map((im) => im.path),
+      {
+        batchSize: opts.batchSize,
+        onProgress: (done) => {
+          bar.tick(done - last);
+          last = done;
+        },
+      },
+    );
+    if (probs.length !== set.images.length * model.metadata.classes.length) {
+      throw new Error(`predictFiles returned ${probs.length} values for ${set.images.length} images × ${model.metadata.classes.length} classes`);
+    }
+    return probs;
+  } finally {
+    bar.stop();
+  }
+}
+
+/** The default prediction function, loaded lazily so that metric-only code paths never load tfjs. */
+export async function defaultPredictFiles(): Promise<PredictFiles> {
+  // A computed specifier until src/models/predict.ts is committed by the models area.
+  const specifier = '../models/predict.js';
+  const mod = (await import(specifier)) as { predictFiles: PredictFiles };
+  return mod.predictFiles;
+}
+
+/** Assembles the `--json` document from a model, a selection and predictions. */
+export function buildReport(
+  modelDir: string,
+  metadata: ModelMetadata,
+  sel: DataSelection,
+  set: EvaluationSet,
+  probs: Float32Array,
+  bootstrap: BootstrapOptions = {},
+): EvaluationReport {
+  const metrics = evaluatePredictions({
+    classes: metadata.classes,
+    activation: metadata.activation,
+    probs,
+    labels: set.labels,
+    scored: set.scored,
+    thresholds: metadata.thresholds,
+    bootstrap,
+  });
+  return {
+    schemaVersion: 1,
+    model: {
+      dir: resolve(modelDir),
+      architecture: metadata.architecture,
+      task: metadata.task,
+      activation: metadata.activation,
+      classes: metadata.classes,
+      thresholds: metadata.thresholds,
+      thresholdPolicy: metadata.thresholdPolicy,
+    },
+    data: {
+      csv: resolve(sel.csv),
+      images: resolve(sel.images),
+      format: set.format,
+      ...(sel.split ? { split: resolve(sel.split), part: sel.part } : {}),
+    },
+    notes: set.notes,
+    ...metrics,
+    createdAt: new Date().toISOString(),
+    fundusVersion: '0.1.0',
+  };
+}
