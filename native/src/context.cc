@@ -52,9 +52,24 @@ void releaseScratch() {
   }
 }
 
-int threadCount() { return omp_get_max_threads(); }
+namespace {
+int configuredThreads = 0;
+}
+
+int threadCount() { return configuredThreads > 0 ? configuredThreads : omp_get_max_threads(); }
 void setThreadCount(int n) {
-  if (n > 0) omp_set_num_threads(n);
+  if (n <= 0) return;
+  configuredThreads = n;
+  omp_set_num_threads(n);
+}
+
+int threadsForWork(double flops) { return flops < 2e7 ? 1 : threadCount(); }
+
+ThreadScope::ThreadScope(int n) : previous_(omp_get_max_threads()) {
+  if (n != previous_) omp_set_num_threads(n);
+}
+ThreadScope::~ThreadScope() {
+  if (omp_get_max_threads() != previous_) omp_set_num_threads(previous_);
 }
 
 float* floatArg(const Napi::CallbackInfo& info, size_t index, size_t minLength, const char* what) {

@@ -26,6 +26,21 @@ void releaseScratch();
 int threadCount();
 void setThreadCount(int n);
 
+// Small primitives run on one thread: with 2 threads their run time is dominated by OpenMP barriers, which
+// become very slow when the cores are shared with other processes. The choice is made per cached primitive
+// (oneDNN wants the same thread count at creation and execution).
+int threadsForWork(double flops);
+class ThreadScope {
+ public:
+  explicit ThreadScope(int n);
+  ~ThreadScope();
+  ThreadScope(const ThreadScope&) = delete;
+  ThreadScope& operator=(const ThreadScope&) = delete;
+
+ private:
+  int previous_;
+};
+
 // Argument helpers: throw a JS TypeError on misuse so that a wrong call never reads past a buffer.
 float* floatArg(const Napi::CallbackInfo& info, size_t index, size_t minLength, const char* what);
 std::vector<int64_t> intsArg(const Napi::CallbackInfo& info, size_t index, size_t count, const char* what);

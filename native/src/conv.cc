@@ -92,19 +92,24 @@ dnnl::convolution_forward::primitive_desc forwardDesc(const ConvParams& q, bool 
   return dnnl::convolution_forward::primitive_desc(d, attr, cpuEngine());
 }
 
+double convFlops(const ConvParams& q) { return 2.0 * q.n * q.oh * q.ow * q.o * q.c * q.kh * q.kw; }
+
 struct ForwardEntry {
+  int threads = 1;
   dnnl::convolution_forward prim;
   Port src, weights, dst;
   memory::desc scratchpad;
 };
 
 struct BackwardDataEntry {
+  int threads = 1;
   dnnl::convolution_backward_data prim;
   Port diffDst, weights, diffSrc;
   memory::desc scratchpad;
 };
 
 struct BackwardWeightsEntry {
+  int threads = 1;
   dnnl::convolution_backward_weights prim;
   Port src, diffDst, diffWeights;
   memory::desc scratchpad;
@@ -132,12 +137,15 @@ std::shared_ptr<ForwardEntry> forwardEntry(const std::vector<int64_t>& p, float 
   std::string key = keyOf("fwd", kp);
   if (auto e = forwardCache.find(key)) return e;
   ConvParams q(p);
+  const int threads = threadsForWork(convFlops(q));
+  ThreadScope scope(threads);
   auto attr = baseAttr();
   dnnl::post_ops po;
   if (!appendActivation(po, q.act, alpha)) return nullptr;
   attr.set_post_ops(po);
   auto pd = forwardDesc(q, q.hasBias != 0, attr);
   auto e = std::make_shared<ForwardEntry>();
+  e->threads = threads;
   e->prim = dnnl::convolution_forward(pd);
   e->src = Port::input(q.src(false), pd.src_desc());
   e->weights = Port::input(q.weights(false), pd.weights_desc());
@@ -151,11 +159,14 @@ std::shared_ptr<BackwardDataEntry> backwardDataEntry(const std::vector<int64_t>&
   std::string key = keyOf("bwd_data", p);
   if (auto e = backwardDataCache.find(key)) return e;
   ConvParams q(p);
+  const int threads = threadsForWork(convFlops(q));
+  ThreadScope scope(threads);
   auto hint = forwardDesc(q, false, dnnl::primitive_attr());
   dnnl::convolution_backward_data::desc d(algorithm::convolution_direct, q.src(true), q.weights(true), q.dst(true),
                                           q.strides(), q.dilates(), q.padL(), q.padR());
   dnnl::convolution_backward_data::primitive_desc pd(d, baseAttr(), cpuEngine(), hint);
   auto e = std::make_shared<BackwardDataEntry>();
+  e->threads = threads;
   e->prim = dnnl::convolution_backward_data(pd);
   e->diffDst = Port::input(q.dst(false), pd.diff_dst_desc());
   e->weights = Port::input(q.weights(false), pd.weights_desc());
@@ -169,11 +180,14 @@ std::shared_ptr<BackwardWeightsEntry> backwardWeightsEntry(const std::vector<int
   std::string key = keyOf("bwd_weights", p);
   if (auto e = backwardWeightsCache.find(key)) return e;
   ConvParams q(p);
+  const int threads = threadsForWork(convFlops(q));
+  ThreadScope scope(threads);
   auto hint = forwardDesc(q, false, dnnl::primitive_attr());
   dnnl::convolution_backward_weights::desc d(algorithm::convolution_direct, q.src(true), q.weights(true), q.dst(true),
                                              q.strides(), q.dilates(), q.padL(), q.padR());
   dnnl::convolution_backward_weights::primitive_desc pd(d, baseAttr(), cpuEngine(), hint);
   auto e = std::make_shared<BackwardWeightsEntry>();
+  e->threads = threads;
   e->prim = dnnl::convolution_backward_weights(pd);
   e->src = Port::input(q.src(false), pd.src_desc());
   e->diffDst = Port::input(q.dst(false), pd.diff_dst_desc());
@@ -199,6 +213,7 @@ Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
     return Napi::Boolean::New(info.Env(), false);
   }
   if (!e) return Napi::Boolean::New(info.Env(), false);
+  ThreadScope scope(e->threads);
   memory src = e->src.bindInput(x, kSrc);
   memory wts = e->weights.bindInput(w, kWeights);
   memory dst = e->dst.bindOutput(y, kDst);
@@ -226,6 +241,7 @@ Napi::Value Conv2dBackwardData(const Napi::CallbackInfo& info) {
   } catch (const dnnl::error&) {
     return Napi::Boolean::New(info.Env(), false);
   }
+  ThreadScope scope(e->threads);
   memory diffDst = e->diffDst.bindInput(dy, kSrc);
   memory wts = e->weights.bindInput(w, kWeights);
   memory diffSrc = e->diffSrc.bindOutput(dx, kDst);
@@ -251,6 +267,7 @@ Napi::Value Conv2dBackwardWeights(const Napi::CallbackInfo& info) {
   } catch (const dnnl::error&) {
     return Napi::Boolean::New(info.Env(), false);
   }
+  ThreadScope scope(e->threads);
   memory src = e->src.bindInput(x, kSrc);
   memory diffDst = e->diffDst.bindInput(dy, kDst);
   memory diffW = e->diffWeights.bindOutput(dw, kWeights);

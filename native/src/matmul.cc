@@ -14,6 +14,7 @@ Napi::Value BatchMatMul(const Napi::CallbackInfo& info) {
   const float* b = floatArg(info, 1, batchB * k * n, "b");
   float* c = floatArg(info, 2, batch * m * n, "c");
   const int64_t lda = ta ? m : k, ldb = tb ? k : n;
+  ThreadScope scope(threadsForWork(2.0 * m * n * k));
   for (int64_t i = 0; i < batch; ++i) {
     dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', m, n, k, 1.f, a + (i % batchA) * m * k, lda,
                                   b + (i % batchB) * k * n, ldb, 0.f, c + i * m * n, n);

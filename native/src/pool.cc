@@ -37,11 +37,15 @@ dnnl::pooling_forward::primitive_desc forwardDesc(const PoolParams& q, int kind,
   return dnnl::pooling_forward::primitive_desc(d, attr, cpuEngine());
 }
 
+double poolWork(const PoolParams& q) { return static_cast<double>(q.n) * q.oh * q.ow * q.c * q.kh * q.kw * 10; }
+
 struct ForwardEntry {
+  int threads = 1;
   dnnl::pooling_forward prim;
   memory::desc workspace, scratchpad;
 };
 struct BackwardEntry {
+  int threads = 1;
   dnnl::pooling_forward forward;  // max pooling: recomputes the argmax workspace
   memory::desc workspace, forwardScratchpad;
   dnnl::pooling_backward prim;
@@ -54,8 +58,11 @@ ShapeCache<BackwardEntry> backwardCache;
 std::shared_ptr<ForwardEntry> forwardEntry(int kind, const std::vector<int64_t>& p) {
   std::string key = keyOf(kind == 0 ? "maxpool" : "avgpool", p);
   if (auto e = forwardCache.find(key)) return e;
+  const int threads = threadsForWork(poolWork(PoolParams(p)));
+  ThreadScope scope(threads);
   auto pd = forwardDesc(PoolParams(p), kind, prop_kind::forward_inference);
   auto e = std::make_shared<ForwardEntry>();
+  e->threads = threads;
   e->prim = dnnl::pooling_forward(pd);
   e->scratchpad = pd.scratchpad_desc();
   forwardCache.put(key, e);
@@ -66,6 +73,8 @@ std::shared_ptr<BackwardEntry> backwardEntry(int kind, const std::vector<int64_t
   std::string key = keyOf(kind == 0 ? "maxpool_bwd" : "avgpool_bwd", p);
   if (auto e = backwardCache.find(key)) return e;
   PoolParams q(p);
+  const int threads = threadsForWork(poolWork(q));
+  ThreadScope scope(threads);
   auto fwd = forwardDesc(q, kind, prop_kind::forward_training);
   dnnl::pooling_backward::desc d(algorithmOf(kind), q.src(), q.dst(), {q.sh, q.sw}, {q.kh, q.kw}, {q.pt, q.pl},
                                  {q.pb, q.pr});
@@ -73,6 +82,7 @@ std::shared_ptr<BackwardEntry> backwardEntry(int kind, const std::vector<int64_t
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
   dnnl::pooling_backward::primitive_desc pd(d, attr, cpuEngine(), fwd);
   auto e = std::make_shared<BackwardEntry>();
+  e->threads = threads;
   if (kind == 0) {
     e->forward = dnnl::pooling_forward(fwd);
     e->workspace = fwd.workspace_desc();
@@ -101,6 +111,7 @@ Napi::Value PoolForward(const Napi::CallbackInfo& info) {
   } catch (const dnnl::error&) {
     return Napi::Boolean::New(info.Env(), false);
   }
+  ThreadScope scope(e->threads);
   e->prim.execute(cpuStream(), {{DNNL_ARG_SRC, memory(q.src(), cpuEngine(), const_cast<float*>(x))},
                                 {DNNL_ARG_DST, memory(q.dst(), cpuEngine(), y)},
                                 {DNNL_ARG_SCRATCHPAD, scratchMemory(e->scratchpad, kScratchpad)}});
@@ -122,6 +133,7 @@ Napi::Value PoolBackward(const Napi::CallbackInfo& info) {
   } catch (const dnnl::error&) {
     return Napi::Boolean::New(info.Env(), false);
   }
+  ThreadScope scope(e->threads);
   std::unordered_map<int, memory> args{{DNNL_ARG_DIFF_DST, memory(q.dst(), cpuEngine(), const_cast<float*>(dy))},
                                        {DNNL_ARG_DIFF_SRC, memory(q.src(), cpuEngine(), dx)}};
   if (kind == 0) {

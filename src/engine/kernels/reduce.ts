@@ -6,12 +6,12 @@ import { addon, f32, fallback, output, type KernelArgs } from './util.js';
 const OPS = { Sum: 0, Mean: 1, Max: 2, Min: 3 } as const;
 
 function makeReduce(name: keyof typeof OPS) {
-  return (args: KernelArgs<{ x: TensorInfo }, { axis?: number | number[]; reductionIndices?: number | number[]; keepDims?: boolean }>): TensorInfo => {
+  return (args: KernelArgs<{ x: TensorInfo }, { axis?: number | number[] | null; reductionIndices?: number | number[] | null; keepDims?: boolean }>): TensorInfo => {
     const { inputs: { x }, backend, attrs } = args;
     const xv = f32(backend, x);
-    const axisAttr = attrs?.axis ?? attrs?.reductionIndices;
-    if (xv && xv.length > 0 && axisAttr !== undefined) {
-      const axes = util.parseAxisParam(axisAttr, x.shape);
+    if (xv && xv.length > 0) {
+      // tfjs passes axis null for "all axes"; Max/Min name it reductionIndices.
+      const axes = util.parseAxisParam(attrs?.axis ?? attrs?.reductionIndices ?? null, x.shape);
       const [outShape] = backend_util.computeOutAndReduceShapes(x.shape, axes);
       const out = new Float32Array(util.sizeFromShape(outShape));
       if (addon().reduce(OPS[name], xv, x.shape, [...new Set(axes)].sort((p, q) => p - q), out)) {
