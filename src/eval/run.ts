@@ -83,10 +83,8 @@ export async function predictSet(model: FundusModel, set: EvaluationSet, predict
 
 /** The default prediction function, loaded lazily so that metric-only code paths never load tfjs. */
 export async function defaultPredictFiles(): Promise<PredictFiles> {
-  // A computed specifier until src/models/predict.ts is committed by the models area.
-  const specifier = '../models/predict.js';
-  const mod = (await import(specifier)) as { predictFiles: PredictFiles };
-  return mod.predictFiles;
+  const { predictFiles } = await import('../models/predict.js');
+  return predictFiles;
 }
 
 /** Assembles the `--json` document from a model, a selection and predictions. */

@@ -1,0 +1,136 @@
+// End to end through the CLI: a small real tfjs model, real preprocessing and predictFiles, a slice of the real data.
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFile, writeFile, readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { PROJECT_ROOT, tempDir } from '../helpers.js';
+import { CLASSES } from '../../src/data/labels.js';
+import type { EvaluationReport } from '../../src/eval/schema.js';
+import { tinyModelDir, vietaiSlice } from './fixtures.js';
+import { evaluateCommand, thresholdsCommand } from '../../src/eval/commands.js';
+import { InputError } from '../../src/util/errors.js';
+
+let dir: string;
+let model: string;
+let slice: { csv: string; images: string; filenames: string[] };
+
+function fundus(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [join(PROJECT_ROOT, 'bin', 'fundus.js'), ...args], { encoding: 'utf8', env: { ...process.env, FUNDUS_NO_PROGRESS: '1' } });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+before(async () => {
+  dir = await tempDir();
+  model = await tinyModelDir(join(dir, 'model'));
+  slice = await vietaiSlice(dir, 2);
+});
+
+test('fundus evaluate --json prints the documented schema, and --report writes the HTML', async () => {
+  const html = join(dir, 'out', 'report.html');
+  const r = fundus('evaluate', model, '--data', slice.csv, slice.images, '--json', '--resamples', '200', '--report', html);
+  assert.equal(r.status, 0, r.stderr);
+  const doc = JSON.parse(r.stdout) as EvaluationReport;
+  assert.equal(doc.schemaVersion, 1);
+  assert.equal(doc.imageCount, slice.filenames.length);
+  assert.deepEqual(doc.scoredClasses, [...CLASSES]);
+  for (const c of CLASSES) {
+    for (const m of ['auc', 'ap', 'f1', 'sensitivity', 'specificity', 'precision'] as const) {
+      const x = doc.perClass[c][m];
+      assert.ok('value' in x && 'ci' in x, `${c}.${m}`);
+      if (x.value !== null) assert.ok(x.value >= 0 && x.value <= 1);
+    }
+  }
+  for (const m of ['meanF1', 'meanF1At05', 'macroAuc'] as const) assert.ok(doc.overall[m].value !== null && doc.overall[m].ci !== null, m);
+  assert.equal(doc.bootstrap.resamples, 200);
+  assert.equal(doc.data.format, 'contest');
+  const text = await readFile(html, 'utf8');
+  assert.ok(text.includes('<svg') && text.includes('Evaluation report'));
+  // the plain-text summary, too
+  const plain = fundus('evaluate', model, '--data', slice.csv, slice.images, '--resamples', '50');
+  assert.equal(plain.status, 0, plain.stderr);
+  assert.match(plain.stdout, /mean F1 @ 0\.5 \(contest\)/);
+  assert.match(plain.stdout, /retinal vascular occlusion/);
+});
+
+test('fundus thresholds writes tuned thresholds and the policy into fundus.json; evaluate then uses them', async () => {
+  const m2 = await tinyModelDir(join(dir, 'model-thr'));
+  const split = join(dir, 'split.json');
+  const half = Math.floor(slice.filenames.length / 2);
+  await writeFile(split, JSON.stringify({ version: 1, seed: 1, parts: { train: [], validation: slice.filenames, test: slice.filenames.slice(0, half) } }));
+  const r = fundus('thresholds', m2, '--data', slice.csv, slice.images, '--split', split, '--policy', 'sensitivity=0.9');
+  assert.equal(r.status, 0, r.stderr);
+  const meta = JSON.parse(await readFile(join(m2, 'fundus.json'), 'utf8'));
+  assert.match(meta.thresholdPolicy, /^sensitivity=0\.9 on validation part of .*split\.json \(\d+ images\)/);
+  assert.equal(meta.thresholds.length, 7);
+  assert.ok(meta.thresholds.some((t: number) => t !== 0.5));
+  assert.ok(!(await readdir(m2)).some((f) => f.endsWith('.tmp')), 'no temporary files left');
+  // on the data they were tuned on, every class reaches the requested sensitivity
+  const e = fundus('evaluate', m2, '--data', slice.csv, slice.images, '--split', split, '--part', 'validation', '--json', '--resamples', '0');
+  assert.equal(e.status, 0, e.stderr);
+  const doc = JSON.parse(e.stdout) as EvaluationReport;
+  assert.deepEqual(doc.model.thresholds, meta.thresholds);
+  for (const c of CLASSES) assert.ok(doc.perClass[c].sensitivity.value! >= 0.9, `${c}: ${doc.perClass[c].sensitivity.value}`);
+  assert.equal(doc.perClass.opacity.auc.ci, null, 'no resamples, no intervals');
+  // the test part is the default with --split
+  const t = fundus('evaluate', m2, '--data', slice.csv, slice.images, '--split', split, '--json', '--resamples', '0');
+  assert.equal(JSON.parse(t.stdout).imageCount, half);
+});
+
+test('a filename,label CSV scores only its labels', async () => {
+  const csv = join(dir, 'pairs.csv');
+  const all = await readFile(slice.csv, 'utf8');
+  const g = CLASSES.indexOf('glaucoma');
+  const n = CLASSES.indexOf('normal');
+  const rows = all.trim().split('\n').slice(1).map((l) => l.split(','));
+  const pairs = rows.filter((f) => f[1 + g] === '1').map((f) => `${f[0]},glaucoma`).concat(rows.filter((f) => f[1 + n] === '1').map((f) => `${f[0]},normal`));
+  await writeFile(csv, 'filename,label\n' + pairs.join('\n') + '\n');
+  const r = fundus('evaluate', model, '--data', csv, slice.images, '--json', '--resamples', '50');
+  assert.equal(r.status, 0, r.stderr);
+  const doc = JSON.parse(r.stdout) as EvaluationReport;
+  assert.deepEqual(doc.scoredClasses, ['glaucoma', 'normal']);
+  assert.deepEqual(Object.keys(doc.perClass), ['glaucoma', 'normal']);
+  assert.equal(doc.data.format, 'pairs');
+  assert.match(doc.notes[0], /only glaucoma, normal scored/);
+});
+
+test('bad input: clear messages and exit code 2', async () => {
+  const cases: [string[], RegExp][] = [];
+  const missing = join(dir, 'missing.csv');
+  await writeFile(missing, `filename,label\n${slice.filenames[0]},glaucoma\nnot-there.jpg,normal\n`);
+  cases.push([['evaluate', model, '--data', missing, slice.images], /missing.*not-there\.jpg/]);
+  const unknown = join(dir, 'unknown.csv');
+  await writeFile(unknown, `filename,label\n${slice.filenames[0]},cataract\n`);
+  cases.push([['evaluate', model, '--data', unknown, slice.images], /unknown\.csv:2: unknown label 'cataract'/]);
+  const focus = await tinyModelDir(join(dir, 'focus'), ['diabetic retinopathy', 'glaucoma', 'normal'], 'softmax');
+  const opacity = join(dir, 'opacity.csv');
+  await writeFile(opacity, `filename,label\n${slice.filenames[0]},opacity\n`);
+  cases.push([['evaluate', focus, '--data', opacity, slice.images], /'opacity' \(1 image.*not among the model's classes \(diabetic retinopathy, glaucoma, normal\)/]);
+  cases.push([['evaluate', model, '--data', slice.csv], /--data takes two values/]);
+  cases.push([['evaluate', join(dir, 'nope'), '--data', slice.csv, slice.images], /not a fundus model directory/]);
+  cases.push([['thresholds', model, '--data', slice.csv, slice.images, '--policy', 'youden'], /unknown threshold policy 'youden'/]);
+  cases.push([['evaluate', model, '--data', slice.csv, slice.images, '--split', join(dir, 'split.json'), '--part', 'holdout'], /unknown split part 'holdout'/]);
+  // In process (each CLI start costs seconds); the CLI's handling of InputError is checked once below.
+  for (const [[command, modelDir, ...rest], message] of cases) {
+    const opts: Record<string, unknown> = { quiet: true };
+    for (let i = 0; i < rest.length; i++) {
+      const key = rest[i].slice(2);
+      if (key === 'data') {
+        const values: string[] = [];
+        while (i + 1 < rest.length && !rest[i + 1].startsWith('--')) values.push(rest[++i]);
+        opts.data = values;
+      } else opts[key] = rest[++i];
+    }
+    const run = command === 'evaluate' ? evaluateCommand(modelDir, opts as never) : thresholdsCommand(modelDir, opts as never);
+    await assert.rejects(run, (e: Error) => e instanceof InputError && message.test(e.message), `${command} ${rest.join(' ')}`);
+  }
+  const r = fundus(...cases[0][0]);
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /(^|\n)fundus: .*missing.*not-there\.jpg/);
+  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+});
+
+test('--help documents both commands', () => {
+  assert.match(fundus('evaluate', '--help').stdout, /--report <file.html>[\s\S]*--resamples/);
+  assert.match(fundus('thresholds', '--help').stdout, /sensitivity=0\.9/);
+});
