@@ -11,7 +11,7 @@ function makeReduce(name: keyof typeof OPS) {
     const xv = f32(backend, x);
     if (xv && xv.length > 0) {
       // tfjs passes axis null for "all axes"; Max/Min name it reductionIndices.
-      const axes = util.parseAxisParam(attrs?.axis ?? attrs?.reductionIndices ?? null, x.shape);
+      const axes = util.parseAxisParam((attrs?.axis ?? attrs?.reductionIndices ?? null) as number | number[], x.shape);
       const [outShape] = backend_util.computeOutAndReduceShapes(x.shape, axes);
       const out = new Float32Array(util.sizeFromShape(outShape));
       if (addon().reduce(OPS[name], xv, x.shape, [...new Set(axes)].sort((p, q) => p - q), out)) {
