@@ -148,7 +148,7 @@ export function historySpec(title: string, rows: { epoch: number; series: string
     encoding: {
       x: { field: 'epoch', type: 'quantitative', axis: { title: 'epoch', tickMinStep: 1 } },
       y: { field: 'value', type: 'quantitative', scale: { zero: false }, axis: { title: null } },
-      color: { field: 'series', type: 'nominal', legend: { title: null, orient: 'bottom', direction: 'horizontal' }, scale: { scheme: 'tableau10' } },
+      color: { field: 'series', type: 'nominal', legend: { title: null, orient: 'bottom', direction: 'horizontal' }, scale: { scheme: 'tableau20' } },
     },
   } as vl.TopLevelSpec;
 }

@@ -106,12 +106,19 @@ async function galleryHtml(input: ReportInput, classIndex: Map<string, number>):
 
 async function historyHtml(history: TrainingHistory | null): Promise<string> {
   if (!history) return '<p class="empty">The model directory has no training history (history.csv or history.json).</p>';
-  const skip = /^(time|seconds|duration|ms|step|batch|wall)/i;
-  const lossCols = history.columns.filter((c) => /loss/i.test(c));
-  const lrCols = history.columns.filter((c) => /^(lr|learning_?rate)$/i.test(c));
-  const otherCols = history.columns.filter((c) => !lossCols.includes(c) && !lrCols.includes(c) && !skip.test(c));
+  // Bookkeeping columns of src/train/history.ts are not curves; `member` tells the members of an ensemble apart.
+  const skip = /^(member|time|seconds|duration|ms|step|batch|wall|images_per_second)/i;
+  const plotted = history.columns.filter((c) => !skip.test(c));
+  const lossCols = plotted.filter((c) => /loss/i.test(c));
+  const lrCols = plotted.filter((c) => /^(lr|learning_?rate)$/i.test(c));
+  const otherCols = plotted.filter((c) => !lossCols.includes(c) && !lrCols.includes(c));
+  const hasMembers = history.columns.includes('member');
   const series = (cols: string[]): { epoch: number; series: string; value: number }[] =>
-    history.rows.flatMap((r) => cols.filter((c) => r[c] !== undefined).map((c) => ({ epoch: r.epoch, series: c, value: r[c] })));
+    history.rows.flatMap((r) =>
+      cols
+        .filter((c) => r[c] !== undefined)
+        .map((c) => ({ epoch: r.epoch, series: hasMembers && r.member !== undefined ? `${c} (member ${r.member + 1})` : c, value: r[c] })),
+    );
   const charts: string[] = [];
   if (lossCols.length > 0) charts.push(await renderSvg(historySpec('Loss', series(lossCols))));
   if (otherCols.length > 0) charts.push(await renderSvg(historySpec('Metrics', series(otherCols))));

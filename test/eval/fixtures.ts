@@ -33,7 +33,11 @@ export async function tinyModelDir(dir: string, classes: string[] = [...CLASSES]
     fundusVersion: '0.1.0',
   };
   await saveModel(dir, net, metadata, {
-    'history.csv': 'epoch,loss,val_loss,val_mean_f1,lr\n1,0.62,0.58,0.31,0.001\n2,0.45,0.47,0.44,0.001\n3,0.38,0.44,0.52,0.0005\n4,0.33,0.45,0.55,0.0005\n',
+    // the columns src/train/history.ts writes
+    'history.csv':
+      'epoch,loss,val_loss,val_auc,val_f1,lr,images_per_second,wall_time\n' +
+      '1,0.62,0.58,0.71,0.31,0.001,40.5,1700000000\n2,0.45,0.47,0.78,0.44,0.001,41.2,1700000100\n' +
+      '3,0.38,0.44,0.81,0.52,0.0005,40.9,1700000200\n4,0.33,0.45,0.82,0.55,0.0005,41.0,1700000300\n',
   });
   return dir;
 }

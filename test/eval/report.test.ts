@@ -29,6 +29,7 @@ test('the HTML report is one self-contained file with Vega SVG charts, tables an
   for (const name of ['opacity', 'diabetic retinopathy', 'retinal vascular occlusion', 'Mean F1 @ 0.5', 'Macro ROC AUC', 'Training curves', 'val_loss']) {
     assert.ok(html.includes(name), name);
   }
+  assert.ok(html.includes('val_auc') && !html.includes('images_per_second') && !html.includes('wall_time'), 'bookkeeping columns are not plotted');
   const thumbs = html.match(/src="data:image\/jpeg;base64,[A-Za-z0-9+/=]+"/g) ?? [];
   assert.ok(thumbs.length >= 7, `${thumbs.length} thumbnails`);
   // nothing to fetch: no external scripts, styles, images or fonts (SVG namespace declarations are not fetches)
