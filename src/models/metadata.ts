@@ -30,4 +30,9 @@ export interface ModelMetadata {
   metrics?: Record<string, unknown>;
   createdAt: string;
   fundusVersion: string;
+  /**
+   * one-vs-normal only: the binary member networks (one per pathology, against `normal`) that the saved network
+   * combines; their layers are prefixed `<class slug>__` inside the one network (see src/models/combine.ts).
+   */
+  members?: { class: string; bestEpoch: number | null; trainSeconds: number; [metric: string]: unknown }[];
 }

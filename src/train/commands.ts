@@ -1,3 +1,145 @@
 import type { Command } from 'commander';
+import { Option } from 'commander';
+import { initEngine } from '../engine/index.js';
+import { architectureNames } from '../models/architectures.js';
+import { TASKS, parseTask } from '../models/tasks.js';
+import { InputError } from '../util/errors.js';
+import type { Monitor } from './loop.js';
+import { trainModel } from './train.js';
 
-export function register(_program: Command): void {}
+function positiveInt(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new InputError(`--${name} must be a positive integer (got "${v}")`);
+    return n;
+  };
+}
+
+function positiveNumber(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new InputError(`--${name} must be a positive number (got "${v}")`);
+    return n;
+  };
+}
+
+function nonNegativeNumber(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0) throw new InputError(`--${name} must be a number ≥ 0 (got "${v}")`);
+    return n;
+  };
+}
+
+interface TrainFlags {
+  task: string;
+  model: string;
+  data: string[];
+  split: string;
+  out: string;
+  runDir?: string;
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  minLr?: number;
+  warmup: number;
+  imageSize?: number;
+  channels?: 'green' | 'rgb';
+  clahe?: boolean;
+  augment: boolean;
+  patience: number;
+  monitor: Monitor;
+  seed: number;
+  initFrom?: string;
+  checkpointSeconds: number;
+  maxMinutes?: number;
+  restart?: boolean;
+  limit?: number;
+  quiet?: boolean;
+}
+
+export function register(program: Command): void {
+  program
+    .command('train')
+    .description(
+      'Train a model on a labelled dataset and a split file; writes a model directory with thresholds tuned on the ' +
+        'validation part and held-out test metrics. Re-running the same command resumes from the last checkpoint.',
+    )
+    .addOption(new Option('--task <task>', 'what to learn').choices([...TASKS]).makeOptionMandatory())
+    .addOption(new Option('--model <name>', 'architecture').choices(architectureNames()).default('resnet18-narrow'))
+    .requiredOption('--data <csv_and_images...>', 'the labels CSV and the image folder, e.g. --data train.csv train/')
+    .requiredOption('--split <split.json>', 'split file with train/validation/test parts (e.g. splits/vietai.json)')
+    .requiredOption('--out <dir>', 'model directory to write')
+    .option('--run-dir <dir>', 'checkpoints, history.csv and TensorBoard events (default: runs/<name of --out>)')
+    .option('--epochs <n>', 'maximum number of epochs', positiveInt('epochs'), 30)
+    .option('--batch-size <n>', 'images per optimiser step', positiveInt('batch-size'), 16)
+    .option('--lr <rate>', 'peak learning rate of Adam', positiveNumber('lr'), 1e-3)
+    .option('--min-lr <rate>', 'final learning rate of the cosine schedule (default: lr/50)', positiveNumber('min-lr'))
+    .option('--warmup <epochs>', 'linear warm-up epochs', nonNegativeNumber('warmup'), 1)
+    .option('--image-size <px>', "input side in pixels (default: the architecture's: 227 for alexnet, 224 for resnets)", positiveInt('image-size'))
+    .addOption(new Option('--channels <c>', 'input channels (default: green for alexnet, rgb otherwise)').choices(['green', 'rgb']))
+    .option('--clahe', 'contrast-limited adaptive histogram equalisation in preprocessing')
+    .option('--no-augment', 'train without augmentation')
+    .option('--patience <epochs>', 'early stopping: epochs without improvement of the monitored metric', positiveInt('patience'), 8)
+    .addOption(new Option('--monitor <metric>', 'validation metric for best epoch and early stopping').choices(['val_auc', 'val_f1', 'val_loss']).default('val_auc'))
+    .option('--seed <n>', 'random seed (initialisation, order, augmentation)', (v) => Number.parseInt(v, 10), 42)
+    .option('--init-from <model_dir>', 'start from the weights of an existing model (fine-tuning)')
+    .option('--checkpoint-seconds <s>', 'save a mid-epoch checkpoint at least this often', positiveNumber('checkpoint-seconds'), 120)
+    .option('--max-minutes <m>', 'stop after the epoch in which training time passes this budget', positiveNumber('max-minutes'))
+    .option('--restart', 'discard an existing checkpoint in the run directory instead of resuming')
+    .option('--limit <n>', 'use at most n images of each split part (smoke runs)', positiveInt('limit'))
+    .option('--quiet', 'no progress bar or log lines')
+    .addHelpText(
+      'after',
+      '\nExamples:\n' +
+        '  fundus train --task multilabel --model resnet18-narrow --data ../shared/data/vietai/train.csv ../shared/data/vietai/train \\\n' +
+        '      --split splits/vietai.json --out models/mine\n' +
+        '  fundus train --task focus --model alexnet --data train.csv train/ --split splits/vietai.json --out models/alexnet-focus',
+    )
+    .action(async (flags: TrainFlags) => {
+      if (flags.data.length !== 2) throw new InputError('--data takes two values: the labels CSV and the image folder');
+      const engine = await initEngine();
+      if (!flags.quiet) process.stderr.write(`engine: ${engine.backend} (${engine.threads} threads)\n`);
+      const r = await trainModel({
+        task: parseTask(flags.task),
+        model: flags.model,
+        csv: flags.data[0],
+        images: flags.data[1],
+        split: flags.split,
+        out: flags.out,
+        runDir: flags.runDir,
+        epochs: flags.epochs,
+        batchSize: flags.batchSize,
+        lr: flags.lr,
+        minLr: flags.minLr,
+        warmupEpochs: flags.warmup,
+        imageSize: flags.imageSize,
+        channels: flags.channels,
+        clahe: flags.clahe,
+        augment: flags.augment ? {} : false,
+        patience: flags.patience,
+        monitor: flags.monitor,
+        seed: flags.seed,
+        initFrom: flags.initFrom,
+        checkpointSeconds: flags.checkpointSeconds,
+        maxMinutes: flags.maxMinutes,
+        restart: flags.restart,
+        limit: flags.limit,
+        quiet: flags.quiet,
+      });
+      const test = r.metadata.metrics?.test as { macroAuc: number | null; meanF1: number | null } | undefined;
+      process.stdout.write(
+        JSON.stringify({
+          model: r.modelDir,
+          task: r.metadata.task,
+          architecture: r.metadata.architecture,
+          epochs: r.history.length,
+          bestEpoch: r.bestEpoch,
+          trainSeconds: Math.round(r.trainSeconds),
+          imagesPerSecond: r.imagesPerSecond,
+          testMacroAuc: test?.macroAuc ?? null,
+          testMeanF1: test?.meanF1 ?? null,
+        }) + '\n',
+      );
+    });
+}

@@ -1,0 +1,136 @@
+import * as tf from '@tensorflow/tfjs-core';
+import type * as tfl from '@tensorflow/tfjs-layers';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { loadModel, saveModel } from '../models/io.js';
+import type { ModelMetadata } from '../models/metadata.js';
+import { InputError } from '../util/errors.js';
+
+/** One row of the training history (one per epoch). */
+export type HistoryRow = Record<string, number>;
+
+/** Everything besides weights that a resumed run needs to continue exactly where the interrupted one was. */
+export interface TrainState {
+  version: 1;
+  /** Hash of the options that shape the run; resuming with different ones is refused. */
+  configHash: string;
+  /** Epoch in progress (0-based) and the next batch of it to run. */
+  epoch: number;
+  batch: number;
+  /** Optimiser steps done so far (drives the learning rate schedule). */
+  step: number;
+  /** The augmentation generator's state before the next batch. */
+  rngState: number;
+  /** Running sums of the epoch in progress, for its mean training loss. */
+  epochLossSum: number;
+  epochWeightSum: number;
+  history: HistoryRow[];
+  best: { value: number; epoch: number } | null;
+  /** Epochs since the monitored metric last improved (early stopping). */
+  badEpochs: number;
+  /** Creation time of the TensorBoard event file, which names it. */
+  eventsCreatedAt: number;
+  /** Training seconds spent before this checkpoint (time budgets and reports survive a resume). */
+  elapsedSeconds: number;
+  done: boolean;
+}
+
+export const STATE_JSON = 'state.json';
+export const OPTIMIZER_JSON = 'optimizer.json';
+export const OPTIMIZER_BIN = 'optimizer.bin';
+
+interface OptimizerManifest {
+  className: string;
+  weights: { name: string; shape: number[] }[];
+}
+
+async function serializeOptimizer(opt: tf.Optimizer): Promise<{ json: string; bin: Uint8Array }> {
+  const named = await opt.getWeights();
+  const manifest: OptimizerManifest = { className: opt.getClassName(), weights: [] };
+  const arrays: Float32Array[] = [];
+  for (const { name, tensor } of named) {
+    manifest.weights.push({ name, shape: tensor.shape });
+    arrays.push((await tensor.data()) as Float32Array);
+  }
+  const total = arrays.reduce((n, a) => n + a.length, 0);
+  const buf = new Float32Array(total);
+  let o = 0;
+  for (const a of arrays) {
+    buf.set(a, o);
+    o += a.length;
+  }
+  return { json: JSON.stringify(manifest), bin: new Uint8Array(buf.buffer) };
+}
+
+async function restoreOptimizer(opt: tf.Optimizer, dir: string): Promise<void> {
+  const manifest = JSON.parse(await readFile(join(dir, OPTIMIZER_JSON), 'utf8')) as OptimizerManifest;
+  if (manifest.className !== opt.getClassName()) {
+    throw new InputError(`checkpoint optimiser is ${manifest.className}, expected ${opt.getClassName()}`, { file: join(dir, OPTIMIZER_JSON) });
+  }
+  const bin = await readFile(join(dir, OPTIMIZER_BIN));
+  const all = new Float32Array(bin.buffer.slice(bin.byteOffset, bin.byteOffset + bin.byteLength));
+  let o = 0;
+  const named: { name: string; tensor: tf.Tensor }[] = manifest.weights.map(({ name, shape }) => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const t = tf.tensor(all.subarray(o, o + n), shape);
+    o += n;
+    return { name, tensor: t };
+  });
+  if (o !== all.length) throw new InputError('optimizer.bin does not match optimizer.json', { file: join(dir, OPTIMIZER_BIN) });
+  await opt.setWeights(named);
+  named.forEach((n) => n.tensor.dispose());
+}
+
+/**
+ * Writes a checkpoint directory atomically (network, optimiser state, run state): a kill at any moment leaves
+ * either the previous checkpoint or this one, never a torn one.
+ */
+export async function saveCheckpoint(
+  dir: string,
+  network: tfl.LayersModel,
+  metadata: ModelMetadata,
+  optimizer: tf.Optimizer,
+  state: TrainState,
+): Promise<void> {
+  const opt = await serializeOptimizer(optimizer);
+  await saveModel(dir, network, metadata, {
+    [OPTIMIZER_JSON]: opt.json,
+    [OPTIMIZER_BIN]: opt.bin,
+    [STATE_JSON]: JSON.stringify(state, null, 1),
+  });
+}
+
+export async function readState(dir: string): Promise<TrainState | null> {
+  try {
+    return JSON.parse(await readFile(join(dir, STATE_JSON), 'utf8')) as TrainState;
+  } catch {
+    return null;
+  }
+}
+
+/** Copies the weights of one network into another of the same architecture (layer order and shapes must agree). */
+export function copyWeights(from: tfl.LayersModel, to: tfl.LayersModel, where = 'checkpoint'): void {
+  const src = from.weights;
+  const dst = to.weights;
+  if (src.length !== dst.length) throw new InputError(`${where}: ${src.length} weight tensors, the network has ${dst.length}`);
+  for (let i = 0; i < src.length; i++) {
+    const a = src[i].read();
+    if (a.shape.join() !== dst[i].shape.join()) {
+      throw new InputError(`${where}: weight ${dst[i].originalName} is [${a.shape}] there, [${dst[i].shape}] here`);
+    }
+    const copy = a.clone();
+    dst[i].write(copy);
+    copy.dispose();
+  }
+}
+
+/** Restores network weights and optimiser state from a checkpoint into the (freshly built) network and optimiser. */
+export async function restoreCheckpoint(dir: string, network: tfl.LayersModel, optimizer: tf.Optimizer): Promise<TrainState> {
+  const state = await readState(dir);
+  if (!state) throw new InputError('checkpoint has no readable state.json', { file: dir });
+  const saved = await loadModel(dir);
+  copyWeights(saved.network, network, dir);
+  saved.network.dispose();
+  await restoreOptimizer(optimizer, dir);
+  return state;
+}

@@ -1,0 +1,337 @@
+import * as tf from '@tensorflow/tfjs-core';
+import type * as tfl from '@tensorflow/tfjs-layers';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { augment } from '../data/augment.js';
+import type { AugmentSettings } from '../data/augment.js';
+import { normalizeBytes } from '../data/preprocess.js';
+import type { PreprocessSettings } from '../data/preprocess.js';
+import { loadModel, saveModel } from '../models/io.js';
+import type { ModelMetadata } from '../models/metadata.js';
+import { logitsModel } from '../models/architectures.js';
+import { balancedClassWeights } from '../models/tasks.js';
+import type { Example } from '../models/tasks.js';
+import { progress } from '../util/progress.js';
+import { copyWeights, readState, restoreCheckpoint, saveCheckpoint } from './checkpoint.js';
+import type { HistoryRow, TrainState } from './checkpoint.js';
+import { writeHistory } from './history.js';
+import { weightedSigmoidCrossEntropy, weightedSoftmaxCrossEntropy } from './losses.js';
+import { Rng, epochOrder } from './rng.js';
+import { learningRateAt } from './schedule.js';
+import { scoreProbabilities } from './scores.js';
+import { InputError } from '../util/errors.js';
+
+/** The quantity that picks the best epoch and drives early stopping. */
+export type Monitor = 'val_auc' | 'val_f1' | 'val_loss';
+
+/** Settings of one training run of one network (a task, or one member of one-vs-normal). */
+export interface LoopSettings {
+  epochs: number;
+  batchSize: number;
+  lr: number;
+  minLr: number;
+  warmupEpochs: number;
+  patience: number;
+  monitor: Monitor;
+  seed: number;
+  augment: Partial<AugmentSettings> | false;
+  /** Save a mid-epoch checkpoint at least this often (seconds) ... */
+  checkpointSeconds: number;
+  /** ... or every this many batches, whichever comes first (0: off). */
+  checkpointBatches: number;
+  /** Stop after the epoch during which the run's training time passes this many minutes. */
+  maxMinutes?: number;
+  quiet: boolean;
+  /** Called after every optimiser step (tests use it to simulate a kill). */
+  onBatch?: (info: { epoch: number; batch: number; loss: number }) => void | Promise<void>;
+  log: (line: string) => void;
+}
+
+/** The data of one run: preprocessed bytes of each example, as cached by the data stage. */
+export interface LoopData {
+  train: Example[];
+  trainPixels: Uint8Array[];
+  validation: Example[];
+  validationPixels: Uint8Array[];
+}
+
+export interface LoopResult {
+  /** The network with the best epoch's weights. */
+  network: tfl.LayersModel;
+  history: HistoryRow[];
+  best: { value: number; epoch: number } | null;
+  /** Validation probabilities of the best network, n×C. */
+  validationProbs: Float32Array;
+  trainSeconds: number;
+  imagesPerSecond: number;
+  eventsCreatedAt: number;
+}
+
+export const CHECKPOINT_DIR = 'checkpoint';
+export const BEST_DIR = 'best';
+
+function hashOf(value: unknown): string {
+  return createHash('sha256').update(JSON.stringify(value)).digest('hex').slice(0, 16);
+}
+
+/** tfjs keeps Adam's rate protected but reads it on every step: setting it is how a schedule is applied. */
+function setLearningRate(optimizer: tf.AdamOptimizer, lr: number): void {
+  (optimizer as unknown as { learningRate: number }).learningRate = lr;
+}
+
+function better(monitor: Monitor, a: number, b: number): boolean {
+  return monitor === 'val_loss' ? a < b : a > b;
+}
+
+/** Assembles one batch: normalise the cached bytes, augment (when training), stack; targets and sample weights. */
+function makeBatch(
+  idx: number[],
+  examples: Example[],
+  pixels: Uint8Array[],
+  preprocess: PreprocessSettings,
+  inputShape: [number, number, number],
+  aug: Partial<AugmentSettings> | false,
+  rng: Rng | null,
+): { x: tf.Tensor4D; y: tf.Tensor2D; w: tf.Tensor1D } {
+  const [size, , channels] = inputShape;
+  const per = size * size * channels;
+  const numClasses = examples[0].target.length;
+  const xs = new Float32Array(idx.length * per);
+  const ys = new Float32Array(idx.length * numClasses);
+  const ws = new Float32Array(idx.length);
+  idx.forEach((j, i) => {
+    let im = normalizeBytes(pixels[j], channels, preprocess);
+    if (aug && rng) im = augment(im, size, channels, rng.fn(), { ...aug, normalize: preprocess.normalize });
+    xs.set(im, i * per);
+    ys.set(examples[j].target, i * numClasses);
+    ws[i] = examples[j].weight;
+  });
+  return {
+    x: tf.tensor4d(xs, [idx.length, size, size, channels]),
+    y: tf.tensor2d(ys, [idx.length, numClasses]),
+    w: tf.tensor1d(ws),
+  };
+}
+
+/**
+ * Trains `network` on `data` with Adam, a warm-up + cosine learning rate schedule, augmentation, early stopping on
+ * `monitor` and the best epoch kept. Everything needed to continue is checkpointed (atomically) under `runDir`; a
+ * run started again with the same configuration resumes from the last checkpoint, mid-epoch included, and ends with
+ * the same weights as an uninterrupted run.
+ */
+export async function trainLoop(
+  network: tfl.LayersModel,
+  metadata: ModelMetadata,
+  data: LoopData,
+  s: LoopSettings,
+  runDir: string,
+  configExtra: Record<string, unknown>,
+  init?: (network: tfl.LayersModel) => Promise<void>,
+): Promise<LoopResult> {
+  const numClasses = metadata.classes.length;
+  const activation = metadata.activation;
+  const { train, trainPixels, validation, validationPixels } = data;
+  if (train.length === 0) throw new InputError(`no training examples for ${metadata.task} (${metadata.classes.join(', ')})`);
+  if (validation.length === 0) throw new InputError(`no validation examples for ${metadata.task} (${metadata.classes.join(', ')})`);
+  const batchSize = Math.min(s.batchSize, train.length);
+  const batchesPerEpoch = Math.ceil(train.length / batchSize);
+  const schedule = { lr: s.lr, minLr: s.minLr, warmupSteps: Math.round(s.warmupEpochs * batchesPerEpoch), totalSteps: s.epochs * batchesPerEpoch };
+  const configHash = hashOf({
+    ...configExtra,
+    architecture: metadata.architecture,
+    classes: metadata.classes,
+    activation,
+    preprocess: metadata.preprocess,
+    epochs: s.epochs,
+    batchSize,
+    lr: s.lr,
+    minLr: s.minLr,
+    warmupEpochs: s.warmupEpochs,
+    patience: s.patience,
+    monitor: s.monitor,
+    seed: s.seed,
+    augment: s.augment,
+    train: train.map((e) => [e.filename, Array.from(e.target), e.weight]),
+    validation: validation.map((e) => e.filename),
+  });
+
+  const training = logitsModel(network);
+  const optimizer = tf.train.adam(s.lr);
+  const ckptDir = join(runDir, CHECKPOINT_DIR);
+  const bestDir = join(runDir, BEST_DIR);
+  let state: TrainState;
+  const previous = await readState(ckptDir);
+  if (previous) {
+    if (previous.configHash !== configHash) {
+      throw new InputError(
+        'holds a checkpoint of a different training configuration; pass --restart to discard it, or another --run-dir',
+        { file: runDir },
+      );
+    }
+    state = await restoreCheckpoint(ckptDir, network, optimizer);
+    s.log(`resuming from ${ckptDir}: epoch ${state.epoch + 1}, batch ${state.batch}/${batchesPerEpoch}`);
+  } else {
+    if (init) await init(network);
+    state = {
+      version: 1,
+      configHash,
+      epoch: 0,
+      batch: 0,
+      step: 0,
+      rngState: (s.seed ^ 0x5bd1e995) >>> 0,
+      epochLossSum: 0,
+      epochWeightSum: 0,
+      history: [],
+      best: null,
+      badEpochs: 0,
+      eventsCreatedAt: Date.now() / 1000,
+      elapsedSeconds: 0,
+      done: false,
+    };
+  }
+
+  const weights = balancedClassWeights(train, numClasses, activation);
+  const posW = tf.tensor1d(weights.positive);
+  const negW = tf.tensor1d(weights.negative);
+  const lossOf = (y: tf.Tensor2D, logits: tf.Tensor2D, w: tf.Tensor1D): tf.Scalar =>
+    activation === 'softmax' ? weightedSoftmaxCrossEntropy(y, logits, posW, w) : weightedSigmoidCrossEntropy(y, logits, posW, negW, w);
+  const varList = training.trainableWeights.map((v) => v.read() as tf.Variable);
+
+  const checkpoint = async () => {
+    await saveCheckpoint(ckptDir, network, metadata, optimizer, state);
+  };
+
+  /** Validation logits → loss and probabilities, batched, inference mode. */
+  const validate = (): { loss: number; probs: Float32Array; targets: Float32Array } => {
+    const probs = new Float32Array(validation.length * numClasses);
+    const targets = new Float32Array(validation.length * numClasses);
+    let lossSum = 0;
+    for (let start = 0; start < validation.length; start += batchSize) {
+      const idx = Array.from({ length: Math.min(batchSize, validation.length - start) }, (_, i) => start + i);
+      const b = makeBatch(idx, validation, validationPixels, metadata.preprocess, metadata.inputShape, false, null);
+      const [l, p] = tf.tidy(() => {
+        const logits = training.predict(b.x) as tf.Tensor2D;
+        const loss = lossOf(b.y, logits, b.w);
+        const pr = activation === 'softmax' ? tf.softmax(logits) : tf.sigmoid(logits);
+        return [loss.dataSync()[0], pr.dataSync() as Float32Array];
+      });
+      lossSum += l * idx.length;
+      probs.set(p, start * numClasses);
+      targets.set(b.y.dataSync(), start * numClasses);
+      tf.dispose([b.x, b.y, b.w]);
+    }
+    return { loss: lossSum / validation.length, probs, targets };
+  };
+
+  let imagesSeen = 0;
+  let secondsSpent = 0;
+  const rng = new Rng(state.rngState);
+  while (!state.done && state.epoch < s.epochs) {
+    const epoch = state.epoch;
+    const order = epochOrder(train.length, s.seed, epoch);
+    const bar = progress(`epoch ${epoch + 1}/${s.epochs}`, batchesPerEpoch, { quiet: s.quiet });
+    bar.tick(state.batch);
+    const lastBest = state.best ? state.best.value : NaN;
+    let sinceCheckpoint = 0;
+    let lastCheckpointAt = Date.now();
+    let tick = Date.now();
+    for (let b = state.batch; b < batchesPerEpoch; b++) {
+      const idx = order.slice(b * batchSize, (b + 1) * batchSize);
+      rng.state = state.rngState;
+      const batch = makeBatch(idx, train, trainPixels, metadata.preprocess, metadata.inputShape, s.augment, rng);
+      setLearningRate(optimizer, learningRateAt(schedule, state.step));
+      const lossT = optimizer.minimize(
+        () => lossOf(batch.y, training.apply(batch.x, { training: true }) as tf.Tensor2D, batch.w),
+        true,
+        varList,
+      ) as tf.Scalar;
+      const loss = (await lossT.data())[0];
+      tf.dispose([lossT, batch.x, batch.y, batch.w]);
+      if (!Number.isFinite(loss)) throw new Error(`training diverged: loss is ${loss} at epoch ${epoch + 1}, batch ${b + 1} (try a lower --lr)`);
+      const bw = idx.reduce((a, j) => a + train[j].weight, 0);
+      state.epochLossSum += loss * bw;
+      state.epochWeightSum += bw;
+      state.batch = b + 1;
+      state.step++;
+      state.rngState = rng.state;
+      const now = Date.now();
+      secondsSpent += (now - tick) / 1000;
+      state.elapsedSeconds += (now - tick) / 1000;
+      imagesSeen += idx.length;
+      bar.tick(1, { loss: state.epochLossSum / state.epochWeightSum, ...(Number.isFinite(lastBest) ? { [`best_${s.monitor}`]: lastBest } : {}) });
+      await s.onBatch?.({ epoch, batch: b, loss });
+      sinceCheckpoint++;
+      if (
+        b + 1 < batchesPerEpoch &&
+        ((s.checkpointBatches > 0 && sinceCheckpoint >= s.checkpointBatches) || now - lastCheckpointAt >= s.checkpointSeconds * 1000)
+      ) {
+        await checkpoint();
+        sinceCheckpoint = 0;
+        lastCheckpointAt = Date.now();
+      }
+      tick = Date.now();
+    }
+    bar.stop();
+
+    const v = validate();
+    const sc = scoreProbabilities(v.targets, v.probs, numClasses, 0.5);
+    const row: HistoryRow = {
+      epoch: epoch + 1,
+      loss: state.epochLossSum / Math.max(1e-8, state.epochWeightSum),
+      val_loss: v.loss,
+      val_auc: sc.macroAuc ?? NaN,
+      val_f1: sc.meanF1 ?? NaN,
+      lr: learningRateAt(schedule, Math.max(0, state.step - 1)),
+      seconds: state.elapsedSeconds,
+      wall_time: Date.now() / 1000,
+    };
+    const value = row[s.monitor];
+    state.history.push(row);
+    const improved = Number.isFinite(value) && (!state.best || better(s.monitor, value, state.best.value));
+    if (improved) {
+      state.best = { value, epoch: epoch + 1 };
+      state.badEpochs = 0;
+      await saveModel(bestDir, network, metadata);
+    } else {
+      state.badEpochs++;
+    }
+    s.log(
+      `epoch ${epoch + 1}/${s.epochs}: loss ${row.loss.toFixed(4)} val_loss ${row.val_loss.toFixed(4)} ` +
+        `val_auc ${row.val_auc.toFixed(4)} val_f1 ${row.val_f1.toFixed(4)}${improved ? ' (best)' : ''} [${state.elapsedSeconds.toFixed(0)} s]`,
+    );
+    state.epoch = epoch + 1;
+    state.batch = 0;
+    state.epochLossSum = 0;
+    state.epochWeightSum = 0;
+    if (state.badEpochs >= s.patience) {
+      s.log(`early stopping: ${s.monitor} has not improved for ${s.patience} epochs`);
+      state.done = true;
+    }
+    if (s.maxMinutes !== undefined && state.elapsedSeconds >= s.maxMinutes * 60 && state.epoch < s.epochs) {
+      s.log(`time budget of ${s.maxMinutes} min reached after epoch ${state.epoch}`);
+      state.done = true;
+    }
+    if (state.epoch >= s.epochs) state.done = true;
+    await writeHistory(runDir, state.history, state.eventsCreatedAt);
+    await checkpoint();
+  }
+  optimizer.dispose();
+
+  // The best epoch's weights; the last ones when no epoch produced a finite metric.
+  if (state.best) {
+    const best = await loadModel(bestDir);
+    copyWeights(best.network, network, bestDir);
+    best.network.dispose();
+  }
+  const v = validate();
+  tf.dispose([posW, negW]);
+  return {
+    network,
+    history: state.history,
+    best: state.best,
+    validationProbs: v.probs,
+    trainSeconds: state.elapsedSeconds,
+    imagesPerSecond: secondsSpent > 0 ? imagesSeen / secondsSpent : NaN,
+    eventsCreatedAt: state.eventsCreatedAt,
+  };
+}

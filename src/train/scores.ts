@@ -1,0 +1,31 @@
+import { column, countsAtThreshold, f1Of, meanDefined, rocAuc } from '../eval/metrics.js';
+
+/** Per-class and macro scores of n×C probabilities against n×C 0/1 targets at given thresholds. */
+export interface Scores {
+  auc: (number | null)[];
+  f1: (number | null)[];
+  macroAuc: number | null;
+  meanF1: number | null;
+}
+
+export function scoreProbabilities(targets: Float32Array, probs: Float32Array, numClasses: number, thresholds: number[] | number): Scores {
+  const auc: (number | null)[] = [];
+  const f1: (number | null)[] = [];
+  for (let k = 0; k < numClasses; k++) {
+    const y = column(targets, numClasses, k);
+    const p = column(probs, numClasses, k);
+    auc.push(rocAuc(y, p));
+    f1.push(f1Of(countsAtThreshold(y, p, typeof thresholds === 'number' ? thresholds : thresholds[k])));
+  }
+  return { auc, f1, macroAuc: meanDefined(auc), meanF1: meanDefined(f1) };
+}
+
+/** The scores as a JSON-friendly object keyed by class name (what fundus.json's `metrics` holds). */
+export function scoresReport(scores: Scores, classes: string[], n: number, thresholds: number[]): Record<string, unknown> {
+  return {
+    images: n,
+    macroAuc: scores.macroAuc,
+    meanF1: scores.meanF1,
+    perClass: Object.fromEntries(classes.map((c, k) => [c, { auc: scores.auc[k], f1: scores.f1[k], threshold: thresholds[k] }])),
+  };
+}

@@ -1,0 +1,355 @@
+import * as tfl from '@tensorflow/tfjs-layers';
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
+import { loadPreprocessedBytes } from '../data/cache.js';
+import type { AugmentSettings } from '../data/augment.js';
+import { readDataset } from '../data/csv.js';
+import type { Dataset, LabelledImage } from '../data/labels.js';
+import { channelCount, validatePreprocessSettings } from '../data/preprocess.js';
+import type { PreprocessSettings } from '../data/preprocess.js';
+import { tuneThresholds } from '../eval/thresholds.js';
+import { architectureInfo, buildNetwork } from '../models/architectures.js';
+import { buildOneVsNormalNetwork, classSlug, loadMemberWeights } from '../models/combine.js';
+import { loadModel, saveModel } from '../models/io.js';
+import type { ModelMetadata, Task } from '../models/metadata.js';
+import { predictTensor, stackImages } from '../models/predict.js';
+import { memberExamples, oneVsNormalMembers, taskExamples, taskHead } from '../models/tasks.js';
+import type { Example } from '../models/tasks.js';
+import { normalizeBytes } from '../data/preprocess.js';
+import { InputError } from '../util/errors.js';
+import { copyWeights } from './checkpoint.js';
+import type { HistoryRow } from './checkpoint.js';
+import { historyFiles } from './history.js';
+import { trainLoop } from './loop.js';
+import type { LoopSettings, Monitor } from './loop.js';
+import { scoreProbabilities, scoresReport } from './scores.js';
+import { readSplitParts } from './split.js';
+import type { SplitParts } from './split.js';
+
+const FUNDUS_VERSION = '0.1.0';
+
+/** A pseudo-labelled example for self-learning: targets in the task's class order, and how much it counts. */
+export interface ExtraExample {
+  path: string;
+  /** Targets in the task's class order (for one-vs-normal: the 7 classes of the dataset). */
+  target: ArrayLike<number>;
+  weight: number;
+}
+
+export interface TrainOptions {
+  task: Task;
+  /** Architecture name (see architectures.ts). */
+  model: string;
+  csv: string;
+  images: string;
+  split: string;
+  /** The model directory to write. */
+  out: string;
+  /** Checkpoints, history and TensorBoard files (default `runs/<basename of out>`). */
+  runDir?: string;
+  epochs?: number;
+  batchSize?: number;
+  lr?: number;
+  /** Final learning rate of the cosine schedule (default lr/50). */
+  minLr?: number;
+  warmupEpochs?: number;
+  /** Input side in pixels (default: the architecture's). */
+  imageSize?: number;
+  channels?: 'green' | 'rgb';
+  clahe?: boolean;
+  augment?: Partial<AugmentSettings> | false;
+  patience?: number;
+  monitor?: Monitor;
+  seed?: number;
+  /** Start from this model directory's weights (fine-tuning; self-learning rounds). */
+  initFrom?: string;
+  /** Pseudo-labelled examples added to the training part (self-learning). */
+  extraExamples?: ExtraExample[];
+  checkpointSeconds?: number;
+  checkpointBatches?: number;
+  maxMinutes?: number;
+  /** Discard an existing checkpoint in the run directory instead of resuming. */
+  restart?: boolean;
+  /** Use at most this many images of each split part (smoke runs). */
+  limit?: number;
+  cacheDir?: string;
+  quiet?: boolean;
+  onBatch?: LoopSettings['onBatch'];
+  log?: (line: string) => void;
+}
+
+export interface TrainResult {
+  modelDir: string;
+  metadata: ModelMetadata;
+  history: HistoryRow[];
+  bestEpoch: number | null;
+  trainSeconds: number;
+  imagesPerSecond: number;
+}
+
+/** The images of a split part, in the split's order; InputError for names the CSV does not have. */
+function partImages(dataset: Dataset, names: string[], part: string, splitPath: string, limit?: number): LabelledImage[] {
+  const byName = new Map(dataset.images.map((im) => [im.filename, im]));
+  const out: LabelledImage[] = [];
+  for (const n of names) {
+    const im = byName.get(n);
+    if (!im) throw new InputError(`split part "${part}" lists ${n}, which is not in the CSV`, { file: splitPath });
+    out.push(im);
+  }
+  return limit !== undefined ? out.slice(0, limit) : out;
+}
+
+function preprocessFor(opts: TrainOptions, init?: ModelMetadata): PreprocessSettings {
+  if (init) return init.preprocess;
+  const info = architectureInfo(opts.model);
+  const channels = opts.channels ?? (info.defaultInput[2] === 1 ? 'green' : 'rgb');
+  const size = opts.imageSize ?? info.defaultInput[0];
+  return validatePreprocessSettings({
+    crop: true,
+    size,
+    channels,
+    clahe: opts.clahe ?? false,
+    normalize: { mean: [0.5], std: [0.25] },
+  });
+}
+
+async function sha256File(path: string): Promise<string> {
+  return createHash('sha256').update(await readFile(path)).digest('hex');
+}
+
+/** Copies weights of the init model into the new network: all of them, or all but the output layer when classes differ. */
+function initFromModel(init: { network: tfl.LayersModel; metadata: ModelMetadata }, classes: string[]) {
+  return async (network: tfl.LayersModel): Promise<void> => {
+    if (init.metadata.classes.join('|') === classes.join('|')) {
+      copyWeights(init.network, network, `--init-from ${init.metadata.architecture}`);
+      return;
+    }
+    for (const layer of network.layers) {
+      if (layer.name === 'logits' || layer.getWeights().length === 0) continue;
+      let src: tfl.layers.Layer;
+      try {
+        src = init.network.getLayer(layer.name);
+      } catch {
+        throw new InputError(`--init-from: the model has no layer "${layer.name}"`);
+      }
+      layer.setWeights(src.getWeights());
+    }
+  };
+}
+
+/** Probabilities of `network` on cached bytes (inference mode), n×C. */
+function predictBytes(network: tfl.LayersModel, metadata: ModelMetadata, pixels: Uint8Array[], batchSize = 16): Float32Array {
+  const C = metadata.classes.length;
+  const out = new Float32Array(pixels.length * C);
+  const model = { dir: '(training)', network, metadata };
+  for (let s = 0; s < pixels.length; s += batchSize) {
+    const chunk = pixels.slice(s, s + batchSize).map((p) => normalizeBytes(p, metadata.inputShape[2], metadata.preprocess));
+    const x = stackImages(chunk, metadata.inputShape);
+    out.set(predictTensor(model, x), s * C);
+    x.dispose();
+  }
+  return out;
+}
+
+function targetsOf(images: LabelledImage[], dataset: Dataset, classes: string[]): Float32Array {
+  const cols = classes.map((c) => dataset.classes.indexOf(c));
+  const out = new Float32Array(images.length * classes.length);
+  images.forEach((im, i) => cols.forEach((c, k) => (out[i * classes.length + k] = im.labels ? im.labels[c] : 0)));
+  return out;
+}
+
+/** Held-out metrics of a final network on the examples of its task (val thresholds applied). */
+function heldOut(
+  network: tfl.LayersModel,
+  metadata: ModelMetadata,
+  examples: Example[],
+  pixels: Uint8Array[],
+): Record<string, unknown> {
+  const C = metadata.classes.length;
+  const probs = predictBytes(network, metadata, pixels);
+  const targets = new Float32Array(examples.length * C);
+  examples.forEach((e, i) => targets.set(e.target, i * C));
+  return scoresReport(scoreProbabilities(targets, probs, C, metadata.thresholds), metadata.classes, examples.length, metadata.thresholds);
+}
+
+/**
+ * Trains a model for `opts.task` and writes its directory (`opts.out`): network, fundus.json (task, classes,
+ * preprocessing, thresholds tuned for max F1 on validation, data and split fingerprints, validation and test
+ * metrics), the split file, history.csv and the TensorBoard event file.
+ */
+export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
+  const log = opts.log ?? ((line: string) => (opts.quiet ? undefined : process.stderr.write(line + '\n')));
+  const runDir = resolve(opts.runDir ?? join('runs', basename(resolve(opts.out))));
+  if (opts.restart) {
+    const { rm } = await import('node:fs/promises');
+    await rm(runDir, { recursive: true, force: true });
+  }
+  const dataset = await readDataset(opts.csv, opts.images);
+  const split: SplitParts = await readSplitParts(opts.split);
+  const trainImages = partImages(dataset, split.train, 'train', opts.split, opts.limit);
+  const valImages = partImages(dataset, split.validation, 'validation', opts.split, opts.limit);
+  const testImages = partImages(dataset, split.test, 'test', opts.split, opts.limit);
+
+  const init = opts.initFrom ? await loadModel(opts.initFrom) : undefined;
+  if (init && init.metadata.architecture !== opts.model) {
+    throw new InputError(`--init-from is a ${init.metadata.architecture} model, not ${opts.model}`, { file: opts.initFrom });
+  }
+  const preprocess = preprocessFor(opts, init?.metadata);
+  const inputShape: [number, number, number] = [preprocess.size, preprocess.size, channelCount(preprocess)];
+  const head = taskHead(opts.task);
+  const settings: LoopSettings = {
+    epochs: opts.epochs ?? 30,
+    batchSize: opts.batchSize ?? 16,
+    lr: opts.lr ?? 1e-3,
+    minLr: opts.minLr ?? (opts.lr ?? 1e-3) / 50,
+    warmupEpochs: opts.warmupEpochs ?? 1,
+    patience: opts.patience ?? 8,
+    monitor: opts.monitor ?? 'val_auc',
+    seed: opts.seed ?? 42,
+    augment: opts.augment ?? {},
+    checkpointSeconds: opts.checkpointSeconds ?? 120,
+    checkpointBatches: opts.checkpointBatches ?? 0,
+    maxMinutes: opts.maxMinutes,
+    quiet: opts.quiet ?? false,
+    onBatch: opts.onBatch,
+    log,
+  };
+
+  const cacheOpts = { cacheDir: opts.cacheDir, progressLabel: opts.quiet ? undefined : 'preprocessing' };
+  const bytesOf = async (images: { path: string }[]) => (await loadPreprocessedBytes(images.map((i) => i.path), preprocess, cacheOpts)).map((b) => b.pixels);
+  const extra = (opts.extraExamples ?? []).map((e, i) => {
+    if (e.target.length !== head.classes.length) {
+      throw new InputError(`extra example ${i} (${e.path}) has ${e.target.length} targets, the task has ${head.classes.length}`);
+    }
+    if (!(e.weight >= 0)) throw new InputError(`extra example ${i} (${e.path}) has weight ${e.weight}`);
+    return { path: resolve(e.path), filename: basename(e.path), target: Float32Array.from(e.target), weight: e.weight };
+  });
+
+  const baseMeta = {
+    format: 'fundus-model' as const,
+    formatVersion: 1 as const,
+    architecture: opts.model,
+    task: opts.task,
+    preprocess,
+    inputShape,
+    thresholdPolicy: 'default 0.5',
+    trainingData: {
+      csvSha256: await sha256File(opts.csv),
+      imageCount: trainImages.length + extra.length,
+      splitSha256: split.sha256,
+      splitFile: 'split.json',
+    },
+    createdAt: new Date().toISOString(),
+    fundusVersion: FUNDUS_VERSION,
+  };
+  const configExtra = { task: opts.task, initFrom: init ? init.metadata.createdAt : null, limit: opts.limit ?? null };
+
+  let network: tfl.LayersModel;
+  let metadata: ModelMetadata;
+  let history: HistoryRow[];
+  let bestEpoch: number | null;
+  let trainSeconds: number;
+  let imagesPerSecond: number;
+  let eventsCreatedAt: number;
+  let valExamples: Example[];
+  let valPixels: Uint8Array[];
+  let testExamples: Example[];
+  let memberInfo: ModelMetadata['members'];
+
+  if (opts.task !== 'one-vs-normal') {
+    const train = [...taskExamples(opts.task, dataset, trainImages), ...extra];
+    valExamples = taskExamples(opts.task, dataset, valImages);
+    testExamples = taskExamples(opts.task, dataset, testImages);
+    log(`${opts.task}: ${train.length} training, ${valExamples.length} validation, ${testExamples.length} test images; ${inputShape.join('x')} inputs`);
+    const trainPixels = await bytesOf(train);
+    valPixels = await bytesOf(valExamples);
+    network = buildNetwork(opts.model, inputShape, head.classes.length, { activation: head.activation, seed: settings.seed });
+    const meta: ModelMetadata = { ...baseMeta, classes: head.classes, activation: head.activation, thresholds: head.classes.map(() => 0.5) };
+    const r = await trainLoop(
+      network,
+      meta,
+      { train, trainPixels, validation: valExamples, validationPixels: valPixels },
+      settings,
+      runDir,
+      configExtra,
+      init ? initFromModel(init, head.classes) : undefined,
+    );
+    ({ history, trainSeconds, imagesPerSecond, eventsCreatedAt } = r);
+    bestEpoch = r.best?.epoch ?? null;
+    metadata = meta;
+  } else {
+    // One binary member per pathology (that pathology vs normal), each with its own run directory, then one network.
+    const pathologies = oneVsNormalMembers();
+    const combined = buildOneVsNormalNetwork(opts.model, inputShape, pathologies);
+    network = combined.network;
+    history = [];
+    trainSeconds = 0;
+    let imagesSeen = 0;
+    eventsCreatedAt = Date.now() / 1000;
+    memberInfo = [];
+    const fullIdx = (name: string) => dataset.classes.indexOf(name);
+    for (const [m, p] of pathologies.entries()) {
+      const train = [
+        ...memberExamples(p, dataset, trainImages),
+        ...extra
+          .filter((e) => e.target[fullIdx(p)] === 1 || e.target[fullIdx('normal')] === 1)
+          .map((e) => ({ ...e, target: Float32Array.of(e.target[fullIdx(p)]) })),
+      ];
+      const val = memberExamples(p, dataset, valImages);
+      log(`one-vs-normal member ${m + 1}/${pathologies.length} "${p}": ${train.length} training, ${val.length} validation images`);
+      const member = buildNetwork(opts.model, inputShape, 1, { activation: 'sigmoid', seed: settings.seed + m });
+      const meta: ModelMetadata = { ...baseMeta, task: 'one-vs-normal', classes: [p], activation: 'sigmoid', thresholds: [0.5] };
+      const r = await trainLoop(
+        member,
+        meta,
+        { train, trainPixels: await bytesOf(train), validation: val, validationPixels: await bytesOf(val) },
+        settings,
+        join(runDir, 'members', classSlug(p)),
+        { ...configExtra, member: p },
+      );
+      loadMemberWeights(network, member, p);
+      trainSeconds += r.trainSeconds;
+      imagesSeen += r.imagesPerSecond * r.trainSeconds;
+      for (const row of r.history) history.push({ ...row, member: m });
+      memberInfo!.push({ class: p, bestEpoch: r.best?.epoch ?? null, [settings.monitor]: r.best?.value ?? null, trainSeconds: r.trainSeconds });
+      member.dispose();
+    }
+    imagesPerSecond = trainSeconds > 0 ? imagesSeen / trainSeconds : NaN;
+    bestEpoch = null;
+    metadata = { ...baseMeta, classes: combined.classes, activation: 'sigmoid', thresholds: combined.classes.map(() => 0.5) };
+    // The combined predictor is judged on every image, like the multilabel model.
+    const asExamples = (images: LabelledImage[]): Example[] => {
+      const t = targetsOf(images, dataset, combined.classes);
+      return images.map((im, i) => ({ path: im.path, filename: im.filename, target: t.subarray(i * 7, i * 7 + 7), weight: 1 }));
+    };
+    valExamples = asExamples(valImages);
+    testExamples = asExamples(testImages);
+    valPixels = await bytesOf(valExamples);
+  }
+
+  // Thresholds: max F1 per class on validation.
+  const C = metadata.classes.length;
+  const valProbs = predictBytes(network, metadata, valPixels);
+  const valTargets = new Float32Array(valExamples.length * C);
+  valExamples.forEach((e, i) => valTargets.set(e.target, i * C));
+  const tuned = tuneThresholds(valTargets, valProbs, C, { kind: 'max-f1' });
+  metadata.thresholds = tuned.thresholds;
+  metadata.thresholdPolicy = `${tuned.policy} on validation`;
+  const testPixels = await bytesOf(testExamples);
+  metadata.metrics = {
+    validation: heldOut(network, metadata, valExamples, valPixels),
+    test: heldOut(network, metadata, testExamples, testPixels),
+    bestEpoch,
+    epochs: history.length,
+    trainSeconds,
+    imagesPerSecond,
+    monitor: settings.monitor,
+  };
+  if (memberInfo) metadata.members = memberInfo;
+
+  await saveModel(opts.out, network, metadata, { 'split.json': split.text, ...historyFiles(history, eventsCreatedAt) });
+  const t = metadata.metrics.test as { macroAuc: number | null; meanF1: number | null };
+  log(`wrote ${opts.out}: test macro AUC ${t.macroAuc?.toFixed(4) ?? 'n/a'}, mean F1 ${t.meanF1?.toFixed(4) ?? 'n/a'} (thresholds tuned on validation)`);
+  return { modelDir: opts.out, metadata, history, bestEpoch, trainSeconds, imagesPerSecond };
+}
