@@ -130,6 +130,7 @@ export function reliabilitySpec(bins: CalibrationBin[], xTitle: string): vl.TopL
           x: { field: 'lower', type: 'quantitative', scale: { domain: [0, 1] }, axis: { title: xTitle, tickCount: 5 } },
           x2: { field: 'upper' },
           y: { field: 'count', type: 'quantitative', scale: { type: 'sqrt' }, axis: { title: 'count', tickCount: 3 } },
+          y2: { datum: 0 },
         },
       },
     ],
@@ -139,6 +140,7 @@ export function reliabilitySpec(bins: CalibrationBin[], xTitle: string): vl.TopL
 
 /** Lines of a training history against the epoch, one colour per series. */
 export function historySpec(title: string, rows: { epoch: number; series: string; value: number }[]): vl.TopLevelSpec {
+  const manySeries = new Set(rows.map((r) => r.series)).size > 10;
   return {
     width: 280,
     height: 180,
@@ -148,7 +150,7 @@ export function historySpec(title: string, rows: { epoch: number; series: string
     encoding: {
       x: { field: 'epoch', type: 'quantitative', axis: { title: 'epoch', tickMinStep: 1 } },
       y: { field: 'value', type: 'quantitative', scale: { zero: false }, axis: { title: null } },
-      color: { field: 'series', type: 'nominal', legend: { title: null, orient: 'bottom', direction: 'horizontal' }, scale: { scheme: 'tableau20' } },
+      color: { field: 'series', type: 'nominal', legend: { title: null, orient: 'bottom', direction: 'horizontal' }, scale: { scheme: manySeries ? 'tableau20' : 'tableau10' } },
     },
   } as vl.TopLevelSpec;
 }
