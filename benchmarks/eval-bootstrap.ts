@@ -1,6 +1,6 @@
 // Bootstrap confidence intervals of the evaluation (7 classes × AUC, AP, F1, sensitivity, specificity, precision,
 // F1@0.5, plus the averages) against the usual scikit-learn loop on the same labels and probabilities.
-// Run: npx tsx benchmarks/eval-bootstrap.ts [--n 700] [--resamples 1000] [--peer-resamples 100]
+// Run: npm run bench:eval -- [--n 700] [--resamples 1000] [--peer-resamples 100]
 // (peer: /usr/bin/python3 benchmarks/eval_bootstrap_peer.py, scikit-learn 1.2.1)
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
