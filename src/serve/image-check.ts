@@ -22,7 +22,9 @@ export async function inspectImage(data: Buffer, name: string): Promise<ImageInf
   try {
     meta = await sharp(data, { limitInputPixels: MAX_INPUT_PIXELS }).metadata();
   } catch (err) {
-    throw new InputError(`not a readable image (${(err as Error).message.split('\n')[0]})`, { file: name });
+    const msg = (err as Error).message.split('\n')[0];
+    if (/pixel limit/i.test(msg)) throw new InputError(`the image is too large (at most ${MAX_INPUT_PIXELS} pixels)`, { file: name });
+    throw new InputError(`not a readable image (${msg})`, { file: name });
   }
   const format = meta.format ?? 'unknown';
   if (!(ACCEPTED_FORMATS as readonly string[]).includes(format)) {

@@ -16,6 +16,11 @@ export async function modelVersion(dir: string): Promise<string> {
   return h.digest('hex').slice(0, 12);
 }
 
+/** Decoding errors of in-memory images say `<buffer>`: name the upload instead. */
+function renamed(err: unknown, name: string): unknown {
+  return err instanceof InputError ? new InputError(err.message.replace(/^<buffer>: /, ''), { file: name }) : err;
+}
+
 interface Pending {
   data: Buffer;
   name: string;
@@ -100,7 +105,7 @@ export class ModelService {
       batch.forEach((p, i) => p.resolve(toRecord(probs, i * classes.length, classes, thresholds)));
     } catch (err) {
       if (batch.length === 1) {
-        batch[0].reject(err instanceof InputError ? new InputError(err.message.replace('<buffer>', batch[0].name)) : err);
+        batch[0].reject(renamed(err, batch[0].name));
         return;
       }
       // One undecodable image must not fail its neighbours: redo them one by one to find it.
@@ -109,9 +114,14 @@ export class ModelService {
   }
 
   /** The heatmap of class `classIndex` for one encoded image, with the crop it covers in photo coordinates. */
-  async explain(data: Buffer, classIndex: number, method: CamMethod): Promise<Explanation> {
+  async explain(data: Buffer, name: string, classIndex: number, method: CamMethod): Promise<Explanation> {
     const m = this.model.metadata;
-    const image = await preprocessImage(data, m.preprocess);
+    let image;
+    try {
+      image = await preprocessImage(data, m.preprocess);
+    } catch (err) {
+      throw renamed(err, name);
+    }
     const [r] = explainerFor(this.model).explain([image], [{ image: 0, classIndex }], method);
     return { heatmap: r.heatmap, geometry: image.geometry, probability: r.probability };
   }

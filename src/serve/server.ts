@@ -60,9 +60,16 @@ function sendError(reply: FastifyReply, statusCode: number, message: string): Fa
 async function readImage(req: FastifyRequest, bodyLimit: number): Promise<{ data: Buffer; name: string }> {
   const q = req.query as { filename?: string };
   if (req.isMultipart()) {
-    const part = await req.file({ limits: { fileSize: bodyLimit, files: 1, fields: 20, parts: 21 } });
-    if (!part) throw new HttpError(400, 'the multipart form has no file: send the photograph in a file field such as "image"');
-    const data = await part.toBuffer();
+    let part, data: Buffer;
+    try {
+      part = await req.file({ limits: { fileSize: bodyLimit, files: 1, fields: 20, parts: 21 } });
+      if (!part) throw new HttpError(400, 'the multipart form has no file: send the photograph in a file field such as "image"');
+      data = await part.toBuffer();
+    } catch (err) {
+      // The multipart parser reports a malformed form with plain errors: that is the client's mistake, not ours.
+      if (err instanceof HttpError || (err as { statusCode?: number }).statusCode) throw err;
+      throw new HttpError(400, `malformed multipart form: ${(err as Error).message}`);
+    }
     return { data, name: part.filename || q.filename || 'upload' };
   }
   const body = req.body;
@@ -209,7 +216,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
       const method: CamMethod = q.method;
       const { data, name } = await readImage(req, bodyLimit);
       const image = await inspectImage(data, name);
-      const ex = await service.explain(data, classIndex, method);
+      const ex = await service.explain(data, name, classIndex, method);
       const accept = req.headers.accept ?? '';
       const format = q.format ?? (/application\/json/.test(accept) && !/image\/png/.test(accept) ? 'json' : 'png');
       if (format === 'json') {

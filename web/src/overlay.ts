@@ -43,9 +43,18 @@ export function drawOverlay(
   // The crop is in the coordinates of the photo as the server decoded it; scale in case the browser's differs.
   const sx = photo.width / heat.crop.width;
   const sy = photo.height / heat.crop.height;
+  const x = heat.crop.x * sx;
+  const y = heat.crop.y * sy;
+  const w = heat.crop.side * sx;
+  const h = heat.crop.side * sy;
+  ctx.save();
+  // The crop square is fitted to the fundus disc: colour only the disc, not the black camera border around it.
+  ctx.beginPath();
+  ctx.ellipse(x + w / 2, y + h / 2, (w / 2) * 1.02, (h / 2) * 1.02, 0, 0, 2 * Math.PI);
+  ctx.clip();
   ctx.imageSmoothingEnabled = true;
   ctx.imageSmoothingQuality = 'high';
   ctx.globalAlpha = opacity;
-  ctx.drawImage(heat.image, heat.crop.x * sx, heat.crop.y * sy, heat.crop.side * sx, heat.crop.side * sy);
-  ctx.globalAlpha = 1;
+  ctx.drawImage(heat.image, x, y, w, h);
+  ctx.restore();
 }

@@ -1,0 +1,128 @@
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import sharp from 'sharp';
+import { PROJECT_ROOT, tempDir } from '../helpers.js';
+import { CLASSES } from '../../src/data/labels.js';
+import { ResultSink, csvHeader } from '../../src/serve/output.js';
+import { collectImages } from '../../src/serve/inputs.js';
+import { buildFixtureModel, realImages } from './fixture.js';
+
+let model: string;
+let work: string;
+let photos: string[];
+
+function fundus(...args: string[]): { status: number; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [join(PROJECT_ROOT, 'bin', 'fundus.js'), ...args], {
+    encoding: 'utf8',
+    cwd: work,
+    env: { ...process.env, FUNDUS_NO_PROGRESS: '1' },
+  });
+  return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+function csvRows(text: string): string[][] {
+  return text.trim().split('\n').map((l) => l.split(','));
+}
+
+before(async () => {
+  model = await buildFixtureModel();
+  work = await tempDir('fundus-predict-');
+  photos = realImages(4);
+  await mkdir(join(work, 'folder', 'nested'), { recursive: true });
+  await copyFile(photos[1], join(work, 'folder', basename(photos[1])));
+  await copyFile(photos[2], join(work, 'folder', 'nested', basename(photos[2])));
+  // A PNG too, and two things that are not photographs: one named like one (reported), one not (ignored).
+  await sharp(photos[3]).png().toFile(join(work, 'folder', 'nested', 'eye.png'));
+  await writeFile(join(work, 'folder', 'broken.jpg'), (await readFile(photos[0])).subarray(0, 5000));
+  await writeFile(join(work, 'folder', 'notes.txt'), 'not an image');
+});
+
+test('folders are walked; an unreadable file is reported and skipped, the rest predicted, exit status 3', async () => {
+  const r = fundus('predict', model, photos[0], 'folder', '--out', 'out/preds.csv');
+  assert.equal(r.status, 3, r.stderr);
+  assert.match(r.stderr, /skipped folder\/broken\.jpg: .*(decode|JPEG|truncated|premature)/i);
+  assert.match(r.stderr, /predicted 4 images .*1 unreadable/);
+  const rows = csvRows(await readFile(join(work, 'out', 'preds.csv'), 'utf8'));
+  assert.equal(rows[0].join(','), csvHeader(CLASSES).trim());
+  assert.deepEqual(rows.slice(1).map((r) => r[0]).sort(), [photos[0], `folder/${basename(photos[1])}`, `folder/nested/${basename(photos[2])}`, 'folder/nested/eye.png'].sort());
+  for (const row of rows.slice(1)) {
+    const probs = row.slice(1, 1 + CLASSES.length).map(Number);
+    assert.ok(probs.every((p) => p >= 0 && p <= 1), row.join(','));
+  }
+  assert.deepEqual((await readdir(join(work, 'out'))).sort(), ['preds.csv'], 'no .partial left behind');
+});
+
+test('--resume predicts only the images not yet in the output', async () => {
+  await copyFile(photos[3], join(work, 'folder', 'late.jpg'));
+  const r = fundus('predict', '--model', model, photos[0], 'folder', '--out', 'out/preds.csv', '--resume');
+  assert.equal(r.status, 3, r.stderr);
+  assert.match(r.stderr, /predicted 1 image .*4 already in out\/preds\.csv/);
+  const files = csvRows(await readFile(join(work, 'out', 'preds.csv'), 'utf8')).slice(1).map((r) => r[0]);
+  assert.equal(files.length, 5);
+  assert.equal(new Set(files).size, 5);
+  assert.ok(files.includes('folder/late.jpg'));
+});
+
+test('JSON Lines output with heatmap overlays for chosen classes', async () => {
+  const r = fundus('predict', model, photos[0], photos[1], '--format', 'json', '--heatmaps', 'maps', '--heatmap-classes', 'glaucoma,normal', '--heatmap-method', 'gradcam++');
+  assert.equal(r.status, 0, r.stderr);
+  const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { file: string; probabilities: Record<string, number>; decisions: Record<string, boolean>; positive: string[] });
+  assert.deepEqual(lines.map((l) => l.file), [photos[0], photos[1]]);
+  for (const l of lines) assert.deepEqual(Object.keys(l.probabilities), [...CLASSES]);
+  const maps = (await readdir(join(work, 'maps'))).sort();
+  assert.equal(maps.length, 4);
+  assert.ok(maps.includes(`${basename(photos[0], '.jpg')}.glaucoma.gradcam++.png`), maps.join(' '));
+  const meta = await sharp(join(work, 'maps', maps[0])).metadata();
+  assert.equal(meta.format, 'png');
+  assert.equal(meta.width, 512);
+});
+
+test('the readable table names every class with its probability, threshold and decision', () => {
+  const r = fundus('predict', model, photos[0]);
+  assert.equal(r.status, 0, r.stderr);
+  for (const c of CLASSES) assert.match(r.stdout, new RegExp(`${c} +[█·]+ [01]\\.\\d{3}  \\(threshold 0\\.\\d\\d\\)`));
+  assert.match(r.stdout.split('\n')[0], new RegExp(`^${photos[0]}  →  `));
+});
+
+test('usage errors exit 2 with a clear message', () => {
+  const missing = fundus('predict', model, 'no-such-folder');
+  assert.equal(missing.status, 2);
+  assert.match(missing.stderr, /no-such-folder: no such file or folder/);
+  const noImages = fundus('predict', model);
+  assert.equal(noImages.status, 2);
+  assert.match(noImages.stderr, /no images given/);
+  const resume = fundus('predict', model, photos[0], '--resume');
+  assert.equal(resume.status, 2);
+  assert.match(resume.stderr, /--resume needs --out/);
+  const notModel = fundus('predict', '--model', work, photos[0]);
+  assert.equal(notModel.status, 2);
+  assert.match(notModel.stderr, /not a fundus model directory/);
+  const remote = fundus('serve', model, '--host', '0.0.0.0');
+  assert.equal(remote.status, 2);
+  assert.match(remote.stderr, /refusing to listen on 0\.0\.0\.0.*--allow-remote/);
+});
+
+test('resuming after a crash drops the torn last line and keeps the finished ones', async () => {
+  const dir = await tempDir();
+  const out = join(dir, 'p.jsonl');
+  const rec = (f: string) => JSON.stringify({ file: f, probabilities: {}, decisions: {}, positive: [] });
+  await writeFile(`${out}.partial`, `${rec('a.jpg')}\n${rec('b.jpg')}\n{"file": "c.j`);
+  const { sink, done } = await ResultSink.open({ format: 'json', classes: ['x'], thresholds: [0.5], out, resume: true });
+  assert.deepEqual([...done].map((p) => basename(p)).sort(), ['a.jpg', 'b.jpg']);
+  await sink.write([{ file: 'c.jpg', probabilities: { x: 0.7 }, decisions: { x: true }, positive: ['x'] }]);
+  await sink.close(true);
+  const lines = (await readFile(out, 'utf8')).trim().split('\n');
+  assert.deepEqual(lines.map((l) => (JSON.parse(l) as { file: string }).file), ['a.jpg', 'b.jpg', 'c.jpg']);
+  assert.deepEqual(await readdir(dir), ['p.jsonl']);
+});
+
+test('collectImages walks folders in a stable order and keeps explicitly named files', async () => {
+  const found = await collectImages([join(work, 'folder'), photos[0], join(work, 'folder', 'notes.txt')]);
+  const names = found.map((f) => f.replace(work + '/', ''));
+  assert.deepEqual(names.slice(0, 2), ['folder/' + basename(photos[1]), 'folder/broken.jpg'].sort());
+  assert.ok(names.includes('folder/nested/eye.png'));
+  assert.ok(names.includes('folder/notes.txt'), 'a named file is tried even with another extension');
+});
