@@ -24,16 +24,31 @@ export interface LabelSource {
 }
 
 /**
+ * Which images a model can be judged on: `all`; `exactly-one` of its classes (a softmax model must pick one, as the
+ * `focus` task is trained); `at-least-one` (the `focus-sigmoid` task's images).
+ */
+export type EvaluationDomain = 'all' | 'exactly-one' | 'at-least-one';
+
+/** The domain of a model from its metadata, matching the images its task trains on (src/models/tasks.ts). */
+export function domainOf(metadata: { task: string; activation: 'sigmoid' | 'softmax' }): EvaluationDomain {
+  if (metadata.task === 'focus' || metadata.activation === 'softmax') return 'exactly-one';
+  if (metadata.task === 'focus-sigmoid') return 'at-least-one';
+  return 'all';
+}
+
+/**
  * Lines a labelled dataset up with a model's classes.
  * - Contest (multi-hot) CSV: every class of the model must be a column; all of them are scored.
  * - `filename,label` CSV: only the labels that occur are scored, and an image is positive only for its own label(s)
  *   and negative for the other scored classes. A label the model does not predict is an error, not silently dropped.
- * `part` restricts to the filenames of a split part; each must be in the CSV.
+ * `part` restricts to the filenames of a split part; each must be in the CSV. `domain` then keeps the images the model
+ * is meant for (images left out are counted in `notes`).
  */
 export function alignToModel(
   modelClasses: string[],
   source: LabelSource,
   part?: { name: string; filenames: string[]; splitPath: string },
+  domain: EvaluationDomain = 'all',
 ): EvaluationSet {
   const notes: string[] = [];
   const index = new Map(source.classes.map((c, k) => [c, k]));
@@ -85,6 +100,20 @@ export function alignToModel(
     scored = modelClasses.map((c, k) => (present.includes(c) ? k : -1)).filter((k) => k >= 0);
     const unscored = modelClasses.filter((c) => !present.includes(c));
     if (unscored.length > 0) notes.push(`filename,label CSV: only ${present.join(', ')} scored; no image is labelled ${unscored.join(', ')}`);
+  }
+
+  if (domain !== 'all') {
+    const cols = modelClasses.map((c) => index.get(c)).filter((j): j is number => j !== undefined);
+    const count = (im: LabelledImage): number => cols.reduce((a, j) => a + (im.labels![j] ? 1 : 0), 0);
+    const kept = images.filter((im) => (domain === 'exactly-one' ? count(im) === 1 : count(im) >= 1));
+    if (kept.length < images.length) {
+      notes.push(
+        `${images.length - kept.length} of ${images.length} images left out: they do not have ` +
+          `${domain === 'exactly-one' ? 'exactly one' : 'any'} of the model's classes (${modelClasses.join(', ')}), the images its task is trained on`,
+      );
+    }
+    if (kept.length === 0) throw new InputError(`no image has ${domain === 'exactly-one' ? 'exactly one' : 'any'} of the model's classes (${modelClasses.join(', ')})`, { file: source.csvPath });
+    images = kept;
   }
 
   const C = modelClasses.length;

@@ -5,7 +5,7 @@ import type { FundusModel } from '../models/io.js';
 import type { ModelMetadata } from '../models/metadata.js';
 import { InputError } from '../util/errors.js';
 import { progress } from '../util/progress.js';
-import { alignToModel, checkImagesExist } from './dataset.js';
+import { alignToModel, checkImagesExist, domainOf } from './dataset.js';
 import type { EvaluationSet } from './dataset.js';
 import { evaluatePredictions } from './evaluate.js';
 import type { BootstrapOptions } from './bootstrap.js';
@@ -51,7 +51,7 @@ export async function loadEvaluationSet(metadata: ModelMetadata, sel: DataSelect
   const dataset = await readDataset(sel.csv, sel.images);
   const { format } = await readLabelsCsv(sel.csv);
   const part = sel.split && sel.part ? { name: sel.part, filenames: await readSplitPart(sel.split, sel.part), splitPath: sel.split } : undefined;
-  const set = alignToModel(metadata.classes, { classes: dataset.classes, images: dataset.images, format, csvPath: sel.csv }, part);
+  const set = alignToModel(metadata.classes, { classes: dataset.classes, images: dataset.images, format, csvPath: sel.csv }, part, domainOf(metadata));
   await checkImagesExist(set.images, dataset.imagesDir);
   return set;
 }

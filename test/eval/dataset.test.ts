@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { alignToModel, checkImagesExist } from '../../src/eval/dataset.js';
+import { alignToModel, checkImagesExist, domainOf } from '../../src/eval/dataset.js';
 import { readDataset, readLabelsCsv } from '../../src/data/csv.js';
 import { CLASSES } from '../../src/data/labels.js';
 import { InputError } from '../../src/util/errors.js';
@@ -70,4 +70,18 @@ test('missing images are named before anything runs', async () => {
   await mkdir(join(s.dir, 'images'));
   await writeFile(join(s.dir, 'images', 'a.jpg'), 'x');
   await assert.rejects(checkImagesExist(s.images, join(s.dir, 'images')), /1 image listed in the CSV is missing: b\.jpg/);
+});
+
+test("a focus model is judged on its task's images only", async () => {
+  const s = await source(CONTEST_HEADER + 'a.jpg,0,1,0,0,0,0,0\nb.jpg,1,0,0,0,0,0,0\nc.jpg,0,1,1,0,0,0,0\nd.jpg,1,0,1,0,0,0,0\n');
+  const focus = ['diabetic retinopathy', 'glaucoma', 'normal'];
+  assert.equal(domainOf({ task: 'focus', activation: 'softmax' }), 'exactly-one');
+  assert.equal(domainOf({ task: 'focus-sigmoid', activation: 'sigmoid' }), 'at-least-one');
+  assert.equal(domainOf({ task: 'multilabel', activation: 'sigmoid' }), 'all');
+  const one = alignToModel(focus, s, undefined, 'exactly-one');
+  assert.deepEqual(one.images.map((i) => i.filename), ['a.jpg', 'd.jpg']);
+  assert.match(one.notes[0], /2 of 4 images left out: they do not have exactly one of the model's classes/);
+  const some = alignToModel(focus, s, undefined, 'at-least-one');
+  assert.deepEqual(some.images.map((i) => i.filename), ['a.jpg', 'c.jpg', 'd.jpg']);
+  assert.equal(alignToModel(focus, s).images.length, 4);
 });
