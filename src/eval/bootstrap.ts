@@ -14,10 +14,11 @@ export const DEFAULT_BOOTSTRAP: Required<BootstrapOptions> = { resamples: 1000, 
 
 /**
  * Strata for a stratified bootstrap of multi-hot labels: one stratum per distinct label combination (the row of an
- * n×numClasses 0/1 matrix). Resampling within each stratum keeps every class's number of positives and negatives
- * fixed, so a metric that is defined on the data is defined on every resample, and rare classes keep their size.
+ * n×numClasses 0/1 matrix). Resampling within strata keeps every class's number of positives fixed, so rare classes
+ * keep their size. A stratum of one image never varies, though, which would make intervals too narrow: combinations
+ * with fewer than `minSize` images are pooled into one stratum (where counts may vary).
  */
-export function labelCombinationStrata(labels: ArrayLike<number>, numClasses: number): Int32Array {
+export function labelCombinationStrata(labels: ArrayLike<number>, numClasses: number, minSize = 5): Int32Array {
   const n = labels.length / numClasses;
   const ids = new Map<string, number>();
   const strata = new Int32Array(n);
@@ -31,6 +32,10 @@ export function labelCombinationStrata(labels: ArrayLike<number>, numClasses: nu
     }
     strata[i] = id;
   }
+  const sizes = new Int32Array(ids.size);
+  for (const s of strata) sizes[s]++;
+  const pooled = ids.size;
+  for (let i = 0; i < n; i++) if (sizes[strata[i]] < minSize) strata[i] = pooled;
   return strata;
 }
 

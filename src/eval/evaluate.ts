@@ -96,7 +96,7 @@ function singleLabel(labels: Uint8Array, C: number): Int32Array {
 /**
  * Computes every metric of the `--json` report from labels and probabilities: per scored class AUC, AP, F1,
  * sensitivity, specificity, precision (at the model's thresholds) and F1 at 0.5, the averages, confusion matrices and
- * calibration, each metric with a stratified percentile bootstrap interval (all statistics from the same resamples).
+ * calibration, each metric with a stratified percentile bootstrap interval.
  */
 export function evaluatePredictions(input: EvaluationInput): EvaluationMetrics {
   const C = input.classes.length;
@@ -132,30 +132,37 @@ export function evaluatePredictions(input: EvaluationInput): EvaluationMetrics {
     return total > 0 ? right / total : NaN;
   };
 
-  // Bootstrap: per-class statistics then the averages, all from the same stratified resamples.
+  // Bootstrap. Per-class intervals resample that class's positives and negatives separately (so the class keeps its
+  // prevalence and its metrics stay defined); the averages resample whole images within label combinations.
   const S = CLASS_STATS.length;
+  const classIntervals = scored.map((k, j) =>
+    bootstrapIntervals(
+      ys[j],
+      S,
+      (w, out) => {
+        const v = classValues(ys[j], ps[j], orders[j], thresholds[k], w);
+        CLASS_STATS.forEach((name, s) => (out[s] = nanIfNull(v[name])));
+      },
+      { ...boot, seed: boot.seed + 1 + j },
+    ),
+  );
   const scoredLabels = new Uint8Array(n * scored.length);
   for (let i = 0; i < n; i++) scored.forEach((k, j) => (scoredLabels[i * scored.length + j] = labels[i * C + k]));
-  const strata = labelCombinationStrata(scoredLabels, scored.length);
-  const perStat = (s: number, out: Float64Array): Float64Array => {
-    const v = new Float64Array(scored.length);
-    for (let j = 0; j < scored.length; j++) v[j] = out[j * S + s];
-    return v;
+  const perClassStat = new Float64Array(scored.length);
+  const meanOf = (name: ClassStat, values: Record<ClassStat, number | null>[]): number => {
+    for (let j = 0; j < scored.length; j++) perClassStat[j] = nanIfNull(values[j][name]);
+    return meanOfDefined(perClassStat);
   };
-  const intervals = bootstrapIntervals(
-    strata,
-    scored.length * S + OVERALL_STATS.length,
+  const overallIntervals = bootstrapIntervals(
+    labelCombinationStrata(scoredLabels, scored.length),
+    OVERALL_STATS.length,
     (w, out) => {
-      for (let j = 0; j < scored.length; j++) {
-        const v = classValues(ys[j], ps[j], orders[j], thresholds[scored[j]], w);
-        CLASS_STATS.forEach((name, s) => (out[j * S + s] = nanIfNull(v[name])));
-      }
-      const base = scored.length * S;
-      out[base] = meanOfDefined(perStat(CLASS_STATS.indexOf('f1'), out));
-      out[base + 1] = meanOfDefined(perStat(CLASS_STATS.indexOf('f1At05'), out));
-      out[base + 2] = meanOfDefined(perStat(CLASS_STATS.indexOf('auc'), out));
-      out[base + 3] = meanOfDefined(perStat(CLASS_STATS.indexOf('ap'), out));
-      out[base + 4] = accuracyOf(w);
+      const values = scored.map((k, j) => classValues(ys[j], ps[j], orders[j], thresholds[k], w));
+      out[0] = meanOf('f1', values);
+      out[1] = meanOf('f1At05', values);
+      out[2] = meanOf('auc', values);
+      out[3] = meanOf('ap', values);
+      out[4] = accuracyOf(w);
     },
     boot,
   );
@@ -163,7 +170,7 @@ export function evaluatePredictions(input: EvaluationInput): EvaluationMetrics {
   const perClass: Record<string, ClassReport> = {};
   scored.forEach((k, j) => {
     const v = full[j];
-    const ci = (name: ClassStat): Interval => intervals[j * S + CLASS_STATS.indexOf(name)];
+    const ci = (name: ClassStat): Interval => classIntervals[j][CLASS_STATS.indexOf(name)];
     const m = (name: ClassStat): Metric => {
       const reasonKey = name === 'f1At05' ? 'f1' : name;
       const reason = v[name] === null ? undefinedReason(reasonKey, name === 'f1At05' ? countsAtThreshold(ys[j], ps[j], 0.5) : v.counts) : undefined;
@@ -185,7 +192,6 @@ export function evaluatePredictions(input: EvaluationInput): EvaluationMetrics {
     };
   });
 
-  const base = scored.length * S;
   const undefinedClasses = (name: ClassStat): string | undefined => {
     const missing = scored.filter((_, j) => full[j][name] === null).map((k) => input.classes[k]);
     return missing.length > 0 ? `leaves out ${missing.join(', ')} (undefined there)` : undefined;
@@ -204,7 +210,7 @@ export function evaluatePredictions(input: EvaluationInput): EvaluationMetrics {
     for (const i of keep) matrix[truth[i]][top[i]]++;
     confusion = { kind: 'full', classes: [...input.classes], matrix, excludedImages: n - keep.length };
     const acc = accuracyOf();
-    accuracy = metric(Number.isNaN(acc) ? null : acc, intervals[base + 4], keep.length === 0 ? 'undefined: no image has exactly one of the classes' : undefined);
+    accuracy = metric(Number.isNaN(acc) ? null : acc, overallIntervals[4], keep.length === 0 ? 'undefined: no image has exactly one of the classes' : undefined);
   } else {
     const y = new Float64Array(n * scored.length);
     const p = new Float64Array(n * scored.length);
@@ -224,16 +230,16 @@ export function evaluatePredictions(input: EvaluationInput): EvaluationMetrics {
     scoredClasses: scored.map((k) => input.classes[k]),
     imageCount: n,
     overall: {
-      meanF1: metric(overallValue('f1'), intervals[base], undefinedClasses('f1')),
-      meanF1At05: metric(overallValue('f1At05'), intervals[base + 1], undefinedClasses('f1At05')),
-      macroAuc: metric(overallValue('auc'), intervals[base + 2], undefinedClasses('auc')),
-      macroAp: metric(overallValue('ap'), intervals[base + 3], undefinedClasses('ap')),
+      meanF1: metric(overallValue('f1'), overallIntervals[0], undefinedClasses('f1')),
+      meanF1At05: metric(overallValue('f1At05'), overallIntervals[1], undefinedClasses('f1At05')),
+      macroAuc: metric(overallValue('auc'), overallIntervals[2], undefinedClasses('auc')),
+      macroAp: metric(overallValue('ap'), overallIntervals[3], undefinedClasses('ap')),
       ...(accuracy ? { accuracy } : {}),
       ece: calibration.ece,
     },
     perClass,
     confusion,
     calibration,
-    bootstrap: { resamples: boot.resamples, seed: boot.seed, level: boot.level, stratifiedBy: 'label-combination' },
+    bootstrap: { resamples: boot.resamples, seed: boot.seed, level: boot.level, stratifiedBy: { perClass: 'class-label', overall: 'label-combination' } },
   };
 }

@@ -255,7 +255,7 @@ export async function renderReport(input: ReportInput): Promise<string> {
 <dt>labels</dt><dd><code>${esc(data.csv)}</code> (${data.format === 'pairs' ? 'filename,label' : 'multi-hot'})</dd>
 <dt>images</dt><dd><code>${esc(data.images)}</code></dd>
 <dt>thresholds</dt><dd>${esc(report.model.thresholdPolicy)}</dd>
-<dt>intervals</dt><dd>${Math.round(b.level * 100)}% percentile bootstrap, ${b.resamples} resamples stratified by label combination, seed ${b.seed}</dd>
+<dt>intervals</dt><dd>${Math.round(b.level * 100)}% percentile bootstrap, ${b.resamples} resamples (per class: stratified by the class's label; averages: by label combination), seed ${b.seed}</dd>
 </dl>
 <div class="cards">
 ${card('Mean F1 @ 0.5', o.meanF1At05, 'contest metric')}

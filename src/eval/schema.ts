@@ -109,8 +109,12 @@ export interface EvaluationMetrics {
     resamples: number;
     seed: number;
     level: number;
-    /** Resampling is done within groups of images with the same labels (over the scored classes). */
-    stratifiedBy: 'label-combination';
+    /**
+     * Per-class intervals resample the class's positives and negatives separately (`class-label`); the averages
+     * resample images within groups with the same labels over the scored classes (`label-combination`; groups of
+     * fewer than 5 images are pooled, so that single images still vary).
+     */
+    stratifiedBy: { perClass: 'class-label'; overall: 'label-combination' };
   };
 }
 

@@ -36,8 +36,10 @@ test('numpy-style percentile', () => {
 
 test('stratified resampling keeps every stratum size and is seeded', () => {
   const labels = Uint8Array.from([1, 0, 1, 0, 0, 1, 1, 1, 0, 0, 0, 0]); // 6 images × 2 classes
-  const strata = labelCombinationStrata(labels, 2);
+  const strata = labelCombinationStrata(labels, 2, 1);
   assert.deepEqual(Array.from(strata), [0, 0, 1, 2, 3, 3]);
+  // combinations of fewer than minSize images are pooled, so that a lone image still varies between resamples
+  assert.deepEqual(Array.from(labelCombinationStrata(labels, 2, 2)), [0, 0, 4, 4, 3, 3]);
   const members = [Uint32Array.from([0, 1]), Uint32Array.from([2]), Uint32Array.from([3]), Uint32Array.from([4, 5])];
   const rng = seededRandom(3);
   for (let r = 0; r < 50; r++) {
@@ -152,4 +154,16 @@ test('1000 resamples of a test-sized set stay fast', () => {
   assert.equal(r.bootstrap.resamples, 1000);
   // not a benchmark: only a guard against an accidental O(n^2) (typical: well under a second)
   assert.ok(ms < 20000, `${ms} ms`);
+});
+
+test('small sets with unique label combinations still get honest (non-degenerate) intervals', () => {
+  const { labels, probs } = synthetic(14, [0.4, 0.5, 0.3, 0.45], 21);
+  const r = evaluatePredictions({ classes: ['a', 'b', 'c', 'd'], activation: 'sigmoid', probs, labels, thresholds: [0.5, 0.5, 0.5, 0.5], bootstrap: { resamples: 300 } });
+  for (const name of ['a', 'b', 'c', 'd']) {
+    const { value, ci } = r.perClass[name].auc;
+    if (value !== null && value > 0 && value < 1) assert.ok(ci![1] - ci![0] > 0.05, `${name}: [${ci}] around ${value}`);
+  }
+  const ci = r.overall.macroAuc.ci!;
+  assert.ok(ci[1] - ci[0] > 0.02, `macro AUC [${ci}]`);
+  assert.deepEqual(r.bootstrap.stratifiedBy, { perClass: 'class-label', overall: 'label-combination' });
 });
