@@ -3,6 +3,7 @@
 // instead of tfjs's per-element index arithmetic.
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 
 #include "context.h"
@@ -269,6 +270,37 @@ Napi::Value BatchNorm(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), true);
 }
 
+// tile(x, xShape, reps, out): tfjs's Tile (batch norm's gradient tiles per-channel values to the full shape).
+Napi::Value Tile(const Napi::CallbackInfo& info) {
+  auto shape = intListArg(info, 1, "shape");
+  auto reps = intListArg(info, 2, "reps");
+  if (shape.empty() || reps.size() != shape.size()) throw Napi::TypeError::New(info.Env(), "tile: bad shape/reps");
+  const size_t r = shape.size();
+  std::vector<int64_t> outShape(r);
+  for (size_t i = 0; i < r; ++i) outShape[i] = shape[i] * reps[i];
+  const float* x = floatArg(info, 0, product(shape), "x");
+  const int64_t total = product(outShape);
+  float* out = floatArg(info, 3, total, "out");
+  if (total == 0) return Napi::Boolean::New(info.Env(), true);
+  const int64_t inner = outShape[r - 1], xInner = shape[r - 1];
+  const int64_t rows = total / inner;
+  std::vector<int64_t> xStrides(r, 1);
+  for (size_t i = r - 1; i-- > 0;) xStrides[i] = xStrides[i + 1] * shape[i + 1];
+#pragma omp parallel for schedule(static) if (total >= kParallelThreshold)
+  for (int64_t row = 0; row < rows; ++row) {
+    int64_t xo = 0, rem = row;
+    for (size_t j = r - 1; j-- > 0;) {
+      const int64_t idx = rem % outShape[j];
+      rem /= outShape[j];
+      xo += (idx % shape[j]) * xStrides[j];
+    }
+    const float* src = x + xo;
+    float* dst = out + row * inner;
+    for (int64_t k = 0; k < inner; k += xInner) std::copy(src, src + xInner, dst + k);
+  }
+  return Napi::Boolean::New(info.Env(), true);
+}
+
 }  // namespace
 
 void initEltwise(Napi::Env env, Napi::Object exports) {
@@ -276,6 +308,7 @@ void initEltwise(Napi::Env env, Napi::Object exports) {
   exports.Set("unary", Napi::Function::New(env, Unary));
   exports.Set("activationGrad", Napi::Function::New(env, ActivationGrad));
   exports.Set("batchNorm", Napi::Function::New(env, BatchNorm));
+  exports.Set("tile", Napi::Function::New(env, Tile));
 }
 
 }  // namespace fundus

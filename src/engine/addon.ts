@@ -38,6 +38,7 @@ export interface NativeAddon {
     eps: number,
     out: Float32Array,
   ): boolean;
+  tile(x: Float32Array, shape: number[], reps: number[], out: Float32Array): boolean;
   reduce(op: number, x: Float32Array, shape: number[], axes: number[], out: Float32Array): boolean;
 }
 

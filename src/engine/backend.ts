@@ -2,7 +2,8 @@
 // oneDNN ones. Tensors stay plain typed arrays, so native kernels read and write them in place.
 import * as tf from '@tensorflow/tfjs-core';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
-import type { KernelConfig } from '@tensorflow/tfjs-core';
+import type { BackendValues, DataId, DataType, KernelConfig } from '@tensorflow/tfjs-core';
+import { bufferPool } from './pool.js';
 import { convKernels } from './kernels/conv.js';
 import { poolKernels } from './kernels/pool.js';
 import { matmulKernels } from './kernels/matmul.js';
@@ -17,6 +18,32 @@ export class NativeBackend extends MathBackendCPU {
     super();
     // The CPU backend advises installing tfjs-node on its first write; that advice does not apply here.
     (this as unknown as { firstUse: boolean }).firstUse = false;
+  }
+
+  // Reference counting for recycled buffers (see pool.ts): every tensor data entry that refers to a pooled
+  // buffer holds a reference, and the buffer goes back to the pool when the last entry is disposed.
+  override write(values: BackendValues, shape: number[], dtype: DataType): DataId {
+    const id = super.write(values, shape, dtype);
+    bufferPool.retain(values);
+    return id;
+  }
+
+  override move(dataId: DataId, values: BackendValues, shape: number[], dtype: DataType, refCount: number): void {
+    super.move(dataId, values, shape, dtype, refCount);
+    bufferPool.retain(values);
+  }
+
+  override disposeData(dataId: DataId, force = false): boolean {
+    const values = this.data.has(dataId) ? this.data.get(dataId).values : undefined;
+    const result = super.disposeData(dataId, force);
+    if (values !== undefined && !this.data.has(dataId)) bufferPool.release(values);
+    return result;
+  }
+
+  /** Copies pooled data, so that what user code holds is never recycled under it. */
+  override readSync(dataId: DataId): BackendValues {
+    const values = super.readSync(dataId);
+    return bufferPool.isPooled(values) ? values.slice() : values;
   }
 }
 

@@ -127,6 +127,10 @@ describe('native element-wise kernels match the JS CPU kernels', { skip }, () =>
       check(name, [input([3, 7, 11], 22, lo, hi)], (x) => [fn(x), tf.grad((a: tf.Tensor) => tf.sum(fn(a)))(x)], 'unary');
     });
   }
+  it('Tile', () => {
+    check('tile channels', [input([1, 1, 1, 6], 28)], (x) => tf.tile(x, [2, 3, 4, 1]), 'tile');
+    check('tile every axis', [input([2, 3, 5], 29)], (x) => tf.tile(x, [3, 2, 2]), 'tile');
+  });
   it('AddN', () => {
     check('addN', [input([5, 40], 23), input([5, 40], 24), input([5, 40], 25)], (a, b, c) => tf.addN([a, b, c]), 'binary', 2);
   });

@@ -1,6 +1,6 @@
 // FusedBatchNorm (tfjs's batchNorm op: normalise with given mean/variance, then scale and offset).
 import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs-core';
-import { addon, f32, fallback, output, type KernelArgs } from './util.js';
+import { allocFloat32, addon, f32, fallback, output, type KernelArgs } from './util.js';
 
 interface Inputs { x: TensorInfo; mean: TensorInfo; variance: TensorInfo; offset?: TensorInfo; scale?: TensorInfo }
 
@@ -12,7 +12,7 @@ function fusedBatchNorm(args: KernelArgs<Inputs, { varianceEpsilon?: number }>):
   const ov = offset ? f32(backend, offset) : null;
   const sv = scale ? f32(backend, scale) : null;
   if (xv && mv && vv && (!offset || ov) && (!scale || sv) && mv.length > 0 && vv.length > 0) {
-    const out = new Float32Array(xv.length);
+    const out = allocFloat32(xv.length);
     if (addon().batchNorm(xv, xv.length, mv, vv, ov, sv, attrs?.varianceEpsilon ?? 0.001, out)) return output(backend, x.shape, out);
   }
   return fallback('FusedBatchNorm', args);

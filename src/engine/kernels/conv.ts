@@ -1,7 +1,7 @@
 // Conv2D, FusedConv2D and both convolution gradients on oneDNN (native/src/conv.cc).
 import { backend_util, util } from '@tensorflow/tfjs-core';
 import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs-core';
-import { addon, f32, fallback, output, cpuKernel, type Backend, type KernelArgs } from './util.js';
+import { allocFloat32, addon, f32, fallback, output, cpuKernel, type Backend, type KernelArgs } from './util.js';
 
 type Pad = 'valid' | 'same' | number | backend_util.ExplicitPadding;
 type Rounding = 'floor' | 'round' | 'ceil' | undefined;
@@ -53,7 +53,7 @@ function conv2D(args: KernelArgs<{ x: TensorInfo; filter: TensorInfo }, ConvAttr
   const wv = f32(backend, filter);
   const p = convParams(info, false, 0);
   if (xv && wv && p) {
-    const y = new Float32Array(util.sizeFromShape(info.outShape));
+    const y = allocFloat32(util.sizeFromShape(info.outShape));
     if (addon().conv2dForward(xv, wv, null, y, p, 0)) return output(backend, info.outShape, y);
   }
   return fallback('Conv2D', args);
@@ -88,7 +88,7 @@ function fusedConv2D(args: KernelArgs<FusedInputs, ConvAttrs>): TensorInfo {
   const nativeOk = xv && wv && bv !== null && (code !== undefined || (isPrelu && a.dataFormat !== 'NCHW'));
   const p = nativeOk ? convParams(info, bv !== undefined, isPrelu ? 0 : code!) : null;
   if (xv && wv && p) {
-    const y = new Float32Array(util.sizeFromShape(info.outShape));
+    const y = allocFloat32(util.sizeFromShape(info.outShape));
     if (addon().conv2dForward(xv, wv, bv ?? null, y, p, a.leakyreluAlpha ?? 0.2)) {
       const result = output(backend, info.outShape, y);
       if (!isPrelu) return result;
@@ -111,7 +111,7 @@ function conv2DBackpropInput(args: KernelArgs<{ dy: TensorInfo; filter: TensorIn
   const wv = f32(backend, filter);
   const p = convParams(info, false, 0);
   if (dyv && wv && p) {
-    const dx = new Float32Array(util.sizeFromShape(inputShape));
+    const dx = allocFloat32(util.sizeFromShape(inputShape));
     if (addon().conv2dBackwardData(dyv, wv, dx, p)) return output(backend, [...inputShape], dx);
   }
   return fallback('Conv2DBackpropInput', args);
@@ -128,7 +128,7 @@ function conv2DBackpropFilter(args: KernelArgs<{ x: TensorInfo; dy: TensorInfo }
   const dyv = f32(backend, dy);
   const p = convParams(info, false, 0);
   if (xv && dyv && p) {
-    const dw = new Float32Array(util.sizeFromShape(filterShape));
+    const dw = allocFloat32(util.sizeFromShape(filterShape));
     if (addon().conv2dBackwardWeights(xv, dyv, dw, p)) return output(backend, [...filterShape], dw);
   }
   return fallback('Conv2DBackpropFilter', args);

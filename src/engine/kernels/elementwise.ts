@@ -1,7 +1,7 @@
 // Element-wise arithmetic (with broadcasting) and unary activations on the native side (native/src/eltwise.cc).
 import { broadcast_util, util } from '@tensorflow/tfjs-core';
 import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs-core';
-import { addon, f32, fallback, output, type KernelArgs } from './util.js';
+import { allocFloat32, addon, f32, fallback, output, type KernelArgs } from './util.js';
 
 /** Op codes of native/src/eltwise.cc. */
 export const BINARY = { add: 0, sub: 1, mul: 2, div: 3, max: 4, min: 5, squaredDifference: 6 } as const;
@@ -22,7 +22,7 @@ function makeBinary(name: string, op: number) {
       const outShape = broadcast_util.assertAndGetBroadcastShape(a.shape, b.shape);
       const size = util.sizeFromShape(outShape);
       if (size >= MIN_NATIVE_SIZE) {
-        const out = new Float32Array(size);
+        const out = allocFloat32(size);
         if (addon().binary(op, av, a.shape, bv, b.shape, out, outShape)) return output(backend, outShape, out);
       }
     }
@@ -35,7 +35,7 @@ function makeUnary(name: string, op: number, alphaOf: (attrs: Record<string, unk
     const { inputs: { x }, backend, attrs } = args;
     const xv = f32(backend, x);
     if (xv && xv.length >= MIN_NATIVE_SIZE) {
-      const out = new Float32Array(xv.length);
+      const out = allocFloat32(xv.length);
       if (addon().unary(op, xv, out, xv.length, alphaOf(attrs))) return output(backend, x.shape, out);
     }
     return fallback(name, args);
@@ -49,12 +49,24 @@ function addN(args: KernelArgs<TensorInfo[]>): TensorInfo {
   const values = tensors.map((t) => f32(backend, t));
   const shape = tensors[0]?.shape;
   if (tensors.length >= 2 && values.every((v) => v) && tensors.every((t) => util.arraysEqual(t.shape, shape))) {
-    const out = new Float32Array(values[0]!.length);
+    const out = allocFloat32(values[0]!.length);
     addon().binary(BINARY.add, values[0]!, shape, values[1]!, shape, out, shape);
     for (let i = 2; i < values.length; i++) addon().binary(BINARY.add, out, shape, values[i]!, shape, out, shape);
     return output(backend, shape, out);
   }
   return fallback('AddN', args);
+}
+
+function tile(args: KernelArgs<{ x: TensorInfo }, { reps: number[] }>): TensorInfo {
+  const { inputs: { x }, backend, attrs } = args;
+  const xv = f32(backend, x);
+  const reps = attrs!.reps;
+  if (xv && x.shape.length > 0 && reps.length === x.shape.length) {
+    const outShape = x.shape.map((d, i) => d * reps[i]);
+    const out = allocFloat32(util.sizeFromShape(outShape));
+    if (addon().tile(xv, x.shape, reps, out)) return output(backend, outShape, out);
+  }
+  return fallback('Tile', args);
 }
 
 const alphaAttr = (fallbackAlpha: number) => (attrs: Record<string, unknown> | undefined) =>
@@ -69,6 +81,7 @@ export const elementwiseKernels: Omit<KernelConfig, 'backendName'>[] = [
   { kernelName: 'Minimum', kernelFunc: makeBinary('Minimum', BINARY.min) as never },
   { kernelName: 'SquaredDifference', kernelFunc: makeBinary('SquaredDifference', BINARY.squaredDifference) as never },
   { kernelName: 'AddN', kernelFunc: addN as never },
+  { kernelName: 'Tile', kernelFunc: tile as never },
   { kernelName: 'Relu', kernelFunc: makeUnary('Relu', UNARY.relu) as never },
   { kernelName: 'Relu6', kernelFunc: makeUnary('Relu6', UNARY.relu6) as never },
   { kernelName: 'Step', kernelFunc: makeUnary('Step', UNARY.step, alphaAttr(0)) as never },

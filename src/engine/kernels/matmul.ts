@@ -1,7 +1,7 @@
 // BatchMatMul and _FusedMatMul through oneDNN's sgemm (native/src/matmul.cc).
 import { broadcast_util, util } from '@tensorflow/tfjs-core';
 import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs-core';
-import { addon, cpuKernel, f32, fallback, output, type Backend, type KernelArgs } from './util.js';
+import { allocFloat32, addon, cpuKernel, f32, fallback, output, type Backend, type KernelArgs } from './util.js';
 import { UNARY } from './elementwise.js';
 
 interface MatMulAttrs {
@@ -28,7 +28,7 @@ function nativeMatMul(backend: Backend, a: TensorInfo, b: TensorInfo, transposeA
   if (batchA !== batchB && batchA !== 1 && batchB !== 1) return null;
   const outShape = broadcast_util.assertAndGetBroadcastShape(a.shape.slice(0, -2), b.shape.slice(0, -2)).concat([m, n]);
   const batch = Math.max(batchA, batchB);
-  const c = new Float32Array(batch * m * n);
+  const c = allocFloat32(batch * m * n);
   if (!addon().batchMatMul(av, bv, c, [batch, batchA, batchB, m, n, k, transposeA ? 1 : 0, transposeB ? 1 : 0])) return null;
   return output(backend, outShape, c);
 }

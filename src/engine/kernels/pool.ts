@@ -1,7 +1,7 @@
 // MaxPool, AvgPool and their gradients on oneDNN (native/src/pool.cc).
 import { backend_util, util } from '@tensorflow/tfjs-core';
 import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs-core';
-import { addon, f32, fallback, output, type KernelArgs } from './util.js';
+import { allocFloat32, addon, f32, fallback, output, type KernelArgs } from './util.js';
 import { fitPadding } from './conv.js';
 
 interface PoolAttrs {
@@ -37,7 +37,7 @@ function makePool(name: string, kind: number) {
     const xv = f32(backend, x);
     const p = poolParams(info);
     if (xv && p) {
-      const y = new Float32Array(util.sizeFromShape(info.outShape));
+      const y = allocFloat32(util.sizeFromShape(info.outShape));
       if (addon().poolForward(kind, xv, y, p)) return output(backend, info.outShape, y);
     }
     return fallback(name, args);
@@ -51,7 +51,7 @@ function maxPoolGrad(args: KernelArgs<{ dy: TensorInfo; input: TensorInfo; outpu
   const xv = f32(backend, input);
   const p = poolParams(info);
   if (dyv && xv && p) {
-    const dx = new Float32Array(util.sizeFromShape(input.shape));
+    const dx = allocFloat32(util.sizeFromShape(input.shape));
     if (addon().poolBackward(MAX, dyv, xv, dx, p)) return output(backend, input.shape, dx);
   }
   return fallback('MaxPoolGrad', args);
@@ -63,7 +63,7 @@ function avgPoolGrad(args: KernelArgs<{ dy: TensorInfo; input: TensorInfo }, Poo
   const dyv = f32(backend, dy);
   const p = poolParams(info);
   if (dyv && p) {
-    const dx = new Float32Array(util.sizeFromShape(input.shape));
+    const dx = allocFloat32(util.sizeFromShape(input.shape));
     if (addon().poolBackward(AVG_FULL_WINDOW, dyv, null, dx, p)) return output(backend, input.shape, dx);
   }
   return fallback('AvgPoolGrad', args);

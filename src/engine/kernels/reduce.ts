@@ -1,7 +1,7 @@
 // Sum / Mean / Max / Min reductions natively (native/src/reduce.cc); tfjs's JS versions transpose first.
 import { backend_util, util } from '@tensorflow/tfjs-core';
 import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs-core';
-import { addon, f32, fallback, output, type KernelArgs } from './util.js';
+import { allocFloat32, addon, f32, fallback, output, type KernelArgs } from './util.js';
 
 const OPS = { Sum: 0, Mean: 1, Max: 2, Min: 3 } as const;
 
@@ -13,7 +13,7 @@ function makeReduce(name: keyof typeof OPS) {
       // tfjs passes axis null for "all axes"; Max/Min name it reductionIndices.
       const axes = util.parseAxisParam((attrs?.axis ?? attrs?.reductionIndices ?? null) as number | number[], x.shape);
       const [outShape] = backend_util.computeOutAndReduceShapes(x.shape, axes);
-      const out = new Float32Array(util.sizeFromShape(outShape));
+      const out = allocFloat32(util.sizeFromShape(outShape));
       if (addon().reduce(OPS[name], xv, x.shape, [...new Set(axes)].sort((p, q) => p - q), out)) {
         return output(backend, attrs?.keepDims ? backend_util.expandShapeToKeepDim(outShape, axes) : outShape, out);
       }

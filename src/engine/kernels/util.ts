@@ -3,6 +3,7 @@ import { getKernel, util } from '@tensorflow/tfjs-core';
 import type { KernelFunc, NamedAttrMap, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
 import type { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
 import { loadAddon, type NativeAddon } from '../addon.js';
+import { bufferPool } from '../pool.js';
 
 export type Backend = MathBackendCPU;
 
@@ -23,6 +24,11 @@ export function f32(backend: Backend, t: TensorInfo | undefined | null): Float32
   if (!t || t.dtype !== 'float32') return null;
   const values = backend.data.get(t.dataId).values;
   return values instanceof Float32Array && values.length === util.sizeFromShape(t.shape) ? values : null;
+}
+
+/** An output array for a native kernel (recycled for large tensors; contents undefined until written). */
+export function allocFloat32(n: number): Float32Array {
+  return bufferPool.alloc(n);
 }
 
 export function output(backend: Backend, shape: number[], values: Float32Array): TensorInfo {
