@@ -78,19 +78,17 @@ export function kNearestNeighbors(x: DenseMatrix, k: number, opts: KnnOptions = 
   const blockRows = Math.max(1, Math.min(n, Math.floor((opts.blockBytes ?? 64 * 2 ** 20) / (4 * n))));
 
   const all = tf.tensor2d(centred32, [n, d]);
-  const allNorms = tf.tensor1d(Float32Array.from(norms));
+  const norms32 = Float32Array.from(norms);
   try {
     for (let r0 = 0; r0 < n; r0 += blockRows) {
       const r1 = Math.min(n, r0 + blockRows);
       const b = r1 - r0;
-      const { values, idx } = tf.tidy(() => {
-        // tfjs-core without the chained-op side effects: functional ops only.
-        const q = tf.slice(all, [r0, 0], [b, d]);
-        const qn = tf.reshape(tf.slice(allNorms, [r0], [b]), [b, 1]);
-        const dist = tf.sub(tf.add(qn, tf.reshape(allNorms, [1, n])), tf.mul(tf.matMul(q, all, false, true), 2));
-        const top = tf.topk(tf.neg(dist), kc, true);
-        return { values: top.values.dataSync(), idx: top.indices.dataSync() };
-      });
+      // Only the matmul runs in tfjs; ‖q‖² is constant along a row, so selection ranks ‖x‖² − 2q·x and adds it back.
+      const prod = tf.tidy(() => tf.matMul(tf.slice(all, [r0, 0], [b, d]), all, false, true));
+      const block = prod.dataSync() as Float32Array;
+      prod.dispose();
+      for (let t = 0; t < block.length; t++) block[t] = norms32[t % n] - 2 * block[t];
+      const { values, idx } = smallestPerRow(block, b, n, kc);
       const cand: { j: number; d2: number }[] = new Array(kc);
       for (let bi = 0; bi < b; bi++) {
         const i = r0 + bi;
@@ -99,7 +97,7 @@ export function kNearestNeighbors(x: DenseMatrix, k: number, opts: KnnOptions = 
           cand[c] = { j, d2: exactSq(i, j) };
         }
         cand.sort((p, q) => p.d2 - q.d2 || p.j - q.j);
-        const lastApprox = -values[bi * kc + kc - 1];
+        const lastApprox = norms[i] + values[bi * kc + kc - 1];
         let chosen = cand;
         if (kc < n && !(cand[k - 1].d2 < lastApprox - errBound(i))) {
           exactFallbackRows++;
@@ -117,7 +115,6 @@ export function kNearestNeighbors(x: DenseMatrix, k: number, opts: KnnOptions = 
     }
   } finally {
     all.dispose();
-    allNorms.dispose();
   }
   return { indices, sqDistances, k, exactFallbackRows };
 }
@@ -136,4 +133,40 @@ export function knnConnectivity(knn: KnnResult, n: number): CsrMatrix {
     indices.set(row, i * k);
   }
   return { rows: n, cols: n, indptr, indices, values: new Float64Array(n * k).fill(1) };
+}
+
+/**
+ * The kc smallest entries of each row of a rows×n block, ascending (ties: lower index first), as values and column
+ * indices (rows×kc each).
+ */
+export function smallestPerRow(block: Float32Array, rows: number, n: number, kc: number): { values: Float32Array; idx: Int32Array } {
+  const values = new Float32Array(rows * kc);
+  const idx = new Int32Array(rows * kc);
+  const bv = new Float64Array(kc);
+  const bi = new Int32Array(kc);
+  for (let r = 0; r < rows; r++) {
+    const o = r * n;
+    // Keep the kc best seen so far (unordered) and the position of the worst of them.
+    for (let j = 0; j < kc; j++) {
+      bv[j] = block[o + j];
+      bi[j] = j;
+    }
+    let worst = 0;
+    for (let j = 1; j < kc; j++) if (bv[j] > bv[worst]) worst = j;
+    for (let j = kc; j < n; j++) {
+      const v = block[o + j];
+      if (v < bv[worst]) {
+        bv[worst] = v;
+        bi[worst] = j;
+        worst = 0;
+        for (let t = 1; t < kc; t++) if (bv[t] > bv[worst] || (bv[t] === bv[worst] && bi[t] > bi[worst])) worst = t;
+      }
+    }
+    const order = Array.from({ length: kc }, (_, t) => t).sort((a, b) => bv[a] - bv[b] || bi[a] - bi[b]);
+    order.forEach((t, c) => {
+      values[r * kc + c] = bv[t];
+      idx[r * kc + c] = bi[t];
+    });
+  }
+  return { values, idx };
 }
