@@ -1,0 +1,291 @@
+import * as tf from '@tensorflow/tfjs-core';
+import type * as tfl from '@tensorflow/tfjs-layers';
+import { InputError } from '../util/errors.js';
+import type { FundusModel } from '../models/io.js';
+import { findTargetLayer, splitNetwork, type SplitNetwork } from './graph.js';
+import { normalizeHeatmap, type Heatmap } from './heatmap.js';
+
+export type { Heatmap } from './heatmap.js';
+
+/**
+ * The class-activation-map methods, named as in pytorch-grad-cam. All but `scorecam` weight the target layer's
+ * activations with the gradient of the class score; `scorecam` weights them by the score of the input masked with
+ * each activation map (no gradients, one forward pass per channel).
+ */
+export const CAM_METHODS = [
+  'gradcam',
+  'gradcam++',
+  'xgradcam',
+  'hirescam',
+  'layercam',
+  'gradcam-elementwise',
+  'scorecam',
+] as const;
+export type CamMethod = (typeof CAM_METHODS)[number];
+
+export function isCamMethod(s: string): s is CamMethod {
+  return (CAM_METHODS as readonly string[]).includes(s);
+}
+
+/** A preprocessed image as the network sees it (structurally `PreprocessedImage` from src/data/preprocess.ts). */
+export interface CamInput {
+  /** HWC, normalised, size*size*channels. */
+  data: Float32Array;
+  size: number;
+  channels: number;
+}
+
+/** One image–class pair to explain; `image` indexes the batch handed to `explain`. */
+export interface CamTarget {
+  image: number;
+  classIndex: number;
+}
+
+export interface CamResult extends CamTarget {
+  method: CamMethod;
+  /** Normalised to [0, 1], at the target layer's resolution. */
+  heatmap: Heatmap;
+  /** The unnormalised (rectified) map, for analysis and comparison across images. */
+  raw: Heatmap;
+  /** The pre-activation class score (logit) and the model's probability for the class. */
+  score: number;
+  probability: number;
+}
+
+export interface CamOptions {
+  /** Target layer name; the last convolutional block by default. */
+  layer?: string;
+  /** How many masked images ScoreCAM pushes through the network at once. */
+  scoreCamBatch?: number;
+}
+
+const EPS = 1e-7;
+
+/**
+ * Explains the class scores of one network. Holds the network cut at its target layer, so that many images and
+ * classes can be explained without rebuilding anything.
+ */
+export class CamExplainer {
+  readonly split: SplitNetwork;
+  readonly numClasses: number;
+  readonly inputShape: [number, number, number];
+  private readonly scoreCamBatch: number;
+
+  constructor(
+    readonly network: tfl.LayersModel,
+    readonly activation: 'sigmoid' | 'softmax',
+    opts: CamOptions = {},
+  ) {
+    this.split = splitNetwork(network, findTargetLayer(network, opts.layer));
+    const out = network.outputs[0].shape;
+    this.numClasses = out[out.length - 1] as number;
+    this.inputShape = network.inputs[0].shape.slice(1) as [number, number, number];
+    this.scoreCamBatch = opts.scoreCamBatch ?? 32;
+  }
+
+  get layerName(): string {
+    return this.split.targetLayer.name;
+  }
+
+  /** Stacks preprocessed images into the network's input tensor, checking their shape. */
+  toBatch(images: CamInput[]): tf.Tensor4D {
+    const [h, w, c] = this.inputShape;
+    const buf = new Float32Array(images.length * h * w * c);
+    images.forEach((im, i) => {
+      if (im.size !== h || im.size !== w || im.channels !== c || im.data.length !== h * w * c) {
+        throw new InputError(
+          `image ${i} is ${im.size}x${im.size}x${im.channels} but the model expects ${h}x${w}x${c} (preprocess it with the model's settings)`,
+        );
+      }
+      buf.set(im.data, i * h * w * c);
+    });
+    return tf.tensor4d(buf, [images.length, h, w, c]);
+  }
+
+  /** Probabilities [N, classes] (the network's own output) for a batch of images. */
+  predict(images: CamInput[]): Float32Array {
+    return tf.tidy(() => this.split.predict(this.toBatch(images)).dataSync() as Float32Array);
+  }
+
+  /** Heatmaps for every target (several classes of one image share one forward pass and one backward pass). */
+  explain(images: CamInput[], targets: CamTarget[], method: CamMethod): CamResult[] {
+    for (const t of targets) {
+      if (t.image < 0 || t.image >= images.length) throw new RangeError(`target image ${t.image} out of range`);
+      if (t.classIndex < 0 || t.classIndex >= this.numClasses) {
+        throw new InputError(`class index ${t.classIndex} out of range (the model has ${this.numClasses} classes)`);
+      }
+    }
+    if (targets.length === 0) return [];
+    return method === 'scorecam' ? this.scoreCam(images, targets) : this.gradientCam(images, targets, method);
+  }
+
+  private gradientCam(images: CamInput[], targets: CamTarget[], method: CamMethod): CamResult[] {
+    const [h, w] = this.split.targetShape;
+    const { maps, logits } = tf.tidy(() => {
+      const x = this.toBatch(images);
+      const { activations, context } = this.split.trunk(x);
+      // One row per target: tiling the activations lets a single backward pass give each target its own gradient,
+      // because the head treats batch rows independently (inference mode).
+      const rows = tf.tensor1d(
+        targets.map((t) => t.image),
+        'int32',
+      );
+      const a = tf.gather(activations, rows) as tf.Tensor4D;
+      const ctx = context.map((c) => tf.gather(c, rows));
+      const select = tf.cast(
+        tf.oneHot(
+          tf.tensor1d(
+            targets.map((t) => t.classIndex),
+            'int32',
+          ),
+          this.numClasses,
+        ),
+        'float32',
+      );
+      let kept: tf.Tensor2D | undefined;
+      const score = (act: tf.Tensor): tf.Scalar => {
+        const z = this.split.head(act as tf.Tensor4D, ctx);
+        kept = tf.keep(z);
+        return tf.sum(tf.mul(z, select));
+      };
+      const g = tf.grad(score)(a) as tf.Tensor4D;
+      const cams = camFromGradients(method, a, g);
+      const logitsOut = tf.sum(tf.mul(kept as tf.Tensor2D, select), 1);
+      (kept as tf.Tensor2D).dispose();
+      return { maps: cams, logits: logitsOut };
+    });
+    const mapData = maps.dataSync() as Float32Array;
+    const scores = logits.dataSync() as Float32Array;
+    maps.dispose();
+    logits.dispose();
+    const probs = this.probabilities(images, targets, scores);
+    return targets.map((t, i) => {
+      const raw: Heatmap = { width: w, height: h, data: mapData.slice(i * h * w, (i + 1) * h * w) };
+      return { ...t, method, raw, heatmap: normalizeHeatmap(raw), score: scores[i], probability: probs[i] };
+    });
+  }
+
+  /** Probability of each target's class: sigmoid of its logit, or a full softmax row for softmax models. */
+  private probabilities(images: CamInput[], targets: CamTarget[], scores: Float32Array): Float32Array {
+    if (this.activation === 'sigmoid') return scores.map((s) => 1 / (1 + Math.exp(-s)));
+    const p = this.predict(images);
+    return Float32Array.from(targets, (t) => p[t.image * this.numClasses + t.classIndex]);
+  }
+
+  /**
+   * Score-CAM (Wang et al. 2020): each activation map, upsampled to the input and scaled to [0, 1], masks the image;
+   * the class scores of the masked images, softmaxed over channels, weight the maps. All classes of an image share
+   * the masked forward passes.
+   */
+  private scoreCam(images: CamInput[], targets: CamTarget[]): CamResult[] {
+    const [h, w, channels] = this.split.targetShape;
+    const [ih, iw] = this.inputShape;
+    const results: CamResult[] = [];
+    const byImage = new Map<number, CamTarget[]>();
+    for (const t of targets) byImage.set(t.image, [...(byImage.get(t.image) ?? []), t]);
+    for (const [image, imageTargets] of byImage) {
+      const x = this.toBatch([images[image]]);
+      const act = tf.tidy(() => this.split.trunk(x).activations);
+      const channelScores: tf.Tensor2D[] = [];
+      for (let start = 0; start < channels; start += this.scoreCamBatch) {
+        const end = Math.min(channels, start + this.scoreCamBatch);
+        channelScores.push(
+          tf.tidy(() => {
+            const slice = tf.slice(act, [0, 0, 0, start], [1, h, w, end - start]);
+            const up = tf.image.resizeBilinear(slice, [ih, iw]); // [1, ih, iw, k]
+            const lo = tf.min(up, [1, 2], true);
+            const hi = tf.max(up, [1, 2], true);
+            const masks = tf.div(tf.sub(up, lo), tf.maximum(tf.sub(hi, lo), EPS));
+            const perChannel = tf.transpose(masks, [3, 1, 2, 0]); // [k, ih, iw, 1]
+            return this.split.logits(tf.mul(x, perChannel) as tf.Tensor4D);
+          }),
+        );
+      }
+      const { maps, logits } = tf.tidy(() => {
+        const scores = tf.concat(channelScores, 0); // [channels, classes]
+        const cls = tf.tensor1d(
+          imageTargets.map((t) => t.classIndex),
+          'int32',
+        );
+        const weights = tf.softmax(tf.transpose(tf.gather(scores, cls, 1))); // [targets, channels]
+        const flat = tf.reshape(act, [h * w, channels]);
+        const cams = tf.relu(tf.matMul(weights, flat, false, true)); // [targets, h*w]
+        const z = tf.gather(tf.squeeze(this.split.logits(x), [0]), cls);
+        return { maps: cams, logits: z };
+      });
+      channelScores.forEach((t) => t.dispose());
+      const mapData = maps.dataSync() as Float32Array;
+      const scores = logits.dataSync() as Float32Array;
+      tf.dispose([maps, logits, act, x]);
+      const probs = this.probabilities(images, imageTargets, scores);
+      imageTargets.forEach((t, i) => {
+        const raw: Heatmap = { width: w, height: h, data: mapData.slice(i * h * w, (i + 1) * h * w) };
+        results.push({ ...t, method: 'scorecam', raw, heatmap: normalizeHeatmap(raw), score: scores[i], probability: probs[i] });
+      });
+    }
+    // Keep the caller's target order.
+    return targets.map((t) => results.find((r) => r.image === t.image && r.classIndex === t.classIndex) as CamResult);
+  }
+}
+
+/**
+ * The gradient-based CAMs from activations `a` and gradients `g` ([targets, h, w, c]) → rectified maps [targets, h, w].
+ * Formulas follow pytorch-grad-cam so that results are comparable with the reference implementation.
+ */
+export function camFromGradients(method: CamMethod, a: tf.Tensor4D, g: tf.Tensor4D): tf.Tensor3D {
+  return tf.tidy(() => {
+    const weighted = (weights: tf.Tensor) => tf.relu(tf.sum(tf.mul(a, weights), 3)) as tf.Tensor3D;
+    switch (method) {
+      case 'gradcam':
+        // Selvaraju et al.: channel weight = global-average-pooled gradient.
+        return weighted(tf.mean(g, [1, 2], true));
+      case 'gradcam++': {
+        // Chattopadhay et al., closed form for an exponential score: alpha = g² / (2g² + Σa·g³).
+        const g2 = tf.square(g);
+        const g3 = tf.mul(g2, g);
+        const sumA = tf.sum(a, [1, 2], true);
+        const alpha = tf.div(g2, tf.add(tf.add(tf.mul(g2, 2), tf.mul(sumA, g3)), EPS));
+        const safeAlpha = tf.where(tf.notEqual(g, 0), alpha, tf.zerosLike(alpha));
+        return weighted(tf.sum(tf.mul(tf.relu(g), safeAlpha), [1, 2], true));
+      }
+      case 'xgradcam': {
+        // Fu et al.: weights normalised by the activation mass of each channel.
+        const sumA = tf.sum(a, [1, 2], true);
+        return weighted(tf.div(tf.sum(tf.mul(g, a), [1, 2], true), tf.add(sumA, EPS)));
+      }
+      case 'hirescam':
+        // Draelos & Carin: element-wise gradient × activation, summed over channels (no spatial averaging).
+        return tf.relu(tf.sum(tf.mul(g, a), 3)) as tf.Tensor3D;
+      case 'gradcam-elementwise':
+        return tf.sum(tf.relu(tf.mul(g, a)), 3) as tf.Tensor3D;
+      case 'layercam':
+        // Jiang et al.: positive gradients weight each location separately.
+        return tf.relu(tf.sum(tf.mul(tf.relu(g), a), 3)) as tf.Tensor3D;
+      default:
+        throw new Error(`${method} is not a gradient-based CAM`);
+    }
+  });
+}
+
+const explainers = new WeakMap<tfl.LayersModel, Map<string, CamExplainer>>();
+
+/** The (cached) explainer of a fundus model for a target layer. */
+export function explainerFor(model: FundusModel, opts: CamOptions = {}): CamExplainer {
+  let perLayer = explainers.get(model.network);
+  if (!perLayer) explainers.set(model.network, (perLayer = new Map()));
+  const key = opts.layer ?? '';
+  let e = perLayer.get(key);
+  if (!e) perLayer.set(key, (e = new CamExplainer(model.network, model.metadata.activation, opts)));
+  return e;
+}
+
+/** The heatmap of one class for one preprocessed image (see `CamExplainer.explain` for batches). */
+export async function computeHeatmap(
+  model: FundusModel,
+  image: CamInput,
+  classIndex: number,
+  method: CamMethod = 'gradcam',
+  opts: CamOptions = {},
+): Promise<Heatmap> {
+  return explainerFor(model, opts).explain([image], [{ image: 0, classIndex }], method)[0].heatmap;
+}

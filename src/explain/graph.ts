@@ -1,0 +1,216 @@
+import * as tf from '@tensorflow/tfjs-core';
+import type * as tfl from '@tensorflow/tfjs-layers';
+import { InputError } from '../util/errors.js';
+
+type Layer = tfl.layers.Layer;
+type SymbolicTensor = tfl.SymbolicTensor;
+type GraphNode = Layer['inboundNodes'][number];
+
+/** Layer classes that are convolutions, i.e. whose output is a spatial feature map worth explaining. */
+const CONV_CLASSES = new Set(['Conv2D', 'DepthwiseConv2D', 'SeparableConv2D', 'Conv2DTranspose']);
+
+/** Layers whose output on the logits is a fixed squashing we undo to reach the class score (pre-activation). */
+const SQUASHING = new Set(['sigmoid', 'softmax']);
+
+/**
+ * A network cut in two at a target layer, as Grad-CAM needs it: `trunk` maps the input to the target layer's
+ * activations, `head` maps those activations to the class scores *before* the output sigmoid/softmax. Every CAM
+ * method differentiates `head` with respect to its input.
+ *
+ * The cut is done by running the network's own graph node by node (as tfjs-layers' `Container` does internally) with
+ * the activations fed in from outside, so any functional topology works, not only sequential stacks: tensors the head
+ * needs from outside the target's path (a skip connection around the target) are carried in `context`.
+ */
+export interface SplitNetwork {
+  targetLayer: Layer;
+  /** [height, width, channels] of the target activations. */
+  targetShape: [number, number, number];
+  /** Input image → target activations plus the tensors the head needs besides them. Caller disposes. */
+  trunk(x: tf.Tensor4D): { activations: tf.Tensor4D; context: tf.Tensor[] };
+  /** Target activations (+ context, batch-aligned) → pre-activation class scores [batch, classes]. */
+  head(activations: tf.Tensor4D, context: tf.Tensor[]): tf.Tensor2D;
+  /** Input image → probabilities (the network's own output), for faithfulness curves and ScoreCAM. */
+  predict(x: tf.Tensor4D): tf.Tensor2D;
+  /** Input image → pre-activation class scores. */
+  logits(x: tf.Tensor4D): tf.Tensor2D;
+}
+
+function layerClass(layer: Layer): string {
+  return layer.getClassName();
+}
+
+function rank4(t: SymbolicTensor): boolean {
+  return t.shape.length === 4;
+}
+
+/** The nodes of the network in execution order (deepest first, like `Container.runInternalGraph`). */
+function nodesInOrder(network: tfl.LayersModel): GraphNode[] {
+  // A Sequential keeps its graph in an inner functional model built from the same layers, created lazily.
+  const seq = network as unknown as { model?: tfl.LayersModel; build(): void };
+  if (network.getClassName() === 'Sequential' && !seq.model) seq.build();
+  const byDepth = network.getClassName() === 'Sequential' && seq.model ? seq.model.nodesByDepth : network.nodesByDepth;
+  if (!byDepth || Object.keys(byDepth).length === 0) {
+    throw new InputError(`cannot explain model "${network.name}": its layer graph is not available`);
+  }
+  return Object.keys(byDepth)
+    .map(Number)
+    .sort((a, b) => b - a)
+    .flatMap((d) => byDepth[d]);
+}
+
+/**
+ * The layer Grad-CAM should look at: the rectified feature map of the last convolutional block, which is what
+ * Selvaraju et al. use. That is the last convolution itself when it has a fused ReLU (AlexNet's `last_conv`); when
+ * the convolution is linear and followed at the same resolution by batch norm, a residual add and an activation
+ * (a ResNet block), it is that activation's output. Pooling or a resolution change ends the search.
+ */
+export function findTargetLayer(network: tfl.LayersModel, name?: string): Layer {
+  if (name !== undefined) {
+    const layer = network.layers.find((l) => l.name === name);
+    if (!layer) {
+      const names = network.layers.map((l) => l.name).join(', ');
+      throw new InputError(`the model has no layer named "${name}" (layers: ${names})`);
+    }
+    const out = layer.output as SymbolicTensor;
+    if (!rank4(out)) throw new InputError(`layer "${name}" outputs shape [${out.shape}], not a spatial feature map`);
+    return layer;
+  }
+  const nested = network.layers.find((l) => 'layers' in l && layerClass(l) !== 'InputLayer');
+  const nodes = nodesInOrder(network);
+  let lastConvIndex = -1;
+  nodes.forEach((n, i) => {
+    if (CONV_CLASSES.has(layerClass(n.outboundLayer as Layer))) lastConvIndex = i;
+  });
+  if (lastConvIndex < 0) {
+    const hint = nested ? ` (layer "${nested.name}" is a nested model: pass its last feature layer with --layer)` : '';
+    throw new InputError(`cannot find a convolutional layer in model "${network.name}"${hint}`);
+  }
+  const conv = nodes[lastConvIndex];
+  const [, h, w] = (conv.outputTensors[0] as SymbolicTensor).shape;
+  const block: Layer[] = [conv.outboundLayer as Layer];
+  for (const n of nodes.slice(lastConvIndex + 1)) {
+    const out = n.outputTensors[0] as SymbolicTensor;
+    if (!rank4(out) || out.shape[1] !== h || out.shape[2] !== w) break;
+    const cls = layerClass(n.outboundLayer as Layer);
+    if (CONV_CLASSES.has(cls) || /Pool/.test(cls)) break;
+    block.push(n.outboundLayer as Layer);
+  }
+  const rectified = block.filter((l) => RECTIFIERS.has(activationOf(l)) || layerClass(l) === 'ReLU' || layerClass(l) === 'LeakyReLU');
+  return rectified.length > 0 ? rectified[rectified.length - 1] : block[block.length - 1];
+}
+
+const RECTIFIERS = new Set(['relu', 'relu6', 'elu', 'selu', 'swish', 'mish', 'gelu']);
+
+/** Reads a layer's activation name from its config (`linear` when it has none). */
+function activationOf(layer: Layer): string {
+  const cls = layerClass(layer);
+  if (cls === 'Softmax') return 'softmax';
+  const cfg = layer.getConfig() as { activation?: string };
+  return typeof cfg.activation === 'string' ? cfg.activation : 'linear';
+}
+
+/**
+ * Calls one layer on concrete tensors. The output layer's sigmoid/softmax is left out when `preActivation` is set:
+ * a fused Dense activation is split off by computing the affine part from the layer's own kernel and bias, and a
+ * separate Activation/Softmax layer is skipped.
+ */
+function callLayer(layer: Layer, inputs: tf.Tensor[], preActivation: boolean): tf.Tensor[] {
+  const x = inputs.length === 1 ? inputs[0] : inputs;
+  if (preActivation && SQUASHING.has(activationOf(layer))) {
+    const cls = layerClass(layer);
+    if (cls === 'Activation' || cls === 'Softmax') return [inputs[0]];
+    if (cls === 'Dense') {
+      const [kernel, bias] = layer.getWeights(false);
+      const input = inputs[0];
+      const flat = input.rank === 2 ? (input as tf.Tensor2D) : tf.reshape(input, [-1, input.shape[input.rank - 1] as number]);
+      let z: tf.Tensor = tf.matMul(flat, kernel as tf.Tensor2D);
+      if (bias) z = tf.add(z, bias);
+      return [input.rank === 2 ? z : tf.reshape(z, [...input.shape.slice(0, -1), kernel.shape[1] as number])];
+    }
+    throw new InputError(
+      `cannot take the pre-activation class score of output layer "${layer.name}" (${cls} with ${activationOf(layer)})`,
+    );
+  }
+  const y = layer.call(x, {});
+  return Array.isArray(y) ? y : [y];
+}
+
+export function splitNetwork(network: tfl.LayersModel, target: Layer): SplitNetwork {
+  if (network.inputs.length !== 1 || network.outputs.length !== 1) {
+    throw new InputError(`cannot explain model "${network.name}": it must have exactly one input and one output`);
+  }
+  const nodes = nodesInOrder(network);
+  const targetNodeIdx = nodes.findIndex((n) => n.outboundLayer === target);
+  if (targetNodeIdx < 0) throw new InputError(`layer "${target.name}" is not part of model "${network.name}"`);
+  const targetNode = nodes[targetNodeIdx];
+  const targetOut = targetNode.outputTensors[0] as SymbolicTensor;
+  const inputId = (network.inputs[0] as SymbolicTensor).id;
+  const outputSym = network.outputs[0] as SymbolicTensor;
+  const outputNode = nodes.find((n) => (n.outputTensors as SymbolicTensor[]).some((t) => t.id === outputSym.id));
+  if (!outputNode) throw new InputError(`cannot find the output layer of model "${network.name}"`);
+
+  // Which nodes depend on the target (the head), and which tensors outside that path the head reads.
+  const downstream = new Set<number>([targetOut.id]);
+  const headNodes: GraphNode[] = [];
+  for (const n of nodes.slice(targetNodeIdx + 1)) {
+    if ((n.inputTensors as SymbolicTensor[]).some((t) => downstream.has(t.id))) {
+      headNodes.push(n);
+      for (const t of n.outputTensors as SymbolicTensor[]) downstream.add(t.id);
+    }
+  }
+  if (!downstream.has(outputSym.id)) {
+    throw new InputError(`the model's output does not depend on layer "${target.name}"`);
+  }
+  const contextIds: number[] = [];
+  for (const n of headNodes) {
+    for (const t of n.inputTensors as SymbolicTensor[]) {
+      if (!downstream.has(t.id) && !contextIds.includes(t.id)) contextIds.push(t.id);
+    }
+  }
+
+  // Everything not downstream of the target is computed from the input alone: the target itself and any branch that
+  // bypasses it (whose results the head reads as context).
+  const headSet = new Set(headNodes);
+  const trunkNodes = nodes.filter((n) => !headSet.has(n));
+
+  /** Runs `which` nodes over a tensor map seeded with `seed`; returns the map. */
+  const run = (which: GraphNode[], seed: Map<number, tf.Tensor>, preActivation: boolean) => {
+    const map = new Map(seed);
+    for (const n of which) {
+      const layer = n.outboundLayer as Layer;
+      if (layerClass(layer) === 'InputLayer') continue;
+      const ins = (n.inputTensors as SymbolicTensor[]).map((t) => map.get(t.id));
+      if (ins.some((t) => t === undefined)) continue;
+      const outs = callLayer(layer, ins as tf.Tensor[], preActivation && n === outputNode);
+      (n.outputTensors as SymbolicTensor[]).forEach((t, i) => map.set(t.id, outs[i]));
+    }
+    return map;
+  };
+  const targetShape = targetOut.shape.slice(1) as [number, number, number];
+
+  return {
+    targetLayer: target,
+    targetShape,
+    trunk(x) {
+      const map = run(trunkNodes, new Map([[inputId, x]]), false);
+      const activations = map.get(targetOut.id) as tf.Tensor4D;
+      const context = contextIds.map((id) => {
+        const t = map.get(id);
+        if (!t) throw new Error(`internal: context tensor ${id} was not computed by the trunk`);
+        return t;
+      });
+      return { activations, context };
+    },
+    head(activations, context) {
+      const seed = new Map<number, tf.Tensor>([[targetOut.id, activations]]);
+      contextIds.forEach((id, i) => seed.set(id, context[i]));
+      return run(headNodes, seed, true).get(outputSym.id) as tf.Tensor2D;
+    },
+    predict(x) {
+      return run(nodes, new Map([[inputId, x]]), false).get(outputSym.id) as tf.Tensor2D;
+    },
+    logits(x) {
+      return run(nodes, new Map([[inputId, x]]), true).get(outputSym.id) as tf.Tensor2D;
+    },
+  };
+}

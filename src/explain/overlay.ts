@@ -1,0 +1,107 @@
+import sharp from 'sharp';
+import { decodeRgb, type CropGeometry } from '../data/preprocess.js';
+import { InputError } from '../util/errors.js';
+import { sampleHeatmap, type Heatmap } from './heatmap.js';
+
+export const COLORMAPS = ['jet', 'turbo'] as const;
+export type Colormap = (typeof COLORMAPS)[number];
+
+export interface OverlayOptions {
+  /** `jet` (what most CAM papers and tools show) or `turbo` (Google's perceptually smoother jet). Default jet. */
+  colormap?: Colormap;
+  /** Opacity of the heatmap over the photo, 0..1. Default 0.45. */
+  alpha?: number;
+  /** Heat below this stays uncoloured, so that the photo shows through where the model found nothing. Default 0. */
+  minHeat?: number;
+}
+
+const clamp01 = (v: number) => (v < 0 ? 0 : v > 1 ? 1 : v);
+
+/** RGB in [0, 1] of `t` in [0, 1]. */
+export function colormap(name: Colormap, t: number): [number, number, number] {
+  const x = clamp01(t);
+  if (name === 'jet') {
+    return [clamp01(1.5 - Math.abs(4 * x - 3)), clamp01(1.5 - Math.abs(4 * x - 2)), clamp01(1.5 - Math.abs(4 * x - 1))];
+  }
+  // Turbo, polynomial approximation by A. Mikhailov (Google, 2019), max error below 1/255 of the published table.
+  const r = 0.13572138 + x * (4.6153926 + x * (-42.66032258 + x * (132.13108234 + x * (-152.94239396 + x * 59.28637943))));
+  const g = 0.09140261 + x * (2.19418839 + x * (4.84296658 + x * (-14.18503333 + x * (4.27729857 + x * 2.82956604))));
+  const b = 0.1066733 + x * (12.64194608 + x * (-60.58204836 + x * (110.36276771 + x * (-89.90310912 + x * 27.34824973))));
+  return [clamp01(r), clamp01(g), clamp01(b)];
+}
+
+/**
+ * Maps a heatmap over the network input back onto the original photograph, inverting preprocessing: the input is the
+ * square `geometry` (in photo pixels, possibly reaching past the edges where it was padded) resized to the network's
+ * size, and the heatmap covers that square at its own resolution. Photo pixels outside the square (cut off by the disc
+ * crop) get `outside` (NaN by default: "not seen by the model").
+ */
+export function heatmapOnPhoto(heatmap: Heatmap, geometry: CropGeometry, outside = Number.NaN): Heatmap {
+  const { width, height, x, y, side } = geometry;
+  const data = new Float32Array(width * height);
+  const sx = heatmap.width / side;
+  const sy = heatmap.height / side;
+  for (let py = 0; py < height; py++) {
+    const v = py + 0.5 - y; // photo pixel centre, in square coordinates
+    const rowInside = v >= 0 && v <= side;
+    for (let px = 0; px < width; px++) {
+      const u = px + 0.5 - x;
+      data[py * width + px] = rowInside && u >= 0 && u <= side ? sampleHeatmap(heatmap, u * sx, v * sy) : outside;
+    }
+  }
+  return { width, height, data };
+}
+
+function checkGeometry(g: CropGeometry, photoW: number, photoH: number, file: string | undefined): void {
+  if (g.width !== photoW || g.height !== photoH) {
+    throw new InputError(
+      `the photo is ${photoW}x${photoH} but the heatmap was computed for a ${g.width}x${g.height} photo`,
+      { file: file ?? '<buffer>' },
+    );
+  }
+  if (!(g.side > 0)) throw new Error(`invalid crop geometry (side ${g.side})`);
+}
+
+/**
+ * The heatmap in a colormap, alpha-blended over the full-resolution original photograph (not the preprocessed crop),
+ * as a PNG. EXIF orientation is applied exactly as preprocessing applies it, so hot spots land on the pixels they came
+ * from.
+ */
+export async function renderOverlay(
+  photo: string | Buffer,
+  heatmap: Heatmap,
+  geometry: CropGeometry,
+  opts: OverlayOptions = {},
+): Promise<Buffer> {
+  const { data, width, height } = await decodeRgb(photo);
+  checkGeometry(geometry, width, height, typeof photo === 'string' ? photo : undefined);
+  const alpha = opts.alpha ?? 0.45;
+  if (!(alpha >= 0 && alpha <= 1)) throw new InputError(`alpha must be in 0..1 (got ${alpha})`);
+  const minHeat = opts.minHeat ?? 0;
+  const cmap = opts.colormap ?? 'jet';
+  // A 256-entry lookup table: per-pixel polynomial evaluation would dominate on 12-megapixel photos.
+  const lut = new Float32Array(256 * 3);
+  for (let i = 0; i < 256; i++) lut.set(colormap(cmap, i / 255), i * 3);
+  const heat = heatmapOnPhoto(heatmap, geometry);
+  const out = Buffer.from(data);
+  for (let i = 0; i < width * height; i++) {
+    const h = heat.data[i];
+    if (!(h >= minHeat)) continue; // NaN (outside the model's view) or below the threshold
+    const k = Math.round(clamp01(h) * 255) * 3;
+    for (let c = 0; c < 3; c++) {
+      out[i * 3 + c] = Math.round((1 - alpha) * data[i * 3 + c] + alpha * 255 * lut[k + c]);
+    }
+  }
+  return sharp(out, { raw: { width, height, channels: 3 } }).png().toBuffer();
+}
+
+/** The heatmap on the photo's pixel grid as a 16-bit greyscale PNG (0..65535 = heat 0..1; outside the crop: 0). */
+export async function heatmapToPng16(heatmap: Heatmap, geometry: CropGeometry): Promise<Buffer> {
+  const heat = heatmapOnPhoto(heatmap, geometry, 0);
+  const px = new Uint16Array(heat.data.length);
+  for (let i = 0; i < px.length; i++) px[i] = Math.round(clamp01(heat.data[i]) * 65535);
+  return sharp(px, { raw: { width: heat.width, height: heat.height, channels: 1 } })
+    .toColourspace('grey16')
+    .png()
+    .toBuffer();
+}
