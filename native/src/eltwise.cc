@@ -13,10 +13,14 @@ namespace {
 
 constexpr int64_t kParallelThreshold = 1 << 15;
 
-enum BinaryOp { kAdd = 0, kSub, kMul, kDiv, kMax, kMin, kSquaredDiff };
+enum BinaryOp { kAdd = 0, kSub, kMul, kDiv, kMax, kMin, kSquaredDiff, kMulScaled };
+
+// Scale for kMulScaled (a * b * scale, e.g. Square's gradient dy * x * 2). Set per call; calls never overlap.
+float binaryScale = 1.f;
 
 template <int Op>
 inline float applyBinary(float a, float b) {
+  if constexpr (Op == kMulScaled) return a * b * binaryScale;
   if constexpr (Op == kAdd) return a + b;
   if constexpr (Op == kSub) return a - b;
   if constexpr (Op == kMul) return a * b;
@@ -133,6 +137,10 @@ Napi::Value Binary(const Napi::CallbackInfo& info) {
     case kMax: runBinary<kMax>(a, b, out, pl); break;
     case kMin: runBinary<kMin>(a, b, out, pl); break;
     case kSquaredDiff: runBinary<kSquaredDiff>(a, b, out, pl); break;
+    case kMulScaled:
+      binaryScale = info.Length() > 7 && info[7].IsNumber() ? info[7].As<Napi::Number>().FloatValue() : 1.f;
+      runBinary<kMulScaled>(a, b, out, pl);
+      break;
     default: return Napi::Boolean::New(info.Env(), false);
   }
   return Napi::Boolean::New(info.Env(), true);
@@ -270,6 +278,48 @@ Napi::Value BatchNorm(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), true);
 }
 
+// batchNormGradStats(x, dy, mean, n, c, sumDy, sumDyXmu): per-channel sums of dy and dy * (x - mean) over a
+// channels-last tensor, the only full-size reductions of batch normalisation's backward pass.
+Napi::Value BatchNormGradStats(const Napi::CallbackInfo& info) {
+  const int64_t n = info[3].As<Napi::Number>().Int64Value();
+  const int64_t c = info[4].As<Napi::Number>().Int64Value();
+  if (c <= 0 || n % c != 0) throw Napi::TypeError::New(info.Env(), "batchNormGradStats: size is not a multiple of channels");
+  const float* x = floatArg(info, 0, n, "x");
+  const float* dy = floatArg(info, 1, n, "dy");
+  const float* mean = floatArg(info, 2, c, "mean");
+  float* sumDy = floatArg(info, 5, c, "sumDy");
+  float* sumDyXmu = floatArg(info, 6, c, "sumDyXmu");
+  const int64_t rows = n / c;
+  const int threads = n >= kParallelThreshold ? omp_get_max_threads() : 1;
+  std::vector<double> partial(static_cast<size_t>(threads) * 2 * c, 0.0);
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num();
+    const int nt = omp_get_num_threads();
+    double* s1 = partial.data() + static_cast<size_t>(t) * 2 * c;
+    double* s2 = s1 + c;
+    for (int64_t r = rows * t / nt; r < rows * (t + 1) / nt; ++r) {
+      const float* xr = x + r * c;
+      const float* dr = dy + r * c;
+#pragma omp simd
+      for (int64_t j = 0; j < c; ++j) {
+        s1[j] += dr[j];
+        s2[j] += static_cast<double>(dr[j]) * (xr[j] - mean[j]);
+      }
+    }
+  }
+  for (int64_t j = 0; j < c; ++j) {
+    double a = 0, b = 0;
+    for (int t = 0; t < threads; ++t) {
+      a += partial[static_cast<size_t>(t) * 2 * c + j];
+      b += partial[static_cast<size_t>(t) * 2 * c + c + j];
+    }
+    sumDy[j] = static_cast<float>(a);
+    sumDyXmu[j] = static_cast<float>(b);
+  }
+  return Napi::Boolean::New(info.Env(), true);
+}
+
 // tile(x, xShape, reps, out): tfjs's Tile (batch norm's gradient tiles per-channel values to the full shape).
 Napi::Value Tile(const Napi::CallbackInfo& info) {
   auto shape = intListArg(info, 1, "shape");
@@ -309,6 +359,7 @@ void initEltwise(Napi::Env env, Napi::Object exports) {
   exports.Set("activationGrad", Napi::Function::New(env, ActivationGrad));
   exports.Set("batchNorm", Napi::Function::New(env, BatchNorm));
   exports.Set("tile", Napi::Function::New(env, Tile));
+  exports.Set("batchNormGradStats", Napi::Function::New(env, BatchNormGradStats));
 }
 
 }  // namespace fundus

@@ -25,7 +25,7 @@ export interface NativeAddon {
   poolForward(kind: number, x: Float32Array, y: Float32Array, p: number[]): boolean;
   poolBackward(kind: number, dy: Float32Array, x: Float32Array | null, dx: Float32Array, p: number[]): boolean;
   batchMatMul(a: Float32Array, b: Float32Array, c: Float32Array, p: number[]): boolean;
-  binary(op: number, a: Float32Array, aShape: number[], b: Float32Array, bShape: number[], out: Float32Array, outShape: number[]): boolean;
+  binary(op: number, a: Float32Array, aShape: number[], b: Float32Array, bShape: number[], out: Float32Array, outShape: number[], scale?: number): boolean;
   unary(op: number, x: Float32Array, out: Float32Array, n: number, alpha: number): boolean;
   activationGrad(op: number, dy: Float32Array, x: Float32Array, out: Float32Array, n: number): boolean;
   batchNorm(
@@ -38,6 +38,7 @@ export interface NativeAddon {
     eps: number,
     out: Float32Array,
   ): boolean;
+  batchNormGradStats(x: Float32Array, dy: Float32Array, mean: Float32Array, n: number, c: number, sumDy: Float32Array, sumDyXmu: Float32Array): boolean;
   tile(x: Float32Array, shape: number[], reps: number[], out: Float32Array): boolean;
   reduce(op: number, x: Float32Array, shape: number[], axes: number[], out: Float32Array): boolean;
 }

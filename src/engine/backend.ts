@@ -10,8 +10,10 @@ import { matmulKernels } from './kernels/matmul.js';
 import { elementwiseKernels } from './kernels/elementwise.js';
 import { reduceKernels } from './kernels/reduce.js';
 import { batchNormKernels } from './kernels/batchnorm.js';
+import { GRADIENT_KERNELS, registerNativeGradients } from './gradients.js';
+import { NATIVE_BACKEND_NAME } from './names.js';
 
-export const NATIVE_BACKEND = 'native';
+export const NATIVE_BACKEND = NATIVE_BACKEND_NAME;
 
 export class NativeBackend extends MathBackendCPU {
   constructor() {
@@ -55,6 +57,7 @@ export const NATIVE_KERNELS: Omit<KernelConfig, 'backendName'>[] = [
   ...batchNormKernels,
   ...elementwiseKernels,
   ...reduceKernels,
+  ...GRADIENT_KERNELS,
 ];
 
 let registered = false;
@@ -71,4 +74,5 @@ export function registerNativeBackend(): void {
   for (const [name, k] of native) {
     if (!tf.getKernel(name, NATIVE_BACKEND)) tf.registerKernel({ ...k, backendName: NATIVE_BACKEND });
   }
+  registerNativeGradients();
 }

@@ -90,6 +90,14 @@ describe('native batch normalisation matches the JS CPU kernel', { skip }, () =>
     check('scalar stats', [x, input([1], 17), input([1], 18, 0.5, 1)], (a, b, c) => tf.batchNorm(a, b, c), 'batchNorm');
     check('gradient', [x, m, v, o, s], (a, b, c, d, e) => tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(tf.square(tf.batchNorm(p, b, c, d, q, 1e-3))))([a, e]), 'batchNorm');
   });
+  it('training-mode batch norm (moments feeding batchNorm): gradients for x, scale and offset', () => {
+    const fn = (x: tf.Tensor, o: tf.Tensor, s: tf.Tensor, r: tf.Tensor) =>
+      tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => {
+        const { mean, variance } = tf.moments(a, [0, 1, 2]);
+        return tf.sum(tf.mul(tf.batchNorm(a, mean, variance, b, c, 1e-3), r));
+      })([x, o, s]);
+    check('bn training', [input([4, 6, 6, 8], 30, -2, 3), input([8], 31), input([8], 32), input([4, 6, 6, 8], 33)], fn, 'batchNormGradStats');
+  });
   it('tfjs-layers moments (mean/variance over N,H,W) run natively', () => {
     check('moments', [input([4, 9, 9, 16], 19, 2, 5)], (a) => { const r = tf.moments(a, [0, 1, 2]); return [r.mean, r.variance]; }, 'reduce', 2);
   });
@@ -145,6 +153,9 @@ describe('native reductions match the JS CPU kernels', { skip }, () => {
     it(`${opName} over several axis sets`, () => {
       for (const [name, axis, keep] of axesCases) {
         check(`${opName} ${name}`, [input([3, 6, 7, 10], 26, -2, 5)], (x) => op(x, axis, keep), 'reduce');
+      }
+      if (opName === 'sum' || opName === 'mean') {
+        check(`${opName} gradient`, [input([3, 6, 7, 10], 34), input([10], 35)], (x, r) => tf.grad((a: tf.Tensor) => tf.sum(tf.mul(op(a, [0, 1, 2]), r)))(x), 'binary');
       }
       // [0, 2] does not collapse to kept/reduced/kept: the JS kernel runs, and the answer is still right.
       const inputs = [input([3, 6, 7, 10], 27)];

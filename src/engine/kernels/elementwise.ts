@@ -4,7 +4,7 @@ import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs-core';
 import { allocFloat32, addon, f32, fallback, output, type KernelArgs } from './util.js';
 
 /** Op codes of native/src/eltwise.cc. */
-export const BINARY = { add: 0, sub: 1, mul: 2, div: 3, max: 4, min: 5, squaredDifference: 6 } as const;
+export const BINARY = { add: 0, sub: 1, mul: 2, div: 3, max: 4, min: 5, squaredDifference: 6, mulScaled: 7 } as const;
 export const UNARY = {
   relu: 0, relu6: 1, step: 2, neg: 3, exp: 4, log: 5, sqrt: 6, rsqrt: 7, square: 8, abs: 9, sigmoid: 10, tanh: 11,
   reciprocal: 12, elu: 13, leakyRelu: 14, copy: 15,
