@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadModel, MODEL_JSON, WEIGHTS_BIN, METADATA_JSON, type FundusModel } from '../models/io.js';
-import { predictFiles } from '../models/predict.js';
+import { preprocessBatch, inferBatch } from './pipeline.js';
 import { preprocessImage, type CropGeometry } from '../data/preprocess.js';
 import { CAM_METHODS, explainerFor, type CamMethod, type Heatmap } from '../explain/cam.js';
 import { InputError } from '../util/errors.js';
@@ -100,16 +100,16 @@ export class ModelService {
 
   private async runBatch(batch: Pending[]): Promise<void> {
     const { classes, thresholds } = this.model.metadata;
+    const inputs = batch.map((p) => p.data);
     try {
-      const probs = await predictFiles(this.model, batch.map((p) => p.data), { batchSize: this.maxBatch });
-      batch.forEach((p, i) => p.resolve(toRecord(probs, i * classes.length, classes, thresholds)));
+      const outcomes = inferBatch(this.model, inputs, await preprocessBatch(this.model, inputs));
+      batch.forEach((p, i) => {
+        const o = outcomes[i];
+        if (o.ok) p.resolve(toRecord(o.probs, 0, classes, thresholds));
+        else p.reject(o.message.startsWith('error: ') ? new Error(o.message.slice(7)) : new InputError(o.message, { file: p.name }));
+      });
     } catch (err) {
-      if (batch.length === 1) {
-        batch[0].reject(renamed(err, batch[0].name));
-        return;
-      }
-      // One undecodable image must not fail its neighbours: redo them one by one to find it.
-      for (const p of batch) await this.runBatch([p]);
+      for (const p of batch) p.reject(err);
     }
   }
 

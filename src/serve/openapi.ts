@@ -1,4 +1,5 @@
 import { CAM_METHODS } from '../explain/cam.js';
+import { COLORMAPS } from '../explain/overlay.js';
 
 const errorRef = { $ref: '#/components/schemas/Error' };
 const imageBody = {
@@ -73,7 +74,8 @@ export function openApiDocument(opts: { version: string; classes: string[]; toke
             { name: 'class', in: 'query', required: true, schema: { type: 'string', enum: opts.classes }, description: 'class name (or index)' },
             { name: 'method', in: 'query', required: false, schema: { type: 'string', enum: [...CAM_METHODS], default: 'gradcam' } },
             { name: 'format', in: 'query', required: false, schema: { type: 'string', enum: ['png', 'json'] }, description: 'default: from Accept, else png' },
-            { name: 'opacity', in: 'query', required: false, schema: { type: 'number', minimum: 0, maximum: 1, default: 0.5 } },
+            { name: 'opacity', in: 'query', required: false, schema: { type: 'number', minimum: 0, maximum: 1, default: 0.45 }, description: 'heatmap opacity in the PNG' },
+            { name: 'colormap', in: 'query', required: false, schema: { type: 'string', enum: [...COLORMAPS], default: 'jet' } },
           ],
           requestBody: imageBody,
           responses: {

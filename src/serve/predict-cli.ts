@@ -1,12 +1,12 @@
 import { basename, extname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { FundusModel } from '../models/io.js';
-import { predictFiles } from '../models/predict.js';
 import { preprocessImage } from '../data/preprocess.js';
 import { explainerFor, type CamMethod } from '../explain/cam.js';
 import { renderOverlay } from '../explain/overlay.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
+import { predictBatches } from './pipeline.js';
 import { progress } from '../util/progress.js';
 import type { PredictionRecord } from './api-types.js';
 import { ResultSink, type OutputFormat } from './output.js';
@@ -24,8 +24,6 @@ export interface PredictRunOptions {
   /** `positive`: the classes decided positive (the likeliest class when none is); `all`; or a list of names. */
   heatmapClasses?: 'positive' | 'all' | string[];
   batchSize?: number;
-  /** Images handed to the engine at once; results are written after each chunk, so memory stays bounded. */
-  chunkSize?: number;
   quiet?: boolean;
 }
 
@@ -39,27 +37,6 @@ export interface PredictRunSummary {
   seconds: number;
   /** False when the failures still have to be printed (they were held back under a live progress bar). */
   failuresReported: boolean;
-}
-
-type Outcome = { ok: true; probs: Float32Array } | { ok: false; message: string };
-
-/**
- * Predicts `paths`, isolating unreadable files: a chunk that fails is split in halves until the bad files are
- * found, so one broken JPEG costs a few extra batches and never stops the run.
- */
-async function predictIsolating(model: FundusModel, paths: string[], batchSize: number): Promise<Outcome[]> {
-  const k = model.metadata.classes.length;
-  try {
-    const probs = await predictFiles(model, paths, { batchSize });
-    return paths.map((_, i) => ({ ok: true, probs: probs.subarray(i * k, (i + 1) * k) }));
-  } catch (err) {
-    if (paths.length === 1) {
-      const msg = (err as Error).message;
-      return [{ ok: false, message: err instanceof InputError ? msg.replace(`${paths[0]}: `, '') : `error: ${msg}` }];
-    }
-    const mid = Math.ceil(paths.length / 2);
-    return [...(await predictIsolating(model, paths.slice(0, mid), batchSize)), ...(await predictIsolating(model, paths.slice(mid), batchSize))];
-  }
 }
 
 function classesToExplain(rec: PredictionRecord, classes: readonly string[], which: PredictRunOptions['heatmapClasses']): number[] {
@@ -93,7 +70,7 @@ async function writeHeatmaps(opts: PredictRunOptions, image: string, rec: Predic
   return results.length;
 }
 
-/** The `fundus predict` run: streams results into the sink chunk by chunk. */
+/** The `fundus predict` run: streams results into the sink batch by batch, so memory stays bounded. */
 export async function runPredict(opts: PredictRunOptions): Promise<PredictRunSummary> {
   const t0 = performance.now();
   const { model } = opts;
@@ -104,7 +81,6 @@ export async function runPredict(opts: PredictRunOptions): Promise<PredictRunSum
     }
   }
   const batchSize = opts.batchSize ?? 16;
-  const chunkSize = Math.max(batchSize, opts.chunkSize ?? batchSize * 8);
   const { sink, done } = await ResultSink.open({ format: opts.format, classes, thresholds, out: opts.out, resume: opts.resume });
   const todo = done.size > 0 ? opts.images.filter((p) => !done.has(resolve(p))) : opts.images;
   const summary: PredictRunSummary = { total: opts.images.length, skipped: opts.images.length - todo.length, predicted: 0, failed: [], heatmaps: 0, seconds: 0, failuresReported: true };
@@ -121,9 +97,8 @@ export async function runPredict(opts: PredictRunOptions): Promise<PredictRunSum
   };
   process.once('SIGINT', onInterrupt);
   try {
-    for (let start = 0; start < todo.length; start += chunkSize) {
-      const chunk = todo.slice(start, start + chunkSize);
-      const outcomes = await predictIsolating(model, chunk, batchSize);
+    for await (const { start, outcomes } of predictBatches(model, todo, batchSize)) {
+      const chunk = todo.slice(start, start + outcomes.length);
       const records: PredictionRecord[] = [];
       for (let i = 0; i < chunk.length; i++) {
         const o = outcomes[i];

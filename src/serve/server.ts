@@ -3,7 +3,7 @@ import multipart from '@fastify/multipart';
 import fastifyStatic from '@fastify/static';
 import { performance } from 'node:perf_hooks';
 import { isCamMethod, CAM_METHODS, type CamMethod } from '../explain/cam.js';
-import { renderOverlay } from '../explain/overlay.js';
+import { renderOverlay, COLORMAPS, type Colormap } from '../explain/overlay.js';
 import { InputError } from '../util/errors.js';
 import type { ErrorBody, ExplainResponse, PredictResponse } from './api-types.js';
 import { requestToken, tokenMatches, TOKEN_COOKIE } from './auth.js';
@@ -197,7 +197,8 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
             class: { type: 'string', minLength: 1, maxLength: 100 },
             method: { type: 'string', enum: [...CAM_METHODS], default: 'gradcam' },
             format: { type: 'string', enum: ['png', 'json'] },
-            opacity: { type: 'number', minimum: 0, maximum: 1, default: 0.5 },
+            opacity: { type: 'number', minimum: 0, maximum: 1, default: 0.45 },
+            colormap: { type: 'string', enum: [...COLORMAPS], default: 'jet' },
             filename: { type: 'string', maxLength: 512 },
             token: { type: 'string' },
           },
@@ -205,7 +206,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
       },
     },
     async (req, reply) => {
-      const q = req.query as { class: string; method: string; format?: 'png' | 'json'; opacity: number };
+      const q = req.query as { class: string; method: string; format?: 'png' | 'json'; opacity: number; colormap: Colormap };
       let classIndex: number;
       try {
         classIndex = service.classIndex(q.class);
@@ -231,7 +232,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
         };
         return body;
       }
-      const png = await renderOverlay(data, ex.heatmap, ex.geometry, { opacity: q.opacity });
+      const png = await renderOverlay(data, ex.heatmap, ex.geometry, { alpha: q.opacity, colormap: q.colormap });
       return reply
         .type('image/png')
         .header('content-disposition', `inline; filename="${service.classes[classIndex].replace(/[^a-z0-9]+/gi, '-')}.${method}.png"`)

@@ -1,0 +1,126 @@
+// Serving speed: the predict CLI's throughput against the engine's raw inference rate on the same images (target
+// ≥ 80%: decoding must not dominate), and /v1/predict under concurrent load from a second process on loopback.
+// Run: npm run bench:serve -- [--model models/default] [--images 64] [--batch 16] [--duration 10] [--connections 8]
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { readdirSync, existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import * as tf from '@tensorflow/tfjs-core';
+import { initEngine } from '../src/engine/index.js';
+import { loadModel, saveModel, type FundusModel } from '../src/models/io.js';
+import { buildNetwork } from '../src/models/architectures.js';
+import { predictTensor } from '../src/models/predict.js';
+import { preprocessImage } from '../src/data/preprocess.js';
+import { CLASSES } from '../src/data/labels.js';
+import { runPredict } from '../src/serve/predict-cli.js';
+import { startServer } from '../src/serve/start.js';
+import { DEFAULT_MODEL_DIR } from '../src/serve/commands.js';
+
+const argv = process.argv.slice(2);
+const opt = (name: string, dflt: string): string => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? argv[i + 1] : dflt;
+};
+const nImages = Number(opt('images', '64'));
+const batchSize = Number(opt('batch', '16'));
+const duration = Number(opt('duration', '10'));
+const connections = Number(opt('connections', '8'));
+const ROOT = join(import.meta.dirname, '..');
+const VIETAI = join(ROOT, '..', 'shared', 'data', 'vietai', 'train');
+
+const engine = await initEngine();
+const tmp = await mkdtemp(join(tmpdir(), 'fundus-bench-serve-'));
+
+/** The bundled model when it exists; otherwise an untrained network of the same family, so the timing is real. */
+async function benchModel(): Promise<{ dir: string; note: string }> {
+  const explicit = opt('model', '');
+  if (explicit) return { dir: explicit, note: explicit };
+  if (existsSync(join(DEFAULT_MODEL_DIR, 'fundus.json'))) return { dir: DEFAULT_MODEL_DIR, note: 'models/default' };
+  const dir = join(tmp, 'model');
+  const shape: [number, number, number] = [224, 224, 3];
+  await saveModel(dir, buildNetwork('resnet18-narrow', shape, CLASSES.length, { seed: 1 }), {
+    format: 'fundus-model',
+    formatVersion: 1,
+    architecture: 'resnet18-narrow',
+    task: 'multilabel',
+    classes: [...CLASSES],
+    activation: 'sigmoid',
+    preprocess: { crop: true, size: 224, channels: 'rgb', clahe: false, normalize: { mean: [0.5], std: [0.25] } },
+    inputShape: shape,
+    thresholds: CLASSES.map(() => 0.5),
+    thresholdPolicy: 'default 0.5',
+    createdAt: new Date().toISOString(),
+    fundusVersion: '0.1.0',
+  });
+  return { dir, note: 'untrained resnet18-narrow 224 (models/default not present)' };
+}
+
+async function rawInference(model: FundusModel, images: string[]): Promise<number> {
+  const [h, w, c] = model.metadata.inputShape;
+  const pre = await Promise.all(images.map((p) => preprocessImage(p, model.metadata.preprocess)));
+  const batches: tf.Tensor4D[] = [];
+  for (let s = 0; s < pre.length; s += batchSize) {
+    const part = pre.slice(s, s + batchSize);
+    const buf = new Float32Array(part.length * h * w * c);
+    part.forEach((im, i) => buf.set(im.data, i * h * w * c));
+    batches.push(tf.tensor4d(buf, [part.length, h, w, c]));
+  }
+  predictTensor(model, batches[0]); // warm-up
+  const t0 = performance.now();
+  for (const b of batches) predictTensor(model, b);
+  const seconds = (performance.now() - t0) / 1000;
+  batches.forEach((b) => b.dispose());
+  return images.length / seconds;
+}
+
+async function cliThroughput(model: FundusModel, images: string[]): Promise<number> {
+  const s = await runPredict({ model, images, format: 'json', out: join(tmp, 'preds.jsonl'), batchSize, quiet: true });
+  if (s.failed.length) throw new Error(`predict failed on ${s.failed.length} images`);
+  return images.length / s.seconds;
+}
+
+async function load(url: string, image: string, c: number): Promise<{ rps: number; p50: number; p95: number; p99: number; non2xx: number; errors: number }> {
+  // The server runs in this process (so the call must not block its event loop); the load comes from another
+  // process, over loopback.
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    ['--import', 'tsx', join(ROOT, 'benchmarks', 'serve-load.ts'), url, image, String(c), String(duration)],
+    { encoding: 'utf8', timeout: (duration + 60) * 1000 },
+  );
+  return JSON.parse(stdout.trim().split('\n').pop()!);
+}
+
+try {
+  const { dir, note } = await benchModel();
+  const model = await loadModel(dir);
+  const images = readdirSync(VIETAI).filter((f) => f.endsWith('.jpg')).sort().slice(0, nImages).map((f) => join(VIETAI, f));
+  console.log(`serve benchmark: model ${note} (${model.metadata.architecture}, input ${model.metadata.inputShape.join('x')}), engine ${engine.backend}, ${images.length} VietAI images, batch ${batchSize}`);
+
+  // Alternated, best of three each: load from other processes on a shared machine then hits both alike.
+  let raw = 0;
+  let cli = 0;
+  for (let rep = 0; rep < 3; rep++) {
+    raw = Math.max(raw, await rawInference(model, images));
+    cli = Math.max(cli, await cliThroughput(model, images));
+  }
+  console.log(`raw inference (preprocessed tensors, predictTensor): ${raw.toFixed(1)} images/s`);
+  console.log(`predict CLI (decode + preprocess + inference + output, model loaded): ${cli.toFixed(1)} images/s`);
+  console.log(`ratio predict-cli/raw-inference: ${(cli / raw).toFixed(2)}  (target >= 0.80)`);
+
+  const { app, url } = await startServer({ modelDir: dir, host: '127.0.0.1', port: 0, interactive: false, batchSize, maxInFlight: 256 });
+  try {
+    for (const c of [1, connections]) {
+      const r = await load(url + 'v1/predict', images[0], c);
+      console.log(
+        `/v1/predict ${c} connection${c === 1 ? '' : 's'}, ${duration} s: ${r.rps.toFixed(1)} req/s, p50 ${r.p50.toFixed(0)} ms, p95 ${r.p95.toFixed(0)} ms, p99 ${r.p99.toFixed(0)} ms, non-2xx ${r.non2xx}, errors ${r.errors}`,
+      );
+    }
+  } finally {
+    await app.close();
+  }
+} finally {
+  await rm(tmp, { recursive: true, force: true });
+}

@@ -1,0 +1,59 @@
+import type { PreprocessedImage } from '../data/preprocess.js';
+import { preprocessImage } from '../data/preprocess.js';
+import type { FundusModel } from '../models/io.js';
+import { predictTensor, stackImages } from '../models/predict.js';
+import { InputError } from '../util/errors.js';
+
+/** One image's fate: its probabilities (a row of the model's classes), or why it could not be read. */
+export type Outcome = { ok: true; probs: Float32Array } | { ok: false; message: string };
+
+/**
+ * Decodes and preprocesses a batch, each image on its own: one unreadable file yields its own failure and never
+ * takes its neighbours down. sharp decodes on libuv's thread pool, off the thread that runs inference.
+ */
+export function preprocessBatch(model: FundusModel, inputs: (string | Buffer)[]): Promise<PromiseSettledResult<PreprocessedImage>[]> {
+  return Promise.allSettled(inputs.map((input) => preprocessImage(input, model.metadata.preprocess)));
+}
+
+function failure(reason: unknown, input: string | Buffer): string {
+  const msg = reason instanceof Error ? reason.message : String(reason);
+  if (!(reason instanceof InputError)) return `error: ${msg}`;
+  // The CLI names the file in its own report line; drop the path prefix the error carries.
+  return typeof input === 'string' ? msg.replace(`${input}: `, '') : msg.replace(/^<buffer>: /, '');
+}
+
+/** Runs the network on the images that decoded; the others keep their failure. */
+export function inferBatch(model: FundusModel, inputs: (string | Buffer)[], settled: PromiseSettledResult<PreprocessedImage>[]): Outcome[] {
+  const k = model.metadata.classes.length;
+  const good = settled.flatMap((s, i) => (s.status === 'fulfilled' ? [i] : []));
+  const outcomes: Outcome[] = settled.map((s, i) => (s.status === 'rejected' ? { ok: false, message: failure(s.reason, inputs[i]) } : { ok: false, message: '' }));
+  if (good.length === 0) return outcomes;
+  const x = stackImages(good.map((i) => (settled[i] as PromiseFulfilledResult<PreprocessedImage>).value.data), model.metadata.inputShape);
+  try {
+    const probs = predictTensor(model, x);
+    good.forEach((i, j) => (outcomes[i] = { ok: true, probs: probs.slice(j * k, (j + 1) * k) }));
+  } finally {
+    x.dispose();
+  }
+  return outcomes;
+}
+
+/**
+ * Predicts `inputs` batch by batch, yielding each batch's outcomes in order. While the network runs on batch n,
+ * batch n+1 is already being decoded on the thread pool, so that decoding hides behind inference instead of adding
+ * to it. At most two batches of images are in memory, whatever the number of inputs.
+ */
+export async function* predictBatches(
+  model: FundusModel,
+  inputs: (string | Buffer)[],
+  batchSize: number,
+): AsyncGenerator<{ start: number; outcomes: Outcome[] }> {
+  const slice = (start: number) => inputs.slice(start, start + batchSize);
+  let next = inputs.length > 0 ? preprocessBatch(model, slice(0)) : undefined;
+  for (let start = 0; start < inputs.length; start += batchSize) {
+    const settled = await next!;
+    const ahead = start + batchSize;
+    next = ahead < inputs.length ? preprocessBatch(model, slice(ahead)) : undefined;
+    yield { start, outcomes: inferBatch(model, slice(start), settled) };
+  }
+}
