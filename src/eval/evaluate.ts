@@ -149,9 +149,21 @@ export function evaluatePredictions(input: EvaluationInput): EvaluationMetrics {
   const scoredLabels = new Uint8Array(n * scored.length);
   for (let i = 0; i < n; i++) scored.forEach((k, j) => (scoredLabels[i * scored.length + j] = labels[i * C + k]));
   const perClassStat = new Float64Array(scored.length);
+  // A resample's average covers the same classes as the average on the data; a resample where one of them is
+  // undefined (possible only where rare label combinations were pooled) is left out rather than averaged differently.
   const meanOf = (name: ClassStat, values: Record<ClassStat, number | null>[]): number => {
-    for (let j = 0; j < scored.length; j++) perClassStat[j] = nanIfNull(values[j][name]);
-    return meanOfDefined(perClassStat);
+    let count = 0;
+    for (let j = 0; j < scored.length; j++) {
+      const onData = full[j][name];
+      const v = values[j][name];
+      if (onData === null) perClassStat[j] = NaN;
+      else if (v === null) return NaN;
+      else {
+        perClassStat[j] = v;
+        count++;
+      }
+    }
+    return count > 0 ? meanOfDefined(perClassStat) : NaN;
   };
   const overallIntervals = bootstrapIntervals(
     labelCombinationStrata(scoredLabels, scored.length),
