@@ -110,6 +110,19 @@ try {
   console.log(`predict CLI (decode + preprocess + inference + output, model loaded): ${cli.toFixed(1)} images/s`);
   console.log(`ratio predict-cli/raw-inference: ${(cli / raw).toFixed(2)}  (target >= 0.80)`);
 
+  // Bounded memory: the resident set after predicting 8× as many images (JSON Lines to a file) should not grow with
+  // the count, since results stream out and at most two batches of images are in memory.
+  const many = Array.from({ length: 8 }, () => images).flat();
+  const rss0 = process.memoryUsage().rss;
+  let peak = rss0;
+  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 50);
+  const manyRun = await runPredict({ model, images: many, format: 'json', out: join(tmp, 'many.jsonl'), batchSize, quiet: true });
+  clearInterval(sampler);
+  peak = Math.max(peak, process.memoryUsage().rss);
+  console.log(
+    `predict CLI memory: ${many.length} images at ${(many.length / manyRun.seconds).toFixed(1)} images/s, resident set ${(rss0 / 2 ** 20).toFixed(0)} MiB before, peak ${(peak / 2 ** 20).toFixed(0)} MiB (+${((peak - rss0) / 2 ** 20).toFixed(0)} MiB)`,
+  );
+
   const { app, url } = await startServer({ modelDir: dir, host: '127.0.0.1', port: 0, interactive: false, batchSize, maxInFlight: 256 });
   try {
     for (const c of [1, connections]) {

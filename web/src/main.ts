@@ -251,6 +251,32 @@ function wire(): void {
   });
 }
 
+/** What a specialist should know before trusting the numbers: what the model is and how it decides. */
+function showModelCard(m: ModelCard): void {
+  const rows: [string, string][] = [
+    ['Architecture', m.architecture],
+    ['Task', m.task],
+    ['Output', m.activation === 'sigmoid' ? 'independent probability per class' : 'one class (probabilities sum to 1)'],
+    ['Thresholds', m.thresholdPolicy],
+    ['Input', `${m.inputShape[0]}×${m.inputShape[1]}, ${m.inputShape[2] === 1 ? 'green channel' : 'colour'}`],
+    ['Created', m.createdAt ? new Date(m.createdAt).toISOString().slice(0, 10) : 'unknown'],
+    ['Version', m.version],
+  ];
+  const td = m.trainingData as { imageCount?: number } | undefined;
+  if (td?.imageCount) rows.splice(4, 0, ['Training images', String(td.imageCount)]);
+  const list = $('about-list');
+  list.replaceChildren(
+    ...rows.flatMap(([k, v]) => {
+      const dt = document.createElement('dt');
+      dt.textContent = k;
+      const dd = document.createElement('dd');
+      dd.textContent = v;
+      return [dt, dd];
+    }),
+  );
+  $('about').hidden = false;
+}
+
 async function start(): Promise<void> {
   $('gradient').style.background = turboGradient();
   wire();
@@ -259,6 +285,7 @@ async function start(): Promise<void> {
     state.model = m;
     ui.modelInfo.textContent = `Model ${m.architecture} · ${m.task} · ${m.classes.length} classes · version ${m.version}`;
     ui.method.replaceChildren(...m.explainMethods.map((x) => new Option(x, x)));
+    showModelCard(m);
   } catch (err) {
     ui.modelInfo.textContent = 'Model unavailable';
     setStatus(`Cannot reach the fundus server: ${(err as Error).message}`, 'error');
