@@ -39,6 +39,11 @@ export interface CamInput {
 export interface CamTarget {
   image: number;
   classIndex: number;
+  /**
+   * Explain the negated class score: where the evidence *against* the class lies (Selvaraju et al.'s counterfactual
+   * explanation). fundus uses it for `normal` predicted absent: it shows what argues against a normal fundus.
+   */
+  negate?: boolean;
 }
 
 export interface CamResult extends CamTarget {
@@ -47,7 +52,7 @@ export interface CamResult extends CamTarget {
   heatmap: Heatmap;
   /** The unnormalised (rectified) map, for analysis and comparison across images. */
   raw: Heatmap;
-  /** The pre-activation class score (logit) and the model's probability for the class. */
+  /** The pre-activation class score (logit) and the model's probability for the class (not negated). */
   score: number;
   probability: number;
 }
@@ -132,15 +137,22 @@ export class CamExplainer {
       );
       const a = tf.gather(activations, rows) as tf.Tensor4D;
       const ctx = context.map((c) => tf.gather(c, rows));
-      const select = tf.cast(
-        tf.oneHot(
-          tf.tensor1d(
-            targets.map((t) => t.classIndex),
-            'int32',
+      const sign = tf.tensor2d(
+        targets.map((t) => [t.negate ? -1 : 1]),
+        [targets.length, 1],
+      );
+      const select = tf.mul(
+        tf.cast(
+          tf.oneHot(
+            tf.tensor1d(
+              targets.map((t) => t.classIndex),
+              'int32',
+            ),
+            this.numClasses,
           ),
-          this.numClasses,
+          'float32',
         ),
-        'float32',
+        sign,
       );
       let kept: tf.Tensor2D | undefined;
       const score = (act: tf.Tensor): tf.Scalar => {
@@ -150,7 +162,7 @@ export class CamExplainer {
       };
       const g = tf.grad(score)(a) as tf.Tensor4D;
       const cams = camFromGradients(method, a, g);
-      const logitsOut = tf.sum(tf.mul(kept as tf.Tensor2D, select), 1);
+      const logitsOut = tf.mul(tf.sum(tf.mul(kept as tf.Tensor2D, select), 1), tf.reshape(sign, [-1]));
       (kept as tf.Tensor2D).dispose();
       return { maps: cams, logits: logitsOut };
     });
@@ -207,7 +219,11 @@ export class CamExplainer {
           imageTargets.map((t) => t.classIndex),
           'int32',
         );
-        const weights = tf.softmax(tf.transpose(tf.gather(scores, cls, 1))); // [targets, channels]
+        const signs = tf.tensor2d(
+          imageTargets.map((t) => [t.negate ? -1 : 1]),
+          [imageTargets.length, 1],
+        );
+        const weights = tf.softmax(tf.mul(tf.transpose(tf.gather(scores, cls, 1)), signs)); // [targets, channels]
         const flat = tf.reshape(act, [h * w, channels]);
         const cams = tf.relu(tf.matMul(weights, flat, false, true)); // [targets, h*w]
         const z = tf.gather(tf.squeeze(this.split.logits(x), [0]), cls);
@@ -224,7 +240,9 @@ export class CamExplainer {
       });
     }
     // Keep the caller's target order.
-    return targets.map((t) => results.find((r) => r.image === t.image && r.classIndex === t.classIndex) as CamResult);
+    return targets.map(
+      (t) => results.find((r) => r.image === t.image && r.classIndex === t.classIndex && !r.negate === !t.negate) as CamResult,
+    );
   }
 }
 

@@ -1,3 +1,150 @@
 import type { Command } from 'commander';
+import { readdir, stat, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { initEngine } from '../engine/index.js';
+import { loadModel } from '../models/io.js';
+import { writeDirAtomic } from '../util/atomic.js';
+import { InputError } from '../util/errors.js';
+import { progress } from '../util/progress.js';
+import { CAM_METHODS, isCamMethod, type CamMethod } from './cam.js';
+import { formatFaithfulnessTable } from './faithfulness.js';
+import { renderGallery } from './gallery.js';
+import { COLORMAPS, type Colormap } from './overlay.js';
+import { expandInputs, parseClasses, runExplain, type RawFormat } from './run.js';
 
-export function register(_program: Command): void {}
+export interface ExplainCliOptions {
+  out: string;
+  classes?: string;
+  method?: string;
+  layer?: string;
+  colormap?: string;
+  alpha?: string;
+  raw?: string;
+  faithfulness?: boolean;
+  steps?: string;
+  batchSize?: string;
+  quiet?: boolean;
+}
+
+const MANIFEST = 'explain.json';
+
+function parseMethods(spec: string | undefined): CamMethod[] {
+  if (spec === 'all') return [...CAM_METHODS];
+  const methods = (spec ?? 'gradcam').split(',').map((s) => s.trim().toLowerCase());
+  for (const m of methods) {
+    if (!isCamMethod(m)) throw new InputError(`--method: unknown method "${m}" (known: ${CAM_METHODS.join(', ')}, all)`);
+  }
+  return [...new Set(methods)] as CamMethod[];
+}
+
+function parseNumber(value: string | undefined, name: string, fallback: number, ok: (n: number) => boolean, want: string): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || !ok(n)) throw new InputError(`${name} must be ${want} (got '${value}')`);
+  return n;
+}
+
+function parseRaw(spec: string | undefined): RawFormat[] {
+  if (spec === undefined) return ['npy'];
+  if (spec === 'none') return [];
+  const formats = spec.split(',').map((s) => s.trim());
+  for (const f of formats) if (f !== 'npy' && f !== 'png16') throw new InputError(`--raw: unknown format "${f}" (npy, png16, none)`);
+  return formats as RawFormat[];
+}
+
+/** Refuses to replace a folder that holds anything but an earlier `fundus explain` output. */
+async function checkOutDir(out: string): Promise<void> {
+  let entries: string[];
+  try {
+    if (!(await stat(out)).isDirectory()) throw new InputError('--out exists and is not a folder', { file: out });
+    entries = await readdir(out);
+  } catch (err) {
+    if (err instanceof InputError) throw err;
+    return; // does not exist yet
+  }
+  if (entries.length > 0 && !entries.includes(MANIFEST)) {
+    throw new InputError(`--out is a non-empty folder that is not an earlier explain output (no ${MANIFEST}); refusing to replace it`, {
+      file: out,
+    });
+  }
+}
+
+export async function explainCommand(modelDir: string, inputs: string[], opts: ExplainCliOptions): Promise<void> {
+  if (!opts.out) throw new InputError('--out <dir> is required');
+  const methods = parseMethods(opts.method);
+  const colormap = (opts.colormap ?? 'jet') as Colormap;
+  if (!COLORMAPS.includes(colormap)) throw new InputError(`--colormap must be one of ${COLORMAPS.join(', ')} (got '${opts.colormap}')`);
+  const alpha = parseNumber(opts.alpha, '--alpha', 0.45, (n) => n >= 0 && n <= 1, 'a number in 0..1');
+  const steps = parseNumber(opts.steps, '--steps', 20, (n) => Number.isInteger(n) && n >= 2 && n <= 1000, 'an integer in 2..1000');
+  const batchSize = parseNumber(opts.batchSize, '--batch-size', 8, (n) => Number.isInteger(n) && n >= 1, 'a positive integer');
+  const raw = parseRaw(opts.raw);
+  const out = resolve(opts.out);
+  await checkOutDir(out);
+  const images = await expandInputs(inputs);
+  const engine = await initEngine();
+  const model = await loadModel(modelDir);
+  const classes = parseClasses(opts.classes, model.metadata.classes);
+
+  const bar = progress(`explain (${engine.backend})`, images.length, { quiet: opts.quiet });
+  let manifest: Awaited<ReturnType<typeof runExplain>> | undefined;
+  let done = 0;
+  try {
+    await writeDirAtomic(out, async (tmp) => {
+      manifest = await runExplain({
+        model,
+        images,
+        classes,
+        methods,
+        outDir: tmp,
+        layer: opts.layer,
+        colormap,
+        alpha,
+        raw,
+        faithfulness: opts.faithfulness ? { steps } : false,
+        batchSize,
+        onProgress: (n) => {
+          bar.tick(n - done);
+          done = n;
+        },
+      });
+      await writeFile(join(tmp, MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
+      await writeFile(join(tmp, 'index.html'), renderGallery(manifest));
+      if (manifest.faithfulness) await writeFile(join(tmp, 'faithfulness.txt'), formatFaithfulnessTable(manifest.faithfulness) + '\n');
+    });
+  } finally {
+    bar.stop();
+  }
+  const m = manifest as unknown as NonNullable<typeof manifest>;
+  if (!opts.quiet) {
+    console.log(`${m.entries.length} heatmaps of ${images.length} images (layer ${m.layer}) in ${out}; gallery: ${join(out, 'index.html')}`);
+    if (m.faithfulness) console.log(formatFaithfulnessTable(m.faithfulness));
+  }
+}
+
+export function register(program: Command): void {
+  program
+    .command('explain')
+    .description(
+      'Grad-CAM family heatmaps: where in each photograph the model found each class, overlaid on the original photo, ' +
+        'with raw heatmaps, an HTML gallery and optional faithfulness scores.',
+    )
+    .argument('<model-dir>', 'a fundus model directory (model.json, weights.bin, fundus.json)')
+    .argument('<images...>', 'image files or folders (searched recursively for .jpg .jpeg .png .tif .tiff .webp .bmp)')
+    .requiredOption('-o, --out <dir>', 'output folder: overlays, raw heatmaps, explain.json and index.html (replaced atomically)')
+    .option(
+      '-c, --classes <list>',
+      "'predicted' (default: classes at or above the model's thresholds, plus the evidence against 'normal' where it is predicted absent), 'all', or comma-separated class names/indices",
+    )
+    .option('-m, --method <list>', `comma-separated CAM methods, or 'all': ${CAM_METHODS.join(', ')}`, 'gradcam')
+    .option('--layer <name>', 'layer to explain (default: the last convolutional block, found automatically)')
+    .option('--colormap <name>', `overlay colormap: ${COLORMAPS.join(', ')}`, 'jet')
+    .option('--alpha <n>', 'heatmap opacity over the photo, 0..1', '0.45')
+    .option('--raw <formats>', "raw heatmaps to write: npy (unnormalised CAM, float32), png16 (normalised, on the photo's pixel grid), both comma-separated, or none", 'npy')
+    .option('--faithfulness', 'score every heatmap by deletion/insertion against random pixel order, and print the table per method')
+    .option('--steps <n>', 'deletion/insertion steps', '20')
+    .option('--batch-size <n>', 'images explained together', '8')
+    .option('-q, --quiet', 'no progress bar or summary')
+    .action(async (modelDir: string, images: string[], opts: ExplainCliOptions) => {
+      await explainCommand(modelDir, images, opts);
+    });
+}

@@ -116,7 +116,10 @@ export function blurImage(img: CamInput): Float32Array {
   return src;
 }
 
-/** The deletion and insertion curves of one image and class for a pixel order. */
+/**
+ * The deletion and insertion curves of one image and class for a pixel order. With `negate` (a heatmap of the
+ * evidence against the class) the curves follow 1 − probability.
+ */
 export function curves(
   explainer: CamExplainer,
   image: CamInput,
@@ -124,6 +127,7 @@ export function curves(
   order: Uint32Array,
   opts: FaithfulnessOptions = {},
   blurred: Float32Array = blurImage(image),
+  negate = false,
 ): Curves {
   const steps = opts.steps ?? 20;
   const batchSize = opts.batchSize ?? 16;
@@ -145,13 +149,63 @@ export function curves(
   const probs: number[] = [];
   for (let i = 0; i < variants.length; i += batchSize) {
     const p = explainer.predict(variants.slice(i, i + batchSize));
-    for (let j = 0; j < Math.min(batchSize, variants.length - i); j++) probs.push(p[j * explainer.numClasses + classIndex]);
+    for (let j = 0; j < Math.min(batchSize, variants.length - i); j++) {
+      const v = p[j * explainer.numClasses + classIndex];
+      probs.push(negate ? 1 - v : v);
+    }
   }
   return { deletion: probs.slice(0, steps + 1), insertion: probs.slice(steps + 1) };
 }
 
 export function score(c: Curves): FaithfulnessScore {
   return { deletion: auc(c.deletion), insertion: auc(c.insertion) };
+}
+
+/**
+ * Faithfulness of one heatmap beside the random-order baseline of the same image and class (averaged over
+ * `randomRepeats` orders). `rand` is shared across calls so that a run is reproducible as a whole.
+ */
+export function heatmapFaithfulness(
+  explainer: CamExplainer,
+  image: CamInput,
+  target: { classIndex: number; negate?: boolean },
+  heatmap: Heatmap,
+  rand: () => number,
+  opts: FaithfulnessOptions = {},
+  blurred: Float32Array = blurImage(image),
+): { score: FaithfulnessScore; random: FaithfulnessScore } {
+  const repeats = opts.randomRepeats ?? 2;
+  const s = score(curves(explainer, image, target.classIndex, relevanceOrder(heatmap, image.size, rand), opts, blurred, target.negate));
+  const r = Array.from({ length: repeats }, () =>
+    score(curves(explainer, image, target.classIndex, randomOrder(image.size, rand), opts, blurred, target.negate)),
+  );
+  return {
+    score: s,
+    random: { deletion: r.reduce((a, x) => a + x.deletion, 0) / repeats, insertion: r.reduce((a, x) => a + x.insertion, 0) / repeats },
+  };
+}
+
+export { mulberry32 };
+
+/** Summarises per-heatmap scores into one table row per method. */
+export function summarize(
+  entries: { method: CamMethod; score: FaithfulnessScore; random: FaithfulnessScore; camSeconds: number }[],
+): FaithfulnessRow[] {
+  const methods = [...new Set(entries.map((e) => e.method))];
+  const mean = (xs: number[]) => xs.reduce((s, x) => s + x, 0) / Math.max(1, xs.length);
+  return methods.map((method) => {
+    const es = entries.filter((e) => e.method === method);
+    return {
+      method,
+      n: es.length,
+      deletion: mean(es.map((e) => e.score.deletion)),
+      insertion: mean(es.map((e) => e.score.insertion)),
+      randomDeletion: mean(es.map((e) => e.random.deletion)),
+      randomInsertion: mean(es.map((e) => e.random.insertion)),
+      deletionWinRate: mean(es.map((e) => (e.score.deletion < e.random.deletion ? 1 : 0))),
+      camSeconds: mean(es.map((e) => e.camSeconds)),
+    };
+  });
 }
 
 /**

@@ -1,0 +1,223 @@
+import { readdir, stat, writeFile } from 'node:fs/promises';
+import { basename, extname, join, resolve } from 'node:path';
+import { preprocessImage, type CropGeometry, type PreprocessedImage } from '../data/preprocess.js';
+import type { FundusModel } from '../models/io.js';
+import { InputError } from '../util/errors.js';
+import { explainerFor, type CamMethod, type CamResult, type CamTarget } from './cam.js';
+import {
+  blurImage,
+  heatmapFaithfulness,
+  mulberry32,
+  summarize,
+  type FaithfulnessOptions,
+  type FaithfulnessRow,
+  type FaithfulnessScore,
+} from './faithfulness.js';
+import { heatmapToNpy } from './heatmap.js';
+import { heatmapToPng16, renderOverlay, type Colormap } from './overlay.js';
+
+export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.tif', '.tiff', '.webp', '.bmp']);
+
+/** Which classes to explain: `predicted` (positives at the model's thresholds, plus evidence against `normal` where it is predicted absent), `all`, or a list. */
+export type ClassSelection = { kind: 'predicted' } | { kind: 'all' } | { kind: 'list'; classes: number[] };
+
+export type RawFormat = 'npy' | 'png16';
+
+export interface ExplainJob {
+  model: FundusModel;
+  /** Image files (already expanded from folders). */
+  images: string[];
+  classes: ClassSelection;
+  methods: CamMethod[];
+  /** Directory to fill (the caller makes it atomic). */
+  outDir: string;
+  layer?: string;
+  colormap?: Colormap;
+  alpha?: number;
+  raw?: RawFormat[];
+  /** Per-heatmap deletion/insertion scores and the per-method table. */
+  faithfulness?: FaithfulnessOptions | false;
+  /** Images preprocessed and explained together. */
+  batchSize?: number;
+  onProgress?: (done: number) => void;
+}
+
+/** One written heatmap, as listed in `explain.json` and the gallery. */
+export interface ExplainEntry {
+  image: string;
+  className: string;
+  /** `for`: evidence for the class; `against`: evidence against it (normal predicted absent). */
+  direction: 'for' | 'against';
+  method: CamMethod;
+  probability: number;
+  threshold: number;
+  logit: number;
+  overlay: string;
+  raw: string[];
+  faithfulness?: { score: FaithfulnessScore; random: FaithfulnessScore };
+}
+
+export interface ExplainManifest {
+  model: string;
+  layer: string;
+  classes: string[];
+  thresholds: number[];
+  methods: CamMethod[];
+  colormap: Colormap;
+  images: { path: string; geometry: CropGeometry; probabilities: number[] }[];
+  entries: ExplainEntry[];
+  faithfulness?: FaithfulnessRow[];
+}
+
+/** Expands folders (recursively, image extensions only, sorted) and checks that every file exists. */
+export async function expandInputs(inputs: string[]): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (dir: string): Promise<void> => {
+    const names = (await readdir(dir)).sort();
+    for (const name of names) {
+      if (name.startsWith('.')) continue;
+      const p = join(dir, name);
+      const s = await stat(p);
+      if (s.isDirectory()) await walk(p);
+      else if (IMAGE_EXTENSIONS.has(extname(name).toLowerCase())) out.push(p);
+    }
+  };
+  for (const input of inputs) {
+    let s;
+    try {
+      s = await stat(input);
+    } catch {
+      throw new InputError('no such file or folder', { file: input });
+    }
+    if (s.isDirectory()) {
+      const before = out.length;
+      await walk(input);
+      if (out.length === before) throw new InputError(`no images (${[...IMAGE_EXTENSIONS].join(', ')}) in this folder`, { file: input });
+    } else out.push(input);
+  }
+  return out.map((p) => resolve(p));
+}
+
+/** Parses `--classes`: `predicted`, `all`, or comma-separated class names or indices of the model. */
+export function parseClasses(spec: string | undefined, classes: string[]): ClassSelection {
+  if (spec === undefined || spec === 'predicted') return { kind: 'predicted' };
+  if (spec === 'all') return { kind: 'all' };
+  const picked = spec.split(',').map((s) => {
+    const name = s.trim();
+    const byName = classes.indexOf(name);
+    if (byName >= 0) return byName;
+    const byIndex = /^\d+$/.test(name) ? Number(name) : -1;
+    if (byIndex >= 0 && byIndex < classes.length) return byIndex;
+    throw new InputError(`--classes: the model has no class "${name}" (classes: ${classes.join(', ')})`);
+  });
+  return { kind: 'list', classes: [...new Set(picked)] };
+}
+
+/** The targets of one image given its probabilities. */
+export function chooseTargets(sel: ClassSelection, probs: ArrayLike<number>, model: FundusModel, image: number): CamTarget[] {
+  const { classes, thresholds } = model.metadata;
+  if (sel.kind === 'all') return classes.map((_, c) => ({ image, classIndex: c }));
+  if (sel.kind === 'list') return sel.classes.map((c) => ({ image, classIndex: c }));
+  const targets: CamTarget[] = [];
+  classes.forEach((name, c) => {
+    const positive = probs[c] >= thresholds[c];
+    if (positive) targets.push({ image, classIndex: c });
+    else if (name === 'normal') targets.push({ image, classIndex: c, negate: true });
+  });
+  return targets;
+}
+
+export function slug(s: string): string {
+  return s.toLowerCase().replace(/\+/g, 'pp').replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
+}
+
+/** Unique output stems: the file name without extension, numbered when two inputs share it. */
+function stems(paths: string[]): string[] {
+  const seen = new Map<string, number>();
+  return paths.map((p) => {
+    const base = slug(basename(p, extname(p))) || 'image';
+    const n = seen.get(base) ?? 0;
+    seen.set(base, n + 1);
+    return n === 0 ? base : `${base}-${n + 1}`;
+  });
+}
+
+/**
+ * Explains every image: preprocesses it with the model's own settings, predicts, picks the classes, computes each
+ * method's heatmaps for all classes of a batch at once, and writes an overlay on the original photograph plus the raw
+ * heatmaps. Returns the manifest (the caller writes it and the gallery).
+ */
+export async function runExplain(job: ExplainJob): Promise<ExplainManifest> {
+  const { model } = job;
+  const meta = model.metadata;
+  const explainer = explainerFor(model, { layer: job.layer });
+  const batchSize = Math.max(1, job.batchSize ?? 8);
+  const colormap = job.colormap ?? 'jet';
+  const rawFormats = job.raw ?? ['npy'];
+  const names = stems(job.images);
+  const rand = mulberry32((job.faithfulness ? job.faithfulness.seed : undefined) ?? 1);
+  const manifest: ExplainManifest = {
+    model: model.dir,
+    layer: explainer.layerName,
+    classes: meta.classes,
+    thresholds: meta.thresholds,
+    methods: job.methods,
+    colormap,
+    images: [],
+    entries: [],
+  };
+  const timed: { method: CamMethod; score: FaithfulnessScore; random: FaithfulnessScore; camSeconds: number }[] = [];
+  for (let start = 0; start < job.images.length; start += batchSize) {
+    const paths = job.images.slice(start, start + batchSize);
+    const pre: PreprocessedImage[] = [];
+    for (const p of paths) pre.push(await preprocessImage(p, meta.preprocess));
+    const probs = explainer.predict(pre);
+    const C = meta.classes.length;
+    const targets = pre.flatMap((_, i) => chooseTargets(job.classes, probs.subarray(i * C, (i + 1) * C), model, i));
+    paths.forEach((p, i) =>
+      manifest.images.push({ path: p, geometry: pre[i].geometry, probabilities: Array.from(probs.subarray(i * C, (i + 1) * C)) }),
+    );
+    const blurred = job.faithfulness ? pre.map((im) => blurImage(im)) : [];
+    for (const method of job.methods) {
+      const t0 = performance.now();
+      const results: CamResult[] = explainer.explain(pre, targets, method);
+      const camSeconds = (performance.now() - t0) / 1000 / Math.max(1, results.length);
+      for (const r of results) {
+        const path = paths[r.image];
+        const className = meta.classes[r.classIndex];
+        const direction = r.negate ? 'against' : 'for';
+        const stem = `${names[start + r.image]}.${slug(className)}${r.negate ? '-against' : ''}.${slug(method)}`;
+        const overlay = `${stem}.png`;
+        await writeFile(join(job.outDir, overlay), await renderOverlay(path, r.heatmap, pre[r.image].geometry, { colormap, alpha: job.alpha }));
+        const raw: string[] = [];
+        if (rawFormats.includes('npy')) {
+          raw.push(`${stem}.raw.npy`);
+          await writeFile(join(job.outDir, `${stem}.raw.npy`), heatmapToNpy(r.raw));
+        }
+        if (rawFormats.includes('png16')) {
+          raw.push(`${stem}.heat16.png`);
+          await writeFile(join(job.outDir, `${stem}.heat16.png`), await heatmapToPng16(r.heatmap, pre[r.image].geometry));
+        }
+        const entry: ExplainEntry = {
+          image: path,
+          className,
+          direction,
+          method,
+          probability: r.probability,
+          threshold: meta.thresholds[r.classIndex],
+          logit: r.score,
+          overlay,
+          raw,
+        };
+        if (job.faithfulness) {
+          entry.faithfulness = heatmapFaithfulness(explainer, pre[r.image], r, r.heatmap, rand, job.faithfulness, blurred[r.image]);
+          timed.push({ method, ...entry.faithfulness, camSeconds });
+        }
+        manifest.entries.push(entry);
+      }
+    }
+    job.onProgress?.(start + paths.length);
+  }
+  if (job.faithfulness) manifest.faithfulness = summarize(timed);
+  return manifest;
+}

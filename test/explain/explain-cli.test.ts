@@ -1,0 +1,124 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdir, readFile, readdir, copyFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { initEngine } from '../../src/engine/index.js';
+import { buildNetwork } from '../../src/models/architectures.js';
+import { saveModel } from '../../src/models/io.js';
+import type { ModelMetadata } from '../../src/models/metadata.js';
+import { CLASSES } from '../../src/data/labels.js';
+import { DEFAULT_PREPROCESS } from '../../src/data/preprocess.js';
+import { heatmapFromNpy } from '../../src/explain/heatmap.js';
+import type { ExplainManifest } from '../../src/explain/run.js';
+import { PROJECT_ROOT, VIETAI_DIR, tempDir } from '../helpers.js';
+
+const IMAGES = ['c24a1b14d253.jpg', '9ee905a41651.jpg'];
+
+/** A small untrained multi-label model saved as a fundus model directory, with thresholds that make some classes positive. */
+async function tinyModel(dir: string): Promise<void> {
+  const net = buildNetwork('small-cnn', [32, 32, 3], CLASSES.length, { seed: 3, activation: 'sigmoid' });
+  const metadata: ModelMetadata = {
+    format: 'fundus-model',
+    formatVersion: 1,
+    architecture: 'small-cnn',
+    task: 'multilabel',
+    classes: [...CLASSES],
+    activation: 'sigmoid',
+    preprocess: { ...DEFAULT_PREPROCESS, size: 32, channels: 'rgb', normalize: { mean: [0.5], std: [0.25] } },
+    inputShape: [32, 32, 3],
+    // Classes 0 and 1 always positive, the rest (normal included) never: exercises "predicted" and "against normal".
+    thresholds: [0, 0, 1.01, 1.01, 1.01, 1.01, 1.01],
+    thresholdPolicy: 'test',
+    createdAt: new Date(0).toISOString(),
+    fundusVersion: '0.1.0',
+  };
+  await saveModel(dir, net, metadata);
+}
+
+function fundus(args: string[]) {
+  return spawnSync(process.execPath, [join(PROJECT_ROOT, 'bin', 'fundus.js'), ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, FUNDUS_NO_PROGRESS: '1' },
+  });
+}
+
+test('fundus explain writes an overlay per image and class, raw heatmaps, explain.json and a gallery', async () => {
+  await initEngine();
+  const tmp = await tempDir();
+  const modelDir = join(tmp, 'model');
+  await tinyModel(modelDir);
+  const folder = join(tmp, 'photos');
+  await mkdir(folder);
+  for (const f of IMAGES) await copyFile(join(VIETAI_DIR, 'train', f), join(folder, f));
+  await writeFile(join(folder, 'notes.txt'), 'not an image');
+  const out = join(tmp, 'out');
+  const r = fundus(['explain', modelDir, folder, '--out', out, '--method', 'gradcam,layercam', '--raw', 'npy,png16', '--faithfulness', '--steps', '4']);
+  assert.equal(r.status, 0, r.stderr);
+  const m = JSON.parse(await readFile(join(out, 'explain.json'), 'utf8')) as ExplainManifest;
+  assert.equal(m.layer, 'last_conv');
+  assert.equal(m.images.length, 2);
+  // 2 images × (opacity, diabetic retinopathy, against normal) × 2 methods.
+  assert.equal(m.entries.length, 12);
+  assert.deepEqual(
+    [...new Set(m.entries.map((e) => `${e.className}/${e.direction}`))].sort(),
+    ['diabetic retinopathy/for', 'normal/against', 'opacity/for'],
+  );
+  const files = await readdir(out);
+  for (const e of m.entries) {
+    assert.ok(files.includes(e.overlay), e.overlay);
+    const meta = await sharp(join(out, e.overlay)).metadata();
+    assert.deepEqual([meta.width, meta.height], [m.images[0].geometry.width, m.images[0].geometry.height], 'overlay at photo resolution');
+    const npy = heatmapFromNpy(await readFile(join(out, e.raw[0])));
+    assert.ok(npy.width > 0 && npy.data.every((v) => v >= 0));
+    assert.ok(e.faithfulness && e.faithfulness.score.deletion >= 0 && e.faithfulness.score.deletion <= 1);
+  }
+  const html = await readFile(join(out, 'index.html'), 'utf8');
+  assert.match(html, /against <\/b>|against normal|<b>against normal/);
+  assert.equal((html.match(/<img /g) ?? []).length, 12);
+  assert.match(r.stdout, /gradcam .*\n.*layercam|deletion/);
+  assert.ok(files.includes('faithfulness.txt'));
+
+  // Explicit classes by name; running again over an earlier output replaces it.
+  const again = fundus(['explain', modelDir, join(folder, IMAGES[0]), '--out', out, '--classes', 'glaucoma', '--method', 'gradcam++', '--raw', 'none']);
+  assert.equal(again.status, 0, again.stderr);
+  const m2 = JSON.parse(await readFile(join(out, 'explain.json'), 'utf8')) as ExplainManifest;
+  assert.deepEqual(
+    m2.entries.map((e) => [e.className, e.method]),
+    [['glaucoma', 'gradcam++']],
+  );
+  assert.equal((await readdir(out)).filter((f) => f.endsWith('.npy')).length, 0);
+});
+
+test('fundus explain: clear errors for bad input, and no partial output', async () => {
+  const tmp = await tempDir();
+  const modelDir = join(tmp, 'model');
+  await tinyModel(modelDir);
+  const img = join(VIETAI_DIR, 'train', IMAGES[0]);
+  const cases: [string[], RegExp][] = [
+    [[modelDir, join(tmp, 'missing.jpg'), '--out', join(tmp, 'o1')], /missing\.jpg: no such file/],
+    [[modelDir, img, '--out', join(tmp, 'o2'), '--method', 'gradkam'], /unknown method "gradkam"/],
+    [[modelDir, img, '--out', join(tmp, 'o3'), '--classes', 'cataract'], /no class "cataract"/],
+    [[modelDir, img, '--out', join(tmp, 'o4'), '--layer', 'nope'], /no layer named "nope"/],
+    [[join(tmp, 'nomodel'), img, '--out', join(tmp, 'o5')], /fundus\.json is missing/],
+  ];
+  const broken = join(tmp, 'broken.jpg');
+  await writeFile(broken, (await readFile(img)).subarray(0, 2000));
+  cases.push([[modelDir, img, broken, '--out', join(tmp, 'o6')], /broken\.jpg: cannot decode/]);
+  const busy = join(tmp, 'busy');
+  await mkdir(busy);
+  await writeFile(join(busy, 'keep.txt'), 'x');
+  cases.push([[modelDir, img, '--out', busy], /not an earlier explain output/]);
+  for (const [args, re] of cases) {
+    const r = fundus(['explain', ...args]);
+    assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, re);
+  }
+  const left = await readdir(tmp);
+  for (const o of ['o1', 'o2', 'o3', 'o4', 'o5', 'o6']) assert.ok(!left.includes(o), `${o} left behind`);
+  assert.deepEqual(await readdir(busy), ['keep.txt']);
+  const help = execFileSync(process.execPath, [join(PROJECT_ROOT, 'bin', 'fundus.js'), 'explain', '--help'], { encoding: 'utf8' });
+  assert.match(help, /--method/);
+  assert.match(help, /scorecam/);
+});
