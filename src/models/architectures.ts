@@ -181,8 +181,16 @@ export function buildNetwork(
     if (err instanceof InputError) throw err;
     throw new InputError(`model "${name}" cannot take ${inputShape.join('x')} inputs: ${(err as Error).message}`);
   }
+  const collapsed = collectShapes(input, logits).find((sh) => sh.some((d) => d !== null && d < 1));
+  if (collapsed) throw new InputError(`model "${name}" cannot take ${inputShape.join('x')} inputs: a layer output shrinks to [${collapsed.slice(1).join(', ')}]`);
   const probs = tfl.layers.activation({ activation: opts.activation ?? 'sigmoid', name: `${prefix}probs` }).apply(logits) as SymbolicTensor;
   return tfl.model({ inputs: input, outputs: probs, name: `${prefix}${name}` });
+}
+
+/** Output shapes of every layer between input and output (a too-small input makes some of them empty). */
+function collectShapes(input: SymbolicTensor, output: SymbolicTensor): (number | null)[][] {
+  const probe = tfl.model({ inputs: input, outputs: output });
+  return probe.layers.map((l) => l.outputShape as (number | null)[]);
 }
 
 /**

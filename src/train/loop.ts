@@ -20,6 +20,7 @@ import { Rng, epochOrder } from './rng.js';
 import { learningRateAt } from './schedule.js';
 import { scoreProbabilities } from './scores.js';
 import { InputError } from '../util/errors.js';
+import { useFastBatchNorm } from './fastbn.js';
 
 /** The quantity that picks the best epoch and drives early stopping. */
 export type Monitor = 'val_auc' | 'val_f1' | 'val_loss';
@@ -155,6 +156,8 @@ export async function trainLoop(
     validation: validation.map((e) => e.filename),
   });
 
+  // The native engine has its own one-pass batch-norm gradients; elsewhere the closed form is much cheaper than tfjs's.
+  if (process.env.FUNDUS_FAST_BN === '1' || (process.env.FUNDUS_FAST_BN !== '0' && tf.getBackend() !== 'native')) useFastBatchNorm(network);
   const training = logitsModel(network);
   const optimizer = tf.train.adam(s.lr);
   const ckptDir = join(runDir, CHECKPOINT_DIR);

@@ -1,0 +1,125 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { initEngine } from '../../src/engine/index.js';
+import { loadModel } from '../../src/models/io.js';
+import { predictFiles, predictTensor, stackImages } from '../../src/models/predict.js';
+import { preprocessImage } from '../../src/data/preprocess.js';
+import { trainModel } from '../../src/train/train.js';
+import type { TrainOptions } from '../../src/train/train.js';
+import { readState, saveCheckpoint } from '../../src/train/checkpoint.js';
+import { CHECKPOINT_DIR } from '../../src/train/loop.js';
+import { tinyDataset } from './fixtures.js';
+
+class SimulatedKill extends Error {}
+
+async function base(tag: string): Promise<TrainOptions> {
+  const d = await tinyDataset(4);
+  return {
+    task: 'multilabel',
+    model: 'small-cnn',
+    csv: d.csv,
+    images: d.images,
+    split: d.split,
+    out: join(d.dir, `${tag}-model`),
+    runDir: join(d.dir, `${tag}-run`),
+    imageSize: 24,
+    epochs: 2,
+    batchSize: 4,
+    lr: 3e-3,
+    warmupEpochs: 0,
+    seed: 7,
+    quiet: true,
+    cacheDir: join(d.dir, 'cache'),
+  };
+}
+
+async function weightsOf(dir: string): Promise<Float32Array> {
+  const b = await readFile(join(dir, 'weights.bin'));
+  return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
+}
+
+test('a tiny real training run: the loss falls, the model directory is complete and predicts as saved', async () => {
+  await initEngine();
+  const opts = { ...(await base('fall')), epochs: 6, lr: 1e-2, augment: false as const };
+  const r = await trainModel(opts);
+  assert.equal(r.history.length, 6);
+  assert.ok(r.history[5].loss < r.history[0].loss * 0.9, `loss ${r.history.map((h) => h.loss.toFixed(3)).join(' → ')}`);
+  const files = (await readdir(opts.out)).sort();
+  assert.ok(files.includes('split.json') && files.includes('history.csv') && files.some((f) => f.startsWith('events.out.tfevents.')));
+  const m = await loadModel(opts.out);
+  assert.equal(m.metadata.thresholds.length, 7);
+  assert.match(m.metadata.thresholdPolicy, /max-f1 on validation/);
+  assert.ok(m.metadata.metrics?.test && m.metadata.metrics?.validation);
+  assert.equal(m.metadata.trainingData?.imageCount, r.metadata.trainingData?.imageCount);
+  // predictFiles preprocesses with the stored settings: same as preprocessing by hand and predicting the tensor.
+  const split = JSON.parse(await readFile(join(opts.out, 'split.json'), 'utf8'));
+  const files2 = split.parts.test.slice(0, 3).map((f: string) => join(opts.images, f));
+  const viaFiles = await predictFiles(m, files2, { batchSize: 2 });
+  const x = stackImages(await Promise.all(files2.map(async (f: string) => (await preprocessImage(f, m.metadata.preprocess)).data)), m.metadata.inputShape);
+  assert.deepEqual(Array.from(viaFiles), Array.from(predictTensor(m, x)));
+  x.dispose();
+  // The run directory keeps the history (CSV + TensorBoard) and the best checkpoint.
+  const runFiles = await readdir(opts.runDir!);
+  assert.ok(runFiles.includes('history.csv') && runFiles.includes('best') && runFiles.includes(CHECKPOINT_DIR));
+});
+
+test('killed mid-epoch, a resumed run continues where it stopped and ends with the same weights', async () => {
+  await initEngine();
+  const opts = { ...(await base('resume')), checkpointBatches: 1 };
+  let fullSteps = 0;
+  const full = await trainModel({ ...opts, out: opts.out + '-full', runDir: opts.runDir + '-full', onBatch: () => void fullSteps++ });
+
+  // Kill during the second epoch, after batch 2 (batches are 0-based; 4-image batches of ~14 images).
+  let steps = 0;
+  await assert.rejects(
+    trainModel({
+      ...opts,
+      onBatch: ({ epoch, batch }) => {
+        steps++;
+        if (epoch === 1 && batch === 1) throw new SimulatedKill('killed');
+      },
+    }),
+    SimulatedKill,
+  );
+  const state = await readState(join(opts.runDir!, CHECKPOINT_DIR));
+  assert.ok(state && state.epoch === 1 && state.batch === 1, `checkpoint at epoch ${state?.epoch} batch ${state?.batch}`);
+  await assert.rejects(stat(opts.out)); // nothing written to the model directory yet
+
+  const seen: string[] = [];
+  const resumed = await trainModel({ ...opts, onBatch: ({ epoch, batch }) => void seen.push(`${epoch}:${batch}`) });
+  assert.equal(seen[0], '1:1', 'resumed at the batch after the last checkpoint, not at the start');
+  // The step that was killed before its checkpoint is the only one done twice.
+  assert.equal(steps + seen.length, fullSteps + 1);
+  assert.deepEqual(resumed.history.map((h) => h.loss), full.history.map((h) => h.loss));
+  assert.deepEqual(await weightsOf(opts.out), await weightsOf(opts.out + '-full'));
+});
+
+test('a crash while writing a checkpoint leaves the previous one intact', async () => {
+  await initEngine();
+  const opts = await base('atomic');
+  await trainModel({ ...opts, epochs: 1 });
+  const dir = join(opts.runDir!, CHECKPOINT_DIR);
+  const before = await readdir(dir);
+  const state = (await readState(dir))!;
+  const weights = await weightsOf(dir);
+  const m = await loadModel(dir);
+  // An optimiser whose state cannot be read part-way through the save.
+  const broken = { getWeights: async () => [{ name: 'iter', tensor: tf.scalar(1) }, { name: 'm', get tensor(): tf.Tensor { throw new Error('disk full'); } }], getClassName: () => 'Adam' } as unknown as tf.Optimizer;
+  await assert.rejects(saveCheckpoint(dir, m.network, m.metadata, broken, { ...state, epoch: 99 }), /disk full/);
+  const failingNetwork = { save: async () => { throw new Error('disk full'); } } as unknown as typeof m.network;
+  await assert.rejects(saveCheckpoint(dir, failingNetwork, m.metadata, tf.train.adam(), { ...state, epoch: 99 }), /disk full/);
+  assert.deepEqual(await readdir(dir), before);
+  assert.equal((await readState(dir))!.epoch, state.epoch);
+  assert.deepEqual(await weightsOf(dir), weights);
+  assert.deepEqual((await readdir(opts.runDir!)).filter((f) => f.endsWith('.tmp')), []);
+});
+
+test('resuming with a different configuration is refused', async () => {
+  await initEngine();
+  const opts = await base('config');
+  await trainModel({ ...opts, epochs: 1 });
+  await assert.rejects(trainModel({ ...opts, epochs: 1, lr: 1e-4 }), /different training configuration/);
+});
