@@ -53,7 +53,10 @@ export function formatRecord(format: OutputFormat, rec: PredictionRecord, classe
   classes.forEach((c, i) => {
     const p = rec.probabilities[c];
     const filled = Math.round(p * 20);
-    const bar = '█'.repeat(filled) + '·'.repeat(20 - filled);
+    const cells = ('█'.repeat(filled) + '·'.repeat(20 - filled)).split('');
+    // The threshold is drawn into the bar, as in the viewer, so a near miss is visible at a glance.
+    cells.splice(Math.min(20, Math.round(thresholds[i] * 20)), 0, '|');
+    const bar = cells.join('');
     const mark = rec.decisions[c] ? 'positive' : '';
     lines.push(`  ${c.padEnd(width)}  ${bar} ${p.toFixed(3)}  (threshold ${thresholds[i].toFixed(2)}) ${mark}`.trimEnd());
   });

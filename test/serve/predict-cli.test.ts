@@ -83,7 +83,7 @@ test('JSON Lines output with heatmap overlays for chosen classes', async () => {
 test('the readable table names every class with its probability, threshold and decision', () => {
   const r = fundus('predict', model, photos[0]);
   assert.equal(r.status, 0, r.stderr);
-  for (const c of CLASSES) assert.match(r.stdout, new RegExp(`${c} +[█·]+ [01]\\.\\d{3}  \\(threshold 0\\.\\d\\d\\)`));
+  for (const c of CLASSES) assert.match(r.stdout, new RegExp(`${c} +[█·]*\\|[█·]* [01]\\.\\d{3}  \\(threshold 0\\.\\d\\d\\)`));
   assert.match(r.stdout.split('\n')[0], new RegExp(`^${photos[0]}  →  `));
 });
 
