@@ -1,3 +1,218 @@
-import type { Command } from 'commander';
+import { createHash } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
+import { relative, resolve } from 'node:path';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { writeFileAtomic } from '../util/atomic.js';
+import { InputError } from '../util/errors.js';
+import { checkDataset, formatCheckReport } from './check.js';
+import { readDataset } from './csv.js';
+import { analyseDuplicates, listImages, similarityHistogram } from './dedup.js';
+import type { DatasetGroup } from './dedup.js';
+import { DEFAULT_SIMILARITY } from './duplicates.js';
+import { DEFAULT_PREPROCESS, validatePreprocessSettings } from './preprocess.js';
+import type { PreprocessSettings } from './preprocess.js';
+import { renderPreview } from './preview.js';
+import { makeSplit, PART_NAMES } from './split.js';
+import type { PartName, Split } from './split.js';
 
-export function register(_program: Command): void {}
+function intArg(name: string, min: number, max: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be an integer in ${min}..${max}`);
+    return n;
+  };
+}
+
+function fraction(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0 || n >= 1) throw new InvalidArgumentError('must be a number between 0 and 1');
+  return n;
+}
+
+function parseRatios(v: string): Record<PartName, number> {
+  const xs = v.split(/[,/:]/).map(Number);
+  if (xs.length !== 3 || xs.some((x) => !Number.isFinite(x) || x < 0) || xs.reduce((a, b) => a + b, 0) <= 0) {
+    throw new InvalidArgumentError('ratios are three non-negative numbers, e.g. 70,15,15 or 0.7,0.15,0.15');
+  }
+  const sum = xs.reduce((a, b) => a + b, 0);
+  return { train: xs[0] / sum, validation: xs[1] / sum, test: xs[2] / sum };
+}
+
+function parseSize(v: string): { width: number; height: number } {
+  const m = /^(\d+)x(\d+)$/.exec(v);
+  if (!m) throw new InvalidArgumentError('size is WIDTHxHEIGHT, e.g. 512x512');
+  return { width: Number(m[1]), height: Number(m[2]) };
+}
+
+function countsTable(classes: string[], counts: Split['counts']): string {
+  const w = Math.max(10, ...classes.map((c) => c.length));
+  const lines = [`  ${''.padEnd(w)}  ${PART_NAMES.map((p) => p.padStart(10)).join('')}`];
+  lines.push(`  ${'images'.padEnd(w)}  ${PART_NAMES.map((p) => String(counts[p].images).padStart(10)).join('')}`);
+  for (const c of classes) lines.push(`  ${c.padEnd(w)}  ${PART_NAMES.map((p) => String(counts[p].labels[c]).padStart(10)).join('')}`);
+  return lines.join('\n');
+}
+
+function groupLine(g: DatasetGroup): string {
+  const tags = [g.exact ? 'exact copies' : `similarity >= ${g.minSimilarity.toFixed(2)}, pHash <= ${g.maxDistance}`];
+  if (g.crossFolder) tags.push('CROSS-FOLDER');
+  if (g.labelsDisagree) tags.push('LABELS DISAGREE');
+  const names = [...g.labelled, ...g.unlabeled.map((u) => `unlabeled:${u}`)];
+  return `  ${names.join(' ')}  (${tags.join('; ')})`;
+}
+
+export function register(program: Command): void {
+  const data = program.command('data').description('check, deduplicate, split and preview a fundus dataset');
+
+  data
+    .command('check')
+    .description('check a label CSV (contest multi-hot or filename,label) against its image folder')
+    .argument('<csv>', 'label CSV: filename then one 0/1 column per class, or filename,label')
+    .argument('<images-dir>', 'folder with the images named in the CSV')
+    .option('--json', 'print the full report as JSON')
+    .option('--expect-size <WxH>', 'expected image size (default: the most common size)', parseSize)
+    .option('--strict', 'treat warnings (images not in the CSV, unexpected sizes, rows without labels) as errors')
+    .addHelpText('after', '\nExit codes: 0 usable, 1 problems found (each named with its file and line), 2 bad arguments or unreadable CSV.')
+    .action(async (csv: string, imagesDir: string, o: { json?: boolean; expectSize?: { width: number; height: number }; strict?: boolean }) => {
+      const report = await checkDataset(csv, imagesDir, { expectSize: o.expectSize, progressLabel: 'checking images' });
+      const usable = report.usable && !(o.strict && report.warnings > 0);
+      if (o.json) console.log(JSON.stringify({ ...report, usable }, null, 2));
+      else console.log(formatCheckReport(report));
+      if (!usable) process.exitCode = 1;
+    });
+
+  data
+    .command('duplicates')
+    .description('find copies and repeat photographs of the same eye (also across the labelled and unlabelled folders)')
+    .argument('<csv>', 'label CSV (labels tell which groups disagree)')
+    .argument('<images-dir>', 'folder of the labelled images')
+    .option('--unlabeled <dir>', 'also search this folder of unlabelled images')
+    .option('--similarity <s>', `vessel-detail similarity that makes two photos the same eye`, fraction, DEFAULT_SIMILARITY)
+    .option('--histogram', 'print the similarity distribution of candidate pairs (how the threshold was chosen)')
+    .option('--json', 'print the groups as JSON')
+    .option('-o, --out <file>', 'also write the JSON report to this file')
+    .action(async (csv: string, imagesDir: string, o: { unlabeled?: string; similarity: number; histogram?: boolean; json?: boolean; out?: string }) => {
+      const ds = await readDataset(csv, imagesDir);
+      const a = await analyseDuplicates(ds, o.unlabeled, { similarity: o.similarity, progressLabel: 'fingerprinting' });
+      const report = {
+        images: a.images,
+        similarity: a.similarity,
+        groups: a.groups.length,
+        imagesInGroups: a.groups.reduce((s, g) => s + g.members.length, 0),
+        exactGroups: a.groups.filter((g) => g.exact).length,
+        crossFolderGroups: a.groups.filter((g) => g.crossFolder).length,
+        labelDisagreementGroups: a.groups.filter((g) => g.labelsDisagree).length,
+        largestGroup: Math.max(0, ...a.groups.map((g) => g.members.length)),
+        list: a.groups.map((g) => ({ ...g, members: g.members.map((m) => relative(process.cwd(), m)) })),
+      };
+      if (o.out) await writeFileAtomic(o.out, JSON.stringify(report, null, 2) + '\n');
+      if (o.json) {
+        console.log(JSON.stringify(report, null, 2));
+        return;
+      }
+      if (o.histogram) console.log(similarityHistogram(a.scored, a.similarity) + '\n');
+      console.log(
+        `${a.images} images: ${report.groups} groups of the same eye holding ${report.imagesInGroups} images ` +
+          `(largest ${report.largestGroup}); ${report.exactGroups} of byte-identical copies, ${report.crossFolderGroups} across folders, ` +
+          `${report.labelDisagreementGroups} with disagreeing labels (similarity threshold ${a.similarity})`,
+      );
+      const show = (title: string, gs: DatasetGroup[]): void => {
+        if (gs.length === 0) return;
+        console.log(`\n${title} (${gs.length}):`);
+        for (const g of gs) console.log(groupLine(g));
+      };
+      show('byte-identical copies', a.groups.filter((g) => g.exact));
+      show('groups across folders', a.groups.filter((g) => g.crossFolder));
+      show('groups whose labels disagree', a.groups.filter((g) => g.labelsDisagree));
+      show('other groups', a.groups.filter((g) => !g.exact && !g.crossFolder && !g.labelsDisagree));
+    });
+
+  data
+    .command('split')
+    .description('write a train/validation/test split: iterative stratification over near-duplicate groups')
+    .argument('<csv>', 'label CSV')
+    .argument('<images-dir>', 'folder of the labelled images')
+    .requiredOption('-o, --out <file>', 'split file to write (JSON)')
+    .option('--unlabeled <dir>', 'unlabelled folder: its repeats of labelled images are recorded (self-learning must skip those of validation/test)')
+    .option('--seed <n>', 'random seed', intArg('seed', 0, 2 ** 31 - 1), 42)
+    .option('--ratios <r>', 'train,validation,test proportions', parseRatios, { train: 0.7, validation: 0.15, test: 0.15 })
+    .option('--similarity <s>', 'near-duplicate threshold (see `fundus data duplicates`)', fraction, DEFAULT_SIMILARITY)
+    .option('--no-dedup', 'split images independently (not recommended: repeats of one eye leak across parts)')
+    .option('--json', 'print the split counts as JSON')
+    .action(
+      async (
+        csv: string,
+        imagesDir: string,
+        o: { out: string; unlabeled?: string; seed: number; ratios: Record<PartName, number>; similarity: number; dedup: boolean; json?: boolean },
+      ) => {
+        const ds = await readDataset(csv, imagesDir);
+        const missing: string[] = [];
+        for (const im of ds.images) if (!(await stat(im.path).catch(() => undefined))) missing.push(im.filename);
+        if (missing.length > 0) throw new InputError(`${missing.length} images of the CSV are missing (e.g. ${missing[0]}); run \`fundus data check\``, { file: imagesDir });
+        const csvBytes = await readFile(csv);
+        let groups: string[][] = [];
+        const links: Record<string, string[]> = {};
+        if (o.dedup) {
+          const a = await analyseDuplicates(ds, o.unlabeled, { similarity: o.similarity, progressLabel: 'fingerprinting' });
+          groups = a.groups.filter((g) => g.labelled.length > 1).map((g) => g.labelled);
+          for (const g of a.groups) for (const u of g.unlabeled) if (g.labelled.length > 0) links[u] = g.labelled;
+        } else if (o.unlabeled) await listImages(o.unlabeled);
+        const split = makeSplit(ds, {
+          seed: o.seed,
+          ratios: o.ratios,
+          groups,
+          unlabeledLinks: links,
+          source: { csv: relative(process.cwd(), resolve(csv)), csvSha256: createHash('sha256').update(csvBytes).digest('hex'), images: ds.images.length },
+          duplicates: o.dedup ? { method: 'vessel-detail similarity (src/data/duplicates.ts)', similarity: o.similarity } : null,
+        });
+        await writeFileAtomic(o.out, JSON.stringify(split, null, 2) + '\n');
+        if (o.json) {
+          console.log(JSON.stringify({ out: o.out, counts: split.counts, groups: split.groups.length, unlabeledLinks: Object.keys(split.unlabeledLinks).length }, null, 2));
+          return;
+        }
+        console.log(`wrote ${o.out}: seed ${o.seed}, ${split.groups.length} near-duplicate groups kept whole`);
+        console.log(countsTable(ds.classes, split.counts));
+        const linkParts = Object.values(split.unlabeledLinks);
+        if (linkParts.length > 0) {
+          console.log(
+            `unlabelled images repeating a labelled one: ${linkParts.length} ` +
+              `(${PART_NAMES.map((p) => `${linkParts.filter((x) => x === p).length} ${p}`).join(', ')})`,
+          );
+        }
+      },
+    );
+
+  data
+    .command('preview')
+    .description('write a PNG grid of images before and after preprocessing and augmentation')
+    .argument('<images...>', 'image files, or one folder (its first --count images)')
+    .requiredOption('-o, --out <file>', 'PNG to write')
+    .option('--count <n>', 'images taken from a folder', intArg('count', 1, 64), 4)
+    .option('--size <n>', 'network input side', intArg('size', 16, 1024), DEFAULT_PREPROCESS.size)
+    .addOption(new Option('--channels <c>', 'green or rgb').choices(['green', 'rgb']).default(DEFAULT_PREPROCESS.channels))
+    .option('--clahe', 'contrast-limited adaptive histogram equalisation')
+    .option('--no-crop', 'do not crop to the fundus disc')
+    .option('--augmentations <n>', 'augmented variants per image', intArg('augmentations', 0, 8), 3)
+    .option('--seed <n>', 'augmentation seed', intArg('seed', 0, 2 ** 31 - 1), 1)
+    .action(
+      async (
+        images: string[],
+        o: { out: string; count: number; size: number; channels: 'green' | 'rgb'; clahe?: boolean; crop: boolean; augmentations: number; seed: number },
+      ) => {
+        let paths = images;
+        if (images.length === 1 && (await stat(images[0]).catch(() => undefined))?.isDirectory()) {
+          paths = (await listImages(images[0])).slice(0, o.count);
+          if (paths.length === 0) throw new InputError('no images in the folder', { file: images[0] });
+        }
+        const settings: PreprocessSettings = validatePreprocessSettings({
+          ...DEFAULT_PREPROCESS,
+          size: o.size,
+          channels: o.channels,
+          clahe: Boolean(o.clahe),
+          crop: o.crop,
+        });
+        const png = await renderPreview(paths, { settings, augmentations: o.augmentations, seed: o.seed });
+        await writeFileAtomic(o.out, png);
+        console.log(`wrote ${o.out} (${paths.length} images; settings ${JSON.stringify(settings)})`);
+      },
+    );
+}

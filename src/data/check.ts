@@ -1,0 +1,223 @@
+import { readdir, stat } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { extname, join, resolve } from 'node:path';
+import sharp from 'sharp';
+import { InputError } from '../util/errors.js';
+import { progress } from '../util/progress.js';
+import { mapLimit } from './cache.js';
+import { readLabelsCsv } from './csv.js';
+import type { CsvFormat, DataIssue } from './csv.js';
+
+export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.tif', '.tiff', '.webp', '.bmp'];
+
+/** Smaller than this on either side is not a usable fundus photograph. */
+const MIN_SIDE = 64;
+
+/** Everything `fundus data check` finds; `usable` is false when any issue is an error. */
+export interface CheckReport {
+  csv: string;
+  imagesDir: string;
+  format: CsvFormat;
+  rows: number;
+  classes: string[];
+  /** Positives per class. */
+  labelCounts: Record<string, number>;
+  /** cooccurrence[a][b]: images carrying both classes a and b (the diagonal repeats labelCounts). */
+  cooccurrence: number[][];
+  /** Label combinations, most frequent first: `glaucoma+diabetic retinopathy` -> count; `(none)` for no label. */
+  combinations: Record<string, number>;
+  imagesOnDisk: number;
+  missingOnDisk: string[];
+  notInCsv: string[];
+  unreadable: { file: string; reason: string }[];
+  /** `WIDTHxHEIGHT` -> number of readable images. */
+  sizes: Record<string, number>;
+  unexpectedSize: { file: string; width: number; height: number }[];
+  issues: DataIssue[];
+  errors: number;
+  warnings: number;
+  usable: boolean;
+}
+
+export interface CheckOptions {
+  /** Expected image size; default: the most common size among the images (anything else is reported). */
+  expectSize?: { width: number; height: number };
+  concurrency?: number;
+  progressLabel?: string;
+}
+
+/**
+ * Decodes an image fully (a truncated JPEG only fails at its last scanline) and returns its size. A 32-pixel
+ * thumbnail lets libjpeg skip most of the inverse DCT while still reading every byte.
+ */
+export async function probeImage(path: string): Promise<{ width: number; height: number; channels: number }> {
+  const img = sharp(path, { failOn: 'warning' });
+  const meta = await img.metadata();
+  await img.resize(32, 32, { fit: 'fill' }).raw().toBuffer();
+  if (!meta.width || !meta.height) throw new Error('no image size in the file');
+  return { width: meta.width, height: meta.height, channels: meta.channels ?? 0 };
+}
+
+/** Checks a label CSV against its image folder: see CheckReport for what is reported. */
+export async function checkDataset(csvPath: string, imagesDir: string, opts: CheckOptions = {}): Promise<CheckReport> {
+  const dir = resolve(imagesDir);
+  const dirStat = await stat(dir).catch(() => undefined);
+  if (!dirStat?.isDirectory()) throw new InputError('the images folder does not exist or is not a folder', { file: imagesDir });
+  const parsed = await readLabelsCsv(csvPath);
+  const issues = [...parsed.issues];
+  const C = parsed.classes.length;
+
+  const labelCounts: Record<string, number> = Object.fromEntries(parsed.classes.map((c) => [c, 0]));
+  const cooccurrence = parsed.classes.map(() => new Array<number>(C).fill(0));
+  const combos = new Map<string, number>();
+  for (const r of parsed.rows) {
+    const on: number[] = [];
+    r.labels.forEach((v, k) => v && on.push(k));
+    for (const a of on) {
+      labelCounts[parsed.classes[a]]++;
+      for (const b of on) cooccurrence[a][b]++;
+    }
+    const key = on.length ? on.map((k) => parsed.classes[k]).join('+') : '(none)';
+    combos.set(key, (combos.get(key) ?? 0) + 1);
+  }
+  const combinations = Object.fromEntries([...combos].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)));
+
+  const onDisk = (await readdir(dir, { withFileTypes: true }))
+    .filter((e) => e.isFile() && !e.name.startsWith('.') && IMAGE_EXTENSIONS.includes(extname(e.name).toLowerCase()))
+    .map((e) => e.name)
+    .sort();
+  const onDiskSet = new Set(onDisk);
+  const inCsv = new Set(parsed.rows.map((r) => r.filename));
+  const missingOnDisk: string[] = [];
+  const present: { filename: string; line: number }[] = [];
+  for (const r of parsed.rows) {
+    if (onDiskSet.has(r.filename)) present.push(r);
+    else {
+      // the file may exist with an extension not in IMAGE_EXTENSIONS (e.g. `.txt`): still a problem, but say so
+      const exists = await stat(join(dir, r.filename)).then((s) => s.isFile(), () => false);
+      if (exists) present.push(r);
+      else {
+        missingOnDisk.push(r.filename);
+        issues.push({ severity: 'error', code: 'missing-image', message: `'${r.filename}' is not in ${imagesDir}`, file: csvPath, line: r.line });
+      }
+    }
+  }
+  const notInCsv = onDisk.filter((f) => !inCsv.has(f));
+  for (const f of notInCsv) {
+    issues.push({ severity: 'warning', code: 'not-in-csv', message: 'image on disk has no row in the CSV', file: join(imagesDir, f) });
+  }
+
+  const bar = opts.progressLabel ? progress(opts.progressLabel, present.length) : undefined;
+  const probed = await mapLimit(present, opts.concurrency ?? availableParallelism(), async (r) => {
+    try {
+      return { ...r, size: await probeImage(join(dir, r.filename)) };
+    } catch (e) {
+      return { ...r, error: (e as Error).message.split('\n')[0] };
+    } finally {
+      bar?.tick();
+    }
+  });
+  bar?.stop();
+
+  const unreadable: CheckReport['unreadable'] = [];
+  const sizes = new Map<string, number>();
+  for (const p of probed) {
+    if ('error' in p && p.error !== undefined) {
+      const truncated = /premature end|truncated|corrupt|bad huffman/i.test(p.error);
+      unreadable.push({ file: p.filename, reason: p.error });
+      issues.push({
+        severity: 'error',
+        code: truncated ? 'truncated-image' : 'unreadable-image',
+        message: `${truncated ? 'truncated or corrupt image' : 'not a readable image'} (${p.error})`,
+        file: join(imagesDir, p.filename),
+      });
+    } else if ('size' in p && p.size) {
+      const key = `${p.size.width}x${p.size.height}`;
+      sizes.set(key, (sizes.get(key) ?? 0) + 1);
+    }
+  }
+  let expected = opts.expectSize;
+  if (!expected && sizes.size > 0) {
+    const [w, h] = [...sizes].sort((a, b) => b[1] - a[1])[0][0].split('x').map(Number);
+    expected = { width: w, height: h };
+  }
+  const unexpectedSize: CheckReport['unexpectedSize'] = [];
+  for (const p of probed) {
+    if (!('size' in p) || !p.size) continue;
+    const { width, height } = p.size;
+    const file = join(imagesDir, p.filename);
+    if (Math.min(width, height) < MIN_SIDE) {
+      unexpectedSize.push({ file: p.filename, width, height });
+      issues.push({ severity: 'error', code: 'too-small', message: `${width}x${height} is too small for a fundus photograph (min ${MIN_SIDE} px)`, file });
+    } else if (expected && (width !== expected.width || height !== expected.height)) {
+      unexpectedSize.push({ file: p.filename, width, height });
+      issues.push({
+        severity: 'warning',
+        code: 'unexpected-size',
+        message: `${width}x${height} differs from the ${opts.expectSize ? 'expected' : 'usual'} ${expected.width}x${expected.height} (preprocessing resizes it)`,
+        file,
+      });
+    }
+  }
+
+  const errors = issues.filter((i) => i.severity === 'error').length;
+  return {
+    csv: csvPath,
+    imagesDir,
+    format: parsed.format,
+    rows: parsed.rows.length,
+    classes: parsed.classes,
+    labelCounts,
+    cooccurrence,
+    combinations,
+    imagesOnDisk: onDisk.length,
+    missingOnDisk,
+    notInCsv,
+    unreadable,
+    sizes: Object.fromEntries([...sizes].sort((a, b) => b[1] - a[1])),
+    unexpectedSize,
+    issues,
+    errors,
+    warnings: issues.length - errors,
+    usable: errors === 0,
+  };
+}
+
+/** The human-readable report. */
+export function formatCheckReport(r: CheckReport, maxIssues = 50): string {
+  const out: string[] = [];
+  out.push(`${r.csv}: ${r.rows} rows (${r.format} format); ${r.imagesDir}: ${r.imagesOnDisk} images`);
+  out.push('');
+  const w = Math.max(...r.classes.map((c) => c.length));
+  out.push('label counts (positives):');
+  for (const c of r.classes) out.push(`  ${c.padEnd(w)}  ${String(r.labelCounts[c]).padStart(6)}`);
+  out.push('');
+  out.push('co-occurrences (images with both labels):');
+  const abbr = r.classes.map((c) => c.split(' ').map((s) => s[0]).join('').toUpperCase());
+  out.push(`  ${''.padEnd(w)}  ${abbr.map((a) => a.padStart(5)).join('')}`);
+  r.classes.forEach((c, a) => out.push(`  ${c.padEnd(w)}  ${r.cooccurrence[a].map((v) => String(v).padStart(5)).join('')}`));
+  out.push('');
+  out.push('most frequent label combinations:');
+  for (const [k, v] of Object.entries(r.combinations).slice(0, 10)) out.push(`  ${String(v).padStart(6)}  ${k}`);
+  out.push('');
+  out.push(`image sizes: ${Object.entries(r.sizes).map(([k, v]) => `${k} (${v})`).join(', ') || 'none readable'}`);
+  out.push(
+    `missing on disk: ${r.missingOnDisk.length}; on disk but not in the CSV: ${r.notInCsv.length}; ` +
+      `unreadable or truncated: ${r.unreadable.length}; unexpected size: ${r.unexpectedSize.length}`,
+  );
+  if (r.issues.length > 0) {
+    out.push('');
+    const sorted = [...r.issues].sort((a, b) => (a.severity === b.severity ? 0 : a.severity === 'error' ? -1 : 1));
+    for (const i of sorted.slice(0, maxIssues)) {
+      out.push(`${i.severity}: ${i.file}${i.line !== undefined ? `:${i.line}` : ''}: ${i.message}`);
+    }
+    if (sorted.length > maxIssues) out.push(`... and ${sorted.length - maxIssues} more (all of them with --json)`);
+  }
+  out.push('');
+  out.push(
+    r.usable
+      ? `usable: ${r.errors} errors, ${r.warnings} warnings`
+      : `NOT usable: ${r.errors} error${r.errors === 1 ? '' : 's'}, ${r.warnings} warning${r.warnings === 1 ? '' : 's'}`,
+  );
+  return out.join('\n');
+}
