@@ -1,4 +1,6 @@
 import type { FastifyInstance } from 'fastify';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { initEngine } from '../engine/index.js';
 import { ensureWebBuilt, WEB_DIST } from '../../web/build.js';
 import { isLoopbackHost } from './auth.js';
@@ -23,13 +25,20 @@ export async function startServer(opts: StartOptions): Promise<{ app: FastifyIns
   const interactive = opts.interactive ?? true;
   const engine = await initEngine();
   const service = await ModelService.load(opts.modelDir, { maxBatch: opts.batchSize });
-  await ensureWebBuilt();
+  let webRoot: string | undefined = WEB_DIST;
+  try {
+    await ensureWebBuilt();
+  } catch (err) {
+    // A read-only install can still serve the API, and the viewer too if a bundle is there.
+    webRoot = existsSync(join(WEB_DIST, 'index.html')) ? WEB_DIST : undefined;
+    process.stderr.write(`fundus serve: cannot build the viewer (${(err as Error).message.split('\n')[0]}); ${webRoot ? 'serving the existing bundle' : 'serving the API only'}\n`);
+  }
   const app = await buildServer({
     service,
     token: opts.token,
     bodyLimit: opts.bodyLimit,
     maxInFlight: opts.maxInFlight,
-    webRoot: WEB_DIST,
+    webRoot,
     logger: opts.logger,
   });
   await app.listen({ host: opts.host, port: opts.port });
