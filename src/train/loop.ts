@@ -228,6 +228,7 @@ export async function trainLoop(
 
   let imagesSeen = 0;
   let secondsSpent = 0;
+  let lastLogAt = Date.now();
   const rng = new Rng(state.rngState);
   while (!state.done && state.epoch < s.epochs) {
     const epoch = state.epoch;
@@ -236,6 +237,7 @@ export async function trainLoop(
     bar.tick(state.batch);
     const lastBest = state.best ? state.best.value : NaN;
     let sinceCheckpoint = 0;
+    let partial = 1;
     let lastCheckpointAt = Date.now();
     let tick = Date.now();
     for (let b = state.batch; b < batchesPerEpoch; b++) {
@@ -262,6 +264,12 @@ export async function trainLoop(
       state.elapsedSeconds += (now - tick) / 1000;
       imagesSeen += idx.length;
       bar.tick(1, { loss: state.epochLossSum / state.epochWeightSum, ...(Number.isFinite(lastBest) ? { [`best_${s.monitor}`]: lastBest } : {}) });
+      if (!process.stderr.isTTY && now - lastLogAt >= 60_000) {
+        // Without a terminal there is no bar: a line a minute lets a log file show the run is alive, and how fast.
+        s.log(`  epoch ${epoch + 1} batch ${b + 1}/${batchesPerEpoch} loss ${(state.epochLossSum / state.epochWeightSum).toFixed(4)} ` +
+          `${(imagesSeen / secondsSpent).toFixed(2)} images/s`);
+        lastLogAt = now;
+      }
       await s.onBatch?.({ epoch, batch: b, loss });
       sinceCheckpoint++;
       if (
@@ -273,6 +281,12 @@ export async function trainLoop(
         lastCheckpointAt = Date.now();
       }
       tick = Date.now();
+      if (s.maxMinutes !== undefined && state.elapsedSeconds >= s.maxMinutes * 60 && b + 1 < batchesPerEpoch) {
+        // Out of time mid-epoch: validate now, so that the run still ends with a checked, best-selected model.
+        s.log(`time budget of ${s.maxMinutes} min reached at batch ${b + 1}/${batchesPerEpoch} of epoch ${epoch + 1}`);
+        partial = (b + 1) / batchesPerEpoch;
+        break;
+      }
     }
     bar.stop();
 
@@ -287,6 +301,7 @@ export async function trainLoop(
       lr: learningRateAt(schedule, Math.max(0, state.step - 1)),
       seconds: state.elapsedSeconds,
       wall_time: Date.now() / 1000,
+      ...(partial < 1 ? { epoch_fraction: partial } : {}),
     };
     const value = row[s.monitor];
     state.history.push(row);
@@ -311,7 +326,7 @@ export async function trainLoop(
       state.done = true;
     }
     if (s.maxMinutes !== undefined && state.elapsedSeconds >= s.maxMinutes * 60 && state.epoch < s.epochs) {
-      s.log(`time budget of ${s.maxMinutes} min reached after epoch ${state.epoch}`);
+      if (partial === 1) s.log(`time budget of ${s.maxMinutes} min reached after epoch ${state.epoch}`);
       state.done = true;
     }
     if (state.epoch >= s.epochs) state.done = true;

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
-import { readSplitPart } from '../eval/run.js';
+import { readSplit } from '../data/split.js';
 
 /** The three parts of a split file, as filenames, and the file's bytes (copied into the model directory). */
 export interface SplitParts {
@@ -11,9 +11,10 @@ export interface SplitParts {
   sha256: string;
 }
 
-/** Reads a split file (`{ version: 1, parts: { train, validation, test } }`); InputError naming it when malformed. */
+/** Reads a split file with the data stage's checks (InputError naming it when malformed), keeping its exact bytes. */
 export async function readSplitParts(path: string): Promise<SplitParts> {
-  const [train, validation, test] = await Promise.all(['train', 'validation', 'test'].map((p) => readSplitPart(path, p)));
+  const split = await readSplit(path);
   const text = await readFile(path, 'utf8');
+  const { train, validation, test } = split.parts;
   return { train, validation, test, text, sha256: createHash('sha256').update(text).digest('hex') };
 }

@@ -123,3 +123,13 @@ test('resuming with a different configuration is refused', async () => {
   await trainModel({ ...opts, epochs: 1 });
   await assert.rejects(trainModel({ ...opts, epochs: 1, lr: 1e-4 }), /different training configuration/);
 });
+
+test('a time budget stops mid-epoch and still validates, selects and writes the model', async () => {
+  await initEngine();
+  const opts = await base('budget');
+  const r = await trainModel({ ...opts, epochs: 5, maxMinutes: 1e-6 });
+  assert.equal(r.history.length, 1);
+  assert.ok(r.history[0].epoch_fraction > 0 && r.history[0].epoch_fraction < 1);
+  assert.equal(r.bestEpoch, 1);
+  assert.ok((await loadModel(opts.out)).metadata.metrics);
+});

@@ -1,0 +1,117 @@
+// Writes MODEL_CARD.md into a trained model directory from its fundus.json, split.json and history.csv.
+// Usage: npx tsx scripts/train-model-card.ts <model_dir> [--notes <markdown file>]
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+interface ClassScores {
+  auc: number | null;
+  f1: number | null;
+  threshold: number;
+}
+interface PartScores {
+  images: number;
+  macroAuc: number | null;
+  meanF1: number | null;
+  perClass: Record<string, ClassScores>;
+}
+
+const dir = process.argv[2];
+if (!dir) {
+  console.error('usage: npx tsx scripts/train-model-card.ts <model_dir> [--notes <file>]');
+  process.exit(2);
+}
+const notesIdx = process.argv.indexOf('--notes');
+const notes = notesIdx > 0 ? await readFile(process.argv[notesIdx + 1], 'utf8') : '';
+const meta = JSON.parse(await readFile(join(dir, 'fundus.json'), 'utf8'));
+const split = JSON.parse(await readFile(join(dir, 'split.json'), 'utf8'));
+const history = (await readFile(join(dir, 'history.csv'), 'utf8')).trim().split('\n');
+const m = meta.metrics as { validation: PartScores; test: PartScores; bestEpoch: number | null; epochs: number; trainSeconds: number; imagesPerSecond: number; monitor: string };
+const f = (v: number | null | undefined, d = 3) => (v === null || v === undefined || Number.isNaN(v) ? 'n/a' : v.toFixed(d));
+
+const rows = meta.classes
+  .map((c: string) => {
+    const t = m.test.perClass[c];
+    const v = m.validation.perClass[c];
+    return `| ${c} | ${f(t.auc)} | ${f(t.f1)} | ${f(v.auc)} | ${f(v.f1)} | ${f(t.threshold, 3)} |`;
+  })
+  .join('\n');
+
+const task: Record<string, string> = {
+  multilabel: 'multi-label: 7 independent sigmoid outputs (opacity, diabetic retinopathy, glaucoma, macular edema, macular degeneration, retinal vascular occlusion, normal)',
+  focus: 'focus: softmax over diabetic retinopathy / glaucoma / normal, trained on images carrying exactly one of the three',
+  'focus-sigmoid': 'focus (sigmoid): diabetic retinopathy / glaucoma / normal as independent outputs',
+  'one-vs-normal': 'one-vs-normal: one binary network per pathology against normal, combined into one predictor',
+};
+
+const card = `# Model card: ${dir.replace(/\/$/, '').split('/').pop()}
+
+${task[meta.task] ?? meta.task}. Architecture \`${meta.architecture}\`, input ${meta.inputShape.join('×')}
+(${meta.preprocess.channels === 'green' ? 'green channel' : 'RGB'}, disc crop ${meta.preprocess.crop ? 'on' : 'off'}, CLAHE ${meta.preprocess.clahe ? 'on' : 'off'}),
+trained from scratch with \`fundus train\` (created ${meta.createdAt}).
+
+## Data
+
+- VietAI retinal disease dataset (Kaggle "vietai-advance-course-retinal-disease-detection"): 3,435 labelled
+  512×512 fundus photographs from Cao Thang Eye Hospital (Vietnam); most \`normal\` images come from public screening
+  sets (Messidor / EyePACS). The data is not redistributed with this model.
+- Split: \`split.json\` in this directory (sha256 \`${meta.trainingData?.splitSha256 ?? 'n/a'}\`): ${split.parts.train.length} train /
+  ${split.parts.validation.length} validation / ${split.parts.test.length} test images, near-duplicate photographs of one eye kept in
+  one part, stratified over the labels. Training CSV sha256 \`${meta.trainingData?.csvSha256 ?? 'n/a'}\`; the task used
+  ${meta.trainingData?.imageCount ?? 'n/a'} training images.
+- Thresholds: ${meta.thresholdPolicy}.
+
+## Held-out metrics
+
+Test part: ${m.test.images} images (the task's images of the test part), thresholds tuned on validation
+(${m.validation.images} images). Macro ROC AUC **${f(m.test.macroAuc)}**, mean per-class F1 **${f(m.test.meanF1)}** on test
+(validation: ${f(m.validation.macroAuc)} / ${f(m.validation.meanF1)}; validation F1 is optimistic since the thresholds were
+tuned there).
+
+| class | test AUC | test F1 | val AUC | val F1 | threshold |
+| --- | --- | --- | --- | --- | --- |
+${rows}
+
+Re-run this evaluation: \`fundus evaluate ${dir} --data ../shared/data/vietai/train.csv ../shared/data/vietai/train --split ${dir}/split.json --part test\`.
+
+## Training
+
+${m.epochs} epochs (best epoch ${m.bestEpoch ?? 'n/a'} by ${m.monitor}), ${(m.trainSeconds / 60).toFixed(1)} min of training at
+${f(m.imagesPerSecond, 1)} images/s on a shared 2-core machine (native oneDNN engine), Adam with warm-up + cosine learning rate,
+class-balanced loss, augmentation (flips, rotation, zoom, shift, brightness/contrast/gamma). Per-epoch history:
+\`history.csv\` and the TensorBoard event file in this directory.
+
+<details><summary>history.csv</summary>
+
+\`\`\`
+${history.join('\n')}
+\`\`\`
+</details>
+
+${notes}
+## Intended use
+
+Research and teaching: a baseline to compare fundus models, to try the \`fundus\` tools (evaluation, Grad-CAM
+explanations, self-learning, the viewer) and to triage which photographs a specialist should look at first. It is
+**not** a medical device and must not be used to diagnose or to rule out disease.
+
+## Limitations
+
+- **Camera confound.** Most \`normal\` images come from other cameras and clinics (Messidor / EyePACS) than the diseased
+  ones (Cao Thang Eye Hospital). A network can tell \`normal\` from disease partly by colour, field of view, resolution
+  and compression of the camera rather than by the retina. Held-out metrics on this split therefore overstate how well
+  the model separates healthy from diseased eyes photographed *with the same camera*; on photographs from a new clinic
+  or camera, expect the \`normal\` output (and every pathology-vs-normal decision) to be much less reliable. Check
+  Grad-CAM heatmaps: evidence on the black border or the image edges, rather than on the vessels, disc or macula, is
+  this shortcut at work.
+- Small data (about 2,400 training images, 440–1,533 positives per class), one hospital, no patient ids (repeat
+  photographs of one eye were grouped by image similarity, which can miss some), labels from the contest without
+  known grading protocol.
+- Trained from scratch within a one-hour CPU budget at reduced resolution: small lesions (microaneurysms, small
+  haemorrhages) may be invisible at this input size, and the model is far from the state of the art on this dataset
+  (a pretrained ResNeSt-50 reaches a mean F1 of about 0.95).
+- Thresholds were tuned on a validation part of a few hundred images; re-tune them (\`fundus thresholds\`) for another
+  population or a different sensitivity target.
+`;
+
+await writeFile(join(dir, 'MODEL_CARD.md'), card);
+console.log(`wrote ${join(dir, 'MODEL_CARD.md')}`);
