@@ -135,8 +135,11 @@ export class CamExplainer {
         targets.map((t) => t.image),
         'int32',
       );
-      const a = tf.gather(activations, rows) as tf.Tensor4D;
-      const ctx = context.map((c) => tf.gather(c, rows));
+      // A single image (the common case) is tiled, which is a plain copy; several images need a gather.
+      const one = images.length === 1;
+      const pick = (t: tf.Tensor) => (one ? tf.tile(t, [targets.length, ...t.shape.slice(1).map(() => 1)]) : tf.gather(t, rows));
+      const a = pick(activations) as tf.Tensor4D;
+      const ctx = context.map(pick);
       const sign = tf.tensor2d(
         targets.map((t) => [t.negate ? -1 : 1]),
         [targets.length, 1],
