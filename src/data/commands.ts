@@ -98,7 +98,7 @@ export function register(program: Command): void {
         similarity: a.similarity,
         groups: a.groups.length,
         imagesInGroups: a.groups.reduce((s, g) => s + g.members.length, 0),
-        exactGroups: a.groups.filter((g) => g.exact).length,
+        exactPairs: a.exactPairs.map(([x, y]) => [relative(process.cwd(), x), relative(process.cwd(), y)]),
         crossFolderGroups: a.groups.filter((g) => g.crossFolder).length,
         labelDisagreementGroups: a.groups.filter((g) => g.labelsDisagree).length,
         largestGroup: Math.max(0, ...a.groups.map((g) => g.members.length)),
@@ -112,7 +112,7 @@ export function register(program: Command): void {
       if (o.histogram) console.log(similarityHistogram(a.scored, a.similarity) + '\n');
       console.log(
         `${a.images} images: ${report.groups} groups of the same eye holding ${report.imagesInGroups} images ` +
-          `(largest ${report.largestGroup}); ${report.exactGroups} of byte-identical copies, ${report.crossFolderGroups} across folders, ` +
+          `(largest ${report.largestGroup}); ${report.crossFolderGroups} across folders, ` +
           `${report.labelDisagreementGroups} with disagreeing labels (similarity threshold ${a.similarity})`,
       );
       const show = (title: string, gs: DatasetGroup[]): void => {
@@ -120,10 +120,13 @@ export function register(program: Command): void {
         console.log(`\n${title} (${gs.length}):`);
         for (const g of gs) console.log(groupLine(g));
       };
-      show('byte-identical copies', a.groups.filter((g) => g.exact));
+      if (report.exactPairs.length > 0) {
+        console.log(`\nbyte-identical copies (${report.exactPairs.length} pairs):`);
+        for (const [x, y] of report.exactPairs) console.log(`  ${x} = ${y}`);
+      }
       show('groups across folders', a.groups.filter((g) => g.crossFolder));
       show('groups whose labels disagree', a.groups.filter((g) => g.labelsDisagree));
-      show('other groups', a.groups.filter((g) => !g.exact && !g.crossFolder && !g.labelsDisagree));
+      show('other groups', a.groups.filter((g) => !g.crossFolder && !g.labelsDisagree));
     });
 
   data

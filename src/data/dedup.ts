@@ -22,6 +22,8 @@ export interface DuplicateAnalysis {
   images: number;
   similarity: number;
   groups: DatasetGroup[];
+  /** Byte-identical pairs (paths), whatever group they ended up in. */
+  exactPairs: [string, string][];
   /** Candidate pairs with their scores (for the similarity distribution). */
   scored: ScoredPair[];
   paths: string[];
@@ -67,7 +69,8 @@ export async function analyseDuplicates(
       unlabeled: unlabeled.map((p) => basename(p)),
     };
   });
-  return { images: paths.length, similarity, groups, scored, paths };
+  const exactPairs = scored.filter((p) => p.exact).map((p): [string, string] => [paths[p.i], paths[p.j]]);
+  return { images: paths.length, similarity, groups, exactPairs, scored, paths };
 }
 
 /** A text histogram of the fine similarity of the candidate pairs that passed the gate (how the threshold is read). */

@@ -34,9 +34,9 @@ export interface DuplicatePair {
 export interface DuplicateOptions {
   /**
    * Pairs whose vessel-detail similarity reaches this are the same eye. On the VietAI data the similarity of candidate
-   * pairs is bimodal (different eyes peak near 0.35, repeats near 0.8) with its trough at 0.55-0.65; of sampled pairs,
-   * those at 0.60-0.65 were all the same eye, 0.55-0.60 mostly, 0.50-0.55 mostly not. 0.55 errs toward merging: a
-   * false merge costs the split a little balance, a missed repeat leaks an eye across train and test.
+   * pairs is bimodal (different eyes peak at 0.35-0.40, repeats at 0.80-0.85) with its trough at 0.50-0.60; sampled
+   * pairs at 0.50-0.60 were all or nearly all the same eye, at 0.45-0.50 mostly the same eye but not all. 0.5 is the
+   * trough's lower edge: a false merge costs the split a little balance, a missed repeat leaks an eye across parts.
    */
   similarity?: number;
   concurrency?: number;
@@ -46,9 +46,9 @@ export interface DuplicateOptions {
   progressLabel?: string;
 }
 
-export const DEFAULT_SIMILARITY = 0.55;
+export const DEFAULT_SIMILARITY = 0.5;
 
-const FP_VERSION = 1;
+const FP_VERSION = 2;
 const FP_BYTES = 8 + 32 + 4 * DETAIL_SIZE * DETAIL_SIZE;
 
 function encodeFingerprint(f: Fingerprint): Buffer {

@@ -157,6 +157,12 @@ export async function fingerprint(path: string): Promise<Fingerprint> {
   const blurred = await sharp(sharpDetail, { raw: { width: D, height: D, channels: 1 } }).blur(3).toColourspace('b-w').raw().toBuffer();
   const detail = new Float32Array(D * D);
   for (let i = 0; i < D * D; i++) detail[i] = sharpDetail[i] - blurred[i];
+  // Clipping at twice the RMS keeps the optic disc's rim, the strongest edge of every photo, from dominating the
+  // correlation: without it, blurry photos of different eyes with the disc at the same place matched, and chained
+  // unrelated groups together.
+  unitNorm(detail);
+  const limit = 2 / D;
+  for (let i = 0; i < D * D; i++) detail[i] = Math.max(-limit, Math.min(limit, detail[i]));
   return { sha256, hash: dctHash(small), detail: unitNorm(detail) };
 }
 
