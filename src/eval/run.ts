@@ -1,6 +1,7 @@
-import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { readDataset, readLabelsCsv } from '../data/csv.js';
+import { PART_NAMES, readSplit } from '../data/split.js';
+import type { PartName } from '../data/split.js';
 import type { FundusModel } from '../models/io.js';
 import type { ModelMetadata } from '../models/metadata.js';
 import { InputError } from '../util/errors.js';
@@ -26,22 +27,11 @@ export interface DataSelection {
   part?: string;
 }
 
-const PARTS = ['train', 'validation', 'test'];
-
-/** The filenames of one part of a split file (`{ version: 1, parts: { train, validation, test } }`). */
+/** The filenames of one part of a split file (read and checked by src/data/split.ts). */
 export async function readSplitPart(path: string, part: string): Promise<string[]> {
-  if (!PARTS.includes(part)) throw new InputError(`unknown split part '${part}' (use ${PARTS.join(', ')})`);
-  let doc: { parts?: Record<string, unknown> };
-  try {
-    doc = JSON.parse(await readFile(path, 'utf8'));
-  } catch (e) {
-    throw new InputError(`cannot read the split: ${(e as Error).message}`, { file: path });
-  }
-  const names = doc?.parts?.[part];
-  if (!Array.isArray(names) || !names.every((n) => typeof n === 'string')) {
-    throw new InputError(`not a split file: "parts.${part}" must be a list of filenames`, { file: path });
-  }
-  return names as string[];
+  if (!(PART_NAMES as readonly string[]).includes(part)) throw new InputError(`unknown split part '${part}' (use ${PART_NAMES.join(', ')})`);
+  const split = await readSplit(path);
+  return split.parts[part as PartName];
 }
 
 /** Reads the labels of a selection and lines them up with the model's classes (all checks before any prediction). */
