@@ -46,9 +46,9 @@ function parseSize(v: string): { width: number; height: number } {
 
 function countsTable(classes: string[], counts: Split['counts']): string {
   const w = Math.max(10, ...classes.map((c) => c.length));
-  const lines = [`  ${''.padEnd(w)}  ${PART_NAMES.map((p) => p.padStart(10)).join('')}`];
-  lines.push(`  ${'images'.padEnd(w)}  ${PART_NAMES.map((p) => String(counts[p].images).padStart(10)).join('')}`);
-  for (const c of classes) lines.push(`  ${c.padEnd(w)}  ${PART_NAMES.map((p) => String(counts[p].labels[c]).padStart(10)).join('')}`);
+  const lines = [`  ${''.padEnd(w)}  ${PART_NAMES.map((p) => p.padStart(12)).join('')}`];
+  lines.push(`  ${'images'.padEnd(w)}  ${PART_NAMES.map((p) => String(counts[p].images).padStart(12)).join('')}`);
+  for (const c of classes) lines.push(`  ${c.padEnd(w)}  ${PART_NAMES.map((p) => String(counts[p].labels[c]).padStart(12)).join('')}`);
   return lines.join('\n');
 }
 
