@@ -12,6 +12,8 @@ import { CLASSES } from '../../src/data/labels.js';
 import { DEFAULT_PREPROCESS } from '../../src/data/preprocess.js';
 import { heatmapFromNpy } from '../../src/explain/heatmap.js';
 import type { ExplainManifest } from '../../src/explain/run.js';
+import { explainCommand, type ExplainCliOptions } from '../../src/explain/commands.js';
+import { InputError } from '../../src/util/errors.js';
 import { PROJECT_ROOT, VIETAI_DIR, tempDir } from '../helpers.js';
 
 const IMAGES = ['c24a1b14d253.jpg', '9ee905a41651.jpg'];
@@ -110,11 +112,24 @@ test('fundus explain: clear errors for bad input, and no partial output', async 
   await mkdir(busy);
   await writeFile(join(busy, 'keep.txt'), 'x');
   cases.push([[modelDir, img, '--out', busy], /not an earlier explain output/]);
+  // In process (each CLI start costs seconds); the exit status and message of the real CLI are checked once.
   for (const [args, re] of cases) {
-    const r = fundus(['explain', ...args]);
-    assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
-    assert.match(r.stderr, re);
+    const [model, ...rest] = args;
+    const outIdx = rest.indexOf('--out');
+    const opts: Record<string, string> = {};
+    for (let i = 0; i < rest.length; i++) {
+      if (rest[i].startsWith('--')) opts[rest[i].slice(2)] = rest[++i];
+    }
+    const inputs = rest.slice(0, outIdx);
+    await assert.rejects(explainCommand(model, inputs, { ...opts, out: opts.out, quiet: true } as ExplainCliOptions), (err: Error) => {
+      assert.ok(err instanceof InputError, `${args.join(' ')}: ${err.stack}`);
+      assert.match(err.message, re);
+      return true;
+    });
   }
+  const r = fundus(['explain', modelDir, join(tmp, 'missing.jpg'), '--out', join(tmp, 'o1')]);
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /^fundus: .*missing\.jpg: no such file or folder/m);
   const left = await readdir(tmp);
   for (const o of ['o1', 'o2', 'o3', 'o4', 'o5', 'o6']) assert.ok(!left.includes(o), `${o} left behind`);
   assert.deepEqual(await readdir(busy), ['keep.txt']);
