@@ -2,8 +2,8 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadModel, MODEL_JSON, WEIGHTS_BIN, METADATA_JSON, type FundusModel } from '../models/io.js';
-import { preprocessBatch, inferBatch } from './pipeline.js';
-import { preprocessImage, type CropGeometry } from '../data/preprocess.js';
+import { preprocessBatch, inferBatch, Limiter, DECODE_CONCURRENCY } from './pipeline.js';
+import { preprocessImage, type CropGeometry, type PreprocessedImage } from '../data/preprocess.js';
 import { CAM_METHODS, explainerFor, type CamMethod, type Heatmap } from '../explain/cam.js';
 import { InputError } from '../util/errors.js';
 import type { ModelCard, PredictionRecord } from './api-types.js';
@@ -24,6 +24,8 @@ function renamed(err: unknown, name: string): unknown {
 interface Pending {
   data: Buffer;
   name: string;
+  /** Decoding starts on arrival, so that it overlaps the inference of the batch before. */
+  decoded: Promise<PromiseSettledResult<PreprocessedImage>>;
   resolve: (r: PredictionRecord) => void;
   reject: (e: unknown) => void;
 }
@@ -42,6 +44,7 @@ export interface Explanation {
 export class ModelService {
   private queue: Pending[] = [];
   private running = false;
+  private readonly decoder = new Limiter(DECODE_CONCURRENCY);
 
   private constructor(
     readonly model: FundusModel,
@@ -81,7 +84,8 @@ export class ModelService {
   /** Predicts one encoded image (checked beforehand with `inspectImage`); `name` names it in errors. */
   predict(data: Buffer, name: string): Promise<PredictionRecord> {
     return new Promise((resolve, reject) => {
-      this.queue.push({ data, name, resolve, reject });
+      const decoded = preprocessBatch(this.model, [data], this.decoder).then((r) => r[0]);
+      this.queue.push({ data, name, decoded, resolve, reject });
       if (!this.running) void this.drain();
     });
   }
@@ -102,7 +106,7 @@ export class ModelService {
     const { classes, thresholds } = this.model.metadata;
     const inputs = batch.map((p) => p.data);
     try {
-      const outcomes = inferBatch(this.model, inputs, await preprocessBatch(this.model, inputs));
+      const outcomes = inferBatch(this.model, inputs, await Promise.all(batch.map((p) => p.decoded)));
       batch.forEach((p, i) => {
         const o = outcomes[i];
         if (o.ok) p.resolve(toRecord(o.probs, 0, classes, thresholds));

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import type { PreprocessedImage } from '../data/preprocess.js';
 import { preprocessImage } from '../data/preprocess.js';
 import type { FundusModel } from '../models/io.js';
@@ -8,11 +9,42 @@ import { InputError } from '../util/errors.js';
 export type Outcome = { ok: true; probs: Float32Array } | { ok: false; message: string };
 
 /**
+ * How many photos are decoded at once beside inference. Decoding runs on libuv's thread pool while the engine's
+ * threads run the network; more decoder threads than half the cores preempt the engine's threads, and a parallel
+ * kernel waits for its slowest thread, so inference slows by more than the decoding costs. Half the cores is
+ * plenty: a photo decodes about ten times faster than the network runs on it.
+ */
+export const DECODE_CONCURRENCY = Math.max(1, Math.floor(availableParallelism() / 2));
+
+/** A counting semaphore: at most `limit` tasks at a time, in arrival order. */
+export class Limiter {
+  private active = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(readonly limit: number) {}
+
+  async run<T>(task: () => Promise<T>): Promise<T> {
+    if (this.active >= this.limit) await new Promise<void>((resolve) => this.waiting.push(resolve));
+    this.active++;
+    try {
+      return await task();
+    } finally {
+      this.active--;
+      this.waiting.shift()?.();
+    }
+  }
+}
+
+/**
  * Decodes and preprocesses a batch, each image on its own: one unreadable file yields its own failure and never
  * takes its neighbours down. sharp decodes on libuv's thread pool, off the thread that runs inference.
  */
-export function preprocessBatch(model: FundusModel, inputs: (string | Buffer)[]): Promise<PromiseSettledResult<PreprocessedImage>[]> {
-  return Promise.allSettled(inputs.map((input) => preprocessImage(input, model.metadata.preprocess)));
+export function preprocessBatch(
+  model: FundusModel,
+  inputs: (string | Buffer)[],
+  limiter = new Limiter(DECODE_CONCURRENCY),
+): Promise<PromiseSettledResult<PreprocessedImage>[]> {
+  return Promise.allSettled(inputs.map((input) => limiter.run(() => preprocessImage(input, model.metadata.preprocess))));
 }
 
 function failure(reason: unknown, input: string | Buffer): string {
