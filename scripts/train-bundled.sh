@@ -9,8 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/vietai}
 SPLIT=${SPLIT:-splits/vietai.json}
-MINUTES=${MINUTES:-50}
-DEFAULT_EPOCHS=${DEFAULT_EPOCHS:-6}
+MINUTES=${MINUTES:-48}
+DEFAULT_EPOCHS=${DEFAULT_EPOCHS:-4}
 FOCUS_EPOCHS=${FOCUS_EPOCHS:-3}
 mkdir -p runs
 export FUNDUS_NO_PROGRESS=1
@@ -26,7 +26,7 @@ train() {
 train default --task multilabel --model resnet18-narrow --image-size 128 --epochs "$DEFAULT_EPOCHS" \
   --batch-size 16 --lr 2e-3 --warmup 0.3 --patience 4 &
 p1=$!
-train alexnet-focus --task focus --model alexnet --epochs "$FOCUS_EPOCHS" --batch-size 16 --lr 1e-3 --warmup 0.3 --patience 4 &
+train alexnet-focus --task focus --model alexnet --epochs "$FOCUS_EPOCHS" --batch-size 16 --lr 5e-4 --warmup 0.3 --patience 4 &
 p2=$!
 status=0
 wait $p1 || status=1

@@ -103,7 +103,7 @@ explanations, self-learning, the viewer) and to triage which photographs a speci
   or camera, expect the \`normal\` output (and every pathology-vs-normal decision) to be much less reliable. Check
   Grad-CAM heatmaps: evidence on the black border or the image edges, rather than on the vessels, disc or macula, is
   this shortcut at work.
-- Small data (about 2,400 training images, 440–1,533 positives per class), one hospital, no patient ids (repeat
+- Small data (${meta.trainingData?.imageCount ?? 'n/a'} training images for this task; 440–1,533 positives per class in the whole dataset), one hospital, no patient ids (repeat
   photographs of one eye were grouped by image similarity, which can miss some), labels from the contest without
   known grading protocol.
 - Trained from scratch within a one-hour CPU budget at reduced resolution: small lesions (microaneurysms, small

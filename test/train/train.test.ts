@@ -133,3 +133,21 @@ test('a time budget stops mid-epoch and still validates, selects and writes the 
   assert.equal(r.bestEpoch, 1);
   assert.ok((await loadModel(opts.out)).metadata.metrics);
 });
+
+test('one-vs-normal trains one member per pathology and saves one combined, loadable predictor', async () => {
+  await initEngine();
+  const opts = { ...(await base('ovn')), task: 'one-vs-normal' as const, epochs: 1 };
+  const r = await trainModel(opts);
+  const m = await loadModel(opts.out);
+  assert.deepEqual(m.metadata.classes.at(-1), 'normal');
+  assert.equal(m.metadata.classes.length, 7);
+  assert.equal(m.metadata.members?.length, 6);
+  assert.equal(r.history.length, 6); // one epoch per member
+  const x = tf.randomNormal([2, 24, 24, 3], 0, 1, 'float32', 3) as tf.Tensor4D;
+  const p = predictTensor(m, x);
+  for (let i = 0; i < 2; i++) {
+    const row = Array.from(p.subarray(i * 7, i * 7 + 7));
+    assert.ok(Math.abs(row[6] - (1 - Math.max(...row.slice(0, 6)))) < 1e-6);
+  }
+  assert.ok((await readdir(join(opts.runDir!, 'members'))).length === 6);
+});
