@@ -85,7 +85,7 @@ export function register(program: Command): void {
     .option('--seed <n>', 'random seed (initialisation, order, augmentation)', (v) => Number.parseInt(v, 10), 42)
     .option('--init-from <model_dir>', 'start from the weights of an existing model (fine-tuning)')
     .option('--checkpoint-seconds <s>', 'save a mid-epoch checkpoint at least this often', positiveNumber('checkpoint-seconds'), 120)
-    .option('--max-minutes <m>', 'stop after the epoch in which training time passes this budget', positiveNumber('max-minutes'))
+    .option('--max-minutes <m>', 'training-time budget: when spent, stops (mid-epoch if need be), validates and writes the best model', positiveNumber('max-minutes'))
     .option('--restart', 'discard an existing checkpoint in the run directory instead of resuming')
     .option('--limit <n>', 'use at most n images of each split part (smoke runs)', positiveInt('limit'))
     .option('--quiet', 'no progress bar or log lines')
