@@ -67,7 +67,8 @@ export function rocSpec(title: vl.TopLevelSpec['title'], curve: RocCurve, point:
 
 /** Precision-recall curve (step-wise, as average precision integrates it) with the prevalence baseline. */
 export function prSpec(title: vl.TopLevelSpec['title'], curve: PrCurve, prevalence: number, point: { recall: number; precision: number } | null): vl.TopLevelSpec {
-  const values = curve.recall.map((r, i) => ({ recall: r, precision: curve.precision[i] }));
+  // Without sklearn's artificial end point (recall 0, precision 1), which draws a misleading spike at recall 0.
+  const values = curve.recall.slice(0, -1).map((r, i) => ({ recall: r, precision: curve.precision[i] }));
   return {
     width: 200,
     height: 200,
