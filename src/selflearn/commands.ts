@@ -60,6 +60,7 @@ interface SelflearnFlags {
   bootstrap: number;
   seed: number;
   quiet?: boolean;
+  control: boolean;
 }
 
 export function register(program: Command): void {
@@ -127,6 +128,7 @@ export function registerSelflearn(program: Command): void {
     .option('--limit <n>', 'at most n images of each split part in training (smoke runs)', number('limit', (v) => Number.isInteger(v) && v >= 1, 'a positive integer'))
     .option('--bootstrap <n>', 'bootstrap resamples for the intervals', number('bootstrap', (v) => Number.isInteger(v) && v >= 0, 'a non-negative integer'), 1000)
     .option('--seed <n>', 'seed of training and of the bootstrap', number('seed', Number.isInteger, 'an integer'), 0)
+    .option('--no-control', 'skip the control: fine-tuning the original on the labelled images alone with the same budget')
     .option('--quiet', 'no log lines')
     .action(async (modelDir: string, f: SelflearnFlags) => {
       await initEngine();
@@ -177,6 +179,7 @@ export function registerSelflearn(program: Command): void {
         seed: f.seed,
         retrain,
         findDuplicates: defaultDuplicateFinder(),
+        control: f.control,
         log,
       });
       await writeFileAtomic(join(f.out, 'report.json'), JSON.stringify(report, null, 2) + '\n');

@@ -61,6 +61,12 @@ export interface SelfLearnOptions {
   log?: (message: string) => void;
   /** Use the preprocessing cache (default true). */
   cache?: boolean;
+  /**
+   * Also fine-tune the original on the labelled data alone with the same budget (`control-finetune`): fine-tuned
+   * variants have had more training than the original, and only this control separates that from the pseudo-labels.
+   * Default true when `finetune` is among the modes.
+   */
+  control?: boolean;
 }
 
 /** One evaluated model of the experiment. */
@@ -68,7 +74,7 @@ export interface VariantResult {
   name: string;
   method: string | null;
   round: number;
-  mode: RetrainMode | 'original';
+  mode: RetrainMode | 'original' | 'control';
   modelDir: string;
   pseudoLabelled: number;
   metrics: EvaluationMetrics;
@@ -210,6 +216,21 @@ export async function runSelfLearning(opts: SelfLearnOptions): Promise<SelfLearn
   log('evaluating the original model on the test part');
   variants.push({ name: 'original', method: null, round: 0, mode: 'original', modelDir: model.dir, pseudoLabelled: 0, metrics: await evaluateOn(model, test, opts) });
 
+  if (opts.control !== false && opts.modes.includes('finetune')) {
+    log('control-finetune: fine-tuning the original on the labelled images alone, same budget');
+    const control = await opts.retrain({
+      mode: 'finetune',
+      base: model,
+      classes,
+      train,
+      validation,
+      pseudo: [],
+      outDir: join(opts.outDir, 'models', 'control-finetune'),
+      seed: (opts.seed ?? 0) + 1,
+    });
+    variants.push({ name: 'control-finetune', method: null, round: 1, mode: 'control', modelDir: control.dir, pseudoLabelled: 0, metrics: await evaluateOn(control, test, opts) });
+  }
+
   for (const method of opts.methods) {
     const name = methodName(method);
     let current = model;
@@ -287,17 +308,20 @@ export function verdict(variants: VariantResult[]): string[] {
   const orig = variants.find((v) => v.mode === 'original');
   if (!orig) return [];
   const lines: string[] = [];
-  const o = orig.metrics.overall;
   const fmt = (x: number) => (Number.isNaN(x) ? 'n/a' : x.toFixed(3));
   const overlaps = (a: { ci: [number, number] | null }, b: { ci: [number, number] | null }) =>
     !a.ci || !b.ci || (a.ci[0] <= b.ci[1] && b.ci[0] <= a.ci[1]);
+  const control = variants.find((v) => v.mode === 'control');
   for (const v of variants) {
     if (v === orig) continue;
+    // Fine-tuned variants are compared with the control (same extra training without pseudo-labels), others with the original.
+    const ref = v.mode === 'finetune' && control ? control : orig;
+    const r = ref.metrics.overall;
     const m = v.metrics.overall;
-    const dAuc = value(m.macroAuc) - value(o.macroAuc);
-    const dF1 = value(m.meanF1) - value(o.meanF1);
-    const sig = overlaps(m.macroAuc, o.macroAuc) && overlaps(m.meanF1, o.meanF1) ? 'intervals overlap' : 'intervals do not overlap';
-    lines.push(`${v.name}: macro AUC ${dAuc >= 0 ? '+' : ''}${fmt(dAuc)}, mean F1 ${dF1 >= 0 ? '+' : ''}${fmt(dF1)} vs original (${sig})`);
+    const dAuc = value(m.macroAuc) - value(r.macroAuc);
+    const dF1 = value(m.meanF1) - value(r.meanF1);
+    const sig = overlaps(m.macroAuc, r.macroAuc) && overlaps(m.meanF1, r.meanF1) ? 'intervals overlap' : 'intervals do not overlap';
+    lines.push(`${v.name}: macro AUC ${dAuc >= 0 ? '+' : ''}${fmt(dAuc)}, mean F1 ${dF1 >= 0 ? '+' : ''}${fmt(dF1)} vs ${ref.name} (${sig})`);
   }
   const best = (pred: (v: VariantResult) => boolean) =>
     variants.filter(pred).sort((a, b) => value(b.metrics.overall.macroAuc) - value(a.metrics.overall.macroAuc))[0];
@@ -311,15 +335,16 @@ export function verdict(variants: VariantResult[]): string[] {
         `classifier-confidence variant ${confidence.name} (${fmt(value(confidence.metrics.overall.macroAuc))}): ${winner} is higher`,
     );
   }
-  const top = best((v) => v.mode !== 'original');
+  const top = best((v) => v.method !== null);
   if (top) {
-    const d = value(top.metrics.overall.macroAuc) - value(o.macroAuc);
+    const ref = top.mode === 'finetune' && control ? control : orig;
+    const d = value(top.metrics.overall.macroAuc) - value(ref.metrics.overall.macroAuc);
     lines.push(
-      d > 0 && !overlaps(top.metrics.overall.macroAuc, o.macroAuc)
-        ? `self-learning helped here: ${top.name} beats the original on macro AUC beyond the intervals`
+      d > 0 && !overlaps(top.metrics.overall.macroAuc, ref.metrics.overall.macroAuc)
+        ? `self-learning helped here: ${top.name} beats ${ref.name} on macro AUC beyond the intervals`
         : d > 0
-          ? `self-learning did not clearly help: the best variant ${top.name} is ${fmt(d)} macro AUC above the original, within the intervals`
-          : `self-learning did not help: no retrained variant beats the original on macro AUC (best ${top.name}, ${fmt(d)})`,
+          ? `self-learning did not clearly help: the best variant ${top.name} is ${fmt(d)} macro AUC above ${ref.name}, within the intervals`
+          : `self-learning did not help: the best pseudo-labelled variant ${top.name} is ${fmt(d)} macro AUC against ${ref.name}`,
     );
   }
   return lines;

@@ -114,7 +114,7 @@ test('self-learning end to end on a tiny model: spreading (knn, rbf) and confide
   assert.equal(report.leakageGuard.kept, pool.length - 2);
   assert.deepEqual(
     report.variants.map((v) => v.name),
-    ['original', 'spreading-knn-r1-scratch', 'spreading-knn-r1-finetune', 'spreading-rbf-r1-scratch', 'spreading-rbf-r1-finetune', 'confidence-r1-scratch', 'confidence-r1-finetune'],
+    ['original', 'control-finetune', 'spreading-knn-r1-scratch', 'spreading-knn-r1-finetune', 'spreading-rbf-r1-scratch', 'spreading-rbf-r1-finetune', 'confidence-r1-scratch', 'confidence-r1-finetune'],
   );
   for (const v of report.variants) {
     assert.equal(v.metrics.imageCount, report.data.test);
@@ -127,9 +127,11 @@ test('self-learning end to end on a tiny model: spreading (knn, rbf) and confide
   assert.equal(knn.info.nNeighbors, 3);
   assert.ok(typeof report.pseudoLabelling.find((p) => p.method === 'spreading-rbf')!.info.gamma === 'number');
   // Retrained models exist and differ from the original (fine-tuned from it, or from scratch).
-  const ft = await loadModel(report.variants[2].modelDir);
+  const ft = await loadModel(report.variants[3].modelDir);
   assert.equal(ft.metadata.architecture, 'small-cnn');
-  assert.ok(report.verdict.length >= 7);
+  assert.ok(report.verdict.length >= 8);
+  assert.ok(report.verdict.some((l) => /spreading-knn-r1-finetune: .* vs control-finetune/.test(l)), report.verdict.join('\n'));
+  assert.ok(report.verdict.some((l) => /spreading-knn-r1-scratch: .* vs original/.test(l)));
   const md = renderMarkdown(report);
   assert.match(md, /\| spreading-rbf-r1-finetune \|/);
   assert.match(md, /Leakage guard: 2 of 7 unlabelled images excluded/);
@@ -148,7 +150,7 @@ test('fundus selflearn CLI: report files, rounds, and clear errors', async () =>
     spawnSync(process.execPath, ['--import', 'tsx', join(PROJECT_ROOT, 'src', 'cli.ts'), 'selflearn', ...args], { encoding: 'utf8', cwd: PROJECT_ROOT });
   const out = join(dir, 'out');
   const r = cli(trainDir, '--data', csv, TRAIN, '--split', split, '--unlabelled', unl, '--out', out, '--methods', 'knn', '--n-neighbors', '3',
-    '--retrain', 'finetune', '--rounds', '2', '--threshold', '0.5', '--epochs', '1', '--bootstrap', '20', '--quiet');
+    '--retrain', 'finetune', '--rounds', '2', '--threshold', '0.5', '--epochs', '1', '--bootstrap', '20', '--quiet', '--no-control');
   assert.equal(r.status, 0, r.stderr);
   const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8'));
   assert.deepEqual(report.variants.map((v: { name: string }) => v.name), ['original', 'spreading-knn-r1-finetune', 'spreading-knn-r2-finetune']);
