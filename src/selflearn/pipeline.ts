@@ -1,4 +1,4 @@
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import type { Dataset, LabelledImage } from '../data/labels.js';
 import { evaluatePredictions } from '../eval/evaluate.js';
 import type { EvaluationMetrics } from '../eval/schema.js';
@@ -250,10 +250,15 @@ export async function runSelfLearning(opts: SelfLearnOptions): Promise<SelfLearn
       });
       log(`${name}, round ${round}: ${accepted.length} of ${unlabelled.length} pseudo-labels at confidence >= ${opts.threshold}`);
       const pseudo: LabelledImage[] = accepted.map((a) => ({
-        filename: unlabelled[a.index].split('/').pop()!,
+        filename: basename(unlabelled[a.index]),
         path: unlabelled[a.index],
         labels: a.labels,
       }));
+      if (pseudo.length === 0) {
+        // Retraining on nothing new would only re-measure the original (or the control) with another seed.
+        log(`${name}, round ${round}: no pseudo-label reached the threshold; no retraining for this method`);
+        break;
+      }
       let next: FundusModel | undefined;
       for (const mode of opts.modes) {
         const variant = `${name}-r${round}-${mode}`;

@@ -5,32 +5,12 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { PROJECT_ROOT, VIETAI_DIR, tempDir } from '../helpers.js';
 import { initEngine } from '../../src/engine/index.js';
-import { buildNetwork } from '../../src/models/architectures.js';
-import { loadModel, saveModel } from '../../src/models/io.js';
-import type { ModelMetadata } from '../../src/models/metadata.js';
+import { loadModel } from '../../src/models/io.js';
 import { embedFiles, loadEmbeddings, penultimateLayerName, saveEmbeddings } from '../../src/selflearn/embed.js';
 import { InputError } from '../../src/util/errors.js';
+import { tinyModel } from './tiny-model.js';
 
 await initEngine();
-
-export async function tinyModel(dir: string): Promise<void> {
-  const network = buildNetwork('resnet18-w8', [32, 32, 3], 7, { seed: 3 });
-  const metadata: ModelMetadata = {
-    format: 'fundus-model',
-    formatVersion: 1,
-    architecture: 'resnet18-w8',
-    task: 'multilabel',
-    classes: ['opacity', 'diabetic retinopathy', 'glaucoma', 'macular edema', 'macular degeneration', 'retinal vascular occlusion', 'normal'],
-    activation: 'sigmoid',
-    preprocess: { crop: true, size: 32, channels: 'rgb', clahe: false, normalize: { mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25] } },
-    inputShape: [32, 32, 3],
-    thresholds: new Array(7).fill(0.5),
-    thresholdPolicy: 'default 0.5',
-    createdAt: new Date(0).toISOString(),
-    fundusVersion: '0.1.0',
-  };
-  await saveModel(dir, network, metadata);
-}
 
 const images = (await readdir(join(VIETAI_DIR, 'train'))).sort().slice(0, 5).map((n) => join(VIETAI_DIR, 'train', n));
 

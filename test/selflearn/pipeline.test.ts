@@ -15,6 +15,7 @@ import { runSelfLearning } from '../../src/selflearn/pipeline.js';
 import { selectConfident } from '../../src/selflearn/pseudolabel.js';
 import { renderMarkdown } from '../../src/selflearn/report.js';
 import { trainModelRetrainer } from '../../src/selflearn/retrain.js';
+import { tinyModel } from './tiny-model.js';
 
 await initEngine();
 
@@ -160,4 +161,30 @@ test('fundus selflearn CLI: report files, rounds, and clear errors', async () =>
   assert.match(bad.stderr, /--methods takes a comma-separated list/);
   const help = cli('--help');
   assert.match(help.stdout, /--n-neighbors/);
+});
+
+test('no pseudo-label above the threshold: nothing is retrained, the report says so', async () => {
+  const dir = await tempDir();
+  const { csv, split } = await smallData(dir);
+  await tinyModel(join(dir, 'model'));
+  const log: string[] = [];
+  const report = await runSelfLearning({
+    model: await loadModel(join(dir, 'model')),
+    dataset: await readDataset(csv, TRAIN),
+    split: await readSplitParts(split),
+    unlabelled: [join(UNLABELLED, '012df36af16b.jpg'), join(UNLABELLED, '0157f50bdb02.jpg')],
+    methods: [{ kind: 'confidence' }],
+    threshold: 1,
+    modes: ['scratch'],
+    rounds: 2,
+    bootstrap: { resamples: 10 },
+    outDir: join(dir, 'out'),
+    retrain: () => Promise.reject(new Error('retrain must not be called without pseudo-labels')),
+    findDuplicates: async () => [],
+    log: (l) => log.push(l),
+  });
+  assert.deepEqual(report.variants.map((v) => v.name), ['original']);
+  assert.equal(report.pseudoLabelling.length, 1);
+  assert.equal(report.pseudoLabelling[0].accepted, 0);
+  assert.ok(log.some((l) => /no pseudo-label reached the threshold/.test(l)));
 });
