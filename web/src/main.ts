@@ -136,11 +136,13 @@ function selectClass(cls: string): void {
   void showPanel(panels[0]);
 }
 
-/** The class to explain first: the likeliest pathology (a "normal" heatmap says little), then the runner-up. */
+/**
+ * The classes to explain first: pathologies decided positive, likeliest first, then the other pathologies, and
+ * "normal" last (its heatmap says little).
+ */
 function defaultClasses(r: PredictResponse): [string, string] {
-  const ranked = [...r.classes].sort((a, b) => r.probabilities[b] - r.probabilities[a]);
-  const pathologies = ranked.filter((c) => c !== 'normal');
-  const order = pathologies.length > 0 ? [...pathologies, ...ranked.filter((c) => c === 'normal')] : ranked;
+  const rank = (c: string) => (c === 'normal' ? 2 : r.decisions[c] ? 0 : 1);
+  const order = [...r.classes].sort((a, b) => rank(a) - rank(b) || r.probabilities[b] - r.probabilities[a]);
   return [order[0], order[1] ?? order[0]];
 }
 
