@@ -2,6 +2,7 @@ import { readdir, stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { extname, join, resolve } from 'node:path';
 import sharp from 'sharp';
+import type { Metadata } from 'sharp';
 import { InputError } from '../util/errors.js';
 import { progress } from '../util/progress.js';
 import { mapLimit } from './cache.js';
@@ -46,15 +47,34 @@ export interface CheckOptions {
   progressLabel?: string;
 }
 
+/** Why an image cannot be used: `unreadable` (not an image at all) or `truncated` (an image whose data is cut or corrupt). */
+export class ImageProblem extends Error {
+  constructor(
+    readonly kind: 'unreadable' | 'truncated',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 /**
  * Decodes an image fully (a truncated JPEG only fails at its last scanline) and returns its size. A 32-pixel
- * thumbnail lets libjpeg skip most of the inverse DCT while still reading every byte.
+ * thumbnail lets libjpeg skip most of the inverse DCT while still reading every byte. The kind of failure is told by
+ * which step fails (header or pixel data), not by libvips's message, whose text is shared between threads.
  */
 export async function probeImage(path: string): Promise<{ width: number; height: number; channels: number }> {
-  const img = sharp(path, { failOn: 'warning' });
-  const meta = await img.metadata();
-  await img.resize(32, 32, { fit: 'fill' }).raw().toBuffer();
-  if (!meta.width || !meta.height) throw new Error('no image size in the file');
+  let meta: Metadata;
+  try {
+    meta = await sharp(path).metadata();
+  } catch (e) {
+    throw new ImageProblem('unreadable', `not a readable image (${(e as Error).message.split('\n')[0]})`);
+  }
+  if (!meta.width || !meta.height) throw new ImageProblem('unreadable', 'not a readable image (no size in its header)');
+  try {
+    await sharp(path, { failOn: 'warning' }).resize(32, 32, { fit: 'fill' }).raw().toBuffer();
+  } catch {
+    throw new ImageProblem('truncated', `truncated or corrupt ${meta.format ?? 'image'} data (the header reads, the pixels do not decode)`);
+  }
   return { width: meta.width, height: meta.height, channels: meta.channels ?? 0 };
 }
 
@@ -112,7 +132,7 @@ export async function checkDataset(csvPath: string, imagesDir: string, opts: Che
     try {
       return { ...r, size: await probeImage(join(dir, r.filename)) };
     } catch (e) {
-      return { ...r, error: (e as Error).message.split('\n')[0] };
+      return { ...r, error: e instanceof ImageProblem ? e : new ImageProblem('unreadable', (e as Error).message) };
     } finally {
       bar?.tick();
     }
@@ -123,12 +143,11 @@ export async function checkDataset(csvPath: string, imagesDir: string, opts: Che
   const sizes = new Map<string, number>();
   for (const p of probed) {
     if ('error' in p && p.error !== undefined) {
-      const truncated = /premature end|truncated|corrupt|bad huffman/i.test(p.error);
-      unreadable.push({ file: p.filename, reason: p.error });
+      unreadable.push({ file: p.filename, reason: p.error.message });
       issues.push({
         severity: 'error',
-        code: truncated ? 'truncated-image' : 'unreadable-image',
-        message: `${truncated ? 'truncated or corrupt image' : 'not a readable image'} (${p.error})`,
+        code: p.error.kind === 'truncated' ? 'truncated-image' : 'unreadable-image',
+        message: p.error.message,
         file: join(imagesDir, p.filename),
       });
     } else if ('size' in p && p.size) {

@@ -55,7 +55,7 @@ export async function analyseDuplicates(
   const labelsOf = new Map(ds.images.map((im) => [im.path, im.labels]));
   const nameOf = new Map(ds.images.map((im) => [im.path, im.filename]));
   const fps = await fingerprintFiles(paths, { progressLabel: opts.progressLabel, cacheDir: opts.cacheDir });
-  const scored = scorePairs(fps);
+  const scored = scorePairs(fps, { progressLabel: opts.progressLabel && 'comparing' });
   const similarity = opts.similarity ?? DEFAULT_SIMILARITY;
   const groups = groupPairs(paths, duplicatePairs(scored, similarity)).map((g): DatasetGroup => {
     const labelled = g.members.filter((p) => labelsOf.has(p));

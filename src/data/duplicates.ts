@@ -106,9 +106,10 @@ export async function fingerprintFiles(paths: string[], opts: DuplicateOptions =
  * Every pair (i < j) of rows of `m` (n rows of d values, unit length) whose dot product reaches `threshold`. Four
  * rows at a time share each load of row i, which doubles the speed of this O(n²·d) loop in V8.
  */
-export function pairsAbove(m: Float32Array, n: number, d: number, threshold: number): [number, number, number][] {
+export function pairsAbove(m: Float32Array, n: number, d: number, threshold: number, onRow?: () => void): [number, number, number][] {
   const out: [number, number, number][] = [];
   for (let i = 0; i < n; i++) {
+    onRow?.();
     const oi = i * d;
     let j = i + 1;
     for (; j + 3 < n; j += 4) {
@@ -167,15 +168,16 @@ const POOLED_GATE = 0.45;
  * outside, transitively). (2) candidates: the pooled correlation over ±1 px shifts must reach 0.45 (every repeat does,
  * most different eyes do not). (3) the fine similarity over ±2 px shifts, which the threshold then decides on.
  */
-export function scorePairs(fps: Fingerprint[], onStage?: (stage: string) => void): ScoredPair[] {
+export function scorePairs(fps: Fingerprint[], opts: { progressLabel?: string } = {}): ScoredPair[] {
   const n = fps.length;
   const P = DETAIL_SIZE / 2;
   const pooled = fps.map((f) => poolDetail(f.detail));
   const m = new Float32Array(n * P * P);
   pooled.forEach((v, i) => m.set(v, i * P * P));
-  onStage?.('all pairs');
   const cand = new Map<number, number>(); // i * n + j -> pooled correlation
-  for (const [i, j, c] of pairsAbove(m, n, P * P, POOLED_CANDIDATE)) cand.set(i * n + j, c);
+  const bar1 = opts.progressLabel ? progress(`${opts.progressLabel}: all pairs`, n) : undefined;
+  for (const [i, j, c] of pairsAbove(m, n, P * P, POOLED_CANDIDATE, () => bar1?.tick())) cand.set(i * n + j, c);
+  bar1?.stop();
   const dot = (i: number, j: number): number => {
     let s = 0;
     for (let k = 0; k < P * P; k++) s += m[i * P * P + k] * m[j * P * P + k];
@@ -188,9 +190,11 @@ export function scorePairs(fps: Fingerprint[], onStage?: (stage: string) => void
       }
     }
   }
-  onStage?.(`${cand.size} candidate pairs`);
+  const bar2 = opts.progressLabel ? progress(`${opts.progressLabel}: ${cand.size} candidates`, cand.size) : undefined;
   const out: ScoredPair[] = [];
+  let done = 0;
   for (const [key, c] of cand) {
+    if (++done % 1000 === 0) bar2?.tick(1000);
     const i = Math.floor(key / n);
     const j = key % n;
     const exact = fps[i].sha256 === fps[j].sha256;
@@ -199,6 +203,7 @@ export function scorePairs(fps: Fingerprint[], onStage?: (stage: string) => void
     else if (detailSimilarity(pooled[i], pooled[j], 1, P) >= POOLED_GATE) similarity = detailSimilarity(fps[i].detail, fps[j].detail, 2);
     out.push({ i, j, exact, distance: hammingDistance(fps[i].hash, fps[j].hash), pooled: c, similarity });
   }
+  bar2?.stop();
   return out.sort((a, b) => a.i - b.i || a.j - b.j);
 }
 
@@ -244,7 +249,7 @@ export function duplicatePairs(scored: ScoredPair[], similarity = DEFAULT_SIMILA
  */
 export async function findDuplicateGroups(paths: string[], opts: DuplicateOptions = {}): Promise<DuplicateGroup[]> {
   const fps = await fingerprintFiles(paths, opts);
-  const scored = scorePairs(fps);
+  const scored = scorePairs(fps, { progressLabel: opts.progressLabel && 'comparing' });
   return groupPairs(paths, duplicatePairs(scored, opts.similarity ?? DEFAULT_SIMILARITY));
 }
 

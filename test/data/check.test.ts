@@ -79,7 +79,7 @@ test('fundus data check: exit 0 on the bundled samples, 1 with problems named, J
   const bad = cli('data', 'check', csv, images);
   assert.equal(bad.status, 1);
   assert.match(bad.stdout, /error: .*labels\.csv:8: 'missing\.jpg' is not in/);
-  assert.match(bad.stdout, /error: .*truncated\.jpg: truncated or corrupt image/);
+  assert.match(bad.stdout, /error: .*truncated\.jpg: truncated or corrupt jpeg data/);
   assert.match(bad.stdout, /NOT usable: 6 errors, 2 warnings/);
 
   const json = cli('data', 'check', csv, images, '--json');
