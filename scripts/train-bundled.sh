@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/vietai}
 SPLIT=${SPLIT:-splits/vietai.json}
 MINUTES=${MINUTES:-48}
-DEFAULT_EPOCHS=${DEFAULT_EPOCHS:-4}
+DEFAULT_EPOCHS=${DEFAULT_EPOCHS:-2}
 FOCUS_EPOCHS=${FOCUS_EPOCHS:-3}
 mkdir -p runs
 export FUNDUS_NO_PROGRESS=1
