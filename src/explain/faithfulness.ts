@@ -161,11 +161,8 @@ export function score(c: Curves): FaithfulnessScore {
   return { deletion: auc(c.deletion), insertion: auc(c.insertion) };
 }
 
-/**
- * Faithfulness of one heatmap beside the random-order baseline of the same image and class (averaged over
- * `randomRepeats` orders). `rand` is shared across calls so that a run is reproducible as a whole.
- */
-export function heatmapFaithfulness(
+/** Deletion/insertion AUC of one heatmap's pixel order. */
+export function heatmapScore(
   explainer: CamExplainer,
   image: CamInput,
   target: { classIndex: number; negate?: boolean },
@@ -173,16 +170,27 @@ export function heatmapFaithfulness(
   rand: () => number,
   opts: FaithfulnessOptions = {},
   blurred: Float32Array = blurImage(image),
-): { score: FaithfulnessScore; random: FaithfulnessScore } {
+): FaithfulnessScore {
+  return score(curves(explainer, image, target.classIndex, relevanceOrder(heatmap, image.size, rand), opts, blurred, target.negate));
+}
+
+/**
+ * The random-order yardstick of one image and class, averaged over `randomRepeats` orders. It does not depend on the
+ * method, so callers compute it once per image and class.
+ */
+export function randomScore(
+  explainer: CamExplainer,
+  image: CamInput,
+  target: { classIndex: number; negate?: boolean },
+  rand: () => number,
+  opts: FaithfulnessOptions = {},
+  blurred: Float32Array = blurImage(image),
+): FaithfulnessScore {
   const repeats = opts.randomRepeats ?? 2;
-  const s = score(curves(explainer, image, target.classIndex, relevanceOrder(heatmap, image.size, rand), opts, blurred, target.negate));
   const r = Array.from({ length: repeats }, () =>
     score(curves(explainer, image, target.classIndex, randomOrder(image.size, rand), opts, blurred, target.negate)),
   );
-  return {
-    score: s,
-    random: { deletion: r.reduce((a, x) => a + x.deletion, 0) / repeats, insertion: r.reduce((a, x) => a + x.insertion, 0) / repeats },
-  };
+  return { deletion: r.reduce((a, x) => a + x.deletion, 0) / repeats, insertion: r.reduce((a, x) => a + x.insertion, 0) / repeats };
 }
 
 export { mulberry32 };

@@ -6,7 +6,8 @@ import { InputError } from '../util/errors.js';
 import { explainerFor, type CamMethod, type CamResult, type CamTarget } from './cam.js';
 import {
   blurImage,
-  heatmapFaithfulness,
+  heatmapScore,
+  randomScore,
   mulberry32,
   summarize,
   type FaithfulnessOptions,
@@ -128,7 +129,7 @@ export function chooseTargets(sel: ClassSelection, probs: ArrayLike<number>, mod
 }
 
 export function slug(s: string): string {
-  return s.toLowerCase().replace(/\+/g, 'pp').replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
+  return s.toLowerCase().replace(/\+/g, 'p').replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
 }
 
 /** Unique output stems: the file name without extension, numbered when two inputs share it. */
@@ -166,6 +167,8 @@ export async function runExplain(job: ExplainJob): Promise<ExplainManifest> {
     images: [],
     entries: [],
   };
+  // The random-order yardstick depends on the image and class only, not on the method.
+  const randomCache = new Map<string, FaithfulnessScore>();
   const timed: { method: CamMethod; score: FaithfulnessScore; random: FaithfulnessScore; camSeconds: number }[] = [];
   for (let start = 0; start < job.images.length; start += batchSize) {
     const paths = job.images.slice(start, start + batchSize);
@@ -210,7 +213,10 @@ export async function runExplain(job: ExplainJob): Promise<ExplainManifest> {
           raw,
         };
         if (job.faithfulness) {
-          entry.faithfulness = heatmapFaithfulness(explainer, pre[r.image], r, r.heatmap, rand, job.faithfulness, blurred[r.image]);
+          const key = `${start + r.image}/${r.classIndex}/${r.negate ? '-' : '+'}`;
+          let random = randomCache.get(key);
+          if (!random) randomCache.set(key, (random = randomScore(explainer, pre[r.image], r, rand, job.faithfulness, blurred[r.image])));
+          entry.faithfulness = { score: heatmapScore(explainer, pre[r.image], r, r.heatmap, rand, job.faithfulness, blurred[r.image]), random };
           timed.push({ method, ...entry.faithfulness, camSeconds });
         }
         manifest.entries.push(entry);
