@@ -52,7 +52,12 @@ async function main(): Promise<void> {
   const labels = tf.oneHot(tf.tensor1d(Array.from({ length: BATCH }, (_, i) => i % CLASSES), 'int32'), CLASSES);
 
   // Inference: the layers model in inference mode (BN uses moving statistics), as predict would run it.
-  const infer = () => tf.tidy(() => (model.predict(x) as tf.Tensor).dataSync());
+  // (A tidy must not return the typed array: tfjs would walk its millions of elements looking for tensors.)
+  const infer = () => {
+    tf.tidy(() => {
+      (model.predict(x) as tf.Tensor).dataSync();
+    });
+  };
   if (inferBatches > 0) {
     const s = timeIt(infer, inferBatches);
     result.inferImagesPerSecond = BATCH / s;
@@ -88,10 +93,11 @@ async function main(): Promise<void> {
       const flops = 2 * BATCH * oh * ow * l.o * l.c * l.k * l.k;
       const dy = tf.randomUniform(y.shape) as tf.Tensor4D;
       const reps = 3;
-      const fwd = timeIt(() => tf.tidy(() => tf.conv2d(xs, w, l.s, l.pad).dataSync()), reps);
-      const bwdData = timeIt(() => tf.tidy(() => tf.conv2dTranspose(dy, w, xs.shape, l.s, l.pad).dataSync()), reps);
+      // Kernels run synchronously; disposing the result without reading it times the kernel alone.
+      const fwd = timeIt(() => tf.dispose(tf.conv2d(xs, w, l.s, l.pad)), reps);
+      const bwdData = timeIt(() => tf.dispose(tf.conv2dTranspose(dy, w, xs.shape, l.s, l.pad)), reps);
       const bwdWeights = timeIt(
-        () => tf.tidy(() => tf.grad((ww: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(xs, ww as tf.Tensor4D, l.s, l.pad), dy)))(w).dataSync()),
+        () => tf.dispose(tf.engine().runKernel('Conv2DBackpropFilter', { x: xs, dy }, { strides: l.s, pad: l.pad, dataFormat: 'NHWC', dimRoundingMode: undefined, filterShape: w.shape } as never)),
         reps,
       );
       layers.push({ layer: l.name, forward: flops / fwd / 1e9, backwardData: flops / bwdData / 1e9, backwardWeights: flops / bwdWeights / 1e9 });
