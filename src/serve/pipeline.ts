@@ -4,6 +4,7 @@ import { preprocessImage } from '../data/preprocess.js';
 import type { FundusModel } from '../models/io.js';
 import { predictTensor, stackImages } from '../models/predict.js';
 import { InputError } from '../util/errors.js';
+import type { DecodePool } from './decode-pool.js';
 
 /** One image's fate: its probabilities (a row of the model's classes), or why it could not be read. */
 export type Outcome = { ok: true; probs: Float32Array } | { ok: false; message: string };
@@ -43,8 +44,11 @@ export function preprocessBatch(
   model: FundusModel,
   inputs: (string | Buffer)[],
   limiter = new Limiter(DECODE_CONCURRENCY),
+  pool?: DecodePool,
 ): Promise<PromiseSettledResult<PreprocessedImage>[]> {
-  return Promise.allSettled(inputs.map((input) => limiter.run(() => preprocessImage(input, model.metadata.preprocess))));
+  const settings = model.metadata.preprocess;
+  const one = (input: string | Buffer) => (pool ? pool.preprocess(input, settings) : preprocessImage(input, settings));
+  return Promise.allSettled(inputs.map((input) => limiter.run(() => one(input))));
 }
 
 function failure(reason: unknown, input: string | Buffer): string {
@@ -79,13 +83,15 @@ export async function* predictBatches(
   model: FundusModel,
   inputs: (string | Buffer)[],
   batchSize: number,
+  pool?: DecodePool,
 ): AsyncGenerator<{ start: number; outcomes: Outcome[] }> {
   const slice = (start: number) => inputs.slice(start, start + batchSize);
-  let next = inputs.length > 0 ? preprocessBatch(model, slice(0)) : undefined;
+  const limiter = new Limiter(pool ? 2 * DECODE_CONCURRENCY : DECODE_CONCURRENCY);
+  let next = inputs.length > 0 ? preprocessBatch(model, slice(0), limiter, pool) : undefined;
   for (let start = 0; start < inputs.length; start += batchSize) {
     const settled = await next!;
     const ahead = start + batchSize;
-    next = ahead < inputs.length ? preprocessBatch(model, slice(ahead)) : undefined;
+    next = ahead < inputs.length ? preprocessBatch(model, slice(ahead), limiter, pool) : undefined;
     yield { start, outcomes: inferBatch(model, slice(start), settled) };
   }
 }

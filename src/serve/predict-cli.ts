@@ -6,7 +6,8 @@ import { explainerFor, type CamMethod } from '../explain/cam.js';
 import { renderOverlay } from '../explain/overlay.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
-import { predictBatches } from './pipeline.js';
+import { predictBatches, DECODE_CONCURRENCY } from './pipeline.js';
+import { DecodePool } from './decode-pool.js';
 import { progress } from '../util/progress.js';
 import type { PredictionRecord } from './api-types.js';
 import { ResultSink, type OutputFormat } from './output.js';
@@ -90,6 +91,7 @@ export async function runPredict(opts: PredictRunOptions): Promise<PredictRunSum
   const barShown = !quiet && process.stderr.isTTY === true && !process.env.FUNDUS_NO_PROGRESS;
   summary.failuresReported = !barShown;
   let success = false;
+  const pool = new DecodePool(DECODE_CONCURRENCY);
   const onInterrupt = () => {
     bar.stop();
     process.stderr.write(`\nfundus predict: interrupted${opts.out ? `; rerun with --resume to continue ${opts.out}` : ''}\n`);
@@ -97,7 +99,7 @@ export async function runPredict(opts: PredictRunOptions): Promise<PredictRunSum
   };
   process.once('SIGINT', onInterrupt);
   try {
-    for await (const { start, outcomes } of predictBatches(model, todo, batchSize)) {
+    for await (const { start, outcomes } of predictBatches(model, todo, batchSize, pool)) {
       const chunk = todo.slice(start, start + outcomes.length);
       const records: PredictionRecord[] = [];
       for (let i = 0; i < chunk.length; i++) {
@@ -126,6 +128,7 @@ export async function runPredict(opts: PredictRunOptions): Promise<PredictRunSum
   } finally {
     process.removeListener('SIGINT', onInterrupt);
     bar.stop();
+    await pool.close();
     await sink.close(success);
   }
   summary.seconds = (performance.now() - t0) / 1000;
