@@ -34,7 +34,7 @@ export async function initEngine(): Promise<EngineInfo> {
   if (tf.getBackend() !== 'cpu') await tf.setBackend('cpu');
   await tf.ready();
   const reason = loadError() ?? 'the native addon did not load';
-  if (!warned && process.env.FUNDUS_NATIVE !== '0') {
+  if (!warned) {
     warned = true;
     process.stderr.write(
       `fundus: native engine unavailable (${reason}); running on the slow JS CPU backend. ` +
