@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadModel, MODEL_JSON, WEIGHTS_BIN, METADATA_JSON, type FundusModel } from '../models/io.js';
 import { preprocessBatch, inferBatch, Limiter, DECODE_CONCURRENCY } from './pipeline.js';
+import { DecodePool } from './decode-pool.js';
 import { preprocessImage, type CropGeometry, type PreprocessedImage } from '../data/preprocess.js';
 import { CAM_METHODS, explainerFor, type CamMethod, type Heatmap } from '../explain/cam.js';
 import { InputError } from '../util/errors.js';
@@ -44,7 +45,9 @@ export interface Explanation {
 export class ModelService {
   private queue: Pending[] = [];
   private running = false;
-  private readonly decoder = new Limiter(DECODE_CONCURRENCY);
+  private readonly decoder = new Limiter(2 * DECODE_CONCURRENCY);
+  /** Preprocessing off the thread that runs the network (see decode-pool.ts). */
+  private readonly pool = new DecodePool(DECODE_CONCURRENCY);
 
   private constructor(
     readonly model: FundusModel,
@@ -84,7 +87,7 @@ export class ModelService {
   /** Predicts one encoded image (checked beforehand with `inspectImage`); `name` names it in errors. */
   predict(data: Buffer, name: string): Promise<PredictionRecord> {
     return new Promise((resolve, reject) => {
-      const decoded = preprocessBatch(this.model, [data], this.decoder).then((r) => r[0]);
+      const decoded = preprocessBatch(this.model, [data], this.decoder, this.pool).then((r) => r[0]);
       this.queue.push({ data, name, decoded, resolve, reject });
       if (!this.running) void this.drain();
     });
@@ -128,6 +131,11 @@ export class ModelService {
     }
     const [r] = explainerFor(this.model).explain([image], [{ image: 0, classIndex }], method);
     return { heatmap: r.heatmap, geometry: image.geometry, probability: r.probability };
+  }
+
+  /** Stops the decode workers. */
+  close(): Promise<void> {
+    return this.pool.close();
   }
 
   classIndex(name: string): number {

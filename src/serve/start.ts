@@ -41,6 +41,7 @@ export async function startServer(opts: StartOptions): Promise<{ app: FastifyIns
     webRoot,
     logger: opts.logger,
   });
+  app.addHook('onClose', async () => service.close());
   await app.listen({ host: opts.host, port: opts.port });
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : opts.port;
