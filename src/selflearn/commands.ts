@@ -1,4 +1,5 @@
 import { Option, type Command } from 'commander';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readDataset } from '../data/csv.js';
 import { initEngine } from '../engine/index.js';
@@ -181,10 +182,17 @@ export function registerSelflearn(program: Command): void {
         findDuplicates: defaultDuplicateFinder(),
         control: f.control,
         log,
+        // A long run leaves its results so far behind if it is stopped; the final files replace them.
+        onProgress: async (partial) => {
+          await writeFileAtomic(join(f.out, 'report.partial.json'), JSON.stringify(partial, null, 2) + '\n');
+          await writeFileAtomic(join(f.out, 'report.partial.md'), renderMarkdown(partial));
+        },
       });
       await writeFileAtomic(join(f.out, 'report.json'), JSON.stringify(report, null, 2) + '\n');
       const md = renderMarkdown(report);
       await writeFileAtomic(join(f.out, 'report.md'), md);
+      await rm(join(f.out, 'report.partial.json'), { force: true });
+      await rm(join(f.out, 'report.partial.md'), { force: true });
       process.stdout.write(md);
     });
 }

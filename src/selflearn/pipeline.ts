@@ -67,6 +67,8 @@ export interface SelfLearnOptions {
    * Default true when `finetune` is among the modes.
    */
   control?: boolean;
+  /** Called with the report so far after each evaluated model (long runs write partial reports). */
+  onProgress?: (partial: SelfLearnReport) => Promise<void> | void;
 }
 
 /** One evaluated model of the experiment. */
@@ -213,8 +215,31 @@ export async function runSelfLearning(opts: SelfLearnOptions): Promise<SelfLearn
 
   const variants: VariantResult[] = [];
   const rounds: RoundInfo[] = [];
+  const snapshot = (): SelfLearnReport => ({
+    format: 'fundus-selflearn-report',
+    formatVersion: 1,
+    createdAt: new Date().toISOString(),
+    model: model.dir,
+    classes,
+    threshold: opts.threshold,
+    rounds: opts.rounds,
+    data: { train: train.length, validation: validation.length, test: test.length, unlabelled: opts.unlabelled.length },
+    leakageGuard: {
+      unlabelledTotal: opts.unlabelled.length,
+      excluded: guard.excluded.length,
+      kept: unlabelled.length,
+      excludedImages: guard.excluded,
+    },
+    pseudoLabelling: rounds,
+    variants,
+    verdict: verdict(variants),
+  });
+  const progress = async () => {
+    await opts.onProgress?.(snapshot());
+  };
   log('evaluating the original model on the test part');
   variants.push({ name: 'original', method: null, round: 0, mode: 'original', modelDir: model.dir, pseudoLabelled: 0, metrics: await evaluateOn(model, test, opts) });
+  await progress();
 
   if (opts.control !== false && opts.modes.includes('finetune')) {
     log('control-finetune: fine-tuning the original on the labelled images alone, same budget');
@@ -229,6 +254,7 @@ export async function runSelfLearning(opts: SelfLearnOptions): Promise<SelfLearn
       seed: (opts.seed ?? 0) + 1,
     });
     variants.push({ name: 'control-finetune', method: null, round: 1, mode: 'control', modelDir: control.dir, pseudoLabelled: 0, metrics: await evaluateOn(control, test, opts) });
+    await progress();
   }
 
   for (const method of opts.methods) {
@@ -275,31 +301,14 @@ export async function runSelfLearning(opts: SelfLearnOptions): Promise<SelfLearn
         });
         log(`${variant}: evaluating on the test part`);
         variants.push({ name: variant, method: name, round, mode, modelDir: trained.dir, pseudoLabelled: pseudo.length, metrics: await evaluateOn(trained, test, opts) });
+        await progress();
         if (mode === 'finetune' || !next) next = trained;
       }
       current = next ?? current;
     }
   }
 
-  return {
-    format: 'fundus-selflearn-report',
-    formatVersion: 1,
-    createdAt: new Date().toISOString(),
-    model: model.dir,
-    classes,
-    threshold: opts.threshold,
-    rounds: opts.rounds,
-    data: { train: train.length, validation: validation.length, test: test.length, unlabelled: opts.unlabelled.length },
-    leakageGuard: {
-      unlabelledTotal: opts.unlabelled.length,
-      excluded: guard.excluded.length,
-      kept: unlabelled.length,
-      excludedImages: guard.excluded,
-    },
-    pseudoLabelling: rounds,
-    variants,
-    verdict: verdict(variants),
-  };
+  return snapshot();
 }
 
 const value = (m: { value: number | null }): number => m.value ?? NaN;

@@ -156,6 +156,7 @@ test('fundus selflearn CLI: report files, rounds, and clear errors', async () =>
   const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8'));
   assert.deepEqual(report.variants.map((v: { name: string }) => v.name), ['original', 'spreading-knn-r1-finetune', 'spreading-knn-r2-finetune']);
   assert.match(await readFile(join(out, 'report.md'), 'utf8'), /F1 per class/);
+  await assert.rejects(readFile(join(out, 'report.partial.json'), 'utf8'), /ENOENT/);
   const bad = cli(trainDir, '--data', csv, TRAIN, '--split', split, '--unlabelled', unl, '--out', out, '--methods', 'knn,pca');
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /--methods takes a comma-separated list/);
@@ -168,6 +169,7 @@ test('no pseudo-label above the threshold: nothing is retrained, the report says
   const { csv, split } = await smallData(dir);
   await tinyModel(join(dir, 'model'));
   const log: string[] = [];
+  let partials = 0;
   const report = await runSelfLearning({
     model: await loadModel(join(dir, 'model')),
     dataset: await readDataset(csv, TRAIN),
@@ -180,11 +182,15 @@ test('no pseudo-label above the threshold: nothing is retrained, the report says
     bootstrap: { resamples: 10 },
     outDir: join(dir, 'out'),
     retrain: () => Promise.reject(new Error('retrain must not be called without pseudo-labels')),
+    onProgress: () => {
+      partials++;
+    },
     findDuplicates: async () => [],
     log: (l) => log.push(l),
   });
   assert.deepEqual(report.variants.map((v) => v.name), ['original']);
   assert.equal(report.pseudoLabelling.length, 1);
   assert.equal(report.pseudoLabelling[0].accepted, 0);
+  assert.equal(partials, 1);
   assert.ok(log.some((l) => /no pseudo-label reached the threshold/.test(l)));
 });
