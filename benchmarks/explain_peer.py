@@ -142,11 +142,19 @@ def main():
     x_all = torch.from_numpy(np.fromfile(images, dtype='<f4').reshape(n, h, w, c)).permute(0, 3, 1, 2).contiguous()
     input_name = g.inputs[0]
 
+    # The head: layers downstream of the target; its context: what those read from outside (a skip around the target).
+    downstream, context = {target}, set()
+    for layer in g.layers:
+        ins = [n[0] for n in layer['inbound_nodes'][0]] if layer['inbound_nodes'] else []
+        if any(i in downstream for i in ins):
+            downstream.add(layer['name'])
+            context.update(i for i in ins if i not in downstream)
+
     def gradcam(x):
         with torch.no_grad():
             trunk = g.run({input_name: x}, stop_at=target)
         a = trunk[target].detach().repeat(len(classes), 1, 1, 1).requires_grad_(True)
-        feeds = {k: v.repeat(len(classes), *([1] * (v.dim() - 1))) for k, v in trunk.items() if k != target}
+        feeds = {k: trunk[k].repeat(len(classes), *([1] * (trunk[k].dim() - 1))) for k in context}
         feeds[target] = a
         logits = g.run(feeds)[g.output]
         select = torch.zeros_like(logits)
@@ -159,16 +167,24 @@ def main():
         return ((flat - lo) / (hi - lo).clamp_min(1e-12)).reshape(cam.shape), (logits * select).sum(dim=1)
 
     heat0, logits0 = gradcam(x_all[:1])  # warm-up, and the maps to compare with fundus
-    times = []
-    for _ in range(repeats):
-        for i in range(n):
-            t0 = time.perf_counter()
-            gradcam(x_all[i:i + 1])
-            times.append(time.perf_counter() - t0)
+    # OpenMP threads spin when the cores are busy; on a shared machine one thread can beat two. PyTorch gets the better.
+    per_threads = {}
+    for t in sorted({1, int(threads)}):
+        torch.set_num_threads(t)
+        gradcam(x_all[:1])
+        times = []
+        for _ in range(repeats):
+            for i in range(n):
+                t0 = time.perf_counter()
+                gradcam(x_all[i:i + 1])
+                times.append(time.perf_counter() - t0)
+        per_threads[t] = sorted(times)[len(times) // 2]
+    best = min(per_threads, key=per_threads.get)
     with open(out, 'w') as f:
         json.dump({
-            'secondsPerImage': sorted(times)[len(times) // 2],
-            'threads': torch.get_num_threads(),
+            'secondsPerImage': per_threads[best],
+            'threads': best,
+            'secondsByThreads': per_threads,
             'torch': torch.__version__,
             'heatmaps0': heat0.detach().reshape(len(classes), -1).tolist(),
             'logits0': logits0.detach().tolist(),

@@ -173,6 +173,8 @@ export function splitNetwork(network: tfl.LayersModel, target: Layer): SplitNetw
   const headSet = new Set(headNodes);
   const trunkNodes = nodes.filter((n) => !headSet.has(n));
 
+  const fused = planFusion(nodes, trunkNodes, new Set([targetOut.id, outputSym.id, ...contextIds]));
+
   /** Runs `which` nodes over a tensor map seeded with `seed`; returns the map. */
   const run = (which: GraphNode[], seed: Map<number, tf.Tensor>, preActivation: boolean) => {
     const map = new Map(seed);
@@ -181,7 +183,13 @@ export function splitNetwork(network: tfl.LayersModel, target: Layer): SplitNetw
       if (layerClass(layer) === 'InputLayer') continue;
       const ins = (n.inputTensors as SymbolicTensor[]).map((t) => map.get(t.id));
       if (ins.some((t) => t === undefined)) continue;
-      const outs = callLayer(layer, ins as tf.Tensor[], preActivation && n === outputNode);
+      const plan = fused.get(n);
+      if (plan === 'absorbed') {
+        // Already applied by the fused convolution that feeds this node: pass its result on.
+        map.set((n.outputTensors[0] as SymbolicTensor).id, ins[0] as tf.Tensor);
+        continue;
+      }
+      const outs = plan ? [plan(ins[0] as tf.Tensor4D)] : callLayer(layer, ins as tf.Tensor[], preActivation && n === outputNode);
       (n.outputTensors as SymbolicTensor[]).forEach((t, i) => map.set(t.id, outs[i]));
     }
     return map;
@@ -213,4 +221,66 @@ export function splitNetwork(network: tfl.LayersModel, target: Layer): SplitNetw
       return run(nodes, new Map([[inputId, x]]), true).get(outputSym.id) as tf.Tensor2D;
     },
   };
+}
+
+type FusedConv = (x: tf.Tensor4D) => tf.Tensor4D;
+
+/**
+ * Inference-time fusion of convolution → batch norm (→ ReLU) chains in the trunk, the usual deployment rewrite:
+ * the batch norm is folded into the convolution's weights and bias and the ReLU into the same fused kernel, which
+ * saves two full passes over every feature map. Only chains whose intermediate results nobody else reads (not the
+ * target, not context, single consumer) are fused; the head, which is differentiated, runs the layers as they are.
+ * Folded weights are computed once, so an explainer must be rebuilt after the model's weights change.
+ */
+function planFusion(nodes: GraphNode[], trunkNodes: GraphNode[], keep: Set<number>): Map<GraphNode, FusedConv | 'absorbed'> {
+  const plan = new Map<GraphNode, FusedConv | 'absorbed'>();
+  const consumers = new Map<number, GraphNode[]>();
+  for (const n of nodes) for (const t of n.inputTensors as SymbolicTensor[]) consumers.set(t.id, [...(consumers.get(t.id) ?? []), n]);
+  const inTrunk = new Set(trunkNodes);
+  const soleConsumer = (n: GraphNode): GraphNode | undefined => {
+    const out = n.outputTensors[0] as SymbolicTensor;
+    const c = consumers.get(out.id) ?? [];
+    return c.length === 1 && !keep.has(out.id) && inTrunk.has(c[0]) ? c[0] : undefined;
+  };
+  for (const n of trunkNodes) {
+    const conv = n.outboundLayer as Layer;
+    if (layerClass(conv) !== 'Conv2D' || activationOf(conv) !== 'linear') continue;
+    const ccfg = conv.getConfig() as { strides: number[]; padding: string; dilationRate: number | number[]; useBias: boolean; dataFormat?: string };
+    if (ccfg.dataFormat && ccfg.dataFormat !== 'channelsLast') continue;
+    const bnNode = soleConsumer(n);
+    if (!bnNode || layerClass(bnNode.outboundLayer as Layer) !== 'BatchNormalization') continue;
+    const bn = bnNode.outboundLayer as Layer;
+    const bcfg = bn.getConfig() as { axis: number; epsilon: number; center: boolean; scale: boolean };
+    if (bcfg.axis !== -1 && bcfg.axis !== 3) continue;
+    const actNode = soleConsumer(bnNode);
+    const act = actNode ? (actNode.outboundLayer as Layer) : undefined;
+    const relu = act !== undefined && ((layerClass(act) === 'Activation' && activationOf(act) === 'relu') || layerClass(act) === 'ReLU' && !(act.getConfig() as { maxValue?: number }).maxValue);
+    const [filter, bias] = tf.tidy(() => {
+      const cw = conv.getWeights(false);
+      const bw = bn.getWeights(false);
+      let i = 0;
+      const gamma = bcfg.scale ? bw[i++] : tf.onesLike(bw[bw.length - 1]);
+      const beta = bcfg.center ? bw[i++] : tf.zerosLike(bw[bw.length - 1]);
+      const [mean, variance] = [bw[i], bw[i + 1]];
+      const k = tf.div(gamma, tf.sqrt(tf.add(variance, bcfg.epsilon)));
+      const b0 = ccfg.useBias ? cw[1] : tf.zerosLike(mean);
+      return [tf.keep(tf.mul(cw[0], k)) as tf.Tensor4D, tf.keep(tf.add(tf.mul(tf.sub(b0, mean), k), beta)) as tf.Tensor1D];
+    });
+    const dil = Array.isArray(ccfg.dilationRate) ? ccfg.dilationRate : [ccfg.dilationRate, ccfg.dilationRate];
+    plan.set(n, (x) =>
+      tf.fused.conv2d({
+        x,
+        filter,
+        bias,
+        strides: ccfg.strides as [number, number],
+        pad: ccfg.padding as 'same' | 'valid',
+        dilations: dil as [number, number],
+        dataFormat: 'NHWC',
+        activation: relu ? 'relu' : 'linear',
+      }),
+    );
+    plan.set(bnNode, 'absorbed');
+    if (relu && actNode) plan.set(actNode, 'absorbed');
+  }
+  return plan;
 }
