@@ -9,7 +9,7 @@ import { normalizeBytes, preprocessToBytes, validatePreprocessSettings } from '.
 import type { PreprocessSettings, PreprocessedBytes } from './preprocess.js';
 
 /** Bump when preprocessing changes its output for the same settings, so that stale cache entries are never read. */
-export const PREPROCESS_VERSION = 1;
+export const PREPROCESS_VERSION = 2;
 
 /** The project's git-ignored cache folder; FUNDUS_CACHE_DIR overrides it. */
 export function defaultCacheDir(): string {
@@ -33,7 +33,9 @@ export interface LoadOptions {
 /** What the cached bytes depend on: everything but normalisation, which is applied on load. */
 export function settingsKey(settings: PreprocessSettings): string {
   const { crop, size, channels, clahe } = settings;
-  const json = JSON.stringify({ v: PREPROCESS_VERSION, crop, size, channels, clahe });
+  // CLAHE moved from libvips's sliding window to tiled CLAHE in version 2; the other settings give the same bytes in both
+  // versions, so their entries stay valid.
+  const json = JSON.stringify({ v: clahe ? PREPROCESS_VERSION : 1, crop, size, channels, clahe });
   return createHash('sha256').update(json).digest('hex').slice(0, 16);
 }
 

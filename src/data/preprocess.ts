@@ -1,5 +1,6 @@
 import sharp from 'sharp';
 import { InputError } from '../util/errors.js';
+import { claheChannel, claheRgb } from './clahe.js';
 
 /**
  * Preprocessing settings. They are explicit and serialisable because every model stores the settings it was
@@ -12,7 +13,7 @@ export interface PreprocessSettings {
   size: number;
   /** `green` keeps only the green channel (as the reference AlexNet does); `rgb` keeps all three. */
   channels: 'green' | 'rgb';
-  /** Contrast-limited adaptive histogram equalisation. */
+  /** Contrast-limited adaptive histogram equalisation (8×8 tiles, clip limit 3; on green, or on the luma of RGB). */
   clahe: boolean;
   /** Per-channel mean and std applied after scaling pixels to [0, 1]. */
   normalize: { mean: number[]; std: number[] };
@@ -209,19 +210,31 @@ export async function preprocessToBytes(input: string | Buffer, settings: Prepro
   const top = Math.round((iy0 - geometry.y) * scale);
   const rw = Math.max(1, Math.min(size - left, Math.round((ix1 - ix0) * scale)));
   const rh = Math.max(1, Math.min(size - top, Math.round((iy1 - iy0) * scale)));
-  let pipeline = sharp(data, { raw: { width, height, channels: 3 } })
+  const { data: out, info } = await sharp(data, { raw: { width, height, channels: 3 } })
     .extract({ left: ix0, top: iy0, width: ix1 - ix0, height: iy1 - iy0 })
     .resize(rw, rh, { fit: 'fill', kernel: 'lanczos3' })
-    .extend({ left, top, right: size - left - rw, bottom: size - top - rh, background: { r: 0, g: 0, b: 0 } });
-  if (settings.channels === 'green') pipeline = pipeline.extractChannel('green');
-  // Tiles of about an eighth of the image, as in the usual fundus CLAHE recipes; maxSlope 3 limits noise gain.
-  if (settings.clahe) pipeline = pipeline.clahe({ width: Math.max(3, Math.round(size / 8)), height: Math.max(3, Math.round(size / 8)), maxSlope: 3 });
-  const { data: out, info } = await pipeline.raw().toBuffer({ resolveWithObject: true });
-  const channels = channelCount(settings);
-  if (info.width !== size || info.height !== size || info.channels !== channels) {
-    throw new Error(`preprocess produced ${info.width}x${info.height}x${info.channels}, expected ${size}x${size}x${channels}`);
+    .extend({ left, top, right: size - left - rw, bottom: size - top - rh, background: { r: 0, g: 0, b: 0 } })
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  if (info.width !== size || info.height !== size || info.channels !== 3) {
+    throw new Error(`preprocess produced ${info.width}x${info.height}x${info.channels}, expected ${size}x${size}x3`);
   }
-  return { pixels: new Uint8Array(out.buffer, out.byteOffset, out.length), size, channels, geometry };
+  let rgb: Uint8Array = new Uint8Array(out.buffer, out.byteOffset, out.length);
+  const n = size * size;
+  let mask: Uint8Array | undefined;
+  if (settings.clahe) {
+    // the disc only: the border stays black and stays out of the tiles' histograms
+    mask = new Uint8Array(n);
+    for (let i = 0; i < n; i++) mask[i] = Math.max(rgb[3 * i], rgb[3 * i + 1], rgb[3 * i + 2]) > BORDER_LEVEL ? 1 : 0;
+  }
+  if (settings.channels === 'rgb') {
+    if (mask) rgb = claheRgb(rgb, size, size, mask);
+    return { pixels: rgb, size, channels: 3, geometry };
+  }
+  let green: Uint8Array = new Uint8Array(n);
+  for (let i = 0; i < n; i++) green[i] = rgb[3 * i + 1];
+  if (mask) green = claheChannel(green, size, size, mask);
+  return { pixels: green, size, channels: 1, geometry };
 }
 
 /** Decodes a photo and prepares it for the network with `settings`. InputError when the image cannot be decoded. */

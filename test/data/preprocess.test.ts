@@ -156,3 +156,23 @@ test('the disk cache returns what preprocessing returns, and notices a changed f
   const third = await loadPreprocessed(paths, settings, { cacheDir });
   assert.deepEqual(third[0], first[1]);
 });
+
+test('CLAHE stretches a low-contrast disc, leaves the border black and a flat image almost unchanged', async () => {
+  const { claheChannel } = await import('../../src/data/clahe.js');
+  const W = 64;
+  const src = new Uint8Array(W * W);
+  const mask = new Uint8Array(W * W);
+  for (let y = 0; y < W; y++) {
+    for (let x = 0; x < W; x++) {
+      if (Math.hypot(x - 32, y - 32) > 28) continue;
+      mask[y * W + x] = 1;
+      src[y * W + x] = 100 + ((x + y) % 10); // values 100..109
+    }
+  }
+  const out = claheChannel(src, W, W, mask);
+  const inside = Array.from(out).filter((_, i) => mask[i]);
+  assert.ok(Math.max(...inside) - Math.min(...inside) > 60, `range ${Math.min(...inside)}..${Math.max(...inside)}`);
+  assert.ok(Array.from(out).every((v, i) => mask[i] || v === 0));
+  const flat = claheChannel(new Uint8Array(W * W).fill(128), W, W, undefined);
+  assert.ok(flat.every((v) => Math.abs(v - 128) <= 1));
+});
