@@ -165,14 +165,17 @@ test('Grad-CAM on the native backend equals the JS cpu backend to 1e-4', async (
   // One image, three classes (one of them negated): the JS backend needs seconds per AlexNet pass.
   const images = [{ data: Float32Array.from({ length: 227 * 227 }, () => rand() * 4 - 2), size: 227, channels: 1 }];
   const targets = [{ image: 0, classIndex: 1 }, { image: 0, classIndex: 2 }, { image: 0, classIndex: 6, negate: true }];
-  const run = async (backend: string, method: CamMethod) => {
+  // A small ResNet too: its trunk runs as fused conv+BN+ReLU kernels.
+  const resnet = buildNetwork('resnet18-w8', [64, 64, 3], 7, { seed: 3 });
+  const rgb = [{ data: Float32Array.from({ length: 64 * 64 * 3 }, () => rand() * 4 - 2), size: 64, channels: 3 }];
+  const run = async (backend: string, method: CamMethod, net: tfl.LayersModel) => {
     await tf.setBackend(backend);
-    return new CamExplainer(alex, 'sigmoid').explain(images, targets, method);
+    return new CamExplainer(net, 'sigmoid').explain(net === alex ? images : rgb, targets, method);
   };
   try {
-    for (const method of ['gradcam', 'gradcam++'] as const) {
-      const cpu = await run('cpu', method);
-      const native = await run('native', method);
+    for (const [method, net] of [['gradcam', alex], ['gradcam++', alex], ['gradcam', resnet]] as const) {
+      const cpu = await run('cpu', method, net);
+      const native = await run('native', method, net);
       cpu.forEach((c, k) => {
         let worst = 0;
         c.heatmap.data.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - native[k].heatmap.data[j]))));
