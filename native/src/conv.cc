@@ -1,6 +1,8 @@
 // 2-D convolution forward, backward-data and backward-weights on oneDNN.
 // tfjs keeps activations in NHWC (or NCHW) and filters in HWIO; oneDNN runs fastest on blocked layouts that it
 // chooses itself (format_tag::any), so every call reorders from and to the tfjs layouts around the primitive.
+#include <cstdlib>
+
 #include "context.h"
 
 using dnnl::algorithm;
@@ -82,14 +84,56 @@ memory scratchpadMemory(const memory::desc& md) {
   return memory(md, cpuEngine(), scratch(kScratchpad, md.get_size()));
 }
 
-dnnl::convolution_forward::primitive_desc forwardDesc(const ConvParams& q, bool withBias, const dnnl::primitive_attr& attr) {
+// Activation layout policy. Weights are always left to oneDNN (format_tag::any). Activations: oneDNN's blocked
+// layouts (any) need a reorder from and to tfjs's NHWC on every call; on CPUs where oneDNN has a direct kernel for
+// plain NHWC (e.g. brgconv on AVX-512) that kernel is as fast and saves the reorders. `auto` tries plain NHWC and
+// keeps it only when the implementation is such a kernel (never a gemm or reference fallback, which can be 100x
+// slower), else uses any. FUNDUS_CONV_LAYOUT=any|plain|auto (default auto).
+enum class Layout { kAny, kPlain, kAuto };
+Layout layoutPolicy() {
+  static const Layout v = [] {
+    const char* e = std::getenv("FUNDUS_CONV_LAYOUT");
+    if (e && std::string(e) == "any") return Layout::kAny;
+    if (e && std::string(e) == "plain") return Layout::kPlain;
+    return Layout::kAuto;
+  }();
+  return v;
+}
+
+template <typename PD>
+bool isDirectKernel(const PD& pd) {
+  const std::string impl = pd.impl_info_str();
+  return impl.find("ref") == std::string::npos && impl.find("gemm") == std::string::npos &&
+         (impl.find("brg") != std::string::npos || impl.find("jit") != std::string::npos);
+}
+
+// Builds the primitive descriptor with plain activations if the policy allows and it is fast, else with any.
+template <typename PD, typename Make>
+PD choose(Make make) {
+  const Layout policy = layoutPolicy();
+  if (policy != Layout::kAny) {
+    try {
+      PD pd = make(false);
+      if (policy == Layout::kPlain || isDirectKernel(pd)) return pd;
+    } catch (const dnnl::error&) {
+      if (policy == Layout::kPlain) throw;
+    }
+  }
+  return make(true);
+}
+
+dnnl::convolution_forward::primitive_desc forwardDescWith(const ConvParams& q, bool withBias, const dnnl::primitive_attr& attr, bool any) {
   auto d = withBias ? dnnl::convolution_forward::desc(prop_kind::forward_training, algorithm::convolution_direct,
-                                                      q.src(true), q.weights(true), q.bias(), q.dst(true), q.strides(),
+                                                      q.src(any), q.weights(true), q.bias(), q.dst(any), q.strides(),
                                                       q.dilates(), q.padL(), q.padR())
                     : dnnl::convolution_forward::desc(prop_kind::forward_training, algorithm::convolution_direct,
-                                                      q.src(true), q.weights(true), q.dst(true), q.strides(),
+                                                      q.src(any), q.weights(true), q.dst(any), q.strides(),
                                                       q.dilates(), q.padL(), q.padR());
   return dnnl::convolution_forward::primitive_desc(d, attr, cpuEngine());
+}
+
+dnnl::convolution_forward::primitive_desc forwardDesc(const ConvParams& q, bool withBias, const dnnl::primitive_attr& attr) {
+  return choose<dnnl::convolution_forward::primitive_desc>([&](bool any) { return forwardDescWith(q, withBias, attr, any); });
 }
 
 double convFlops(const ConvParams& q) { return 2.0 * q.n * q.oh * q.ow * q.o * q.c * q.kh * q.kw; }
@@ -161,10 +205,12 @@ std::shared_ptr<BackwardDataEntry> backwardDataEntry(const std::vector<int64_t>&
   ConvParams q(p);
   const int threads = threadsForWork(convFlops(q));
   ThreadScope scope(threads);
-  auto hint = forwardDesc(q, false, dnnl::primitive_attr());
-  dnnl::convolution_backward_data::desc d(algorithm::convolution_direct, q.src(true), q.weights(true), q.dst(true),
-                                          q.strides(), q.dilates(), q.padL(), q.padR());
-  dnnl::convolution_backward_data::primitive_desc pd(d, baseAttr(), cpuEngine(), hint);
+  auto pd = choose<dnnl::convolution_backward_data::primitive_desc>([&](bool any) {
+    auto hint = forwardDescWith(q, false, dnnl::primitive_attr(), any);
+    dnnl::convolution_backward_data::desc d(algorithm::convolution_direct, q.src(any), q.weights(true), q.dst(any),
+                                            q.strides(), q.dilates(), q.padL(), q.padR());
+    return dnnl::convolution_backward_data::primitive_desc(d, baseAttr(), cpuEngine(), hint);
+  });
   auto e = std::make_shared<BackwardDataEntry>();
   e->threads = threads;
   e->prim = dnnl::convolution_backward_data(pd);
@@ -182,10 +228,12 @@ std::shared_ptr<BackwardWeightsEntry> backwardWeightsEntry(const std::vector<int
   ConvParams q(p);
   const int threads = threadsForWork(convFlops(q));
   ThreadScope scope(threads);
-  auto hint = forwardDesc(q, false, dnnl::primitive_attr());
-  dnnl::convolution_backward_weights::desc d(algorithm::convolution_direct, q.src(true), q.weights(true), q.dst(true),
-                                             q.strides(), q.dilates(), q.padL(), q.padR());
-  dnnl::convolution_backward_weights::primitive_desc pd(d, baseAttr(), cpuEngine(), hint);
+  auto pd = choose<dnnl::convolution_backward_weights::primitive_desc>([&](bool any) {
+    auto hint = forwardDescWith(q, false, dnnl::primitive_attr(), any);
+    dnnl::convolution_backward_weights::desc d(algorithm::convolution_direct, q.src(any), q.weights(true), q.dst(any),
+                                               q.strides(), q.dilates(), q.padL(), q.padR());
+    return dnnl::convolution_backward_weights::primitive_desc(d, baseAttr(), cpuEngine(), hint);
+  });
   auto e = std::make_shared<BackwardWeightsEntry>();
   e->threads = threads;
   e->prim = dnnl::convolution_backward_weights(pd);
