@@ -137,7 +137,9 @@ export function register(program: Command): void {
     .requiredOption('-o, --out <file>', 'split file to write (JSON)')
     .option('--unlabeled <dir>', 'unlabelled folder: its repeats of labelled images are recorded (self-learning must skip those of validation/test)')
     .option('--seed <n>', 'random seed', intArg('seed', 0, 2 ** 31 - 1), 42)
-    .option('--ratios <r>', 'train,validation,test proportions', parseRatios, { train: 0.7, validation: 0.15, test: 0.15 })
+    .addOption(
+      new Option('--ratios <r>', 'train,validation,test proportions').argParser(parseRatios).default({ train: 0.7, validation: 0.15, test: 0.15 }, '70,15,15'),
+    )
     .option('--similarity <s>', 'near-duplicate threshold (see `fundus data duplicates`)', fraction, DEFAULT_SIMILARITY)
     .option('--no-dedup', 'split images independently (not recommended: repeats of one eye leak across parts)')
     .option('--json', 'print the split counts as JSON')
