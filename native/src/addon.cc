@@ -39,9 +39,9 @@ Napi::Value ClearCaches(const Napi::CallbackInfo& info) {
 }  // namespace
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  exports.Set("info", Napi::Function::New(env, Info));
-  exports.Set("setThreads", Napi::Function::New(env, SetThreads));
-  exports.Set("clearCaches", Napi::Function::New(env, ClearCaches));
+  exports.Set("info", Napi::Function::New(env, locked<Info>));
+  exports.Set("setThreads", Napi::Function::New(env, locked<SetThreads>));
+  exports.Set("clearCaches", Napi::Function::New(env, locked<ClearCaches>));
   initConv(env, exports);
   initPool(env, exports);
   initMatmul(env, exports);

@@ -7,6 +7,11 @@
 
 namespace fundus {
 
+std::mutex& kernelMutex() {
+  static std::mutex m;
+  return m;
+}
+
 dnnl::engine& cpuEngine() {
   static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
   return eng;

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -66,6 +67,15 @@ class ShapeCache {
  private:
   std::unordered_map<std::string, std::shared_ptr<T>> map_;
 };
+
+// Caches and scratch buffers are process-wide while tfjs may run in several worker threads, each with its own
+// copy of the addon's JS side: kernels take this lock so that two threads never share a scratch buffer.
+std::mutex& kernelMutex();
+template <Napi::Value (*F)(const Napi::CallbackInfo&)>
+Napi::Value locked(const Napi::CallbackInfo& info) {
+  std::lock_guard<std::mutex> guard(kernelMutex());
+  return F(info);
+}
 
 void initConv(Napi::Env env, Napi::Object exports);
 void initPool(Napi::Env env, Napi::Object exports);

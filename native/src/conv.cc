@@ -338,9 +338,9 @@ void clearConvCache() {
 }
 
 void initConv(Napi::Env env, Napi::Object exports) {
-  exports.Set("conv2dForward", Napi::Function::New(env, Conv2dForward));
-  exports.Set("conv2dBackwardData", Napi::Function::New(env, Conv2dBackwardData));
-  exports.Set("conv2dBackwardWeights", Napi::Function::New(env, Conv2dBackwardWeights));
+  exports.Set("conv2dForward", Napi::Function::New(env, locked<Conv2dForward>));
+  exports.Set("conv2dBackwardData", Napi::Function::New(env, locked<Conv2dBackwardData>));
+  exports.Set("conv2dBackwardWeights", Napi::Function::New(env, locked<Conv2dBackwardWeights>));
 }
 
 }  // namespace fundus

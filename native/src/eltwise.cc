@@ -354,12 +354,12 @@ Napi::Value Tile(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void initEltwise(Napi::Env env, Napi::Object exports) {
-  exports.Set("binary", Napi::Function::New(env, Binary));
-  exports.Set("unary", Napi::Function::New(env, Unary));
-  exports.Set("activationGrad", Napi::Function::New(env, ActivationGrad));
-  exports.Set("batchNorm", Napi::Function::New(env, BatchNorm));
-  exports.Set("tile", Napi::Function::New(env, Tile));
-  exports.Set("batchNormGradStats", Napi::Function::New(env, BatchNormGradStats));
+  exports.Set("binary", Napi::Function::New(env, locked<Binary>));
+  exports.Set("unary", Napi::Function::New(env, locked<Unary>));
+  exports.Set("activationGrad", Napi::Function::New(env, locked<ActivationGrad>));
+  exports.Set("batchNorm", Napi::Function::New(env, locked<BatchNorm>));
+  exports.Set("tile", Napi::Function::New(env, locked<Tile>));
+  exports.Set("batchNormGradStats", Napi::Function::New(env, locked<BatchNormGradStats>));
 }
 
 }  // namespace fundus

@@ -26,7 +26,7 @@ Napi::Value BatchMatMul(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void initMatmul(Napi::Env env, Napi::Object exports) {
-  exports.Set("batchMatMul", Napi::Function::New(env, BatchMatMul));
+  exports.Set("batchMatMul", Napi::Function::New(env, locked<BatchMatMul>));
 }
 
 }  // namespace fundus

@@ -160,8 +160,8 @@ void clearPoolCache() {
 }
 
 void initPool(Napi::Env env, Napi::Object exports) {
-  exports.Set("poolForward", Napi::Function::New(env, PoolForward));
-  exports.Set("poolBackward", Napi::Function::New(env, PoolBackward));
+  exports.Set("poolForward", Napi::Function::New(env, locked<PoolForward>));
+  exports.Set("poolBackward", Napi::Function::New(env, locked<PoolBackward>));
 }
 
 }  // namespace fundus

@@ -132,7 +132,7 @@ Napi::Value Reduce(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void initReduce(Napi::Env env, Napi::Object exports) {
-  exports.Set("reduce", Napi::Function::New(env, Reduce));
+  exports.Set("reduce", Napi::Function::New(env, locked<Reduce>));
 }
 
 }  // namespace fundus
