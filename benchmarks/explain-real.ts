@@ -1,7 +1,7 @@
 // Overlays and the faithfulness table of a model on real held-out photographs: K images each of diabetic
 // retinopathy, glaucoma and normal (single-label ones, from the TEST part of splits/vietai.json), every CAM method.
 // Run: npx tsx benchmarks/explain-real.ts [--model models/default] [--per-class 4] [--methods all] [--steps 20]
-//        [--layer NAME] [--out runs/explain-real]
+//        [--layer NAME] [--classes predicted|all|...] [--no-faithfulness] [--out runs/explain-real]
 // Then open runs/explain-real/index.html (or look at the PNGs); faithfulness.txt holds the table per method.
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -34,7 +34,7 @@ await explainCommand(
     out: arg('out', 'runs/explain-real'),
     method: arg('methods', 'all'),
     classes: arg('classes', 'predicted'),
-    faithfulness: true,
+    faithfulness: !process.argv.includes('--no-faithfulness'),
     steps: arg('steps', '20'),
     layer: process.argv.includes('--layer') ? arg('layer', '') : undefined,
     raw: 'npy',
