@@ -44,8 +44,19 @@ interface OptimizerManifest {
   weights: { name: string; shape: number[] }[];
 }
 
+/**
+ * Adam keeps β₁ᵗ and β₂ᵗ as running products that `setWeights` recomputes as powers, which differ in the last bits:
+ * they are saved too, so that a resumed run is bit-identical to an uninterrupted one.
+ */
+const ADAM_POWERS = ['accBeta1', 'accBeta2'] as const;
+
+function adamPowers(opt: tf.Optimizer): { name: string; tensor: tf.Variable }[] {
+  const o = opt as unknown as Record<string, tf.Variable | undefined>;
+  return ADAM_POWERS.filter((k) => o[k] instanceof tf.Variable).map((k) => ({ name: `__${k}`, tensor: o[k] as tf.Variable }));
+}
+
 async function serializeOptimizer(opt: tf.Optimizer): Promise<{ json: string; bin: Uint8Array }> {
-  const named = await opt.getWeights();
+  const named = [...(await opt.getWeights()), ...adamPowers(opt)];
   const manifest: OptimizerManifest = { className: opt.getClassName(), weights: [] };
   const arrays: Float32Array[] = [];
   for (const { name, tensor } of named) {
@@ -77,7 +88,12 @@ async function restoreOptimizer(opt: tf.Optimizer, dir: string): Promise<void> {
     return { name, tensor: t };
   });
   if (o !== all.length) throw new InputError('optimizer.bin does not match optimizer.json', { file: join(dir, OPTIMIZER_BIN) });
-  await opt.setWeights(named);
+  const powers = named.filter((n) => n.name.startsWith('__'));
+  await opt.setWeights(named.filter((n) => !n.name.startsWith('__')));
+  for (const p of powers) {
+    const target = adamPowers(opt).find((a) => a.name === p.name);
+    if (target) target.tensor.assign(p.tensor);
+  }
   named.forEach((n) => n.tensor.dispose());
 }
 

@@ -21,6 +21,7 @@ import { learningRateAt } from './schedule.js';
 import { scoreProbabilities } from './scores.js';
 import { InputError } from '../util/errors.js';
 import { useFastBatchNorm } from './fastbn.js';
+import { recalibrateBatchNorm } from './bnstats.js';
 
 /** The quantity that picks the best epoch and drives early stopping. */
 export type Monitor = 'val_auc' | 'val_f1' | 'val_loss';
@@ -43,6 +44,8 @@ export interface LoopSettings {
   /** Stop after the epoch during which the run's training time passes this many minutes. */
   maxMinutes?: number;
   quiet: boolean;
+  /** Training images whose batch statistics replace the BN moving averages before each validation (0: off). */
+  bnCalibrationImages?: number;
   /** Called after every optimiser step (tests use it to simulate a kill). */
   onBatch?: (info: { epoch: number; batch: number; loss: number }) => void | Promise<void>;
   log: (line: string) => void;
@@ -204,6 +207,23 @@ export async function trainLoop(
     await saveCheckpoint(ckptDir, network, metadata, optimizer, state);
   };
 
+  /** Precise BN: moving statistics from the first training images (fixed, un-augmented), see bnstats.ts. */
+  const calibrate = (): void => {
+    const n = Math.min(train.length, s.bnCalibrationImages ?? 512);
+    if (n === 0) return;
+    function* batches(): Generator<tf.Tensor4D> {
+      for (let start = 0; start < n; start += batchSize) {
+        const idx = Array.from({ length: Math.min(batchSize, n - start) }, (_, i) => start + i);
+        if (idx.length < 2) break; // a single image has no batch variance
+        const b = makeBatch(idx, train, trainPixels, metadata.preprocess, metadata.inputShape, false, null);
+        tf.dispose([b.y, b.w]);
+        yield b.x;
+        b.x.dispose();
+      }
+    }
+    recalibrateBatchNorm(network, batches());
+  };
+
   /** Validation logits → loss and probabilities, batched, inference mode. */
   const validate = (): { loss: number; probs: Float32Array; targets: Float32Array } => {
     const probs = new Float32Array(validation.length * numClasses);
@@ -290,6 +310,7 @@ export async function trainLoop(
     }
     bar.stop();
 
+    calibrate();
     const v = validate();
     const sc = scoreProbabilities(v.targets, v.probs, numClasses, 0.5);
     const row: HistoryRow = {

@@ -8,22 +8,19 @@ import { readDataset } from '../data/csv.js';
 import type { Dataset, LabelledImage } from '../data/labels.js';
 import { channelCount, validatePreprocessSettings } from '../data/preprocess.js';
 import type { PreprocessSettings } from '../data/preprocess.js';
-import { tuneThresholds } from '../eval/thresholds.js';
 import { architectureInfo, buildNetwork } from '../models/architectures.js';
 import { buildOneVsNormalNetwork, classSlug, loadMemberWeights } from '../models/combine.js';
 import { loadModel, saveModel } from '../models/io.js';
 import type { ModelMetadata, Task } from '../models/metadata.js';
-import { predictTensor, stackImages } from '../models/predict.js';
 import { memberExamples, oneVsNormalMembers, taskExamples, taskHead } from '../models/tasks.js';
 import type { Example } from '../models/tasks.js';
-import { normalizeBytes } from '../data/preprocess.js';
 import { InputError } from '../util/errors.js';
 import { copyWeights } from './checkpoint.js';
 import type { HistoryRow } from './checkpoint.js';
 import { historyFiles } from './history.js';
 import { trainLoop } from './loop.js';
 import type { LoopSettings, Monitor } from './loop.js';
-import { scoreProbabilities, scoresReport } from './scores.js';
+import { scoringExamples, tuneAndScore } from './finalize.js';
 import { readSplitParts } from './split.js';
 import type { SplitParts } from './split.js';
 
@@ -136,41 +133,6 @@ function initFromModel(init: { network: tfl.LayersModel; metadata: ModelMetadata
       layer.setWeights(src.getWeights());
     }
   };
-}
-
-/** Probabilities of `network` on cached bytes (inference mode), n×C. */
-function predictBytes(network: tfl.LayersModel, metadata: ModelMetadata, pixels: Uint8Array[], batchSize = 16): Float32Array {
-  const C = metadata.classes.length;
-  const out = new Float32Array(pixels.length * C);
-  const model = { dir: '(training)', network, metadata };
-  for (let s = 0; s < pixels.length; s += batchSize) {
-    const chunk = pixels.slice(s, s + batchSize).map((p) => normalizeBytes(p, metadata.inputShape[2], metadata.preprocess));
-    const x = stackImages(chunk, metadata.inputShape);
-    out.set(predictTensor(model, x), s * C);
-    x.dispose();
-  }
-  return out;
-}
-
-function targetsOf(images: LabelledImage[], dataset: Dataset, classes: string[]): Float32Array {
-  const cols = classes.map((c) => dataset.classes.indexOf(c));
-  const out = new Float32Array(images.length * classes.length);
-  images.forEach((im, i) => cols.forEach((c, k) => (out[i * classes.length + k] = im.labels ? im.labels[c] : 0)));
-  return out;
-}
-
-/** Held-out metrics of a final network on the examples of its task (val thresholds applied). */
-function heldOut(
-  network: tfl.LayersModel,
-  metadata: ModelMetadata,
-  examples: Example[],
-  pixels: Uint8Array[],
-): Record<string, unknown> {
-  const C = metadata.classes.length;
-  const probs = predictBytes(network, metadata, pixels);
-  const targets = new Float32Array(examples.length * C);
-  examples.forEach((e, i) => targets.set(e.target, i * C));
-  return scoresReport(scoreProbabilities(targets, probs, C, metadata.thresholds), metadata.classes, examples.length, metadata.thresholds);
 }
 
 /**
@@ -319,27 +281,16 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
     bestEpoch = null;
     metadata = { ...baseMeta, classes: combined.classes, activation: 'sigmoid', thresholds: combined.classes.map(() => 0.5) };
     // The combined predictor is judged on every image, like the multilabel model.
-    const asExamples = (images: LabelledImage[]): Example[] => {
-      const t = targetsOf(images, dataset, combined.classes);
-      return images.map((im, i) => ({ path: im.path, filename: im.filename, target: t.subarray(i * 7, i * 7 + 7), weight: 1 }));
-    };
-    valExamples = asExamples(valImages);
-    testExamples = asExamples(testImages);
+    valExamples = scoringExamples(metadata, dataset, valImages);
+    testExamples = scoringExamples(metadata, dataset, testImages);
     valPixels = await bytesOf(valExamples);
   }
 
-  // Thresholds: max F1 per class on validation.
-  const C = metadata.classes.length;
-  const valProbs = predictBytes(network, metadata, valPixels);
-  const valTargets = new Float32Array(valExamples.length * C);
-  valExamples.forEach((e, i) => valTargets.set(e.target, i * C));
-  const tuned = tuneThresholds(valTargets, valProbs, C, { kind: 'max-f1' });
-  metadata.thresholds = tuned.thresholds;
-  metadata.thresholdPolicy = `${tuned.policy} on validation`;
+  // Thresholds: max F1 per class on validation; then held-out scores with them.
   const testPixels = await bytesOf(testExamples);
+  const scores = tuneAndScore(network, metadata, { examples: valExamples, pixels: valPixels }, { examples: testExamples, pixels: testPixels });
   metadata.metrics = {
-    validation: heldOut(network, metadata, valExamples, valPixels),
-    test: heldOut(network, metadata, testExamples, testPixels),
+    ...scores,
     bestEpoch,
     epochs: history.length,
     trainSeconds,
