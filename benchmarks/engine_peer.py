@@ -46,11 +46,15 @@ class AlexNet(nn.Module):
 
 
 def time_it(fn, reps):
+    """Median seconds per call (the machine is shared: the median resists bursts of other load); same in the worker."""
     fn()  # warm-up
-    t = time.perf_counter()
+    times = []
     for _ in range(reps):
+        t = time.perf_counter()
         fn()
-    return (time.perf_counter() - t) / reps
+        times.append(time.perf_counter() - t)
+    times.sort()
+    return times[(len(times) - 1) // 2]
 
 
 def main():
