@@ -353,6 +353,13 @@ export function verdict(variants: VariantResult[]): string[] {
   if (top) {
     const ref = top.mode === 'finetune' && control ? control : orig;
     const d = value(top.metrics.overall.macroAuc) - value(ref.metrics.overall.macroAuc);
+    if (top.mode === 'finetune' && !control) {
+      lines.push(
+        `${top.name} is ${fmt(d)} macro AUC against the original, but fine-tuning adds training: without the control ` +
+          `(control-finetune, labelled images only, same budget) this says nothing about the pseudo-labels`,
+      );
+      return lines;
+    }
     lines.push(
       d > 0 && !overlaps(top.metrics.overall.macroAuc, ref.metrics.overall.macroAuc)
         ? `self-learning helped here: ${top.name} beats ${ref.name} on macro AUC beyond the intervals`
