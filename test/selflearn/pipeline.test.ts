@@ -11,7 +11,7 @@ import { loadModel } from '../../src/models/io.js';
 import { trainModel } from '../../src/train/train.js';
 import { readSplitParts } from '../../src/train/split.js';
 import { defaultDuplicateFinder, excludeTestDuplicates } from '../../src/selflearn/leakage.js';
-import { runSelfLearning } from '../../src/selflearn/pipeline.js';
+import { runSelfLearning, verdict, type VariantResult } from '../../src/selflearn/pipeline.js';
 import { selectConfident } from '../../src/selflearn/pseudolabel.js';
 import { renderMarkdown } from '../../src/selflearn/report.js';
 import { trainModelRetrainer } from '../../src/selflearn/retrain.js';
@@ -193,4 +193,26 @@ test('no pseudo-label above the threshold: nothing is retrained, the report says
   assert.equal(report.pseudoLabelling[0].accepted, 0);
   assert.equal(partials, 1);
   assert.ok(log.some((l) => /no pseudo-label reached the threshold/.test(l)));
+});
+
+test('verdict: fine-tuned variants are judged against the control, and not at all without it', () => {
+  const v = (name: string, mode: VariantResult['mode'], method: string | null, auc: number, ci: [number, number]): VariantResult =>
+    ({
+      name,
+      mode,
+      method,
+      round: 1,
+      modelDir: name,
+      pseudoLabelled: 0,
+      metrics: { overall: { macroAuc: { value: auc, ci }, meanF1: { value: auc / 2, ci: [ci[0] / 2, ci[1] / 2] } } },
+    }) as unknown as VariantResult;
+  const orig = v('original', 'original', null, 0.6, [0.58, 0.62]);
+  const ctrl = v('control-finetune', 'control', null, 0.7, [0.68, 0.72]);
+  const ft = v('spreading-knn-r1-finetune', 'finetune', 'spreading-knn', 0.69, [0.67, 0.71]);
+  const withControl = verdict([orig, ctrl, ft]);
+  assert.ok(withControl.some((l) => /spreading-knn-r1-finetune: macro AUC -0\.010.* vs control-finetune \(intervals overlap\)/.test(l)), withControl.join('\n'));
+  assert.ok(withControl.some((l) => /did not help/.test(l)));
+  const without = verdict([orig, ft]);
+  assert.ok(without.some((l) => /says nothing about the pseudo-labels/.test(l)), without.join('\n'));
+  assert.ok(!without.some((l) => /helped here/.test(l)));
 });
