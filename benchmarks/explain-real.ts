@@ -38,5 +38,6 @@ await explainCommand(
     steps: arg('steps', '20'),
     layer: process.argv.includes('--layer') ? arg('layer', '') : undefined,
     raw: 'npy',
+    random: arg('random', 'cells'),
   },
 );

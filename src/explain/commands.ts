@@ -22,6 +22,7 @@ export interface ExplainCliOptions {
   raw?: string;
   faithfulness?: boolean;
   steps?: string;
+  random?: string;
   batchSize?: string;
   quiet?: boolean;
 }
@@ -78,6 +79,8 @@ export async function explainCommand(modelDir: string, inputs: string[], opts: E
   const steps = parseNumber(opts.steps, '--steps', 20, (n) => Number.isInteger(n) && n >= 2 && n <= 1000, 'an integer in 2..1000');
   const batchSize = parseNumber(opts.batchSize, '--batch-size', 8, (n) => Number.isInteger(n) && n >= 1, 'a positive integer');
   const raw = parseRaw(opts.raw);
+  const random = opts.random ?? 'cells';
+  if (random !== 'cells' && random !== 'pixels') throw new InputError(`--random must be cells or pixels (got '${random}')`);
   const out = resolve(opts.out);
   await checkOutDir(out);
   const images = await expandInputs(inputs);
@@ -100,7 +103,7 @@ export async function explainCommand(modelDir: string, inputs: string[], opts: E
         colormap,
         alpha,
         raw,
-        faithfulness: opts.faithfulness ? { steps } : false,
+        faithfulness: opts.faithfulness ? { steps, random } : false,
         batchSize,
         onProgress: (n) => {
           bar.tick(n - done);
@@ -140,7 +143,8 @@ export function register(program: Command): void {
     .option('--colormap <name>', `overlay colormap: ${COLORMAPS.join(', ')}`, 'jet')
     .option('--alpha <n>', 'heatmap opacity over the photo, 0..1', '0.45')
     .option('--raw <formats>', "raw heatmaps to write: npy (unnormalised CAM, float32), png16 (normalised, on the photo's pixel grid), both comma-separated, or none", 'npy')
-    .option('--faithfulness', 'score every heatmap by deletion/insertion against random pixel order, and print the table per method')
+    .option('--faithfulness', 'score every heatmap by deletion/insertion against a random order, and print the table per method')
+    .option('--random <kind>', "faithfulness yardstick: 'cells' (random heatmaps at the layer's resolution) or 'pixels' (independent random pixels)", 'cells')
     .option('--steps <n>', 'deletion/insertion steps', '20')
     .option('--batch-size <n>', 'images explained together', '8')
     .option('-q, --quiet', 'no progress bar or summary')

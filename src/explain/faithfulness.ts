@@ -7,7 +7,8 @@ import { resizeHeatmap, type Heatmap } from './heatmap.js';
  * into a blurred copy (insertion), most relevant first according to the heatmap, in `steps` equal steps, and the
  * model's probability for the class is recorded after each step. The area under the curve (AUC, x from 0 to 1) is low
  * for deletion and high for insertion when the heatmap points at what the model really uses. The same curves with a
- * random pixel order are the yardstick: a heatmap is faithful to the degree it beats random.
+ * random order (random heatmaps of the same coarseness by default) are the yardstick: a heatmap is faithful to the
+ * degree it beats random.
  *
  * Deleted pixels take the value 0 of the normalised input, i.e. the training-set mean colour (no new edges as black
  * would create on a dark fundus border); insertion starts from a box-blurred copy, which keeps the image's overall
@@ -22,6 +23,20 @@ export interface FaithfulnessOptions {
   seed?: number;
   /** Images per forward pass. Default 16. */
   batchSize?: number;
+  /**
+   * The random yardstick. `cells` (default): a random heatmap at the target layer's resolution, upsampled like a CAM,
+   * so that random and CAM orders remove equally coherent regions. `pixels`: independent random pixels, which destroy
+   * the image as salt noise and so lower the score faster than any contiguous removal (a bias in favour of random
+   * that is well known from the deletion metric's critics, e.g. ROAD).
+   */
+  random?: 'cells' | 'pixels';
+}
+
+/** A random pixel order for the yardstick (see `FaithfulnessOptions.random`). */
+export function yardstickOrder(size: number, cells: [number, number], rand: () => number, kind: 'cells' | 'pixels' = 'cells'): Uint32Array {
+  if (kind === 'pixels') return randomOrder(size, rand);
+  const [h, w] = cells;
+  return relevanceOrder({ width: w, height: h, data: Float32Array.from({ length: w * h }, () => rand()) }, size, rand);
 }
 
 export interface Curves {
@@ -49,6 +64,11 @@ export interface FaithfulnessRow {
   deletionWinRate: number;
   /** Mean seconds per heatmap to compute the CAM itself (not the curves). */
   camSeconds: number;
+}
+
+function cellsOf(explainer: CamExplainer): [number, number] {
+  const [h, w] = explainer.split.targetShape;
+  return [h, w];
 }
 
 /** Trapezoidal area under a curve sampled at equal steps over [0, 1]. */
@@ -188,7 +208,7 @@ export function randomScore(
 ): FaithfulnessScore {
   const repeats = opts.randomRepeats ?? 2;
   const r = Array.from({ length: repeats }, () =>
-    score(curves(explainer, image, target.classIndex, randomOrder(image.size, rand), opts, blurred, target.negate)),
+    score(curves(explainer, image, target.classIndex, yardstickOrder(image.size, cellsOf(explainer), rand, opts.random), opts, blurred, target.negate)),
   );
   return { deletion: r.reduce((a, x) => a + x.deletion, 0) / repeats, insertion: r.reduce((a, x) => a + x.insertion, 0) / repeats };
 }
@@ -234,7 +254,9 @@ export function faithfulnessTable(
   const blurred = images.map((im) => blurImage(im));
   const random: FaithfulnessScore[] = targets.map((t) => {
     const scores = Array.from({ length: repeats }, () =>
-      score(curves(explainer, images[t.image], t.classIndex, randomOrder(images[t.image].size, rand), opts, blurred[t.image])),
+      score(
+        curves(explainer, images[t.image], t.classIndex, yardstickOrder(images[t.image].size, cellsOf(explainer), rand, opts.random), opts, blurred[t.image]),
+      ),
     );
     opts.onProgress?.(++done, total);
     return {
