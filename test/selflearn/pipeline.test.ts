@@ -113,9 +113,16 @@ test('self-learning end to end on a tiny model: spreading (knn, rbf) and confide
   assert.equal(report.leakageGuard.excluded, 2);
   assert.ok(report.leakageGuard.excludedImages.some((e) => e.path === planted));
   assert.equal(report.leakageGuard.kept, pool.length - 2);
+  // A method whose pseudo-labels all miss the threshold is not retrained (the rbf one may, on an untrained embedding).
+  const accepted = Object.fromEntries(report.pseudoLabelling.map((p) => [p.method, p.accepted]));
+  assert.ok(accepted['spreading-knn'] > 0 && accepted['confidence'] > 0, JSON.stringify(accepted));
   assert.deepEqual(
     report.variants.map((v) => v.name),
-    ['original', 'control-finetune', 'spreading-knn-r1-scratch', 'spreading-knn-r1-finetune', 'spreading-rbf-r1-scratch', 'spreading-rbf-r1-finetune', 'confidence-r1-scratch', 'confidence-r1-finetune'],
+    [
+      'original',
+      'control-finetune',
+      ...['spreading-knn', 'spreading-rbf', 'confidence'].filter((m) => accepted[m] > 0).flatMap((m) => [`${m}-r1-scratch`, `${m}-r1-finetune`]),
+    ],
   );
   for (const v of report.variants) {
     assert.equal(v.metrics.imageCount, report.data.test);
@@ -130,11 +137,12 @@ test('self-learning end to end on a tiny model: spreading (knn, rbf) and confide
   // Retrained models exist and differ from the original (fine-tuned from it, or from scratch).
   const ft = await loadModel(report.variants[3].modelDir);
   assert.equal(ft.metadata.architecture, 'small-cnn');
-  assert.ok(report.verdict.length >= 8);
+  assert.ok(report.verdict.length >= 6);
   assert.ok(report.verdict.some((l) => /spreading-knn-r1-finetune: .* vs control-finetune/.test(l)), report.verdict.join('\n'));
   assert.ok(report.verdict.some((l) => /spreading-knn-r1-scratch: .* vs original/.test(l)));
   const md = renderMarkdown(report);
-  assert.match(md, /\| spreading-rbf-r1-finetune \|/);
+  assert.match(md, /\| spreading-knn-r1-finetune \|/);
+  assert.match(md, /\| spreading-rbf \| 1 \| \d+ \/ 5 \|/);
   assert.match(md, /Leakage guard: 2 of 7 unlabelled images excluded/);
   assert.match(md, /ROC AUC per class/);
 });
