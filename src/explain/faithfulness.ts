@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { CamExplainer, CamInput, CamMethod, CamTarget } from './cam.js';
 import { resizeHeatmap, type Heatmap } from './heatmap.js';
+import { seededRandom } from '../data/random.js';
 
 /**
  * Deletion and insertion curves (Petsiuk et al., RISE 2018): pixels are removed from the image (deletion) or restored
@@ -79,17 +80,6 @@ export function auc(curve: number[]): number {
   return s / (curve.length - 1);
 }
 
-/** Seeded PRNG (mulberry32): faithfulness numbers must be reproducible run to run. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Pixel indices (of a size×size image), most relevant first; ties (e.g. the many zeros) in random order. */
 export function relevanceOrder(heatmap: Heatmap, size: number, rand: () => number): Uint32Array {
@@ -213,7 +203,6 @@ export function randomScore(
   return { deletion: r.reduce((a, x) => a + x.deletion, 0) / repeats, insertion: r.reduce((a, x) => a + x.insertion, 0) / repeats };
 }
 
-export { mulberry32 };
 
 /** Summarises per-heatmap scores into one table row per method. */
 export function summarize(
@@ -247,7 +236,7 @@ export function faithfulnessTable(
   methods: readonly CamMethod[],
   opts: FaithfulnessOptions & { onProgress?: (done: number, total: number) => void } = {},
 ): FaithfulnessRow[] {
-  const rand = mulberry32(opts.seed ?? 1);
+  const rand = seededRandom(opts.seed ?? 1);
   const repeats = opts.randomRepeats ?? 2;
   const total = targets.length * (methods.length + 1);
   let done = 0;

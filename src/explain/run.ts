@@ -1,6 +1,7 @@
 import { readdir, stat, writeFile } from 'node:fs/promises';
 import { basename, extname, join, resolve } from 'node:path';
 import { preprocessImage, type CropGeometry, type PreprocessedImage } from '../data/preprocess.js';
+import { seededRandom } from '../data/random.js';
 import type { FundusModel } from '../models/io.js';
 import { InputError } from '../util/errors.js';
 import { explainerFor, type CamMethod, type CamResult, type CamTarget } from './cam.js';
@@ -8,7 +9,6 @@ import {
   blurImage,
   heatmapScore,
   randomScore,
-  mulberry32,
   summarize,
   type FaithfulnessOptions,
   type FaithfulnessRow,
@@ -156,7 +156,7 @@ export async function runExplain(job: ExplainJob): Promise<ExplainManifest> {
   const colormap = job.colormap ?? 'jet';
   const rawFormats = job.raw ?? ['npy'];
   const names = stems(job.images);
-  const rand = mulberry32((job.faithfulness ? job.faithfulness.seed : undefined) ?? 1);
+  const rand = seededRandom((job.faithfulness ? job.faithfulness.seed : undefined) ?? 1);
   const manifest: ExplainManifest = {
     model: model.dir,
     layer: explainer.layerName,

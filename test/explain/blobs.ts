@@ -6,6 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import type { CamInput } from '../../src/explain/cam.js';
+import { seededRandom } from '../../src/data/random.js';
 
 export interface Blob {
   cx: number;
@@ -19,17 +20,8 @@ export interface BlobImage extends CamInput {
   dark?: Blob;
 }
 
-/** Deterministic PRNG (mulberry32), so that the fixture and thus the test outcome never change between runs. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic PRNG, so that the fixture and thus the test outcome never change between runs. */
+export const rng = seededRandom;
 
 export function insideBlob(b: Blob, x: number, y: number, margin = 0): boolean {
   return (x + 0.5 - b.cx) ** 2 + (y + 0.5 - b.cy) ** 2 <= (b.r + margin) ** 2;

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { auc, blurImage, mulberry32, randomOrder, relevanceOrder } from '../../src/explain/faithfulness.js';
+import { auc, blurImage, randomOrder, relevanceOrder } from '../../src/explain/faithfulness.js';
+import { seededRandom } from '../../src/data/random.js';
 
 test('auc is the trapezoidal area over [0, 1]', () => {
   assert.equal(auc([1, 1, 1]), 1);
@@ -9,7 +10,7 @@ test('auc is the trapezoidal area over [0, 1]', () => {
 });
 
 test('relevance order: hottest pixels first (upsampled from the feature map), ties in random order', () => {
-  const rand = mulberry32(1);
+  const rand = seededRandom(1);
   // 2x2 map, hot in the bottom-right cell, over a 4x4 image: the 4 bottom-right pixels come first.
   const order = relevanceOrder({ width: 2, height: 2, data: Float32Array.from([0, 0, 0, 1]) }, 4, rand);
   assert.equal(order[0], 15);
