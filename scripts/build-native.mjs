@@ -1,5 +1,6 @@
-// Builds the oneDNN addon when oneDNN's headers are present; otherwise says how to get it and exits 0 so that
-// `npm ci` still succeeds and fundus runs on the (slow) JS CPU backend.
+// Builds the native addons (the oneDNN engine and the libjpeg-turbo decoder) when their headers are present;
+// otherwise says how to get them and exits 0 so that `npm ci` still succeeds and fundus runs on the (slow) JS CPU
+// backend and decodes with sharp.
 import { existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -7,10 +8,14 @@ import { dirname, join } from 'node:path';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const force = process.argv.includes('--force');
-const header = '/usr/include/oneapi/dnnl/dnnl.hpp';
 if (!existsSync(join(root, 'native', 'binding.gyp'))) process.exit(0);
-if (!existsSync(header)) {
-  console.warn('fundus: oneDNN headers not found (apt-get install libdnnl-dev); skipping the native engine build.');
+const headers = [
+  ['/usr/include/oneapi/dnnl/dnnl.hpp', 'libdnnl-dev'],
+  ['/usr/include/jpeglib.h', 'libjpeg62-turbo-dev'],
+];
+const missing = headers.filter(([h]) => !existsSync(h)).map(([, pkg]) => pkg);
+if (missing.length > 0) {
+  console.warn(`fundus: native headers not found (apt-get install ${missing.join(' ')}); skipping the native build.`);
   process.exit(force ? 1 : 0);
 }
 const gyp = join(root, 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');

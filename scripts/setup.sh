@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Installs what fundus needs on a fresh Debian 12 machine with Node.js 20: oneDNN for the native engine,
-# Chromium for the viewer's end-to-end tests, then the npm packages (which builds the native addon).
+# Installs what fundus needs on a fresh Debian 12 machine with Node.js 20: oneDNN for the native engine, libjpeg-turbo
+# for fast decoding, Chromium for the viewer's end-to-end tests, then the npm packages (which build the native addons).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends libdnnl-dev chromium >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends libdnnl-dev libjpeg62-turbo-dev chromium >/dev/null
 npm ci --no-audit --no-fund

@@ -46,6 +46,7 @@ interface TrainFlags {
   imageSize?: number;
   channels?: 'green' | 'rgb';
   clahe?: boolean;
+  resize: 'area' | 'lanczos3';
   augment: boolean;
   patience: number;
   monitor: Monitor;
@@ -79,6 +80,11 @@ export function register(program: Command): void {
     .option('--image-size <px>', "input side in pixels (default: the architecture's: 227 for alexnet, 224 for resnets)", positiveInt('image-size'))
     .addOption(new Option('--channels <c>', 'input channels (default: green for alexnet, rgb otherwise)').choices(['green', 'rgb']))
     .option('--clahe', 'contrast-limited adaptive histogram equalisation in preprocessing')
+    .addOption(
+      new Option('--resize <method>', 'area: JPEG decoded at reduced scale, area average (fast); lanczos3: full decode, Lanczos-3')
+        .choices(['area', 'lanczos3'])
+        .default('area'),
+    )
     .option('--no-augment', 'train without augmentation')
     .option('--patience <epochs>', 'early stopping: epochs without improvement of the monitored metric', positiveInt('patience'), 8)
     .addOption(new Option('--monitor <metric>', 'validation metric for best epoch and early stopping').choices(['val_auc', 'val_f1', 'val_loss']).default('val_auc'))
@@ -116,6 +122,7 @@ export function register(program: Command): void {
         imageSize: flags.imageSize,
         channels: flags.channels,
         clahe: flags.clahe,
+        resize: flags.resize,
         augment: flags.augment ? {} : false,
         patience: flags.patience,
         monitor: flags.monitor,

@@ -55,6 +55,8 @@ export interface TrainOptions {
   imageSize?: number;
   channels?: 'green' | 'rgb';
   clahe?: boolean;
+  /** How photos are brought to the input size (see PreprocessSettings.resize); default `area`. */
+  resize?: PreprocessSettings['resize'];
   augment?: Partial<AugmentSettings> | false;
   patience?: number;
   monitor?: Monitor;
@@ -108,6 +110,7 @@ function preprocessFor(opts: TrainOptions, init?: ModelMetadata): PreprocessSett
     channels,
     clahe: opts.clahe ?? false,
     normalize: { mean: [0.5], std: [0.25] },
+    resize: opts.resize ?? 'area',
   });
 }
 
