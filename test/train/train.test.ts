@@ -1,4 +1,5 @@
 import { test } from 'node:test';
+import { spawn, spawnSync } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -12,6 +13,7 @@ import type { TrainOptions } from '../../src/train/train.js';
 import { readState, saveCheckpoint } from '../../src/train/checkpoint.js';
 import { CHECKPOINT_DIR } from '../../src/train/loop.js';
 import { tinyDataset } from './fixtures.js';
+import { PROJECT_ROOT } from '../helpers.js';
 
 class SimulatedKill extends Error {}
 
@@ -150,4 +152,44 @@ test('one-vs-normal trains one member per pathology and saves one combined, load
     assert.ok(Math.abs(row[6] - (1 - Math.max(...row.slice(0, 6)))) < 1e-6);
   }
   assert.ok((await readdir(join(opts.runDir!, 'members'))).length === 6);
+});
+
+test('SIGKILL of the train command mid-epoch: running it again resumes from the checkpoint and finishes', async () => {
+  const d = await tinyDataset(4);
+  const out = join(d.dir, 'killed-model');
+  const runDir = join(d.dir, 'killed-run');
+  const args = [
+    join(PROJECT_ROOT, 'bin', 'fundus.js'), 'train', '--task', 'multilabel', '--model', 'small-cnn', '--image-size', '24',
+    '--data', d.csv, d.images, '--split', d.split, '--out', out, '--run-dir', runDir,
+    '--epochs', '6', '--batch-size', '2', '--warmup', '0', '--checkpoint-seconds', '0.001',
+  ];
+  const env = { ...process.env, FUNDUS_CACHE_DIR: join(d.dir, 'cache'), FUNDUS_NO_PROGRESS: '1' };
+  const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let log = '';
+  child.stderr.on('data', (b: Buffer) => (log += b.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  // Wait for a checkpoint inside the second epoch or later, then kill without warning.
+  const ckpt = join(runDir, CHECKPOINT_DIR);
+  const midEpoch = (s: Awaited<ReturnType<typeof readState>> | undefined) => !!s && s.epoch >= 1 && s.batch >= 1 && !s.done;
+  let state = await readState(ckpt).catch(() => undefined);
+  for (let i = 0; i < 2400 && !midEpoch(state); i++) {
+    await new Promise((r) => setTimeout(r, 25));
+    state = await readState(ckpt).catch(() => undefined);
+  }
+  assert.ok(midEpoch(state), `no mid-epoch checkpoint appeared; log:\n${log}`);
+  child.kill('SIGKILL');
+  await exited;
+  await assert.rejects(stat(out), 'a killed run writes no model');
+  // The run may have checkpointed again between the poll and the kill: resuming must start from the last one.
+  const killedAt = (await readState(ckpt))!;
+  assert.ok(killedAt.epoch >= 1 && !killedAt.done);
+
+  const again = spawnSync(process.execPath, args, { env, encoding: 'utf8' });
+  assert.equal(again.status, 0, again.stderr);
+  const m = again.stderr.match(/resuming from .*: epoch (\d+), batch (\d+)\//);
+  assert.ok(m, `no resume line in:\n${again.stderr}`);
+  assert.deepEqual([Number(m[1]) - 1, Number(m[2])], [killedAt.epoch, killedAt.batch], 'resumed at the last checkpoint, not from the start');
+  const history = (await readFile(join(out, 'history.csv'), 'utf8')).trim().split('\n').slice(1);
+  assert.deepEqual(history.map((r) => r.split(',')[0]), ['1', '2', '3', '4', '5', '6']);
+  await loadModel(out);
 });
