@@ -272,6 +272,8 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
         settings,
         join(runDir, 'members', classSlug(p)),
         { ...configExtra, member: p },
+        // every member starts from the init model's features; only its one-output head is new
+        init ? initFromModel(init, [p]) : undefined,
       );
       loadMemberWeights(network, member, p);
       trainSeconds += r.trainSeconds;
