@@ -2,7 +2,7 @@
 // (thresholds tuned on validation), AUC of the focus classes, training time and speed. Used by train-tasks.sh and
 // for the models table in docs/models.md.
 // Run: npx tsx scripts/models-table.ts <model-dir>...
-import { loadModel } from '../src/models/io.js';
+import { readMetadata } from '../src/models/io.js';
 import { InputError } from '../src/util/errors.js';
 
 interface Scores {
@@ -18,7 +18,7 @@ if (dirs.length === 0) throw new InputError('usage: models-table.ts <model-dir>.
 console.log('| model | task | architecture, input | test macro AUC | test mean F1 | DR AUC | glaucoma AUC | epochs | training | images/s |');
 console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
 for (const dir of dirs) {
-  const { metadata: m } = await loadModel(dir);
+  const m = await readMetadata(dir);
   const metrics = (m.metrics ?? {}) as { test?: Scores; epochs?: number; trainSeconds?: number; imagesPerSecond?: number };
   const test = metrics.test;
   const auc = (c: string) => fmt(test?.perClass[c]?.auc);
