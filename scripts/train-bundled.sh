@@ -27,6 +27,7 @@ train() {
   npx tsx src/cli.ts train --data "$DATA/train.csv" "$DATA/train" --split "$SPLIT" \
     --out "models/$name" --run-dir "runs/$name" "$@" >"runs/$name.json" 2>"runs/$name.log"
   npx tsx scripts/train-model-card.ts "models/$name" ${NOTES_DIR:+--notes "$NOTES_DIR/$name.md"}
+  npx tsx scripts/record-reference-predictions.ts "models/$name"
   cat "runs/$name.json"
 }
 
