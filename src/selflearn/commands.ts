@@ -46,12 +46,18 @@ interface SelflearnFlags {
   alpha: number;
   nNeighbors: number;
   gamma?: number;
+  gammaScale: number;
   maxIter: number;
   tol: number;
   normalize: 'l2' | 'none';
   layer?: string;
   epochs: number;
   maxMinutes?: number;
+  finetuneEpochs?: number;
+  finetuneMaxMinutes?: number;
+  deadlineMinutes?: number;
+  scratchMethods?: (typeof METHODS)[number][];
+  roundsFor: 'best-spreading' | 'all';
   batchSize: number;
   lr: number;
   finetuneLr?: number;
@@ -111,16 +117,26 @@ export function registerSelflearn(program: Command): void {
     .option('--methods <list>', `pseudo-labelling methods, from ${METHODS.join(', ')}`, list('methods', METHODS), [...METHODS])
     .option('--retrain <list>', 'retraining modes: scratch, finetune', list('retrain', ['scratch', 'finetune'] as const), ['scratch', 'finetune'] as RetrainMode[])
     .option('--threshold <p>', 'keep a pseudo-label when every class is decided with at least this confidence', number('threshold', (v) => v >= 0.5 && v <= 1, 'in [0.5, 1]'), 0.9)
-    .option('--rounds <n>', 'self-training rounds (round r pseudo-labels with round r-1\'s model)', number('rounds', (v) => Number.isInteger(v) && v >= 1, 'a positive integer'), 1)
+    .option('--scratch-methods <list>', 'methods that also get a from-scratch arm (default: the label-spreading ones among --methods)', list('scratch-methods', METHODS))
+    .option('--rounds <n>', 'self-training rounds: round r pseudo-labels with round r-1\'s model, its student starts again from the original', number('rounds', (v) => Number.isInteger(v) && v >= 1, 'a positive integer'), 1)
+    .addOption(
+      new Option('--rounds-for <which>', 'methods that go past round 1: the spreading kernel with the better validation macro AUC in round 1, or all')
+        .choices(['best-spreading', 'all'])
+        .default('best-spreading'),
+    )
     .option('--alpha <a>', 'label spreading clamping factor, in (0, 1)', number('alpha', (v) => v > 0 && v < 1, 'in (0, 1)'), 0.2)
     .option('--n-neighbors <k>', 'knn kernel: neighbours, the point itself included', number('n-neighbors', (v) => Number.isInteger(v) && v >= 1, 'a positive integer'), 7)
-    .option('--gamma <g>', 'rbf kernel: gamma (default: 1 / median squared distance)', number('gamma', (v) => v > 0, 'positive'))
+    .option('--gamma <g>', 'rbf kernel: gamma (default: --gamma-scale x the median heuristic 1 / median squared distance)', number('gamma', (v) => v > 0, 'positive'))
+    .option('--gamma-scale <f>', 'rbf kernel without --gamma: multiple of the median-heuristic gamma', number('gamma-scale', (v) => v > 0, 'positive'), 1)
     .option('--max-iter <n>', 'label spreading iterations at most', number('max-iter', (v) => Number.isInteger(v) && v >= 1, 'a positive integer'), 30)
     .option('--tol <t>', 'label spreading convergence tolerance', number('tol', (v) => v >= 0, '>= 0'), 1e-3)
     .addOption(new Option('--normalize <how>', 'embedding normalisation before spreading').choices(['l2', 'none']).default('l2'))
     .option('--layer <name>', 'embedding layer (default: the penultimate layer)')
-    .option('--epochs <n>', 'training epochs per retrained model', number('epochs', (v) => Number.isInteger(v) && v >= 1, 'a positive integer'), 10)
-    .option('--max-minutes <m>', 'training time budget per retrained model', number('max-minutes', (v) => v > 0, 'positive'))
+    .option('--epochs <n>', 'training epochs of each from-scratch arm (and of fine-tuned arms without --finetune-epochs)', number('epochs', (v) => Number.isInteger(v) && v >= 1, 'a positive integer'), 10)
+    .option('--max-minutes <m>', 'training time budget of each from-scratch arm (and of fine-tuned arms without --finetune-max-minutes)', number('max-minutes', (v) => v > 0, 'positive'))
+    .option('--finetune-epochs <n>', 'training epochs of each fine-tuned arm', number('finetune-epochs', (v) => Number.isInteger(v) && v >= 1, 'a positive integer'))
+    .option('--finetune-max-minutes <m>', 'training time budget of each fine-tuned arm', number('finetune-max-minutes', (v) => v > 0, 'positive'))
+    .option('--deadline-minutes <m>', 'wall-clock limit of the whole run: arms that would end past it are skipped (and reported)', number('deadline-minutes', (v) => v > 0, 'positive'))
     .option('--batch-size <n>', 'training batch size', number('batch-size', (v) => Number.isInteger(v) && v >= 1, 'a positive integer'), 16)
     .option('--lr <rate>', 'peak learning rate from scratch', number('lr', (v) => v > 0, 'positive'), 1e-3)
     .option('--finetune-lr <rate>', 'peak learning rate for fine-tuning (default: lr/10)', number('finetune-lr', (v) => v > 0, 'positive'))
@@ -129,13 +145,19 @@ export function registerSelflearn(program: Command): void {
     .option('--limit <n>', 'at most n images of each split part in training (smoke runs)', number('limit', (v) => Number.isInteger(v) && v >= 1, 'a positive integer'))
     .option('--bootstrap <n>', 'bootstrap resamples for the intervals', number('bootstrap', (v) => Number.isInteger(v) && v >= 0, 'a non-negative integer'), 1000)
     .option('--seed <n>', 'seed of training and of the bootstrap', number('seed', Number.isInteger, 'an integer'), 0)
-    .option('--no-control', 'skip the control: fine-tuning the original on the labelled images alone with the same budget')
+    .option('--no-control', 'skip the controls: the same fine-tuning and from-scratch training on the labelled images alone')
     .option('--quiet', 'no log lines')
     .action(async (modelDir: string, f: SelflearnFlags) => {
+      const started = Date.now();
       await initEngine();
       if (f.data.length !== 2) throw new InputError('--data takes the labels CSV and the image folder, e.g. --data train.csv train/');
       const [csv, images] = f.data;
-      const log = f.quiet ? () => {} : (line: string) => process.stderr.write(`selflearn: ${line}\n`);
+      // Elapsed time on every line: the log of a long run shows where its minutes went.
+      const clock = () => {
+        const s = Math.round((Date.now() - started) / 1000);
+        return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
+      };
+      const log = f.quiet ? () => {} : (line: string) => process.stderr.write(`selflearn [${clock()}]: ${line}\n`);
       const model = await loadModel(modelDir);
       const dataset = await readDataset(csv, images);
       const split = await readSplitParts(f.split);
@@ -147,6 +169,7 @@ export function registerSelflearn(program: Command): void {
               kind: 'spreading',
               kernel: m,
               normalize: f.normalize,
+              gammaScale: f.gammaScale,
               params: { alpha: f.alpha, nNeighbors: f.nNeighbors, gamma: f.gamma, maxIter: f.maxIter, tol: f.tol },
             },
       );
@@ -155,6 +178,8 @@ export function registerSelflearn(program: Command): void {
         {
           epochs: f.epochs,
           maxMinutes: f.maxMinutes,
+          finetuneEpochs: f.finetuneEpochs,
+          finetuneMaxMinutes: f.finetuneMaxMinutes,
           batchSize: f.batchSize,
           lr: f.lr,
           finetuneLr: f.finetuneLr,
@@ -173,7 +198,11 @@ export function registerSelflearn(program: Command): void {
         methods,
         threshold: f.threshold,
         modes: f.retrain,
+        scratchMethods: (f.scratchMethods ?? f.methods.filter((m) => m !== 'confidence')).map((m) => (m === 'confidence' ? m : `spreading-${m}`)),
         rounds: f.rounds,
+        roundsFor: f.roundsFor,
+        deadline: f.deadlineMinutes !== undefined ? started + f.deadlineMinutes * 60_000 : undefined,
+        armMinutes: { scratch: f.maxMinutes, finetune: f.finetuneMaxMinutes ?? f.maxMinutes },
         layer: f.layer,
         bootstrap: { resamples: f.bootstrap, seed: f.seed },
         outDir: f.out,

@@ -1,11 +1,12 @@
 import { basename, join } from 'node:path';
 import type { Dataset, LabelledImage } from '../data/labels.js';
-import { evaluatePredictions } from '../eval/evaluate.js';
+import type { BootstrapOptions } from '../eval/bootstrap.js';
 import type { EvaluationMetrics } from '../eval/schema.js';
 import type { FundusModel } from '../models/io.js';
-import { predictFiles } from '../models/predict.js';
 import { InputError } from '../util/errors.js';
-import { embedFiles } from './embed.js';
+import { pairedDifference, type PairedDelta } from './compare.js';
+import { embedFiles, type Embeddings } from './embed.js';
+import { evaluateOnPart, labelledPart, predictProbabilities, type PartEvaluation } from './evaluate.js';
 import { excludeTestDuplicates, type DuplicateFinder } from './leakage.js';
 import { methodName, selectConfident, spreadingScores, type PseudoLabelMethod, type PseudoScores } from './pseudolabel.js';
 
@@ -29,8 +30,30 @@ export interface RetrainRequest {
   seed: number;
 }
 
-/** Trains one model as asked and returns it loaded (see commands.ts for the one built on src/train). */
-export type Retrainer = (req: RetrainRequest) => Promise<FundusModel>;
+/** The training budget an arm was given and what it actually used. */
+export interface ArmBudget {
+  epochsPlanned: number;
+  /** Epochs run; a last epoch cut by the time budget counts by its fraction. */
+  epochsRun: number;
+  bestEpoch: number | null;
+  maxMinutes: number | null;
+  /** Seconds in training steps. */
+  trainSeconds: number;
+  /** Wall seconds of the whole arm: data loading, training, validation, threshold tuning and the test evaluation. */
+  wallSeconds: number;
+  /** Peak learning rate. */
+  lr: number;
+  stoppedBy: 'epochs' | 'time' | 'early-stopping';
+}
+
+/** A retrained model, loaded, and the budget it used. */
+export interface Retrained {
+  model: FundusModel;
+  budget: Omit<ArmBudget, 'wallSeconds'>;
+}
+
+/** Trains one model as asked (see retrain.ts for the one built on src/train). */
+export type Retrainer = (req: RetrainRequest) => Promise<Retrained>;
 
 export interface SplitParts {
   train: string[];
@@ -45,12 +68,23 @@ export interface SelfLearnOptions {
   split: SplitParts;
   /** Paths of the unlabelled images. */
   unlabelled: string[];
+  /** Pseudo-labelling methods; each gets a round-1 arm per retraining mode (scratch only for `scratchMethods`). */
   methods: PseudoLabelMethod[];
   /** Confidence a pseudo-label must reach (see selectConfident). */
   threshold: number;
   modes: RetrainMode[];
-  /** Self-training rounds: round r pseudo-labels with the model retrained in round r − 1 (fine-tuned if any). */
+  /** Names (methodName) of the methods that also get a from-scratch arm (default: all of them). */
+  scratchMethods?: string[];
+  /**
+   * Self-training rounds: round r ≥ 2 pseudo-labels with the model of round r − 1 (the teacher) and trains a new
+   * student from the original with the same budget as every other arm, so that rounds differ only in their labels.
+   */
   rounds: number;
+  /**
+   * Which methods go past round 1: `best-spreading` (default) the label-spreading kernel whose round-1 model has the
+   * higher *validation* macro AUC (never chosen on test), `all` every method.
+   */
+  roundsFor?: 'best-spreading' | 'all';
   /** Embedding layer (default: penultimate). */
   layer?: string;
   bootstrap?: { resamples?: number; seed?: number };
@@ -62,29 +96,46 @@ export interface SelfLearnOptions {
   /** Use the preprocessing cache (default true). */
   cache?: boolean;
   /**
-   * Also fine-tune the original on the labelled data alone with the same budget (`control-finetune`): fine-tuned
-   * variants have had more training than the original, and only this control separates that from the pseudo-labels.
-   * Default true when `finetune` is among the modes.
+   * Controls (default true): the same training with no pseudo-labels, per mode that has a pseudo-labelled arm
+   * (`control-finetune`, `control-scratch`). A fine-tuned arm has had more training than the original, and a scratch arm
+   * a different (usually far smaller) budget: only its control separates the pseudo-labels from the training budget.
    */
   control?: boolean;
+  /**
+   * Wall-clock deadline of the whole run (Date.now() milliseconds): an arm is skipped, and the report says so, when its
+   * estimated duration (`armMinutes` of its mode plus the slowest overhead seen so far) would end past it.
+   */
+  deadline?: number;
+  /** Time budget per arm by mode, for the deadline estimate. */
+  armMinutes?: Partial<Record<RetrainMode, number>>;
   /** Called with the report so far after each evaluated model (long runs write partial reports). */
   onProgress?: (partial: SelfLearnReport) => Promise<void> | void;
 }
 
-/** One evaluated model of the experiment. */
+/** One evaluated model of the experiment (an arm). */
 export interface VariantResult {
   name: string;
   method: string | null;
   round: number;
   mode: RetrainMode | 'original' | 'control';
+  /** For a control: the mode it is the control of. */
+  controlFor?: RetrainMode;
+  /** The model whose predictions or embeddings made the pseudo-labels (null: none). */
+  teacher: string | null;
   modelDir: string;
   pseudoLabelled: number;
+  /** Accepted pseudo-labels per class (positives). */
+  positivesPerClass: Record<string, number> | null;
+  budget: ArmBudget | null;
+  /** Macro AUC on the validation part, as recorded by training (what round choices are made on). */
+  validationMacroAuc: number | null;
   metrics: EvaluationMetrics;
 }
 
 export interface RoundInfo {
   method: string;
   round: number;
+  teacher: string;
   unlabelledScored: number;
   accepted: number;
   /** Accepted pseudo-labels per class (positives). */
@@ -94,104 +145,124 @@ export interface RoundInfo {
   info: Record<string, unknown>;
 }
 
+/** A paired comparison of two arms on the test part: arm − reference. */
+export interface Comparison {
+  arm: string;
+  reference: string;
+  /** What the comparison isolates. */
+  question: string;
+  macroAuc: PairedDelta;
+  meanF1: PairedDelta;
+  /** By the macro AUC interval: above zero, below zero, or containing it. */
+  outcome: 'higher' | 'lower' | 'no clear difference';
+}
+
+export interface SkippedArm {
+  name: string;
+  reason: string;
+}
+
 export interface SelfLearnReport {
   format: 'fundus-selflearn-report';
-  formatVersion: 1;
+  formatVersion: 2;
   createdAt: string;
   model: string;
   classes: string[];
   threshold: number;
   rounds: number;
+  roundsChoice: { method: string; by: string; candidates: Record<string, number | null> } | null;
+  /** The original's training as its fundus.json records it (null when it does not). */
+  originalTraining: { epochs: number; trainSeconds: number } | null;
   data: { train: number; validation: number; test: number; unlabelled: number };
   leakageGuard: { unlabelledTotal: number; excluded: number; kept: number; excludedImages: { path: string; duplicateOf: string[] }[] };
   pseudoLabelling: RoundInfo[];
   variants: VariantResult[];
+  skipped: SkippedArm[];
+  comparisons: Comparison[];
   verdict: string[];
-}
-
-/** Labelled images of a split part, with labels re-ordered to the model's classes. */
-function partImages(dataset: Dataset, names: string[], classes: string[], part: string): LabelledImage[] {
-  const byName = new Map(dataset.images.map((im) => [im.filename, im]));
-  const index = classes.map((c) => {
-    const k = dataset.classes.indexOf(c);
-    if (k < 0) throw new InputError(`the model's class "${c}" is not a column of the CSV`, { file: dataset.csvPath });
-    return k;
-  });
-  return names.map((n) => {
-    const im = byName.get(n);
-    if (!im) throw new InputError(`image "${n}" of the split's ${part} part is not in the CSV`, { file: dataset.csvPath });
-    if (!im.labels) throw new InputError(`image "${n}" has no labels`, { file: dataset.csvPath });
-    return { filename: im.filename, path: im.path, labels: Uint8Array.from(index.map((k) => im.labels![k])) };
-  });
-}
-
-function outputLayer(model: FundusModel): string {
-  const layers = model.network.layers;
-  return layers[layers.length - 1].name;
-}
-
-/**
- * The model's output probabilities on paths (n×C). `cache`: through the preprocessing cache (the same pixels as
- * training saw); otherwise `predictFiles`, exactly as `fundus predict` and `fundus evaluate` compute them.
- */
-export async function predictProbabilities(model: FundusModel, paths: string[], cache = true): Promise<Float32Array> {
-  if (!cache) return predictFiles(model, paths);
-  return (await embedFiles(model, paths, { layer: outputLayer(model), cache })).matrix.data;
-}
-
-async function evaluateOn(model: FundusModel, test: LabelledImage[], opts: SelfLearnOptions): Promise<EvaluationMetrics> {
-  const C = model.metadata.classes.length;
-  // Test predictions always the way `fundus evaluate` makes them, so that the numbers are comparable.
-  const probs = await predictProbabilities(model, test.map((t) => t.path), false);
-  const labels = new Uint8Array(test.length * C);
-  test.forEach((t, i) => labels.set(t.labels!, i * C));
-  return evaluatePredictions({
-    classes: model.metadata.classes,
-    activation: model.metadata.activation,
-    probs,
-    labels,
-    thresholds: model.metadata.thresholds,
-    bootstrap: { resamples: opts.bootstrap?.resamples ?? 1000, seed: opts.bootstrap?.seed ?? 0 },
-  });
-}
-
-async function scoreUnlabelled(
-  method: PseudoLabelMethod,
-  model: FundusModel,
-  train: LabelledImage[],
-  unlabelled: string[],
-  opts: SelfLearnOptions,
-): Promise<PseudoScores> {
-  const C = model.metadata.classes.length;
-  const activation = model.metadata.activation;
-  if (method.kind === 'confidence') {
-    const probs = await predictProbabilities(model, unlabelled, opts.cache);
-    return { scores: Float64Array.from(probs), numClasses: C, activation, info: { source: 'classifier probabilities' } };
-  }
-  const emb = await embedFiles(model, [...train.map((t) => t.path), ...unlabelled], {
-    layer: opts.layer,
-    cache: opts.cache,
-    progressLabel: `embed (${methodName(method)})`,
-  });
-  const labelled = new Uint8Array(train.length * C);
-  train.forEach((t, i) => labelled.set(t.labels!, i * C));
-  const s = spreadingScores(emb.matrix, labelled, train.length, C, activation, method);
-  s.info.layer = emb.layer;
-  s.info.dim = emb.matrix.cols;
-  return s;
+  /** Wall seconds of the whole run so far. */
+  wallSeconds: number;
 }
 
 function mean(values: number[]): number | null {
   return values.length ? values.reduce((a, b) => a + b, 0) / values.length : null;
 }
 
+function originalTraining(model: FundusModel): SelfLearnReport['originalTraining'] {
+  const m = model.metadata.metrics as { epochs?: unknown; trainSeconds?: unknown } | undefined;
+  return typeof m?.epochs === 'number' && typeof m.trainSeconds === 'number' ? { epochs: m.epochs, trainSeconds: m.trainSeconds } : null;
+}
+
+function validationAuc(model: FundusModel): number | null {
+  const v = (model.metadata.metrics?.validation as { macroAuc?: number | null } | undefined)?.macroAuc;
+  return typeof v === 'number' ? v : null;
+}
+
+/** The arms and their references that make up the comparisons, given the arms that exist (see compareArms). */
+export function comparisonPlan(variants: Pick<VariantResult, 'name' | 'method' | 'round' | 'mode' | 'controlFor'>[]): { arm: string; reference: string; question: string }[] {
+  const plan: { arm: string; reference: string; question: string }[] = [];
+  const has = (name: string) => variants.some((v) => v.name === name);
+  for (const v of variants) {
+    if (v.mode === 'control') {
+      plan.push({
+        arm: v.name,
+        reference: 'original',
+        question: v.controlFor === 'finetune' ? 'extra fine-tuning epochs alone (no pseudo-labels)' : 'a from-scratch model with this budget against the original',
+      });
+    } else if (v.mode === 'finetune' || v.mode === 'scratch') {
+      const control = `control-${v.mode}`;
+      if (has(control)) plan.push({ arm: v.name, reference: control, question: `the pseudo-labels (${v.mode}, same budget, control without them)` });
+      if (v.round > 1) {
+        const previous = `${v.method}-r${v.round - 1}-${v.mode}`;
+        if (has(previous)) plan.push({ arm: v.name, reference: previous, question: `round ${v.round} against round ${v.round - 1}` });
+      }
+    }
+  }
+  // Spreading kernels against each other and against the classifier's own confidence, round 1, fine-tuned.
+  const r1 = (method: string) => `${method}-r1-finetune`;
+  if (has(r1('spreading-knn')) && has(r1('spreading-rbf'))) plan.push({ arm: r1('spreading-knn'), reference: r1('spreading-rbf'), question: 'knn against rbf kernel' });
+  for (const kernel of ['spreading-knn', 'spreading-rbf']) {
+    if (has(r1(kernel)) && has(r1('confidence'))) plan.push({ arm: r1(kernel), reference: r1('confidence'), question: 'label spreading against classifier-confidence pseudo-labels' });
+  }
+  return plan;
+}
+
 /**
- * The self-learning experiment: leakage guard → evaluate the original → for each pseudo-labelling method and round:
- * score the unlabelled images (label spreading over embeddings, or the classifier's own probabilities), keep the
- * confident ones, retrain (from scratch and/or fine-tuned) on labelled + pseudo-labelled data, evaluate on the same
- * held-out test part with the same bootstrap resamples.
+ * Paired bootstrap comparisons of the planned arm pairs (arm − reference on the same test images and resamples).
+ * `memo` keeps comparisons already made (a run re-plans after every arm; each pair costs a bootstrap).
+ */
+export function compareArms(
+  variants: VariantResult[],
+  evaluations: Map<string, PartEvaluation>,
+  bootstrap: BootstrapOptions = {},
+  memo = new Map<string, Comparison>(),
+): Comparison[] {
+  return comparisonPlan(variants).flatMap(({ arm, reference, question }) => {
+    const key = `${arm}\u0000${reference}`;
+    const known = memo.get(key);
+    if (known) return [known];
+    const a = evaluations.get(arm);
+    const b = evaluations.get(reference);
+    if (!a || !b) return [];
+    if (a.classes.join('|') !== b.classes.join('|')) throw new InputError(`${arm} and ${reference} have different classes: they cannot be compared`);
+    const d = pairedDifference(a.labels, a.classes.length, a, b, bootstrap);
+    const ci = d.macroAuc.ci;
+    const outcome: Comparison['outcome'] = ci && ci[0] > 0 ? 'higher' : ci && ci[1] < 0 ? 'lower' : 'no clear difference';
+    const c: Comparison = { arm, reference, question, macroAuc: d.macroAuc, meanF1: d.meanF1, outcome };
+    memo.set(key, c);
+    return [c];
+  });
+}
+
+/**
+ * The self-learning experiment. Leakage guard → evaluate the original → pseudo-label the unlabelled images with each
+ * method (label spreading over the original's embeddings, or its own probabilities) → arms, each a model trained on
+ * labelled + pseudo-labelled data and evaluated on the same held-out test part with the same bootstrap resamples:
+ * the controls (no pseudo-labels) first, then fine-tuned arms, from-scratch arms, and further self-training rounds.
+ * Every arm of a mode gets the same budget (the retrainer's), and every fine-tuned arm starts from the original.
  */
 export async function runSelfLearning(opts: SelfLearnOptions): Promise<SelfLearnReport> {
+  const started = Date.now();
   const log = opts.log ?? (() => {});
   const { model } = opts;
   const classes = model.metadata.classes;
@@ -201,11 +272,16 @@ export async function runSelfLearning(opts: SelfLearnOptions): Promise<SelfLearn
   if (opts.rounds < 1 || !Number.isInteger(opts.rounds)) throw new InputError(`rounds must be a positive integer (got ${opts.rounds})`);
   if (opts.methods.length === 0) throw new InputError('no pseudo-labelling method chosen');
   if (opts.modes.length === 0) throw new InputError('no retraining mode chosen (scratch, finetune)');
-  const train = partImages(opts.dataset, opts.split.train, classes, 'train');
-  const validation = partImages(opts.dataset, opts.split.validation, classes, 'validation');
-  const test = partImages(opts.dataset, opts.split.test, classes, 'test');
+  const names = opts.methods.map(methodName);
+  const unknown = (opts.scratchMethods ?? []).filter((m) => !names.includes(m));
+  if (unknown.length) throw new InputError(`scratch methods ${unknown.join(', ')} are not among the methods (${names.join(', ')})`);
+  const train = labelledPart(opts.dataset, opts.split.train, classes, 'train');
+  const validation = labelledPart(opts.dataset, opts.split.validation, classes, 'validation');
+  const test = labelledPart(opts.dataset, opts.split.test, classes, 'test');
   if (test.length === 0) throw new InputError('the split has no test images to evaluate on');
   if (opts.unlabelled.length === 0) throw new InputError('no unlabelled images');
+  const bootstrap = { resamples: opts.bootstrap?.resamples ?? 1000, seed: opts.bootstrap?.seed ?? 0 };
+  const seed = (opts.seed ?? 0) + 1;
 
   log(`leakage guard: looking for near-duplicates of the ${test.length} test images among ${opts.unlabelled.length} unlabelled ones`);
   const guard = await excludeTestDuplicates(opts.unlabelled, test.map((t) => t.path), opts.findDuplicates);
@@ -215,157 +291,248 @@ export async function runSelfLearning(opts: SelfLearnOptions): Promise<SelfLearn
 
   const variants: VariantResult[] = [];
   const rounds: RoundInfo[] = [];
-  const snapshot = (): SelfLearnReport => ({
-    format: 'fundus-selflearn-report',
-    formatVersion: 1,
-    createdAt: new Date().toISOString(),
-    model: model.dir,
-    classes,
-    threshold: opts.threshold,
-    rounds: opts.rounds,
-    data: { train: train.length, validation: validation.length, test: test.length, unlabelled: opts.unlabelled.length },
-    leakageGuard: {
-      unlabelledTotal: opts.unlabelled.length,
-      excluded: guard.excluded.length,
-      kept: unlabelled.length,
-      excludedImages: guard.excluded,
-    },
-    pseudoLabelling: rounds,
-    variants,
-    verdict: verdict(variants),
-  });
-  const progress = async () => {
-    await opts.onProgress?.(snapshot());
-  };
-  log('evaluating the original model on the test part');
-  variants.push({ name: 'original', method: null, round: 0, mode: 'original', modelDir: model.dir, pseudoLabelled: 0, metrics: await evaluateOn(model, test, opts) });
-  await progress();
-
-  if (opts.control !== false && opts.modes.includes('finetune')) {
-    log('control-finetune: fine-tuning the original on the labelled images alone, same budget');
-    const control = await opts.retrain({
-      mode: 'finetune',
-      base: model,
+  const skipped: SkippedArm[] = [];
+  const evaluations = new Map<string, PartEvaluation>();
+  let roundsChoice: SelfLearnReport['roundsChoice'] = null;
+  const compared = new Map<string, Comparison>();
+  const snapshot = (): SelfLearnReport => {
+    const comparisons = compareArms(variants, evaluations, bootstrap, compared);
+    return {
+      format: 'fundus-selflearn-report',
+      formatVersion: 2,
+      createdAt: new Date().toISOString(),
+      model: model.dir,
       classes,
-      train,
-      validation,
-      pseudo: [],
-      outDir: join(opts.outDir, 'models', 'control-finetune'),
-      seed: (opts.seed ?? 0) + 1,
+      threshold: opts.threshold,
+      rounds: opts.rounds,
+      roundsChoice,
+      originalTraining: originalTraining(model),
+      data: { train: train.length, validation: validation.length, test: test.length, unlabelled: opts.unlabelled.length },
+      leakageGuard: {
+        unlabelledTotal: opts.unlabelled.length,
+        excluded: guard.excluded.length,
+        kept: unlabelled.length,
+        excludedImages: guard.excluded,
+      },
+      pseudoLabelling: rounds,
+      variants,
+      skipped,
+      comparisons,
+      verdict: verdict(variants, comparisons),
+      wallSeconds: (Date.now() - started) / 1000,
+    };
+  };
+  const evaluate = (m: FundusModel, name: string) => {
+    log(`${name}: evaluating on the test part`);
+    return evaluateOnPart(m, opts.dataset, opts.split.test, { bootstrap }).then((e) => (evaluations.set(name, e), e.metrics));
+  };
+  variants.push({
+    name: 'original',
+    method: null,
+    round: 0,
+    mode: 'original',
+    teacher: null,
+    modelDir: model.dir,
+    pseudoLabelled: 0,
+    positivesPerClass: null,
+    budget: null,
+    validationMacroAuc: validationAuc(model),
+    metrics: await evaluate(model, 'original'),
+  });
+  await opts.onProgress?.(snapshot());
+
+  // Embeddings per teacher model: knn and rbf spreading share them.
+  const embedded = new Map<string, Embeddings>();
+  const embeddingsOf = async (teacher: FundusModel, label: string): Promise<Embeddings> => {
+    let e = embedded.get(teacher.dir);
+    if (!e) {
+      e = await embedFiles(teacher, [...train.map((t) => t.path), ...unlabelled], { layer: opts.layer, cache: opts.cache, progressLabel: `embed (${label})` });
+      embedded.set(teacher.dir, e);
+    }
+    return e;
+  };
+  const scoreUnlabelled = async (method: PseudoLabelMethod, teacher: FundusModel): Promise<PseudoScores> => {
+    const C = classes.length;
+    const activation = model.metadata.activation;
+    if (method.kind === 'confidence') {
+      const probs = await predictProbabilities(teacher, unlabelled, opts.cache);
+      return { scores: Float64Array.from(probs), numClasses: C, activation, info: { source: 'classifier probabilities' } };
+    }
+    const emb = await embeddingsOf(teacher, methodName(method));
+    const labelled = new Uint8Array(train.length * C);
+    train.forEach((t, i) => labelled.set(t.labels!, i * C));
+    const s = spreadingScores(emb.matrix, labelled, train.length, C, activation, method);
+    s.info.layer = emb.layer;
+    s.info.dim = emb.matrix.cols;
+    return s;
+  };
+  /** Pseudo-labels of one method and round, recorded in the report. */
+  const pseudoLabel = async (method: PseudoLabelMethod, round: number, teacher: { model: FundusModel; name: string }) => {
+    const name = methodName(method);
+    log(`${name}, round ${round}: pseudo-labelling ${unlabelled.length} images with ${teacher.name}`);
+    const scores = await scoreUnlabelled(method, teacher.model);
+    const accepted = selectConfident(scores, opts.threshold);
+    const positivesPerClass = Object.fromEntries(classes.map((c, k) => [c, accepted.filter((a) => a.labels[k] === 1).length]));
+    rounds.push({
+      method: name,
+      round,
+      teacher: teacher.name,
+      unlabelledScored: unlabelled.length,
+      accepted: accepted.length,
+      positivesPerClass,
+      meanConfidence: mean(accepted.map((a) => Math.min(...a.confidence))),
+      info: scores.info,
     });
-    variants.push({ name: 'control-finetune', method: null, round: 1, mode: 'control', modelDir: control.dir, pseudoLabelled: 0, metrics: await evaluateOn(control, test, opts) });
-    await progress();
+    log(`${name}, round ${round}: ${accepted.length} of ${unlabelled.length} pseudo-labels at confidence >= ${opts.threshold}`);
+    if (accepted.length === 0) log(`${name}, round ${round}: no pseudo-label reached the threshold; no retraining for this method`);
+    const pseudo: LabelledImage[] = accepted.map((a) => ({ filename: basename(unlabelled[a.index]), path: unlabelled[a.index], labels: a.labels }));
+    return { pseudo, positivesPerClass, teacher: teacher.name };
+  };
+
+  // Arms: deadline check, training, evaluation, partial report.
+  let slowestOverhead = 60;
+  const runArm = async (arm: {
+    name: string;
+    mode: RetrainMode;
+    method: string | null;
+    round: number;
+    labels: { pseudo: LabelledImage[]; positivesPerClass: Record<string, number>; teacher: string } | null;
+  }): Promise<FundusModel | undefined> => {
+    const minutes = opts.armMinutes?.[arm.mode];
+    if (opts.deadline !== undefined && minutes !== undefined) {
+      const endsAt = Date.now() + (minutes * 60 + slowestOverhead) * 1000;
+      if (endsAt > opts.deadline) {
+        const reason = `not run: it could end ${((endsAt - opts.deadline) / 60000).toFixed(1)} min past the run's deadline`;
+        log(`${arm.name}: ${reason}`);
+        skipped.push({ name: arm.name, reason });
+        return undefined;
+      }
+    }
+    const pseudo = arm.labels?.pseudo ?? [];
+    log(`${arm.name}: training (${arm.mode}) on ${train.length} labelled + ${pseudo.length} pseudo-labelled images`);
+    const t0 = Date.now();
+    const r = await opts.retrain({ mode: arm.mode, base: model, classes, train, validation, pseudo, outDir: join(opts.outDir, 'models', arm.name), seed });
+    const metrics = await evaluate(r.model, arm.name);
+    const wallSeconds = (Date.now() - t0) / 1000;
+    slowestOverhead = Math.max(slowestOverhead, wallSeconds - r.budget.trainSeconds);
+    variants.push({
+      name: arm.name,
+      method: arm.method,
+      round: arm.round,
+      mode: arm.method === null ? 'control' : arm.mode,
+      ...(arm.method === null ? { controlFor: arm.mode } : {}),
+      teacher: arm.labels?.teacher ?? null,
+      modelDir: r.model.dir,
+      pseudoLabelled: pseudo.length,
+      positivesPerClass: arm.labels?.positivesPerClass ?? null,
+      budget: { ...r.budget, wallSeconds },
+      validationMacroAuc: validationAuc(r.model),
+      metrics,
+    });
+    await opts.onProgress?.(snapshot());
+    return r.model;
+  };
+
+  // Round 1: every method pseudo-labels with the original.
+  const first = new Map<string, Awaited<ReturnType<typeof pseudoLabel>>>();
+  for (const method of opts.methods) first.set(methodName(method), await pseudoLabel(method, 1, { model, name: 'original' }));
+  const usable = names.filter((n) => first.get(n)!.pseudo.length > 0);
+  const scratchNames = usable.filter((n) => (opts.scratchMethods ?? names).includes(n));
+  const control = opts.control !== false;
+  const r1Models = new Map<string, { model: FundusModel; name: string }>();
+  if (opts.modes.includes('finetune') && usable.length > 0) {
+    if (control) await runArm({ name: 'control-finetune', mode: 'finetune', method: null, round: 1, labels: null });
+    for (const n of usable) {
+      const name = `${n}-r1-finetune`;
+      const m = await runArm({ name, mode: 'finetune', method: n, round: 1, labels: first.get(n)! });
+      if (m) r1Models.set(n, { model: m, name });
+    }
+  }
+  if (opts.modes.includes('scratch') && scratchNames.length > 0) {
+    if (control) await runArm({ name: 'control-scratch', mode: 'scratch', method: null, round: 1, labels: null });
+    for (const n of scratchNames) {
+      const name = `${n}-r1-scratch`;
+      const m = await runArm({ name, mode: 'scratch', method: n, round: 1, labels: first.get(n)! });
+      if (m && !r1Models.has(n)) r1Models.set(n, { model: m, name });
+    }
   }
 
-  for (const method of opts.methods) {
-    const name = methodName(method);
-    let current = model;
-    for (let round = 1; round <= opts.rounds; round++) {
-      log(`${name}, round ${round}: pseudo-labelling ${unlabelled.length} images`);
-      const scores = await scoreUnlabelled(method, current, train, unlabelled, opts);
-      const accepted = selectConfident(scores, opts.threshold);
-      const positivesPerClass = Object.fromEntries(classes.map((c, k) => [c, accepted.filter((a) => a.labels[k] === 1).length]));
-      rounds.push({
-        method: name,
-        round,
-        unlabelledScored: unlabelled.length,
-        accepted: accepted.length,
-        positivesPerClass,
-        meanConfidence: mean(accepted.map((a) => Math.min(...a.confidence))),
-        info: scores.info,
-      });
-      log(`${name}, round ${round}: ${accepted.length} of ${unlabelled.length} pseudo-labels at confidence >= ${opts.threshold}`);
-      const pseudo: LabelledImage[] = accepted.map((a) => ({
-        filename: basename(unlabelled[a.index]),
-        path: unlabelled[a.index],
-        labels: a.labels,
-      }));
-      if (pseudo.length === 0) {
-        // Retraining on nothing new would only re-measure the original (or the control) with another seed.
-        log(`${name}, round ${round}: no pseudo-label reached the threshold; no retraining for this method`);
-        break;
+  // Rounds 2+: the teacher is the previous round's model (fine-tuned when there is one); the student starts over.
+  if (opts.rounds > 1 && r1Models.size > 0) {
+    let continuing = [...r1Models.keys()];
+    if ((opts.roundsFor ?? 'best-spreading') === 'best-spreading') {
+      const candidates = Object.fromEntries(continuing.filter((n) => n.startsWith('spreading-')).map((n) => [n, validationAuc(r1Models.get(n)!.model)]));
+      const best = Object.entries(candidates).sort((a, b) => (b[1] ?? -Infinity) - (a[1] ?? -Infinity))[0];
+      continuing = best ? [best[0]] : [];
+      if (best) {
+        roundsChoice = { method: best[0], by: 'validation macro AUC of the round-1 model', candidates };
+        log(`rounds 2-${opts.rounds} for ${best[0]} (validation macro AUC ${JSON.stringify(candidates)})`);
+      } else {
+        log('rounds past 1: no label-spreading method has a round-1 model (--rounds-for all continues the others)');
       }
-      let next: FundusModel | undefined;
-      for (const mode of opts.modes) {
-        const variant = `${name}-r${round}-${mode}`;
-        log(`${variant}: training on ${train.length} labelled + ${pseudo.length} pseudo-labelled images`);
-        const trained = await opts.retrain({
-          mode,
-          base: mode === 'finetune' ? current : model,
-          classes,
-          train,
-          validation,
-          pseudo,
-          outDir: join(opts.outDir, 'models', variant),
-          seed: (opts.seed ?? 0) + round,
-        });
-        log(`${variant}: evaluating on the test part`);
-        variants.push({ name: variant, method: name, round, mode, modelDir: trained.dir, pseudoLabelled: pseudo.length, metrics: await evaluateOn(trained, test, opts) });
-        await progress();
-        if (mode === 'finetune' || !next) next = trained;
+    }
+    const mode: RetrainMode = opts.modes.includes('finetune') ? 'finetune' : 'scratch';
+    for (const n of continuing) {
+      const method = opts.methods[names.indexOf(n)];
+      let teacher = r1Models.get(n)!;
+      for (let round = 2; round <= opts.rounds; round++) {
+        const labels = await pseudoLabel(method, round, teacher);
+        if (labels.pseudo.length === 0) break;
+        const name = `${n}-r${round}-${mode}`;
+        const m = await runArm({ name, mode, method: n, round, labels });
+        if (!m) break;
+        teacher = { model: m, name };
       }
-      current = next ?? current;
     }
   }
 
   return snapshot();
 }
 
-const value = (m: { value: number | null }): number => m.value ?? NaN;
+const fmt = (x: number | null, signed = false): string => (x === null || Number.isNaN(x) ? 'n/a' : `${signed && x >= 0 ? '+' : ''}${x.toFixed(3)}`);
+const fmtDelta = (d: PairedDelta): string => `${fmt(d.value, true)}${d.ci ? ` [${fmt(d.ci[0], true)}, ${fmt(d.ci[1], true)}]` : ''}`;
 
 /**
- * Plain-words comparison on the test part: each retrained variant against the original (mean F1 and macro AUC), and
- * the best spreading variant against the best classifier-confidence one. Intervals come from the same bootstrap
- * resamples for every model, but they are marginal ones: overlapping intervals mean "not shown to differ".
+ * Plain-words conclusions from the paired comparisons on the test part: each arm against its reference (fine-tuned
+ * and from-scratch arms against their controls, controls against the original), then which approach came out best.
+ * "Higher"/"lower" only where the paired 95% interval of the macro AUC difference excludes zero.
  */
-export function verdict(variants: VariantResult[]): string[] {
-  const orig = variants.find((v) => v.mode === 'original');
-  if (!orig) return [];
-  const lines: string[] = [];
-  const fmt = (x: number) => (Number.isNaN(x) ? 'n/a' : x.toFixed(3));
-  const overlaps = (a: { ci: [number, number] | null }, b: { ci: [number, number] | null }) =>
-    !a.ci || !b.ci || (a.ci[0] <= b.ci[1] && b.ci[0] <= a.ci[1]);
-  const control = variants.find((v) => v.mode === 'control');
-  for (const v of variants) {
-    if (v === orig) continue;
-    // Fine-tuned variants are compared with the control (same extra training without pseudo-labels), others with the original.
-    const ref = v.mode === 'finetune' && control ? control : orig;
-    const r = ref.metrics.overall;
-    const m = v.metrics.overall;
-    const dAuc = value(m.macroAuc) - value(r.macroAuc);
-    const dF1 = value(m.meanF1) - value(r.meanF1);
-    const sig = overlaps(m.macroAuc, r.macroAuc) && overlaps(m.meanF1, r.meanF1) ? 'intervals overlap' : 'intervals do not overlap';
-    lines.push(`${v.name}: macro AUC ${dAuc >= 0 ? '+' : ''}${fmt(dAuc)}, mean F1 ${dF1 >= 0 ? '+' : ''}${fmt(dF1)} vs ${ref.name} (${sig})`);
-  }
-  const best = (pred: (v: VariantResult) => boolean) =>
-    variants.filter(pred).sort((a, b) => value(b.metrics.overall.macroAuc) - value(a.metrics.overall.macroAuc))[0];
-  const spreading = best((v) => v.method?.startsWith('spreading') ?? false);
-  const confidence = best((v) => v.method === 'confidence');
-  if (spreading && confidence) {
-    const d = value(spreading.metrics.overall.macroAuc) - value(confidence.metrics.overall.macroAuc);
-    const winner = d > 0 ? spreading.name : d < 0 ? confidence.name : 'neither';
+export function verdict(variants: VariantResult[], comparisons: Comparison[]): string[] {
+  const lines = comparisons.map(
+    (c) => `${c.arm} − ${c.reference} (${c.question}): macro AUC ${fmtDelta(c.macroAuc)}, mean F1 ${fmtDelta(c.meanF1)} → ${c.outcome}`,
+  );
+  const arms = variants.filter((v) => v.mode === 'finetune' || v.mode === 'scratch');
+  if (arms.length === 0) return lines;
+  const uncontrolled = arms.filter((v) => !variants.some((c) => c.mode === 'control' && c.controlFor === v.mode));
+  for (const v of uncontrolled) {
     lines.push(
-      `best label-spreading variant ${spreading.name} (macro AUC ${fmt(value(spreading.metrics.overall.macroAuc))}) vs best ` +
-        `classifier-confidence variant ${confidence.name} (${fmt(value(confidence.metrics.overall.macroAuc))}): ${winner} is higher`,
+      `${v.name} has no control (the same ${v.mode} training without pseudo-labels): its difference from the original mixes ` +
+        `the training budget with the pseudo-labels and says nothing about the pseudo-labels alone`,
     );
   }
-  const top = best((v) => v.method !== null);
-  if (top) {
-    const ref = top.mode === 'finetune' && control ? control : orig;
-    const d = value(top.metrics.overall.macroAuc) - value(ref.metrics.overall.macroAuc);
-    if (top.mode === 'finetune' && !control) {
-      lines.push(
-        `${top.name} is ${fmt(d)} macro AUC against the original, but fine-tuning adds training: without the control ` +
-          `(control-finetune, labelled images only, same budget) this says nothing about the pseudo-labels`,
-      );
-      return lines;
-    }
+  // The arm with the largest gain over its own control: the answer to "does self-learning help here".
+  const vsControl = comparisons.filter((c) => c.reference.startsWith('control-') && c.macroAuc.value !== null);
+  const best = [...vsControl].sort((a, b) => b.macroAuc.value! - a.macroAuc.value!)[0];
+  if (best) {
+    const helped = vsControl.filter((c) => c.outcome === 'higher').map((c) => c.arm);
+    const hurt = vsControl.filter((c) => c.outcome === 'lower').map((c) => c.arm);
     lines.push(
-      d > 0 && !overlaps(top.metrics.overall.macroAuc, ref.metrics.overall.macroAuc)
-        ? `self-learning helped here: ${top.name} beats ${ref.name} on macro AUC beyond the intervals`
-        : d > 0
-          ? `self-learning did not clearly help: the best variant ${top.name} is ${fmt(d)} macro AUC above ${ref.name}, within the intervals`
-          : `self-learning did not help: the best pseudo-labelled variant ${top.name} is ${fmt(d)} macro AUC against ${ref.name}`,
+      helped.length > 0
+        ? `self-learning helped here: ${helped.join(', ')} beat${helped.length === 1 ? 's' : ''} ${helped.length === 1 ? 'its' : 'their'} control beyond the paired interval; the largest gain is ${best.arm}, macro AUC ${fmtDelta(best.macroAuc)}`
+        : `self-learning did not clearly help here: the best arm against its control is ${best.arm}, macro AUC ${fmtDelta(best.macroAuc)} (the interval contains zero)`,
+    );
+    if (hurt.length > 0) lines.push(`pseudo-labels hurt (paired interval below zero): ${hurt.join(', ')}`);
+  }
+  const vsConfidence = comparisons.filter((c) => c.reference === 'confidence-r1-finetune' && c.macroAuc.value !== null);
+  for (const c of vsConfidence) {
+    const word = c.outcome === 'higher' ? 'better than' : c.outcome === 'lower' ? 'worse than' : 'not shown to differ from';
+    lines.push(`${c.arm} is ${word} plain classifier-confidence pseudo-labelling (macro AUC ${fmtDelta(c.macroAuc)})`);
+  }
+  const scratch = variants.find((v) => v.mode === 'control' && v.controlFor === 'scratch');
+  if (scratch?.budget) {
+    lines.push(
+      `from-scratch arms had ${scratch.budget.epochsRun.toFixed(1)} epochs (${(scratch.budget.trainSeconds / 60).toFixed(1)} min of training): ` +
+        `not comparable with the original's full training; read them only against control-scratch`,
     );
   }
   return lines;

@@ -5,7 +5,14 @@ import { LabelSpreading, type SpreadingKernel, type SpreadingParams } from './sp
 
 /** How unlabelled images get their labels. */
 export type PseudoLabelMethod =
-  | { kind: 'spreading'; kernel: SpreadingKernel; params: SpreadingParams; normalize: 'l2' | 'none' }
+  | {
+      kind: 'spreading';
+      kernel: SpreadingKernel;
+      params: SpreadingParams;
+      normalize: 'l2' | 'none';
+      /** rbf without an explicit gamma: gamma = gammaScale × the median heuristic (default 1), so it follows the embedding's scale. */
+      gammaScale?: number;
+    }
   | { kind: 'confidence' };
 
 export function methodName(m: PseudoLabelMethod): string {
@@ -117,8 +124,13 @@ export function spreadingScores(
   if (labelled.length !== numLabelled * numClasses) throw new RangeError('labelled must be numLabelled × numClasses');
   const x = method.normalize === 'l2' ? l2Normalize(embeddings) : embeddings;
   const params: SpreadingParams = { ...method.params, kernel: method.kernel };
-  if (method.kernel === 'rbf' && params.gamma === undefined) params.gamma = medianHeuristicGamma(x);
   const info: Record<string, unknown> = { kernel: method.kernel, normalize: method.normalize, alpha: params.alpha ?? 0.2 };
+  if (method.kernel === 'rbf' && params.gamma === undefined) {
+    const scale = method.gammaScale ?? 1;
+    if (!(scale > 0)) throw new InputError(`the rbf gamma scale must be positive (got ${scale})`);
+    params.gamma = scale * medianHeuristicGamma(x);
+    info.gammaScale = scale;
+  }
   if (method.kernel === 'rbf') info.gamma = params.gamma;
   else info.nNeighbors = params.nNeighbors ?? 7;
   const scores = new Float64Array(nu * numClasses);

@@ -1,12 +1,18 @@
 import { join } from 'node:path';
-import { loadModel } from '../models/io.js';
+import { buildNetwork } from '../models/architectures.js';
+import { loadModel, saveModel, type FundusModel } from '../models/io.js';
 import { trainModel } from '../train/train.js';
-import type { Retrainer } from './pipeline.js';
+import type { ArmBudget, Retrainer } from './pipeline.js';
 
 export interface TrainingBudget {
+  /** Epochs of a model trained from scratch. */
   epochs: number;
-  /** Stop after the epoch in which training time passes this (per retrained model). */
+  /** Epochs of a fine-tuned model (default: `epochs`). */
+  finetuneEpochs?: number;
+  /** Time budget of a model trained from scratch: training stops (mid-epoch if need be) once it is spent. */
   maxMinutes?: number;
+  /** Time budget of a fine-tuned model (default: `maxMinutes`). */
+  finetuneMaxMinutes?: number;
   batchSize?: number;
   /** Peak learning rate for training from scratch. */
   lr?: number;
@@ -29,6 +35,14 @@ export interface TrainingBudget {
 export function trainModelRetrainer(data: { csv: string; images: string; split: string; runsDir: string }, budget: TrainingBudget, log?: (line: string) => void): Retrainer {
   return async (req) => {
     const meta = req.base.metadata;
+    const finetune = req.mode === 'finetune';
+    const epochs = finetune ? (budget.finetuneEpochs ?? budget.epochs) : budget.epochs;
+    const maxMinutes = finetune ? (budget.finetuneMaxMinutes ?? budget.maxMinutes) : budget.maxMinutes;
+    const lr = finetune ? (budget.finetuneLr ?? (budget.lr ?? 1e-3) / 10) : (budget.lr ?? 1e-3);
+    const runDir = join(data.runsDir, req.outDir.split('/').pop()!);
+    // From scratch = from a freshly initialised copy of the base: the base's exact preprocessing (crop, size,
+    // channels, CLAHE, normalisation, resize filter), which trainModel's defaults for new models need not match.
+    const initFrom = finetune ? req.base.dir : await freshCopy(req.base, `${runDir}.init`, req.seed);
     const result = await trainModel({
       task: meta.task,
       model: meta.architecture,
@@ -36,23 +50,55 @@ export function trainModelRetrainer(data: { csv: string; images: string; split: 
       images: data.images,
       split: data.split,
       out: req.outDir,
-      runDir: join(data.runsDir, req.outDir.split('/').pop()!),
+      runDir,
       imageSize: meta.preprocess.size,
       channels: meta.preprocess.channels,
       clahe: meta.preprocess.clahe,
-      epochs: budget.epochs,
-      maxMinutes: budget.maxMinutes,
+      epochs,
+      maxMinutes,
       batchSize: budget.batchSize,
-      lr: req.mode === 'finetune' ? (budget.finetuneLr ?? (budget.lr ?? 1e-3) / 10) : budget.lr,
+      lr,
       patience: budget.patience,
       seed: req.seed,
-      initFrom: req.mode === 'finetune' ? req.base.dir : undefined,
+      initFrom,
       extraExamples: req.pseudo.map((p) => ({ path: p.path, target: p.labels!, weight: budget.pseudoWeight })),
       limit: budget.limit,
       restart: true,
       quiet: budget.quiet ?? true,
       log,
     });
-    return loadModel(result.modelDir);
+    return { model: await loadModel(result.modelDir), budget: armBudget(result.history, epochs, maxMinutes, lr, result.trainSeconds, result.bestEpoch) };
+  };
+}
+
+/** An untrained network of the base's architecture, saved with the base's metadata (classes, preprocessing). */
+async function freshCopy(base: FundusModel, dir: string, seed: number): Promise<string> {
+  const meta = base.metadata;
+  const network = buildNetwork(meta.architecture, meta.inputShape, meta.classes.length, { activation: meta.activation, seed });
+  const { metrics: _metrics, ...rest } = meta;
+  await saveModel(dir, network, { ...rest, thresholds: meta.classes.map(() => 0.5), thresholdPolicy: 'default 0.5', createdAt: new Date().toISOString() });
+  network.dispose();
+  return dir;
+}
+
+/** What an arm's training actually got: epochs (a partial last epoch by its fraction), time, and why it stopped. */
+export function armBudget(
+  history: { epoch_fraction?: number }[],
+  epochsPlanned: number,
+  maxMinutes: number | undefined,
+  lr: number,
+  trainSeconds: number,
+  bestEpoch: number | null,
+): Omit<ArmBudget, 'wallSeconds'> {
+  const epochsRun = history.reduce((a, row) => a + (row.epoch_fraction ?? 1), 0);
+  const outOfTime = maxMinutes !== undefined && trainSeconds >= maxMinutes * 60;
+  return {
+    epochsPlanned,
+    epochsRun,
+    bestEpoch,
+    maxMinutes: maxMinutes ?? null,
+    trainSeconds,
+    lr,
+    stoppedBy: epochsRun >= epochsPlanned ? 'epochs' : outOfTime ? 'time' : 'early-stopping',
   };
 }

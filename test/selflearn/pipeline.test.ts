@@ -7,14 +7,14 @@ import sharp from 'sharp';
 import { PROJECT_ROOT, VIETAI_DIR, tempDir } from '../helpers.js';
 import { initEngine } from '../../src/engine/index.js';
 import { readDataset } from '../../src/data/csv.js';
-import { loadModel } from '../../src/models/io.js';
+import { loadModel, saveModel } from '../../src/models/io.js';
 import { trainModel } from '../../src/train/train.js';
 import { readSplitParts } from '../../src/train/split.js';
 import { defaultDuplicateFinder, excludeTestDuplicates } from '../../src/selflearn/leakage.js';
-import { runSelfLearning, verdict, type VariantResult } from '../../src/selflearn/pipeline.js';
-import { selectConfident } from '../../src/selflearn/pseudolabel.js';
+import { comparisonPlan, runSelfLearning, verdict, type Comparison, type Retrainer, type RetrainMode, type VariantResult } from '../../src/selflearn/pipeline.js';
+import { selectConfident, type PseudoLabelMethod } from '../../src/selflearn/pseudolabel.js';
 import { renderMarkdown } from '../../src/selflearn/report.js';
-import { trainModelRetrainer } from '../../src/selflearn/retrain.js';
+import { armBudget, trainModelRetrainer } from '../../src/selflearn/retrain.js';
 import { tinyModel } from './tiny-model.js';
 
 await initEngine();
@@ -102,6 +102,7 @@ test('self-learning end to end on a tiny model: spreading (knn, rbf) and confide
     ],
     threshold: 0.5,
     modes: ['scratch', 'finetune'],
+    scratchMethods: ['spreading-knn', 'spreading-rbf'],
     rounds: 1,
     bootstrap: { resamples: 50, seed: 0 },
     outDir: join(dir, 'out'),
@@ -116,35 +117,53 @@ test('self-learning end to end on a tiny model: spreading (knn, rbf) and confide
   // A method whose pseudo-labels all miss the threshold is not retrained (the rbf one may, on an untrained embedding).
   const accepted = Object.fromEntries(report.pseudoLabelling.map((p) => [p.method, p.accepted]));
   assert.ok(accepted['spreading-knn'] > 0 && accepted['confidence'] > 0, JSON.stringify(accepted));
+  const usable = ['spreading-knn', 'spreading-rbf', 'confidence'].filter((m) => accepted[m] > 0);
   assert.deepEqual(
     report.variants.map((v) => v.name),
     [
       'original',
       'control-finetune',
-      ...['spreading-knn', 'spreading-rbf', 'confidence'].filter((m) => accepted[m] > 0).flatMap((m) => [`${m}-r1-scratch`, `${m}-r1-finetune`]),
+      ...usable.map((m) => `${m}-r1-finetune`),
+      'control-scratch',
+      ...usable.filter((m) => m !== 'confidence').map((m) => `${m}-r1-scratch`),
     ],
   );
   for (const v of report.variants) {
     assert.equal(v.metrics.imageCount, report.data.test);
     assert.ok(v.metrics.perClass['glaucoma'].auc.value === null || v.metrics.perClass['glaucoma'].auc.ci !== undefined);
+    if (v.mode === 'original') continue;
+    // Every arm reports the budget it got: one epoch here, all of it run.
+    assert.equal(v.budget!.epochsPlanned, 1);
+    assert.equal(v.budget!.epochsRun, 1);
+    assert.equal(v.budget!.stoppedBy, 'epochs');
+    assert.ok(v.budget!.wallSeconds >= v.budget!.trainSeconds);
+    assert.equal(v.teacher, v.mode === 'control' ? null : 'original');
+    if (v.mode !== 'control') assert.deepEqual(v.positivesPerClass, report.pseudoLabelling.find((p) => p.method === v.method)!.positivesPerClass);
   }
+  assert.equal(report.variants.find((v) => v.name === 'control-scratch')!.controlFor, 'scratch');
   assert.ok(report.variants.some((v) => v.pseudoLabelled > 0), 'some pseudo-labels were used');
   // Each spreading round saw the labelled train part plus the kept unlabelled images.
   const knn = report.pseudoLabelling.find((p) => p.method === 'spreading-knn')!;
   assert.equal(knn.unlabelledScored, pool.length - 2);
   assert.equal(knn.info.nNeighbors, 3);
   assert.ok(typeof report.pseudoLabelling.find((p) => p.method === 'spreading-rbf')!.info.gamma === 'number');
-  // Retrained models exist and differ from the original (fine-tuned from it, or from scratch).
-  const ft = await loadModel(report.variants[3].modelDir);
+  // Retrained models exist (fine-tuned from the original, or from scratch).
+  const ft = await loadModel(report.variants[2].modelDir);
   assert.equal(ft.metadata.architecture, 'small-cnn');
-  assert.ok(report.verdict.length >= 6);
-  assert.ok(report.verdict.some((l) => /spreading-knn-r1-finetune: .* vs control-finetune/.test(l)), report.verdict.join('\n'));
-  assert.ok(report.verdict.some((l) => /spreading-knn-r1-scratch: .* vs original/.test(l)));
+  // Arms are compared with their controls, paired.
+  const c = report.comparisons.find((x) => x.arm === 'spreading-knn-r1-scratch')!;
+  assert.equal(c.reference, 'control-scratch');
+  assert.ok(c.macroAuc.value === null || (c.macroAuc.ci![0] <= c.macroAuc.value && c.macroAuc.value <= c.macroAuc.ci![1]));
+  assert.ok(report.verdict.some((l) => /^spreading-knn-r1-finetune − control-finetune/.test(l)), report.verdict.join('\n'));
+  assert.ok(report.verdict.some((l) => /^control-finetune − original \(extra fine-tuning epochs alone/.test(l)));
+  assert.ok(report.verdict.some((l) => /from-scratch arms had 1\.0 epochs/.test(l)));
   const md = renderMarkdown(report);
   assert.match(md, /\| spreading-knn-r1-finetune \|/);
-  assert.match(md, /\| spreading-rbf \| 1 \| \d+ \/ 5 \|/);
+  assert.match(md, /\| spreading-rbf \| 1 \| original \| \d+ \/ 5 \|/);
   assert.match(md, /Leakage guard: 2 of 7 unlabelled images excluded/);
   assert.match(md, /ROC AUC per class/);
+  assert.match(md, /\| spreading-knn-r1-scratch \| scratch \| original \| \d+ \|/);
+  assert.match(md, /Paired comparisons on the test part/);
 });
 
 test('fundus selflearn CLI: report files, rounds, and clear errors', async () => {
@@ -203,24 +222,165 @@ test('no pseudo-label above the threshold: nothing is retrained, the report says
   assert.ok(log.some((l) => /no pseudo-label reached the threshold/.test(l)));
 });
 
-test('verdict: fine-tuned variants are judged against the control, and not at all without it', () => {
-  const v = (name: string, mode: VariantResult['mode'], method: string | null, auc: number, ci: [number, number]): VariantResult =>
-    ({
-      name,
-      mode,
-      method,
-      round: 1,
-      modelDir: name,
-      pseudoLabelled: 0,
-      metrics: { overall: { macroAuc: { value: auc, ci }, meanF1: { value: auc / 2, ci: [ci[0] / 2, ci[1] / 2] } } },
-    }) as unknown as VariantResult;
-  const orig = v('original', 'original', null, 0.6, [0.58, 0.62]);
-  const ctrl = v('control-finetune', 'control', null, 0.7, [0.68, 0.72]);
-  const ft = v('spreading-knn-r1-finetune', 'finetune', 'spreading-knn', 0.69, [0.67, 0.71]);
-  const withControl = verdict([orig, ctrl, ft]);
-  assert.ok(withControl.some((l) => /spreading-knn-r1-finetune: macro AUC -0\.010.* vs control-finetune \(intervals overlap\)/.test(l)), withControl.join('\n'));
-  assert.ok(withControl.some((l) => /did not help/.test(l)));
-  const without = verdict([orig, ft]);
-  assert.ok(without.some((l) => /says nothing about the pseudo-labels/.test(l)), without.join('\n'));
+test('verdict: arms judged against their controls by the paired interval, and not at all without a control', () => {
+  const v = (name: string, mode: VariantResult['mode'], method: string | null, controlFor?: 'finetune' | 'scratch'): VariantResult =>
+    ({ name, mode, method, round: 1, controlFor, budget: null }) as unknown as VariantResult;
+  const d = (value: number, lo: number, hi: number) => ({ value, ci: [lo, hi] as [number, number] });
+  const cmp = (arm: string, reference: string, auc: ReturnType<typeof d>, outcome: Comparison['outcome']): Comparison => ({
+    arm,
+    reference,
+    question: 'q',
+    macroAuc: auc,
+    meanF1: d(0, -0.01, 0.01),
+    outcome,
+  });
+  const orig = v('original', 'original', null);
+  const ctrl = v('control-finetune', 'control', null, 'finetune');
+  const knn = v('spreading-knn-r1-finetune', 'finetune', 'spreading-knn');
+  const conf = v('confidence-r1-finetune', 'finetune', 'confidence');
+  const flat = verdict(
+    [orig, ctrl, knn, conf],
+    [cmp(knn.name, ctrl.name, d(-0.01, -0.03, 0.01), 'no clear difference'), cmp(conf.name, ctrl.name, d(-0.04, -0.06, -0.02), 'lower'), cmp(knn.name, conf.name, d(0.03, 0.01, 0.05), 'higher')],
+  );
+  assert.ok(flat.some((l) => /^spreading-knn-r1-finetune − control-finetune \(q\): macro AUC -0\.010 \[-0\.030, \+0\.010\].*→ no clear difference/.test(l)), flat.join('\n'));
+  assert.ok(flat.some((l) => /did not clearly help here: the best arm against its control is spreading-knn-r1-finetune/.test(l)), flat.join('\n'));
+  assert.ok(flat.some((l) => /pseudo-labels hurt .*: confidence-r1-finetune/.test(l)));
+  assert.ok(flat.some((l) => /spreading-knn-r1-finetune is better than plain classifier-confidence/.test(l)));
+  const helped = verdict([orig, ctrl, knn], [cmp(knn.name, ctrl.name, d(0.02, 0.005, 0.035), 'higher')]);
+  assert.ok(helped.some((l) => /self-learning helped here: spreading-knn-r1-finetune beats its control/.test(l)), helped.join('\n'));
+  const without = verdict([orig, knn], []);
+  assert.ok(without.some((l) => /has no control .* says nothing about the pseudo-labels alone/.test(l)), without.join('\n'));
   assert.ok(!without.some((l) => /helped here/.test(l)));
+});
+
+test('comparison plan: arms against their controls, rounds against the previous round, kernels and confidence against each other', () => {
+  const arm = (name: string, mode: VariantResult['mode'], method: string | null, round = 1, controlFor?: 'finetune' | 'scratch') => ({ name, mode, method, round, controlFor });
+  const plan = comparisonPlan([
+    arm('original', 'original', null, 0),
+    arm('control-finetune', 'control', null, 1, 'finetune'),
+    arm('spreading-knn-r1-finetune', 'finetune', 'spreading-knn'),
+    arm('spreading-rbf-r1-finetune', 'finetune', 'spreading-rbf'),
+    arm('confidence-r1-finetune', 'finetune', 'confidence'),
+    arm('control-scratch', 'control', null, 1, 'scratch'),
+    arm('spreading-knn-r1-scratch', 'scratch', 'spreading-knn'),
+    arm('spreading-rbf-r2-finetune', 'finetune', 'spreading-rbf', 2),
+  ]).map((p) => `${p.arm} vs ${p.reference}`);
+  assert.deepEqual(plan, [
+    'control-finetune vs original',
+    'spreading-knn-r1-finetune vs control-finetune',
+    'spreading-rbf-r1-finetune vs control-finetune',
+    'confidence-r1-finetune vs control-finetune',
+    'control-scratch vs original',
+    'spreading-knn-r1-scratch vs control-scratch',
+    'spreading-rbf-r2-finetune vs control-finetune',
+    'spreading-rbf-r2-finetune vs spreading-rbf-r1-finetune',
+    'spreading-knn-r1-finetune vs spreading-rbf-r1-finetune',
+    'spreading-knn-r1-finetune vs confidence-r1-finetune',
+    'spreading-rbf-r1-finetune vs confidence-r1-finetune',
+  ]);
+});
+
+test('arms: controls, fine-tuned from the original, scratch only for spreading, rounds for the kernel better on validation, deadline', async () => {
+  const dir = await tempDir();
+  const { csv, split } = await smallData(dir);
+  await tinyModel(join(dir, 'model'));
+  const model = await loadModel(join(dir, 'model'));
+  // A stand-in for training (the real one is covered above): the base network saved as the arm's model, with a
+  // validation macro AUC that makes rbf the better kernel; every request is recorded.
+  const requests: { name: string; mode: string; base: string; pseudo: number }[] = [];
+  const retrain: Retrainer = async (req) => {
+    const name = req.outDir.split('/').pop()!;
+    requests.push({ name, mode: req.mode, base: req.base.dir, pseudo: req.pseudo.length });
+    const auc = name.includes('rbf') ? 0.7 : 0.6;
+    await saveModel(req.outDir, req.base.network, { ...req.base.metadata, metrics: { validation: { macroAuc: auc } } });
+    return { model: await loadModel(req.outDir), budget: armBudget([{}], 1, 1, 1e-4, 1, 1) };
+  };
+  const common = {
+    model,
+    dataset: await readDataset(csv, TRAIN),
+    split: await readSplitParts(split),
+    unlabelled: ['012df36af16b.jpg', '0157f50bdb02.jpg', '026aa5bc0aea.jpg', '03e7e29071a5.jpg'].map((n) => join(UNLABELLED, n)),
+    methods: [
+      { kind: 'spreading', kernel: 'knn', normalize: 'l2', params: { nNeighbors: 3 } },
+      { kind: 'spreading', kernel: 'rbf', normalize: 'l2', params: {}, gammaScale: 30 },
+      { kind: 'confidence' },
+    ] as PseudoLabelMethod[],
+    threshold: 0.5,
+    modes: ['finetune', 'scratch'] as RetrainMode[],
+    scratchMethods: ['spreading-knn', 'spreading-rbf'],
+    rounds: 3,
+    bootstrap: { resamples: 20 },
+    retrain,
+    findDuplicates: async () => [],
+    cache: false,
+  };
+  const report = await runSelfLearning({ ...common, outDir: join(dir, 'out') });
+  assert.deepEqual(report.pseudoLabelling.filter((p) => p.round === 1).map((p) => p.accepted > 0), [true, true, true], JSON.stringify(report.pseudoLabelling));
+  assert.deepEqual(report.variants.map((v) => v.name), [
+    'original',
+    'control-finetune',
+    'spreading-knn-r1-finetune',
+    'spreading-rbf-r1-finetune',
+    'confidence-r1-finetune',
+    'control-scratch',
+    'spreading-knn-r1-scratch',
+    'spreading-rbf-r1-scratch',
+    'spreading-rbf-r2-finetune',
+    'spreading-rbf-r3-finetune',
+  ]);
+  // Every fine-tuned student starts from the original (rounds change only the teacher); controls get no pseudo-labels.
+  for (const r of requests) assert.equal(r.base, model.dir, r.name);
+  assert.deepEqual(requests.filter((r) => r.pseudo === 0).map((r) => r.name), ['control-finetune', 'control-scratch']);
+  assert.deepEqual(report.roundsChoice, { method: 'spreading-rbf', by: 'validation macro AUC of the round-1 model', candidates: { 'spreading-knn': 0.6, 'spreading-rbf': 0.7 } });
+  assert.deepEqual(
+    report.pseudoLabelling.filter((p) => p.round > 1).map((p) => [p.method, p.round, p.teacher]),
+    [
+      ['spreading-rbf', 2, 'spreading-rbf-r1-finetune'],
+      ['spreading-rbf', 3, 'spreading-rbf-r2-finetune'],
+    ],
+  );
+  assert.equal(report.variants.find((v) => v.name === 'spreading-rbf-r3-finetune')!.teacher, 'spreading-rbf-r2-finetune');
+  assert.ok(report.comparisons.some((c) => c.arm === 'spreading-rbf-r3-finetune' && c.reference === 'spreading-rbf-r2-finetune'));
+  // Identical networks (the stand-in copies the original): every paired difference is exactly zero.
+  for (const c of report.comparisons) assert.deepEqual(c.macroAuc, { value: 0, ci: [0, 0] }, `${c.arm} vs ${c.reference}`);
+  assert.deepEqual(report.skipped, []);
+
+  // A deadline too close for any arm: nothing is trained, and the report names every arm it skipped.
+  requests.length = 0;
+  const late = await runSelfLearning({ ...common, outDir: join(dir, 'late'), deadline: Date.now() + 30_000, armMinutes: { finetune: 1, scratch: 2 } });
+  assert.equal(requests.length, 0);
+  assert.deepEqual(late.variants.map((v) => v.name), ['original']);
+  assert.deepEqual(late.skipped.map((s) => s.name), [
+    'control-finetune',
+    'spreading-knn-r1-finetune',
+    'spreading-rbf-r1-finetune',
+    'confidence-r1-finetune',
+    'control-scratch',
+    'spreading-knn-r1-scratch',
+    'spreading-rbf-r1-scratch',
+  ]);
+  assert.match(late.skipped[0].reason, /past the run's deadline/);
+  assert.match(renderMarkdown(late), /Not run:\n\n- control-finetune: not run/);
+});
+
+test('retrainer: a from-scratch arm keeps the base model\'s exact preprocessing and a fresh initialisation', async () => {
+  const dir = await tempDir();
+  const { csv, split } = await smallData(dir);
+  await tinyModel(join(dir, 'model'));
+  const base = await loadModel(join(dir, 'model'));
+  // The tiny model's preprocessing (3-channel normalisation, lanczos3 resize) differs from trainModel's defaults for new models.
+  const retrain = trainModelRetrainer({ csv, images: TRAIN, split, runsDir: join(dir, 'runs') }, { epochs: 1, pseudoWeight: 1, limit: 6, quiet: true });
+  const parts = await readSplitParts(split);
+  const req = { base, classes: base.metadata.classes, train: [], validation: [], pseudo: [], seed: 5 };
+  const scratch = await retrain({ ...req, mode: 'scratch', outDir: join(dir, 'out', 'scratch') });
+  assert.deepEqual(scratch.model.metadata.preprocess, base.metadata.preprocess);
+  assert.equal(scratch.model.metadata.trainingData!.imageCount, Math.min(6, parts.train.length));
+  assert.deepEqual(scratch.budget, { ...scratch.budget, epochsPlanned: 1, epochsRun: 1, stoppedBy: 'epochs', lr: 1e-3 });
+  // Not the base's weights: trained from a fresh initialisation.
+  const w0 = base.network.getWeights()[0].dataSync();
+  const w1 = scratch.model.network.getWeights()[0].dataSync();
+  assert.ok(w0.some((v, i) => Math.abs(v - w1[i]) > 1e-3));
+  const ft = await retrain({ ...req, mode: 'finetune', outDir: join(dir, 'out', 'ft') });
+  assert.deepEqual(ft.model.metadata.preprocess, base.metadata.preprocess);
+  assert.equal(ft.budget.lr, 1e-4);
 });
