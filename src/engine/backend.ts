@@ -12,6 +12,7 @@ import { reduceKernels } from './kernels/reduce.js';
 import { batchNormKernels } from './kernels/batchnorm.js';
 import { GRADIENT_KERNELS, registerNativeGradients } from './gradients.js';
 import { NATIVE_BACKEND_NAME } from './names.js';
+import { ADAM_KERNELS, installNativeAdam } from './adam.js';
 
 export const NATIVE_BACKEND = NATIVE_BACKEND_NAME;
 
@@ -58,6 +59,7 @@ export const NATIVE_KERNELS: Omit<KernelConfig, 'backendName'>[] = [
   ...elementwiseKernels,
   ...reduceKernels,
   ...GRADIENT_KERNELS,
+  ...ADAM_KERNELS,
 ];
 
 let registered = false;
@@ -75,4 +77,5 @@ export function registerNativeBackend(): void {
     if (!tf.getKernel(name, NATIVE_BACKEND)) tf.registerKernel({ ...k, backendName: NATIVE_BACKEND });
   }
   registerNativeGradients();
+  installNativeAdam();
 }
