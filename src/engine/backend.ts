@@ -13,6 +13,7 @@ import { batchNormKernels } from './kernels/batchnorm.js';
 import { GRADIENT_KERNELS, registerNativeGradients } from './gradients.js';
 import { NATIVE_BACKEND_NAME } from './names.js';
 import { ADAM_KERNELS, installNativeAdam } from './adam.js';
+import { installEarlyRelease } from './release.js';
 
 export const NATIVE_BACKEND = NATIVE_BACKEND_NAME;
 
@@ -78,4 +79,5 @@ export function registerNativeBackend(): void {
   }
   registerNativeGradients();
   installNativeAdam();
+  installEarlyRelease();
 }

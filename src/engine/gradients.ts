@@ -13,8 +13,12 @@ import { BINARY } from './kernels/elementwise.js';
 const run = (name: string, inputs: Record<string, Tensor>, attrs: NamedAttrMap = {}) =>
   tf.engine().runKernel(name, inputs as never, attrs) as Tensor;
 
+/** The fused kernels have no gradients of their own: while a tape records the backward pass (higher-order
+ * gradients), tfjs's differentiable formulation runs instead. */
+const recording = () => (tf.engine() as unknown as { state: { gradientDepth: number } }).state.gradientDepth > 0;
+
 const onNative = (...ts: (Tensor | undefined)[]) =>
-  tf.getBackend() === NATIVE_BACKEND_NAME && ts.every((t) => t === undefined || t.dtype === 'float32');
+  tf.getBackend() === NATIVE_BACKEND_NAME && !recording() && ts.every((t) => t === undefined || t.dtype === 'float32');
 
 // --- kernels used only by these gradients (registered for the native backend only) ---
 
