@@ -77,6 +77,7 @@ const report: SelfLearnReport = {
   comparisons,
   verdict: verdict(variants, comparisons),
   wallSeconds: NaN,
+  notes: ['Rebuilt from the model directories: pseudo-labelling statistics, budgets and the leakage guard are not recovered.'],
 };
 await writeFileAtomic(join(outDir, 'report.from-models.json'), JSON.stringify(report, null, 2) + '\n');
 await writeFileAtomic(join(outDir, 'report.from-models.md'), renderMarkdown(report));

@@ -210,6 +210,10 @@ export function registerSelflearn(program: Command): void {
         retrain,
         findDuplicates: defaultDuplicateFinder(),
         control: f.control,
+        notes:
+          f.limit !== undefined
+            ? [`Smoke run: training used at most ${f.limit} images of each split part (--limit); these numbers are not results.`]
+            : [],
         log,
         // A long run leaves its results so far behind if it is stopped; the final files replace them.
         onProgress: async (partial) => {

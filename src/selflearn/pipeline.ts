@@ -108,6 +108,8 @@ export interface SelfLearnOptions {
   deadline?: number;
   /** Time budget per arm by mode, for the deadline estimate. */
   armMinutes?: Partial<Record<RetrainMode, number>>;
+  /** Lines for the head of the report (e.g. that training was limited to a few images: a smoke run). */
+  notes?: string[];
   /** Called with the report so far after each evaluated model (long runs write partial reports). */
   onProgress?: (partial: SelfLearnReport) => Promise<void> | void;
 }
@@ -182,6 +184,7 @@ export interface SelfLearnReport {
   verdict: string[];
   /** Wall seconds of the whole run so far. */
   wallSeconds: number;
+  notes: string[];
 }
 
 function mean(values: number[]): number | null {
@@ -207,11 +210,11 @@ export function comparisonPlan(variants: Pick<VariantResult, 'name' | 'method' |
       plan.push({
         arm: v.name,
         reference: 'original',
-        question: v.controlFor === 'finetune' ? 'extra fine-tuning epochs alone (no pseudo-labels)' : 'a from-scratch model with this budget against the original',
+        question: v.controlFor === 'finetune' ? 'extra fine-tuning epochs alone, no pseudo-labels' : 'a from-scratch model with this budget against the original',
       });
     } else if (v.mode === 'finetune' || v.mode === 'scratch') {
       const control = `control-${v.mode}`;
-      if (has(control)) plan.push({ arm: v.name, reference: control, question: `the pseudo-labels (${v.mode}, same budget, control without them)` });
+      if (has(control)) plan.push({ arm: v.name, reference: control, question: `the pseudo-labels: ${v.mode}, same budget, control without them` });
       if (v.round > 1) {
         const previous = `${v.method}-r${v.round - 1}-${v.mode}`;
         if (has(previous)) plan.push({ arm: v.name, reference: previous, question: `round ${v.round} against round ${v.round - 1}` });
@@ -320,6 +323,7 @@ export async function runSelfLearning(opts: SelfLearnOptions): Promise<SelfLearn
       comparisons,
       verdict: verdict(variants, comparisons),
       wallSeconds: (Date.now() - started) / 1000,
+      notes: opts.notes ?? [],
     };
   };
   const evaluate = (m: FundusModel, name: string) => {
@@ -519,7 +523,9 @@ export function verdict(variants: VariantResult[], comparisons: Comparison[]): s
     lines.push(
       helped.length > 0
         ? `self-learning helped here: ${helped.join(', ')} beat${helped.length === 1 ? 's' : ''} ${helped.length === 1 ? 'its' : 'their'} control beyond the paired interval; the largest gain is ${best.arm}, macro AUC ${fmtDelta(best.macroAuc)}`
-        : `self-learning did not clearly help here: the best arm against its control is ${best.arm}, macro AUC ${fmtDelta(best.macroAuc)} (the interval contains zero)`,
+        : best.outcome === 'lower'
+          ? `self-learning did not help here: every arm is below its control beyond the paired interval; the closest is ${best.arm}, macro AUC ${fmtDelta(best.macroAuc)}`
+          : `self-learning did not clearly help here: the best arm against its control is ${best.arm}, macro AUC ${fmtDelta(best.macroAuc)} (the interval contains zero)`,
     );
     if (hurt.length > 0) lines.push(`pseudo-labels hurt (paired interval below zero): ${hurt.join(', ')}`);
   }

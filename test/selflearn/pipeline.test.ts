@@ -155,7 +155,7 @@ test('self-learning end to end on a tiny model: spreading (knn, rbf) and confide
   assert.equal(c.reference, 'control-scratch');
   assert.ok(c.macroAuc.value === null || (c.macroAuc.ci![0] <= c.macroAuc.value && c.macroAuc.value <= c.macroAuc.ci![1]));
   assert.ok(report.verdict.some((l) => /^spreading-knn-r1-finetune − control-finetune/.test(l)), report.verdict.join('\n'));
-  assert.ok(report.verdict.some((l) => /^control-finetune − original \(extra fine-tuning epochs alone/.test(l)));
+  assert.ok(report.verdict.some((l) => /^control-finetune − original \(extra fine-tuning epochs alone, no pseudo-labels\)/.test(l)));
   assert.ok(report.verdict.some((l) => /from-scratch arms had 1\.0 epochs/.test(l)));
   const md = renderMarkdown(report);
   assert.match(md, /\| spreading-knn-r1-finetune \|/);
@@ -246,6 +246,8 @@ test('verdict: arms judged against their controls by the paired interval, and no
   assert.ok(flat.some((l) => /did not clearly help here: the best arm against its control is spreading-knn-r1-finetune/.test(l)), flat.join('\n'));
   assert.ok(flat.some((l) => /pseudo-labels hurt .*: confidence-r1-finetune/.test(l)));
   assert.ok(flat.some((l) => /spreading-knn-r1-finetune is better than plain classifier-confidence/.test(l)));
+  const allLower = verdict([orig, ctrl, conf], [cmp(conf.name, ctrl.name, d(-0.04, -0.06, -0.02), 'lower')]);
+  assert.ok(allLower.some((l) => /did not help here: every arm is below its control/.test(l)), allLower.join('\n'));
   const helped = verdict([orig, ctrl, knn], [cmp(knn.name, ctrl.name, d(0.02, 0.005, 0.035), 'higher')]);
   assert.ok(helped.some((l) => /self-learning helped here: spreading-knn-r1-finetune beats its control/.test(l)), helped.join('\n'));
   const without = verdict([orig, knn], []);
@@ -347,7 +349,7 @@ test('arms: controls, fine-tuned from the original, scratch only for spreading, 
 
   // A deadline too close for any arm: nothing is trained, and the report names every arm it skipped.
   requests.length = 0;
-  const late = await runSelfLearning({ ...common, outDir: join(dir, 'late'), deadline: Date.now() + 30_000, armMinutes: { finetune: 1, scratch: 2 } });
+  const late = await runSelfLearning({ ...common, outDir: join(dir, 'late'), deadline: Date.now() + 30_000, armMinutes: { finetune: 1, scratch: 2 }, notes: ['Smoke run.'] });
   assert.equal(requests.length, 0);
   assert.deepEqual(late.variants.map((v) => v.name), ['original']);
   assert.deepEqual(late.skipped.map((s) => s.name), [
@@ -361,6 +363,7 @@ test('arms: controls, fine-tuned from the original, scratch only for spreading, 
   ]);
   assert.match(late.skipped[0].reason, /past the run's deadline/);
   assert.match(renderMarkdown(late), /Not run:\n\n- control-finetune: not run/);
+  assert.match(renderMarkdown(late), /^\*\*Smoke run\.\*\*$/m);
 });
 
 test('retrainer: a from-scratch arm keeps the base model\'s exact preprocessing and a fresh initialisation', async () => {
