@@ -383,6 +383,32 @@ Napi::Value AdamUpdate(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), true);
 }
 
+// batchNormGradX(x, dy, mean, a, b, k, n, c, out): out = dy * a + b + (x - mean) * k per channel (last axis): the
+// whole input gradient of batch normalisation in training, moments included, once the per-channel coefficients
+// are known (src/engine/release.ts).
+Napi::Value BatchNormGradX(const Napi::CallbackInfo& info) {
+  const int64_t n = info[6].As<Napi::Number>().Int64Value();
+  const int64_t c = info[7].As<Napi::Number>().Int64Value();
+  if (c <= 0 || n % c != 0) throw Napi::TypeError::New(info.Env(), "batchNormGradX: size is not a multiple of channels");
+  const float* x = floatArg(info, 0, n, "x");
+  const float* dy = floatArg(info, 1, n, "dy");
+  const float* mean = floatArg(info, 2, c, "mean");
+  const float* a = floatArg(info, 3, c, "a");
+  const float* b = floatArg(info, 4, c, "b");
+  const float* k = floatArg(info, 5, c, "k");
+  float* out = floatArg(info, 8, n, "out");
+  const int64_t rows = n / c;
+#pragma omp parallel for schedule(static) if (n >= kParallelThreshold)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * c;
+    const float* dr = dy + r * c;
+    float* o = out + r * c;
+#pragma omp simd
+    for (int64_t j = 0; j < c; ++j) o[j] = dr[j] * a[j] + b[j] + (xr[j] - mean[j]) * k[j];
+  }
+  return Napi::Boolean::New(info.Env(), true);
+}
+
 }  // namespace
 
 void initEltwise(Napi::Env env, Napi::Object exports) {
@@ -393,6 +419,7 @@ void initEltwise(Napi::Env env, Napi::Object exports) {
   exports.Set("tile", Napi::Function::New(env, locked<Tile>));
   exports.Set("batchNormGradStats", Napi::Function::New(env, locked<BatchNormGradStats>));
   exports.Set("adamUpdate", Napi::Function::New(env, locked<AdamUpdate>));
+  exports.Set("batchNormGradX", Napi::Function::New(env, locked<BatchNormGradX>));
 }
 
 }  // namespace fundus

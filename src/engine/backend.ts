@@ -14,6 +14,7 @@ import { GRADIENT_KERNELS, registerNativeGradients } from './gradients.js';
 import { NATIVE_BACKEND_NAME } from './names.js';
 import { ADAM_KERNELS, installNativeAdam } from './adam.js';
 import { installEarlyRelease } from './release.js';
+import { FUSION_KERNELS } from './fusion.js';
 
 export const NATIVE_BACKEND = NATIVE_BACKEND_NAME;
 
@@ -61,6 +62,7 @@ export const NATIVE_KERNELS: Omit<KernelConfig, 'backendName'>[] = [
   ...reduceKernels,
   ...GRADIENT_KERNELS,
   ...ADAM_KERNELS,
+  ...FUSION_KERNELS,
 ];
 
 let registered = false;

@@ -11,10 +11,12 @@
 //   so that the forward pass's own tidy frees the intermediate tensors nobody else saved.
 // Nothing changes for higher-order gradients (the tape is recording during the backward pass), for a dy the
 // caller passed in, or for the gradients returned; other backends run tfjs's engine untouched.
-// FUNDUS_EARLY_RELEASE=0 turns it off (to compare).
+// Batch normalisation fed by its own moments gets a closed-form gradient (src/engine/fusion.ts) here too.
+// FUNDUS_EARLY_RELEASE=0 turns all of this off, FUNDUS_FUSE_BN=0 the batch-norm fusion alone (to compare).
 import * as tf from '@tensorflow/tfjs-core';
 import type { GradConfig, Tensor } from '@tensorflow/tfjs-core';
 import { NATIVE_BACKEND_NAME } from './names.js';
+import { fuseBatchNormMoments } from './fusion.js';
 
 /** The tfjs engine internals this module reads (tfjs-core 4.x, engine.ts and tape.ts). */
 interface TapeNode {
@@ -77,7 +79,8 @@ class Session {
   ) {}
 
   /** Called when f() has built the tape, before the forward tidy disposes its intermediates. */
-  instrument(tape: TapeNode[]): void {
+  instrument(tape: TapeNode[], y: Tensor): void {
+    if (process.env.FUNDUS_FUSE_BN !== '0') fuseBatchNormMoments(tape, y);
     for (const node of tape.slice()) {
       this.diet(node);
       const gradient = node.gradient;
@@ -171,7 +174,7 @@ export function installEarlyRelease(): void {
     return original(
       () => {
         const y = f();
-        if (engine.state.gradientDepth === 1 && engine.state.activeTape) session.instrument(engine.state.activeTape);
+        if (engine.state.gradientDepth === 1 && engine.state.activeTape) session.instrument(engine.state.activeTape, y);
         return y;
       },
       xs,

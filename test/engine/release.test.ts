@@ -10,10 +10,10 @@ const skip = await nativeOrSkip();
 /** A graph with fan-out, broadcasting, batch-norm-like moments, ReLU, and a custom gradient that returns dy
  * itself for two inputs (the same tensor object becomes two partial gradients). */
 function graph(x: tf.Tensor, b: tf.Tensor, w: tf.Tensor): tf.Scalar {
-  const passDy = tf.customGrad((p: tf.Tensor, q: tf.Tensor, save: (ts: tf.Tensor[]) => void) => {
+  const passDy = tf.customGrad(((p: tf.Tensor, q: tf.Tensor, save: (ts: tf.Tensor[]) => void) => {
     save([]);
     return { value: tf.add(p, q), gradFunc: (dy: tf.Tensor) => [dy, dy] };
-  });
+  }) as unknown as Parameters<typeof tf.customGrad>[0]);
   const a = tf.relu(tf.add(tf.mul(x, w), b)); // bias add with broadcasting, ReLU
   const mean = tf.mean(a, [0, 1, 2], true);
   const centred = tf.sub(a, mean);
@@ -75,10 +75,10 @@ describe('early release in the backward pass', { skip }, () => {
     tf.setBackend('native');
     // Records tf.memory() when the backward pass reaches the bottom of the chain, where tfjs's peak is.
     let atBottom = 0;
-    const probe = tf.customGrad((t: tf.Tensor, save: (ts: tf.Tensor[]) => void) => {
+    const probe = tf.customGrad(((t: tf.Tensor, save: (ts: tf.Tensor[]) => void) => {
       save([]);
       return { value: tf.mul(t, 1), gradFunc: (dy: tf.Tensor) => { atBottom = tf.memory().numBytes; return [tf.mul(dy, 1)]; } };
-    });
+    }) as unknown as Parameters<typeof tf.customGrad>[0]);
     const step = () => tf.tidy(() => {
       const x = tf.variable(tf.tensor(randomValues(64 * 64 * 16, 11), [64, 64, 16]), true, `release_x_${Math.random()}`);
       const g = tf.variableGrads(() => {

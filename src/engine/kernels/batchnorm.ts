@@ -1,6 +1,7 @@
 // FusedBatchNorm (tfjs's batchNorm op: normalise with given mean/variance, then scale and offset).
 import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs-core';
 import { allocFloat32, addon, f32, fallback, output, type KernelArgs } from './util.js';
+import { batchNormEpsilon } from './notes.js';
 
 interface Inputs { x: TensorInfo; mean: TensorInfo; variance: TensorInfo; offset?: TensorInfo; scale?: TensorInfo }
 
@@ -13,7 +14,12 @@ function fusedBatchNorm(args: KernelArgs<Inputs, { varianceEpsilon?: number }>):
   const sv = scale ? f32(backend, scale) : null;
   if (xv && mv && vv && (!offset || ov) && (!scale || sv) && mv.length > 0 && vv.length > 0) {
     const out = allocFloat32(xv.length);
-    if (addon().batchNorm(xv, xv.length, mv, vv, ov, sv, attrs?.varianceEpsilon ?? 0.001, out)) return output(backend, x.shape, out);
+    const eps = attrs?.varianceEpsilon ?? 0.001;
+    if (addon().batchNorm(xv, xv.length, mv, vv, ov, sv, eps, out)) {
+      const result = output(backend, x.shape, out);
+      batchNormEpsilon.set(result.dataId, eps);
+      return result;
+    }
   }
   return fallback('FusedBatchNorm', args);
 }

@@ -2,6 +2,7 @@
 import { backend_util, util } from '@tensorflow/tfjs-core';
 import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs-core';
 import { allocFloat32, addon, f32, fallback, output, type KernelArgs } from './util.js';
+import { meanAxes } from './notes.js';
 
 const OPS = { Sum: 0, Mean: 1, Max: 2, Min: 3 } as const;
 
@@ -14,8 +15,11 @@ function makeReduce(name: keyof typeof OPS) {
       const axes = util.parseAxisParam((attrs?.axis ?? attrs?.reductionIndices ?? null) as number | number[], x.shape);
       const [outShape] = backend_util.computeOutAndReduceShapes(x.shape, axes);
       const out = allocFloat32(util.sizeFromShape(outShape));
-      if (addon().reduce(OPS[name], xv, x.shape, [...new Set(axes)].sort((p, q) => p - q), out)) {
-        return output(backend, attrs?.keepDims ? backend_util.expandShapeToKeepDim(outShape, axes) : outShape, out);
+      const sorted = [...new Set(axes)].sort((p, q) => p - q);
+      if (addon().reduce(OPS[name], xv, x.shape, sorted, out)) {
+        const result = output(backend, attrs?.keepDims ? backend_util.expandShapeToKeepDim(outShape, axes) : outShape, out);
+        if (name === 'Mean') meanAxes.set(result.dataId, sorted);
+        return result;
       }
     }
     return fallback(name, args);

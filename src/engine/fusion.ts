@@ -1,0 +1,155 @@
+// Batch normalisation in training, as tfjs-layers builds it: moments (Mean, Cast, Reshape, Sub, Square, Mean) then
+// FusedBatchNorm with the batch's mean and variance. tfjs differentiates each of those nodes on its own: about
+// nine full-size passes per layer in the backward pass (broadcasts of the mean and variance gradients, Square's
+// and Sub's gradients, sums, and the accumulation of three gradients of the input), and it saves the centred
+// and squared copies of the input for them. When the tape holds exactly that pattern, this takes the moments
+// nodes off the tape (disposing what they saved) and gives the FusedBatchNorm node the closed-form gradient of
+// the whole thing: with r = 1/sqrt(var + eps), N values per channel,
+//   dx = dy * (gamma r) - (gamma r / N) sum(dy) - (x - mean) (gamma r^3 / N) sum(dy (x - mean)),
+// one reduction pass and one element-wise pass. It applies only when nothing else that leads to the loss uses
+// the moments or their intermediates (the moving-average updates of tfjs-layers do not lead to the loss).
+import * as tf from '@tensorflow/tfjs-core';
+import type { KernelConfig, Tensor, TensorInfo } from '@tensorflow/tfjs-core';
+import { addon, allocFloat32, f32, output, type KernelArgs } from './kernels/util.js';
+import { batchNormEpsilon, meanAxes } from './kernels/notes.js';
+
+export interface FusableNode {
+  id: number;
+  kernelName: string;
+  inputs: Record<string, Tensor>;
+  outputs: Tensor[];
+  saved?: Tensor[];
+  gradient?: (dys: (Tensor | null)[]) => Record<string, () => Tensor>;
+}
+
+/** out = dy * a + b + (x - mean) * k, per channel (last axis). */
+function batchNormGradX(args: KernelArgs<{ x: TensorInfo; dy: TensorInfo; mean: TensorInfo }, { a: Float32Array; b: Float32Array; k: Float32Array }>): TensorInfo {
+  const { inputs: { x, dy, mean }, backend, attrs } = args;
+  const xv = f32(backend, x)!;
+  const out = allocFloat32(xv.length);
+  addon().batchNormGradX(xv, f32(backend, dy)!, f32(backend, mean)!, attrs!.a, attrs!.b, attrs!.k, xv.length, mean.shape[0], out);
+  return output(backend, x.shape, out);
+}
+
+export const FUSION_KERNELS: Omit<KernelConfig, 'backendName'>[] = [{ kernelName: 'FundusBatchNormGradX', kernelFunc: batchNormGradX as never }];
+
+/** Tensor ids from which the loss y is reachable along the tape. */
+function leadsTo(tape: FusableNode[], y: Tensor): Set<number> {
+  const ids = new Set([y.id]);
+  for (let i = tape.length - 1; i >= 0; i--) {
+    if (tape[i].outputs.some((o) => ids.has(o.id))) for (const t of Object.values(tape[i].inputs)) ids.add(t.id);
+  }
+  return ids;
+}
+
+const allButLast = (axes: number[] | undefined, rank: number) =>
+  axes !== undefined && axes.length === rank - 1 && axes.every((a, i) => a === i);
+
+interface Match {
+  bn: FusableNode;
+  removed: FusableNode[];
+  eps: number;
+}
+
+/** Finds the moments nodes feeding a FusedBatchNorm node, or null when the pattern is not exact. */
+function match(bn: FusableNode, producer: Map<number, FusableNode>): Match | null {
+  const { x, mean, variance, scale, offset } = bn.inputs;
+  if (!x || !mean || !variance || x.dtype !== 'float32' || x.rank < 2) return null;
+  const c = x.shape[x.rank - 1];
+  const perChannel = (t: Tensor | undefined) => t === undefined || (t.rank === 1 && t.shape[0] === c && t.dtype === 'float32');
+  if (!perChannel(mean) || !perChannel(variance) || !perChannel(scale) || !perChannel(offset)) return null;
+  const eps = batchNormEpsilon.get(bn.outputs[0]?.dataId);
+  if (eps === undefined) return null;
+  // mean = Mean(x) over every axis but the channels
+  const m1 = producer.get(mean.id);
+  if (!m1 || m1.kernelName !== 'Mean' || m1.inputs.x?.id !== x.id || !allButLast(meanAxes.get(mean.dataId), x.rank)) return null;
+  // variance = Mean(Square(Sub(Cast(x) | x, Reshape(mean) | mean)))
+  const m2 = producer.get(variance.id);
+  if (!m2 || m2.kernelName !== 'Mean' || !allButLast(meanAxes.get(variance.dataId), x.rank)) return null;
+  const sq = producer.get(m2.inputs.x?.id ?? -1);
+  if (!sq || sq.kernelName !== 'Square') return null;
+  const sub = producer.get(sq.inputs.x?.id ?? -1);
+  if (!sub || sub.kernelName !== 'Sub' || !tf.util.arraysEqual(sub.outputs[0].shape, x.shape)) return null;
+  const removed = [m1, m2, sq, sub];
+  const a = sub.inputs.a;
+  if (a?.id !== x.id) {
+    const cast = producer.get(a?.id ?? -1);
+    if (!cast || cast.kernelName !== 'Cast' || cast.inputs.x?.id !== x.id || a.dtype !== 'float32') return null;
+    removed.push(cast);
+  }
+  const b = sub.inputs.b;
+  if (b?.id !== mean.id) {
+    const reshape = producer.get(b?.id ?? -1);
+    const keepDims = [...Array(x.rank - 1).fill(1), c];
+    if (!reshape || reshape.kernelName !== 'Reshape' || reshape.inputs.x?.id !== mean.id || !tf.util.arraysEqual(b.shape, keepDims)) return null;
+    removed.push(reshape);
+  }
+  return { bn, removed, eps };
+}
+
+/** The closed-form gradient of batch normalisation with the batch's own moments (see the file comment). */
+function fusedGradient(node: FusableNode, eps: number): FusableNode['gradient'] {
+  return (dys) => {
+    const [x, mean, variance] = node.saved!;
+    const scale = node.inputs.scale ? node.saved![3] : undefined;
+    const dy = dys[0] ?? tf.zerosLike(node.outputs[0]);
+    const c = mean.shape[0];
+    const n = x.size / c;
+    const [sumDy, sumDyXmu] = tf.engine().runKernel('FundusBatchNormGradStats', { x, dy, mean } as never) as Tensor[];
+    const sd = sumDy.dataSync() as Float32Array;
+    const sdx = sumDyXmu.dataSync() as Float32Array;
+    const v = variance.dataSync() as Float32Array;
+    const g = scale ? (scale.dataSync() as Float32Array) : undefined;
+    const [a, b, k, dScale] = [new Float32Array(c), new Float32Array(c), new Float32Array(c), new Float32Array(c)];
+    for (let j = 0; j < c; j++) {
+      const r = 1 / Math.sqrt(v[j] + eps);
+      const gr = (g ? g[j] : 1) * r;
+      a[j] = gr;
+      b[j] = (-gr * sd[j]) / n;
+      k[j] = (-gr * r * r * sdx[j]) / n;
+      dScale[j] = r * sdx[j];
+    }
+    return {
+      x: () => tf.engine().runKernel('FundusBatchNormGradX', { x, dy, mean } as never, { a, b, k } as never) as Tensor,
+      mean: () => tf.zerosLike(mean),
+      variance: () => tf.zerosLike(variance),
+      scale: () => tf.tensor1d(dScale),
+      offset: () => tf.clone(sumDy),
+    };
+  };
+}
+
+/**
+ * Rewrites the tape in place: for each batch normalisation fed by its own moments, takes the moments nodes off
+ * and installs the closed-form gradient. Returns how many were fused.
+ */
+export function fuseBatchNormMoments(tape: FusableNode[], y: Tensor): number {
+  const producer = new Map<number, FusableNode>();
+  for (const node of tape) for (const o of node.outputs) producer.set(o.id, node);
+  const matches = tape
+    .filter((n) => n.kernelName === 'FusedBatchNorm' && n.gradient && (n.saved?.length ?? 0) >= (n.inputs.scale ? 4 : 3))
+    .map((n) => match(n, producer))
+    .filter((m): m is Match => m !== null);
+  if (matches.length === 0) return 0;
+  const toY = leadsTo(tape, y);
+  const fused: Match[] = [];
+  for (const m of matches) {
+    // Every tensor the removed nodes produce may reach the loss only through this batch normalisation.
+    const removedIds = new Set(m.removed.map((r) => r.id));
+    const internal = new Set(m.removed.flatMap((r) => r.outputs.map((o) => o.id)));
+    const escapes = tape.some(
+      (node) => node !== m.bn && !removedIds.has(node.id) && Object.values(node.inputs).some((t) => internal.has(t.id)) && node.outputs.some((o) => toY.has(o.id)),
+    );
+    if (!escapes) fused.push(m);
+  }
+  const drop = new Set<FusableNode>();
+  for (const m of fused) {
+    for (const r of m.removed) {
+      drop.add(r);
+      for (const s of r.saved ?? []) s.dispose();
+    }
+    m.bn.gradient = fusedGradient(m.bn, m.eps);
+  }
+  for (let i = tape.length - 1; i >= 0; i--) if (drop.has(tape[i])) tape.splice(i, 1);
+  return fused.length;
+}
