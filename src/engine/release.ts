@@ -78,6 +78,20 @@ class Session {
     private readonly userDy: Tensor | undefined,
   ) {}
 
+  private readonly dieted = new WeakSet<TapeNode>();
+
+  /** Diets each node as the forward pass records it, so that the tidy of the layer (or op) that made an
+   * intermediate tensor frees it when nothing else saved it, instead of the whole forward pass holding it. */
+  watch(tape: TapeNode[]): () => void {
+    tape.push = (...nodes: TapeNode[]): number => {
+      for (const n of nodes) this.diet(n);
+      return Array.prototype.push.apply(tape, nodes);
+    };
+    return () => {
+      delete (tape as { push?: unknown }).push;
+    };
+  }
+
   /** Called when f() has built the tape, before the forward tidy disposes its intermediates. */
   instrument(tape: TapeNode[], y: Tensor): void {
     if (process.env.FUNDUS_FUSE_BN !== '0') fuseBatchNormMoments(tape, y);
@@ -107,7 +121,8 @@ class Session {
   /** Saves shapes instead of tensors where the gradient reads only shapes, and ReLU's output for its input. */
   private diet(node: TapeNode): void {
     const saved = node.saved;
-    if (!saved || saved.length === 0) return;
+    if (!saved || saved.length === 0 || this.dieted.has(node)) return;
+    this.dieted.add(node);
     if (shapeOnly(node.kernelName)) {
       for (let i = 0; i < saved.length; i++) {
         const t = saved[i];
@@ -173,8 +188,15 @@ export function installEarlyRelease(): void {
     const session = new Session(engine, dy);
     return original(
       () => {
-        const y = f();
-        if (engine.state.gradientDepth === 1 && engine.state.activeTape) session.instrument(engine.state.activeTape, y);
+        const tape = engine.state.gradientDepth === 1 ? engine.state.activeTape : null;
+        const unwatch = tape ? session.watch(tape) : undefined;
+        let y: Tensor;
+        try {
+          y = f();
+        } finally {
+          unwatch?.();
+        }
+        if (tape) session.instrument(tape, y);
         return y;
       },
       xs,
