@@ -383,9 +383,10 @@ Napi::Value AdamUpdate(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), true);
 }
 
-// batchNormGradX(x, dy, mean, a, b, k, n, c, out): out = dy * a + b + (x - mean) * k per channel (last axis): the
-// whole input gradient of batch normalisation in training, moments included, once the per-channel coefficients
-// are known (src/engine/release.ts).
+// batchNormGradX(x, dy, mean, a, b, k, n, c, out, reluMask): out = dy * a + b + (x - mean) * k per channel (last
+// axis): the whole input gradient of batch normalisation in training, moments included, once the per-channel
+// coefficients are known (src/engine/fusion.ts). With reluMask, x is a ReLU's output and out is 0 where x <= 0:
+// the gradient of the ReLU's input in the same pass.
 Napi::Value BatchNormGradX(const Napi::CallbackInfo& info) {
   const int64_t n = info[6].As<Napi::Number>().Int64Value();
   const int64_t c = info[7].As<Napi::Number>().Int64Value();
@@ -397,14 +398,23 @@ Napi::Value BatchNormGradX(const Napi::CallbackInfo& info) {
   const float* b = floatArg(info, 4, c, "b");
   const float* k = floatArg(info, 5, c, "k");
   float* out = floatArg(info, 8, n, "out");
+  const bool reluMask = info.Length() > 9 && info[9].ToBoolean().Value();
   const int64_t rows = n / c;
 #pragma omp parallel for schedule(static) if (n >= kParallelThreshold)
   for (int64_t r = 0; r < rows; ++r) {
     const float* xr = x + r * c;
     const float* dr = dy + r * c;
     float* o = out + r * c;
+    if (reluMask) {
 #pragma omp simd
-    for (int64_t j = 0; j < c; ++j) o[j] = dr[j] * a[j] + b[j] + (xr[j] - mean[j]) * k[j];
+      for (int64_t j = 0; j < c; ++j) {
+        const float g = dr[j] * a[j] + b[j] + (xr[j] - mean[j]) * k[j];
+        o[j] = xr[j] > 0.f ? g : 0.f;
+      }
+    } else {
+#pragma omp simd
+      for (int64_t j = 0; j < c; ++j) o[j] = dr[j] * a[j] + b[j] + (xr[j] - mean[j]) * k[j];
+    }
   }
   return Napi::Boolean::New(info.Env(), true);
 }

@@ -7,7 +7,9 @@
 // the whole thing: with r = 1/sqrt(var + eps), N values per channel,
 //   dx = dy * (gamma r) - (gamma r / N) sum(dy) - (x - mean) (gamma r^3 / N) sum(dy (x - mean)),
 // one reduction pass and one element-wise pass. It applies only when nothing else that leads to the loss uses
-// the moments or their intermediates (the moving-average updates of tfjs-layers do not lead to the loss).
+// the moments or their intermediates (the moving-average updates of tfjs-layers do not lead to the loss). A
+// ReLU right before (tfjs-layers' conv with activation 'relu', then BN) is folded into the same pass when its
+// output reaches the loss only through the BN. FUNDUS_FUSE_RELU=0 turns that part off.
 import * as tf from '@tensorflow/tfjs-core';
 import type { KernelConfig, Tensor, TensorInfo } from '@tensorflow/tfjs-core';
 import { addon, allocFloat32, f32, output, type KernelArgs } from './kernels/util.js';
@@ -22,12 +24,12 @@ export interface FusableNode {
   gradient?: (dys: (Tensor | null)[]) => Record<string, () => Tensor>;
 }
 
-/** out = dy * a + b + (x - mean) * k, per channel (last axis). */
-function batchNormGradX(args: KernelArgs<{ x: TensorInfo; dy: TensorInfo; mean: TensorInfo }, { a: Float32Array; b: Float32Array; k: Float32Array }>): TensorInfo {
+/** out = dy * a + b + (x - mean) * k, per channel (last axis); with reluMask, 0 where x <= 0. */
+function batchNormGradX(args: KernelArgs<{ x: TensorInfo; dy: TensorInfo; mean: TensorInfo }, { a: Float32Array; b: Float32Array; k: Float32Array; reluMask: boolean }>): TensorInfo {
   const { inputs: { x, dy, mean }, backend, attrs } = args;
   const xv = f32(backend, x)!;
   const out = allocFloat32(xv.length);
-  addon().batchNormGradX(xv, f32(backend, dy)!, f32(backend, mean)!, attrs!.a, attrs!.b, attrs!.k, xv.length, mean.shape[0], out);
+  addon().batchNormGradX(xv, f32(backend, dy)!, f32(backend, mean)!, attrs!.a, attrs!.b, attrs!.k, xv.length, mean.shape[0], out, attrs!.reluMask);
   return output(backend, x.shape, out);
 }
 
@@ -49,6 +51,8 @@ interface Match {
   bn: FusableNode;
   removed: FusableNode[];
   eps: number;
+  /** The ReLU whose output is the batch norm's input, when its gradient is folded in too. */
+  relu?: FusableNode;
 }
 
 /** Finds the moments nodes feeding a FusedBatchNorm node, or null when the pattern is not exact. */
@@ -88,7 +92,7 @@ function match(bn: FusableNode, producer: Map<number, FusableNode>): Match | nul
 }
 
 /** The closed-form gradient of batch normalisation with the batch's own moments (see the file comment). */
-function fusedGradient(node: FusableNode, eps: number): FusableNode['gradient'] {
+function fusedGradient(node: FusableNode, eps: number, reluMask: boolean): FusableNode['gradient'] {
   return (dys) => {
     const [x, mean, variance] = node.saved!;
     const scale = node.inputs.scale ? node.saved![3] : undefined;
@@ -110,7 +114,7 @@ function fusedGradient(node: FusableNode, eps: number): FusableNode['gradient'] 
       dScale[j] = r * sdx[j];
     }
     return {
-      x: () => tf.engine().runKernel('FundusBatchNormGradX', { x, dy, mean } as never, { a, b, k } as never) as Tensor,
+      x: () => tf.engine().runKernel('FundusBatchNormGradX', { x, dy, mean } as never, { a, b, k, reluMask } as never) as Tensor,
       mean: () => tf.zerosLike(mean),
       variance: () => tf.zerosLike(variance),
       scale: () => tf.tensor1d(dScale),
@@ -140,7 +144,18 @@ export function fuseBatchNormMoments(tape: FusableNode[], y: Tensor): number {
     const escapes = tape.some(
       (node) => node !== m.bn && !removedIds.has(node.id) && Object.values(node.inputs).some((t) => internal.has(t.id)) && node.outputs.some((o) => toY.has(o.id)),
     );
-    if (!escapes) fused.push(m);
+    if (escapes) continue;
+    // ReLU -> BN: when the ReLU's output reaches the loss only through this BN, the BN's input gradient is masked
+    // in the same pass and the ReLU passes it on as it is (a reshape, no pass over the data).
+    const relu = producer.get(m.bn.inputs.x.id);
+    if (process.env.FUNDUS_FUSE_RELU !== '0' && relu?.kernelName === 'Relu' && relu.gradient && relu.outputs.length === 1 && relu.inputs.x?.dtype === 'float32') {
+      const rId = relu.outputs[0].id;
+      const otherUse = tape.some(
+        (node) => node !== m.bn && !removedIds.has(node.id) && Object.values(node.inputs).some((t) => t.id === rId) && node.outputs.some((o) => toY.has(o.id)),
+      );
+      if (!otherUse) m.relu = relu;
+    }
+    fused.push(m);
   }
   const drop = new Set<FusableNode>();
   for (const m of fused) {
@@ -148,7 +163,13 @@ export function fuseBatchNormMoments(tape: FusableNode[], y: Tensor): number {
       drop.add(r);
       for (const s of r.saved ?? []) s.dispose();
     }
-    m.bn.gradient = fusedGradient(m.bn, m.eps);
+    m.bn.gradient = fusedGradient(m.bn, m.eps, m.relu !== undefined);
+    if (m.relu) {
+      const input = m.relu.inputs.x;
+      m.relu.gradient = (dys) => ({ x: () => tf.reshape(dys[0] ?? tf.zeros(input.shape), input.shape) });
+      for (const s of m.relu.saved ?? []) s.dispose();
+      m.relu.saved = [];
+    }
   }
   for (let i = tape.length - 1; i >= 0; i--) if (drop.has(tape[i])) tape.splice(i, 1);
   return fused.length;

@@ -10,7 +10,7 @@ const skip = await nativeOrSkip();
 
 /** Gradients of a loss through batch normalisation by the batch's moments, with respect to x, gamma and beta;
  * `leak` also feeds the batch mean into the loss by another path (then the moments keep their own gradients). */
-function opGrads(backend: string, shape: number[], leak = false): Float32Array[] {
+function opGrads(backend: string, shape: number[], leak = false, relu: 'none' | 'only-bn' | 'also-loss' = 'none'): Float32Array[] {
   tf.setBackend(backend);
   return tf.tidy(() => {
     const c = shape[shape.length - 1];
@@ -19,10 +19,12 @@ function opGrads(backend: string, shape: number[], leak = false): Float32Array[]
     const beta = tf.tensor1d(randomValues(c, 5));
     const w = tf.tensor(randomValues(tf.util.sizeFromShape(shape), 6), shape);
     const axes = shape.slice(0, -1).map((_, i) => i);
-    const f = (xs: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => {
+    const f = (x0: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => {
+      const xs = relu === 'none' ? x0 : tf.relu(x0);
       const { mean, variance } = tf.moments(xs, axes);
       const y = tf.batchNorm(xs, mean, variance, b, g, 1e-3);
-      const loss = tf.sum(tf.mul(tf.square(y), w));
+      let loss = tf.sum(tf.mul(tf.square(y), w));
+      if (relu === 'also-loss') loss = tf.add(loss, tf.sum(tf.mul(xs, w)));
       return (leak ? tf.add(loss, tf.sum(tf.square(mean))) : loss) as tf.Scalar;
     };
     return tf.grads(f)([x, gamma, beta]).map((g) => g.dataSync() as Float32Array);
@@ -80,6 +82,20 @@ describe('batch-norm gradient fusion', { skip }, () => {
     const { result: native, calls } = countNativeCalls(() => opGrads('native', [4, 5, 5, 6], true));
     assert.equal(calls.batchNormGradX ?? 0, 0, 'not fused');
     assertClose(native, opGrads('cpu', [4, 5, 5, 6], true));
+  });
+
+  it('folds a ReLU before the batch norm into the same pass', () => {
+    const { result: native, calls } = countNativeCalls(() => opGrads('native', [4, 5, 5, 6], false, 'only-bn'));
+    assert.equal(calls.batchNormGradX, 1);
+    assert.equal(calls.activationGrad ?? 0, 0, 'no separate ReLU gradient');
+    assertClose(native, opGrads('cpu', [4, 5, 5, 6], false, 'only-bn'));
+  });
+
+  it('keeps the ReLU gradient when its output also reaches the loss by another path', () => {
+    const { result: native, calls } = countNativeCalls(() => opGrads('native', [4, 5, 5, 6], false, 'also-loss'));
+    assert.equal(calls.batchNormGradX, 1);
+    assert.equal(calls.activationGrad, 1, 'the ReLU gradient ran on the summed gradient');
+    assertClose(native, opGrads('cpu', [4, 5, 5, 6], false, 'also-loss'));
   });
 
   it('leaks no tensors', () => {
