@@ -6,6 +6,8 @@ import '@tensorflow/tfjs-layers';
 import { initEngine } from '../src/engine/index.js';
 import { buildNetwork } from '../src/models/architectures.js';
 import { formatProfile, profileKernels } from '../src/engine/profile.js';
+import { bufferPool } from '../src/engine/pool.js';
+import { loadAddon } from '../src/engine/addon.js';
 
 const BATCH = 32;
 const INPUT: [number, number, number] = [227, 227, 1];
@@ -69,9 +71,10 @@ async function main(): Promise<void> {
     result.inferImagesPerSecond = BATCH / s;
   }
 
+  let step: (() => void) | undefined;
   if (trainSteps > 0) {
     const optimizer = tf.train.adam(1e-3);
-    const step = () => {
+    step = () => {
       const loss = optimizer.minimize(() => {
         const logits = model.apply(x, { training: true }) as tf.Tensor;
         return tf.losses.softmaxCrossEntropy(labels, logits) as tf.Scalar;
@@ -81,13 +84,24 @@ async function main(): Promise<void> {
     };
     const s = timeIt(step, trainSteps);
     result.trainImagesPerSecond = BATCH / s;
-    if (process.argv.includes('--profile')) {
-      const p = await profileKernels(step);
-      result.profile = formatProfile(p, 25);
-    }
   }
 
-  result.peakRssBytes = process.resourceUsage().maxRSS * 1024; // before the per-layer runs, as the peer does
+  // Peak RSS of inference + training, before the diagnostics below (the profile reads every kernel's output) and
+  // the per-layer runs, as the peer does.
+  result.peakRssBytes = process.resourceUsage().maxRSS * 1024;
+  if (backend === 'native') {
+    const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
+    const m = tf.memory();
+    const pool = bufferPool.stats();
+    const addon = loadAddon();
+    result.memory = `between steps: rss ${mib(process.memoryUsage().rss)}, tensors ${mib(m.numBytes)} (${m.numTensors}), ` +
+      `recycled buffers ${mib(pool.freeBytes)}, oneDNN scratch ${mib(addon?.info().scratchBytes ?? 0)}`;
+  }
+
+  if (trainSteps > 0 && process.argv.includes('--profile')) {
+    const p = await profileKernels(step!);
+    result.profile = formatProfile(p, 25);
+  }
 
   if (process.argv.includes('--layers')) {
     const layers: Record<string, unknown>[] = [];

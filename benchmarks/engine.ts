@@ -17,6 +17,7 @@ interface SideResult {
   peakRssBytes: number;
   convGflops?: { layer: string; forward: number; backwardData: number; backwardWeights: number }[];
   profile?: string;
+  memory?: string;
   version?: string;
 }
 
@@ -61,6 +62,7 @@ for (const l of native.convGflops ?? []) {
   const cell = (a: number, b: number | undefined) => `${f(a, 1)} | ${f(b, 1)}`.padStart(17);
   console.log(`${l.layer.padEnd(6)} ${cell(l.forward, p?.forward)} ${cell(l.backwardData, p?.backwardData)} ${cell(l.backwardWeights, p?.backwardWeights)}`);
 }
+console.log(`\nnative memory ${native.memory ?? '-'}`);
 console.log(`\nnative training step, time per kernel:\n${native.profile ?? ''}\n`);
 console.log(`ratio train native/pytorch: ${(native.trainImagesPerSecond! / pytorch.trainImagesPerSecond!).toFixed(3)}`);
 console.log(`ratio infer native/pytorch: ${(native.inferImagesPerSecond! / pytorch.inferImagesPerSecond!).toFixed(3)}`);
