@@ -46,7 +46,7 @@ const task: Record<string, string> = {
 const card = `# Model card: ${dir.replace(/\/$/, '').split('/').pop()}
 
 ${task[meta.task] ?? meta.task}. Architecture \`${meta.architecture}\`, input ${meta.inputShape.join('×')}
-(${meta.preprocess.channels === 'green' ? 'green channel' : 'RGB'}, disc crop ${meta.preprocess.crop ? 'on' : 'off'}, CLAHE ${meta.preprocess.clahe ? 'on' : 'off'}),
+(${meta.preprocess.channels === 'green' ? 'green channel' : 'RGB'}, disc crop ${meta.preprocess.crop ? 'on' : 'off'}, CLAHE ${meta.preprocess.clahe ? 'on' : 'off'}, ${meta.preprocess.resize === 'area' ? 'scaled JPEG decode + area resize' : 'full decode + Lanczos-3 resize'}),
 trained from scratch with \`fundus train\` (created ${meta.createdAt}).
 
 ## Data
