@@ -2,8 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadModel, MODEL_JSON, WEIGHTS_BIN, METADATA_JSON, type FundusModel } from '../models/io.js';
-import { preprocessBatch, inferBatch, Limiter, DECODE_CONCURRENCY } from './pipeline.js';
-import { DecodePool } from './decode-pool.js';
+import { preprocessBatch, inferBatch, decodeLimiter, decodePoolIfNeeded } from './pipeline.js';
 import { preprocessImage, type CropGeometry, type PreprocessedImage } from '../data/preprocess.js';
 import { CAM_METHODS, explainerFor, type CamMethod, type Heatmap } from '../explain/cam.js';
 import { InputError } from '../util/errors.js';
@@ -45,9 +44,9 @@ export interface Explanation {
 export class ModelService {
   private queue: Pending[] = [];
   private running = false;
-  private readonly decoder = new Limiter(2 * DECODE_CONCURRENCY);
-  /** Preprocessing off the thread that runs the network (see decode-pool.ts). */
-  private readonly pool = new DecodePool(DECODE_CONCURRENCY);
+  /** Preprocessing off the thread that runs the network, when it needs workers for that (see pipeline.ts). */
+  private readonly pool = decodePoolIfNeeded();
+  private readonly decoder = decodeLimiter(this.pool);
 
   private constructor(
     readonly model: FundusModel,
@@ -133,9 +132,9 @@ export class ModelService {
     return { heatmap: r.heatmap, geometry: image.geometry, probability: r.probability };
   }
 
-  /** Stops the decode workers. */
+  /** Stops the decode workers, if any. */
   close(): Promise<void> {
-    return this.pool.close();
+    return this.pool?.close() ?? Promise.resolve();
   }
 
   classIndex(name: string): number {

@@ -4,18 +4,32 @@ import { preprocessImage } from '../data/preprocess.js';
 import type { FundusModel } from '../models/io.js';
 import { predictTensor, stackImages } from '../models/predict.js';
 import { InputError } from '../util/errors.js';
-import type { DecodePool } from './decode-pool.js';
+import { DecodePool } from './decode-pool.js';
+import { nativeJpegAvailable } from '../data/jpeg.js';
 
 /** One image's fate: its probabilities (a row of the model's classes), or why it could not be read. */
 export type Outcome = { ok: true; probs: Float32Array } | { ok: false; message: string };
 
 /**
- * How many photos are decoded at once beside inference. Decoding runs on libuv's thread pool while the engine's
- * threads run the network; more decoder threads than half the cores preempt the engine's threads, and a parallel
- * kernel waits for its slowest thread, so inference slows by more than the decoding costs. Half the cores is
- * plenty: a photo decodes about ten times faster than the network runs on it.
+ * How photos are decoded beside inference. With the JPEG addon, decoding, cropping and resampling run on libuv's
+ * thread pool and the JavaScript thread only normalises, so no worker threads are needed (starting them cost more
+ * than a whole batch of 128-px inference) and several photos are kept in flight to hide each one's latency.
+ * Without it, sharp decodes on the thread pool but the disc search and resampling are JavaScript: worker threads
+ * (decode-pool.ts) keep them off the thread that runs the network, and half the cores are plenty, since more decoder
+ * threads preempt the engine's threads and a parallel kernel waits for its slowest thread.
  */
 export const DECODE_CONCURRENCY = Math.max(1, Math.floor(availableParallelism() / 2));
+const NATIVE_IN_FLIGHT = 2 * availableParallelism();
+
+/** A pool of preprocessing workers when preprocessing needs one (see DECODE_CONCURRENCY); none with the addon. */
+export function decodePoolIfNeeded(): DecodePool | undefined {
+  return nativeJpegAvailable() ? undefined : new DecodePool(DECODE_CONCURRENCY);
+}
+
+/** Photos preprocessed at once: with a worker pool, two per worker; without, as many as keep the thread pool busy. */
+export function decodeLimiter(pool: DecodePool | undefined): Limiter {
+  return new Limiter(pool ? 2 * DECODE_CONCURRENCY : NATIVE_IN_FLIGHT);
+}
 
 /** A counting semaphore: at most `limit` tasks at a time, in arrival order. */
 export class Limiter {
@@ -43,12 +57,13 @@ export class Limiter {
 export function preprocessBatch(
   model: FundusModel,
   inputs: (string | Buffer)[],
-  limiter = new Limiter(DECODE_CONCURRENCY),
+  limiter?: Limiter,
   pool?: DecodePool,
 ): Promise<PromiseSettledResult<PreprocessedImage>[]> {
+  const lim = limiter ?? decodeLimiter(pool);
   const settings = model.metadata.preprocess;
   const one = (input: string | Buffer) => (pool ? pool.preprocess(input, settings) : preprocessImage(input, settings));
-  return Promise.allSettled(inputs.map((input) => limiter.run(() => one(input))));
+  return Promise.allSettled(inputs.map((input) => lim.run(() => one(input))));
 }
 
 function failure(reason: unknown, input: string | Buffer): string {
@@ -86,7 +101,7 @@ export async function* predictBatches(
   pool?: DecodePool,
 ): AsyncGenerator<{ start: number; outcomes: Outcome[] }> {
   const slice = (start: number) => inputs.slice(start, start + batchSize);
-  const limiter = new Limiter(pool ? 2 * DECODE_CONCURRENCY : DECODE_CONCURRENCY);
+  const limiter = decodeLimiter(pool);
   let next = inputs.length > 0 ? preprocessBatch(model, slice(0), limiter, pool) : undefined;
   for (let start = 0; start < inputs.length; start += batchSize) {
     const settled = await next!;

@@ -6,8 +6,7 @@ import { explainerFor, type CamMethod } from '../explain/cam.js';
 import { renderOverlay } from '../explain/overlay.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
-import { predictBatches, DECODE_CONCURRENCY } from './pipeline.js';
-import { DecodePool } from './decode-pool.js';
+import { predictBatches, decodePoolIfNeeded } from './pipeline.js';
 import { progress } from '../util/progress.js';
 import type { PredictionRecord } from './api-types.js';
 import { ResultSink, type OutputFormat } from './output.js';
@@ -91,7 +90,7 @@ export async function runPredict(opts: PredictRunOptions): Promise<PredictRunSum
   const barShown = !quiet && process.stderr.isTTY === true && !process.env.FUNDUS_NO_PROGRESS;
   summary.failuresReported = !barShown;
   let success = false;
-  const pool = new DecodePool(DECODE_CONCURRENCY);
+  const pool = decodePoolIfNeeded();
   const onInterrupt = () => {
     bar.stop();
     process.stderr.write(`\nfundus predict: interrupted${opts.out ? `; rerun with --resume to continue ${opts.out}` : ''}\n`);
@@ -128,7 +127,7 @@ export async function runPredict(opts: PredictRunOptions): Promise<PredictRunSum
   } finally {
     process.removeListener('SIGINT', onInterrupt);
     bar.stop();
-    await pool.close();
+    await pool?.close();
     await sink.close(success);
   }
   summary.seconds = (performance.now() - t0) / 1000;
