@@ -103,14 +103,30 @@ function channelStats(settings: PreprocessSettings, c: number): [number, number]
   return [mean.length === 1 ? mean[0] : mean[c], std.length === 1 ? std[0] : std[c]];
 }
 
-/** Scales bytes to [0, 1] and applies the per-channel mean/std. */
+/**
+ * Scales bytes to [0, 1] and applies the per-channel mean/std. Through a 256-entry table per channel (the same
+ * float32 values as computing each pixel): this runs on every photo at prediction time, where the arithmetic per
+ * element cost a quarter of the photo's decoding.
+ */
 export function normalizeBytes(pixels: Uint8Array, channels: number, settings: PreprocessSettings): Float32Array {
-  const out = new Float32Array(pixels.length);
+  const lut = new Float32Array(channels * 256);
   for (let c = 0; c < channels; c++) {
     const [m, s] = channelStats(settings, c);
     const scale = 1 / (255 * s);
     const shift = m / s;
-    for (let i = c; i < pixels.length; i += channels) out[i] = pixels[i] * scale - shift;
+    for (let v = 0; v < 256; v++) lut[c * 256 + v] = v * scale - shift;
+  }
+  const out = new Float32Array(pixels.length);
+  if (channels === 3) {
+    for (let i = 0; i + 2 < pixels.length; i += 3) {
+      out[i] = lut[pixels[i]];
+      out[i + 1] = lut[256 + pixels[i + 1]];
+      out[i + 2] = lut[512 + pixels[i + 2]];
+    }
+  } else if (channels === 1) {
+    for (let i = 0; i < pixels.length; i++) out[i] = lut[pixels[i]];
+  } else {
+    for (let i = 0; i < pixels.length; i++) out[i] = lut[(i % channels) * 256 + pixels[i]];
   }
   return out;
 }
