@@ -53,7 +53,8 @@ for (const name of names) {
     mode: arm ? (arm[3] as 'scratch' | 'finetune') : 'control',
     ...(control ? { controlFor: control[1] as 'scratch' | 'finetune' } : {}),
     modelDir: m.dir,
-    pseudoLabelled: m.metadata.trainingData ? m.metadata.trainingData.imageCount - split.train.length : 0,
+    // Training images beyond the labelled train part; unknown (NaN) for a run with --limit.
+    pseudoLabelled: m.metadata.trainingData && m.metadata.trainingData.imageCount >= split.train.length ? m.metadata.trainingData.imageCount - split.train.length : NaN,
     validationMacroAuc: validationAuc(m),
     metrics: await evaluate(name, m),
   });

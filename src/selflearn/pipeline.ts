@@ -444,25 +444,9 @@ export async function runSelfLearning(opts: SelfLearnOptions): Promise<SelfLearn
   const scratchNames = usable.filter((n) => (opts.scratchMethods ?? names).includes(n));
   const control = opts.control !== false;
   const r1Models = new Map<string, { model: FundusModel; name: string }>();
-  if (opts.modes.includes('finetune') && usable.length > 0) {
-    if (control) await runArm({ name: 'control-finetune', mode: 'finetune', method: null, round: 1, labels: null });
-    for (const n of usable) {
-      const name = `${n}-r1-finetune`;
-      const m = await runArm({ name, mode: 'finetune', method: n, round: 1, labels: first.get(n)! });
-      if (m) r1Models.set(n, { model: m, name });
-    }
-  }
-  if (opts.modes.includes('scratch') && scratchNames.length > 0) {
-    if (control) await runArm({ name: 'control-scratch', mode: 'scratch', method: null, round: 1, labels: null });
-    for (const n of scratchNames) {
-      const name = `${n}-r1-scratch`;
-      const m = await runArm({ name, mode: 'scratch', method: n, round: 1, labels: first.get(n)! });
-      if (m && !r1Models.has(n)) r1Models.set(n, { model: m, name });
-    }
-  }
-
   // Rounds 2+: the teacher is the previous round's model (fine-tuned when there is one); the student starts over.
-  if (opts.rounds > 1 && r1Models.size > 0) {
+  const runRounds = async (): Promise<void> => {
+    if (opts.rounds < 2 || r1Models.size === 0) return;
     let continuing = [...r1Models.keys()];
     if ((opts.roundsFor ?? 'best-spreading') === 'best-spreading') {
       const candidates = Object.fromEntries(continuing.filter((n) => n.startsWith('spreading-')).map((n) => [n, validationAuc(r1Models.get(n)!.model)]));
@@ -488,7 +472,28 @@ export async function runSelfLearning(opts: SelfLearnOptions): Promise<SelfLearn
         teacher = { model: m, name };
       }
     }
+  };
+
+  if (opts.modes.includes('finetune') && usable.length > 0) {
+    if (control) await runArm({ name: 'control-finetune', mode: 'finetune', method: null, round: 1, labels: null });
+    for (const n of usable) {
+      const name = `${n}-r1-finetune`;
+      const m = await runArm({ name, mode: 'finetune', method: n, round: 1, labels: first.get(n)! });
+      if (m) r1Models.set(n, { model: m, name });
+    }
   }
+  // Further rounds right after the fine-tuned arms (their teachers), before the costly from-scratch arms.
+  if (opts.modes.includes('finetune')) await runRounds();
+  if (opts.modes.includes('scratch') && scratchNames.length > 0) {
+    if (control) await runArm({ name: 'control-scratch', mode: 'scratch', method: null, round: 1, labels: null });
+    for (const n of scratchNames) {
+      const name = `${n}-r1-scratch`;
+      const m = await runArm({ name, mode: 'scratch', method: n, round: 1, labels: first.get(n)! });
+      if (m && !r1Models.has(n)) r1Models.set(n, { model: m, name });
+    }
+  }
+
+  if (!opts.modes.includes('finetune')) await runRounds();
 
   return snapshot();
 }

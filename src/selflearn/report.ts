@@ -16,7 +16,7 @@ function table(header: string[], rows: string[][]): string {
 
 const signed = (x: number | null): string => (x === null ? 'n/a' : `${x >= 0 ? '+' : ''}${x.toFixed(3)}`);
 const delta = (d: Comparison['macroAuc']): string => `${signed(d.value)}${d.ci ? ` [${signed(d.ci[0])}, ${signed(d.ci[1])}]` : ''}`;
-const minutes = (s: number): string => (s / 60).toFixed(1);
+const minutes = (s: number): string => (Number.isFinite(s) ? (s / 60).toFixed(1) : 'n/a');
 
 function budgetCells(b: ArmBudget | null): string[] {
   if (!b) return ['', '', '', '', ''];

@@ -324,11 +324,11 @@ test('arms: controls, fine-tuned from the original, scratch only for spreading, 
     'spreading-knn-r1-finetune',
     'spreading-rbf-r1-finetune',
     'confidence-r1-finetune',
+    'spreading-rbf-r2-finetune',
+    'spreading-rbf-r3-finetune',
     'control-scratch',
     'spreading-knn-r1-scratch',
     'spreading-rbf-r1-scratch',
-    'spreading-rbf-r2-finetune',
-    'spreading-rbf-r3-finetune',
   ]);
   // Every fine-tuned student starts from the original (rounds change only the teacher); controls get no pseudo-labels.
   for (const r of requests) assert.equal(r.base, model.dir, r.name);
