@@ -90,13 +90,19 @@ memory scratchpadMemory(const memory::desc& md) {
 // keeps it only when the implementation is such a kernel (never a gemm or reference fallback, which can be 100x
 // slower), else uses any. FUNDUS_CONV_LAYOUT=any|plain|auto (default auto).
 enum class Layout { kAny, kPlain, kAuto };
+Layout parseLayout(const char* e, Layout fallback) {
+  if (e && std::string(e) == "any") return Layout::kAny;
+  if (e && std::string(e) == "plain") return Layout::kPlain;
+  if (e && std::string(e) == "auto") return Layout::kAuto;
+  return fallback;
+}
 Layout layoutPolicy() {
-  static const Layout v = [] {
-    const char* e = std::getenv("FUNDUS_CONV_LAYOUT");
-    if (e && std::string(e) == "any") return Layout::kAny;
-    if (e && std::string(e) == "plain") return Layout::kPlain;
-    return Layout::kAuto;
-  }();
+  static const Layout v = parseLayout(std::getenv("FUNDUS_CONV_LAYOUT"), Layout::kAuto);
+  return v;
+}
+// Backward-data alone (FUNDUS_CONV_LAYOUT_BWD_DATA, default: as FUNDUS_CONV_LAYOUT).
+Layout backwardDataPolicy() {
+  static const Layout v = parseLayout(std::getenv("FUNDUS_CONV_LAYOUT_BWD_DATA"), layoutPolicy());
   return v;
 }
 
@@ -109,8 +115,7 @@ bool isDirectKernel(const PD& pd) {
 
 // Builds the primitive descriptor with plain activations if the policy allows and it is fast, else with any.
 template <typename PD, typename Make>
-PD choose(Make make) {
-  const Layout policy = layoutPolicy();
+PD choose(Make make, Layout policy = layoutPolicy()) {
   if (policy != Layout::kAny) {
     try {
       PD pd = make(false);
@@ -210,7 +215,7 @@ std::shared_ptr<BackwardDataEntry> backwardDataEntry(const std::vector<int64_t>&
     dnnl::convolution_backward_data::desc d(algorithm::convolution_direct, q.src(any), q.weights(true), q.dst(any),
                                             q.strides(), q.dilates(), q.padL(), q.padR());
     return dnnl::convolution_backward_data::primitive_desc(d, baseAttr(), cpuEngine(), hint);
-  });
+  }, backwardDataPolicy());
   auto e = std::make_shared<BackwardDataEntry>();
   e->threads = threads;
   e->prim = dnnl::convolution_backward_data(pd);

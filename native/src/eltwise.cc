@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <limits>
 
 #include "context.h"
 
@@ -12,6 +14,32 @@ namespace fundus {
 namespace {
 
 constexpr int64_t kParallelThreshold = 1 << 15;
+
+// Masked selects written with GCC/Clang vector extensions: GCC compiles `x > 0 ? v : 0` over arrays to a
+// conditional branch per element (it will not vectorise the select), and with ReLU's mixed signs that branch
+// mispredicts about half the time: such a pass ran 5-20x slower than a plain element-wise op.
+typedef float F4 __attribute__((vector_size(16)));
+typedef int32_t I4 __attribute__((vector_size(16)));
+
+inline F4 load4(const float* p) {
+  F4 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store4(float* p, F4 v) { std::memcpy(p, &v, sizeof v); }
+inline F4 select4(I4 mask, F4 a, F4 b) { return reinterpret_cast<F4>((mask & reinterpret_cast<I4>(a)) | (~mask & reinterpret_cast<I4>(b))); }
+
+// out[i] = lo < x[i] <= hi ? v[i] : 0 (out may alias v).
+void maskInRange(const float* x, const float* v, float* out, int64_t n, float lo, float hi) {
+  const F4 zero = {0.f, 0.f, 0.f, 0.f};
+  const F4 lo4 = {lo, lo, lo, lo}, hi4 = {hi, hi, hi, hi};
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const F4 xv = load4(x + i);
+    store4(out + i, select4((xv > lo4) & (xv <= hi4), load4(v + i), zero));
+  }
+  for (; i < n; ++i) out[i] = (x[i] > lo && x[i] <= hi) ? v[i] : 0.f;
+}
 
 enum BinaryOp { kAdd = 0, kSub, kMul, kDiv, kMax, kMin, kSquaredDiff, kMulScaled };
 
@@ -219,16 +247,22 @@ Napi::Value ActivationGrad(const Napi::CallbackInfo& info) {
   float* out = floatArg(info, 3, n, "out");
   switch (op) {
     case 0:
-#pragma omp parallel for simd schedule(static) if (n >= kParallelThreshold)
-      for (int64_t i = 0; i < n; ++i) out[i] = x[i] > 0.f ? dy[i] : 0.f;
+    case 1: {
+      const float hi = op == 0 ? std::numeric_limits<float>::infinity() : 6.f;
+      const int64_t chunk = 1 << 14;
+#pragma omp parallel for schedule(static) if (n >= kParallelThreshold)
+      for (int64_t start = 0; start < n; start += chunk) {
+        maskInRange(x + start, dy + start, out + start, std::min(chunk, n - start), 0.f, hi);
+      }
       return Napi::Boolean::New(info.Env(), true);
-    case 1:
-#pragma omp parallel for simd schedule(static) if (n >= kParallelThreshold)
-      for (int64_t i = 0; i < n; ++i) out[i] = (x[i] > 0.f && x[i] <= 6.f) ? dy[i] : 0.f;
-      return Napi::Boolean::New(info.Env(), true);
+    }
     case 2:
 #pragma omp parallel for simd schedule(static) if (n >= kParallelThreshold)
-      for (int64_t i = 0; i < n; ++i) out[i] = x[i] < 0.f ? dy[i] * (x[i] + 1.f) : dy[i];
+      for (int64_t i = 0; i < n; ++i) {
+        const float d = dy[i];
+        const float neg = d * (x[i] + 1.f);
+        out[i] = x[i] < 0.f ? neg : d;
+      }
       return Napi::Boolean::New(info.Env(), true);
     default:
       return Napi::Boolean::New(info.Env(), false);
@@ -355,6 +389,36 @@ Napi::Value Tile(const Napi::CallbackInfo& info) {
 // -lr]): tfjs's Adam step for one variable in one pass instead of fourteen full-size ops. Every constant arrives
 // already rounded to float32 and each operation rounds to float32 in tfjs's order (no FMA contraction: the addon
 // is built for baseline x86-64), so the result is bit-identical to tfjs's AdamOptimizer.
+// One chunk of the update. GCC will not vectorise std::sqrt (errno), so the body is written 4-wide with vector
+// extensions and SSE's sqrtps, which is correctly rounded like sqrtss: the results do not change.
+inline float adamOne(float gi, float mi0, float vi0, float wi, const float* k, float& mOut, float& vOut) {
+  const float mi = mi0 * k[0] + gi * k[1];
+  const float vi = vi0 * k[2] + (gi * gi) * k[3];
+  mOut = mi;
+  vOut = vi;
+  return ((mi / k[4]) / (std::sqrt(vi / k[5]) + k[6])) * k[7] + wi;
+}
+
+void adamChunk(const float* g, const float* m, const float* v, const float* w, float* mOut, float* vOut, float* wOut,
+               int64_t n, const float* k) {
+  int64_t i = 0;
+#if defined(__SSE2__)
+  auto splat = [](float x) { return F4{x, x, x, x}; };
+  const F4 b1 = splat(k[0]), omb1 = splat(k[1]), b2 = splat(k[2]), omb2 = splat(k[3]), omab1 = splat(k[4]),
+           omab2 = splat(k[5]), eps = splat(k[6]), negLr = splat(k[7]);
+  for (; i + 4 <= n; i += 4) {
+    const F4 gi = load4(g + i);
+    const F4 mi = load4(m + i) * b1 + gi * omb1;
+    const F4 vi = load4(v + i) * b2 + (gi * gi) * omb2;
+    store4(mOut + i, mi);
+    store4(vOut + i, vi);
+    const F4 denom = __builtin_ia32_sqrtps(vi / omab2) + eps;
+    store4(wOut + i, ((mi / omab1) / denom) * negLr + load4(w + i));
+  }
+#endif
+  for (; i < n; ++i) wOut[i] = adamOne(g[i], m[i], v[i], w[i], k, mOut[i], vOut[i]);
+}
+
 Napi::Value AdamUpdate(const Napi::CallbackInfo& info) {
   const int64_t n = info[7].As<Napi::Number>().Int64Value();
   const float* g = floatArg(info, 0, n, "gradient");
@@ -365,20 +429,11 @@ Napi::Value AdamUpdate(const Napi::CallbackInfo& info) {
   float* vOut = floatArg(info, 5, n, "vOut");
   float* wOut = floatArg(info, 6, n, "valueOut");
   const float* k = floatArg(info, 8, 8, "constants");
-  const float b1 = k[0], omb1 = k[1], b2 = k[2], omb2 = k[3], omab1 = k[4], omab2 = k[5], eps = k[6], negLr = k[7];
-#pragma omp parallel for simd schedule(static) if (n >= kParallelThreshold)
-  for (int64_t i = 0; i < n; ++i) {
-    const float gi = g[i];
-    const float mi = m[i] * b1 + gi * omb1;
-    const float g2 = gi * gi;
-    const float vi = v[i] * b2 + g2 * omb2;
-    mOut[i] = mi;
-    vOut[i] = vi;
-    const float mh = mi / omab1;
-    const float vh = vi / omab2;
-    const float denom = std::sqrt(vh) + eps;
-    const float step = mh / denom;
-    wOut[i] = step * negLr + w[i];
+  const int64_t chunk = 1 << 14;
+#pragma omp parallel for schedule(static) if (n >= kParallelThreshold)
+  for (int64_t s = 0; s < n; s += chunk) {
+    const int64_t len = std::min(chunk, n - s);
+    adamChunk(g + s, m + s, v + s, w + s, mOut + s, vOut + s, wOut + s, len, k);
   }
   return Napi::Boolean::New(info.Env(), true);
 }
@@ -407,10 +462,8 @@ Napi::Value BatchNormGradX(const Napi::CallbackInfo& info) {
     float* o = out + r * c;
     if (reluMask) {
 #pragma omp simd
-      for (int64_t j = 0; j < c; ++j) {
-        const float g = dr[j] * a[j] + b[j] + (xr[j] - mean[j]) * k[j];
-        o[j] = xr[j] > 0.f ? g : 0.f;
-      }
+      for (int64_t j = 0; j < c; ++j) o[j] = dr[j] * a[j] + b[j] + (xr[j] - mean[j]) * k[j];
+      maskInRange(xr, o, o, c, 0.f, std::numeric_limits<float>::infinity());
     } else {
 #pragma omp simd
       for (int64_t j = 0; j < c; ++j) o[j] = dr[j] * a[j] + b[j] + (xr[j] - mean[j]) * k[j];
