@@ -2,7 +2,7 @@ import { basename, join } from 'node:path';
 import type { Dataset, LabelledImage } from '../data/labels.js';
 import type { BootstrapOptions } from '../eval/bootstrap.js';
 import type { EvaluationMetrics } from '../eval/schema.js';
-import type { FundusModel } from '../models/io.js';
+import { saveModel, type FundusModel } from '../models/io.js';
 import { InputError } from '../util/errors.js';
 import { pairedDifference, type PairedDelta } from './compare.js';
 import { embedFiles, type Embeddings } from './embed.js';
@@ -292,6 +292,12 @@ export async function runSelfLearning(opts: SelfLearnOptions): Promise<SelfLearn
   const unlabelled = guard.kept;
   if (unlabelled.length === 0) throw new InputError('every unlabelled image is a near-duplicate of a test image');
 
+  // Every arm starts from (or copies the setup of) a copy of the original in the output folder: the run is
+  // unaffected if the model directory is replaced while it runs, and the folder shows what it started from.
+  const baseDir = join(opts.outDir, 'original');
+  await saveModel(baseDir, model.network, model.metadata);
+  const base: FundusModel = { ...model, dir: baseDir };
+
   const variants: VariantResult[] = [];
   const rounds: RoundInfo[] = [];
   const skipped: SkippedArm[] = [];
@@ -415,7 +421,7 @@ export async function runSelfLearning(opts: SelfLearnOptions): Promise<SelfLearn
     const pseudo = arm.labels?.pseudo ?? [];
     log(`${arm.name}: training (${arm.mode}) on ${train.length} labelled + ${pseudo.length} pseudo-labelled images`);
     const t0 = Date.now();
-    const r = await opts.retrain({ mode: arm.mode, base: model, classes, train, validation, pseudo, outDir: join(opts.outDir, 'models', arm.name), seed });
+    const r = await opts.retrain({ mode: arm.mode, base, classes, train, validation, pseudo, outDir: join(opts.outDir, 'models', arm.name), seed });
     const metrics = await evaluate(r.model, arm.name);
     const wallSeconds = (Date.now() - t0) / 1000;
     slowestOverhead = Math.max(slowestOverhead, wallSeconds - r.budget.trainSeconds);
@@ -519,20 +525,34 @@ export function verdict(variants: VariantResult[], comparisons: Comparison[]): s
         `the training budget with the pseudo-labels and says nothing about the pseudo-labels alone`,
     );
   }
-  // The arm with the largest gain over its own control: the answer to "does self-learning help here".
-  const vsControl = comparisons.filter((c) => c.reference.startsWith('control-') && c.macroAuc.value !== null);
-  const best = [...vsControl].sort((a, b) => b.macroAuc.value! - a.macroAuc.value!)[0];
-  if (best) {
+  // Per mode, the arms against their own control: the answer to "does self-learning help here".
+  for (const mode of ['finetune', 'scratch'] as const) {
+    const vsControl = comparisons.filter((c) => c.reference === `control-${mode}` && c.macroAuc.value !== null);
+    const best = [...vsControl].sort((a, b) => b.macroAuc.value! - a.macroAuc.value!)[0];
+    if (!best) continue;
+    const how = mode === 'finetune' ? 'fine-tuned from the original' : 'trained from scratch';
     const helped = vsControl.filter((c) => c.outcome === 'higher').map((c) => c.arm);
     const hurt = vsControl.filter((c) => c.outcome === 'lower').map((c) => c.arm);
     lines.push(
       helped.length > 0
-        ? `self-learning helped here: ${helped.join(', ')} beat${helped.length === 1 ? 's' : ''} ${helped.length === 1 ? 'its' : 'their'} control beyond the paired interval; the largest gain is ${best.arm}, macro AUC ${fmtDelta(best.macroAuc)}`
+        ? `${how}: pseudo-labels helped: ${helped.join(', ')} beat${helped.length === 1 ? 's' : ''} control-${mode} beyond the paired interval; the largest gain is ${best.arm}, macro AUC ${fmtDelta(best.macroAuc)}`
         : best.outcome === 'lower'
-          ? `self-learning did not help here: every arm is below its control beyond the paired interval; the closest is ${best.arm}, macro AUC ${fmtDelta(best.macroAuc)}`
-          : `self-learning did not clearly help here: the best arm against its control is ${best.arm}, macro AUC ${fmtDelta(best.macroAuc)} (the interval contains zero)`,
+          ? `${how}: pseudo-labels did not help: every arm is below control-${mode} beyond the paired interval; the closest is ${best.arm}, macro AUC ${fmtDelta(best.macroAuc)}`
+          : `${how}: pseudo-labels did not clearly help: the best arm is ${best.arm}, macro AUC ${fmtDelta(best.macroAuc)} against control-${mode} (the interval contains zero)`,
     );
-    if (hurt.length > 0) lines.push(`pseudo-labels hurt (paired interval below zero): ${hurt.join(', ')}`);
+    // (When every arm is below, the line above says so already.)
+    if (hurt.length > 0 && best.outcome !== 'lower') lines.push(`${how}: pseudo-labels hurt (paired interval below zero): ${hurt.join(', ')}`);
+  }
+  // The best model on the test part (reported, not selected: nothing is chosen on test).
+  const top = [...variants].sort((a, b) => (b.metrics.overall.macroAuc.value ?? -1) - (a.metrics.overall.macroAuc.value ?? -1))[0];
+  const orig = variants.find((v) => v.mode === 'original');
+  if (top && orig && top !== orig) {
+    lines.push(
+      `highest test macro AUC: ${top.name} ${fmt(top.metrics.overall.macroAuc.value)} (mean F1 ${fmt(top.metrics.overall.meanF1.value)}) against the original's ` +
+        `${fmt(orig.metrics.overall.macroAuc.value)} (${fmt(orig.metrics.overall.meanF1.value)})`,
+    );
+  } else if (top && orig) {
+    lines.push(`highest test macro AUC: the original, ${fmt(orig.metrics.overall.macroAuc.value)} (mean F1 ${fmt(orig.metrics.overall.meanF1.value)}); no arm beat it`);
   }
   const vsConfidence = comparisons.filter((c) => c.reference === 'confidence-r1-finetune' && c.macroAuc.value !== null);
   for (const c of vsConfidence) {

@@ -224,7 +224,7 @@ test('no pseudo-label above the threshold: nothing is retrained, the report says
 
 test('verdict: arms judged against their controls by the paired interval, and not at all without a control', () => {
   const v = (name: string, mode: VariantResult['mode'], method: string | null, controlFor?: 'finetune' | 'scratch'): VariantResult =>
-    ({ name, mode, method, round: 1, controlFor, budget: null }) as unknown as VariantResult;
+    ({ name, mode, method, round: 1, controlFor, budget: null, metrics: { overall: { macroAuc: { value: name.length / 100 }, meanF1: { value: 0.5 } } } }) as unknown as VariantResult;
   const d = (value: number, lo: number, hi: number) => ({ value, ci: [lo, hi] as [number, number] });
   const cmp = (arm: string, reference: string, auc: ReturnType<typeof d>, outcome: Comparison['outcome']): Comparison => ({
     arm,
@@ -243,16 +243,26 @@ test('verdict: arms judged against their controls by the paired interval, and no
     [cmp(knn.name, ctrl.name, d(-0.01, -0.03, 0.01), 'no clear difference'), cmp(conf.name, ctrl.name, d(-0.04, -0.06, -0.02), 'lower'), cmp(knn.name, conf.name, d(0.03, 0.01, 0.05), 'higher')],
   );
   assert.ok(flat.some((l) => /^spreading-knn-r1-finetune − control-finetune \(q\): macro AUC -0\.010 \[-0\.030, \+0\.010\].*→ no clear difference/.test(l)), flat.join('\n'));
-  assert.ok(flat.some((l) => /did not clearly help here: the best arm against its control is spreading-knn-r1-finetune/.test(l)), flat.join('\n'));
-  assert.ok(flat.some((l) => /pseudo-labels hurt .*: confidence-r1-finetune/.test(l)));
+  assert.ok(flat.some((l) => /^fine-tuned from the original: pseudo-labels did not clearly help: the best arm is spreading-knn-r1-finetune/.test(l)), flat.join('\n'));
   assert.ok(flat.some((l) => /spreading-knn-r1-finetune is better than plain classifier-confidence/.test(l)));
   const allLower = verdict([orig, ctrl, conf], [cmp(conf.name, ctrl.name, d(-0.04, -0.06, -0.02), 'lower')]);
-  assert.ok(allLower.some((l) => /did not help here: every arm is below its control/.test(l)), allLower.join('\n'));
+  assert.ok(allLower.some((l) => /^fine-tuned from the original: pseudo-labels did not help: every arm is below control-finetune/.test(l)), allLower.join('\n'));
+  // Per mode: scratch arms that help do not make the fine-tuned ones look helpful, and hurting ones are named.
+  const ctrlS = v('control-scratch', 'control', null, 'scratch');
+  const knnS = v('spreading-knn-r1-scratch', 'scratch', 'spreading-knn');
+  const mixed = verdict(
+    [orig, ctrl, knn, ctrlS, knnS],
+    [cmp(knn.name, ctrl.name, d(-0.02, -0.03, -0.01), 'lower'), cmp(knnS.name, ctrlS.name, d(0.03, 0.01, 0.05), 'higher')],
+  );
+  assert.ok(mixed.some((l) => /^fine-tuned from the original: pseudo-labels did not help/.test(l)), mixed.join('\n'));
+  assert.ok(mixed.some((l) => /^trained from scratch: pseudo-labels helped: spreading-knn-r1-scratch beats control-scratch/.test(l)));
+  // The highest test macro AUC is named (here by the stand-in metric: the longest name).
+  assert.ok(mixed.some((l) => /^highest test macro AUC: spreading-knn-r1-finetune 0\.250/.test(l)), mixed.join('\n'));
   const helped = verdict([orig, ctrl, knn], [cmp(knn.name, ctrl.name, d(0.02, 0.005, 0.035), 'higher')]);
-  assert.ok(helped.some((l) => /self-learning helped here: spreading-knn-r1-finetune beats its control/.test(l)), helped.join('\n'));
+  assert.ok(helped.some((l) => /^fine-tuned from the original: pseudo-labels helped: spreading-knn-r1-finetune beats control-finetune/.test(l)), helped.join('\n'));
   const without = verdict([orig, knn], []);
   assert.ok(without.some((l) => /has no control .* says nothing about the pseudo-labels alone/.test(l)), without.join('\n'));
-  assert.ok(!without.some((l) => /helped here/.test(l)));
+  assert.ok(!without.some((l) => /helped/.test(l)));
 });
 
 test('comparison plan: arms against their controls, rounds against the previous round, kernels and confidence against each other', () => {
@@ -331,7 +341,9 @@ test('arms: controls, fine-tuned from the original, scratch only for spreading, 
     'spreading-rbf-r1-scratch',
   ]);
   // Every fine-tuned student starts from the original (rounds change only the teacher); controls get no pseudo-labels.
-  for (const r of requests) assert.equal(r.base, model.dir, r.name);
+  // (a copy of it in the output folder, identical to it).
+  for (const r of requests) assert.equal(r.base, join(dir, 'out', 'original'), r.name);
+  assert.deepEqual((await loadModel(join(dir, 'out', 'original'))).metadata, model.metadata);
   assert.deepEqual(requests.filter((r) => r.pseudo === 0).map((r) => r.name), ['control-finetune', 'control-scratch']);
   assert.deepEqual(report.roundsChoice, { method: 'spreading-rbf', by: 'validation macro AUC of the round-1 model', candidates: { 'spreading-knn': 0.6, 'spreading-rbf': 0.7 } });
   assert.deepEqual(
