@@ -385,10 +385,11 @@ Napi::Value Tile(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), true);
 }
 
-// adamUpdate(g, m, v, w, mOut, vOut, wOut, n, [beta1, 1 - beta1, beta2, 1 - beta2, 1 - beta1^t, 1 - beta2^t, eps,
-// -lr]): tfjs's Adam step for one variable in one pass instead of fourteen full-size ops. Every constant arrives
-// already rounded to float32 and each operation rounds to float32 in tfjs's order (no FMA contraction: the addon
-// is built for baseline x86-64), so the result is bit-identical to tfjs's AdamOptimizer.
+// adamUpdate([g, m, v, w, mOut, vOut, wOut] * variables, [beta1, 1 - beta1, beta2, 1 - beta2, 1 - beta1^t,
+// 1 - beta2^t, eps, -lr]): tfjs's Adam step for every variable in one pass (one parallel region for all of them)
+// instead of fourteen full-size ops per variable. Every constant arrives already rounded to float32 and each
+// operation rounds to float32 in tfjs's order (no FMA contraction: the addon is built for baseline x86-64), so
+// the result is bit-identical to tfjs's AdamOptimizer.
 // One chunk of the update. GCC will not vectorise std::sqrt (errno), so the body is written 4-wide with vector
 // extensions and SSE's sqrtps, which is correctly rounded like sqrtss: the results do not change.
 inline float adamOne(float gi, float mi0, float vi0, float wi, const float* k, float& mOut, float& vOut) {
@@ -420,20 +421,46 @@ void adamChunk(const float* g, const float* m, const float* v, const float* w, f
 }
 
 Napi::Value AdamUpdate(const Napi::CallbackInfo& info) {
-  const int64_t n = info[7].As<Napi::Number>().Int64Value();
-  const float* g = floatArg(info, 0, n, "gradient");
-  const float* m = floatArg(info, 1, n, "m");
-  const float* v = floatArg(info, 2, n, "v");
-  const float* w = floatArg(info, 3, n, "value");
-  float* mOut = floatArg(info, 4, n, "mOut");
-  float* vOut = floatArg(info, 5, n, "vOut");
-  float* wOut = floatArg(info, 6, n, "valueOut");
-  const float* k = floatArg(info, 8, 8, "constants");
-  const int64_t chunk = 1 << 14;
-#pragma omp parallel for schedule(static) if (n >= kParallelThreshold)
-  for (int64_t s = 0; s < n; s += chunk) {
-    const int64_t len = std::min(chunk, n - s);
-    adamChunk(g + s, m + s, v + s, w + s, mOut + s, vOut + s, wOut + s, len, k);
+  if (info.Length() < 2 || !info[0].IsArray()) throw Napi::TypeError::New(info.Env(), "adamUpdate: arrays must be an array");
+  auto list = info[0].As<Napi::Array>();
+  if (list.Length() % 7 != 0) throw Napi::TypeError::New(info.Env(), "adamUpdate: 7 arrays per variable");
+  const float* k = floatArg(info, 1, 8, "constants");
+  struct Var {
+    const float *g, *m, *v, *w;
+    float *mOut, *vOut, *wOut;
+  };
+  std::vector<Var> vars;
+  struct Chunk {
+    size_t var;
+    int64_t start, len;
+  };
+  std::vector<Chunk> chunks;
+  constexpr int64_t kChunk = 1 << 14;
+  int64_t total = 0;
+  for (uint32_t i = 0; i < list.Length(); i += 7) {
+    float* p[7];
+    int64_t n = -1;
+    for (uint32_t j = 0; j < 7; ++j) {
+      Napi::Value a = list[i + j];
+      if (!a.IsTypedArray() || a.As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
+        throw Napi::TypeError::New(info.Env(), "adamUpdate: Float32Arrays expected");
+      }
+      auto f = a.As<Napi::Float32Array>();
+      if (n < 0) n = static_cast<int64_t>(f.ElementLength());
+      if (static_cast<int64_t>(f.ElementLength()) != n) throw Napi::TypeError::New(info.Env(), "adamUpdate: lengths differ");
+      p[j] = f.Data();
+    }
+    vars.push_back({p[0], p[1], p[2], p[3], p[4], p[5], p[6]});
+    for (int64_t s = 0; s < n; s += kChunk) chunks.push_back({vars.size() - 1, s, std::min(kChunk, n - s)});
+    total += n;
+  }
+  const int64_t count = static_cast<int64_t>(chunks.size());
+#pragma omp parallel for schedule(static) if (total >= kParallelThreshold)
+  for (int64_t c = 0; c < count; ++c) {
+    const Chunk& ch = chunks[c];
+    const Var& x = vars[ch.var];
+    const int64_t s = ch.start;
+    adamChunk(x.g + s, x.m + s, x.v + s, x.w + s, x.mOut + s, x.vOut + s, x.wOut + s, ch.len, k);
   }
   return Napi::Boolean::New(info.Env(), true);
 }

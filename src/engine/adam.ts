@@ -1,6 +1,7 @@
-// Adam's update in one native pass per variable. tfjs's AdamOptimizer runs fourteen full-size element-wise ops
+// Adam's update in one native pass. tfjs's AdamOptimizer runs fourteen full-size element-wise ops
 // per variable (about 9% of an AlexNet training step on the native engine, each op a separate sweep over memory);
-// the native kernel does the same float32 arithmetic in tfjs's order, so the result is bit-identical. It is
+// one native call updates every variable (one parallel region: on a shared machine each region can wait for a
+// descheduled thread) with the same float32 arithmetic in tfjs's order, so the result is bit-identical. It is
 // installed on AdamOptimizer's prototype, so every Adam (tf.train.adam, checkpoints restored into one) uses it,
 // and it defers to tfjs's own update on any other backend or for non-float32 variables.
 import * as tf from '@tensorflow/tfjs-core';
@@ -13,15 +14,22 @@ interface AdamAttrs {
   constants: number[];
 }
 
-/** FundusAdam: (gradient, m, v, value) -> [m', v', value']. */
-function adamKernel(args: KernelArgs<{ gradient: TensorInfo; m: TensorInfo; v: TensorInfo; value: TensorInfo }, AdamAttrs>): TensorInfo[] {
-  const { inputs: { gradient, m, v, value }, backend, attrs } = args;
-  const n = tf.util.sizeFromShape(value.shape);
-  const [gv, mv, vv, wv] = [f32(backend, gradient), f32(backend, m), f32(backend, v), f32(backend, value)];
-  if (!gv || !mv || !vv || !wv) throw new Error('FundusAdam: float32 inputs expected');
-  const outs = [allocFloat32(n), allocFloat32(n), allocFloat32(n)];
-  addon().adamUpdate(gv, mv, vv, wv, outs[0], outs[1], outs[2], n, new Float32Array(attrs!.constants));
-  return outs.map((o) => output(backend, value.shape, o));
+/** FundusAdam: inputs g0, m0, v0, value0, g1, ... -> [m0', v0', value0', m1', ...], all variables in one pass. */
+function adamKernel(args: KernelArgs<Record<string, TensorInfo>, AdamAttrs>): TensorInfo[] {
+  const { inputs, backend, attrs } = args;
+  const arrays: Float32Array[] = [];
+  const outputs: TensorInfo[] = [];
+  for (let i = 0; `g${i}` in inputs; i++) {
+    const ins = [inputs[`g${i}`], inputs[`m${i}`], inputs[`v${i}`], inputs[`value${i}`]];
+    const values = ins.map((t) => f32(backend, t));
+    if (values.some((v) => !v)) throw new Error('FundusAdam: float32 inputs expected');
+    const n = values[3]!.length;
+    const outs = [allocFloat32(n), allocFloat32(n), allocFloat32(n)];
+    arrays.push(...(values as Float32Array[]), ...outs);
+    outputs.push(...outs.map((o) => output(backend, ins[3].shape, o)));
+  }
+  addon().adamUpdate(arrays, new Float32Array(attrs!.constants));
+  return outputs;
 }
 
 export const ADAM_KERNELS: Omit<KernelConfig, 'backendName'>[] = [{ kernelName: 'FundusAdam', kernelFunc: adamKernel as never }];
@@ -49,6 +57,8 @@ function nativeApplyGradients(opt: AdamState, variableGradients: Gradients): voi
     const omab1 = f(1 - opt.accBeta1.dataSync()[0]);
     const omab2 = f(1 - opt.accBeta2.dataSync()[0]);
     const constants = [f(opt.beta1), f(1 - opt.beta1), f(opt.beta2), f(1 - opt.beta2), omab1, omab2, f(opt.epsilon), f(-opt.learningRate)];
+    const inputs: Record<string, tf.Tensor> = {};
+    const targets: tf.Variable[] = [];
     names.forEach((name, i) => {
       const value = tf.engine().registeredVariables[name];
       if (opt.accumulatedFirstMoment[i] == null) {
@@ -61,11 +71,14 @@ function nativeApplyGradients(opt: AdamState, variableGradients: Gradients): voi
       if (gradient == null) return;
       const m = opt.accumulatedFirstMoment[i].variable;
       const v = opt.accumulatedSecondMoment[i].variable;
-      const [m2, v2, value2] = tf.engine().runKernel('FundusAdam', { gradient, m, v, value } as never, { constants } as never) as tf.Tensor[];
-      m.assign(m2);
-      v.assign(v2);
-      value.assign(value2);
+      const k = targets.length / 3;
+      Object.assign(inputs, { [`g${k}`]: gradient, [`m${k}`]: m, [`v${k}`]: v, [`value${k}`]: value });
+      targets.push(m, v, value);
     });
+    if (targets.length > 0) {
+      const results = tf.engine().runKernel('FundusAdam', inputs as never, { constants } as never) as tf.Tensor[];
+      targets.forEach((t, j) => t.assign(results[j]));
+    }
     opt.accBeta1.assign(tf.mul(opt.accBeta1, opt.beta1));
     opt.accBeta2.assign(tf.mul(opt.accBeta2, opt.beta2));
   });

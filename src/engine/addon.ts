@@ -40,7 +40,8 @@ export interface NativeAddon {
   ): boolean;
   batchNormGradStats(x: Float32Array, dy: Float32Array, mean: Float32Array, n: number, c: number, sumDy: Float32Array, sumDyXmu: Float32Array): boolean;
   tile(x: Float32Array, shape: number[], reps: number[], out: Float32Array): boolean;
-  adamUpdate(g: Float32Array, m: Float32Array, v: Float32Array, w: Float32Array, mOut: Float32Array, vOut: Float32Array, wOut: Float32Array, n: number, constants: Float32Array): boolean;
+  /** 7 arrays per variable: gradient, m, v, value, then m', v', value' (written). */
+  adamUpdate(arrays: Float32Array[], constants: Float32Array): boolean;
   batchNormGradX(x: Float32Array, dy: Float32Array, mean: Float32Array, a: Float32Array, b: Float32Array, k: Float32Array, n: number, c: number, out: Float32Array, reluMask: boolean): boolean;
   reduce(op: number, x: Float32Array, shape: number[], axes: number[], out: Float32Array): boolean;
 }

@@ -40,7 +40,7 @@ describe('native Adam', { skip }, () => {
     it(`is bit-identical to tfjs's Adam over 5 steps (${JSON.stringify(opts)})`, () => {
       const { result: native, calls } = countNativeCalls(() => adamRun('native', 5, opts));
       const cpu = adamRun('cpu', 5, opts);
-      assert.equal(calls.adamUpdate, 5 * SHAPES.length, 'every variable update ran natively');
+      assert.equal(calls.adamUpdate, 5, 'one native update per step for all variables');
       assert.equal(native.length, cpu.length);
       for (let i = 0; i < cpu.length; i++) assert.deepEqual(native[i], cpu[i], `array ${i}`);
     });
