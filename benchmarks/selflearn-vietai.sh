@@ -8,7 +8,7 @@
 # Usage: bash benchmarks/selflearn-vietai.sh [model-dir]      (default models/default)
 # Knobs (environment), defaults sized for ~35 min on a quiet 2-core machine at 128 px:
 #   FT_EPOCHS=2 FT_MAX_MINUTES=3          each fine-tuned arm (5: control, knn, rbf, confidence, then round 2 of the better kernel)
-#   SCRATCH_EPOCHS=3 SCRATCH_MAX_MINUTES=4 each from-scratch arm (3 of them: control, knn, rbf)
+#   SCRATCH_EPOCHS=4 SCRATCH_MAX_MINUTES=5 each from-scratch arm (3 of them: control, knn, rbf)
 #   DEADLINE_MINUTES=34                   arms that could end past this are skipped, and the report says so
 #   ROUNDS=2 THRESHOLD=0.9 GAMMA_SCALE=30 N_NEIGHBORS=7 BOOTSTRAP=1000 SEED=0
 #   LIMIT=                                at most this many images per split part in training (smoke runs only)
@@ -21,8 +21,8 @@ MODEL=${1:-models/default}
 OUT=${OUT:-runs/selflearn-vietai-$(date -u +%Y%m%dT%H%M%S)}
 FT_EPOCHS=${FT_EPOCHS:-2}
 FT_MAX_MINUTES=${FT_MAX_MINUTES:-3}
-SCRATCH_EPOCHS=${SCRATCH_EPOCHS:-3}
-SCRATCH_MAX_MINUTES=${SCRATCH_MAX_MINUTES:-4}
+SCRATCH_EPOCHS=${SCRATCH_EPOCHS:-4}
+SCRATCH_MAX_MINUTES=${SCRATCH_MAX_MINUTES:-5}
 DEADLINE_MINUTES=${DEADLINE_MINUTES:-34}
 ROUNDS=${ROUNDS:-2}
 THRESHOLD=${THRESHOLD:-0.9}
