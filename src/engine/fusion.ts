@@ -15,7 +15,8 @@ import type { KernelConfig, Tensor, TensorInfo } from '@tensorflow/tfjs-core';
 import { addon, allocFloat32, f32, output, type KernelArgs } from './kernels/util.js';
 import { batchNormEpsilon, meanAxes } from './kernels/notes.js';
 
-export interface FusableNode {
+/** A node of tfjs's gradient tape (tfjs-core 4.x, tape.ts): the internals that fusion and early release read. */
+export interface TapeNode {
   id: number;
   kernelName: string;
   inputs: Record<string, Tensor>;
@@ -36,7 +37,7 @@ function batchNormGradX(args: KernelArgs<{ x: TensorInfo; dy: TensorInfo; mean: 
 export const FUSION_KERNELS: Omit<KernelConfig, 'backendName'>[] = [{ kernelName: 'FundusBatchNormGradX', kernelFunc: batchNormGradX as never }];
 
 /** Tensor ids from which the loss y is reachable along the tape. */
-function leadsTo(tape: FusableNode[], y: Tensor): Set<number> {
+function leadsTo(tape: TapeNode[], y: Tensor): Set<number> {
   const ids = new Set([y.id]);
   for (let i = tape.length - 1; i >= 0; i--) {
     if (tape[i].outputs.some((o) => ids.has(o.id))) for (const t of Object.values(tape[i].inputs)) ids.add(t.id);
@@ -48,15 +49,15 @@ const allButLast = (axes: number[] | undefined, rank: number) =>
   axes !== undefined && axes.length === rank - 1 && axes.every((a, i) => a === i);
 
 interface Match {
-  bn: FusableNode;
-  removed: FusableNode[];
+  bn: TapeNode;
+  removed: TapeNode[];
   eps: number;
   /** The ReLU whose output is the batch norm's input, when its gradient is folded in too. */
-  relu?: FusableNode;
+  relu?: TapeNode;
 }
 
 /** Finds the moments nodes feeding a FusedBatchNorm node, or null when the pattern is not exact. */
-function match(bn: FusableNode, producer: Map<number, FusableNode>): Match | null {
+function match(bn: TapeNode, producer: Map<number, TapeNode>): Match | null {
   const { x, mean, variance, scale, offset } = bn.inputs;
   if (!x || !mean || !variance || x.dtype !== 'float32' || x.rank < 2) return null;
   const c = x.shape[x.rank - 1];
@@ -92,7 +93,7 @@ function match(bn: FusableNode, producer: Map<number, FusableNode>): Match | nul
 }
 
 /** The closed-form gradient of batch normalisation with the batch's own moments (see the file comment). */
-function fusedGradient(node: FusableNode, eps: number, reluMask: boolean): FusableNode['gradient'] {
+function fusedGradient(node: TapeNode, eps: number, reluMask: boolean): TapeNode['gradient'] {
   return (dys) => {
     const [x, mean, variance] = node.saved!;
     const scale = node.inputs.scale ? node.saved![3] : undefined;
@@ -127,8 +128,8 @@ function fusedGradient(node: FusableNode, eps: number, reluMask: boolean): Fusab
  * Rewrites the tape in place: for each batch normalisation fed by its own moments, takes the moments nodes off
  * and installs the closed-form gradient. Returns how many were fused.
  */
-export function fuseBatchNormMoments(tape: FusableNode[], y: Tensor): number {
-  const producer = new Map<number, FusableNode>();
+export function fuseBatchNormMoments(tape: TapeNode[], y: Tensor): number {
+  const producer = new Map<number, TapeNode>();
   for (const node of tape) for (const o of node.outputs) producer.set(o.id, node);
   const matches = tape
     .filter((n) => n.kernelName === 'FusedBatchNorm' && n.gradient && (n.saved?.length ?? 0) >= (n.inputs.scale ? 4 : 3))
@@ -157,7 +158,7 @@ export function fuseBatchNormMoments(tape: FusableNode[], y: Tensor): number {
     }
     fused.push(m);
   }
-  const drop = new Set<FusableNode>();
+  const drop = new Set<TapeNode>();
   for (const m of fused) {
     for (const r of m.removed) {
       drop.add(r);

@@ -16,17 +16,9 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { GradConfig, Tensor } from '@tensorflow/tfjs-core';
 import { NATIVE_BACKEND_NAME } from './names.js';
-import { fuseBatchNormMoments } from './fusion.js';
+import { fuseBatchNormMoments, type TapeNode } from './fusion.js';
 
-/** The tfjs engine internals this module reads (tfjs-core 4.x, engine.ts and tape.ts). */
-interface TapeNode {
-  id: number;
-  kernelName: string;
-  inputs: Record<string, Tensor>;
-  outputs: Tensor[];
-  saved?: Tensor[];
-  gradient?: (dys: (Tensor | null)[]) => Record<string, () => Tensor>;
-}
+/** The tfjs engine internals this module reads (tfjs-core 4.x, engine.ts). */
 interface EngineInternals {
   state: { activeTape: TapeNode[] | null; gradientDepth: number };
   gradients(f: () => Tensor, xs: Tensor[], dy?: Tensor, allowNoGradients?: boolean): { value: Tensor; grads: Tensor[] };
