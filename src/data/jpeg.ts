@@ -23,7 +23,7 @@ export interface SquareCrop {
 interface JpegAddon {
   decodeJpeg(bytes: Uint8Array, minShortSide: number): Promise<ScaledRgb | { unsupported: true }>;
   preprocessJpeg(
-    bytes: Uint8Array,
+    bytesOrPath: Uint8Array | string,
     minShortSide: number,
     size: number,
     crop: boolean,
@@ -70,14 +70,15 @@ export async function decodeRgbScaled(bytes: Uint8Array, minShortSide: number, f
 }
 
 /**
- * The whole of `area` preprocessing up to the RGB square (scaled decode, disc search, area resample) in one call on
- * the thread pool, for the JPEGs the addon handles; undefined for anything else, which the caller then prepares in
- * JavaScript with the same arithmetic (src/data/preprocess.ts, src/data/resample.ts).
+ * The whole of `area` preprocessing up to the RGB square (reading a path, scaled decode, disc search, area resample)
+ * in one call on the thread pool, for the JPEGs the addon handles; undefined for anything else, which the caller
+ * then prepares in JavaScript with the same arithmetic (src/data/preprocess.ts, src/data/resample.ts). Rejects with
+ * "cannot read the image: …" when a path cannot be read, and with libjpeg's message when the data is corrupt.
  */
-export async function cropJpegNative(bytes: Uint8Array, minShortSide: number, size: number, crop: boolean): Promise<SquareCrop | undefined> {
+export async function cropJpegNative(input: Uint8Array | string, minShortSide: number, size: number, crop: boolean): Promise<SquareCrop | undefined> {
   const native = loadJpegAddon();
-  if (!native || !isJpeg(bytes)) return undefined;
-  const r = await native.preprocessJpeg(bytes, minShortSide, size, crop);
+  if (!native || (typeof input !== 'string' && !isJpeg(input))) return undefined;
+  const r = await native.preprocessJpeg(input, minShortSide, size, crop);
   return 'unsupported' in r ? undefined : { rgb: r.data, geometry: r.geometry };
 }
 

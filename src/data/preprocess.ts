@@ -258,20 +258,29 @@ const AREA_OVERSAMPLING = 1.5;
 /** `forceJs` crops and resamples in JavaScript even where the addon could (tests compare the two). */
 export async function cropByArea(input: string | Buffer, settings: PreprocessSettings, forceJs = false): Promise<{ rgb: Uint8Array; geometry: CropGeometry }> {
   const name = typeof input === 'string' ? input : '<buffer>';
+  const firstLine = (e: unknown) => (e as Error).message.split('\n')[0];
+  const minShortSide = Math.ceil(AREA_OVERSAMPLING * settings.size);
+  if (!forceJs) {
+    let fast: Awaited<ReturnType<typeof cropJpegNative>>;
+    try {
+      fast = await cropJpegNative(input, minShortSide, settings.size, settings.crop);
+    } catch (e) {
+      const msg = firstLine(e);
+      throw new InputError(msg.startsWith('cannot read') ? msg : `cannot decode the image: ${msg}`, { file: name });
+    }
+    if (fast) return fast;
+  }
   let bytes: Uint8Array;
   try {
     bytes = typeof input === 'string' ? await readFile(input) : input;
   } catch (e) {
-    throw new InputError(`cannot read the image: ${(e as Error).message.split('\n')[0]}`, { file: name });
+    throw new InputError(`cannot read the image: ${firstLine(e)}`, { file: name });
   }
-  const minShortSide = Math.ceil(AREA_OVERSAMPLING * settings.size);
   let im: ScaledRgb;
   try {
-    const fast = forceJs ? undefined : await cropJpegNative(bytes, minShortSide, settings.size, settings.crop);
-    if (fast) return fast;
     im = await decodeRgbScaled(bytes, minShortSide);
   } catch (e) {
-    throw new InputError(`cannot decode the image: ${(e as Error).message.split('\n')[0]}`, { file: name });
+    throw new InputError(`cannot decode the image: ${firstLine(e)}`, { file: name });
   }
   const { fullWidth, fullHeight } = im;
   // The disc is found on the decoded pixels and its square expressed in the photo's own pixels (whole ones, as
