@@ -333,6 +333,33 @@ class DecodeWorker : public Napi::AsyncWorker {
     if (size_out_ > 0 && out_.error.empty() && !out_.unsupported) {
       CropByArea(out_, size_out_, crop_, prepared_);
       out_.pixels = std::move(prepared_.rgb);
+      if (!norm_.scale.empty()) Normalize();
+    }
+  }
+
+  // Optional last step: the network's input as float32, for 1 (green) or 3 channels. Same arithmetic as
+  // normalizeBytes in src/data/preprocess.ts (v * scale - shift in double, rounded once to float32).
+  struct Normalization {
+    std::vector<double> scale, shift;  // per output channel
+  };
+  void SetNormalization(Normalization n) { norm_ = std::move(n); }
+
+  void Normalize() {
+    const size_t n = size_t(size_out_) * size_out_;
+    const size_t channels = norm_.scale.size();
+    std::vector<float> lut(channels * 256);
+    for (size_t c = 0; c < channels; c++)
+      for (int v = 0; v < 256; v++) lut[c * 256 + v] = float(v * norm_.scale[c] - norm_.shift[c]);
+    floats_.resize(n * channels);
+    const uint8_t* rgb = out_.pixels.data();
+    if (channels == 3) {
+      for (size_t i = 0; i < 3 * n; i += 3) {
+        floats_[i] = lut[rgb[i]];
+        floats_[i + 1] = lut[256 + rgb[i + 1]];
+        floats_[i + 2] = lut[512 + rgb[i + 2]];
+      }
+    } else {
+      for (size_t i = 0; i < n; i++) floats_[i] = lut[rgb[3 * i + 1]];  // green
     }
   }
 
@@ -349,10 +376,17 @@ class DecodeWorker : public Napi::AsyncWorker {
       deferred_.Resolve(result);
       return;
     }
-    auto* pixels = new std::vector<uint8_t>(std::move(out_.pixels));
-    auto buffer = Napi::ArrayBuffer::New(env, pixels->data(), pixels->size(),
-                                         [](Napi::Env, void*, std::vector<uint8_t>* v) { delete v; }, pixels);
-    result.Set("data", Napi::Uint8Array::New(env, buffer.ByteLength(), buffer, 0));
+    if (!floats_.empty()) {
+      auto* values = new std::vector<float>(std::move(floats_));
+      auto buffer = Napi::ArrayBuffer::New(env, values->data(), values->size() * sizeof(float),
+                                           [](Napi::Env, void*, std::vector<float>* v) { delete v; }, values);
+      result.Set("data", Napi::Float32Array::New(env, values->size(), buffer, 0));
+    } else {
+      auto* pixels = new std::vector<uint8_t>(std::move(out_.pixels));
+      auto buffer = Napi::ArrayBuffer::New(env, pixels->data(), pixels->size(),
+                                           [](Napi::Env, void*, std::vector<uint8_t>* v) { delete v; }, pixels);
+      result.Set("data", Napi::Uint8Array::New(env, buffer.ByteLength(), buffer, 0));
+    }
     if (size_out_ > 0) {
       Napi::Object g = Napi::Object::New(env);
       g.Set("width", out_.fullWidth);
@@ -375,6 +409,8 @@ class DecodeWorker : public Napi::AsyncWorker {
   Napi::Reference<Napi::Uint8Array> input_;
   std::string path_;
   std::vector<uint8_t> file_;
+  Normalization norm_;
+  std::vector<float> floats_;
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
   int minShortSide_;
@@ -398,8 +434,8 @@ Napi::Value DecodeJpeg(const Napi::CallbackInfo& info) {
   return worker->Promise();
 }
 
-// preprocessJpeg(bytesOrPath: Uint8Array | string, minShortSide: number, size: number, crop: boolean):
-//   Promise<{ data /* size*size*3 RGB */, geometry: CropGeometry } | { unsupported: true }>
+// preprocessJpeg(bytesOrPath: Uint8Array | string, minShortSide: number, size: number, crop: boolean, norm?):
+//   Promise<{ data /* size*size*3 RGB bytes, or float32 with norm */, geometry: CropGeometry } | { unsupported: true }>
 Napi::Value PreprocessJpeg(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 4 || !(info[0].IsTypedArray() || info[0].IsString()) || !info[1].IsNumber() || !info[2].IsNumber() ||
@@ -412,6 +448,22 @@ Napi::Value PreprocessJpeg(const Napi::CallbackInfo& info) {
   const bool crop = info[3].As<Napi::Boolean>().Value();
   auto* worker = info[0].IsString() ? new DecodeWorker(env, info[0].As<Napi::String>().Utf8Value(), minShortSide, size, crop)
                                     : new DecodeWorker(env, info[0].As<Napi::Uint8Array>(), minShortSide, size, crop);
+  // Optional 5th argument { scale: number[], shift: number[] } (1 entry: green; 3: RGB): float32 network input.
+  if (info.Length() >= 5 && info[4].IsObject()) {
+    Napi::Object o = info[4].As<Napi::Object>();
+    DecodeWorker::Normalization norm;
+    Napi::Array scale = o.Get("scale").As<Napi::Array>();
+    Napi::Array shift = o.Get("shift").As<Napi::Array>();
+    if (scale.Length() != shift.Length() || (scale.Length() != 1 && scale.Length() != 3)) {
+      delete worker;
+      throw Napi::TypeError::New(env, "normalization needs 1 or 3 scale and shift values");
+    }
+    for (uint32_t c = 0; c < scale.Length(); c++) {
+      norm.scale.push_back(scale.Get(c).As<Napi::Number>().DoubleValue());
+      norm.shift.push_back(shift.Get(c).As<Napi::Number>().DoubleValue());
+    }
+    worker->SetNormalization(std::move(norm));
+  }
   worker->Queue();
   return worker->Promise();
 }

@@ -14,6 +14,12 @@ export interface ScaledRgb {
   fullHeight: number;
 }
 
+/** Per output channel (1: the green channel only; 3: RGB): input = byte × scale − shift. */
+export interface Normalization {
+  scale: number[];
+  shift: number[];
+}
+
 /** A photo's square crop at the network's size, and where it lies in the photo. */
 export interface SquareCrop {
   rgb: Uint8Array;
@@ -27,7 +33,8 @@ interface JpegAddon {
     minShortSide: number,
     size: number,
     crop: boolean,
-  ): Promise<{ data: Uint8Array; geometry: SquareCrop['geometry'] } | { unsupported: true }>;
+    norm?: Normalization,
+  ): Promise<{ data: Uint8Array | Float32Array; geometry: SquareCrop['geometry'] } | { unsupported: true }>;
 }
 
 const ADDON_PATH = fileURLToPath(new URL('../../native/build/Release/fundus_jpeg.node', import.meta.url));
@@ -79,7 +86,24 @@ export async function cropJpegNative(input: Uint8Array | string, minShortSide: n
   const native = loadJpegAddon();
   if (!native || (typeof input !== 'string' && !isJpeg(input))) return undefined;
   const r = await native.preprocessJpeg(input, minShortSide, size, crop);
-  return 'unsupported' in r ? undefined : { rgb: r.data, geometry: r.geometry };
+  return 'unsupported' in r ? undefined : { rgb: r.data as Uint8Array, geometry: r.geometry };
+}
+
+/**
+ * The same, carried on to the network's float32 input (channel choice and normalisation) on the thread pool, so
+ * that the thread running the network does no per-pixel work for the photo; undefined where cropJpegNative is.
+ */
+export async function prepareJpegNative(
+  input: Uint8Array | string,
+  minShortSide: number,
+  size: number,
+  crop: boolean,
+  norm: Normalization,
+): Promise<{ data: Float32Array; geometry: SquareCrop['geometry'] } | undefined> {
+  const native = loadJpegAddon();
+  if (!native || (typeof input !== 'string' && !isJpeg(input))) return undefined;
+  const r = await native.preprocessJpeg(input, minShortSide, size, crop, norm);
+  return 'unsupported' in r ? undefined : { data: r.data as Float32Array, geometry: r.geometry };
 }
 
 /** The same scales through sharp: a resize by exactly 1/2, 1/4 or 1/8 makes libvips shrink JPEGs on load too. */

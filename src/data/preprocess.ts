@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
 import { InputError } from '../util/errors.js';
 import { claheChannel, claheRgb } from './clahe.js';
-import { cropJpegNative, decodeRgbScaled, type ScaledRgb } from './jpeg.js';
+import { cropJpegNative, decodeRgbScaled, prepareJpegNative, type ScaledRgb } from './jpeg.js';
 import { resampleSquareArea } from './resample.js';
 
 /**
@@ -255,6 +255,12 @@ async function cropByLanczos(input: string | Buffer, settings: PreprocessSetting
 /** Upper bound on what `area` decodes: 1.5× the output keeps the area average free of aliasing. */
 const AREA_OVERSAMPLING = 1.5;
 
+/** The addon's failure as an InputError naming the file: it says "cannot read the image: …" itself, or libjpeg's message. */
+function nativeError(e: unknown, input: string | Buffer): InputError {
+  const msg = (e as Error).message.split('\n')[0];
+  return new InputError(msg.startsWith('cannot read') ? msg : `cannot decode the image: ${msg}`, { file: typeof input === 'string' ? input : '<buffer>' });
+}
+
 /** `forceJs` crops and resamples in JavaScript even where the addon could (tests compare the two). */
 export async function cropByArea(input: string | Buffer, settings: PreprocessSettings, forceJs = false): Promise<{ rgb: Uint8Array; geometry: CropGeometry }> {
   const name = typeof input === 'string' ? input : '<buffer>';
@@ -265,8 +271,7 @@ export async function cropByArea(input: string | Buffer, settings: PreprocessSet
     try {
       fast = await cropJpegNative(input, minShortSide, settings.size, settings.crop);
     } catch (e) {
-      const msg = firstLine(e);
-      throw new InputError(msg.startsWith('cannot read') ? msg : `cannot decode the image: ${msg}`, { file: name });
+      throw nativeError(e, input);
     }
     if (fast) return fast;
   }
@@ -327,6 +332,24 @@ export async function preprocessToBytes(input: string | Buffer, settings: Prepro
 
 /** Decodes a photo and prepares it for the network with `settings`. InputError when the image cannot be decoded. */
 export async function preprocessImage(input: string | Buffer, settings: PreprocessSettings): Promise<PreprocessedImage> {
+  if (settings.resize === 'area' && !settings.clahe) {
+    // the whole way to the network's input on the thread pool (JPEGs with the addon; the same values as below)
+    validatePreprocessSettings(settings);
+    const channels = channelCount(settings);
+    const norm = { scale: [] as number[], shift: [] as number[] };
+    for (let c = 0; c < channels; c++) {
+      const [m, s] = channelStats(settings, c);
+      norm.scale.push(1 / (255 * s));
+      norm.shift.push(m / s);
+    }
+    let fast: Awaited<ReturnType<typeof prepareJpegNative>>;
+    try {
+      fast = await prepareJpegNative(input, Math.ceil(AREA_OVERSAMPLING * settings.size), settings.size, settings.crop, norm);
+    } catch (e) {
+      throw nativeError(e, input);
+    }
+    if (fast) return { data: fast.data, size: settings.size, channels, geometry: fast.geometry };
+  }
   const b = await preprocessToBytes(input, settings);
   return { data: normalizeBytes(b.pixels, b.channels, settings), size: b.size, channels: b.channels, geometry: b.geometry };
 }

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { cropByArea, DEFAULT_PREPROCESS, preprocessImage } from '../../src/data/preprocess.js';
+import { cropByArea, DEFAULT_PREPROCESS, normalizeBytes, preprocessImage, preprocessToBytes } from '../../src/data/preprocess.js';
 import type { PreprocessSettings } from '../../src/data/preprocess.js';
 import { decodeRgbScaled, nativeJpegAvailable } from '../../src/data/jpeg.js';
 import { resampleSquareArea } from '../../src/data/resample.js';
@@ -71,4 +71,19 @@ test('rotated JPEGs go through sharp and come out upright; bad data is an InputE
   await assert.rejects(preprocessImage(bytes.subarray(0, 3000), AREA), InputError);
   await assert.rejects(preprocessImage(Buffer.from([0xff, 0xd8, 0xff, 0x00, 1, 2, 3]), AREA), InputError);
   await assert.rejects(preprocessImage('/nonexistent/photo.jpg', AREA), (e: unknown) => e instanceof InputError && e.file === '/nonexistent/photo.jpg');
+});
+
+test('the float32 network input made on the thread pool equals normalising the preprocessed bytes', async () => {
+  const bytes = await photo(PHOTOS[1]);
+  for (const s of [
+    { ...AREA, size: 128 },
+    { ...AREA, size: 96, channels: 'green' as const, normalize: { mean: [0.45], std: [0.2] } },
+    { ...AREA, size: 64, normalize: { mean: [0.4, 0.5, 0.6], std: [0.2, 0.25, 0.3] }, crop: false },
+  ]) {
+    const direct = await preprocessImage(bytes, s);
+    const b = await preprocessToBytes(bytes, s);
+    assert.equal(direct.channels, b.channels);
+    assert.deepEqual(direct.geometry, b.geometry);
+    assert.deepEqual(direct.data, normalizeBytes(b.pixels, b.channels, s));
+  }
 });
