@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
+import type { CropGeometry } from './preprocess.js';
 
 /** 8-bit RGB pixels of a photo decoded at a reduced scale, with the size of the photo as stored. */
 export interface ScaledRgb {
@@ -20,12 +21,6 @@ export interface Normalization {
   shift: number[];
 }
 
-/** A photo's square crop at the network's size, and where it lies in the photo. */
-export interface SquareCrop {
-  rgb: Uint8Array;
-  geometry: { width: number; height: number; x: number; y: number; side: number };
-}
-
 interface JpegAddon {
   decodeJpeg(bytes: Uint8Array, minShortSide: number): Promise<ScaledRgb | { unsupported: true }>;
   preprocessJpeg(
@@ -34,7 +29,7 @@ interface JpegAddon {
     size: number,
     crop: boolean,
     norm?: Normalization,
-  ): Promise<{ data: Uint8Array | Float32Array; geometry: SquareCrop['geometry'] } | { unsupported: true }>;
+  ): Promise<{ data: Uint8Array | Float32Array; geometry: CropGeometry } | { unsupported: true }>;
 }
 
 const ADDON_PATH = fileURLToPath(new URL('../../native/build/Release/fundus_jpeg.node', import.meta.url));
@@ -77,33 +72,24 @@ export async function decodeRgbScaled(bytes: Uint8Array, minShortSide: number, f
 }
 
 /**
- * The whole of `area` preprocessing up to the RGB square (reading a path, scaled decode, disc search, area resample)
- * in one call on the thread pool, for the JPEGs the addon handles; undefined for anything else, which the caller
- * then prepares in JavaScript with the same arithmetic (src/data/preprocess.ts, src/data/resample.ts). Rejects with
- * "cannot read the image: …" when a path cannot be read, and with libjpeg's message when the data is corrupt.
+ * The whole of `area` preprocessing in one call on the thread pool, for the JPEGs the addon handles: reading a path,
+ * scaled decode, disc search and area resample, giving the RGB square as bytes; with `norm`, carried on to the
+ * network's float32 input (channel choice and normalisation), so that the thread running the network does no
+ * per-pixel work for the photo. Undefined for anything else, which the caller then prepares in JavaScript with the
+ * same arithmetic (src/data/preprocess.ts, src/data/resample.ts). Rejects with "cannot read the image: …" when a
+ * path cannot be read, and with libjpeg's message when the data is corrupt.
  */
-export async function cropJpegNative(input: Uint8Array | string, minShortSide: number, size: number, crop: boolean): Promise<SquareCrop | undefined> {
-  const native = loadJpegAddon();
-  if (!native || (typeof input !== 'string' && !isJpeg(input))) return undefined;
-  const r = await native.preprocessJpeg(input, minShortSide, size, crop);
-  return 'unsupported' in r ? undefined : { rgb: r.data as Uint8Array, geometry: r.geometry };
-}
-
-/**
- * The same, carried on to the network's float32 input (channel choice and normalisation) on the thread pool, so
- * that the thread running the network does no per-pixel work for the photo; undefined where cropJpegNative is.
- */
-export async function prepareJpegNative(
+export async function preprocessJpegNative(
   input: Uint8Array | string,
   minShortSide: number,
   size: number,
   crop: boolean,
-  norm: Normalization,
-): Promise<{ data: Float32Array; geometry: SquareCrop['geometry'] } | undefined> {
+  norm?: Normalization,
+): Promise<{ data: Uint8Array | Float32Array; geometry: CropGeometry } | undefined> {
   const native = loadJpegAddon();
   if (!native || (typeof input !== 'string' && !isJpeg(input))) return undefined;
   const r = await native.preprocessJpeg(input, minShortSide, size, crop, norm);
-  return 'unsupported' in r ? undefined : { data: r.data as Float32Array, geometry: r.geometry };
+  return 'unsupported' in r ? undefined : r;
 }
 
 /** The same scales through sharp: a resize by exactly 1/2, 1/4 or 1/8 makes libvips shrink JPEGs on load too. */

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
 import { InputError } from '../util/errors.js';
 import { claheChannel, claheRgb } from './clahe.js';
-import { cropJpegNative, decodeRgbScaled, prepareJpegNative, type ScaledRgb } from './jpeg.js';
+import { decodeRgbScaled, preprocessJpegNative, type Normalization, type ScaledRgb } from './jpeg.js';
 import { resampleSquareArea } from './resample.js';
 
 /**
@@ -103,18 +103,27 @@ function channelStats(settings: PreprocessSettings, c: number): [number, number]
   return [mean.length === 1 ? mean[0] : mean[c], std.length === 1 ? std[0] : std[c]];
 }
 
+/** The settings' mean/std as byte × scale − shift per channel: the one place normalisation's arithmetic is set. */
+function normalization(settings: PreprocessSettings, channels: number): Normalization {
+  const norm: Normalization = { scale: [], shift: [] };
+  for (let c = 0; c < channels; c++) {
+    const [m, s] = channelStats(settings, c);
+    norm.scale.push(1 / (255 * s));
+    norm.shift.push(m / s);
+  }
+  return norm;
+}
+
 /**
  * Scales bytes to [0, 1] and applies the per-channel mean/std. Through a 256-entry table per channel (the same
  * float32 values as computing each pixel): this runs on every photo at prediction time, where the arithmetic per
  * element cost a quarter of the photo's decoding.
  */
 export function normalizeBytes(pixels: Uint8Array, channels: number, settings: PreprocessSettings): Float32Array {
+  const { scale, shift } = normalization(settings, channels);
   const lut = new Float32Array(channels * 256);
   for (let c = 0; c < channels; c++) {
-    const [m, s] = channelStats(settings, c);
-    const scale = 1 / (255 * s);
-    const shift = m / s;
-    for (let v = 0; v < 256; v++) lut[c * 256 + v] = v * scale - shift;
+    for (let v = 0; v < 256; v++) lut[c * 256 + v] = v * scale[c] - shift[c];
   }
   const out = new Float32Array(pixels.length);
   if (channels === 3) {
@@ -252,28 +261,29 @@ async function cropByLanczos(input: string | Buffer, settings: PreprocessSetting
   return { rgb: new Uint8Array(out.buffer, out.byteOffset, out.length), geometry };
 }
 
-/** Upper bound on what `area` decodes: 1.5× the output keeps the area average free of aliasing. */
-const AREA_OVERSAMPLING = 1.5;
+/** What `area` decodes at least: 1.5× the output side keeps the area average free of aliasing. */
+const areaDecodeSide = (size: number) => Math.ceil(1.5 * size);
+
+const firstLine = (e: unknown) => (e as Error).message.split('\n')[0];
 
 /** The addon's failure as an InputError naming the file: it says "cannot read the image: …" itself, or libjpeg's message. */
 function nativeError(e: unknown, input: string | Buffer): InputError {
-  const msg = (e as Error).message.split('\n')[0];
+  const msg = firstLine(e);
   return new InputError(msg.startsWith('cannot read') ? msg : `cannot decode the image: ${msg}`, { file: typeof input === 'string' ? input : '<buffer>' });
 }
 
 /** `forceJs` crops and resamples in JavaScript even where the addon could (tests compare the two). */
 export async function cropByArea(input: string | Buffer, settings: PreprocessSettings, forceJs = false): Promise<{ rgb: Uint8Array; geometry: CropGeometry }> {
   const name = typeof input === 'string' ? input : '<buffer>';
-  const firstLine = (e: unknown) => (e as Error).message.split('\n')[0];
-  const minShortSide = Math.ceil(AREA_OVERSAMPLING * settings.size);
+  const minShortSide = areaDecodeSide(settings.size);
   if (!forceJs) {
-    let fast: Awaited<ReturnType<typeof cropJpegNative>>;
+    let fast: Awaited<ReturnType<typeof preprocessJpegNative>>;
     try {
-      fast = await cropJpegNative(input, minShortSide, settings.size, settings.crop);
+      fast = await preprocessJpegNative(input, minShortSide, settings.size, settings.crop);
     } catch (e) {
       throw nativeError(e, input);
     }
-    if (fast) return fast;
+    if (fast) return { rgb: fast.data as Uint8Array, geometry: fast.geometry };
   }
   let bytes: Uint8Array;
   try {
@@ -336,19 +346,13 @@ export async function preprocessImage(input: string | Buffer, settings: Preproce
     // the whole way to the network's input on the thread pool (JPEGs with the addon; the same values as below)
     validatePreprocessSettings(settings);
     const channels = channelCount(settings);
-    const norm = { scale: [] as number[], shift: [] as number[] };
-    for (let c = 0; c < channels; c++) {
-      const [m, s] = channelStats(settings, c);
-      norm.scale.push(1 / (255 * s));
-      norm.shift.push(m / s);
-    }
-    let fast: Awaited<ReturnType<typeof prepareJpegNative>>;
+    let fast: Awaited<ReturnType<typeof preprocessJpegNative>>;
     try {
-      fast = await prepareJpegNative(input, Math.ceil(AREA_OVERSAMPLING * settings.size), settings.size, settings.crop, norm);
+      fast = await preprocessJpegNative(input, areaDecodeSide(settings.size), settings.size, settings.crop, normalization(settings, channels));
     } catch (e) {
       throw nativeError(e, input);
     }
-    if (fast) return { data: fast.data, size: settings.size, channels, geometry: fast.geometry };
+    if (fast) return { data: fast.data as Float32Array, size: settings.size, channels, geometry: fast.geometry };
   }
   const b = await preprocessToBytes(input, settings);
   return { data: normalizeBytes(b.pixels, b.channels, settings), size: b.size, channels: b.channels, geometry: b.geometry };
