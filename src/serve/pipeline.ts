@@ -11,9 +11,9 @@ import { nativeJpegAvailable } from '../data/jpeg.js';
 export type Outcome = { ok: true; probs: Float32Array } | { ok: false; message: string };
 
 /**
- * How photos are decoded beside inference. With the JPEG addon, decoding, cropping and resampling run on libuv's
- * thread pool and the JavaScript thread only normalises, so no worker threads are needed (starting them cost more
- * than a whole batch of 128-px inference) and several photos are kept in flight to hide each one's latency.
+ * How photos are decoded beside inference. With the JPEG addon, reading, decoding, cropping, resampling and
+ * normalisation all run on libuv's thread pool, so no worker threads are needed (starting them cost more than a
+ * whole batch of 128-px inference) and a batch's worth of photos is kept in flight to hide each one's latency.
  * Without it, sharp decodes on the thread pool but the disc search and resampling are JavaScript: worker threads
  * (decode-pool.ts) keep them off the thread that runs the network, and half the cores are plenty, since more decoder
  * threads preempt the engine's threads and a parallel kernel waits for its slowest thread.
@@ -53,7 +53,8 @@ export class Limiter {
 
 /**
  * Decodes and preprocesses a batch, each image on its own: one unreadable file yields its own failure and never
- * takes its neighbours down. sharp decodes on libuv's thread pool, off the thread that runs inference.
+ * takes its neighbours down. The JPEG addon and sharp both decode on libuv's thread pool, off the thread that runs
+ * inference.
  */
 export function preprocessBatch(
   model: FundusModel,
