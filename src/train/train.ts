@@ -100,7 +100,10 @@ function partImages(dataset: Dataset, names: string[], part: string, splitPath: 
 }
 
 function preprocessFor(opts: TrainOptions, init?: ModelMetadata): PreprocessSettings {
-  if (init) return init.preprocess;
+  // Fine-tuning keeps the preprocessing the weights were learnt on, except the input side: a network that ends in
+  // global pooling takes any size, and training at a small size then finishing at a larger one (progressive
+  // resizing) buys resolution for a fraction of the time.
+  if (init) return opts.imageSize ? { ...init.preprocess, size: opts.imageSize } : init.preprocess;
   const info = architectureInfo(opts.model);
   const channels = opts.channels ?? (info.defaultInput[2] === 1 ? 'green' : 'rgb');
   const size = opts.imageSize ?? info.defaultInput[0];

@@ -22,7 +22,9 @@ test('the JPEG addon is built (setup installs libjpeg-turbo)', { skip: process.e
 test('native crop + area resample gives the same bytes and geometry as the JavaScript one', async () => {
   const inputs = [...(await Promise.all(PHOTOS.map(photo))), await fakeFundus(300, 200, 110, 90, 60), await fakeFundus(97, 131, 50, 60, 40)];
   for (const input of inputs) {
-    for (const size of [128, 227, 61]) {
+    // Sizes that take each path of the native horizontal pass: 2, 3, 4 and other fixed tap counts (upsampling,
+    // the usual downsampling) and the general walk (5 px: over 8 source pixels per output pixel).
+    for (const size of [128, 224, 227, 61, 400, 9, 5]) {
       for (const crop of [true, false]) {
         const s = { ...AREA, size, crop };
         const native = await cropByArea(input, s);
@@ -31,6 +33,22 @@ test('native crop + area resample gives the same bytes and geometry as the JavaS
         assert.equal(Buffer.compare(Buffer.from(native.rgb), Buffer.from(js.rgb)), 0, `pixels differ at size ${size} crop ${crop}`);
       }
     }
+  }
+});
+
+test('native fundus search counts bright pixels exactly: sparse dots near the 2 % line threshold', async () => {
+  // Rows and columns with a few bright dots sit right at the threshold that decides where the fundus begins, so a
+  // miscounted pixel moves the crop; widths cover the vector loop, its scalar tail, and images too narrow for it.
+  let state = 7;
+  const random = () => ((state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  for (const [width, height, density] of [[150, 100, 0.01], [211, 64, 0.012], [16, 40, 0.05], [97, 131, 0.015]] as const) {
+    const raw = Buffer.alloc(width * height * 3);
+    for (let i = 0; i < width * height; i++) if (random() < density) raw.fill(230, 3 * i, 3 * i + 3);
+    const jpeg = await sharp(raw, { raw: { width, height, channels: 3 } }).jpeg({ quality: 100, chromaSubsampling: '4:4:4' }).toBuffer();
+    const s = { ...AREA, size: 32, crop: true };
+    const native = await cropByArea(jpeg, s);
+    const js = await cropByArea(jpeg, s, true);
+    assert.deepEqual(native.geometry, js.geometry, `${width}x${height}`);
   }
 });
 

@@ -68,6 +68,22 @@ test('a tiny real training run: the loss falls, the model directory is complete 
   assert.ok(runFiles.includes('history.csv') && runFiles.includes('best') && runFiles.includes(CHECKPOINT_DIR));
 });
 
+test('fine-tuning at a larger input (progressive resizing): same preprocessing but the new side, starting weights copied', async () => {
+  await initEngine();
+  const opts = { ...(await base('grow')), epochs: 1 };
+  await trainModel(opts);
+  const grown = { ...opts, out: opts.out + '-32', runDir: opts.runDir + '-32', initFrom: opts.out, imageSize: 32, lr: 1e-12 };
+  const r = await trainModel(grown);
+  const small = await loadModel(opts.out);
+  assert.deepEqual(r.metadata.preprocess, { ...small.metadata.preprocess, size: 32 });
+  assert.deepEqual(r.metadata.inputShape, [32, 32, 3]);
+  const kernel = (m: typeof small) => m.network.getLayer('conv1').getWeights()[0].dataSync();
+  const after = await loadModel(grown.out);
+  const a = kernel(small);
+  const b = kernel(after);
+  assert.ok(a.every((v, i) => Math.abs(v - b[i]) < 1e-6), 'conv1 kernel should be the init model\'s (learning rate ~0)');
+});
+
 test('killed mid-epoch, a resumed run continues where it stopped and ends with the same weights', async () => {
   await initEngine();
   const opts = { ...(await base('resume')), checkpointBatches: 1 };
