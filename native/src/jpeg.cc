@@ -11,6 +11,7 @@
 #include <napi.h>
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cmath>
 #include <csetjmp>
@@ -21,6 +22,12 @@
 #include <vector>
 
 #include <jpeglib.h>
+
+#if defined(__linux__)
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -455,6 +462,23 @@ bool ReadFile(const std::string& path, std::vector<uint8_t>& out, std::string& e
   return true;
 }
 
+// Decoding beside inference: the thread-pool threads that decode can run at a lower priority (a higher nice value)
+// than the engine's threads, so that a parallel kernel never waits for a thread that a decoder preempted; decoding
+// then fills the time the engine leaves idle. Set by setDecodeNice(); each thread applies it at its next job. Linux
+// only: elsewhere setpriority() on a thread id would renice the whole process.
+std::atomic<int> gDecodeNice{0};
+
+void ApplyDecodeNice() {
+#if defined(__linux__)
+  thread_local int applied = 0;
+  const int wanted = gDecodeNice.load(std::memory_order_relaxed);
+  if (wanted == applied) return;
+  // Going back down to 0 needs a privilege most processes lack: one try per thread, then leave it.
+  setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), wanted);
+  applied = wanted;
+#endif
+}
+
 class DecodeWorker : public Napi::AsyncWorker {
  public:
   // size 0: decode only; size > 0: decode, crop and resample to size x size (cropping to the disc when crop).
@@ -473,6 +497,7 @@ class DecodeWorker : public Napi::AsyncWorker {
   Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute() override {
+    ApplyDecodeNice();
     if (!path_.empty()) {
       if (!ReadFile(path_, file_, out_.error)) return;
       data_ = file_.data();
@@ -629,9 +654,19 @@ Napi::Value PreprocessJpeg(const Napi::CallbackInfo& info) {
   return worker->Promise();
 }
 
+// setDecodeNice(nice: number): the nice value (0..19) of the threads that run later decode jobs; returns it.
+Napi::Value SetDecodeNice(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(env, "setDecodeNice(nice: number)");
+  const int nice = std::clamp(info[0].As<Napi::Number>().Int32Value(), 0, 19);
+  gDecodeNice.store(nice, std::memory_order_relaxed);
+  return Napi::Number::New(env, nice);
+}
+
 }  // namespace
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("setDecodeNice", Napi::Function::New(env, SetDecodeNice));
   exports.Set("decodeJpeg", Napi::Function::New(env, DecodeJpeg));
   exports.Set("preprocessJpeg", Napi::Function::New(env, PreprocessJpeg));
   return exports;

@@ -30,6 +30,7 @@ interface JpegAddon {
     crop: boolean,
     norm?: Normalization,
   ): Promise<{ data: Uint8Array | Float32Array; geometry: CropGeometry } | { unsupported: true }>;
+  setDecodeNice(nice: number): number;
 }
 
 const ADDON_PATH = fileURLToPath(new URL('../../native/build/Release/fundus_jpeg.node', import.meta.url));
@@ -52,6 +53,15 @@ function loadJpegAddon(): JpegAddon | null {
 /** Whether JPEGs are decoded by libjpeg-turbo directly (else by sharp, about 5x slower, same pixels to ±1). */
 export function nativeJpegAvailable(): boolean {
   return loadJpegAddon() !== null;
+}
+
+/**
+ * Runs later JPEG decoding at a lower priority than the engine's threads (Linux; elsewhere a no-op): while a network
+ * runs on every core, decoding the next photos then only takes the time the engine leaves idle, instead of
+ * preempting one thread of a parallel kernel that the others then wait for.
+ */
+export function decodeBesideInference(): void {
+  loadJpegAddon()?.setDecodeNice(19);
 }
 
 const isJpeg = (b: Uint8Array) => b.length > 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff;

@@ -79,6 +79,11 @@ export function loadAddon(): NativeAddon | null {
   return cached.addon;
 }
 
+/** Whether loadAddon() has run in this process (its outcome is then fixed). */
+export function addonLoaded(): boolean {
+  return cached !== undefined;
+}
+
 export function loadError(): string | null {
   loadAddon();
   return cached?.error ?? null;

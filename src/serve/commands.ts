@@ -3,7 +3,6 @@ import { Option } from 'commander';
 import { stat } from 'node:fs/promises';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { initEngine } from '../engine/index.js';
 import { loadModel, METADATA_JSON } from '../models/io.js';
 import { CAM_METHODS, isCamMethod, type CamMethod } from '../explain/cam.js';
 import { InputError } from '../util/errors.js';
@@ -11,6 +10,7 @@ import { collectImages } from './inputs.js';
 import { formatFromPath, type OutputFormat } from './output.js';
 import { runPredict } from './predict-cli.js';
 import { checkBindAddress } from './auth.js';
+import { initInference } from './pipeline.js';
 
 /** The model shipped with fundus, used when no model directory is named. */
 export const DEFAULT_MODEL_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'models', 'default');
@@ -105,7 +105,7 @@ export function register(program: Command): void {
       if (flags.resume && !flags.out) throw new InputError('--resume needs --out (the file to resume)');
       const images = await collectImages(inputs);
       if (images.length === 0) throw new InputError(`no images found in ${inputs.join(', ')}`);
-      await initEngine();
+      await initInference();
       const model = await loadModel(dir);
       const which = flags.heatmapClasses === 'positive' || flags.heatmapClasses === 'all' ? flags.heatmapClasses : flags.heatmapClasses.split(',').map((s) => s.trim());
       const s = await runPredict({

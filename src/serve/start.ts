@@ -1,11 +1,11 @@
 import type { FastifyInstance } from 'fastify';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { initEngine } from '../engine/index.js';
 import { ensureWebBuilt, WEB_DIST } from '../../web/build.js';
 import { isLoopbackHost } from './auth.js';
 import { ModelService } from './model-service.js';
 import { buildServer } from './server.js';
+import { initInference } from './pipeline.js';
 
 export interface StartOptions {
   modelDir: string;
@@ -23,7 +23,7 @@ export interface StartOptions {
 /** Loads the model, builds the viewer when needed, and listens. Resolves with the server and its URL. */
 export async function startServer(opts: StartOptions): Promise<{ app: FastifyInstance; url: string }> {
   const interactive = opts.interactive ?? true;
-  const engine = await initEngine();
+  const engine = await initInference();
   const service = await ModelService.load(opts.modelDir, { maxBatch: opts.batchSize });
   let webRoot: string | undefined = WEB_DIST;
   try {

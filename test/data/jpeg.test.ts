@@ -1,11 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { cropByArea, DEFAULT_PREPROCESS, normalizeBytes, preprocessImage, preprocessToBytes } from '../../src/data/preprocess.js';
 import type { PreprocessSettings } from '../../src/data/preprocess.js';
-import { decodeRgbScaled, nativeJpegAvailable } from '../../src/data/jpeg.js';
+import { decodeBesideInference, decodeRgbScaled, nativeJpegAvailable } from '../../src/data/jpeg.js';
 import { resampleSquareArea } from '../../src/data/resample.js';
 import { InputError } from '../../src/util/errors.js';
 import { VIETAI_DIR } from '../helpers.js';
@@ -104,4 +104,22 @@ test('the float32 network input made on the thread pool equals normalising the p
     assert.deepEqual(direct.geometry, b.geometry);
     assert.deepEqual(direct.data, normalizeBytes(b.pixels, b.channels, s));
   }
+});
+
+test('decoding beside inference: the thread-pool threads that decoded run at nice 19 afterwards', { skip: process.platform !== 'linux' || !nativeJpegAvailable() }, async () => {
+  // /proc/self/task/<tid>/stat: field 19 is the nice value (fields counted after the parenthesised name).
+  const niceOfThreads = async () =>
+    Promise.all(
+      (await readdir('/proc/self/task')).map(async (tid) => {
+        const stat = await readFile(`/proc/self/task/${tid}/stat`, 'utf8');
+        return { tid: Number(tid), nice: Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[16]) };
+      }),
+    );
+  const bytes = await photo(PHOTOS[2]);
+  assert.ok((await niceOfThreads()).every((t) => t.nice !== 19));
+  decodeBesideInference();
+  await Promise.all(Array.from({ length: 8 }, () => preprocessImage(bytes, AREA)));
+  const threads = await niceOfThreads();
+  assert.ok(threads.some((t) => t.nice === 19), `thread nice values: ${threads.map((t) => t.nice).join(' ')}`);
+  assert.equal(threads.find((t) => t.tid === process.pid)?.nice, 0, 'the main thread keeps its priority');
 });
