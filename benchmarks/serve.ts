@@ -1,7 +1,7 @@
 // Serving speed: the predict CLI's throughput against the engine's raw inference rate on the same images (target
 // ≥ 80%: decoding must not dominate), and /v1/predict under concurrent load from a second process on loopback.
 // Run: npm run bench:serve -- [--model models/default] [--images 256] [--batch 16] [--duration 10] [--connections 8]
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { readdirSync, existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -17,7 +17,6 @@ import { predictTensor } from '../src/models/predict.js';
 import { preprocessImage } from '../src/data/preprocess.js';
 import { CLASSES } from '../src/data/labels.js';
 import { runPredict } from '../src/serve/predict-cli.js';
-import { startServer } from '../src/serve/start.js';
 import { DEFAULT_MODEL_DIR } from '../src/serve/commands.js';
 
 const argv = process.argv.slice(2);
@@ -125,6 +124,21 @@ async function rawInferenceWithTrainingSettings(dir: string): Promise<Rate> {
   return JSON.parse(stdout.trim().split('\n').pop()!) as Rate;
 }
 
+function startServeProcess(dir: string): Promise<{ url: string; stop: () => void }> {
+  const child = spawn(process.execPath, [join(ROOT, 'bin', 'fundus.js'), 'serve', dir, '--port', '0', '--max-in-flight', '256', '--batch-size', String(batchSize)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      const m = /fundus serve: (http:\/\/\S+)/.exec(out);
+      if (m) resolve({ url: m[1], stop: () => child.kill() });
+    });
+    child.once('exit', (code) => reject(new Error(`fundus serve exited (${code}) before listening: ${out}`)));
+  });
+}
+
 try {
   const { dir, note } = await benchModel();
   const model = await loadModel(dir);
@@ -157,7 +171,7 @@ try {
   batches.forEach((b) => b.dispose());
   const trainingRaw = await rawInferenceWithTrainingSettings(dir);
   const cpu = (r: Rate) => `${r.cpuMsPerImage.toFixed(2)} ms of CPU per image`;
-  console.log(`raw inference (preprocessed tensors, predictTensor), serving settings: ${raw.imagesPerSecond.toFixed(1)} images/s, ${cpu(raw)}`);
+  console.log(`raw inference (preprocessed tensors, predictTensor), predict CLI settings: ${raw.imagesPerSecond.toFixed(1)} images/s, ${cpu(raw)}`);
   console.log(`raw inference, training settings (own process): ${trainingRaw.imagesPerSecond.toFixed(1)} images/s, ${cpu(trainingRaw)}`);
   console.log(`predict CLI (decode + preprocess + inference + output, model loaded): ${cli.imagesPerSecond.toFixed(1)} images/s, ${cpu(cli)}`);
   // Against the faster of the two raw rates.
@@ -177,7 +191,9 @@ try {
     `predict CLI memory: ${many.length} images at ${(many.length / manyRun.seconds).toFixed(1)} images/s, resident set ${(rss0 / 2 ** 20).toFixed(0)} MiB before, peak ${(peak / 2 ** 20).toFixed(0)} MiB (+${((peak - rss0) / 2 ** 20).toFixed(0)} MiB)`,
   );
 
-  const { app, url } = await startServer({ modelDir: dir, host: '127.0.0.1', port: 0, interactive: false, batchSize, maxInFlight: 256 });
+  // The server as users start it, in its own process (its engine settings are not the predict CLI's), and the load
+  // from a third one.
+  const { url, stop } = await startServeProcess(dir);
   try {
     for (const c of [1, connections]) {
       const r = await load(url + 'v1/predict', images[0], c);
@@ -186,7 +202,7 @@ try {
       );
     }
   } finally {
-    await app.close();
+    stop();
   }
 } finally {
   await rm(tmp, { recursive: true, force: true });
