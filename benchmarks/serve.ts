@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../src/engine/index.js';
-import { initInference } from '../src/serve/pipeline.js';
+import { initBatchPrediction } from '../src/serve/pipeline.js';
 import { loadModel, saveModel, type FundusModel } from '../src/models/io.js';
 import { buildNetwork } from '../src/models/architectures.js';
 import { predictTensor } from '../src/models/predict.js';
@@ -32,9 +32,9 @@ const ROOT = join(import.meta.dirname, '..');
 const VIETAI = join(ROOT, '..', 'shared', 'data', 'vietai', 'train');
 
 // `--raw-only`: this script as a child process that times raw inference with the engine's training settings (see
-// EngineOptions.workload), so that the ratio is never flattered by an engine slowed down for serving.
+// EngineOptions.workload), so that the ratio is never flattered by an engine slowed down for the predict CLI.
 const rawOnly = argv.includes('--raw-only');
-const engine = rawOnly ? await initEngine() : await initInference();
+const engine = rawOnly ? await initEngine() : await initBatchPrediction();
 const tmp = await mkdtemp(join(tmpdir(), 'fundus-bench-serve-'));
 
 /** The bundled model when it exists; otherwise an untrained network of the same family, so the timing is real. */

@@ -25,7 +25,7 @@ const INFERENCE_SPIN_COUNT = 10_000;
 export interface EngineOptions {
   /**
    * `training` (the default): the network has the cores to itself. `inference`: photos are decoded on other threads
-   * at the same time (predict, serve), so idle engine threads should give their core back quickly. OpenMP's idle
+   * at the same time (`fundus predict`), so idle engine threads should give their core back quickly. OpenMP's idle
    * threads spin 300,000 times before they sleep, milliseconds on current CPUs; 10,000 keeps the hand-over between
    * consecutive kernels fast and still frees the core soon after a batch. Only the first call in a process can set
    * this (OpenMP reads it when the addon loads), and GOMP_SPINCOUNT in the environment wins.

@@ -10,7 +10,7 @@ import { collectImages } from './inputs.js';
 import { formatFromPath, type OutputFormat } from './output.js';
 import { runPredict } from './predict-cli.js';
 import { checkBindAddress } from './auth.js';
-import { initInference } from './pipeline.js';
+import { initBatchPrediction } from './pipeline.js';
 
 /** The model shipped with fundus, used when no model directory is named. */
 export const DEFAULT_MODEL_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'models', 'default');
@@ -105,7 +105,7 @@ export function register(program: Command): void {
       if (flags.resume && !flags.out) throw new InputError('--resume needs --out (the file to resume)');
       const images = await collectImages(inputs);
       if (images.length === 0) throw new InputError(`no images found in ${inputs.join(', ')}`);
-      await initInference();
+      await initBatchPrediction();
       const model = await loadModel(dir);
       const which = flags.heatmapClasses === 'positive' || flags.heatmapClasses === 'all' ? flags.heatmapClasses : flags.heatmapClasses.split(',').map((s) => s.trim());
       const s = await runPredict({

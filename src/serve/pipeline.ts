@@ -29,7 +29,7 @@ const NATIVE_IN_FLIGHT = 16;
  * Measured on 2 cores (alternating runs of 512 photos): the predict CLI's steady state went from 750–865 to
  * 930–1050 images/s.
  */
-export async function initInference(): Promise<EngineInfo> {
+export async function initBatchPrediction(): Promise<EngineInfo> {
   const engine = await initEngine({ workload: 'inference' });
   decodeBesideInference();
   return engine;

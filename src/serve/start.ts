@@ -23,7 +23,7 @@ export interface StartOptions {
 /** Loads the model, builds the viewer when needed, and listens. Resolves with the server and its URL. */
 export async function startServer(opts: StartOptions): Promise<{ app: FastifyInstance; url: string }> {
   const interactive = opts.interactive ?? true;
-  // Not initInference(): a request's latency suffers when its decoding yields to the engine and to whatever else
+  // Not initBatchPrediction(): a request's latency suffers when its decoding yields to the engine and to whatever else
   // runs on the machine (measured: p95 at 8 connections 34-37 ms -> 43-51 ms); that trade is for batch prediction.
   const engine = await initEngine();
   const service = await ModelService.load(opts.modelDir, { maxBatch: opts.batchSize });
