@@ -487,14 +487,9 @@ Napi::Value BatchNormGradX(const Napi::CallbackInfo& info) {
     const float* xr = x + r * c;
     const float* dr = dy + r * c;
     float* o = out + r * c;
-    if (reluMask) {
 #pragma omp simd
-      for (int64_t j = 0; j < c; ++j) o[j] = dr[j] * a[j] + b[j] + (xr[j] - mean[j]) * k[j];
-      maskInRange(xr, o, o, c, 0.f, std::numeric_limits<float>::infinity());
-    } else {
-#pragma omp simd
-      for (int64_t j = 0; j < c; ++j) o[j] = dr[j] * a[j] + b[j] + (xr[j] - mean[j]) * k[j];
-    }
+    for (int64_t j = 0; j < c; ++j) o[j] = dr[j] * a[j] + b[j] + (xr[j] - mean[j]) * k[j];
+    if (reluMask) maskInRange(xr, o, o, c, 0.f, std::numeric_limits<float>::infinity());
   }
   return Napi::Boolean::New(info.Env(), true);
 }

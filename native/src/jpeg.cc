@@ -283,7 +283,7 @@ Footprints MakeFootprints(double origin, double s, int size, int limit) {
 
 // The horizontal taps in a fixed-width layout: output u reads the `taps` pixels from first[u] on, with weights
 // weight[u * taps ...], zero where its footprint is shorter. A zero weight adds exactly 0.0 to a sum that is never
-// negative, so the sums are bit for bit those of the CSR loop (and of the JavaScript), while the fixed trip count
+// negative, so the sums are bit for bit those of the JavaScript's walk over each footprint, while a fixed trip count
 // over contiguous pixels lets two channels share one SSE2 register.
 struct DenseTaps {
   int taps = 0;
@@ -292,12 +292,14 @@ struct DenseTaps {
   std::vector<double> weight;  // the float weights, widened once instead of at every tap
 };
 
-bool MakeDenseTaps(const Footprints& f, int size, int limit, DenseTaps& d) {
-  int taps = 0;
+// Every footprint lies in [0, limit), so taps <= limit; at least one tap (all zero weights when the window misses
+// the image), so that every output is written.
+DenseTaps MakeDenseTaps(const Footprints& f, int size, int limit) {
+  DenseTaps d;
+  int taps = 1;
   for (int u = 0; u < size; u++) {
     if (f.start[u + 1] > f.start[u]) taps = std::max(taps, f.index[f.start[u + 1] - 1] - f.index[f.start[u]] + 1);
   }
-  if (taps == 0 || taps > 8 || taps > limit) return false;
   d.taps = taps;
   d.first.assign(size, 0);
   d.weight.assign(size_t(size) * taps, 0.0);
@@ -311,7 +313,7 @@ bool MakeDenseTaps(const Footprints& f, int size, int limit, DenseTaps& d) {
     d.hi = std::max(d.hi, first + taps);
     for (int k = f.start[u]; k < f.start[u + 1]; k++) d.weight[size_t(u) * taps + (f.index[k] - first)] = f.weight[k];
   }
-  return true;
+  return d;
 }
 
 template <int kTaps>
@@ -359,8 +361,8 @@ std::vector<uint8_t> ResampleSquareArea(const uint8_t* src, int width, int heigh
   thread_local std::vector<float> tmp;
   thread_local std::vector<double> row;
   tmp.resize(std::max(tmp.size(), size_t(std::max(0, rowCount)) * line));
-  DenseTaps dense;
-  if (rowCount > 0 && MakeDenseTaps(cols, size, width, dense)) {
+  if (rowCount > 0) {
+    const DenseTaps dense = MakeDenseTaps(cols, size, width);
     row.resize(std::max(row.size(), size_t(width) * channels));
     const size_t from = size_t(dense.lo) * channels, to = size_t(dense.hi) * channels;
     auto pass = [&](auto kernel) {
@@ -370,33 +372,11 @@ std::vector<uint8_t> ResampleSquareArea(const uint8_t* src, int width, int heigh
         kernel(row.data(), dense, size, tmp.data() + size_t(r) * line);
       }
     };
-    switch (dense.taps) {
+    switch (dense.taps) {  // the usual tap counts with a fixed trip count
       case 2: pass(HorizontalRow<2>); break;
       case 3: pass(HorizontalRow<3>); break;
       case 4: pass(HorizontalRow<4>); break;
       default: pass(HorizontalRow<0>); break;
-    }
-  } else {
-    // Upsampling by more than 8x, or nothing to read: the CSR walk, the three channels sharing it.
-    const int32_t* colStart = cols.start.data();
-    const int32_t* colIndex = cols.index.data();
-    const float* colWeight = cols.weight.data();
-    for (int r = 0; r < rowCount; r++) {
-      const uint8_t* srcRow = src + size_t(rowLo + r) * width * channels;
-      float* dstRow = tmp.data() + size_t(r) * line;
-      for (int u = 0; u < size; u++) {
-        double s0 = 0, s1 = 0, s2 = 0;
-        for (int k = colStart[u]; k < colStart[u + 1]; k++) {
-          const double w = colWeight[k];
-          const uint8_t* p = srcRow + size_t(colIndex[k]) * channels;
-          s0 += w * p[0];
-          s1 += w * p[1];
-          s2 += w * p[2];
-        }
-        dstRow[u * channels] = float(s0);
-        dstRow[u * channels + 1] = float(s1);
-        dstRow[u * channels + 2] = float(s2);
-      }
     }
   }
   std::vector<uint8_t> out(line * size);
