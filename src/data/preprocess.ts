@@ -266,25 +266,24 @@ const areaDecodeSide = (size: number) => Math.ceil(1.5 * size);
 
 const firstLine = (e: unknown) => (e as Error).message.split('\n')[0];
 
-/** The addon's failure as an InputError naming the file: it says "cannot read the image: …" itself, or libjpeg's message. */
-function nativeError(e: unknown, input: string | Buffer): InputError {
-  const msg = firstLine(e);
-  return new InputError(msg.startsWith('cannot read') ? msg : `cannot decode the image: ${msg}`, { file: typeof input === 'string' ? input : '<buffer>' });
+/**
+ * `area` preprocessing by the JPEG addon (undefined where it does not apply), its failures as InputErrors naming the
+ * file: the addon says "cannot read the image: …" itself, or gives libjpeg's message.
+ */
+async function areaByAddon(input: string | Buffer, settings: PreprocessSettings, norm?: Normalization): ReturnType<typeof preprocessJpegNative> {
+  try {
+    return await preprocessJpegNative(input, areaDecodeSide(settings.size), settings.size, settings.crop, norm);
+  } catch (e) {
+    const msg = firstLine(e);
+    throw new InputError(msg.startsWith('cannot read') ? msg : `cannot decode the image: ${msg}`, { file: typeof input === 'string' ? input : '<buffer>' });
+  }
 }
 
 /** `forceJs` crops and resamples in JavaScript even where the addon could (tests compare the two). */
 export async function cropByArea(input: string | Buffer, settings: PreprocessSettings, forceJs = false): Promise<{ rgb: Uint8Array; geometry: CropGeometry }> {
   const name = typeof input === 'string' ? input : '<buffer>';
-  const minShortSide = areaDecodeSide(settings.size);
-  if (!forceJs) {
-    let fast: Awaited<ReturnType<typeof preprocessJpegNative>>;
-    try {
-      fast = await preprocessJpegNative(input, minShortSide, settings.size, settings.crop);
-    } catch (e) {
-      throw nativeError(e, input);
-    }
-    if (fast) return { rgb: fast.data as Uint8Array, geometry: fast.geometry };
-  }
+  const fast = forceJs ? undefined : await areaByAddon(input, settings);
+  if (fast) return { rgb: fast.data as Uint8Array, geometry: fast.geometry };
   let bytes: Uint8Array;
   try {
     bytes = typeof input === 'string' ? await readFile(input) : input;
@@ -293,7 +292,7 @@ export async function cropByArea(input: string | Buffer, settings: PreprocessSet
   }
   let im: ScaledRgb;
   try {
-    im = await decodeRgbScaled(bytes, minShortSide);
+    im = await decodeRgbScaled(bytes, areaDecodeSide(settings.size));
   } catch (e) {
     throw new InputError(`cannot decode the image: ${firstLine(e)}`, { file: name });
   }
@@ -346,12 +345,7 @@ export async function preprocessImage(input: string | Buffer, settings: Preproce
     // the whole way to the network's input on the thread pool (JPEGs with the addon; the same values as below)
     validatePreprocessSettings(settings);
     const channels = channelCount(settings);
-    let fast: Awaited<ReturnType<typeof preprocessJpegNative>>;
-    try {
-      fast = await preprocessJpegNative(input, areaDecodeSide(settings.size), settings.size, settings.crop, normalization(settings, channels));
-    } catch (e) {
-      throw nativeError(e, input);
-    }
+    const fast = await areaByAddon(input, settings, normalization(settings, channels));
     if (fast) return { data: fast.data as Float32Array, size: settings.size, channels, geometry: fast.geometry };
   }
   const b = await preprocessToBytes(input, settings);

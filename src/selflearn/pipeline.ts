@@ -480,25 +480,22 @@ export async function runSelfLearning(opts: SelfLearnOptions): Promise<SelfLearn
     }
   };
 
-  if (opts.modes.includes('finetune') && usable.length > 0) {
-    if (control) await runArm({ name: 'control-finetune', mode: 'finetune', method: null, round: 1, labels: null });
-    for (const n of usable) {
-      const name = `${n}-r1-finetune`;
-      const m = await runArm({ name, mode: 'finetune', method: n, round: 1, labels: first.get(n)! });
-      if (m) r1Models.set(n, { model: m, name });
-    }
-  }
-  // Further rounds right after the fine-tuned arms (their teachers), before the costly from-scratch arms.
-  if (opts.modes.includes('finetune')) await runRounds();
-  if (opts.modes.includes('scratch') && scratchNames.length > 0) {
-    if (control) await runArm({ name: 'control-scratch', mode: 'scratch', method: null, round: 1, labels: null });
-    for (const n of scratchNames) {
-      const name = `${n}-r1-scratch`;
-      const m = await runArm({ name, mode: 'scratch', method: n, round: 1, labels: first.get(n)! });
+  // Round 1 of one mode: its control, then one arm per method. A method's round-1 model is the teacher of its later
+  // rounds: the fine-tuned one when there is one (fine-tuning runs first).
+  const firstRound = async (mode: RetrainMode, methods: string[]): Promise<void> => {
+    if (!opts.modes.includes(mode) || methods.length === 0) return;
+    if (control) await runArm({ name: `control-${mode}`, mode, method: null, round: 1, labels: null });
+    for (const n of methods) {
+      const name = `${n}-r1-${mode}`;
+      const m = await runArm({ name, mode, method: n, round: 1, labels: first.get(n)! });
       if (m && !r1Models.has(n)) r1Models.set(n, { model: m, name });
     }
-  }
+  };
 
+  await firstRound('finetune', usable);
+  // Further rounds right after the fine-tuned arms (their teachers), before the costly from-scratch arms.
+  if (opts.modes.includes('finetune')) await runRounds();
+  await firstRound('scratch', scratchNames);
   if (!opts.modes.includes('finetune')) await runRounds();
 
   return snapshot();

@@ -1,11 +1,11 @@
 import type { FastifyInstance } from 'fastify';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { initEngine } from '../engine/index.js';
 import { ensureWebBuilt, WEB_DIST } from '../../web/build.js';
 import { isLoopbackHost } from './auth.js';
 import { ModelService } from './model-service.js';
 import { buildServer } from './server.js';
-import { initEngine } from '../engine/index.js';
 
 export interface StartOptions {
   modelDir: string;
