@@ -42,6 +42,7 @@ interface TrainFlags {
   batchSize: number;
   lr: number;
   minLr?: number;
+  weightDecay: number;
   warmup: number;
   imageSize?: number;
   channels?: 'green' | 'rgb';
@@ -76,6 +77,7 @@ export function register(program: Command): void {
     .option('--batch-size <n>', 'images per optimiser step', positiveInt('batch-size'), 16)
     .option('--lr <rate>', 'peak learning rate of Adam', positiveNumber('lr'), 1e-3)
     .option('--min-lr <rate>', 'final learning rate of the cosine schedule (default: lr/50)', positiveNumber('min-lr'))
+    .option('--weight-decay <rate>', 'decoupled weight decay (AdamW): each step every weight shrinks by lr x rate', nonNegativeNumber('weight-decay'), 0)
     .option('--warmup <epochs>', 'linear warm-up epochs', nonNegativeNumber('warmup'), 1)
     .option('--image-size <px>', "input side in pixels (default: the architecture's: 227 for alexnet, 224 for resnets)", positiveInt('image-size'))
     .addOption(new Option('--channels <c>', 'input channels (default: green for alexnet, rgb otherwise)').choices(['green', 'rgb']))
@@ -118,6 +120,7 @@ export function register(program: Command): void {
         batchSize: flags.batchSize,
         lr: flags.lr,
         minLr: flags.minLr,
+        weightDecay: flags.weightDecay,
         warmupEpochs: flags.warmup,
         imageSize: flags.imageSize,
         channels: flags.channels,

@@ -32,6 +32,11 @@ export interface LoopSettings {
   batchSize: number;
   lr: number;
   minLr: number;
+  /**
+   * Decoupled weight decay (AdamW, as PyTorch's AdamW applies it: every trainable weight shrinks by lr × decay each
+   * step); 0 is plain Adam.
+   */
+  weightDecay?: number;
   warmupEpochs: number;
   patience: number;
   monitor: Monitor;
@@ -85,6 +90,16 @@ function setLearningRate(optimizer: tf.AdamOptimizer, lr: number): void {
 
 function better(monitor: Monitor, a: number, b: number): boolean {
   return monitor === 'val_loss' ? a < b : a > b;
+}
+
+/**
+ * AdamW's decoupled decay, applied after Adam's step rather than before it: the weights then differ from PyTorch's
+ * order by lr × decay × the step (about 1e-4 of it), and Adam's own native update stays untouched.
+ */
+function decayWeights(vars: tf.Variable[], amount: number): void {
+  tf.tidy(() => {
+    for (const v of vars) v.assign(tf.mul(v, 1 - amount));
+  });
 }
 
 /** Assembles one batch: normalise the cached bytes, augment (when training), stack; targets and sample weights. */
@@ -150,6 +165,8 @@ export async function trainLoop(
     batchSize,
     lr: s.lr,
     minLr: s.minLr,
+    // absent when 0, so that a run started before the setting existed still resumes
+    weightDecay: s.weightDecay || undefined,
     warmupEpochs: s.warmupEpochs,
     patience: s.patience,
     monitor: s.monitor,
@@ -264,12 +281,14 @@ export async function trainLoop(
       const idx = order.slice(b * batchSize, (b + 1) * batchSize);
       rng.state = state.rngState;
       const batch = makeBatch(idx, train, trainPixels, metadata.preprocess, metadata.inputShape, s.augment, rng);
-      setLearningRate(optimizer, learningRateAt(schedule, state.step));
+      const lr = learningRateAt(schedule, state.step);
+      setLearningRate(optimizer, lr);
       const lossT = optimizer.minimize(
         () => lossOf(batch.y, training.apply(batch.x, { training: true }) as tf.Tensor2D, batch.w),
         true,
         varList,
       ) as tf.Scalar;
+      if (s.weightDecay) decayWeights(varList, lr * s.weightDecay);
       const loss = (await lossT.data())[0];
       tf.dispose([lossT, batch.x, batch.y, batch.w]);
       if (!Number.isFinite(loss)) throw new Error(`training diverged: loss is ${loss} at epoch ${epoch + 1}, batch ${b + 1} (try a lower --lr)`);

@@ -50,6 +50,8 @@ export interface TrainOptions {
   lr?: number;
   /** Final learning rate of the cosine schedule (default lr/50). */
   minLr?: number;
+  /** Decoupled weight decay (AdamW); default 0, plain Adam. */
+  weightDecay?: number;
   warmupEpochs?: number;
   /** Input side in pixels (default: the architecture's). */
   imageSize?: number;
@@ -171,6 +173,7 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
     batchSize: opts.batchSize ?? 16,
     lr: opts.lr ?? 1e-3,
     minLr: opts.minLr ?? (opts.lr ?? 1e-3) / 50,
+    weightDecay: opts.weightDecay ?? 0,
     warmupEpochs: opts.warmupEpochs ?? 1,
     patience: opts.patience ?? 8,
     monitor: opts.monitor ?? 'val_auc',

@@ -142,6 +142,25 @@ test('resuming with a different configuration is refused', async () => {
   await assert.rejects(trainModel({ ...opts, epochs: 1, lr: 1e-4 }), /different training configuration/);
 });
 
+test('decoupled weight decay shrinks every trainable weight by (1 - lr x decay) per step, on top of Adam', async () => {
+  await initEngine();
+  // A constant, tiny rate: Adam moves a weight by about 1e-7 per step, so the decay is what separates the two runs.
+  const opts = { ...(await base('decay')), epochs: 1, lr: 1e-7, minLr: 1e-7, augment: false as const };
+  const decay = 2e5; // lr x decay = 2 % per step
+  await trainModel(opts);
+  await trainModel({ ...opts, out: `${opts.out}-wd`, runDir: `${opts.runDir}-wd`, weightDecay: decay });
+  const split = JSON.parse(await readFile(opts.split, 'utf8')) as { parts: { train: string[] } };
+  const steps = Math.ceil(split.parts.train.length / opts.batchSize);
+  const kernel = async (dir: string) => (await loadModel(dir)).network.getLayer('conv1').getWeights()[0].dataSync();
+  const [plain, decayed] = [await kernel(opts.out), await kernel(`${opts.out}-wd`)];
+  const expected = (1 - opts.lr * decay) ** steps;
+  for (let i = 0; i < plain.length; i += 7) {
+    assert.ok(Math.abs(decayed[i] - plain[i] * expected) < 1e-5, `weight ${i}: ${decayed[i]} vs ${plain[i]} x ${expected.toFixed(4)}`);
+  }
+  // and a different decay is a different run: no resuming across it
+  await assert.rejects(trainModel({ ...opts, out: `${opts.out}-wd`, runDir: `${opts.runDir}-wd`, weightDecay: decay / 2 }), /different training configuration/);
+});
+
 test('a time budget stops mid-epoch and still validates, selects and writes the model', async () => {
   await initEngine();
   const opts = await base('budget');
