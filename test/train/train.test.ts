@@ -150,7 +150,7 @@ test('decoupled weight decay shrinks every trainable weight by (1 - lr x decay) 
   await trainModel(opts);
   await trainModel({ ...opts, out: `${opts.out}-wd`, runDir: `${opts.runDir}-wd`, weightDecay: decay });
   const split = JSON.parse(await readFile(opts.split, 'utf8')) as { parts: { train: string[] } };
-  const steps = Math.ceil(split.parts.train.length / opts.batchSize);
+  const steps = Math.ceil(split.parts.train.length / (opts.batchSize ?? 0));
   const kernel = async (dir: string) => (await loadModel(dir)).network.getLayer('conv1').getWeights()[0].dataSync();
   const [plain, decayed] = [await kernel(opts.out), await kernel(`${opts.out}-wd`)];
   const expected = (1 - opts.lr * decay) ** steps;
