@@ -283,6 +283,7 @@ def variants():
         v("dropout0.3", dropout=0.3),
         v("adamw0.05-mixup0.2", opt="adamw", wd=0.05, mixup=0.2),
         v("adamw0.05-strong", opt="adamw", wd=0.05, aug=strong),
+        v("adamw0.05-dropout0.3", opt="adamw", wd=0.05, dropout=0.3),
         # budget-matched alternatives (CPU cost of one epoch relative to the bundled network, measured by fundus)
         v("w24-18ep", width=24, epochs=18),
         v("160px-26ep", size=160, pack="p224", epochs=26),
