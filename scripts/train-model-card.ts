@@ -2,6 +2,7 @@
 // Usage: npx tsx scripts/train-model-card.ts <model_dir> [--notes <markdown file>]
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { ModelMetadata } from '../src/models/metadata.js';
 
 interface ClassScores {
   auc: number | null;
@@ -22,11 +23,23 @@ if (!dir) {
 }
 const notesIdx = process.argv.indexOf('--notes');
 const notes = notesIdx > 0 ? await readFile(process.argv[notesIdx + 1], 'utf8') : '';
-const meta = JSON.parse(await readFile(join(dir, 'fundus.json'), 'utf8'));
+const meta = JSON.parse(await readFile(join(dir, 'fundus.json'), 'utf8')) as ModelMetadata;
 const split = JSON.parse(await readFile(join(dir, 'split.json'), 'utf8'));
 const history = (await readFile(join(dir, 'history.csv'), 'utf8')).trim().split('\n');
 const m = meta.metrics as { validation: PartScores; test: PartScores; bestEpoch: number | null; epochs: number; trainSeconds: number; imagesPerSecond: number; monitor: string };
 const f = (v: number | null | undefined, d = 3) => (v === null || v === undefined || Number.isNaN(v) ? 'n/a' : v.toFixed(d));
+
+/** The optimiser in words, from the recipe the training run recorded (older models did not). */
+function recipe(meta: ModelMetadata): string {
+  const t = meta.training;
+  if (!t) return 'Adam with warm-up + cosine learning rate, augmentation (flips, rotation, zoom, shift, brightness/contrast/gamma)';
+  const optimiser = t.optimizer === 'adamw' ? `AdamW (decoupled weight decay ${t.weightDecay})` : 'Adam';
+  return (
+    `${optimiser}, batch ${t.batchSize}, learning rate ${t.lr} after ${t.warmupEpochs} warm-up epoch${t.warmupEpochs === 1 ? '' : 's'}, ` +
+    `cosine decay to ${t.minLr} over ${t.epochs} epochs, ${t.augment ? 'augmentation (flips, rotation, zoom, shift, brightness/contrast/gamma)' : 'no augmentation'}, ` +
+    `seed ${t.seed}${t.initFrom ? `, starting from the weights of ${t.initFrom}` : ', from scratch'}`
+  );
+}
 
 const rows = meta.classes
   .map((c: string) => {
@@ -76,8 +89,8 @@ Re-run this evaluation: \`fundus evaluate ${dir} --data ../shared/data/vietai/tr
 ## Training
 
 ${m.epochs} epochs (best epoch ${m.bestEpoch ?? 'n/a'} by ${m.monitor}), ${(m.trainSeconds / 60).toFixed(1)} min of training at
-${f(m.imagesPerSecond, 1)} images/s on a shared 2-core machine (native oneDNN engine), Adam with warm-up + cosine learning rate,
-class-balanced loss, augmentation (flips, rotation, zoom, shift, brightness/contrast/gamma). Per-epoch history:
+${f(m.imagesPerSecond, 1)} images/s on a 2-core machine (native oneDNN engine), ${recipe(meta)},
+class-balanced loss. Per-epoch history:
 \`history.csv\` and the TensorBoard event file in this directory.
 
 <details><summary>history.csv</summary>

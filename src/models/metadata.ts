@@ -3,6 +3,24 @@ import type { PreprocessSettings } from '../data/preprocess.js';
 /** The three training tasks of fundus (see the README). */
 export type Task = 'multilabel' | 'focus' | 'focus-sigmoid' | 'one-vs-normal';
 
+/** The optimiser settings of a training run, so that a model card can say how its weights were learnt. */
+export interface TrainingRecipe {
+  /** `adamw` when a decoupled weight decay was applied, else `adam`. */
+  optimizer: 'adam' | 'adamw';
+  /** Peak learning rate, reached after `warmupEpochs` of linear warm-up, then cosine decay to `minLr`. */
+  lr: number;
+  minLr: number;
+  warmupEpochs: number;
+  weightDecay: number;
+  batchSize: number;
+  /** Epochs the schedule was set for (early stopping or a time budget may end the run sooner). */
+  epochs: number;
+  augment: boolean;
+  seed: number;
+  /** The model directory whose weights the run started from (fine-tuning), as given. */
+  initFrom?: string;
+}
+
 /**
  * What a model directory carries beside tfjs's `model.json` and weights (`fundus.json`). Everything needed to
  * predict exactly as at training time, and to know what the model was trained on.
@@ -26,6 +44,8 @@ export interface ModelMetadata {
   thresholdPolicy: string;
   /** Fingerprints of the training data so that anyone can tell what a model has seen. */
   trainingData?: { csvSha256: string; imageCount: number; splitSha256?: string; splitFile?: string };
+  /** How the weights were learnt (absent in models saved before it was recorded). */
+  training?: TrainingRecipe;
   /** Final metrics on validation/test, as produced by `fundus evaluate`. */
   metrics?: Record<string, unknown>;
   createdAt: string;

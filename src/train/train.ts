@@ -211,6 +211,18 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
       splitSha256: split.sha256,
       splitFile: 'split.json',
     },
+    training: {
+      optimizer: settings.weightDecay ? ('adamw' as const) : ('adam' as const),
+      lr: settings.lr,
+      minLr: settings.minLr,
+      warmupEpochs: settings.warmupEpochs,
+      weightDecay: settings.weightDecay ?? 0,
+      batchSize: settings.batchSize,
+      epochs: settings.epochs,
+      augment: settings.augment !== false,
+      seed: settings.seed,
+      ...(opts.initFrom ? { initFrom: opts.initFrom } : {}),
+    },
     createdAt: new Date().toISOString(),
     fundusVersion: FUNDUS_VERSION,
   };

@@ -56,6 +56,7 @@ test('a tiny real training run: the loss falls, the model directory is complete 
   assert.match(m.metadata.thresholdPolicy, /max-f1 on validation/);
   assert.ok(m.metadata.metrics?.test && m.metadata.metrics?.validation);
   assert.equal(m.metadata.trainingData?.imageCount, r.metadata.trainingData?.imageCount);
+  assert.deepEqual(m.metadata.training, { optimizer: 'adam', lr: 1e-2, minLr: 2e-4, warmupEpochs: 0, weightDecay: 0, batchSize: 4, epochs: 6, augment: false, seed: 7 });
   // predictFiles preprocesses with the stored settings: same as preprocessing by hand and predicting the tensor.
   const split = JSON.parse(await readFile(join(opts.out, 'split.json'), 'utf8'));
   const files2 = split.parts.test.slice(0, 3).map((f: string) => join(opts.images, f));
