@@ -389,7 +389,8 @@ export async function trainLoop(
     best: state.best,
     validationProbs: v.probs,
     trainSeconds: state.elapsedSeconds,
-    imagesPerSecond: secondsSpent > 0 ? imagesSeen / secondsSpent : NaN,
+    // over the whole run, resumes included: a run resumed only to be finalised saw no images in this process
+    imagesPerSecond: state.elapsedSeconds > 0 ? (train.length * state.history.reduce((a, h) => a + (h.epoch_fraction ?? 1), 0)) / state.elapsedSeconds : NaN,
     eventsCreatedAt: state.eventsCreatedAt,
   };
 }

@@ -57,6 +57,10 @@ test('a tiny real training run: the loss falls, the model directory is complete 
   assert.ok(m.metadata.metrics?.test && m.metadata.metrics?.validation);
   assert.equal(m.metadata.trainingData?.imageCount, r.metadata.trainingData?.imageCount);
   assert.deepEqual(m.metadata.training, { optimizer: 'adam', lr: 1e-2, minLr: 2e-4, warmupEpochs: 0, weightDecay: 0, batchSize: 4, epochs: 6, augment: false, seed: 7 });
+  // Running the finished command again only finalises: same weights, and the whole run's speed, not this process's.
+  const again = await trainModel(opts);
+  assert.ok(Number.isFinite(r.imagesPerSecond) && again.imagesPerSecond === r.imagesPerSecond, `${again.imagesPerSecond} vs ${r.imagesPerSecond}`);
+  assert.deepEqual(again.history, r.history);
   // predictFiles preprocesses with the stored settings: same as preprocessing by hand and predicting the tensor.
   const split = JSON.parse(await readFile(join(opts.out, 'split.json'), 'utf8'));
   const files2 = split.parts.test.slice(0, 3).map((f: string) => join(opts.images, f));
