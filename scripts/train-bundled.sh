@@ -34,6 +34,6 @@ train() {
 }
 
 train default --task multilabel --model resnet18-narrow --image-size 128 --resize area --epochs "$DEFAULT_EPOCHS" \
-  --batch-size 16 --lr 2e-3 --warmup 1 --patience 10 --max-minutes "$MINUTES"
+  --batch-size 16 --lr 2e-3 --weight-decay 0.05 --warmup 1 --patience 10 --max-minutes "$MINUTES"
 train alexnet-focus --task focus --model alexnet --resize area --epochs "$FOCUS_EPOCHS" --batch-size 16 --lr 5e-4 \
   --warmup 1 --patience 8 --max-minutes "$FOCUS_MINUTES"
