@@ -156,12 +156,15 @@ try {
   }
   console.log(`serve benchmark: model ${note} (${model.metadata.architecture}, input ${model.metadata.inputShape.join('x')}), engine ${engine.backend}, ${images.length} VietAI images, batch ${batchSize}`);
 
-  // Alternated, best of five each: load from other processes on a shared machine then hits both alike, and both
-  // sides keep speeding up over the first three rounds (JIT, page cache, buffer pools), so the first is cold.
+  // Alternated, best of five each: load from other processes on a shared machine then hits both alike. The CLI's
+  // first rounds are cold (measured: 580, 665, 750, then 850-1030 images/s from the fourth round on, with CPU per
+  // image falling from 2.9 to 1.9 ms: JIT, the thread pool's per-thread buffers), so three unmeasured rounds come
+  // first, as raw inference gets its warm-up call.
   let raw: Rate = { imagesPerSecond: 0, cpuMsPerImage: 0 };
   let cli: Rate = { imagesPerSecond: 0, cpuMsPerImage: 0 };
   const paired: number[] = [];
   const batches = await inputBatches(model, images);
+  for (let rep = 0; rep < 3; rep++) await cliThroughput(model, images);
   for (let rep = 0; rep < 5; rep++) {
     const r = await rawInference(model, batches);
     const c = await cliThroughput(model, images);
