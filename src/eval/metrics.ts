@@ -48,16 +48,11 @@ export function classCounts(y: Labels, w?: Weights): { positives: number; negati
 }
 
 /**
- * Walks `scores` from the highest down and calls `step` with the cumulative (weighted) true and false positives at
- * each distinct threshold: tied scores form one step, as in sklearn's curves. Returns the totals.
+ * Area under the ROC curve, equal to sklearn's `roc_auc_score` (trapezoidal over distinct thresholds, so tied scores
+ * count one half). `order` (from `argsortDesc(scores)`) may be passed to skip the sort when called repeatedly.
+ * Null when the labels hold only one class: the ROC curve is not defined then.
  */
-function thresholdSteps(
-  y: Labels,
-  scores: Scores,
-  w: Weights | undefined,
-  order: Uint32Array | undefined,
-  step: (tp: number, fp: number) => void,
-): { tp: number; fp: number } {
+export function rocAuc(y: Labels, scores: Scores, w?: Weights, order?: Uint32Array): number | null {
   checkLengths(y, scores, w);
   if (!order) {
     checkFinite(scores);
@@ -65,46 +60,53 @@ function thresholdSteps(
   }
   let tp = 0;
   let fp = 0;
+  let tpPrev = 0;
+  let fpPrev = 0;
+  let area = 0;
   const n = order.length;
   for (let k = 0; k < n; k++) {
     const i = order[k];
     const wi = w ? w[i] : 1;
     if (y[i]) tp += wi;
     else fp += wi;
-    if (k === n - 1 || scores[order[k + 1]] !== scores[i]) step(tp, fp);
+    if (k === n - 1 || scores[order[k + 1]] !== scores[i]) {
+      area += ((fp - fpPrev) * (tp + tpPrev)) / 2;
+      tpPrev = tp;
+      fpPrev = fp;
+    }
   }
-  return { tp, fp };
-}
-
-/**
- * Area under the ROC curve, equal to sklearn's `roc_auc_score` (trapezoidal over distinct thresholds, so tied scores
- * count one half). `order` (from `argsortDesc(scores)`) may be passed to skip the sort when called repeatedly.
- * Null when the labels hold only one class: the ROC curve is not defined then.
- */
-export function rocAuc(y: Labels, scores: Scores, w?: Weights, order?: Uint32Array): number | null {
-  let tpPrev = 0;
-  let fpPrev = 0;
-  let area = 0;
-  const { tp, fp } = thresholdSteps(y, scores, w, order, (tp, fp) => {
-    area += ((fp - fpPrev) * (tp + tpPrev)) / 2;
-    tpPrev = tp;
-    fpPrev = fp;
-  });
   if (tp === 0 || fp === 0) return null;
   return area / (tp * fp);
 }
 
+// averagePrecision repeats rocAuc's walk over the distinct thresholds on purpose: both run once per class per
+// bootstrap resample, and one shared walk calling back per threshold measured 1.4-2x slower in `npm run bench:eval`
+// (0.28-0.53 against 0.20-0.30 ms per resample).
 /**
  * Average precision, equal to sklearn's `average_precision_score`: the step-wise sum over distinct thresholds of
  * (R_k - R_{k-1}) P_k, with no interpolation. Null when there are no positives (sklearn warns and returns 0).
  */
 export function averagePrecision(y: Labels, scores: Scores, w?: Weights, order?: Uint32Array): number | null {
+  checkLengths(y, scores, w);
+  if (!order) {
+    checkFinite(scores);
+    order = argsortDesc(scores);
+  }
+  let tp = 0;
+  let fp = 0;
   let tpPrev = 0;
   let sum = 0;
-  const { tp } = thresholdSteps(y, scores, w, order, (tp, fp) => {
-    if (tp > tpPrev) sum += ((tp - tpPrev) * tp) / (tp + fp);
-    tpPrev = tp;
-  });
+  const n = order.length;
+  for (let k = 0; k < n; k++) {
+    const i = order[k];
+    const wi = w ? w[i] : 1;
+    if (y[i]) tp += wi;
+    else fp += wi;
+    if (k === n - 1 || scores[order[k + 1]] !== scores[i]) {
+      if (tp > tpPrev) sum += ((tp - tpPrev) * tp) / (tp + fp);
+      tpPrev = tp;
+    }
+  }
   if (tp === 0) return null;
   return sum / tp;
 }
