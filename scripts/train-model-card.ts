@@ -29,14 +29,16 @@ const history = (await readFile(join(dir, 'history.csv'), 'utf8')).trim().split(
 const m = meta.metrics as { validation: PartScores; test: PartScores; bestEpoch: number | null; epochs: number; trainSeconds: number; imagesPerSecond: number; monitor: string };
 const f = (v: number | null | undefined, d = 3) => (v === null || v === undefined || Number.isNaN(v) ? 'n/a' : v.toFixed(d));
 
+const AUGMENTATION = 'augmentation (flips, rotation, zoom, shift, brightness/contrast/gamma)';
+
 /** The optimiser in words, from the recipe the training run recorded (older models did not). */
 function recipe(meta: ModelMetadata): string {
   const t = meta.training;
-  if (!t) return 'Adam with warm-up + cosine learning rate, augmentation (flips, rotation, zoom, shift, brightness/contrast/gamma)';
+  if (!t) return `Adam with warm-up + cosine learning rate, ${AUGMENTATION}`;
   const optimiser = t.optimizer === 'adamw' ? `AdamW (decoupled weight decay ${t.weightDecay})` : 'Adam';
   return (
     `${optimiser}, batch ${t.batchSize}, learning rate ${t.lr} after ${t.warmupEpochs} warm-up epoch${t.warmupEpochs === 1 ? '' : 's'}, ` +
-    `cosine decay to ${t.minLr} over ${t.epochs} epochs, ${t.augment ? 'augmentation (flips, rotation, zoom, shift, brightness/contrast/gamma)' : 'no augmentation'}, ` +
+    `cosine decay to ${t.minLr} over ${t.epochs} epochs, ${t.augment ? AUGMENTATION : 'no augmentation'}, ` +
     `seed ${t.seed}${t.initFrom ? `, starting from the weights of ${t.initFrom}` : ', from scratch'}`
   );
 }
