@@ -14,22 +14,32 @@ using dt = dnnl::memory::data_type;
 namespace fundus {
 namespace {
 
-// Parameter vector shared with src/engine/kernels/conv.ts.
+// Parameter vector shared with src/engine/kernels/conv.ts. `groups` is 1 for an ordinary convolution and c for a
+// depthwise one (tfjs's DepthwiseConv2dNative: o = c × multiplier, output channel ci × multiplier + m).
 struct ConvParams {
-  int64_t n, c, h, w, o, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, pb, pr, nchw, hasBias, act;
+  int64_t n, c, h, w, o, kh, kw, oh, ow, sh, sw, dh, dw, pt, pl, pb, pr, nchw, hasBias, act, groups;
   explicit ConvParams(const std::vector<int64_t>& p)
       : n(p[0]), c(p[1]), h(p[2]), w(p[3]), o(p[4]), kh(p[5]), kw(p[6]), oh(p[7]), ow(p[8]), sh(p[9]), sw(p[10]),
-        dh(p[11]), dw(p[12]), pt(p[13]), pl(p[14]), pb(p[15]), pr(p[16]), nchw(p[17]), hasBias(p[18]), act(p[19]) {}
+        dh(p[11]), dw(p[12]), pt(p[13]), pl(p[14]), pb(p[15]), pr(p[16]), nchw(p[17]), hasBias(p[18]), act(p[19]),
+        groups(p[20]) {}
   memory::desc src(bool any) const { return {{n, c, h, w}, dt::f32, any ? tag::any : (nchw ? tag::nchw : tag::nhwc)}; }
   memory::desc dst(bool any) const { return {{n, o, oh, ow}, dt::f32, any ? tag::any : (nchw ? tag::nchw : tag::nhwc)}; }
-  memory::desc weights(bool any) const { return {{o, c, kh, kw}, dt::f32, any ? tag::any : tag::hwio}; }
+  memory::desc weights(bool any) const {
+    if (groups == 1) return {{o, c, kh, kw}, dt::f32, any ? tag::any : tag::hwio};
+    // Depthwise: tfjs's filter is [kh, kw, c, multiplier]; oneDNN's grouped dims are {g, o/g, c/g = 1, kh, kw}.
+    const int64_t m = o / groups;
+    memory::dims dims{groups, m, c / groups, kh, kw};
+    if (any) return {dims, dt::f32, tag::any};
+    return {dims, dt::f32, memory::dims{m, 1, 1, kw * c * m, c * m}};
+  }
   memory::desc bias() const { return {{o}, dt::f32, tag::x}; }
+  bool valid() const { return groups >= 1 && c % groups == 0 && o % groups == 0; }
   memory::dims strides() const { return {sh, sw}; }
   memory::dims dilates() const { return {dh - 1, dw - 1}; }
   memory::dims padL() const { return {pt, pl}; }
   memory::dims padR() const { return {pb, pr}; }
 };
-constexpr size_t kConvParamCount = 20;
+constexpr size_t kConvParamCount = 21;
 
 // One side of a primitive: the tfjs-layout user memory and the layout the primitive wants.
 struct Port {
@@ -141,7 +151,7 @@ dnnl::convolution_forward::primitive_desc forwardDesc(const ConvParams& q, bool 
   return choose<dnnl::convolution_forward::primitive_desc>([&](bool any) { return forwardDescWith(q, withBias, attr, any); });
 }
 
-double convFlops(const ConvParams& q) { return 2.0 * q.n * q.oh * q.ow * q.o * q.c * q.kh * q.kw; }
+double convFlops(const ConvParams& q) { return 2.0 * q.n * q.oh * q.ow * q.o * (q.c / q.groups) * q.kh * q.kw; }
 
 struct ForwardEntry {
   int threads = 1;
@@ -254,8 +264,9 @@ std::shared_ptr<BackwardWeightsEntry> backwardWeightsEntry(const std::vector<int
 Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
   auto p = intsArg(info, 4, kConvParamCount, "params");
   ConvParams q(p);
+  if (!q.valid()) return Napi::Boolean::New(info.Env(), false);
   const float* x = floatArg(info, 0, q.n * q.c * q.h * q.w, "x");
-  const float* w = floatArg(info, 1, q.kh * q.kw * q.c * q.o, "filter");
+  const float* w = floatArg(info, 1, q.kh * q.kw * (q.c / q.groups) * q.o, "filter");
   const float* bias = q.hasBias ? floatArg(info, 2, q.o, "bias") : nullptr;
   float* y = floatArg(info, 3, q.n * q.o * q.oh * q.ow, "y");
   float alpha = info.Length() > 5 && info[5].IsNumber() ? info[5].As<Napi::Number>().FloatValue() : 0.f;
@@ -285,8 +296,9 @@ Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
 Napi::Value Conv2dBackwardData(const Napi::CallbackInfo& info) {
   auto p = intsArg(info, 3, kConvParamCount, "params");
   ConvParams q(p);
+  if (!q.valid()) return Napi::Boolean::New(info.Env(), false);
   const float* dy = floatArg(info, 0, q.n * q.o * q.oh * q.ow, "dy");
-  const float* w = floatArg(info, 1, q.kh * q.kw * q.c * q.o, "filter");
+  const float* w = floatArg(info, 1, q.kh * q.kw * (q.c / q.groups) * q.o, "filter");
   float* dx = floatArg(info, 2, q.n * q.c * q.h * q.w, "dx");
   std::shared_ptr<BackwardDataEntry> e;
   try {
@@ -311,9 +323,10 @@ Napi::Value Conv2dBackwardData(const Napi::CallbackInfo& info) {
 Napi::Value Conv2dBackwardWeights(const Napi::CallbackInfo& info) {
   auto p = intsArg(info, 3, kConvParamCount, "params");
   ConvParams q(p);
+  if (!q.valid()) return Napi::Boolean::New(info.Env(), false);
   const float* x = floatArg(info, 0, q.n * q.c * q.h * q.w, "x");
   const float* dy = floatArg(info, 1, q.n * q.o * q.oh * q.ow, "dy");
-  float* dw = floatArg(info, 2, q.kh * q.kw * q.c * q.o, "dw");
+  float* dw = floatArg(info, 2, q.kh * q.kw * (q.c / q.groups) * q.o, "dw");
   std::shared_ptr<BackwardWeightsEntry> e;
   try {
     e = backwardWeightsEntry(p);

@@ -90,3 +90,50 @@ describe('native convolution kernels match the JS CPU kernels', { skip }, () => 
     });
   }
 });
+
+// Depthwise filters are [kh, kw, channels, multiplier]; MobileNetV2 uses 3×3, stride 1 and 2, multiplier 1, TF "same".
+const DEPTHWISE: ConvCase[] = [
+  { name: '3x3 same, stride 1', x: [2, 7, 7, 5], filter: [3, 3, 5, 1], strides: 1, pad: 'same' },
+  { name: '3x3 same, stride 2, even input (asymmetric padding)', x: [2, 8, 8, 4], filter: [3, 3, 4, 1], strides: 2, pad: 'same' },
+  { name: '3x3 same, stride 2, odd input', x: [1, 9, 7, 3], filter: [3, 3, 3, 1], strides: 2, pad: 'same' },
+  { name: 'multiplier 2, valid', x: [2, 6, 6, 3], filter: [3, 3, 3, 2], strides: 1, pad: 'valid' },
+  { name: 'many channels (MobileNetV2 block)', x: [2, 14, 14, 96], filter: [3, 3, 96, 1], strides: 2, pad: 'same' },
+  { name: 'non-square kernel, dilation 2', x: [1, 10, 11, 4], filter: [3, 2, 4, 1], strides: 1, pad: 'same', dilations: 2 },
+];
+
+describe('native depthwise convolution kernels match the JS CPU kernels', { skip }, () => {
+  for (const c of DEPTHWISE) {
+    it(`DepthwiseConv2dNative: ${c.name}`, () => {
+      const inputs = inputsOf(c, 41);
+      const fn = (x: tf.Tensor, w: tf.Tensor) => tf.depthwiseConv2d(x as tf.Tensor4D, w as tf.Tensor4D, c.strides, c.pad, 'NHWC', c.dilations ?? 1);
+      const { result: native, calls } = countNativeCalls(() => runOn('native', inputs, fn));
+      assert.equal(calls.conv2dForward, 1, 'ran natively');
+      compare(c.name, native, runOn('cpu', inputs, fn));
+    });
+
+    it(`FusedDepthwiseConv2D (bias + relu / relu6): ${c.name}`, () => {
+      const o = c.filter[2] * c.filter[3];
+      const inputs = [...inputsOf(c, 51), { shape: [o], values: randomValues(o, 53) }];
+      for (const activation of ['relu', 'relu6', 'linear'] as const) {
+        const fn = (x: tf.Tensor, w: tf.Tensor, b: tf.Tensor) =>
+          tf.fused.depthwiseConv2d({ x: x as tf.Tensor4D, filter: w as tf.Tensor4D, strides: c.strides, pad: c.pad, dilations: c.dilations ?? 1, bias: b, activation });
+        const { result: native, calls } = countNativeCalls(() => runOn('native', inputs, fn));
+        assert.equal(calls.conv2dForward, 1, 'ran natively');
+        compare(`${c.name} ${activation}`, native, runOn('cpu', inputs, fn));
+      }
+    });
+
+    // tfjs has no dilated depthwise gradient to compare with
+    if (c.dilations === undefined) it(`DepthwiseConv2dNativeBackpropInput and BackpropFilter: ${c.name}`, () => {
+      const dil = 1;
+      const outShape = tf.tidy(() => tf.depthwiseConv2d(tf.zeros(c.x) as tf.Tensor4D, tf.zeros(c.filter) as tf.Tensor4D, c.strides, c.pad, 'NHWC', dil).shape);
+      const inputs = [...inputsOf(c, 61), { shape: outShape, values: randomValues(outShape.reduce((a, b) => a * b), 63) }];
+      const fn = (x: tf.Tensor, w: tf.Tensor, dy: tf.Tensor) =>
+        tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(tf.depthwiseConv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.strides, c.pad, 'NHWC', dil), dy)))([x, w]);
+      const { result: native, calls } = countNativeCalls(() => runOn('native', inputs, fn));
+      assert.equal(calls.conv2dBackwardData, 1, 'backward data ran natively');
+      assert.equal(calls.conv2dBackwardWeights, 1, 'backward weights ran natively');
+      compare(c.name, native, runOn('cpu', inputs, fn));
+    });
+  }
+});

@@ -1,4 +1,5 @@
-// Conv2D, FusedConv2D and both convolution gradients on oneDNN (native/src/conv.cc).
+// Conv2D, FusedConv2D, their depthwise counterparts and every convolution gradient on oneDNN (native/src/conv.cc).
+// A depthwise convolution is a grouped one with one group per input channel.
 import { backend_util, util } from '@tensorflow/tfjs-core';
 import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs-core';
 import { allocFloat32, addon, f32, fallback, output, cpuKernel, type Backend, type KernelArgs } from './util.js';
@@ -9,7 +10,7 @@ type Rounding = 'floor' | 'round' | 'ceil' | undefined;
 interface ConvAttrs {
   strides: [number, number] | number;
   pad: Pad;
-  dataFormat: 'NHWC' | 'NCHW';
+  dataFormat?: 'NHWC' | 'NCHW';
   dilations: [number, number] | number;
   dimRoundingMode?: Rounding;
   activation?: backend_util.Activation;
@@ -32,7 +33,7 @@ export function fitPadding(size: number, k: number, dilation: number, stride: nu
 const ACTIVATION_CODES: Partial<Record<string, number>> = { linear: 0, relu: 1, relu6: 2, elu: 3, leakyrelu: 4, sigmoid: 5 };
 
 /** The parameter vector of native/src/conv.cc (ConvParams), or null when the case is not expressible. */
-export function convParams(info: backend_util.Conv2DInfo, hasBias: boolean, activation: number): number[] | null {
+export function convParams(info: backend_util.Conv2DInfo, hasBias: boolean, activation: number, depthwise = false): number[] | null {
   const ph = fitPadding(info.inHeight, info.filterHeight, info.dilationHeight, info.strideHeight, info.outHeight, info.padInfo.top, info.padInfo.bottom);
   const pw = fitPadding(info.inWidth, info.filterWidth, info.dilationWidth, info.strideWidth, info.outWidth, info.padInfo.left, info.padInfo.right);
   if (!ph || !pw || info.batchSize <= 0 || info.inChannels <= 0 || info.outChannels <= 0) return null;
@@ -40,24 +41,35 @@ export function convParams(info: backend_util.Conv2DInfo, hasBias: boolean, acti
     info.batchSize, info.inChannels, info.inHeight, info.inWidth, info.outChannels, info.filterHeight, info.filterWidth,
     info.outHeight, info.outWidth, info.strideHeight, info.strideWidth, info.dilationHeight, info.dilationWidth,
     ph[0], pw[0], ph[1], pw[1], info.dataFormat === 'channelsFirst' ? 1 : 0, hasBias ? 1 : 0, activation,
+    depthwise ? info.inChannels : 1,
   ];
 }
 
-function conv2D(args: KernelArgs<{ x: TensorInfo; filter: TensorInfo }, ConvAttrs>): TensorInfo {
+type Kind = { name: string; depthwise: boolean };
+const CONV: Kind = { name: 'Conv2D', depthwise: false };
+const DEPTHWISE: Kind = { name: 'DepthwiseConv2dNative', depthwise: true };
+const FUSED: Kind = { name: 'FusedConv2D', depthwise: false };
+const FUSED_DEPTHWISE: Kind = { name: 'FusedDepthwiseConv2D', depthwise: true };
+
+/** tfjs's geometry of a convolution; depthwise kernels carry no data format (always NHWC). */
+function convInfo(xShape: number[], filterShape: number[], a: ConvAttrs, depthwise: boolean, dilations = a.dilations): backend_util.Conv2DInfo {
+  return backend_util.computeConv2DInfo(
+    xShape as [number, number, number, number], filterShape as [number, number, number, number], a.strides, dilations ?? 1, a.pad,
+    a.dimRoundingMode, depthwise, backend_util.convertConv2DDataFormat(a.dataFormat ?? 'NHWC'));
+}
+
+const makeConv = (kind: Kind) => (args: KernelArgs<{ x: TensorInfo; filter: TensorInfo }, ConvAttrs>): TensorInfo => {
   const { inputs: { x, filter }, backend, attrs } = args;
-  const a = attrs!;
-  const info = backend_util.computeConv2DInfo(
-    x.shape as [number, number, number, number], filter.shape as [number, number, number, number], a.strides, a.dilations, a.pad,
-    a.dimRoundingMode, false, backend_util.convertConv2DDataFormat(a.dataFormat));
+  const info = convInfo(x.shape, filter.shape, attrs!, kind.depthwise);
   const xv = f32(backend, x);
   const wv = f32(backend, filter);
-  const p = convParams(info, false, 0);
+  const p = convParams(info, false, 0, kind.depthwise);
   if (xv && wv && p) {
     const y = allocFloat32(util.sizeFromShape(info.outShape));
     if (addon().conv2dForward(xv, wv, null, y, p, 0)) return output(backend, info.outShape, y);
   }
-  return fallback('Conv2D', args);
-}
+  return fallback(kind.name, args);
+};
 
 interface FusedInputs { x: TensorInfo; filter: TensorInfo; bias?: TensorInfo; preluActivationWeights?: TensorInfo }
 
@@ -73,20 +85,18 @@ function channelBias(backend: Backend, bias: TensorInfo | undefined, channels: n
   return null;
 }
 
-function fusedConv2D(args: KernelArgs<FusedInputs, ConvAttrs>): TensorInfo {
+const makeFusedConv = (kind: Kind) => (args: KernelArgs<FusedInputs, ConvAttrs>): TensorInfo => {
   const { inputs: { x, filter, bias, preluActivationWeights }, backend, attrs } = args;
   const a = attrs!;
   const activation = a.activation ?? 'linear';
   const code = ACTIVATION_CODES[activation];
   const isPrelu = activation === 'prelu';
-  const info = backend_util.computeConv2DInfo(
-    x.shape as [number, number, number, number], filter.shape as [number, number, number, number], a.strides, a.dilations, a.pad,
-    a.dimRoundingMode, false, backend_util.convertConv2DDataFormat(a.dataFormat));
+  const info = convInfo(x.shape, filter.shape, a, kind.depthwise);
   const xv = f32(backend, x);
   const wv = f32(backend, filter);
   const bv = channelBias(backend, bias, info.outChannels, a.dataFormat === 'NCHW');
   const nativeOk = xv && wv && bv !== null && (code !== undefined || (isPrelu && a.dataFormat !== 'NCHW'));
-  const p = nativeOk ? convParams(info, bv !== undefined, isPrelu ? 0 : code!) : null;
+  const p = nativeOk ? convParams(info, bv !== undefined, isPrelu ? 0 : code!, kind.depthwise) : null;
   if (xv && wv && p) {
     const y = allocFloat32(util.sizeFromShape(info.outShape));
     if (addon().conv2dForward(xv, wv, bv ?? null, y, p, a.leakyreluAlpha ?? 0.2)) {
@@ -97,46 +107,47 @@ function fusedConv2D(args: KernelArgs<FusedInputs, ConvAttrs>): TensorInfo {
       return activated;
     }
   }
-  return fallback('FusedConv2D', args);
-}
+  return fallback(kind.name, args);
+};
 
-function conv2DBackpropInput(args: KernelArgs<{ dy: TensorInfo; filter: TensorInfo }, ConvAttrs>): TensorInfo {
+// tfjs's Conv2D gradients always pass dilation 1 (it refuses dilated gradients); the depthwise ones pass theirs.
+const makeBackpropInput = (name: string, depthwise: boolean) => (args: KernelArgs<{ dy: TensorInfo; filter: TensorInfo }, ConvAttrs>): TensorInfo => {
   const { inputs: { dy, filter }, backend, attrs } = args;
   const a = attrs!;
   const inputShape = a.inputShape!;
-  const info = backend_util.computeConv2DInfo(
-    inputShape, filter.shape as [number, number, number, number], a.strides, 1, a.pad, a.dimRoundingMode, false,
-    backend_util.convertConv2DDataFormat(a.dataFormat));
+  const info = convInfo(inputShape, filter.shape, a, depthwise, depthwise ? a.dilations : 1);
   const dyv = f32(backend, dy);
   const wv = f32(backend, filter);
-  const p = convParams(info, false, 0);
+  const p = convParams(info, false, 0, depthwise);
   if (dyv && wv && p) {
     const dx = allocFloat32(util.sizeFromShape(inputShape));
     if (addon().conv2dBackwardData(dyv, wv, dx, p)) return output(backend, [...inputShape], dx);
   }
-  return fallback('Conv2DBackpropInput', args);
-}
+  return fallback(name, args);
+};
 
-function conv2DBackpropFilter(args: KernelArgs<{ x: TensorInfo; dy: TensorInfo }, ConvAttrs>): TensorInfo {
+const makeBackpropFilter = (name: string, depthwise: boolean) => (args: KernelArgs<{ x: TensorInfo; dy: TensorInfo }, ConvAttrs>): TensorInfo => {
   const { inputs: { x, dy }, backend, attrs } = args;
   const a = attrs!;
   const filterShape = a.filterShape!;
-  const info = backend_util.computeConv2DInfo(
-    x.shape as [number, number, number, number], filterShape, a.strides, 1, a.pad, a.dimRoundingMode, false,
-    backend_util.convertConv2DDataFormat(a.dataFormat));
+  const info = convInfo(x.shape, filterShape, a, depthwise, depthwise ? a.dilations : 1);
   const xv = f32(backend, x);
   const dyv = f32(backend, dy);
-  const p = convParams(info, false, 0);
+  const p = convParams(info, false, 0, depthwise);
   if (xv && dyv && p) {
     const dw = allocFloat32(util.sizeFromShape(filterShape));
     if (addon().conv2dBackwardWeights(xv, dyv, dw, p)) return output(backend, [...filterShape], dw);
   }
-  return fallback('Conv2DBackpropFilter', args);
-}
+  return fallback(name, args);
+};
 
 export const convKernels: Omit<KernelConfig, 'backendName'>[] = [
-  { kernelName: 'Conv2D', kernelFunc: conv2D as never },
-  { kernelName: 'FusedConv2D', kernelFunc: fusedConv2D as never },
-  { kernelName: 'Conv2DBackpropInput', kernelFunc: conv2DBackpropInput as never },
-  { kernelName: 'Conv2DBackpropFilter', kernelFunc: conv2DBackpropFilter as never },
+  { kernelName: 'Conv2D', kernelFunc: makeConv(CONV) as never },
+  { kernelName: 'FusedConv2D', kernelFunc: makeFusedConv(FUSED) as never },
+  { kernelName: 'Conv2DBackpropInput', kernelFunc: makeBackpropInput('Conv2DBackpropInput', false) as never },
+  { kernelName: 'Conv2DBackpropFilter', kernelFunc: makeBackpropFilter('Conv2DBackpropFilter', false) as never },
+  { kernelName: 'DepthwiseConv2dNative', kernelFunc: makeConv(DEPTHWISE) as never },
+  { kernelName: 'FusedDepthwiseConv2D', kernelFunc: makeFusedConv(FUSED_DEPTHWISE) as never },
+  { kernelName: 'DepthwiseConv2dNativeBackpropInput', kernelFunc: makeBackpropInput('DepthwiseConv2dNativeBackpropInput', true) as never },
+  { kernelName: 'DepthwiseConv2dNativeBackpropFilter', kernelFunc: makeBackpropFilter('DepthwiseConv2dNativeBackpropFilter', true) as never },
 ];
