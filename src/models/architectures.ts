@@ -1,5 +1,7 @@
 import * as tfl from '@tensorflow/tfjs-layers';
 import { InputError } from '../util/errors.js';
+import { buildBackboneNetwork, type BackboneProvenance } from './backbones.js';
+import type { BackboneName } from './pretrained.js';
 
 type SymbolicTensor = tfl.SymbolicTensor;
 
@@ -31,6 +33,8 @@ export interface ArchitectureInfo {
   description: string;
   /** The input the architecture is meant for; buildNetwork accepts other sizes that the layers can handle. */
   defaultInput: [number, number, number];
+  /** ImageNet-pretrained networks: built from their published weights by createNetwork (see backbones.ts). */
+  backbone?: BackboneName;
 }
 
 /** The reference AlexNet of the fundus work, layer for layer (green channel, 227 px). */
@@ -103,6 +107,10 @@ const smallCnn: Builder = (input, numClasses, { name, heNormal }) => {
   return tfl.layers.dense({ units: numClasses, kernelInitializer: heNormal(), name: name('logits') }).apply(x) as SymbolicTensor;
 };
 
+const notBuiltHere: Builder = () => {
+  throw new InputError('a pretrained backbone is built from its weights by createNetwork, and cannot sit beside other networks in one model');
+};
+
 const ARCHITECTURES: Record<string, { build: Builder; info: ArchitectureInfo }> = {
   'small-cnn': {
     build: smallCnn,
@@ -123,6 +131,14 @@ const ARCHITECTURES: Record<string, { build: Builder; info: ArchitectureInfo }> 
   'resnet18-w8': {
     build: resnet18(8),
     info: { name: 'resnet18-w8', description: 'ResNet-18 layout with widths 8-16-32-64 (tests, quick runs)', defaultInput: [128, 128, 3] },
+  },
+  mobilenetv2: {
+    build: notBuiltHere,
+    info: { name: 'mobilenetv2', description: 'MobileNetV2 1.0, ImageNet weights (TF-slim, ships with fundus)', defaultInput: [224, 224, 3], backbone: 'mobilenetv2' },
+  },
+  resnet50: {
+    build: notBuiltHere,
+    info: { name: 'resnet50', description: 'ResNet-50, ImageNet weights (Keras; `fundus weights fetch resnet50`)', defaultInput: [224, 224, 3], backbone: 'resnet50' },
   },
 };
 
@@ -185,6 +201,33 @@ export function buildNetwork(
   if (collapsed) throw new InputError(`model "${name}" cannot take ${inputShape.join('x')} inputs: a layer output shrinks to [${collapsed.slice(1).join(', ')}]`);
   const probs = tfl.layers.activation({ activation: opts.activation ?? 'sigmoid', name: `${prefix}probs` }).apply(logits) as SymbolicTensor;
   return tfl.model({ inputs: input, outputs: probs, name: `${prefix}${name}` });
+}
+
+/** A network as training starts it: built from scratch, or from a pretrained backbone (with what that implies). */
+export interface CreatedNetwork {
+  network: tfl.LayersModel;
+  backbone?: BackboneProvenance;
+  /** The input normalisation the pretrained weights expect (backbones only). */
+  normalize?: { mean: number[]; std: number[] };
+}
+
+/**
+ * Builds architecture `name` like buildNetwork, or, for a pretrained backbone, from its ImageNet weights with a new
+ * head. Backbones take RGB only.
+ */
+export async function createNetwork(
+  name: string,
+  inputShape: [number, number, number],
+  numClasses: number,
+  opts: NetworkOptions & { weightsDir?: string } = {},
+): Promise<CreatedNetwork> {
+  const info = architectureInfo(name);
+  if (!info.backbone) return { network: buildNetwork(name, inputShape, numClasses, opts) };
+  if (opts.prefix) throw new InputError(`model "${name}" (a pretrained backbone) cannot be one of several networks in one model (one-vs-normal)`);
+  const [h, w, c] = inputShape;
+  if (c !== 3 || h !== w) throw new InputError(`model "${name}" takes square RGB inputs (got ${inputShape.join('x')})`);
+  const built = await buildBackboneNetwork(info.backbone, h, numClasses, { activation: opts.activation, seed: opts.seed, weightsDir: opts.weightsDir });
+  return { network: built.network, backbone: built.provenance, normalize: built.normalize };
 }
 
 /** Output shapes of every layer between input and output (a too-small input makes some of them empty). */

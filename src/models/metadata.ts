@@ -1,4 +1,12 @@
 import type { PreprocessSettings } from '../data/preprocess.js';
+import type { BackboneProvenance } from './backbones.js';
+
+/**
+ * How a pretrained backbone was fine-tuned: `probe` fits only the new head on frozen features; `partial` trains the
+ * layers from `trainableFrom` on (the last stage) and the head; `full` trains every layer, the backbone at
+ * `backboneLrScale` times the head's rate.
+ */
+export type FineTuneRecipe = 'probe' | 'partial' | 'full';
 
 /** The three training tasks of fundus (see the README). */
 export type Task = 'multilabel' | 'focus' | 'focus-sigmoid' | 'one-vs-normal';
@@ -19,7 +27,18 @@ export interface TrainingRecipe {
   seed: number;
   /** The model directory whose weights the run started from (fine-tuning), as given. */
   initFrom?: string;
+  /** Pretrained backbones only: the fine-tuning recipe and its settings. */
+  fineTune?: {
+    recipe: FineTuneRecipe;
+    backboneLrScale: number;
+    /** `frozen`: batch-norm layers keep their pretrained statistics and affine weights; `train`: batch statistics. */
+    batchNorm: 'frozen' | 'train';
+    trainableFrom?: string;
+  };
 }
+
+/** Prediction beyond one forward pass: `hflip` averages the probabilities of the photo and its mirror image. */
+export type TestTimeAugmentation = 'none' | 'hflip';
 
 /**
  * What a model directory carries beside tfjs's `model.json` and weights (`fundus.json`). Everything needed to
@@ -46,6 +65,10 @@ export interface ModelMetadata {
   trainingData?: { csvSha256: string; imageCount: number; splitSha256?: string; splitFile?: string };
   /** How the weights were learnt (absent in models saved before it was recorded). */
   training?: TrainingRecipe;
+  /** The pretrained backbone the network was built on (absent for networks trained from scratch). */
+  backbone?: BackboneProvenance;
+  /** How predictions are made (absent: one forward pass). */
+  inference?: { tta: TestTimeAugmentation };
   /** Final metrics on validation/test, as produced by `fundus evaluate`. */
   metrics?: Record<string, unknown>;
   createdAt: string;

@@ -21,12 +21,14 @@ function checkInput(model: FundusModel, x: tf.Tensor4D): void {
 
 /**
  * Probabilities for a batch of preprocessed inputs [n, h, w, c]: n×C row-major, after the model's activation (the
- * saved network ends with its sigmoid/softmax, see architectures.ts). Training-time layers run in inference mode.
+ * saved network ends with its sigmoid/softmax, see architectures.ts). Training-time layers run in inference mode. A
+ * model that records flip test-time augmentation averages the photo's and its mirror image's probabilities.
  */
 export function predictTensor(model: FundusModel, x: tf.Tensor4D): Float32Array {
   checkInput(model, x);
   return tf.tidy(() => {
-    const y = model.network.predict(x) as tf.Tensor;
+    let y = model.network.predict(x) as tf.Tensor;
+    if (model.metadata.inference?.tta === 'hflip') y = tf.mul(0.5, tf.add(y, model.network.predict(tf.reverse(x, 2)) as tf.Tensor));
     return y.dataSync() as Float32Array;
   }).slice();
 }

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { loadModel, saveModel } from '../models/io.js';
 import type { ModelMetadata } from '../models/metadata.js';
 import { InputError } from '../util/errors.js';
+import { GroupedAdam } from './optimizer.js';
 
 /** One row of the training history (one per epoch). */
 export type HistoryRow = Record<string, number>;
@@ -55,9 +56,24 @@ function adamPowers(opt: tf.Optimizer): { name: string; tensor: tf.Variable }[] 
   return ADAM_POWERS.filter((k) => o[k] instanceof tf.Variable).map((k) => ({ name: `__${k}`, tensor: o[k] as tf.Variable }));
 }
 
-async function serializeOptimizer(opt: tf.Optimizer): Promise<{ json: string; bin: Uint8Array }> {
+/** The optimisers of a checkpoint: one, or one per parameter group. */
+function membersOf(opt: tf.Optimizer | GroupedAdam): tf.Optimizer[] {
+  return opt instanceof GroupedAdam ? opt.members : [opt];
+}
+
+/** Group k > 0 prefixes its state names, so that a one-group checkpoint reads as before groups existed. */
+const groupPrefix = (k: number) => (k === 0 ? '' : `g${k}:`);
+
+async function namedState(opt: tf.Optimizer, k: number): Promise<{ name: string; tensor: tf.Tensor }[]> {
+  const p = groupPrefix(k);
   const named = [...(await opt.getWeights()), ...adamPowers(opt)];
-  const manifest: OptimizerManifest = { className: opt.getClassName(), weights: [] };
+  return named.map(({ name, tensor }) => ({ name: name.startsWith('__') ? `__${p}${name.slice(2)}` : `${p}${name}`, tensor }));
+}
+
+async function serializeOptimizer(optimizer: tf.Optimizer | GroupedAdam): Promise<{ json: string; bin: Uint8Array }> {
+  const members = membersOf(optimizer);
+  const named = (await Promise.all(members.map((m, k) => namedState(m, k)))).flat();
+  const manifest: OptimizerManifest = { className: members[0].getClassName(), weights: [] };
   const arrays: Float32Array[] = [];
   for (const { name, tensor } of named) {
     manifest.weights.push({ name, shape: tensor.shape });
@@ -73,10 +89,11 @@ async function serializeOptimizer(opt: tf.Optimizer): Promise<{ json: string; bi
   return { json: JSON.stringify(manifest), bin: new Uint8Array(buf.buffer) };
 }
 
-async function restoreOptimizer(opt: tf.Optimizer, dir: string): Promise<void> {
+async function restoreOptimizer(optimizer: tf.Optimizer | GroupedAdam, dir: string): Promise<void> {
+  const members = membersOf(optimizer);
   const manifest = JSON.parse(await readFile(join(dir, OPTIMIZER_JSON), 'utf8')) as OptimizerManifest;
-  if (manifest.className !== opt.getClassName()) {
-    throw new InputError(`checkpoint optimiser is ${manifest.className}, expected ${opt.getClassName()}`, { file: join(dir, OPTIMIZER_JSON) });
+  if (manifest.className !== members[0].getClassName()) {
+    throw new InputError(`checkpoint optimiser is ${manifest.className}, expected ${members[0].getClassName()}`, { file: join(dir, OPTIMIZER_JSON) });
   }
   const bin = await readFile(join(dir, OPTIMIZER_BIN));
   const all = new Float32Array(bin.buffer.slice(bin.byteOffset, bin.byteOffset + bin.byteLength));
@@ -88,13 +105,22 @@ async function restoreOptimizer(opt: tf.Optimizer, dir: string): Promise<void> {
     return { name, tensor: t };
   });
   if (o !== all.length) throw new InputError('optimizer.bin does not match optimizer.json', { file: join(dir, OPTIMIZER_BIN) });
-  const powers = named.filter((n) => n.name.startsWith('__'));
-  await opt.setWeights(named.filter((n) => !n.name.startsWith('__')));
-  for (const p of powers) {
-    const target = adamPowers(opt).find((a) => a.name === p.name);
-    if (target) target.tensor.assign(p.tensor);
+  for (const [k, opt] of members.entries()) {
+    const p = groupPrefix(k);
+    const mine = named.filter((n) => groupOf(n.name) === k).map((n) => ({ ...n, name: n.name.startsWith('__') ? `__${n.name.slice(2 + p.length)}` : n.name.slice(p.length) }));
+    await opt.setWeights(mine.filter((n) => !n.name.startsWith('__')));
+    for (const pw of mine.filter((n) => n.name.startsWith('__'))) {
+      const target = adamPowers(opt).find((a) => a.name === pw.name);
+      if (target) target.tensor.assign(pw.tensor);
+    }
   }
   named.forEach((n) => n.tensor.dispose());
+}
+
+/** The parameter group a saved state name belongs to (see groupPrefix). */
+function groupOf(name: string): number {
+  const m = /^(?:__)?g(\d+):/.exec(name);
+  return m ? Number(m[1]) : 0;
 }
 
 /**
@@ -105,7 +131,7 @@ export async function saveCheckpoint(
   dir: string,
   network: tfl.LayersModel,
   metadata: ModelMetadata,
-  optimizer: tf.Optimizer,
+  optimizer: tf.Optimizer | GroupedAdam,
   state: TrainState,
 ): Promise<void> {
   const opt = await serializeOptimizer(optimizer);
@@ -141,7 +167,7 @@ export function copyWeights(from: tfl.LayersModel, to: tfl.LayersModel, where = 
 }
 
 /** Restores network weights and optimiser state from a checkpoint into the (freshly built) network and optimiser. */
-export async function restoreCheckpoint(dir: string, network: tfl.LayersModel, optimizer: tf.Optimizer): Promise<TrainState> {
+export async function restoreCheckpoint(dir: string, network: tfl.LayersModel, optimizer: tf.Optimizer | GroupedAdam): Promise<TrainState> {
   const state = await readState(dir);
   if (!state) throw new InputError('checkpoint has no readable state.json', { file: dir });
   const saved = await loadModel(dir);

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { initEngine } from '../engine/index.js';
-import { architectureNames } from '../models/architectures.js';
+import { architectureInfo, architectureNames } from '../models/architectures.js';
 import { TASKS, parseTask } from '../models/tasks.js';
 import { InputError } from '../util/errors.js';
 import type { Monitor } from './loop.js';
@@ -53,6 +53,12 @@ interface TrainFlags {
   monitor: Monitor;
   seed: number;
   initFrom?: string;
+  pretrained?: string;
+  recipe?: 'probe' | 'partial' | 'full';
+  backboneLrScale?: number;
+  batchNorm?: 'frozen' | 'train';
+  trainableFrom?: string;
+  tta: 'none' | 'hflip';
   checkpointSeconds: number;
   maxMinutes?: number;
   restart?: boolean;
@@ -92,6 +98,15 @@ export function register(program: Command): void {
     .addOption(new Option('--monitor <metric>', 'validation metric for best epoch and early stopping').choices(['val_auc', 'val_f1', 'val_loss']).default('val_auc'))
     .option('--seed <n>', 'random seed (initialisation, order, augmentation)', (v) => Number.parseInt(v, 10), 42)
     .option('--init-from <model_dir>', 'start from the weights of an existing model (fine-tuning)')
+    .addOption(new Option('--pretrained <weights>', 'weights of a pretrained backbone (mobilenetv2, resnet50; the only ones are ImageNet)').choices(['imagenet']))
+    .addOption(
+      new Option('--recipe <recipe>', 'backbones: probe = head only, on frozen features computed once; partial = last stage + head; full = every layer (default)')
+        .choices(['probe', 'partial', 'full']),
+    )
+    .option('--backbone-lr-scale <x>', "backbones: the backbone's learning rate as a multiple of the head's (default 0.1)", positiveNumber('backbone-lr-scale'))
+    .addOption(new Option('--batch-norm <mode>', 'backbones: train = batch statistics while training (default); frozen = the pretrained statistics').choices(['frozen', 'train']))
+    .option('--trainable-from <layer>', 'backbones, partial recipe: first layer that trains (default: the start of the last stage)')
+    .addOption(new Option('--tta <kind>', 'test-time augmentation the model records: hflip averages each photo with its mirror image').choices(['none', 'hflip']).default('none'))
     .option('--checkpoint-seconds <s>', 'save a mid-epoch checkpoint at least this often', positiveNumber('checkpoint-seconds'), 120)
     .option('--max-minutes <m>', 'training-time budget: when spent, stops (mid-epoch if need be), validates and writes the best model', positiveNumber('max-minutes'))
     .option('--restart', 'discard an existing checkpoint in the run directory instead of resuming')
@@ -102,10 +117,15 @@ export function register(program: Command): void {
       '\nExamples:\n' +
         '  fundus train --task multilabel --model resnet18-narrow --data ../shared/data/vietai/train.csv ../shared/data/vietai/train \\\n' +
         '      --split splits/vietai.json --out models/mine\n' +
-        '  fundus train --task focus --model alexnet --data train.csv train/ --split splits/vietai.json --out models/alexnet-focus',
+        '  fundus train --task focus --model alexnet --data train.csv train/ --split splits/vietai.json --out models/alexnet-focus\n' +
+        '  fundus train --task multilabel --model mobilenetv2 --pretrained imagenet --recipe full --lr 1e-3 --epochs 12 \\\n' +
+        '      --data train.csv train/ --split splits/vietai.json --out models/mnv2',
     )
     .action(async (flags: TrainFlags) => {
       if (flags.data.length !== 2) throw new InputError('--data takes two values: the labels CSV and the image folder');
+      if (flags.pretrained && !architectureInfo(flags.model).backbone) {
+        throw new InputError(`--pretrained: ${flags.model} has no pretrained weights (backbones: ${architectureNames().filter((n) => architectureInfo(n).backbone).join(', ')})`);
+      }
       const engine = await initEngine();
       if (!flags.quiet) process.stderr.write(`engine: ${engine.backend} (${engine.threads} threads)\n`);
       const r = await trainModel({
@@ -131,6 +151,11 @@ export function register(program: Command): void {
         monitor: flags.monitor,
         seed: flags.seed,
         initFrom: flags.initFrom,
+        recipe: flags.recipe,
+        backboneLrScale: flags.backboneLrScale,
+        batchNorm: flags.batchNorm,
+        trainableFrom: flags.trainableFrom,
+        tta: flags.tta,
         checkpointSeconds: flags.checkpointSeconds,
         maxMinutes: flags.maxMinutes,
         restart: flags.restart,

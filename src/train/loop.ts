@@ -22,6 +22,7 @@ import { scoreProbabilities } from './scores.js';
 import { InputError } from '../util/errors.js';
 import { useFastBatchNorm } from './fastbn.js';
 import { recalibrateBatchNorm } from './bnstats.js';
+import { GroupedAdam, type ParamGroup } from './optimizer.js';
 
 /** The quantity that picks the best epoch and drives early stopping. */
 export type Monitor = 'val_auc' | 'val_f1' | 'val_loss';
@@ -51,6 +52,11 @@ export interface LoopSettings {
   quiet: boolean;
   /** Training images whose batch statistics replace the BN moving averages before each validation (0: off). */
   bnCalibrationImages?: number;
+  /**
+   * Fine-tuning a pretrained backbone: these layers (the pretrained ones) learn at lr × `lrScale`, every other
+   * trainable layer (the new head) at lr. Frozen layers are marked non-trainable by the caller.
+   */
+  pretrained?: { layers: string[]; lrScale: number };
   /** Called after every optimiser step (tests use it to simulate a kill). */
   onBatch?: (info: { epoch: number; batch: number; loss: number }) => void | Promise<void>;
   log: (line: string) => void;
@@ -83,9 +89,12 @@ function hashOf(value: unknown): string {
   return createHash('sha256').update(JSON.stringify(value)).digest('hex').slice(0, 16);
 }
 
-/** tfjs keeps Adam's rate protected but reads it on every step: setting it is how a schedule is applied. */
-function setLearningRate(optimizer: tf.AdamOptimizer, lr: number): void {
-  (optimizer as unknown as { learningRate: number }).learningRate = lr;
+/** The trainable variables, split into the pretrained layers' group (at its rate) and the rest. */
+function paramGroups(network: tfl.LayersModel, pretrained: LoopSettings['pretrained']): ParamGroup[] {
+  const slow = new Set(pretrained?.layers ?? []);
+  const vars = (inSlow: boolean) =>
+    network.layers.filter((l) => slow.has(l.name) === inSlow).flatMap((l) => l.trainableWeights.map((w) => w.read() as tf.Variable));
+  return pretrained ? [{ vars: vars(false), lrScale: 1 }, { vars: vars(true), lrScale: pretrained.lrScale }] : [{ vars: vars(false), lrScale: 1 }];
 }
 
 function better(monitor: Monitor, a: number, b: number): boolean {
@@ -167,6 +176,7 @@ export async function trainLoop(
     minLr: s.minLr,
     // absent when 0, so that a run started before the setting existed still resumes
     weightDecay: s.weightDecay || undefined,
+    pretrained: s.pretrained,
     warmupEpochs: s.warmupEpochs,
     patience: s.patience,
     monitor: s.monitor,
@@ -179,7 +189,7 @@ export async function trainLoop(
   // The native engine has its own one-pass batch-norm gradients; elsewhere the closed form is much cheaper than tfjs's.
   if (process.env.FUNDUS_FAST_BN === '1' || (process.env.FUNDUS_FAST_BN !== '0' && tf.getBackend() !== 'native')) useFastBatchNorm(network);
   const training = logitsModel(network);
-  const optimizer = tf.train.adam(s.lr);
+  const optimizer = new GroupedAdam(paramGroups(network, s.pretrained), s.lr);
   const ckptDir = join(runDir, CHECKPOINT_DIR);
   const bestDir = join(runDir, BEST_DIR);
   let state: TrainState;
@@ -218,7 +228,6 @@ export async function trainLoop(
   const negW = tf.tensor1d(weights.negative);
   const lossOf = (y: tf.Tensor2D, logits: tf.Tensor2D, w: tf.Tensor1D): tf.Scalar =>
     activation === 'softmax' ? weightedSoftmaxCrossEntropy(y, logits, posW, w) : weightedSigmoidCrossEntropy(y, logits, posW, negW, w);
-  const varList = training.trainableWeights.map((v) => v.read() as tf.Variable);
 
   const checkpoint = async () => {
     await saveCheckpoint(ckptDir, network, metadata, optimizer, state);
@@ -282,13 +291,9 @@ export async function trainLoop(
       rng.state = state.rngState;
       const batch = makeBatch(idx, train, trainPixels, metadata.preprocess, metadata.inputShape, s.augment, rng);
       const lr = learningRateAt(schedule, state.step);
-      setLearningRate(optimizer, lr);
-      const lossT = optimizer.minimize(
-        () => lossOf(batch.y, training.apply(batch.x, { training: true }) as tf.Tensor2D, batch.w),
-        true,
-        varList,
-      ) as tf.Scalar;
-      if (s.weightDecay) decayWeights(varList, lr * s.weightDecay);
+      optimizer.setLearningRate(lr);
+      const lossT = optimizer.minimize(() => lossOf(batch.y, training.apply(batch.x, { training: true }) as tf.Tensor2D, batch.w));
+      if (s.weightDecay) for (const g of optimizer.groups) decayWeights(g.vars, lr * g.lrScale * s.weightDecay);
       const loss = (await lossT.data())[0];
       tf.dispose([lossT, batch.x, batch.y, batch.w]);
       if (!Number.isFinite(loss)) throw new Error(`training diverged: loss is ${loss} at epoch ${epoch + 1}, batch ${b + 1} (try a lower --lr)`);

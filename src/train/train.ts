@@ -8,17 +8,21 @@ import { readDataset } from '../data/csv.js';
 import type { Dataset, LabelledImage } from '../data/labels.js';
 import { channelCount, validatePreprocessSettings } from '../data/preprocess.js';
 import type { PreprocessSettings } from '../data/preprocess.js';
-import { architectureInfo, buildNetwork } from '../models/architectures.js';
+import { architectureInfo, buildNetwork, createNetwork } from '../models/architectures.js';
+import type { CreatedNetwork } from '../models/architectures.js';
+import { backboneLayers } from '../models/backbones.js';
 import { buildOneVsNormalNetwork, classSlug, loadMemberWeights } from '../models/combine.js';
 import { loadModel, saveModel } from '../models/io.js';
-import type { ModelMetadata, Task } from '../models/metadata.js';
+import type { FineTuneRecipe, ModelMetadata, Task, TestTimeAugmentation } from '../models/metadata.js';
 import { memberExamples, oneVsNormalMembers, taskExamples, taskHead } from '../models/tasks.js';
 import type { Example } from '../models/tasks.js';
 import { InputError } from '../util/errors.js';
 import { copyWeights } from './checkpoint.js';
 import type { HistoryRow } from './checkpoint.js';
 import { historyFiles } from './history.js';
+import { planFineTune } from './finetune.js';
 import { trainLoop } from './loop.js';
+import { trainProbe } from './probe.js';
 import type { LoopSettings, Monitor } from './loop.js';
 import { scoringExamples, tuneAndScore } from './finalize.js';
 import { readSplitParts } from './split.js';
@@ -65,6 +69,18 @@ export interface TrainOptions {
   seed?: number;
   /** Start from this model directory's weights (fine-tuning; self-learning rounds). */
   initFrom?: string;
+  /** Pretrained backbones (`resnet50`, `mobilenetv2`): how to fine-tune them (default `full`). */
+  recipe?: FineTuneRecipe;
+  /** The backbone's learning rate as a multiple of the head's (default 0.1). */
+  backboneLrScale?: number;
+  /** `train` (default): batch norm uses batch statistics while training; `frozen`: keeps the pretrained ones. */
+  batchNorm?: 'frozen' | 'train';
+  /** `partial` recipe: first trainable backbone layer (default: the start of the last stage). */
+  trainableFrom?: string;
+  /** Test-time augmentation the model records and prediction applies (default `none`). */
+  tta?: TestTimeAugmentation;
+  /** Folder of the backbone weights, instead of the shipped or cached ones (tests). */
+  weightsDir?: string;
   /** Pseudo-labelled examples added to the training part (self-learning). */
   extraExamples?: ExtraExample[];
   checkpointSeconds?: number;
@@ -165,9 +181,32 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
   if (init && init.metadata.architecture !== opts.model) {
     throw new InputError(`--init-from is a ${init.metadata.architecture} model, not ${opts.model}`, { file: opts.initFrom });
   }
-  const preprocess = preprocessFor(opts, init?.metadata);
-  const inputShape: [number, number, number] = [preprocess.size, preprocess.size, channelCount(preprocess)];
   const head = taskHead(opts.task);
+  const info = architectureInfo(opts.model);
+  if (info.backbone && opts.task === 'one-vs-normal') {
+    throw new InputError(`--task one-vs-normal trains one network per pathology; with ${opts.model} use --task multilabel or focus`);
+  }
+  if (!info.backbone && (opts.recipe !== undefined || opts.batchNorm !== undefined || opts.trainableFrom !== undefined || opts.backboneLrScale !== undefined)) {
+    throw new InputError(`--recipe, --batch-norm, --trainable-from and --backbone-lr-scale apply to pretrained backbones (mobilenetv2, resnet50), not ${opts.model}`);
+  }
+  let preprocess = preprocessFor(opts, init?.metadata);
+  const inputShape: [number, number, number] = [preprocess.size, preprocess.size, channelCount(preprocess)];
+  const seed = opts.seed ?? 42;
+  let created: CreatedNetwork | undefined;
+  if (info.backbone) {
+    created = await createNetwork(opts.model, inputShape, head.classes.length, { activation: head.activation, seed, weightsDir: opts.weightsDir });
+    // The pretrained weights expect their own normalisation (a fine-tuned model already records it).
+    if (!init) preprocess = { ...preprocess, normalize: created.normalize! };
+  }
+  const recipe: FineTuneRecipe = opts.recipe ?? 'full';
+  const fineTune = info.backbone
+    ? {
+        recipe,
+        backboneLrScale: opts.backboneLrScale ?? 0.1,
+        batchNorm: opts.batchNorm ?? ('train' as const),
+        ...(opts.trainableFrom !== undefined ? { trainableFrom: opts.trainableFrom } : {}),
+      }
+    : undefined;
   const settings: LoopSettings = {
     epochs: opts.epochs ?? 30,
     batchSize: opts.batchSize ?? 16,
@@ -177,7 +216,7 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
     warmupEpochs: opts.warmupEpochs ?? 1,
     patience: opts.patience ?? 8,
     monitor: opts.monitor ?? 'val_auc',
-    seed: opts.seed ?? 42,
+    seed,
     augment: opts.augment ?? {},
     checkpointSeconds: opts.checkpointSeconds ?? 120,
     checkpointBatches: opts.checkpointBatches ?? 0,
@@ -222,11 +261,19 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
       augment: settings.augment !== false,
       seed: settings.seed,
       ...(opts.initFrom ? { initFrom: opts.initFrom } : {}),
+      ...(fineTune ? { fineTune } : {}),
     },
+    ...(created?.backbone ? { backbone: created.backbone } : {}),
+    ...(opts.tta && opts.tta !== 'none' ? { inference: { tta: opts.tta } } : {}),
     createdAt: new Date().toISOString(),
     fundusVersion: FUNDUS_VERSION,
   };
-  const configExtra = { task: opts.task, initFrom: init ? init.metadata.createdAt : null, limit: opts.limit ?? null };
+  const configExtra = {
+    task: opts.task,
+    initFrom: init ? init.metadata.createdAt : null,
+    limit: opts.limit ?? null,
+    ...(fineTune ? { fineTune, backbone: created?.backbone?.sha256 } : {}),
+  };
 
   let network: tfl.LayersModel;
   let metadata: ModelMetadata;
@@ -247,17 +294,27 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
     log(`${opts.task}: ${train.length} training, ${valExamples.length} validation, ${testExamples.length} test images; ${inputShape.join('x')} inputs`);
     const trainPixels = await bytesOf(train);
     valPixels = await bytesOf(valExamples);
-    network = buildNetwork(opts.model, inputShape, head.classes.length, { activation: head.activation, seed: settings.seed });
+    network = created?.network ?? buildNetwork(opts.model, inputShape, head.classes.length, { activation: head.activation, seed: settings.seed });
     const meta: ModelMetadata = { ...baseMeta, classes: head.classes, activation: head.activation, thresholds: head.classes.map(() => 0.5) };
-    const r = await trainLoop(
-      network,
-      meta,
-      { train, trainPixels, validation: valExamples, validationPixels: valPixels },
-      settings,
-      runDir,
-      configExtra,
-      init ? initFromModel(init, head.classes) : undefined,
-    );
+    const loopData = { train, trainPixels, validation: valExamples, validationPixels: valPixels };
+    const initWeights = init ? initFromModel(init, head.classes) : undefined;
+    let r;
+    if (created?.backbone && fineTune) {
+      const plan = planFineTune(backboneLayers(network, created.backbone.featureLayer), fineTune.recipe, fineTune);
+      if (fineTune.trainableFrom === undefined && plan.trainableFrom && recipe === 'partial') meta.training!.fineTune!.trainableFrom = plan.trainableFrom;
+      log(recipe === 'probe'
+        ? `${opts.model}: ImageNet weights, linear probe (frozen backbone, features computed once)`
+        : `${opts.model}: ImageNet weights, ${recipe} fine-tuning (${plan.trainablePretrained.length} pretrained layers train at ` +
+          `${fineTune.backboneLrScale}x the head's rate; batch norm ${fineTune.batchNorm === 'frozen' ? 'frozen' : 'batch statistics'})`);
+      if (recipe === 'probe') {
+        if (initWeights) await initWeights(network);
+        r = await trainProbe(network, meta, loopData, { steps: 2000, lr: 0.01, l2Grid: [1e-3, 1e-2, 0.1, 1], patience: 10, evalEvery: 20, featureLayer: 'gap', cacheDir: opts.cacheDir, log }, runDir);
+      } else {
+        r = await trainLoop(network, meta, loopData, { ...settings, pretrained: { layers: plan.trainablePretrained, lrScale: fineTune.backboneLrScale } }, runDir, configExtra, initWeights);
+      }
+    } else {
+      r = await trainLoop(network, meta, loopData, settings, runDir, configExtra, initWeights);
+    }
     ({ history, trainSeconds, imagesPerSecond, eventsCreatedAt } = r);
     bestEpoch = r.best?.epoch ?? null;
     metadata = meta;

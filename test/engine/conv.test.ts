@@ -105,7 +105,7 @@ describe('native depthwise convolution kernels match the JS CPU kernels', { skip
   for (const c of DEPTHWISE) {
     it(`DepthwiseConv2dNative: ${c.name}`, () => {
       const inputs = inputsOf(c, 41);
-      const fn = (x: tf.Tensor, w: tf.Tensor) => tf.depthwiseConv2d(x as tf.Tensor4D, w as tf.Tensor4D, c.strides, c.pad, 'NHWC', c.dilations ?? 1);
+      const fn = (x: tf.Tensor, w: tf.Tensor) => tf.depthwiseConv2d(x as tf.Tensor4D, w as tf.Tensor4D, c.strides, c.pad as 'same' | 'valid', 'NHWC', c.dilations ?? 1);
       const { result: native, calls } = countNativeCalls(() => runOn('native', inputs, fn));
       assert.equal(calls.conv2dForward, 1, 'ran natively');
       compare(c.name, native, runOn('cpu', inputs, fn));
@@ -116,7 +116,7 @@ describe('native depthwise convolution kernels match the JS CPU kernels', { skip
       const inputs = [...inputsOf(c, 51), { shape: [o], values: randomValues(o, 53) }];
       for (const activation of ['relu', 'relu6', 'linear'] as const) {
         const fn = (x: tf.Tensor, w: tf.Tensor, b: tf.Tensor) =>
-          tf.fused.depthwiseConv2d({ x: x as tf.Tensor4D, filter: w as tf.Tensor4D, strides: c.strides, pad: c.pad, dilations: c.dilations ?? 1, bias: b, activation });
+          tf.fused.depthwiseConv2d({ x: x as tf.Tensor4D, filter: w as tf.Tensor4D, strides: c.strides, pad: c.pad as 'same' | 'valid', dilations: c.dilations ?? 1, bias: b, activation });
         const { result: native, calls } = countNativeCalls(() => runOn('native', inputs, fn));
         assert.equal(calls.conv2dForward, 1, 'ran natively');
         compare(`${c.name} ${activation}`, native, runOn('cpu', inputs, fn));
@@ -126,10 +126,10 @@ describe('native depthwise convolution kernels match the JS CPU kernels', { skip
     // tfjs has no dilated depthwise gradient to compare with
     if (c.dilations === undefined) it(`DepthwiseConv2dNativeBackpropInput and BackpropFilter: ${c.name}`, () => {
       const dil = 1;
-      const outShape = tf.tidy(() => tf.depthwiseConv2d(tf.zeros(c.x) as tf.Tensor4D, tf.zeros(c.filter) as tf.Tensor4D, c.strides, c.pad, 'NHWC', dil).shape);
+      const outShape = tf.tidy(() => tf.depthwiseConv2d(tf.zeros(c.x) as tf.Tensor4D, tf.zeros(c.filter) as tf.Tensor4D, c.strides, c.pad as 'same' | 'valid', 'NHWC', dil).shape);
       const inputs = [...inputsOf(c, 61), { shape: outShape, values: randomValues(outShape.reduce((a, b) => a * b), 63) }];
       const fn = (x: tf.Tensor, w: tf.Tensor, dy: tf.Tensor) =>
-        tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(tf.depthwiseConv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.strides, c.pad, 'NHWC', dil), dy)))([x, w]);
+        tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(tf.depthwiseConv2d(a as tf.Tensor4D, b as tf.Tensor4D, c.strides, c.pad as 'same' | 'valid', 'NHWC', dil), dy)))([x, w]);
       const { result: native, calls } = countNativeCalls(() => runOn('native', inputs, fn));
       assert.equal(calls.conv2dBackwardData, 1, 'backward data ran natively');
       assert.equal(calls.conv2dBackwardWeights, 1, 'backward weights ran natively');
