@@ -398,6 +398,50 @@ Napi::Value Tile(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), true);
 }
 
+// pad(x, xShape, before, after, value, out): tfjs's PadV2 with a constant (Keras's ZeroPadding2D in front of
+// ResNet-50's first convolution and pooling). One output row (innermost axis) at a time: fill it, copy x's row in.
+Napi::Value Pad(const Napi::CallbackInfo& info) {
+  auto shape = intListArg(info, 1, "shape");
+  auto before = intListArg(info, 2, "before");
+  auto after = intListArg(info, 3, "after");
+  const size_t r = shape.size();
+  if (r == 0 || before.size() != r || after.size() != r) throw Napi::TypeError::New(info.Env(), "pad: bad shape/paddings");
+  for (size_t i = 0; i < r; ++i) {
+    if (before[i] < 0 || after[i] < 0) return Napi::Boolean::New(info.Env(), false);
+  }
+  const float value = info[4].As<Napi::Number>().FloatValue();
+  std::vector<int64_t> outShape(r);
+  for (size_t i = 0; i < r; ++i) outShape[i] = shape[i] + before[i] + after[i];
+  const float* x = floatArg(info, 0, product(shape), "x");
+  const int64_t total = product(outShape);
+  float* out = floatArg(info, 5, total, "out");
+  if (total == 0) return Napi::Boolean::New(info.Env(), true);
+  const int64_t inner = outShape[r - 1], xInner = shape[r - 1];
+  const int64_t rows = total / inner;
+  std::vector<int64_t> xStrides(r, 1);
+  for (size_t i = r - 1; i-- > 0;) xStrides[i] = xStrides[i + 1] * shape[i + 1];
+#pragma omp parallel for schedule(static) if (total >= kParallelThreshold)
+  for (int64_t row = 0; row < rows; ++row) {
+    float* dst = out + row * inner;
+    int64_t xo = 0, rem = row;
+    bool inside = xInner > 0;
+    for (size_t j = r - 1; j-- > 0;) {
+      const int64_t idx = rem % outShape[j] - before[j];
+      rem /= outShape[j];
+      if (idx < 0 || idx >= shape[j]) inside = false;
+      xo += idx * xStrides[j];
+    }
+    if (!inside) {
+      std::fill(dst, dst + inner, value);
+      continue;
+    }
+    std::fill(dst, dst + before[r - 1], value);
+    std::copy(x + xo, x + xo + xInner, dst + before[r - 1]);
+    std::fill(dst + before[r - 1] + xInner, dst + inner, value);
+  }
+  return Napi::Boolean::New(info.Env(), true);
+}
+
 // adamUpdate([g, m, v, w, mOut, vOut, wOut] * variables, [beta1, 1 - beta1, beta2, 1 - beta2, 1 - beta1^t,
 // 1 - beta2^t, eps, -lr]): tfjs's Adam step for every variable in one pass (one parallel region for all of them)
 // instead of fourteen full-size ops per variable. Every constant arrives already rounded to float32 and each
@@ -515,6 +559,7 @@ void initEltwise(Napi::Env env, Napi::Object exports) {
   exports.Set("activationGrad", Napi::Function::New(env, locked<ActivationGrad>));
   exports.Set("batchNorm", Napi::Function::New(env, locked<BatchNorm>));
   exports.Set("tile", Napi::Function::New(env, locked<Tile>));
+  exports.Set("pad", Napi::Function::New(env, locked<Pad>));
   exports.Set("batchNormGradStats", Napi::Function::New(env, locked<BatchNormGradStats>));
   exports.Set("adamUpdate", Napi::Function::New(env, locked<AdamUpdate>));
   exports.Set("batchNormGradX", Napi::Function::New(env, locked<BatchNormGradX>));

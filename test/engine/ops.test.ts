@@ -149,6 +149,11 @@ describe('native element-wise kernels match the JS CPU kernels', { skip }, () =>
     check('tile channels', [input([1, 1, 1, 6], 28)], (x) => tf.tile(x, [2, 3, 4, 1]), 'tile');
     check('tile every axis', [input([2, 3, 5], 29)], (x) => tf.tile(x, [3, 2, 2]), 'tile');
   });
+  it('PadV2 with a constant (ZeroPadding2D), and its gradient', () => {
+    check('pad NHWC spatial', [input([2, 5, 6, 3], 30)], (x) => tf.pad(x, [[0, 0], [3, 3], [3, 3], [0, 0]]), 'pad');
+    check('pad every axis, uneven, value', [input([2, 3, 4], 31)], (x) => tf.pad(x, [[1, 0], [0, 2], [2, 1]], 0.5), 'pad');
+    check('pad gradient', [input([1, 4, 4, 2], 32)], (x) => tf.grad((a: tf.Tensor) => tf.sum(tf.mul(tf.pad(a, [[0, 0], [1, 1], [1, 1], [0, 0]]), 3)))(x), 'pad');
+  });
   it('AddN', () => {
     check('addN', [input([5, 40], 23), input([5, 40], 24), input([5, 40], 25)], (a, b, c) => tf.addN([a, b, c]), 'binary', 2);
   });

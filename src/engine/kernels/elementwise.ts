@@ -69,6 +69,19 @@ function tile(args: KernelArgs<{ x: TensorInfo }, { reps: number[] }>): TensorIn
   return fallback('Tile', args);
 }
 
+/** PadV2 with a constant: Keras's ZeroPadding2D (ResNet-50 pads its input and its first pooling's input). */
+function padV2(args: KernelArgs<{ x: TensorInfo }, { paddings: [number, number][]; constantValue: number }>): TensorInfo {
+  const { inputs: { x }, backend, attrs } = args;
+  const xv = f32(backend, x);
+  const { paddings, constantValue } = attrs!;
+  if (xv && x.shape.length > 0 && paddings.length === x.shape.length) {
+    const outShape = x.shape.map((d, i) => d + paddings[i][0] + paddings[i][1]);
+    const out = allocFloat32(util.sizeFromShape(outShape));
+    if (addon().pad(xv, x.shape, paddings.map((p) => p[0]), paddings.map((p) => p[1]), constantValue, out)) return output(backend, outShape, out);
+  }
+  return fallback('PadV2', args);
+}
+
 const alphaAttr = (fallbackAlpha: number) => (attrs: Record<string, unknown> | undefined) =>
   typeof attrs?.alpha === 'number' ? attrs.alpha : fallbackAlpha;
 
@@ -82,6 +95,7 @@ export const elementwiseKernels: Omit<KernelConfig, 'backendName'>[] = [
   { kernelName: 'SquaredDifference', kernelFunc: makeBinary('SquaredDifference', BINARY.squaredDifference) as never },
   { kernelName: 'AddN', kernelFunc: addN as never },
   { kernelName: 'Tile', kernelFunc: tile as never },
+  { kernelName: 'PadV2', kernelFunc: padV2 as never },
   { kernelName: 'Relu', kernelFunc: makeUnary('Relu', UNARY.relu) as never },
   { kernelName: 'Relu6', kernelFunc: makeUnary('Relu6', UNARY.relu6) as never },
   { kernelName: 'Step', kernelFunc: makeUnary('Step', UNARY.step, alphaAttr(0)) as never },
