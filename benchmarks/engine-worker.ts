@@ -120,7 +120,7 @@ async function main(): Promise<void> {
         () => tf.dispose(tf.engine().runKernel('Conv2DBackpropFilter', { x: xs, dy }, { strides: l.s, pad: l.pad, dataFormat: 'NHWC', dimRoundingMode: undefined, filterShape: w.shape } as never)),
         reps,
       );
-      layers.push({ layer: l.name, forward: flops / fwd / 1e9, backwardData: flops / bwdData / 1e9, backwardWeights: flops / bwdWeights / 1e9 });
+      layers.push({ layer: l.name, flops, forward: flops / fwd / 1e9, backwardData: flops / bwdData / 1e9, backwardWeights: flops / bwdWeights / 1e9 });
       tf.dispose([xs, w, y, dy]);
     }
     result.convGflops = layers;

@@ -36,7 +36,8 @@ function outputLayer(model: FundusModel): string {
  * training saw); otherwise `predictFiles`, exactly as `fundus predict` and `fundus evaluate` compute them.
  */
 export async function predictProbabilities(model: FundusModel, paths: string[], cache = true): Promise<Float32Array> {
-  if (!cache) return predictFiles(model, paths);
+  // Test-time augmentation happens in predictFiles' forward pass, which the embedding path does not take.
+  if (!cache || (model.metadata.inference?.tta ?? 'none') !== 'none') return predictFiles(model, paths);
   return (await embedFiles(model, paths, { layer: outputLayer(model), cache })).matrix.data;
 }
 

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { buildNetwork } from '../models/architectures.js';
+import { createNetwork } from '../models/architectures.js';
 import { loadModel, saveModel, type FundusModel } from '../models/io.js';
 import { trainModel } from '../train/train.js';
 import type { ArmBudget, Retrainer } from './pipeline.js';
@@ -61,6 +61,12 @@ export function trainModelRetrainer(data: { csv: string; images: string; split: 
       patience: budget.patience,
       seed: req.seed,
       initFrom,
+      // a model fine-tuned from a pretrained backbone is retrained with the same recipe
+      recipe: meta.training?.fineTune?.recipe,
+      backboneLrScale: meta.training?.fineTune?.backboneLrScale,
+      batchNorm: meta.training?.fineTune?.batchNorm,
+      trainableFrom: meta.training?.fineTune?.trainableFrom,
+      tta: meta.inference?.tta,
       extraExamples: req.pseudo.map((p) => ({ path: p.path, target: p.labels!, weight: budget.pseudoWeight })),
       limit: budget.limit,
       restart: true,
@@ -71,10 +77,13 @@ export function trainModelRetrainer(data: { csv: string; images: string; split: 
   };
 }
 
-/** An untrained network of the base's architecture, saved with the base's metadata (classes, preprocessing). */
+/**
+ * An untrained network of the base's architecture, saved with the base's metadata (classes, preprocessing); for a
+ * pretrained backbone, its ImageNet weights with a new head (where the base's own training started).
+ */
 async function freshCopy(base: FundusModel, dir: string, seed: number): Promise<string> {
   const meta = base.metadata;
-  const network = buildNetwork(meta.architecture, meta.inputShape, meta.classes.length, { activation: meta.activation, seed });
+  const { network } = await createNetwork(meta.architecture, meta.inputShape, meta.classes.length, { activation: meta.activation, seed });
   const { metrics: _metrics, ...rest } = meta;
   await saveModel(dir, network, { ...rest, thresholds: meta.classes.map(() => 0.5), thresholdPolicy: 'default 0.5', createdAt: new Date().toISOString() });
   network.dispose();
