@@ -442,6 +442,37 @@ Napi::Value Pad(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), true);
 }
 
+// slice(x, xShape, begin, size, out): tfjs's Slice (the gradient of a pad: ResNet-50's ZeroPadding2D before its
+// first pooling slices a 16×114×114×64 gradient every step). One output row (innermost axis) at a time.
+Napi::Value Slice(const Napi::CallbackInfo& info) {
+  auto shape = intListArg(info, 1, "shape");
+  auto begin = intListArg(info, 2, "begin");
+  auto size = intListArg(info, 3, "size");
+  const size_t r = shape.size();
+  if (r == 0 || begin.size() != r || size.size() != r) throw Napi::TypeError::New(info.Env(), "slice: bad shape/begin/size");
+  for (size_t i = 0; i < r; ++i) {
+    if (begin[i] < 0 || size[i] < 0 || begin[i] + size[i] > shape[i]) return Napi::Boolean::New(info.Env(), false);
+  }
+  const float* x = floatArg(info, 0, product(shape), "x");
+  const int64_t total = product(size);
+  float* out = floatArg(info, 4, total, "out");
+  if (total == 0) return Napi::Boolean::New(info.Env(), true);
+  const int64_t inner = size[r - 1];
+  const int64_t rows = total / inner;
+  std::vector<int64_t> xStrides(r, 1);
+  for (size_t i = r - 1; i-- > 0;) xStrides[i] = xStrides[i + 1] * shape[i + 1];
+#pragma omp parallel for schedule(static) if (total >= kParallelThreshold)
+  for (int64_t row = 0; row < rows; ++row) {
+    int64_t xo = begin[r - 1], rem = row;
+    for (size_t j = r - 1; j-- > 0;) {
+      xo += (rem % size[j] + begin[j]) * xStrides[j];
+      rem /= size[j];
+    }
+    std::copy(x + xo, x + xo + inner, out + row * inner);
+  }
+  return Napi::Boolean::New(info.Env(), true);
+}
+
 // adamUpdate([g, m, v, w, mOut, vOut, wOut] * variables, [beta1, 1 - beta1, beta2, 1 - beta2, 1 - beta1^t,
 // 1 - beta2^t, eps, -lr]): tfjs's Adam step for every variable in one pass (one parallel region for all of them)
 // instead of fourteen full-size ops per variable. Every constant arrives already rounded to float32 and each
@@ -560,6 +591,7 @@ void initEltwise(Napi::Env env, Napi::Object exports) {
   exports.Set("batchNorm", Napi::Function::New(env, locked<BatchNorm>));
   exports.Set("tile", Napi::Function::New(env, locked<Tile>));
   exports.Set("pad", Napi::Function::New(env, locked<Pad>));
+  exports.Set("slice", Napi::Function::New(env, locked<Slice>));
   exports.Set("batchNormGradStats", Napi::Function::New(env, locked<BatchNormGradStats>));
   exports.Set("adamUpdate", Napi::Function::New(env, locked<AdamUpdate>));
   exports.Set("batchNormGradX", Napi::Function::New(env, locked<BatchNormGradX>));

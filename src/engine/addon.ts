@@ -41,6 +41,7 @@ export interface NativeAddon {
   batchNormGradStats(x: Float32Array, dy: Float32Array, mean: Float32Array, n: number, c: number, sumDy: Float32Array, sumDyXmu: Float32Array): boolean;
   tile(x: Float32Array, shape: number[], reps: number[], out: Float32Array): boolean;
   pad(x: Float32Array, shape: number[], before: number[], after: number[], value: number, out: Float32Array): boolean;
+  slice(x: Float32Array, shape: number[], begin: number[], size: number[], out: Float32Array): boolean;
   /** 7 arrays per variable: gradient, m, v, value, then m', v', value' (written). */
   adamUpdate(arrays: Float32Array[], constants: Float32Array): boolean;
   batchNormGradX(x: Float32Array, dy: Float32Array, mean: Float32Array, a: Float32Array, b: Float32Array, k: Float32Array, n: number, c: number, out: Float32Array, reluMask: boolean): boolean;

@@ -46,6 +46,14 @@ function reluGrad(args: KernelArgs<{ dy: TensorInfo; x: TensorInfo }>): TensorIn
   return output(backend, x.shape, out);
 }
 
+/** dy where 0 < x <= 6, else 0 (tfjs's Relu6 gradient) */
+function relu6Grad(args: KernelArgs<{ dy: TensorInfo; x: TensorInfo }>): TensorInfo {
+  const { inputs: { dy, x }, backend } = args;
+  const out = allocFloat32(util.sizeFromShape(x.shape));
+  addon().activationGrad(1, f32(backend, dy)!, f32(backend, x)!, out, out.length);
+  return output(backend, x.shape, out);
+}
+
 /** dy where x < attrs.bound (attrs.inclusive: x <= bound), else 0 */
 function boundGrad(args: KernelArgs<{ dy: TensorInfo; x: TensorInfo }, { bound: number; inclusive: boolean }>): TensorInfo {
   const { inputs: { dy, x }, backend, attrs } = args;
@@ -70,6 +78,7 @@ export const GRADIENT_KERNELS: Omit<KernelConfig, 'backendName'>[] = [
   { kernelName: 'FundusMulScaled', kernelFunc: mulScaled as never },
   { kernelName: 'FundusReluGrad', kernelFunc: reluGrad as never },
   { kernelName: 'FundusBoundGrad', kernelFunc: boundGrad as never },
+  { kernelName: 'FundusRelu6Grad', kernelFunc: relu6Grad as never },
   { kernelName: 'FundusBatchNormGradStats', kernelFunc: batchNormGradStats as never },
 ];
 
@@ -95,6 +104,16 @@ function reduceGrad(scaleOf: (n: number) => number) {
     };
 }
 
+/**
+ * tfjs-layers computes its `relu6` activation as minimum(6, relu(x)): two full passes forward and two backward
+ * (a fifth of a MobileNetV2 training step here). tf.relu6 is the same function in one kernel, with tfjs's own
+ * gradient; they differ only in the gradient at exactly x = 6 (tf.relu6 passes it, the minimum blocks it).
+ */
+function useRelu6Kernel(): void {
+  const entry = tf.serialization.SerializationMap.getMap().classNameMap.relu6 as unknown as [{ prototype: { apply(x: Tensor): Tensor } }] | undefined;
+  if (entry) entry[0].prototype.apply = (x: Tensor) => tf.relu6(x);
+}
+
 let registered = false;
 
 /** Installs the overrides (once). Called when the native backend is registered. */
@@ -113,6 +132,12 @@ export function registerNativeGradients(): void {
     if (Array.isArray(dy) || !onNative(x, dy)) return original(dy, saved, attrs);
     return { x: () => run('FundusReluGrad', { dy, x }) };
   });
+  override('Relu6', (original) => (dy, saved, attrs) => {
+    const [x] = saved;
+    if (Array.isArray(dy) || !onNative(x, dy)) return original(dy, saved, attrs);
+    return { x: () => run('FundusRelu6Grad', { dy, x }) };
+  });
+  useRelu6Kernel();
   // tfjs-layers' ReLU6 is minimum(6, relu(x)); tfjs's gradient builds Greater, Cast and Multiply over the tensor.
   override('Minimum', (original) => (dy, saved, attrs) => {
     const [a, b] = saved;

@@ -2,6 +2,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
 import { countNativeCalls, nativeOrSkip, randomValues, relativeError, runOn, TOLERANCE } from './native.js';
 
 const skip = await nativeOrSkip();
@@ -145,6 +146,17 @@ describe('native element-wise kernels match the JS CPU kernels', { skip }, () =>
     check('minimum(6, relu(x))', [x], (a) => [relu6(a), tf.grad((t: tf.Tensor) => tf.sum(tf.mul(relu6(t), t)))(a)], 'unary');
     check('minimum(x, 6)', [x], (a) => tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.minimum(t, 6), t)))(a), 'binary');
   });
+  it("tfjs-layers' relu6 activation runs as one Relu6 kernel forward and one native pass backward", () => {
+    const layer = tfl.layers.activation({ activation: 'relu6' });
+    const x = input([3, 7, 11], 36, -3, 9);
+    const viaLayer = (a: tf.Tensor) => [layer.apply(a) as tf.Tensor, tf.grad((t: tf.Tensor) => tf.sum(tf.mul(layer.apply(t) as tf.Tensor, t)))(a)];
+    check('layers relu6', [x], viaLayer, 'activationGrad');
+    const { calls } = countNativeCalls(() => runOn('native', [x], viaLayer));
+    assert.equal(calls.unary, 2, `one Relu6 kernel per forward pass, two passes here: ${JSON.stringify(calls)}`);
+    assert.equal(calls.activationGrad, 1, `one native pass for the gradient: ${JSON.stringify(calls)}`);
+    const [a, b] = runOn('cpu', [x], (t) => [layer.apply(t) as tf.Tensor, tf.minimum(6, tf.relu(t))]);
+    assert.deepEqual(Array.from(a), Array.from(b));
+  });
   it('Tile', () => {
     check('tile channels', [input([1, 1, 1, 6], 28)], (x) => tf.tile(x, [2, 3, 4, 1]), 'tile');
     check('tile every axis', [input([2, 3, 5], 29)], (x) => tf.tile(x, [3, 2, 2]), 'tile');
@@ -153,6 +165,11 @@ describe('native element-wise kernels match the JS CPU kernels', { skip }, () =>
     check('pad NHWC spatial', [input([2, 5, 6, 3], 30)], (x) => tf.pad(x, [[0, 0], [3, 3], [3, 3], [0, 0]]), 'pad');
     check('pad every axis, uneven, value', [input([2, 3, 4], 31)], (x) => tf.pad(x, [[1, 0], [0, 2], [2, 1]], 0.5), 'pad');
     check('pad gradient', [input([1, 4, 4, 2], 32)], (x) => tf.grad((a: tf.Tensor) => tf.sum(tf.mul(tf.pad(a, [[0, 0], [1, 1], [1, 1], [0, 0]]), 3)))(x), 'pad');
+  });
+  it('Slice (a pad gradient), inner and outer axes', () => {
+    check('slice spatial', [input([2, 9, 8, 5], 33)], (x) => tf.slice(x, [0, 1, 2, 0], [2, 6, 5, 5]), 'slice');
+    check('slice every axis', [input([3, 6, 12], 34)], (x) => tf.slice(x, [1, 1, 3], [2, 4, 9]), 'slice');
+    check('slice to the end (-1)', [input([3, 8, 9], 35)], (x) => tf.slice(x, [1, 2, 1], [-1, -1, 6]), 'slice');
   });
   it('AddN', () => {
     check('addN', [input([5, 40], 23), input([5, 40], 24), input([5, 40], 25)], (a, b, c) => tf.addN([a, b, c]), 'binary', 2);

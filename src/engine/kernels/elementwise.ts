@@ -1,5 +1,5 @@
 // Element-wise arithmetic (with broadcasting) and unary activations on the native side (native/src/eltwise.cc).
-import { broadcast_util, util } from '@tensorflow/tfjs-core';
+import { broadcast_util, slice_util, util } from '@tensorflow/tfjs-core';
 import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs-core';
 import { allocFloat32, addon, f32, fallback, output, type KernelArgs } from './util.js';
 
@@ -82,6 +82,21 @@ function padV2(args: KernelArgs<{ x: TensorInfo }, { paddings: [number, number][
   return fallback('PadV2', args);
 }
 
+/** Slice: a pad's gradient. Small slices (tfjs's own views of a few elements) stay in JS. */
+function slice(args: KernelArgs<{ x: TensorInfo }, { begin: number | number[]; size: number | number[] }>): TensorInfo {
+  const { inputs: { x }, backend, attrs } = args;
+  const xv = f32(backend, x);
+  if (xv && x.shape.length > 0) {
+    const [begin, size] = slice_util.parseSliceParams(x as never, attrs!.begin, attrs!.size);
+    const n = util.sizeFromShape(size);
+    if (n >= MIN_NATIVE_SIZE) {
+      const out = allocFloat32(n);
+      if (addon().slice(xv, x.shape, begin, size, out)) return output(backend, size, out);
+    }
+  }
+  return fallback('Slice', args);
+}
+
 const alphaAttr = (fallbackAlpha: number) => (attrs: Record<string, unknown> | undefined) =>
   typeof attrs?.alpha === 'number' ? attrs.alpha : fallbackAlpha;
 
@@ -96,6 +111,7 @@ export const elementwiseKernels: Omit<KernelConfig, 'backendName'>[] = [
   { kernelName: 'AddN', kernelFunc: addN as never },
   { kernelName: 'Tile', kernelFunc: tile as never },
   { kernelName: 'PadV2', kernelFunc: padV2 as never },
+  { kernelName: 'Slice', kernelFunc: slice as never },
   { kernelName: 'Relu', kernelFunc: makeUnary('Relu', UNARY.relu) as never },
   { kernelName: 'Relu6', kernelFunc: makeUnary('Relu6', UNARY.relu6) as never },
   { kernelName: 'Step', kernelFunc: makeUnary('Step', UNARY.step, alphaAttr(0)) as never },
