@@ -54,6 +54,10 @@ export interface ModelCard {
   inputShape: [number, number, number];
   preprocess: unknown;
   explainMethods: string[];
+  /** The pretrained backbone the network was built on (name, weights, source, licence, sha256). */
+  backbone?: unknown;
+  /** Test-time augmentation the predictions include (absent: one forward pass). */
+  inference?: { tta: string };
   trainingData?: unknown;
   metrics?: Record<string, unknown>;
   createdAt: string;

@@ -76,6 +76,8 @@ export class ModelService {
       inputShape: m.inputShape,
       preprocess: m.preprocess,
       explainMethods: [...CAM_METHODS],
+      ...(m.backbone ? { backbone: m.backbone } : {}),
+      ...(m.inference ? { inference: m.inference } : {}),
       ...(m.trainingData ? { trainingData: m.trainingData } : {}),
       ...(m.metrics ? { metrics: m.metrics } : {}),
       createdAt: m.createdAt,
