@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import { initEngine } from '../engine/index.js';
 import { architectureInfo, architectureNames } from '../models/architectures.js';
+import { readMetadata } from '../models/io.js';
 import { TASKS, parseTask } from '../models/tasks.js';
 import { InputError } from '../util/errors.js';
 import type { Monitor } from './loop.js';
@@ -33,7 +34,7 @@ function nonNegativeNumber(name: string) {
 
 interface TrainFlags {
   task: string;
-  model: string;
+  model?: string;
   data: string[];
   split: string;
   out: string;
@@ -74,7 +75,7 @@ export function register(program: Command): void {
         'validation part and held-out test metrics. Re-running the same command resumes from the last checkpoint.',
     )
     .addOption(new Option('--task <task>', 'what to learn').choices([...TASKS]).makeOptionMandatory())
-    .addOption(new Option('--model <name>', 'architecture').choices(architectureNames()).default('resnet18-narrow'))
+    .addOption(new Option('--model <name>', "architecture (default: --init-from's, else resnet18-narrow)").choices(architectureNames()))
     .requiredOption('--data <csv_and_images...>', 'the labels CSV and the image folder, e.g. --data train.csv train/')
     .requiredOption('--split <split.json>', 'split file with train/validation/test parts (e.g. splits/vietai.json)')
     .requiredOption('--out <dir>', 'model directory to write')
@@ -123,14 +124,15 @@ export function register(program: Command): void {
     )
     .action(async (flags: TrainFlags) => {
       if (flags.data.length !== 2) throw new InputError('--data takes two values: the labels CSV and the image folder');
-      if (flags.pretrained && !architectureInfo(flags.model).backbone) {
-        throw new InputError(`--pretrained: ${flags.model} has no pretrained weights (backbones: ${architectureNames().filter((n) => architectureInfo(n).backbone).join(', ')})`);
+      const model = flags.model ?? (flags.initFrom ? (await readMetadata(flags.initFrom)).architecture : 'resnet18-narrow');
+      if (flags.pretrained && !architectureInfo(model).backbone) {
+        throw new InputError(`--pretrained: ${model} has no pretrained weights (backbones: ${architectureNames().filter((n) => architectureInfo(n).backbone).join(', ')})`);
       }
       const engine = await initEngine();
       if (!flags.quiet) process.stderr.write(`engine: ${engine.backend} (${engine.threads} threads)\n`);
       const r = await trainModel({
         task: parseTask(flags.task),
-        model: flags.model,
+        model,
         csv: flags.data[0],
         images: flags.data[1],
         split: flags.split,
