@@ -50,7 +50,7 @@ function lastFeatureLayer(model: tfl.LayersModel): tfl.layers.Layer {
  * Caffe-style weights (ResNet-50 from Keras) expect BGR: reversing the first convolution's input channels lets the
  * network take RGB like every fundus model, with no per-pixel cost.
  */
-function acceptRgb(model: tfl.LayersModel): void {
+export function acceptRgb(model: tfl.LayersModel): void {
   const first = model.layers.find((l) => l.getClassName() === 'Conv2D');
   if (!first) throw new InputError(`backbone "${model.name}" has no convolution to take RGB input`);
   const [kernel, ...rest] = first.getWeights();

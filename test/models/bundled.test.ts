@@ -9,7 +9,7 @@ import { PROJECT_ROOT } from '../helpers.js';
 
 // The bundled models must predict on the sample photographs exactly what they predicted when they were saved: this
 // is where a change to decoding, cropping or resizing that would silently shift every prediction gets caught.
-for (const name of ['default', 'alexnet-focus']) {
+for (const name of ['default', 'focus', 'alexnet-focus']) {
   const dir = join(PROJECT_ROOT, 'models', name);
   test(`models/${name} predicts on samples/ what it predicted when saved`, { skip: !existsSync(join(dir, REFERENCE_PREDICTIONS)) && 'no reference' }, async () => {
     await initEngine();

@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { initEngine } from '../../src/engine/index.js';
 import { createNetwork } from '../../src/models/architectures.js';
-import { backboneLayers } from '../../src/models/backbones.js';
+import { acceptRgb, backboneLayers } from '../../src/models/backbones.js';
 import { findTargetLayer } from '../../src/explain/graph.js';
 import { loadModel } from '../../src/models/io.js';
 import { predictTensor } from '../../src/models/predict.js';
@@ -137,4 +137,18 @@ test('fundus train on mobilenetv2: probe and full recipes run end to end, record
   assert.ok(plain.some((p, i) => Math.abs(p - mirrored[i]) > 1e-6), 'the mirror image is a different input');
   await assert.rejects(trainModel({ ...common, model: 'small-cnn', recipe: 'probe', out: join(d.dir, 'x') }), /apply to pretrained backbones/);
   await assert.rejects(trainModel({ ...common, task: 'one-vs-normal', out: join(d.dir, 'y') }), /one-vs-normal/);
+});
+
+test("a BGR backbone (Keras 'caffe' weights) takes RGB once its first convolution's input channels are reversed", async () => {
+  await initEngine();
+  const input = tfl.input({ shape: [6, 6, 3] });
+  const conv = tfl.layers.conv2d({ filters: 4, kernelSize: 3, name: 'conv1', kernelInitializer: tfl.initializers.glorotUniform({ seed: 3 }), biasInitializer: 'ones' });
+  const model = tfl.model({ inputs: input, outputs: tfl.layers.conv2d({ filters: 2, kernelSize: 1 }).apply(conv.apply(input)) as tfl.SymbolicTensor });
+  const rgb = tf.randomUniform([2, 6, 6, 3], 0, 1, 'float32', 4);
+  const bgr = tf.reverse(rgb, 3);
+  const before = (model.predict(bgr) as tf.Tensor).dataSync();
+  acceptRgb(model);
+  const after = (model.predict(rgb) as tf.Tensor).dataSync();
+  before.forEach((v, i) => assert.ok(Math.abs(v - after[i]) < 1e-5));
+  tf.dispose([rgb, bgr]);
 });
