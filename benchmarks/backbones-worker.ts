@@ -11,30 +11,15 @@ import { initEngine } from '../src/engine/index.js';
 import { NATIVE_KERNELS } from '../src/engine/backend.js';
 import { profileKernels } from '../src/engine/profile.js';
 import { createNetwork, logitsModel } from '../src/models/architectures.js';
+import { arg, medianSeconds } from './timing.js';
 
 const CLASSES = 7;
 const CONV_KERNELS = new Set(['Conv2D', 'FusedConv2D']);
 const PROFILED_FORWARD_PASSES = 3;
 
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
-}
-
 const warmup = !process.argv.includes('--no-warmup');
 
-/** Median seconds per call (the machine is shared: the median resists bursts of other load); same in the peers. */
-function timeIt(fn: () => void, reps: number): number {
-  if (warmup) fn(); // primitive creation, first allocations
-  const times: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    const t = performance.now();
-    fn();
-    times.push((performance.now() - t) / 1000);
-  }
-  times.sort((a, b) => a - b);
-  return times[Math.floor((times.length - 1) / 2)];
-}
+const timeIt = (fn: () => void, reps: number): number => medianSeconds(fn, reps, warmup);
 
 /** Forward FLOPs of the network's Conv2D layers: 2*N*OH*OW*O*C*KH*KW each (depthwise convolutions not counted). */
 function convLayerFlops(model: tfl.LayersModel, batch: number): { layers: number; flops: number } {

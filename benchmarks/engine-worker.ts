@@ -8,6 +8,7 @@ import { buildNetwork } from '../src/models/architectures.js';
 import { formatProfile, profileKernels } from '../src/engine/profile.js';
 import { bufferPool } from '../src/engine/pool.js';
 import { loadAddon } from '../src/engine/addon.js';
+import { arg, medianSeconds } from './timing.js';
 
 const BATCH = 32;
 const INPUT: [number, number, number] = [227, 227, 1];
@@ -22,25 +23,9 @@ export const CONV_LAYERS = [
   { name: 'conv5', hw: 13, c: 384, o: 256, k: 3, s: 1, pad: 'same' as const },
 ];
 
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(name);
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
-}
-
 const warmup = !process.argv.includes('--no-warmup');
 
-/** Median seconds per call (the machine is shared: the median resists bursts of other load); same in the peer. */
-function timeIt(fn: () => void, reps: number): number {
-  if (warmup) fn(); // primitive creation, first allocations
-  const times: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    const t = performance.now();
-    fn();
-    times.push((performance.now() - t) / 1000);
-  }
-  times.sort((a, b) => a - b);
-  return times[Math.floor((times.length - 1) / 2)];
-}
+const timeIt = (fn: () => void, reps: number): number => medianSeconds(fn, reps, warmup);
 
 async function main(): Promise<void> {
   const backend = process.argv[2] ?? 'native';
