@@ -192,7 +192,8 @@ export async function trainProbe(network: tfl.LayersModel, metadata: ModelMetada
     best: { value: chosen.value, epoch: chosen.epoch },
     validationProbs,
     trainSeconds,
-    imagesPerSecond: (train.length + validation.length) / Math.max(featureSeconds, 1e-3),
+    // feature extraction speed; none when the features came from the cache
+    imagesPerSecond: tr.cached && va.cached ? NaN : (train.length + validation.length) / Math.max(featureSeconds, 1e-3),
     eventsCreatedAt,
   };
 }
