@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../../src/engine/index.js';
-import { architectureNames, buildNetwork, logitsModel } from '../../src/models/architectures.js';
+import { architectureInfo, architectureNames, buildNetwork, logitsModel } from '../../src/models/architectures.js';
 import { buildOneVsNormalNetwork, loadMemberWeights } from '../../src/models/combine.js';
 import { InputError } from '../../src/util/errors.js';
 
@@ -46,13 +46,15 @@ test('resnet18-narrow: 224 px RGB in, 7x7 last_conv, one logit per class', () =>
 });
 
 test('every architecture builds; unknown names and impossible sizes are clear errors', () => {
-  for (const name of architectureNames()) {
+  // pretrained backbones come from their weights (createNetwork, test/train/backbone.test.ts)
+  for (const name of architectureNames().filter((n) => !architectureInfo(n).backbone)) {
     const n = buildNetwork(name, name === 'alexnet' ? [67, 67, 1] : [32, 32, 3], 2);
     assert.ok(n.getLayer('last_conv'));
     n.dispose();
   }
   assert.throws(() => buildNetwork('vgg99', [32, 32, 3], 2), (e: unknown) => e instanceof InputError && /unknown model "vgg99"/.test(e.message));
   assert.throws(() => buildNetwork('alexnet', [32, 32, 1], 2), InputError);
+  assert.throws(() => buildNetwork('mobilenetv2', [32, 32, 3], 2), /built from its weights by createNetwork/);
 });
 
 test('same seed, same initial weights; the logits view shares them', () => {

@@ -66,7 +66,10 @@ test('a tiny real training run: the loss falls, the model directory is complete 
   const files2 = split.parts.test.slice(0, 3).map((f: string) => join(opts.images, f));
   const viaFiles = await predictFiles(m, files2, { batchSize: 2 });
   const x = stackImages(await Promise.all(files2.map(async (f: string) => (await preprocessImage(f, m.metadata.preprocess)).data)), m.metadata.inputShape);
-  assert.deepEqual(Array.from(viaFiles), Array.from(predictTensor(m, x)));
+  // Batches of 2 + 1 against one of 3: oneDNN may block a convolution differently for another batch size (it does
+  // on AVX2), which moves the last float bits, never more.
+  const byHand = predictTensor(m, x);
+  viaFiles.forEach((p, i) => assert.ok(Math.abs(p - byHand[i]) <= 1e-6, `${p} vs ${byHand[i]}`));
   x.dispose();
   // The run directory keeps the history (CSV + TensorBoard) and the best checkpoint.
   const runFiles = await readdir(opts.runDir!);
