@@ -20,6 +20,8 @@ import torch
 import torch.nn as nn
 import torchvision
 
+from peer_timing import time_it
+
 CLASSES = 7
 
 
@@ -59,18 +61,6 @@ def mobilenetv2():
 
 
 NETWORKS = {"resnet50": resnet50, "mobilenetv2": mobilenetv2}
-
-
-def time_it(fn, reps):
-    """Median seconds per call (the machine is shared: the median resists bursts of other load); same in the worker."""
-    fn()  # warm-up
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    times.sort()
-    return times[(len(times) - 1) // 2]
 
 
 def main():

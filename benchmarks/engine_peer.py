@@ -7,11 +7,12 @@ Usage: /usr/bin/python3 benchmarks/engine_peer.py --threads N [--train-steps N] 
 import argparse
 import json
 import resource
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from peer_timing import time_it
 
 BATCH = 32
 CLASSES = 7
@@ -43,18 +44,6 @@ class AlexNet(nn.Module):
 
     def forward(self, x):
         return self.logits(torch.flatten(self.features(x), 1))
-
-
-def time_it(fn, reps):
-    """Median seconds per call (the machine is shared: the median resists bursts of other load); same in the worker."""
-    fn()  # warm-up
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    times.sort()
-    return times[(len(times) - 1) // 2]
 
 
 def main():
