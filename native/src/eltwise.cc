@@ -367,6 +367,27 @@ Napi::Value BatchNormGradStats(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), true);
 }
 
+// Tile, Pad and Slice copy whole rows (innermost axis). For output row `row`, the offset of its source row in x: each
+// outer axis's output index goes through `axis(j, index)` to x's index along that axis, or to -1 when the row lies
+// outside x (padding). Returns -1 for such a row.
+template <typename AxisMap>
+int64_t sourceRow(int64_t row, const std::vector<int64_t>& outShape, const std::vector<int64_t>& xStrides, AxisMap axis) {
+  int64_t offset = 0;
+  for (size_t j = outShape.size() - 1; j-- > 0;) {
+    const int64_t idx = axis(j, row % outShape[j]);
+    row /= outShape[j];
+    if (idx < 0) return -1;
+    offset += idx * xStrides[j];
+  }
+  return offset;
+}
+
+std::vector<int64_t> rowStrides(const std::vector<int64_t>& shape) {
+  std::vector<int64_t> strides(shape.size(), 1);
+  for (size_t i = shape.size() - 1; i-- > 0;) strides[i] = strides[i + 1] * shape[i + 1];
+  return strides;
+}
+
 // tile(x, xShape, reps, out): tfjs's Tile (batch norm's gradient tiles per-channel values to the full shape).
 Napi::Value Tile(const Napi::CallbackInfo& info) {
   auto shape = intListArg(info, 1, "shape");
@@ -381,17 +402,10 @@ Napi::Value Tile(const Napi::CallbackInfo& info) {
   if (total == 0) return Napi::Boolean::New(info.Env(), true);
   const int64_t inner = outShape[r - 1], xInner = shape[r - 1];
   const int64_t rows = total / inner;
-  std::vector<int64_t> xStrides(r, 1);
-  for (size_t i = r - 1; i-- > 0;) xStrides[i] = xStrides[i + 1] * shape[i + 1];
+  const auto xStrides = rowStrides(shape);
 #pragma omp parallel for schedule(static) if (total >= kParallelThreshold)
   for (int64_t row = 0; row < rows; ++row) {
-    int64_t xo = 0, rem = row;
-    for (size_t j = r - 1; j-- > 0;) {
-      const int64_t idx = rem % outShape[j];
-      rem /= outShape[j];
-      xo += (idx % shape[j]) * xStrides[j];
-    }
-    const float* src = x + xo;
+    const float* src = x + sourceRow(row, outShape, xStrides, [&](size_t j, int64_t i) { return i % shape[j]; });
     float* dst = out + row * inner;
     for (int64_t k = 0; k < inner; k += xInner) std::copy(src, src + xInner, dst + k);
   }
@@ -418,20 +432,15 @@ Napi::Value Pad(const Napi::CallbackInfo& info) {
   if (total == 0) return Napi::Boolean::New(info.Env(), true);
   const int64_t inner = outShape[r - 1], xInner = shape[r - 1];
   const int64_t rows = total / inner;
-  std::vector<int64_t> xStrides(r, 1);
-  for (size_t i = r - 1; i-- > 0;) xStrides[i] = xStrides[i + 1] * shape[i + 1];
+  const auto xStrides = rowStrides(shape);
 #pragma omp parallel for schedule(static) if (total >= kParallelThreshold)
   for (int64_t row = 0; row < rows; ++row) {
     float* dst = out + row * inner;
-    int64_t xo = 0, rem = row;
-    bool inside = xInner > 0;
-    for (size_t j = r - 1; j-- > 0;) {
-      const int64_t idx = rem % outShape[j] - before[j];
-      rem /= outShape[j];
-      if (idx < 0 || idx >= shape[j]) inside = false;
-      xo += idx * xStrides[j];
-    }
-    if (!inside) {
+    const int64_t xo = sourceRow(row, outShape, xStrides, [&](size_t j, int64_t i) {
+      const int64_t k = i - before[j];
+      return k < shape[j] ? k : -1;
+    });
+    if (xo < 0 || xInner == 0) {
       std::fill(dst, dst + inner, value);
       continue;
     }
@@ -459,15 +468,10 @@ Napi::Value Slice(const Napi::CallbackInfo& info) {
   if (total == 0) return Napi::Boolean::New(info.Env(), true);
   const int64_t inner = size[r - 1];
   const int64_t rows = total / inner;
-  std::vector<int64_t> xStrides(r, 1);
-  for (size_t i = r - 1; i-- > 0;) xStrides[i] = xStrides[i + 1] * shape[i + 1];
+  const auto xStrides = rowStrides(shape);
 #pragma omp parallel for schedule(static) if (total >= kParallelThreshold)
   for (int64_t row = 0; row < rows; ++row) {
-    int64_t xo = begin[r - 1], rem = row;
-    for (size_t j = r - 1; j-- > 0;) {
-      xo += (rem % size[j] + begin[j]) * xStrides[j];
-      rem /= size[j];
-    }
+    const int64_t xo = begin[r - 1] + sourceRow(row, size, xStrides, [&](size_t j, int64_t i) { return i + begin[j]; });
     std::copy(x + xo, x + xo + inner, out + row * inner);
   }
   return Napi::Boolean::New(info.Env(), true);
