@@ -35,6 +35,14 @@ const AUGMENTATION = 'augmentation (flips, rotation, zoom, shift, brightness/con
 function recipe(meta: ModelMetadata): string {
   const t = meta.training;
   if (!t) return `Adam with warm-up + cosine learning rate, ${AUGMENTATION}`;
+  const probe = t.fineTune?.recipe === 'probe' ? t.fineTune.probe : undefined;
+  if (t.fineTune?.recipe === 'probe') {
+    return (
+      'a linear probe: the ImageNet backbone frozen, its pooled features computed once (no augmentation), and one ' +
+      'logistic regression per output fitted on them by full-batch Adam' +
+      (probe ? ` (L2 penalty ${probe.l2} chosen by validation macro AUC, step ${probe.step} kept)` : '')
+    );
+  }
   const optimiser = t.optimizer === 'adamw' ? `AdamW (decoupled weight decay ${t.weightDecay})` : 'Adam';
   return (
     `${optimiser}, batch ${t.batchSize}, learning rate ${t.lr} after ${t.warmupEpochs} warm-up epoch${t.warmupEpochs === 1 ? '' : 's'}, ` +

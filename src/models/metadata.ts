@@ -34,6 +34,8 @@ export interface TrainingRecipe {
     /** `frozen`: batch-norm layers keep their pretrained statistics and affine weights; `train`: batch statistics. */
     batchNorm: 'frozen' | 'train';
     trainableFrom?: string;
+    /** `probe` only: the L2 penalty chosen by validation and the full-batch Adam step kept. */
+    probe?: { l2: number; step: number };
   };
 }
 

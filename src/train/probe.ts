@@ -96,7 +96,13 @@ function targetsOf(examples: Example[], c: number): Float32Array {
 }
 
 /** Fits the head of `network` (its `logits` Dense layer) on frozen backbone features. */
-export async function trainProbe(network: tfl.LayersModel, metadata: ModelMetadata, data: LoopData, s: ProbeSettings, runDir: string): Promise<LoopResult> {
+export async function trainProbe(
+  network: tfl.LayersModel,
+  metadata: ModelMetadata,
+  data: LoopData,
+  s: ProbeSettings,
+  runDir: string,
+): Promise<LoopResult & { probe: { l2: number; step: number } }> {
   const started = Date.now();
   const eventsCreatedAt = started / 1000;
   const C = metadata.classes.length;
@@ -190,6 +196,7 @@ export async function trainProbe(network: tfl.LayersModel, metadata: ModelMetada
     network,
     history,
     best: { value: chosen.value, epoch: chosen.epoch },
+    probe: { l2: chosen.l2, step: chosen.epoch },
     validationProbs,
     trainSeconds,
     // feature extraction speed; none when the features came from the cache

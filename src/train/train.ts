@@ -308,7 +308,9 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
           `${fineTune.backboneLrScale}x the head's rate; batch norm ${fineTune.batchNorm === 'frozen' ? 'frozen' : 'batch statistics'})`);
       if (recipe === 'probe') {
         if (initWeights) await initWeights(network);
-        r = await trainProbe(network, meta, loopData, { steps: 2000, lr: 0.01, l2Grid: [1e-3, 1e-2, 0.1, 1], patience: 10, evalEvery: 20, featureLayer: 'gap', cacheDir: opts.cacheDir, log }, runDir);
+        const probed = await trainProbe(network, meta, loopData, { steps: 2000, lr: 0.01, l2Grid: [1e-3, 1e-2, 0.1, 1], patience: 10, evalEvery: 20, featureLayer: 'gap', cacheDir: opts.cacheDir, log }, runDir);
+        meta.training!.fineTune!.probe = probed.probe;
+        r = probed;
       } else {
         r = await trainLoop(network, meta, loopData, { ...settings, pretrained: { layers: plan.trainablePretrained, lrScale: fineTune.backboneLrScale } }, runDir, configExtra, initWeights);
       }

@@ -123,6 +123,7 @@ test('fundus train on mobilenetv2: probe and full recipes run end to end, record
   };
   const probe = await trainModel({ ...common, recipe: 'probe', out: join(d.dir, 'probe'), runDir: join(d.dir, 'probe-run') });
   assert.equal(probe.metadata.training?.fineTune?.recipe, 'probe');
+  assert.ok([1e-3, 1e-2, 0.1, 1].includes(probe.metadata.training!.fineTune!.probe!.l2), 'the L2 penalty chosen from the grid is recorded');
   assert.equal(probe.metadata.backbone?.name, 'mobilenetv2');
   assert.deepEqual(probe.metadata.preprocess.normalize, { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] });
   const full = await trainModel({ ...common, recipe: 'full', epochs: 1, lr: 1e-3, tta: 'hflip', out: join(d.dir, 'full'), runDir: join(d.dir, 'full-run') });
