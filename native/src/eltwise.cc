@@ -238,8 +238,7 @@ Napi::Value Unary(const Napi::CallbackInfo& info) {
 }
 
 // Activation gradients in one pass. op 0: dy * (x > 0) (ReLU, through Step); 1: dy * (0 < x < 6) (ReLU6);
-// 2: ELU's gradient from its output y: dy * (y < 0 ? y + 1 : 1); 3 and 4: dy * (x < bound) and dy * (x <= bound),
-// the tensor side of Minimum(tensor, scalar) (tfjs-layers' ReLU6 is minimum(6, relu(x))).
+// 2: ELU's gradient from its output y: dy * (y < 0 ? y + 1 : 1).
 Napi::Value ActivationGrad(const Napi::CallbackInfo& info) {
   int op = info[0].As<Napi::Number>().Int32Value();
   int64_t n = info[4].As<Napi::Number>().Int64Value();
@@ -265,18 +264,6 @@ Napi::Value ActivationGrad(const Napi::CallbackInfo& info) {
         out[i] = x[i] < 0.f ? neg : d;
       }
       return Napi::Boolean::New(info.Env(), true);
-    case 3:
-    case 4: {
-      const float bound = info.Length() > 5 && info[5].IsNumber() ? info[5].As<Napi::Number>().FloatValue() : 0.f;
-      if (op == 3) {
-#pragma omp parallel for simd schedule(static) if (n >= kParallelThreshold)
-        for (int64_t i = 0; i < n; ++i) out[i] = x[i] < bound ? dy[i] : 0.f;
-      } else {
-#pragma omp parallel for simd schedule(static) if (n >= kParallelThreshold)
-        for (int64_t i = 0; i < n; ++i) out[i] = x[i] <= bound ? dy[i] : 0.f;
-      }
-      return Napi::Boolean::New(info.Env(), true);
-    }
     default:
       return Napi::Boolean::New(info.Env(), false);
   }

@@ -27,7 +27,7 @@ export interface NativeAddon {
   batchMatMul(a: Float32Array, b: Float32Array, c: Float32Array, p: number[]): boolean;
   binary(op: number, a: Float32Array, aShape: number[], b: Float32Array, bShape: number[], out: Float32Array, outShape: number[], scale?: number): boolean;
   unary(op: number, x: Float32Array, out: Float32Array, n: number, alpha: number): boolean;
-  activationGrad(op: number, dy: Float32Array, x: Float32Array, out: Float32Array, n: number, bound?: number): boolean;
+  activationGrad(op: number, dy: Float32Array, x: Float32Array, out: Float32Array, n: number): boolean;
   batchNorm(
     x: Float32Array,
     n: number,

@@ -1,8 +1,8 @@
 // Training-step gradients that tfjs builds from many full-size element-wise ops, done in one native pass each
 // when the native backend runs: batch normalisation's backward pass (tfjs: a Tile and about ten full-size
 // ops), Mean/Sum (a full-size ones() tensor, a Multiply and a RealDiv), Square (two Multiplies), ReLU (Step then
-// Multiply) and Minimum against a scalar (tfjs-layers' ReLU6: Greater, Cast, Multiply). Each override keeps tfjs's
-// own gradient for every other backend and case, so the JS CPU backend computes exactly what it did before.
+// Multiply) and ReLU6 (LessEqual, Step, Multiply). Each override keeps tfjs's own gradient for every other backend
+// and case, so the JS CPU backend computes exactly what it did before.
 import * as tf from '@tensorflow/tfjs-core';
 import { backend_util, util } from '@tensorflow/tfjs-core';
 import type { GradConfig, KernelConfig, NamedAttrMap, Tensor, TensorInfo } from '@tensorflow/tfjs-core';
@@ -54,14 +54,6 @@ function relu6Grad(args: KernelArgs<{ dy: TensorInfo; x: TensorInfo }>): TensorI
   return output(backend, x.shape, out);
 }
 
-/** dy where x < attrs.bound (attrs.inclusive: x <= bound), else 0 */
-function boundGrad(args: KernelArgs<{ dy: TensorInfo; x: TensorInfo }, { bound: number; inclusive: boolean }>): TensorInfo {
-  const { inputs: { dy, x }, backend, attrs } = args;
-  const out = allocFloat32(util.sizeFromShape(x.shape));
-  addon().activationGrad(attrs!.inclusive ? 4 : 3, f32(backend, dy)!, f32(backend, x)!, out, out.length, attrs!.bound);
-  return output(backend, x.shape, out);
-}
-
 /** [sum(dy), sum(dy * (x - mean))] per channel (last axis). */
 function batchNormGradStats(args: KernelArgs<{ x: TensorInfo; dy: TensorInfo; mean: TensorInfo }>): TensorInfo[] {
   const { inputs: { x, dy, mean }, backend } = args;
@@ -77,7 +69,6 @@ export const GRADIENT_KERNELS: Omit<KernelConfig, 'backendName'>[] = [
   { kernelName: 'FundusBroadcastScale', kernelFunc: broadcastScale as never },
   { kernelName: 'FundusMulScaled', kernelFunc: mulScaled as never },
   { kernelName: 'FundusReluGrad', kernelFunc: reluGrad as never },
-  { kernelName: 'FundusBoundGrad', kernelFunc: boundGrad as never },
   { kernelName: 'FundusRelu6Grad', kernelFunc: relu6Grad as never },
   { kernelName: 'FundusBatchNormGradStats', kernelFunc: batchNormGradStats as never },
 ];
@@ -138,20 +129,6 @@ export function registerNativeGradients(): void {
     return { x: () => run('FundusRelu6Grad', { dy, x }) };
   });
   useRelu6Kernel();
-  // tfjs-layers' ReLU6 is minimum(6, relu(x)); tfjs's gradient builds Greater, Cast and Multiply over the tensor.
-  override('Minimum', (original) => (dy, saved, attrs) => {
-    const [a, b] = saved;
-    if (Array.isArray(dy) || !onNative(a, b, dy)) return original(dy, saved, attrs);
-    const scalarB = b.size === 1 && util.arraysEqual(a.shape, dy.shape);
-    const scalarA = a.size === 1 && util.arraysEqual(b.shape, dy.shape);
-    if (!scalarA && !scalarB) return original(dy, saved, attrs);
-    const grads = original(dy, saved, attrs);
-    // tfjs: dA = dy * (a <= b), dB = dy * (a > b); the scalar side keeps tfjs's reduction.
-    const bound = (scalarA ? a : b).dataSync()[0];
-    return scalarB
-      ? { a: () => run('FundusBoundGrad', { dy, x: a }, { bound, inclusive: true }), b: grads.b }
-      : { a: grads.a, b: () => run('FundusBoundGrad', { dy, x: b }, { bound, inclusive: false }) };
-  });
   override('FusedBatchNorm', (original) => (dy, saved, attrs) => {
     const [x, mean, variance, scale] = saved;
     const c = x.shape[x.shape.length - 1];

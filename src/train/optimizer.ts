@@ -37,11 +37,6 @@ export class GroupedAdam {
     return value;
   }
 
-  /** Every trainable variable, in group order. */
-  variables(): tf.Variable[] {
-    return this.groups.flatMap((g) => g.vars);
-  }
-
   dispose(): void {
     this.members.forEach((m) => m.dispose());
   }

@@ -8,9 +8,9 @@ import { normalizeBytes } from '../data/preprocess.js';
 import type { ModelMetadata } from '../models/metadata.js';
 import { stackImages } from '../models/predict.js';
 import { balancedClassWeights } from '../models/tasks.js';
-import type { Example } from '../models/tasks.js';
 import { InputError } from '../util/errors.js';
 import type { HistoryRow } from './checkpoint.js';
+import { targetMatrix } from './finalize.js';
 import { writeHistory } from './history.js';
 import type { LoopData, LoopResult } from './loop.js';
 import { weightedSigmoidCrossEntropy, weightedSoftmaxCrossEntropy } from './losses.js';
@@ -89,12 +89,6 @@ function standardise(train: Float32Array, n: number, d: number): { mean: Float32
   return { mean, std };
 }
 
-function targetsOf(examples: Example[], c: number): Float32Array {
-  const t = new Float32Array(examples.length * c);
-  examples.forEach((e, i) => t.set(e.target, i * c));
-  return t;
-}
-
 /** Fits the head of `network` (its `logits` Dense layer) on frozen backbone features. */
 export async function trainProbe(
   network: tfl.LayersModel,
@@ -123,11 +117,11 @@ export async function trainProbe(
   const softmax = metadata.activation === 'softmax';
   const history: HistoryRow[] = [];
   let best: { value: number; epoch: number; l2: number; w: Float32Array; b: Float32Array } | null = null;
-  const valTargets = targetsOf(validation, C);
+  const valTargets = targetMatrix(validation, C);
   tf.tidy(() => {
     const xTrain = tf.tensor2d(z(tr.features, train.length), [train.length, d]);
     const xVal = tf.tensor2d(z(va.features, validation.length), [validation.length, d]);
-    const y = tf.tensor2d(targetsOf(train, C), [train.length, C]);
+    const y = tf.tensor2d(targetMatrix(train, C), [train.length, C]);
     const sw = tf.tensor1d(train.map((e) => e.weight));
     const posW = tf.tensor1d(weights.positive);
     const negW = tf.tensor1d(weights.negative);

@@ -136,16 +136,6 @@ describe('native element-wise kernels match the JS CPU kernels', { skip }, () =>
       check(name, [input([3, 7, 11], 22, lo, hi)], (x) => [fn(x), tf.grad((a: tf.Tensor) => tf.sum(fn(a)))(x)], 'unary');
     });
   }
-  it("Minimum against a scalar and its gradient (tfjs-layers' ReLU6), ties at the bound included", () => {
-    const x = input([3, 7, 11], 26, -3, 9);
-    x.values[0] = 6;
-    x.values[5] = 6;
-    const relu6 = (a: tf.Tensor) => tf.minimum(6, tf.relu(a));
-    const { calls } = countNativeCalls(() => runOn('native', [x], (a) => tf.grad((t: tf.Tensor) => tf.sum(tf.mul(relu6(t), t)))(a)));
-    assert.equal(calls.activationGrad, 2, 'the Minimum and the ReLU gradients ran natively');
-    check('minimum(6, relu(x))', [x], (a) => [relu6(a), tf.grad((t: tf.Tensor) => tf.sum(tf.mul(relu6(t), t)))(a)], 'unary');
-    check('minimum(x, 6)', [x], (a) => tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.minimum(t, 6), t)))(a), 'binary');
-  });
   it("tfjs-layers' relu6 activation runs as one Relu6 kernel forward and one native pass backward", () => {
     const layer = tfl.layers.activation({ activation: 'relu6' });
     const x = input([3, 7, 11], 36, -3, 9);

@@ -50,6 +50,10 @@ const CONV: Kind = { name: 'Conv2D', depthwise: false };
 const DEPTHWISE: Kind = { name: 'DepthwiseConv2dNative', depthwise: true };
 const FUSED: Kind = { name: 'FusedConv2D', depthwise: false };
 const FUSED_DEPTHWISE: Kind = { name: 'FusedDepthwiseConv2D', depthwise: true };
+const CONV_GRAD_INPUT: Kind = { name: 'Conv2DBackpropInput', depthwise: false };
+const CONV_GRAD_FILTER: Kind = { name: 'Conv2DBackpropFilter', depthwise: false };
+const DEPTHWISE_GRAD_INPUT: Kind = { name: 'DepthwiseConv2dNativeBackpropInput', depthwise: true };
+const DEPTHWISE_GRAD_FILTER: Kind = { name: 'DepthwiseConv2dNativeBackpropFilter', depthwise: true };
 
 /** tfjs's geometry of a convolution; depthwise kernels carry no data format (always NHWC). */
 function convInfo(xShape: number[], filterShape: number[], a: ConvAttrs, depthwise: boolean, dilations = a.dilations): backend_util.Conv2DInfo {
@@ -111,7 +115,7 @@ const makeFusedConv = (kind: Kind) => (args: KernelArgs<FusedInputs, ConvAttrs>)
 };
 
 // tfjs's Conv2D gradients always pass dilation 1 (it refuses dilated gradients); the depthwise ones pass theirs.
-const makeBackpropInput = (name: string, depthwise: boolean) => (args: KernelArgs<{ dy: TensorInfo; filter: TensorInfo }, ConvAttrs>): TensorInfo => {
+const makeBackpropInput = ({ name, depthwise }: Kind) => (args: KernelArgs<{ dy: TensorInfo; filter: TensorInfo }, ConvAttrs>): TensorInfo => {
   const { inputs: { dy, filter }, backend, attrs } = args;
   const a = attrs!;
   const inputShape = a.inputShape!;
@@ -126,7 +130,7 @@ const makeBackpropInput = (name: string, depthwise: boolean) => (args: KernelArg
   return fallback(name, args);
 };
 
-const makeBackpropFilter = (name: string, depthwise: boolean) => (args: KernelArgs<{ x: TensorInfo; dy: TensorInfo }, ConvAttrs>): TensorInfo => {
+const makeBackpropFilter = ({ name, depthwise }: Kind) => (args: KernelArgs<{ x: TensorInfo; dy: TensorInfo }, ConvAttrs>): TensorInfo => {
   const { inputs: { x, dy }, backend, attrs } = args;
   const a = attrs!;
   const filterShape = a.filterShape!;
@@ -144,10 +148,10 @@ const makeBackpropFilter = (name: string, depthwise: boolean) => (args: KernelAr
 export const convKernels: Omit<KernelConfig, 'backendName'>[] = [
   { kernelName: 'Conv2D', kernelFunc: makeConv(CONV) as never },
   { kernelName: 'FusedConv2D', kernelFunc: makeFusedConv(FUSED) as never },
-  { kernelName: 'Conv2DBackpropInput', kernelFunc: makeBackpropInput('Conv2DBackpropInput', false) as never },
-  { kernelName: 'Conv2DBackpropFilter', kernelFunc: makeBackpropFilter('Conv2DBackpropFilter', false) as never },
+  { kernelName: 'Conv2DBackpropInput', kernelFunc: makeBackpropInput(CONV_GRAD_INPUT) as never },
+  { kernelName: 'Conv2DBackpropFilter', kernelFunc: makeBackpropFilter(CONV_GRAD_FILTER) as never },
   { kernelName: 'DepthwiseConv2dNative', kernelFunc: makeConv(DEPTHWISE) as never },
   { kernelName: 'FusedDepthwiseConv2D', kernelFunc: makeFusedConv(FUSED_DEPTHWISE) as never },
-  { kernelName: 'DepthwiseConv2dNativeBackpropInput', kernelFunc: makeBackpropInput('DepthwiseConv2dNativeBackpropInput', true) as never },
-  { kernelName: 'DepthwiseConv2dNativeBackpropFilter', kernelFunc: makeBackpropFilter('DepthwiseConv2dNativeBackpropFilter', true) as never },
+  { kernelName: 'DepthwiseConv2dNativeBackpropInput', kernelFunc: makeBackpropInput(DEPTHWISE_GRAD_INPUT) as never },
+  { kernelName: 'DepthwiseConv2dNativeBackpropFilter', kernelFunc: makeBackpropFilter(DEPTHWISE_GRAD_FILTER) as never },
 ];
