@@ -1,4 +1,5 @@
-// Writes MODEL_CARD.md into a trained model directory from its fundus.json, split.json and history.csv.
+// Writes MODEL_CARD.md into a trained model directory from its fundus.json, split.json and history.csv, and, when
+// the directory has one, external-validation.json (\`fundus evaluate <dir> --datasets ... --json\`).
 // Usage: npx tsx scripts/train-model-card.ts <model_dir> [--notes <markdown file>]
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -46,7 +47,7 @@ function recipe(meta: ModelMetadata): string {
   const optimiser = t.optimizer === 'adamw' ? `AdamW (decoupled weight decay ${t.weightDecay})` : 'Adam';
   return (
     `${optimiser}, batch ${t.batchSize}, learning rate ${t.lr} after ${t.warmupEpochs} warm-up epoch${t.warmupEpochs === 1 ? '' : 's'}, ` +
-    `cosine decay to ${t.minLr} over ${t.epochs} epochs, ${t.augment ? AUGMENTATION : 'no augmentation'}, ` +
+    `cosine decay to ${t.minLr} over ${t.epochs} epochs, ${t.augment ? AUGMENTATION + (t.cameraAugment ? ' and camera augmentation (blur/sharpness, colour temperature, noise, down-and-up resampling, JPEG re-compression)' : '') : 'no augmentation'}, ` +
     `seed ${t.seed}${t.initFrom ? `, starting from the weights of ${t.initFrom}` : meta.backbone ? ', starting from ImageNet weights' : ', from scratch'}` +
     fineTuning(t.fineTune)
   );
@@ -107,22 +108,110 @@ const task: Record<string, string> = {
   'one-vs-normal': 'one-vs-normal: one binary network per pathology against normal, combined into one predictor',
 };
 
+/** What each source of a multi-source model is, its terms, and what was used of it. */
+const SOURCE_NOTES: Record<string, string> = {
+  vietai:
+    'VietAI retinal disease dataset (Kaggle "vietai-advance-course-retinal-disease-detection"): 512×512 photographs from Cao Thang Eye ' +
+    'Hospital (Vietnam); most `normal` images come from public screening sets (Messidor / EyePACS), i.e. other cameras',
+  'mexico-b':
+    'OCT-AND-EYE-FUNDUS-DATASET, acquisition batch B (Mexican clinics IMO, APEC, INDEREB; Hughes Cano, Olivares Pinto & Thébault): ' +
+    'diabetic retinopathy and macular edema graded on photographs of diabetic patients, disease and its absence from the same camera; ' +
+    'split by patient. No licence is granted: the photographs are used for research with citation and are not redistributed',
+  codras:
+    'CODRAS (von Csefalvay, 2019) on IDRiD photographs (Porwal et al., 2018; CC BY 4.0; Kowa VX-10α, India): only photographs with ' +
+    'expert lesion boxes, as diabetic retinopathy positives (photographs without boxes are of unknown grade and are not used)',
+  heimed: 'HEI-MED (Giancardo et al., 2012; non-commercial research only): macular edema (exudate proxy); external validation only, never trained on',
+};
+
+function dataSection(meta: ModelMetadata): string {
+  const sources = meta.trainingData?.sources;
+  const common =
+    `- Split: \`split.json\` in this directory (sha256 \`${meta.trainingData?.splitSha256 ?? 'n/a'}\`): ${split.parts.train.length} train /\n` +
+    `  ${split.parts.validation.length} validation / ${split.parts.test.length} test images. Training ${sources ? 'datasets file' : 'CSV'} sha256 ` +
+    `\`${meta.trainingData?.csvSha256 ?? 'n/a'}\`; the task used\n  ${meta.trainingData?.imageCount ?? 'n/a'} training images.\n` +
+    `- Thresholds: ${meta.thresholdPolicy}.`;
+  if (!sources) {
+    return (
+      '- VietAI retinal disease dataset (Kaggle "vietai-advance-course-retinal-disease-detection"): 3,435 labelled\n' +
+      '  512×512 fundus photographs from Cao Thang Eye Hospital (Vietnam); most `normal` images come from public screening\n' +
+      '  sets (Messidor / EyePACS). The data is not redistributed with this model. Near-duplicate photographs of one eye are\n' +
+      '  kept in one part of the split, stratified over the labels.\n' +
+      common
+    );
+  }
+  const lines = sources.map(
+    (s) =>
+      `- **${s.name}** (${s.images.train} / ${s.images.validation} / ${s.images.test} train / validation / test; split: ${s.splitFrom}; ` +
+      `graded: ${s.graded.join(', ')}): ${SOURCE_NOTES[s.name] ?? 'see its datasets file'}.`,
+  );
+  return (
+    'Trained on several sources at once (`--datasets`), each split by its own groups so that nothing leaks between parts. ' +
+    'A class a source does not grade is masked out of the loss for its photographs (an empty cell means "not graded", never ' +
+    `"absent")${meta.trainingData?.balanceSources ? '; every source weighs the same in the loss' : ''}. None of the photographs ship with this model.\n\n` +
+    lines.join('\n') +
+    '\n' +
+    common
+  );
+}
+
+interface ExternalMetric {
+  value: number | null;
+  ci: [number, number] | null;
+}
+interface ExternalSet {
+  data: { source?: string; role?: string; part?: string };
+  imageCount: number;
+  notes: string[];
+  perClass: Record<string, { positives: number; negatives: number; auc: ExternalMetric }>;
+}
+
+/** The "External validation" section from `fundus evaluate --datasets ... --json`, when the directory keeps its output. */
+async function externalSection(): Promise<string> {
+  const text = await readFile(join(dir, 'external-validation.json'), 'utf8').catch(() => undefined);
+  if (!text) return '';
+  const ev = JSON.parse(text) as { sets: ExternalSet[]; warnings: string[] };
+  const trained = new Set((meta.trainingData?.sources ?? [{ name: 'vietai', role: 'train' }]).filter((s) => s.role === 'train').map((s) => s.name));
+  const rows = ev.sets.flatMap((s) => {
+    const name = s.data.source ?? '?';
+    const how = s.data.role === 'external' ? 'all photographs; **never trained on**' : `held-out ${s.data.part} part${trained.has(name) ? '' : '; never trained on'}`;
+    return Object.entries(s.perClass).map(
+      ([c, v]) => `| ${name} (${how}) | ${c} | ${v.positives} / ${v.negatives} | ${f(v.auc.value)} | ${v.auc.ci ? `${f(v.auc.ci[0])}–${f(v.auc.ci[1])}` : 'n/a'} |`,
+    );
+  });
+  return (
+    '## External validation\n\n' +
+    'Each class on the photographs graded for it (an empty cell is "not graded"), with 95% bootstrap intervals; small ' +
+    'sets give wide intervals. These sets have their own acquisition cues (in mexico-b, simple colour statistics separate ' +
+    'DR from non-DR photographs with AUC 0.87, see its README), so they bound rather than settle how the model does in a ' +
+    'new clinic.\n\n' +
+    '| set | class | positives / negatives | ROC AUC | 95% interval |\n| --- | --- | --- | --- | --- |\n' +
+    rows.join('\n') +
+    '\n\n' +
+    (ev.warnings.length
+      ? `Confounding between class and source in these sets: ${ev.warnings.join('; ')}.\n\n`
+      : 'No class is confounded with the source across these sets (the source alone predicts no class with AUC ≥ 0.7).\n\n') +
+    `Re-run: \`fundus evaluate ${dir} --datasets datasets/train.json datasets/external.json --part test\`.\n\n`
+  );
+}
+
+function preprocessWords(p: ModelMetadata['preprocess']): string {
+  return (
+    `${p.channels === 'green' ? 'green channel' : 'RGB'}, disc crop ${p.crop ? 'on' : 'off'}` +
+    `${p.mask === 'circle' ? ', masked to a standard circle' : ''}` +
+    `${p.localMean ? `, local mean colour subtracted (Gaussian σ = ${p.localMean.sigma} of the side)` : ''}` +
+    `, CLAHE ${p.clahe ? 'on' : 'off'}, ${p.resize === 'area' ? 'scaled JPEG decode + area resize' : 'full decode + Lanczos-3 resize'}`
+  );
+}
+
 const card = `# Model card: ${dir.replace(/\/$/, '').split('/').pop()}
 
 ${task[meta.task] ?? meta.task}. Architecture \`${meta.architecture}\`, input ${meta.inputShape.join('×')}
-(${meta.preprocess.channels === 'green' ? 'green channel' : 'RGB'}, disc crop ${meta.preprocess.crop ? 'on' : 'off'}, CLAHE ${meta.preprocess.clahe ? 'on' : 'off'}, ${meta.preprocess.resize === 'area' ? 'scaled JPEG decode + area resize' : 'full decode + Lanczos-3 resize'}),
+(${preprocessWords(meta.preprocess)}),
 ${backboneLine(meta)} with \`fundus train\` (created ${meta.createdAt})${meta.inference?.tta === 'hflip' ? '. Predictions average each photo and its mirror image (flip test-time augmentation)' : ''}.
 
 ## Data
 
-- VietAI retinal disease dataset (Kaggle "vietai-advance-course-retinal-disease-detection"): 3,435 labelled
-  512×512 fundus photographs from Cao Thang Eye Hospital (Vietnam); most \`normal\` images come from public screening
-  sets (Messidor / EyePACS). The data is not redistributed with this model.
-- Split: \`split.json\` in this directory (sha256 \`${meta.trainingData?.splitSha256 ?? 'n/a'}\`): ${split.parts.train.length} train /
-  ${split.parts.validation.length} validation / ${split.parts.test.length} test images, near-duplicate photographs of one eye kept in
-  one part, stratified over the labels. Training CSV sha256 \`${meta.trainingData?.csvSha256 ?? 'n/a'}\`; the task used
-  ${meta.trainingData?.imageCount ?? 'n/a'} training images.
-- Thresholds: ${meta.thresholdPolicy}.
+${dataSection(meta)}
 
 ## Held-out metrics
 
@@ -135,8 +224,9 @@ tuned there).
 | --- | --- | --- | --- | --- | --- |
 ${rows}
 
-Re-run this evaluation: \`fundus evaluate ${dir} --data ../shared/data/vietai/train.csv ../shared/data/vietai/train --split ${dir}/split.json --part test\`.
+Re-run this evaluation: ${meta.trainingData?.sources ? `\`fundus evaluate ${dir} --datasets datasets/train.json --part test\` (one table per source)` : `\`fundus evaluate ${dir} --data ../shared/data/vietai/train.csv ../shared/data/vietai/train --split ${dir}/split.json --part test\``}.
 
+${await externalSection()}
 ## Training
 
 ${m.epochs} epochs (best epoch ${m.bestEpoch ?? 'n/a'} by ${m.monitor}), ${(m.trainSeconds / 60).toFixed(1)} min of training at

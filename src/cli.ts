@@ -7,6 +7,7 @@ import { register as registerExplain } from './explain/commands.js';
 import { register as registerSelflearn } from './selflearn/commands.js';
 import { register as registerServe } from './serve/commands.js';
 import { register as registerWeights } from './models/commands.js';
+import { register as registerAudit } from './audit/commands.js';
 
 const program = new Command();
 program
@@ -22,6 +23,7 @@ registerExplain(program);
 registerSelflearn(program);
 registerServe(program);
 registerWeights(program);
+registerAudit(program);
 
 try {
   await program.parseAsync(process.argv);

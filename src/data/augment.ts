@@ -1,3 +1,5 @@
+import { InputError } from '../util/errors.js';
+import { applyCamera, cameraActive, NO_CAMERA, type CameraParams } from './camera-augment.js';
 import { DEFAULT_PREPROCESS } from './preprocess.js';
 import type { PreprocessSettings } from './preprocess.js';
 
@@ -23,6 +25,21 @@ export interface AugmentSettings {
   contrast: number;
   /** Gamma drawn log-uniformly from [1 / (1 + gamma), 1 + gamma]. */
   gamma: number;
+  // Camera augmentation (camera-augment.ts): what differs between fundus cameras, so that a network cannot learn the
+  // camera instead of the retina. Absent or 0: off, and nothing is drawn for them (seeded streams stay as they were).
+  /**
+   * Blur or sharpen: σ drawn from [-blur, blur] input pixels; a positive σ blurs with a Gaussian, a negative one
+   * sharpens by unsharp masking with σ = |σ| (amount 1).
+   */
+  blur?: number;
+  /** Colour temperature t drawn from [-temperature, temperature]: red × (1 + t), blue × (1 − t). RGB inputs only. */
+  temperature?: number;
+  /** Gaussian pixel noise with a std drawn from [0, noise], in [0, 1] pixel units. */
+  noise?: number;
+  /** Low resolution: shrink by a factor drawn from [1 - downscale, 1] (area average) and enlarge back (bilinear). */
+  downscale?: number;
+  /** JPEG re-compression at a quality drawn from [jpeg, 95] (a whole number; 0: off). */
+  jpeg?: number;
   /**
    * How the input was normalised (PreprocessSettings.normalize), so that photometric jitter works in pixel space and
    * areas uncovered by rotation or zoom are filled with black, like the border. Defaults to DEFAULT_PREPROCESS's.
@@ -39,7 +56,47 @@ export const DEFAULT_AUGMENT: AugmentSettings = {
   brightness: 0.08,
   contrast: 0.15,
   gamma: 0.2,
+  blur: 0,
+  temperature: 0,
+  noise: 0,
+  downscale: 0,
+  jpeg: 0,
 };
+
+/**
+ * What `--camera-augment` merges into the augmentation: mild versions of the differences between fundus cameras at
+ * the network's input resolution (224 px). Blur/sharpening up to σ = 0.8 px; white balance up to ±10 % on red and
+ * blue (a clearly warmer or cooler cast); noise up to 2 % (5 levels of 255); resolution down to half the side; JPEG
+ * down to quality 40. The JPEG blocks are 8 input pixels, coarser than a camera's blocks after the photo's reduction
+ * to 224 px, so the lowest quality stays moderate.
+ */
+export const CAMERA_AUGMENT: Partial<AugmentSettings> = {
+  blur: 0.8,
+  temperature: 0.1,
+  noise: 0.02,
+  downscale: 0.5,
+  jpeg: 40,
+};
+
+/** Checks the camera fields (InputError): ranges beyond these destroy the image rather than imitate a camera. */
+export function validateAugmentSettings(s: Partial<AugmentSettings>, where = 'augmentation settings'): Partial<AugmentSettings> {
+  const check = (name: keyof AugmentSettings, max: number, what: string) => {
+    const v = s[name];
+    if (v === undefined) return;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > max) {
+      throw new InputError(`${where}: ${name} must be a number in [0, ${max}] (${what}; got ${JSON.stringify(v)})`);
+    }
+  };
+  check('blur', 5, 'largest blur or sharpening σ in pixels');
+  check('temperature', 0.5, 'largest red/blue gain change');
+  check('noise', 0.5, 'largest noise std in [0, 1] pixel units');
+  check('downscale', 0.9, 'the smallest resampling factor is 1 - downscale');
+  check('jpeg', 95, 'lowest JPEG quality, 0 for none');
+  if (s.jpeg !== undefined && s.jpeg !== 0 && (!Number.isInteger(s.jpeg) || s.jpeg < 1)) {
+    throw new InputError(`${where}: jpeg must be 0 (off) or a whole quality in 1..95 (got ${s.jpeg})`);
+  }
+  return s;
+}
 
 /** Pixels darker than this (in [0, 1]) are border, left black by photometric jitter. */
 const BORDER = 0.03;
@@ -53,8 +110,11 @@ function gammaCurve(gamma: number): Float64Array {
   return curve;
 }
 
-/** The transformation drawn for one call, exposed for tests and previews. */
-export interface AugmentParams {
+/**
+ * The transformation drawn for one call, exposed for tests and previews. The camera fields (CameraParams) are
+ * optional: absent means none.
+ */
+export interface AugmentParams extends Partial<CameraParams> {
   hflip: boolean;
   vflip: boolean;
   angle: number;
@@ -78,7 +138,15 @@ export function drawAugmentParams(rng: () => number, s: AugmentSettings): Augmen
   const brightness = sym(s.brightness);
   const contrast = 1 + sym(s.contrast);
   const gamma = Math.exp(sym(Math.log(1 + s.gamma)));
-  return { hflip, vflip, angle, zoom, dx, dy, brightness, contrast, gamma };
+  // Camera parameters after all the others, and only for the fields that are on: with them off the generator is
+  // left exactly where it was, so seeded runs from before camera augmentation draw the same numbers.
+  const blur = s.blur ? sym(s.blur) : 0;
+  const temperature = s.temperature ? sym(s.temperature) : 0;
+  const noise = s.noise ? s.noise * rng() : 0;
+  const noiseSeed = s.noise ? Math.floor(rng() * 4294967296) : 0;
+  const resolution = s.downscale ? 1 - s.downscale * rng() : 1;
+  const jpegQuality = s.jpeg ? Math.round(s.jpeg + (95 - s.jpeg) * rng()) : 0;
+  return { hflip, vflip, angle, zoom, dx, dy, brightness, contrast, gamma, blur, temperature, noise, noiseSeed, resolution, jpegQuality };
 }
 
 function stats(norm: PreprocessSettings['normalize'], c: number): [number, number] {
@@ -173,12 +241,31 @@ export function applyAugment(
       }
     }
   }
+
+  // Camera augmentation, last (in pixel space, see camera-augment.ts); skipped entirely when off.
+  const camera: CameraParams = { ...NO_CAMERA, ...p };
+  if (cameraActive(camera)) {
+    const px = new Float32Array(out.length);
+    for (let c = 0; c < channels; c++) {
+      const m = mean[c];
+      const sd = std[c];
+      for (let i = c; i < out.length; i += channels) px[i] = out[i] * sd + m;
+    }
+    const done = applyCamera(px, size, channels, camera, BORDER);
+    for (let c = 0; c < channels; c++) {
+      const m = mean[c];
+      const sd = std[c];
+      // values the camera step left alone keep their exact values (no round trip through pixel space)
+      for (let i = c; i < out.length; i += channels) if (done[i] !== px[i]) out[i] = (done[i] - m) / sd;
+    }
+  }
   return out;
 }
 
 /**
  * A random augmentation of a preprocessed HWC image (normalised as `settings.normalize` says): flips, small rotation,
- * zoom and shift, brightness/contrast/gamma jitter. Deterministic for a given `rng` state. Returns a new array.
+ * zoom and shift, brightness/contrast/gamma jitter, and the camera augmentation where its fields are on.
+ * Deterministic for a given `rng` state. Returns a new array.
  */
 export function augment(
   image: Float32Array,
@@ -188,5 +275,6 @@ export function augment(
   settings: Partial<AugmentSettings> = {},
 ): Float32Array {
   const s: AugmentSettings = { ...DEFAULT_AUGMENT, ...settings };
+  validateAugmentSettings(s);
   return applyAugment(image, size, channels, drawAugmentParams(rng, s), s.normalize ?? DEFAULT_PREPROCESS.normalize);
 }

@@ -32,10 +32,20 @@ export interface LoadOptions {
 
 /** What the cached bytes depend on: everything but normalisation, which is applied on load. */
 export function settingsKey(settings: PreprocessSettings): string {
-  const { crop, size, channels, clahe, resize } = settings;
+  const { crop, size, channels, clahe, resize, mask, localMean } = settings;
   // CLAHE moved from libvips's sliding window to tiled CLAHE in version 2; the other settings give the same bytes in both
-  // versions, so their entries stay valid. Lanczos entries keep their old keys (no `resize` in the JSON).
-  const json = JSON.stringify({ v: clahe ? PREPROCESS_VERSION : 1, crop, size, channels, clahe, ...(resize === 'area' ? { resize } : {}) });
+  // versions, so their entries stay valid. Lanczos entries keep their old keys (no `resize` in the JSON), and so do
+  // settings without the camera-invariant steps (`mask`, `localMean` appear only when set).
+  const json = JSON.stringify({
+    v: clahe ? PREPROCESS_VERSION : 1,
+    crop,
+    size,
+    channels,
+    clahe,
+    ...(resize === 'area' ? { resize } : {}),
+    ...(mask ? { mask } : {}),
+    ...(localMean ? { localMean: { sigma: localMean.sigma } } : {}),
+  });
   return createHash('sha256').update(json).digest('hex').slice(0, 16);
 }
 

@@ -23,6 +23,8 @@ export interface CheckReport {
   classes: string[];
   /** Positives per class. */
   labelCounts: Record<string, number>;
+  /** Rows whose cell of the class is empty: not graded (neither positive nor negative). */
+  notGraded: Record<string, number>;
   /** cooccurrence[a][b]: images carrying both classes a and b (the diagonal repeats labelCounts). */
   cooccurrence: number[][];
   /** Label combinations, most frequent first: `glaucoma+diabetic retinopathy` -> count; `(none)` for no label. */
@@ -89,8 +91,10 @@ export async function checkDataset(csvPath: string, imagesDir: string, opts: Che
 
   const labelCounts: Record<string, number> = Object.fromEntries(parsed.classes.map((c) => [c, 0]));
   const cooccurrence = parsed.classes.map(() => new Array<number>(C).fill(0));
+  const notGraded: Record<string, number> = Object.fromEntries(parsed.classes.map((c) => [c, 0]));
   const combos = new Map<string, number>();
   for (const r of parsed.rows) {
+    r.graded?.forEach((g, k) => g || notGraded[parsed.classes[k]]++);
     const on: number[] = [];
     r.labels.forEach((v, k) => v && on.push(k));
     for (const a of on) {
@@ -187,6 +191,7 @@ export async function checkDataset(csvPath: string, imagesDir: string, opts: Che
     rows: parsed.rows.length,
     classes: parsed.classes,
     labelCounts,
+    notGraded,
     cooccurrence,
     combinations,
     imagesOnDisk: onDisk.length,
@@ -208,8 +213,11 @@ export function formatCheckReport(r: CheckReport, maxIssues = 50): string {
   out.push(`${r.csv}: ${r.rows} rows (${r.format} format); ${r.imagesDir}: ${r.imagesOnDisk} images`);
   out.push('');
   const w = Math.max(...r.classes.map((c) => c.length));
-  out.push('label counts (positives):');
-  for (const c of r.classes) out.push(`  ${c.padEnd(w)}  ${String(r.labelCounts[c]).padStart(6)}`);
+  const partial = r.classes.some((c) => r.notGraded[c] > 0);
+  out.push(partial ? 'label counts (positives; rows left empty = not graded):' : 'label counts (positives):');
+  for (const c of r.classes) {
+    out.push(`  ${c.padEnd(w)}  ${String(r.labelCounts[c]).padStart(6)}${partial ? `  ${String(r.notGraded[c]).padStart(6)} not graded` : ''}`);
+  }
   out.push('');
   out.push('co-occurrences (images with both labels):');
   const abbr = r.classes.map((c) => c.split(' ').map((s) => s[0]).join('').toUpperCase());

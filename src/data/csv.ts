@@ -26,8 +26,23 @@ export interface ParsedLabels {
   format: CsvFormat;
   /** Always the project's class order (CLASSES), whatever the CSV's column order. */
   classes: string[];
-  rows: { filename: string; labels: Uint8Array; line: number }[];
+  rows: { filename: string; labels: Uint8Array; line: number; graded?: Uint8Array; group?: string }[];
   issues: DataIssue[];
+}
+
+/**
+ * How to read a source whose CSV is not in the contest layout (see datasets.ts). Without options a CSV must have
+ * one column per class; an empty cell is always read as "not graded".
+ */
+export interface ParseOptions {
+  /** Class -> the CSV column that holds it, where headers name classes differently (e.g. `has_lesion_boxes`). */
+  columns?: Record<string, string>;
+  /** Keep only the rows whose column has this exact value (e.g. `{ has_lesion_boxes: '1' }`). */
+  where?: Record<string, string>;
+  /** The source grades some classes only: other columns are ignored and a class without a column is not graded. */
+  partial?: boolean;
+  /** Column naming each row's group (e.g. the patient), which a split must keep whole. */
+  groupBy?: string;
 }
 
 /** Splits CSV text into records of fields (RFC 4180: quotes, doubled quotes, CRLF), remembering each record's line. */
@@ -104,7 +119,7 @@ function badFilename(name: string): string | undefined {
  * Parses a label CSV without throwing on content problems: every problem becomes an issue so that `fundus data
  * check` can report all of them at once. Throws InputError only when the file cannot be read at all.
  */
-export function parseLabelsCsv(text: string, csvPath: string): ParsedLabels {
+export function parseLabelsCsv(text: string, csvPath: string, opts: ParseOptions = {}): ParsedLabels {
   const issues: DataIssue[] = [];
   const err = (code: string, message: string, line?: number): void => {
     issues.push({ severity: 'error', code, message, file: csvPath, line });
@@ -159,16 +174,31 @@ export function parseLabelsCsv(text: string, csvPath: string): ParsedLabels {
     }
   } else {
     const columnOf = new Map<string, number>(); // class name -> CSV column
+    const headerIndex = new Map(header.map((h, i) => [h, i]));
+    const mapped = new Map<string, string>(); // CSV header -> class, from opts.columns
+    for (const [cls, h] of Object.entries(opts.columns ?? {})) {
+      const name = normaliseLabel(cls);
+      if (name === undefined) err('unknown-column', `columns maps unknown class '${cls}' (known classes: ${CLASSES.join(', ')})`, records[0].line);
+      else if (!headerIndex.has(h)) err('missing-column', `column '${h}' (for '${name}') is not in the CSV`, records[0].line);
+      else mapped.set(h, name);
+    }
+    for (const h of Object.keys(opts.where ?? {})) {
+      if (!headerIndex.has(h)) err('missing-column', `column '${h}' (of the row filter) is not in the CSV`, records[0].line);
+    }
+    if (opts.groupBy !== undefined && !headerIndex.has(opts.groupBy)) err('missing-column', `column '${opts.groupBy}' (the groups) is not in the CSV`, records[0].line);
     header.slice(1).forEach((h, i) => {
-      const cls = normaliseLabel(h);
+      const cls = mapped.get(h) ?? (opts.columns ? undefined : normaliseLabel(h));
       if (cls === undefined) {
-        err('unknown-column', `unknown column '${h}' (known classes: ${CLASSES.join(', ')})`, records[0].line);
+        // a partial source's other columns (patient, eye, camera...) are data about the photo, not labels
+        if (!opts.partial && !(h in (opts.where ?? {})) && h !== opts.groupBy) {
+          err('unknown-column', `unknown column '${h}' (known classes: ${CLASSES.join(', ')})`, records[0].line);
+        }
       } else if (columnOf.has(cls)) {
         err('duplicate-column', `column '${h}' appears twice`, records[0].line);
       } else columnOf.set(cls, i + 1);
     });
     const missing = classes.filter((c) => !columnOf.has(c));
-    if (missing.length > 0) {
+    if (missing.length > 0 && !opts.partial) {
       err(
         'missing-column',
         `missing column${missing.length > 1 ? 's' : ''} ${missing.map((m) => `'${m}'`).join(', ')} ` +
@@ -177,12 +207,18 @@ export function parseLabelsCsv(text: string, csvPath: string): ParsedLabels {
       );
       return { format, classes, rows: [], issues };
     }
+    if (columnOf.size === 0) {
+      err('missing-column', `no label column (known classes: ${CLASSES.join(', ')})`, records[0].line);
+      return { format, classes, rows: [], issues };
+    }
+    const normal = classes.indexOf('normal');
     const firstLine = new Map<string, number>();
     for (const { fields, line } of records.slice(1)) {
       if (fields.length !== header.length) {
         err('wrong-field-count', `expected ${header.length} fields, found ${fields.length}`, line);
         continue;
       }
+      if (Object.entries(opts.where ?? {}).some(([h, v]) => fields[headerIndex.get(h)!].trim() !== v)) continue;
       const filename = fields[0].trim();
       const fnProblem = badFilename(filename);
       if (fnProblem) {
@@ -190,12 +226,17 @@ export function parseLabelsCsv(text: string, csvPath: string): ParsedLabels {
         continue;
       }
       const labels = new Uint8Array(classes.length);
+      const graded = new Uint8Array(classes.length);
       let ok = true;
       classes.forEach((cls, k) => {
-        const raw = fields[columnOf.get(cls)!].trim();
-        if (raw === '1' || raw === '0') labels[k] = raw === '1' ? 1 : 0;
-        else {
-          err('non-binary-value', `column '${cls}' of '${filename}' is '${raw}', expected 0 or 1`, line);
+        const col = columnOf.get(cls);
+        if (col === undefined) return;
+        const raw = fields[col].trim();
+        if (raw === '1' || raw === '0') {
+          labels[k] = raw === '1' ? 1 : 0;
+          graded[k] = 1;
+        } else if (raw !== '') {
+          err('non-binary-value', `column '${cls}' of '${filename}' is '${raw}', expected 0, 1 or empty (not graded)`, line);
           ok = false;
         }
       });
@@ -206,8 +247,12 @@ export function parseLabelsCsv(text: string, csvPath: string): ParsedLabels {
         continue;
       }
       firstLine.set(filename, line);
-      if (labels.every((v) => v === 0)) warn('no-labels', `'${filename}' has no positive label`, line);
-      rows.push({ filename, labels, line });
+      // A graded disease rules `normal` out even where the source does not grade it: that much is known.
+      if (normal >= 0 && !graded[normal] && labels.some((v, k) => v === 1 && k !== normal)) graded[normal] = 1;
+      const allGraded = graded.every((g) => g === 1);
+      if (allGraded && labels.every((v) => v === 0)) warn('no-labels', `'${filename}' has no positive label`, line);
+      const group = opts.groupBy !== undefined ? fields[headerIndex.get(opts.groupBy)!].trim() : undefined;
+      rows.push({ filename, labels, line, ...(allGraded ? {} : { graded }), ...(group ? { group } : {}) });
     }
   }
   if (rows.length === 0 && !issues.some((i) => i.severity === 'error')) err('empty-csv', 'the CSV has no data rows');
@@ -215,14 +260,14 @@ export function parseLabelsCsv(text: string, csvPath: string): ParsedLabels {
 }
 
 /** Reads and parses a label CSV file; InputError when it cannot be read. */
-export async function readLabelsCsv(csvPath: string): Promise<ParsedLabels> {
+export async function readLabelsCsv(csvPath: string, opts: ParseOptions = {}): Promise<ParsedLabels> {
   let text: string;
   try {
     text = await readFile(csvPath, 'utf8');
   } catch (e) {
     throw new InputError(`cannot read the CSV: ${(e as Error).message}`, { file: csvPath });
   }
-  return parseLabelsCsv(text, csvPath);
+  return parseLabelsCsv(text, csvPath, opts);
 }
 
 /** Formats the errors of a parse as one message: every bad line, so that a user can fix them in one go. */
@@ -238,8 +283,8 @@ export function describeErrors(issues: DataIssue[], max = 20): string {
  * `imagesDir`. Throws InputError naming the file and line on any CSV error. It does not open the images; `fundus data
  * check` (check.ts) does.
  */
-export async function readDataset(csvPath: string, imagesDir: string): Promise<Dataset> {
-  const parsed = await readLabelsCsv(csvPath);
+export async function readDataset(csvPath: string, imagesDir: string, opts: ParseOptions = {}): Promise<Dataset> {
+  const parsed = await readLabelsCsv(csvPath, opts);
   const errors = parsed.issues.filter((i) => i.severity === 'error');
   if (errors.length > 0) {
     const first = errors[0];
@@ -249,6 +294,12 @@ export async function readDataset(csvPath: string, imagesDir: string): Promise<D
     );
   }
   const dir = resolve(imagesDir);
-  const images: LabelledImage[] = parsed.rows.map((r) => ({ filename: r.filename, path: join(dir, r.filename), labels: r.labels }));
+  const images: LabelledImage[] = parsed.rows.map((r) => ({
+    filename: r.filename,
+    path: join(dir, r.filename),
+    labels: r.labels,
+    ...(r.graded ? { graded: r.graded } : {}),
+    ...(r.group !== undefined ? { group: r.group } : {}),
+  }));
   return { classes: parsed.classes, images, csvPath: resolve(csvPath), imagesDir: dir };
 }

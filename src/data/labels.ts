@@ -35,6 +35,20 @@ export interface LabelledImage {
   path: string;
   /** Multi-hot labels in the dataset's class order; absent for unlabelled images. */
   labels?: Uint8Array;
+  /**
+   * 1 where the class was graded, 0 where the source left it empty ("not graded": unknown, never "absent"; the
+   * label there is 0 and means nothing). Absent: every class was graded.
+   */
+  graded?: Uint8Array;
+  /** The source it comes from, when the dataset joins several (see datasets.ts). */
+  source?: string;
+  /** The unit that must stay inside one split part (a patient), when the source names one. */
+  group?: string;
+}
+
+/** Whether class `k` of `image` was graded (images of fully graded CSVs always are). */
+export function isGraded(image: LabelledImage, k: number): boolean {
+  return image.graded === undefined || image.graded[k] === 1;
 }
 
 /** A dataset: its class names and images, as read from a CSV and an image folder. */

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
 import { InputError } from '../util/errors.js';
+import { applyMask, circleMask, CIRCLE_MASK_RADIUS, localMeanNormalize } from './camera.js';
 import { claheChannel, claheRgb } from './clahe.js';
 import { decodeRgbScaled, preprocessJpegNative, type Normalization, type ScaledRgb } from './jpeg.js';
 import { resampleSquareArea } from './resample.js';
@@ -28,6 +29,20 @@ export interface PreprocessSettings {
    * the one it was trained with.
    */
   resize?: 'lanczos3' | 'area';
+  /**
+   * `circle`: after the crop, black out everything outside a standard circle centred in the square (radius 0.95 of
+   * half the side, see camera.ts), so that the field stop's rim, notches and halo, which differ between cameras, are
+   * gone. It does not remove the flat black bands of a disc clipped at the top and bottom (wide-field cameras, e.g.
+   * IDRiD's 4288×2848 photos): those are inside the circle. Absent: no mask (models saved before it).
+   */
+  mask?: 'circle';
+  /**
+   * Graham's local-mean normalisation: out = 4·(img − GaussianBlur(img, σ)) + 128 per RGB channel, with σ =
+   * `sigma` × size (Graham: 10 px on a 600 px disc, about 1/60). Takes the camera's colour, exposure and vignetting
+   * away and keeps local contrast. Pixels outside the disc (the dark border, and outside the circle when `mask` is
+   * set) are left out of the blur and come out black. Absent: off (models saved before it).
+   */
+  localMean?: { sigma: number };
 }
 
 export const DEFAULT_PREPROCESS: PreprocessSettings = {
@@ -75,6 +90,12 @@ export function channelCount(settings: Pick<PreprocessSettings, 'channels'>): nu
   return settings.channels === 'green' ? 1 : 3;
 }
 
+/**
+ * Largest localMean σ, as a fraction of the side. Beyond it the "local" mean is close to the disc's global mean (the
+ * method's point is lost) and the blur's cost grows with σ.
+ */
+export const MAX_LOCAL_MEAN_SIGMA = 0.25;
+
 /** Checks settings read from a model or a flag; InputError on anything that would silently give wrong inputs. */
 export function validatePreprocessSettings(s: PreprocessSettings, where = 'preprocess settings'): PreprocessSettings {
   const fail = (msg: string): never => {
@@ -86,6 +107,15 @@ export function validatePreprocessSettings(s: PreprocessSettings, where = 'prepr
   if (s.channels !== 'green' && s.channels !== 'rgb') fail(`channels must be 'green' or 'rgb' (got ${String(s.channels)})`);
   if (typeof s.clahe !== 'boolean') fail('clahe must be true or false');
   if (s.resize !== undefined && s.resize !== 'lanczos3' && s.resize !== 'area') fail(`resize must be 'lanczos3' or 'area' (got ${String(s.resize)})`);
+  if (s.mask !== undefined && s.mask !== 'circle') fail(`mask must be 'circle' or absent (got ${JSON.stringify(s.mask)})`);
+  if (s.localMean !== undefined) {
+    const lm = s.localMean as unknown;
+    if (typeof lm !== 'object' || lm === null) fail(`localMean must be an object like { "sigma": 0.0167 } or absent (got ${JSON.stringify(lm)})`);
+    const sigma = (lm as { sigma?: unknown }).sigma;
+    if (typeof sigma !== 'number' || !Number.isFinite(sigma) || sigma <= 0 || sigma > MAX_LOCAL_MEAN_SIGMA) {
+      fail(`localMean.sigma is a fraction of the input side in (0, ${MAX_LOCAL_MEAN_SIGMA}] (e.g. 1/60 ≈ 0.0167; got ${JSON.stringify(sigma)})`);
+    }
+  }
   const c = channelCount(s);
   const { mean, std } = s.normalize ?? ({} as PreprocessSettings['normalize']);
   if (!Array.isArray(mean) || !Array.isArray(std)) fail('normalize needs mean and std arrays');
@@ -323,12 +353,18 @@ export async function preprocessToBytes(input: string | Buffer, settings: Prepro
   const { geometry } = square;
   let rgb = square.rgb;
   const n = size * size;
+  if (settings.mask === 'circle') applyMask(rgb, 3, circleMask(size)); // the crop's buffer is ours to change
+  // The disc, which local-mean normalisation and CLAHE work on (the border stays black and out of the blur and of the
+  // tiles' histograms): brighter than the border, after the circle mask, so inside the circle when masking. The black
+  // bands of a disc clipped at the top and bottom are inside the circle but not the disc, so they do not darken the
+  // local mean along the clipped edges.
   let mask: Uint8Array | undefined;
-  if (settings.clahe) {
-    // the disc only: the border stays black and stays out of the tiles' histograms
+  if (settings.localMean || settings.clahe) {
     mask = new Uint8Array(n);
     for (let i = 0; i < n; i++) mask[i] = Math.max(rgb[3 * i], rgb[3 * i + 1], rgb[3 * i + 2]) > BORDER_LEVEL ? 1 : 0;
   }
+  if (settings.localMean) rgb = localMeanNormalize(rgb, size, 3, mask!, settings.localMean.sigma * size);
+  if (!settings.clahe) mask = undefined;
   if (settings.channels === 'rgb') {
     if (mask) rgb = claheRgb(rgb, size, size, mask);
     return { pixels: rgb, size, channels: 3, geometry };
@@ -341,8 +377,9 @@ export async function preprocessToBytes(input: string | Buffer, settings: Prepro
 
 /** Decodes a photo and prepares it for the network with `settings`. InputError when the image cannot be decoded. */
 export async function preprocessImage(input: string | Buffer, settings: PreprocessSettings): Promise<PreprocessedImage> {
-  if (settings.resize === 'area' && !settings.clahe) {
-    // the whole way to the network's input on the thread pool (JPEGs with the addon; the same values as below)
+  if (settings.resize === 'area' && !settings.clahe && !settings.mask && !settings.localMean) {
+    // the whole way to the network's input on the thread pool (JPEGs with the addon; the same values as below); the
+    // mask and local-mean steps run in JavaScript on the bytes, so they take the path below
     validatePreprocessSettings(settings);
     const channels = channelCount(settings);
     const fast = await areaByAddon(input, settings, normalization(settings, channels));
@@ -350,6 +387,25 @@ export async function preprocessImage(input: string | Buffer, settings: Preproce
   }
   const b = await preprocessToBytes(input, settings);
   return { data: normalizeBytes(b.pixels, b.channels, settings), size: b.size, channels: b.channels, geometry: b.geometry };
+}
+
+/**
+ * The settings in words, for model cards and logs, e.g. "disc crop, 224 px RGB, area resize, circle mask (r = 0.95 of
+ * half the side), Graham local-mean subtraction (σ = 1/60 of the side, 3.7 px), normalised with mean [0.5] and std
+ * [0.25]".
+ */
+export function describePreprocess(s: PreprocessSettings): string {
+  const parts = [s.crop ? 'disc crop' : 'whole photo', `${s.size} px ${s.channels === 'rgb' ? 'RGB' : 'green channel'}`];
+  parts.push(`${s.resize ?? 'lanczos3'} resize`);
+  if (s.mask === 'circle') parts.push(`circle mask (r = ${CIRCLE_MASK_RADIUS} of half the side)`);
+  if (s.localMean) {
+    const inv = 1 / s.localMean.sigma;
+    const frac = Math.abs(inv - Math.round(inv)) < 0.01 ? `1/${Math.round(inv)}` : String(s.localMean.sigma);
+    parts.push(`Graham local-mean subtraction (σ = ${frac} of the side, ${(s.localMean.sigma * s.size).toFixed(1)} px)`);
+  }
+  if (s.clahe) parts.push('CLAHE');
+  parts.push(`normalised with mean [${s.normalize.mean.join(', ')}] and std [${s.normalize.std.join(', ')}]`);
+  return parts.join(', ');
 }
 
 /** Maps a point of the network input (pixel centres, 0..size) back to original photo coordinates. */

@@ -5,7 +5,9 @@ import { writeFileAtomic } from '../util/atomic.js';
 import { METADATA_JSON } from '../models/io.js';
 import type { FundusModel } from '../models/io.js';
 import { initEngine } from '../engine/index.js';
-import { buildReport, defaultPredictFiles, loadEvaluationSet, predictSet } from './run.js';
+import { CLASSES } from '../data/labels.js';
+import { confoundingBySource, confoundingWarnings } from './confounding.js';
+import { buildReport, defaultPredictFiles, loadEvaluationSet, loadSourceSets, predictSet } from './run.js';
 import type { DataSelection, PredictFiles } from './run.js';
 import { formatReport } from './text.js';
 import { writeReport } from './report.js';
@@ -13,7 +15,7 @@ import { parsePolicy, tuneThresholds } from './thresholds.js';
 
 /** Options shared by `fundus evaluate` and `fundus thresholds`. */
 interface DataOptions {
-  data: string[];
+  data?: string[];
   split?: string;
   part?: string;
   batchSize?: string;
@@ -43,12 +45,17 @@ async function loadForEvaluation(modelDir: string): Promise<FundusModel> {
 /** `predict` is injectable so that tests can run the commands' logic on known probabilities. */
 export async function evaluateCommand(
   modelDir: string,
-  opts: DataOptions & { json?: boolean; report?: string; resamples?: string; seed?: string },
+  opts: DataOptions & { json?: boolean; report?: string; resamples?: string; seed?: string; datasets?: string[] },
   predict?: PredictFiles,
 ): Promise<void> {
-  const sel = selection(opts, 'test');
   const resamples = positiveInt(opts.resamples, '--resamples', 1000);
   const seed = positiveInt(opts.seed, '--seed', 0);
+  if (opts.datasets?.length) {
+    if (opts.data || opts.split) throw new InputError('give either --datasets or --data (and --split), not both');
+    if (opts.report) throw new InputError('--report writes one set; with --datasets use --json');
+    return evaluateSources(modelDir, { ...opts, datasets: opts.datasets }, { resamples, seed }, predict);
+  }
+  const sel = selection(opts, 'test');
   const model = await loadForEvaluation(modelDir);
   const set = await loadEvaluationSet(model.metadata, sel);
   const probs = await predictSet(model, set, predict ?? (await defaultPredictFiles()), { batchSize: positiveInt(opts.batchSize, '--batch-size', 16) || undefined, quiet: opts.quiet || opts.json });
@@ -61,6 +68,41 @@ export async function evaluateCommand(
     console.log(formatReport(report));
     if (opts.report) console.log(`\nreport: ${resolve(opts.report)}`);
   }
+}
+
+/**
+ * Evaluates on every source of one or more datasets files: one report per source (the part of a training source,
+ * the whole of an external one), each class on the images graded for it, and a warning for each class whose
+ * positives the source alone predicts.
+ */
+async function evaluateSources(
+  modelDir: string,
+  opts: DataOptions & { datasets: string[]; json?: boolean; batchSize?: string },
+  bootstrap: { resamples: number; seed: number },
+  predict?: PredictFiles,
+): Promise<void> {
+  const model = await loadForEvaluation(modelDir);
+  const { sets, skipped } = await loadSourceSets(model.metadata, opts.datasets, opts.part ?? 'test');
+  const predictFn = predict ?? (await defaultPredictFiles());
+  const reports = [];
+  for (const { sel, set } of sets) {
+    const probs = await predictSet(model, set, predictFn, { batchSize: positiveInt(opts.batchSize, '--batch-size', 16) || undefined, quiet: opts.quiet || opts.json });
+    reports.push(buildReport(modelDir, model.metadata, sel, set, probs, bootstrap));
+  }
+  const images = sets.flatMap((s) => s.set.images);
+  const confounding = confoundingBySource(images, model.metadata.classes, CLASSES);
+  const warnings = confoundingWarnings(confounding);
+  if (opts.json) {
+    process.stdout.write(JSON.stringify({ sets: reports, skipped, confounding, warnings }, null, 2) + '\n');
+    return;
+  }
+  for (const r of reports) {
+    console.log(`== ${r.data.source} (${r.data.role === 'external' ? 'external, never trained on: all images' : `part '${r.data.part}'`}) ==`);
+    console.log(formatReport(r));
+    console.log('');
+  }
+  for (const s of skipped) console.log(`== ${s.source}: not scored (${s.reason}) ==`);
+  for (const w of warnings) console.error(`fundus: warning: ${w}; pooled metrics over these sources reward recognising the source`);
 }
 
 export async function thresholdsCommand(modelDir: string, opts: DataOptions & { policy?: string; dryRun?: boolean }, predict?: PredictFiles): Promise<void> {
@@ -123,16 +165,21 @@ export function register(program: Command): void {
         'precision with 95% bootstrap intervals, the contest metric (mean F1 at 0.5), confusion matrices and calibration.',
     )
     .argument('<model-dir>', 'model directory (model.json, weights.bin, fundus.json)')
-    .requiredOption('--data <csv-and-images...>', 'label CSV (contest multi-hot or filename,label) and image folder')
+    .option('--data <csv-and-images...>', 'label CSV (contest multi-hot or filename,label) and image folder')
     .option('--split <split.json>', 'evaluate only one part of this split')
-    .option('--part <part>', 'train, validation or test (default test with --split)')
+    .option('--datasets <file...>', 'instead of --data: datasets files; one table per source (external sources whole)')
+    .option('--part <part>', 'train, validation or test (default test with --split or --datasets)')
     .option('--json', 'print every number as JSON (schema: docs/evaluation.md)')
     .option('--report <file.html>', 'also write a self-contained HTML report')
     .option('--resamples <n>', 'bootstrap resamples (0: no intervals)', '1000')
     .option('--seed <n>', 'bootstrap seed', '0')
     .option('--batch-size <n>', 'images per prediction batch', '16')
     .option('--quiet', 'no progress bar')
-    .addHelpText('after', '\nExample:\n  fundus evaluate models/default --data ../shared/data/vietai/train.csv ../shared/data/vietai/train \\\n    --split splits/vietai.json --part test --report report.html')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  fundus evaluate models/default --data ../shared/data/vietai/train.csv ../shared/data/vietai/train \\\n    --split splits/vietai.json --part test --report report.html\n' +
+        '  fundus evaluate models/default --datasets datasets/train.json datasets/external.json --part test',
+    )
     .action((modelDir: string, opts) => evaluateCommand(modelDir, opts));
 
   program

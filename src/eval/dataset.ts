@@ -1,4 +1,5 @@
 import { access } from 'node:fs/promises';
+import { isGraded } from '../data/labels.js';
 import type { LabelledImage } from '../data/labels.js';
 import type { CsvFormat } from '../data/csv.js';
 import { InputError } from '../util/errors.js';
@@ -10,6 +11,8 @@ export interface EvaluationSet {
   labels: Uint8Array;
   /** Indices into the model's classes that this data scores. */
   scored: number[];
+  /** n×modelClasses.length, 1 where graded; absent when every image grades every scored class. */
+  graded?: Uint8Array;
   format: CsvFormat;
   notes: string[];
 }
@@ -73,7 +76,26 @@ export function alignToModel(
 
   const unknownModelClasses = modelClasses.filter((c) => !index.has(c));
   let scored: number[];
-  if (source.format === 'contest') {
+  const partial = images.some((im) => im.graded !== undefined);
+  const gradedAnywhere = (c: string): boolean => images.some((im) => isGraded(im, index.get(c)!));
+  if (source.format === 'contest' && partial) {
+    // A source that grades some classes only: each class is scored on the images graded for it.
+    scored = modelClasses.map((c, k) => (index.has(c) && gradedAnywhere(c) ? k : -1)).filter((k) => k >= 0);
+    if (scored.length === 0) throw new InputError(`the data grades none of the model's classes (${modelClasses.join(', ')})`, { file: source.csvPath });
+    const unscored = modelClasses.filter((_, k) => !scored.includes(k));
+    if (unscored.length > 0) notes.push(`not graded in this data, so not scored: ${unscored.join(', ')}`);
+    // A class graded one way only (e.g. \`normal\`, known to be 0 wherever a disease is graded present) has no AUC.
+    const oneSided = scored.filter((k) => {
+      const j = index.get(modelClasses[k])!;
+      const values = new Set(images.filter((im) => isGraded(im, j)).map((im) => im.labels![j]));
+      return values.size < 2;
+    });
+    if (oneSided.length > 0) {
+      notes.push(`graded with only positives or only negatives, so not scored: ${oneSided.map((k) => modelClasses[k]).join(', ')}`);
+      scored = scored.filter((k) => !oneSided.includes(k));
+      if (scored.length === 0) throw new InputError('no class of the model has both positive and negative graded images here', { file: source.csvPath });
+    }
+  } else if (source.format === 'contest') {
     if (unknownModelClasses.length > 0) {
       throw new InputError(
         `the model is trained for class${unknownModelClasses.length > 1 ? 'es' : ''} ` +
@@ -118,13 +140,15 @@ export function alignToModel(
 
   const C = modelClasses.length;
   const labels = new Uint8Array(images.length * C);
+  const graded = partial ? new Uint8Array(images.length * C) : undefined;
   images.forEach((im, i) => {
     modelClasses.forEach((c, k) => {
       const j = index.get(c);
       if (j !== undefined) labels[i * C + k] = im.labels![j] ? 1 : 0;
+      if (graded && j !== undefined) graded[i * C + k] = isGraded(im, j) ? 1 : 0;
     });
   });
-  return { images, labels, scored, format: source.format, notes };
+  return { images, labels, scored, format: source.format, notes, ...(graded ? { graded } : {}) };
 }
 
 /** InputError naming the missing image files (the first few), before any prediction starts. */

@@ -30,6 +30,8 @@ export interface EvaluationInput {
   labels: Uint8Array;
   /** Indices into `classes` of the classes the data can score (all of them for a contest CSV). */
   scored?: number[];
+  /** n×classes.length, 1 where the entry was graded (absent: all were): each class is scored on its graded images. */
+  graded?: Uint8Array;
   /** Per-class thresholds in `classes` order. */
   thresholds: number[];
   bootstrap?: BootstrapOptions;
@@ -111,8 +113,24 @@ export function evaluatePredictions(input: EvaluationInput): EvaluationMetrics {
   const nBins = input.calibrationBins ?? 10;
   const softmax = input.activation === 'softmax';
 
-  const ys = scored.map((k) => column(labels, C, k));
-  const ps = scored.map((k) => column(probs, C, k));
+  // Each class on the images graded for it; `rows[j]` lists them where some are not.
+  const graded = input.graded;
+  const rows = scored.map((k) => {
+    if (!graded) return undefined;
+    const keep: number[] = [];
+    for (let i = 0; i < n; i++) if (graded[i * C + k]) keep.push(i);
+    return keep.length === n ? undefined : Uint32Array.from(keep);
+  });
+  const pick = (m: ArrayLike<number>, k: number, j: number): Float64Array => {
+    const r = rows[j];
+    return r ? Float64Array.from(r, (i) => m[i * C + k]) : column(m, C, k);
+  };
+  const weightsOf = (w: Float64Array | undefined, j: number): Float64Array | undefined => {
+    const r = rows[j];
+    return w && r ? Float64Array.from(r, (i) => w[i]) : w;
+  };
+  const ys = scored.map((k, j) => pick(labels, k, j));
+  const ps = scored.map((k, j) => pick(probs, k, j));
   const orders = ps.map((p) => argsortDesc(p));
   const full = scored.map((k, j) => classValues(ys[j], ps[j], orders[j], thresholds[k]));
 
@@ -169,7 +187,7 @@ export function evaluatePredictions(input: EvaluationInput): EvaluationMetrics {
     labelCombinationStrata(scoredLabels, scored.length),
     OVERALL_STATS.length,
     (w, out) => {
-      const values = scored.map((k, j) => classValues(ys[j], ps[j], orders[j], thresholds[k], w));
+      const values = scored.map((k, j) => classValues(ys[j], ps[j], orders[j], thresholds[k], weightsOf(w, j)));
       out[0] = meanOf('f1', values);
       out[1] = meanOf('f1At05', values);
       out[2] = meanOf('auc', values);
@@ -224,14 +242,8 @@ export function evaluatePredictions(input: EvaluationInput): EvaluationMetrics {
     const acc = accuracyOf();
     accuracy = metric(Number.isNaN(acc) ? null : acc, overallIntervals[4], keep.length === 0 ? 'undefined: no image has exactly one of the classes' : undefined);
   } else {
-    const y = new Float64Array(n * scored.length);
-    const p = new Float64Array(n * scored.length);
-    for (let i = 0; i < n; i++) {
-      scored.forEach((k, j) => {
-        y[i * scored.length + j] = labels[i * C + k];
-        p[i * scored.length + j] = probs[i * C + k];
-      });
-    }
+    const y = Float64Array.from(ys.flatMap((v) => [...v]));
+    const p = Float64Array.from(ps.flatMap((v) => [...v]));
     calibration = { kind: 'per-class-pooled', bins: reliabilityCurve(y, p, nBins), ece: expectedCalibrationError(y, p, nBins) };
     const matrices: Record<string, BinaryCounts> = {};
     scored.forEach((k, j) => (matrices[input.classes[k]] = full[j].counts));

@@ -1,5 +1,6 @@
 import { resolve } from 'node:path';
 import { readDataset, readLabelsCsv } from '../data/csv.js';
+import { readDatasets } from '../data/datasets.js';
 import { PART_NAMES, readSplit } from '../data/split.js';
 import type { PartName } from '../data/split.js';
 import type { FundusModel } from '../models/io.js';
@@ -25,6 +26,62 @@ export interface DataSelection {
   images: string;
   split?: string;
   part?: string;
+  /** One source of a datasets file (the part is the source's own; an external source is evaluated whole). */
+  source?: { name: string; datasets: string; role: 'train' | 'external' };
+}
+
+/** One source's evaluation set, read from a datasets file. */
+export interface SourceSelection {
+  sel: DataSelection;
+  set: EvaluationSet;
+}
+
+/**
+ * Every source of the datasets files lined up with the model: the `part` of each training source and the whole of
+ * each external one, each class scored on the images graded for it. All checks before any prediction.
+ */
+export async function loadSourceSets(
+  metadata: ModelMetadata,
+  datasetsFiles: string[],
+  part: string,
+): Promise<{ sets: SourceSelection[]; skipped: { source: string; reason: string }[] }> {
+  if (!(PART_NAMES as readonly string[]).includes(part)) throw new InputError(`unknown split part '${part}' (use ${PART_NAMES.join(', ')})`);
+  const out: SourceSelection[] = [];
+  const skipped: { source: string; reason: string }[] = [];
+  for (const file of datasetsFiles) {
+    const data = await readDatasets(file);
+    for (const src of data.sources) {
+      const external = src.role === 'external';
+      const filenames = external ? src.parts.test : src.parts[part as PartName];
+      if (filenames.length === 0) continue;
+      const sel: DataSelection = {
+        csv: src.dataset.csvPath!,
+        images: src.dataset.imagesDir,
+        part: external ? 'all (external)' : part,
+        source: { name: src.name, datasets: resolve(file), role: src.role },
+      };
+      let set: EvaluationSet;
+      try {
+        set = alignToModel(
+          metadata.classes,
+          { classes: src.dataset.classes, images: src.dataset.images, format: 'contest', csvPath: src.dataset.csvPath! },
+          { name: part, filenames, splitPath: file },
+          domainOf(metadata),
+        );
+      } catch (e) {
+        // e.g. a source of positives only (codras): nothing to score there, which is no reason to stop the others
+        if (!(e instanceof InputError)) throw e;
+        skipped.push({ source: src.name, reason: e.message });
+        continue;
+      }
+      await checkImagesExist(set.images, src.dataset.imagesDir);
+      out.push({ sel, set });
+    }
+  }
+  if (out.length === 0) {
+    throw new InputError(`no source can be scored in part '${part}'${skipped.map((s) => `; ${s.source}: ${s.reason}`).join('')}`, { file: datasetsFiles[0] });
+  }
+  return { sets: out, skipped };
 }
 
 /** The filenames of one part of a split file (read and checked by src/data/split.ts). */
@@ -92,6 +149,7 @@ export function buildReport(
     probs,
     labels: set.labels,
     scored: set.scored,
+    ...(set.graded ? { graded: set.graded } : {}),
     thresholds: metadata.thresholds,
     bootstrap,
   });
@@ -111,6 +169,7 @@ export function buildReport(
       images: resolve(sel.images),
       format: set.format,
       ...(sel.split ? { split: resolve(sel.split), part: sel.part } : {}),
+      ...(sel.source ? { source: sel.source.name, datasets: sel.source.datasets, role: sel.source.role, part: sel.part } : {}),
     },
     notes: set.notes,
     ...metrics,

@@ -137,6 +137,10 @@ export interface EvaluationReport extends EvaluationMetrics {
     format: 'contest' | 'pairs';
     split?: string;
     part?: string;
+    /** A source of a datasets file: its name, the file, and whether it is external (never trained on). */
+    source?: string;
+    datasets?: string;
+    role?: 'train' | 'external';
   };
   /** Notes on what was left out or assumed. */
   notes: string[];

@@ -24,6 +24,10 @@ export interface TrainingRecipe {
   /** Epochs the schedule was set for (early stopping or a time budget may end the run sooner). */
   epochs: number;
   augment: boolean;
+  /** Camera augmentation too (blur, colour temperature, noise, resampling, JPEG re-compression; see data/augment.ts). */
+  cameraAugment?: boolean;
+  /** Source-adversarial training: the sources the reversed-gradient head told apart, and its strength. */
+  sourceAdversarial?: { sources: string[]; weight: number };
   seed: number;
   /** The model directory whose weights the run started from (fine-tuning), as given. */
   initFrom?: string;
@@ -46,6 +50,19 @@ export type TestTimeAugmentation = 'none' | 'hflip';
  * What a model directory carries beside tfjs's `model.json` and weights (`fundus.json`). Everything needed to
  * predict exactly as at training time, and to know what the model was trained on.
  */
+/** One source of a multi-source training set, as a model records it. */
+export interface TrainingSource {
+  name: string;
+  /** `external`: read for validation only, never trained on. */
+  role: 'train' | 'external';
+  csvSha256: string;
+  /** The classes it grades (others were masked out of the loss for its photographs). */
+  graded: string[];
+  images: { train: number; validation: number; test: number };
+  /** A split file, or how the split was made. */
+  splitFrom: string;
+}
+
 export interface ModelMetadata {
   format: 'fundus-model';
   formatVersion: 1;
@@ -64,7 +81,17 @@ export interface ModelMetadata {
   /** How the thresholds were chosen, e.g. `max-f1 on validation` or `default 0.5`. */
   thresholdPolicy: string;
   /** Fingerprints of the training data so that anyone can tell what a model has seen. */
-  trainingData?: { csvSha256: string; imageCount: number; splitSha256?: string; splitFile?: string };
+  trainingData?: {
+    /** sha256 of the label CSV, or of the datasets file for several sources. */
+    csvSha256: string;
+    imageCount: number;
+    splitSha256?: string;
+    splitFile?: string;
+    /** Several sources (a datasets file): each one's labels, graded classes and part sizes. */
+    sources?: TrainingSource[];
+    /** Every source weighed the same in the loss. */
+    balanceSources?: boolean;
+  };
   /** How the weights were learnt (absent in models saved before it was recorded). */
   training?: TrainingRecipe;
   /** The pretrained backbone the network was built on (absent for networks trained from scratch). */

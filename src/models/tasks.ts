@@ -1,4 +1,4 @@
-import { CLASSES, FOCUS_CLASSES, PATHOLOGIES } from '../data/labels.js';
+import { CLASSES, FOCUS_CLASSES, PATHOLOGIES, isGraded } from '../data/labels.js';
 import type { Dataset, LabelledImage } from '../data/labels.js';
 import { InputError } from '../util/errors.js';
 import type { Task } from './metadata.js';
@@ -14,9 +14,12 @@ export function parseTask(s: string): Task {
 export interface Example {
   path: string;
   filename: string;
+  /** Targets in the task's class order; NaN where the image's source did not grade the class (masked out of the loss). */
   target: Float32Array;
   /** 1 for labelled images; pseudo-labelled ones may count less. */
   weight: number;
+  /** The source the image comes from, for multi-source data. */
+  source?: string;
 }
 
 /** What a (binary or multi-class) network is trained to output. */
@@ -64,6 +67,9 @@ function labelled(images: LabelledImage[]): (LabelledImage & { labels: Uint8Arra
  * - focus: images with exactly one of diabetic retinopathy, glaucoma, normal (other labels may be present), one-hot;
  * - focus-sigmoid: images with at least one of the three, multi-hot over the three (keeps DR + glaucoma);
  * - one-vs-normal: use memberExamples for each member.
+ * Classes an image's source did not grade are NaN targets (sigmoid tasks mask them out of the loss). The softmax
+ * `focus` task presumes its three classes exclusive: an image with exactly one graded positive among them is that
+ * class's example, its ungraded ones taken as 0; an image with no graded positive cannot be placed and is left out.
  */
 export function taskExamples(task: Task, dataset: Dataset, images: LabelledImage[]): Example[] {
   const head = taskHead(task);
@@ -71,13 +77,24 @@ export function taskExamples(task: Task, dataset: Dataset, images: LabelledImage
   const cols = columns(dataset, head.classes);
   const out: Example[] = [];
   for (const im of labelled(images)) {
-    const t = Float32Array.from(cols, (c) => im.labels[c]);
-    const positives = t.reduce((a, b) => a + b, 0);
+    const t = Float32Array.from(cols, (c) => (isGraded(im, c) ? im.labels[c] : task === 'focus' ? 0 : NaN));
+    const positives = t.reduce((a, b) => a + (b === 1 ? 1 : 0), 0);
     if (task === 'focus' && positives !== 1) continue;
     if (task === 'focus-sigmoid' && positives === 0) continue;
-    out.push({ path: im.path, filename: im.filename, target: t, weight: 1 });
+    out.push({ path: im.path, filename: im.filename, target: t, weight: 1, ...(im.source !== undefined ? { source: im.source } : {}) });
   }
   return out;
+}
+
+/**
+ * Reweights examples so that every source carries the same total weight (the loss then sees the sources as
+ * equally large, whatever their sizes), keeping the mean weight. Images without a source count as one source.
+ */
+export function balanceSources(examples: Example[], sourceOf: (e: Example) => string = (e) => e.source ?? ''): Example[] {
+  const totals = new Map<string, number>();
+  for (const e of examples) totals.set(sourceOf(e), (totals.get(sourceOf(e)) ?? 0) + e.weight);
+  const all = examples.reduce((a, e) => a + e.weight, 0);
+  return examples.map((e) => ({ ...e, weight: (e.weight * all) / (totals.size * totals.get(sourceOf(e))!) }));
 }
 
 /** The binary examples of one one-vs-normal member: `pathology` = 1 against `normal` = 0, nothing else. */
@@ -105,21 +122,27 @@ export function balancedClassWeights(
 ): { positive: Float32Array; negative: Float32Array } {
   const pos = new Float64Array(numClasses);
   let n = 0;
+  // per class over the examples graded for it
+  const graded = new Float64Array(numClasses);
   for (const e of examples) {
     n += e.weight;
-    for (let k = 0; k < numClasses; k++) pos[k] += e.target[k] * e.weight;
+    for (let k = 0; k < numClasses; k++) {
+      if (Number.isNaN(e.target[k])) continue;
+      pos[k] += e.target[k] * e.weight;
+      graded[k] += e.weight;
+    }
   }
   const positive = new Float32Array(numClasses);
   const negative = new Float32Array(numClasses);
   for (let k = 0; k < numClasses; k++) {
     const p = Math.max(1, pos[k]);
-    const q = Math.max(1, n - pos[k]);
+    const q = Math.max(1, graded[k] - pos[k]);
     if (activation === 'softmax') {
       positive[k] = Math.min(cap, n / (numClasses * p));
       negative[k] = 0;
     } else {
-      positive[k] = Math.min(cap, n / (2 * p));
-      negative[k] = Math.min(cap, n / (2 * q));
+      positive[k] = Math.min(cap, graded[k] / (2 * p));
+      negative[k] = Math.min(cap, graded[k] / (2 * q));
     }
   }
   return { positive, negative };

@@ -25,6 +25,8 @@ export interface TrainState {
   /** Running sums of the epoch in progress, for its mean training loss. */
   epochLossSum: number;
   epochWeightSum: number;
+  /** Source-adversarial runs: the source head's weighted loss so far this epoch. */
+  epochAdvSum?: number;
   history: HistoryRow[];
   best: { value: number; epoch: number } | null;
   /** Epochs since the monitored metric last improved (early stopping). */
@@ -133,12 +135,14 @@ export async function saveCheckpoint(
   metadata: ModelMetadata,
   optimizer: tf.Optimizer | GroupedAdam,
   state: TrainState,
+  extra: Record<string, Uint8Array> = {},
 ): Promise<void> {
   const opt = await serializeOptimizer(optimizer);
   await saveModel(dir, network, metadata, {
     [OPTIMIZER_JSON]: opt.json,
     [OPTIMIZER_BIN]: opt.bin,
     [STATE_JSON]: JSON.stringify(state, null, 1),
+    ...extra,
   });
 }
 

@@ -5,6 +5,7 @@ import { architectureInfo, architectureNames } from '../models/architectures.js'
 import { readMetadata } from '../models/io.js';
 import { TASKS, parseTask } from '../models/tasks.js';
 import { InputError } from '../util/errors.js';
+import { CAMERA_AUGMENT } from '../data/augment.js';
 import type { Monitor } from './loop.js';
 import { trainModel } from './train.js';
 
@@ -35,8 +36,11 @@ function nonNegativeNumber(name: string) {
 interface TrainFlags {
   task: string;
   model?: string;
-  data: string[];
-  split: string;
+  data?: string[];
+  split?: string;
+  datasets?: string;
+  balanceSources?: boolean;
+  sourceAdversarial?: number;
   out: string;
   runDir?: string;
   epochs: number;
@@ -49,7 +53,10 @@ interface TrainFlags {
   channels?: 'green' | 'rgb';
   clahe?: boolean;
   resize: 'area' | 'lanczos3';
+  mask?: 'circle';
+  localMean?: number | true;
   augment: boolean;
+  cameraAugment?: boolean;
   patience: number;
   monitor: Monitor;
   seed: number;
@@ -67,6 +74,9 @@ interface TrainFlags {
   quiet?: boolean;
 }
 
+/** Graham's σ: 10 px for a 600 px disc. */
+const LOCAL_MEAN_SIGMA = 1 / 60;
+
 export function register(program: Command): void {
   program
     .command('train')
@@ -76,8 +86,15 @@ export function register(program: Command): void {
     )
     .addOption(new Option('--task <task>', 'what to learn').choices([...TASKS]).makeOptionMandatory())
     .addOption(new Option('--model <name>', "architecture (default: --init-from's, else resnet18-narrow)").choices(architectureNames()))
-    .requiredOption('--data <csv_and_images...>', 'the labels CSV and the image folder, e.g. --data train.csv train/')
-    .requiredOption('--split <split.json>', 'split file with train/validation/test parts (e.g. splits/vietai.json)')
+    .option('--data <csv_and_images...>', 'the labels CSV and the image folder, e.g. --data train.csv train/')
+    .option('--split <split.json>', 'split file with train/validation/test parts (e.g. splits/vietai.json)')
+    .option('--datasets <file>', 'instead of --data and --split: a datasets file listing several sources (e.g. datasets/train.json)')
+    .option('--balance-sources', 'with --datasets: every source weighs the same in the loss, whatever its size')
+    .option(
+      '--source-adversarial <weight>',
+      'with --datasets: a head that predicts the source through a gradient-reversal layer, so the features carry little of the camera (e.g. 0.1)',
+      positiveNumber('source-adversarial'),
+    )
     .requiredOption('--out <dir>', 'model directory to write')
     .option('--run-dir <dir>', 'checkpoints, history.csv and TensorBoard events (default: runs/<name of --out>)')
     .option('--epochs <n>', 'maximum number of epochs', positiveInt('epochs'), 30)
@@ -94,7 +111,14 @@ export function register(program: Command): void {
         .choices(['area', 'lanczos3'])
         .default('area'),
     )
+    .addOption(new Option('--mask <shape>', 'camera-invariant: black out everything outside a standard circle around the disc centre').choices(['circle']))
+    .option(
+      '--local-mean [sigma]',
+      "camera-invariant: subtract a Gaussian-blurred copy (Graham's local mean colour normalisation); sigma as a fraction of the side",
+      positiveNumber('local-mean'),
+    )
     .option('--no-augment', 'train without augmentation')
+    .option('--camera-augment', 'also imitate other cameras while training: blur/sharpness, colour temperature, noise, down-and-up resampling, JPEG re-compression')
     .option('--patience <epochs>', 'early stopping: epochs without improvement of the monitored metric', positiveInt('patience'), 8)
     .addOption(new Option('--monitor <metric>', 'validation metric for best epoch and early stopping').choices(['val_auc', 'val_f1', 'val_loss']).default('val_auc'))
     .option('--seed <n>', 'random seed (initialisation, order, augmentation)', (v) => Number.parseInt(v, 10), 42)
@@ -120,10 +144,14 @@ export function register(program: Command): void {
         '      --split splits/vietai.json --out models/mine\n' +
         '  fundus train --task focus --model alexnet --data train.csv train/ --split splits/vietai.json --out models/alexnet-focus\n' +
         '  fundus train --task multilabel --model mobilenetv2 --pretrained imagenet --recipe full --lr 1e-3 --epochs 12 \\\n' +
-        '      --data train.csv train/ --split splits/vietai.json --out models/mnv2',
+        '      --data train.csv train/ --split splits/vietai.json --out models/mnv2\n' +
+        '  fundus train --task multilabel --model mobilenetv2 --pretrained imagenet --datasets datasets/train.json --out models/multi',
     )
     .action(async (flags: TrainFlags) => {
-      if (flags.data.length !== 2) throw new InputError('--data takes two values: the labels CSV and the image folder');
+      if (flags.datasets === undefined) {
+        if (!flags.data || !flags.split) throw new InputError('give --data <csv> <images> and --split <file>, or --datasets <file>');
+        if (flags.data.length !== 2) throw new InputError('--data takes two values: the labels CSV and the image folder');
+      } else if (flags.data || flags.split) throw new InputError('give either --datasets or --data and --split, not both');
       const model = flags.model ?? (flags.initFrom ? (await readMetadata(flags.initFrom)).architecture : 'resnet18-narrow');
       if (flags.pretrained && !architectureInfo(model).backbone) {
         throw new InputError(`--pretrained: ${model} has no pretrained weights (backbones: ${architectureNames().filter((n) => architectureInfo(n).backbone).join(', ')})`);
@@ -133,9 +161,12 @@ export function register(program: Command): void {
       const r = await trainModel({
         task: parseTask(flags.task),
         model,
-        csv: flags.data[0],
-        images: flags.data[1],
+        csv: flags.data?.[0],
+        images: flags.data?.[1],
         split: flags.split,
+        datasets: flags.datasets,
+        balanceSources: flags.balanceSources,
+        sourceAdversarial: flags.sourceAdversarial,
         out: flags.out,
         runDir: flags.runDir,
         epochs: flags.epochs,
@@ -148,7 +179,9 @@ export function register(program: Command): void {
         channels: flags.channels,
         clahe: flags.clahe,
         resize: flags.resize,
-        augment: flags.augment ? {} : false,
+        mask: flags.mask,
+        localMean: flags.localMean === undefined ? undefined : { sigma: flags.localMean === true ? LOCAL_MEAN_SIGMA : flags.localMean },
+        augment: flags.augment ? (flags.cameraAugment ? { ...CAMERA_AUGMENT } : {}) : false,
         patience: flags.patience,
         monitor: flags.monitor,
         seed: flags.seed,

@@ -6,7 +6,7 @@ import { loadPreprocessedBytes } from '../data/cache.js';
 import { readDataset } from '../data/csv.js';
 import type { Dataset, LabelledImage } from '../data/labels.js';
 import { normalizeBytes } from '../data/preprocess.js';
-import { tuneThresholds } from '../eval/thresholds.js';
+import { describePolicy, tuneThreshold } from '../eval/thresholds.js';
 import { MODEL_JSON, METADATA_JSON, WEIGHTS_BIN, loadModel, saveModel } from '../models/io.js';
 import type { ModelMetadata } from '../models/metadata.js';
 import { predictTensor, stackImages } from '../models/predict.js';
@@ -14,7 +14,7 @@ import { taskExamples } from '../models/tasks.js';
 import type { Example } from '../models/tasks.js';
 import { InputError } from '../util/errors.js';
 import { recalibrateBatchNorm } from './bnstats.js';
-import { scoreProbabilities, scoresReport } from './scores.js';
+import { gradedColumn, scoreProbabilities, scoresReport } from './scores.js';
 import { readSplitParts } from './split.js';
 
 /** Probabilities of `network` on cached bytes (inference mode), n×C. */
@@ -50,9 +50,13 @@ export function tuneAndScore(
   const C = metadata.classes.length;
   const valProbs = predictBytes(network, metadata, validation.pixels);
   const valTargets = targetMatrix(validation.examples, C);
-  const tuned = tuneThresholds(valTargets, valProbs, C, { kind: 'max-f1' });
-  metadata.thresholds = tuned.thresholds;
-  metadata.thresholdPolicy = `${tuned.policy} on validation`;
+  // each class on the validation images graded for it
+  const policy = { kind: 'max-f1' } as const;
+  metadata.thresholds = metadata.classes.map((_, k) => {
+    const { y, p } = gradedColumn(valTargets, valProbs, C, k);
+    return tuneThreshold(y, p, policy).threshold;
+  });
+  metadata.thresholdPolicy = `${describePolicy(policy)} on validation`;
   const testProbs = predictBytes(network, metadata, test.pixels);
   const score = (t: Float32Array, p: Float32Array, n: number) =>
     scoresReport(scoreProbabilities(t, p, C, metadata.thresholds), metadata.classes, n, metadata.thresholds);

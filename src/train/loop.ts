@@ -15,7 +15,7 @@ import { progress } from '../util/progress.js';
 import { copyWeights, readState, restoreCheckpoint, saveCheckpoint } from './checkpoint.js';
 import type { HistoryRow, TrainState } from './checkpoint.js';
 import { writeHistory } from './history.js';
-import { weightedSigmoidCrossEntropy, weightedSoftmaxCrossEntropy } from './losses.js';
+import { splitGraded, weightedSigmoidCrossEntropy, weightedSoftmaxCrossEntropy } from './losses.js';
 import { Rng, epochOrder } from './rng.js';
 import { learningRateAt } from './schedule.js';
 import { scoreProbabilities } from './scores.js';
@@ -23,6 +23,8 @@ import { InputError } from '../util/errors.js';
 import { useFastBatchNorm } from './fastbn.js';
 import { recalibrateBatchNorm } from './bnstats.js';
 import { GroupedAdam, type ParamGroup } from './optimizer.js';
+import { ADVERSARY_BIN, SourceAdversary, adversaryLambda } from './adversary.js';
+import type { AdversarySettings } from './adversary.js';
 
 /** The quantity that picks the best epoch and drives early stopping. */
 export type Monitor = 'val_auc' | 'val_f1' | 'val_loss';
@@ -57,6 +59,8 @@ export interface LoopSettings {
    * trainable layer (the new head) at lr. Frozen layers are marked non-trainable by the caller.
    */
   pretrained?: { layers: string[]; lrScale: number };
+  /** Source-adversarial training: a source head behind a gradient-reversal layer (see adversary.ts). */
+  adversary?: AdversarySettings;
   /** Called after every optimiser step (tests use it to simulate a kill). */
   onBatch?: (info: { epoch: number; batch: number; loss: number }) => void | Promise<void>;
   log: (line: string) => void;
@@ -120,7 +124,7 @@ function makeBatch(
   inputShape: [number, number, number],
   aug: Partial<AugmentSettings> | false,
   rng: Rng | null,
-): { x: tf.Tensor4D; y: tf.Tensor2D; w: tf.Tensor1D } {
+): { x: tf.Tensor4D; y: tf.Tensor2D; w: tf.Tensor1D; mask?: tf.Tensor2D } {
   const [size, , channels] = inputShape;
   const per = size * size * channels;
   const numClasses = examples[0].target.length;
@@ -134,10 +138,12 @@ function makeBatch(
     ys.set(examples[j].target, i * numClasses);
     ws[i] = examples[j].weight;
   });
+  const graded = splitGraded(ys);
   return {
     x: tf.tensor4d(xs, [idx.length, size, size, channels]),
-    y: tf.tensor2d(ys, [idx.length, numClasses]),
+    y: tf.tensor2d(graded.targets, [idx.length, numClasses]),
     w: tf.tensor1d(ws),
+    ...(graded.mask ? { mask: tf.tensor2d(graded.mask, [idx.length, numClasses]) } : {}),
   };
 }
 
@@ -177,6 +183,7 @@ export async function trainLoop(
     // absent when 0, so that a run started before the setting existed still resumes
     weightDecay: s.weightDecay || undefined,
     pretrained: s.pretrained,
+    adversary: s.adversary,
     warmupEpochs: s.warmupEpochs,
     patience: s.patience,
     monitor: s.monitor,
@@ -189,7 +196,15 @@ export async function trainLoop(
   // The native engine has its own one-pass batch-norm gradients; elsewhere the closed form is much cheaper than tfjs's.
   if (process.env.FUNDUS_FAST_BN === '1' || (process.env.FUNDUS_FAST_BN !== '0' && tf.getBackend() !== 'native')) useFastBatchNorm(network);
   const training = logitsModel(network);
-  const optimizer = new GroupedAdam(paramGroups(network, s.pretrained), s.lr);
+  const adversary = s.adversary ? new SourceAdversary(network, training, s.adversary, s.seed) : undefined;
+  const sourceIndex = adversary ? Int32Array.from(train, (e) => adversary.settings.sources.indexOf(e.source ?? '')) : undefined;
+  if (sourceIndex?.some((j) => j < 0)) {
+    const e = train[sourceIndex.indexOf(-1)];
+    throw new InputError(`source-adversarial training: '${e.filename}' comes from no training source (${adversary!.settings.sources.join(', ')})`);
+  }
+  const groups = paramGroups(network, s.pretrained);
+  if (adversary) groups.push({ vars: adversary.vars, lrScale: 1 });
+  const optimizer = new GroupedAdam(groups, s.lr);
   const ckptDir = join(runDir, CHECKPOINT_DIR);
   const bestDir = join(runDir, BEST_DIR);
   let state: TrainState;
@@ -202,6 +217,7 @@ export async function trainLoop(
       );
     }
     state = await restoreCheckpoint(ckptDir, network, optimizer);
+    await adversary?.restore(ckptDir);
     s.log(`resuming from ${ckptDir}: epoch ${state.epoch + 1}, batch ${state.batch}/${batchesPerEpoch}`);
   } else {
     if (init) await init(network);
@@ -226,11 +242,11 @@ export async function trainLoop(
   const weights = balancedClassWeights(train, numClasses, activation);
   const posW = tf.tensor1d(weights.positive);
   const negW = tf.tensor1d(weights.negative);
-  const lossOf = (y: tf.Tensor2D, logits: tf.Tensor2D, w: tf.Tensor1D): tf.Scalar =>
-    activation === 'softmax' ? weightedSoftmaxCrossEntropy(y, logits, posW, w) : weightedSigmoidCrossEntropy(y, logits, posW, negW, w);
+  const lossOf = (y: tf.Tensor2D, logits: tf.Tensor2D, w: tf.Tensor1D, mask?: tf.Tensor2D): tf.Scalar =>
+    activation === 'softmax' ? weightedSoftmaxCrossEntropy(y, logits, posW, w) : weightedSigmoidCrossEntropy(y, logits, posW, negW, w, mask);
 
   const checkpoint = async () => {
-    await saveCheckpoint(ckptDir, network, metadata, optimizer, state);
+    await saveCheckpoint(ckptDir, network, metadata, optimizer, state, adversary ? { [ADVERSARY_BIN]: adversary.serialize() } : {});
   };
 
   /** Precise BN: moving statistics from the first training images (fixed, un-augmented), see bnstats.ts. */
@@ -242,7 +258,7 @@ export async function trainLoop(
         const idx = Array.from({ length: Math.min(batchSize, n - start) }, (_, i) => start + i);
         if (idx.length < 2) break; // a single image has no batch variance
         const b = makeBatch(idx, train, trainPixels, metadata.preprocess, metadata.inputShape, false, null);
-        tf.dispose([b.y, b.w]);
+        tf.dispose([b.y, b.w, b.mask ?? []]);
         yield b.x;
         b.x.dispose();
       }
@@ -260,14 +276,15 @@ export async function trainLoop(
       const b = makeBatch(idx, validation, validationPixels, metadata.preprocess, metadata.inputShape, false, null);
       const [l, p] = tf.tidy(() => {
         const logits = training.predict(b.x) as tf.Tensor2D;
-        const loss = lossOf(b.y, logits, b.w);
+        const loss = lossOf(b.y, logits, b.w, b.mask);
         const pr = activation === 'softmax' ? tf.softmax(logits) : tf.sigmoid(logits);
         return [loss.dataSync()[0], pr.dataSync() as Float32Array];
       });
       lossSum += l * idx.length;
       probs.set(p, start * numClasses);
-      targets.set(b.y.dataSync(), start * numClasses);
-      tf.dispose([b.x, b.y, b.w]);
+      // the targets as given, NaN where not graded, so that scoring skips those
+      idx.forEach((j, i) => targets.set(validation[j].target, (start + i) * numClasses));
+      tf.dispose([b.x, b.y, b.w, b.mask ?? []]);
     }
     return { loss: lossSum / validation.length, probs, targets };
   };
@@ -292,10 +309,19 @@ export async function trainLoop(
       const batch = makeBatch(idx, train, trainPixels, metadata.preprocess, metadata.inputShape, s.augment, rng);
       const lr = learningRateAt(schedule, state.step);
       optimizer.setLearningRate(lr);
-      const lossT = optimizer.minimize(() => lossOf(batch.y, training.apply(batch.x, { training: true }) as tf.Tensor2D, batch.w));
+      let advT: tf.Scalar | undefined;
+      const lossT = optimizer.minimize(() => {
+        if (!adversary) return lossOf(batch.y, training.apply(batch.x, { training: true }) as tf.Tensor2D, batch.w, batch.mask);
+        const [logits, features] = adversary.twoHeaded.apply(batch.x, { training: true }) as tf.Tensor2D[];
+        const src = tf.tensor1d(Int32Array.from(idx, (j) => sourceIndex![j]), 'int32');
+        const adv = adversary.loss(features, src, batch.w, adversaryLambda(adversary.settings.weight, state.step / schedule.totalSteps));
+        advT = tf.keep(tf.clone(adv));
+        return tf.add(lossOf(batch.y, logits, batch.w, batch.mask), adv) as tf.Scalar;
+      });
       if (s.weightDecay) for (const g of optimizer.groups) decayWeights(g.vars, lr * g.lrScale * s.weightDecay);
       const loss = (await lossT.data())[0];
-      tf.dispose([lossT, batch.x, batch.y, batch.w]);
+      if (advT) state.epochAdvSum = (state.epochAdvSum ?? 0) + (await advT.data())[0] * idx.reduce((a, j) => a + train[j].weight, 0);
+      tf.dispose([lossT, batch.x, batch.y, batch.w, batch.mask ?? [], advT ?? []]);
       if (!Number.isFinite(loss)) throw new Error(`training diverged: loss is ${loss} at epoch ${epoch + 1}, batch ${b + 1} (try a lower --lr)`);
       const bw = idx.reduce((a, j) => a + train[j].weight, 0);
       state.epochLossSum += loss * bw;
@@ -347,6 +373,8 @@ export async function trainLoop(
       seconds: state.elapsedSeconds,
       wall_time: Date.now() / 1000,
       ...(partial < 1 ? { epoch_fraction: partial } : {}),
+      // the source head's cross-entropy (included in `loss`): near log(sources) when the features hide the source
+      ...(adversary ? { adv_loss: (state.epochAdvSum ?? 0) / Math.max(1e-8, state.epochWeightSum) } : {}),
     };
     const value = row[s.monitor];
     state.history.push(row);
@@ -366,6 +394,7 @@ export async function trainLoop(
     state.batch = 0;
     state.epochLossSum = 0;
     state.epochWeightSum = 0;
+    if (adversary) state.epochAdvSum = 0;
     if (state.badEpochs >= s.patience) {
       s.log(`early stopping: ${s.monitor} has not improved for ${s.patience} epochs`);
       state.done = true;
@@ -379,6 +408,7 @@ export async function trainLoop(
     await checkpoint();
   }
   optimizer.dispose();
+  adversary?.dispose();
 
   // The best epoch's weights; the last ones when no epoch produced a finite metric.
   if (state.best) {

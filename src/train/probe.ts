@@ -13,7 +13,7 @@ import type { HistoryRow } from './checkpoint.js';
 import { targetMatrix } from './finalize.js';
 import { writeHistory } from './history.js';
 import type { LoopData, LoopResult } from './loop.js';
-import { weightedSigmoidCrossEntropy, weightedSoftmaxCrossEntropy } from './losses.js';
+import { splitGraded, weightedSigmoidCrossEntropy, weightedSoftmaxCrossEntropy } from './losses.js';
 import { scoreProbabilities } from './scores.js';
 
 /**
@@ -121,11 +121,13 @@ export async function trainProbe(
   tf.tidy(() => {
     const xTrain = tf.tensor2d(z(tr.features, train.length), [train.length, d]);
     const xVal = tf.tensor2d(z(va.features, validation.length), [validation.length, d]);
-    const y = tf.tensor2d(targetMatrix(train, C), [train.length, C]);
+    const graded = splitGraded(targetMatrix(train, C));
+    const y = tf.tensor2d(graded.targets, [train.length, C]);
+    const mask = graded.mask ? tf.tensor2d(graded.mask, [train.length, C]) : undefined;
     const sw = tf.tensor1d(train.map((e) => e.weight));
     const posW = tf.tensor1d(weights.positive);
     const negW = tf.tensor1d(weights.negative);
-    const lossOf = (logits: tf.Tensor2D) => (softmax ? weightedSoftmaxCrossEntropy(y, logits, posW, sw) : weightedSigmoidCrossEntropy(y, logits, posW, negW, sw));
+    const lossOf = (logits: tf.Tensor2D) => (softmax ? weightedSoftmaxCrossEntropy(y, logits, posW, sw) : weightedSigmoidCrossEntropy(y, logits, posW, negW, sw, mask));
     for (const l2 of s.l2Grid) {
       const w = tf.variable(tf.zeros([d, C]));
       const b = tf.variable(tf.zeros([C]));

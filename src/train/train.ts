@@ -5,6 +5,10 @@ import { basename, join, resolve } from 'node:path';
 import { loadPreprocessedBytes } from '../data/cache.js';
 import type { AugmentSettings } from '../data/augment.js';
 import { readDataset } from '../data/csv.js';
+import { describeSources, readDatasets } from '../data/datasets.js';
+import type { MultiSourceData } from '../data/datasets.js';
+import { PART_NAMES } from '../data/split.js';
+import type { PartName } from '../data/split.js';
 import type { Dataset, LabelledImage } from '../data/labels.js';
 import { channelCount, validatePreprocessSettings } from '../data/preprocess.js';
 import type { PreprocessSettings } from '../data/preprocess.js';
@@ -14,7 +18,7 @@ import { backboneLayers } from '../models/backbones.js';
 import { buildOneVsNormalNetwork, classSlug, loadMemberWeights } from '../models/combine.js';
 import { loadModel, saveModel } from '../models/io.js';
 import type { FineTuneRecipe, ModelMetadata, Task, TestTimeAugmentation } from '../models/metadata.js';
-import { memberExamples, oneVsNormalMembers, taskExamples, taskHead } from '../models/tasks.js';
+import { balanceSources, memberExamples, oneVsNormalMembers, taskExamples, taskHead } from '../models/tasks.js';
 import type { Example } from '../models/tasks.js';
 import { InputError } from '../util/errors.js';
 import { copyWeights } from './checkpoint.js';
@@ -42,9 +46,16 @@ export interface TrainOptions {
   task: Task;
   /** Architecture name (see architectures.ts). */
   model: string;
-  csv: string;
-  images: string;
-  split: string;
+  /** One labelled source: a CSV, its image folder and a split file ... */
+  csv?: string;
+  images?: string;
+  split?: string;
+  /** ... or a datasets file listing several sources (see data/datasets.ts); their training sources are joined. */
+  datasets?: string;
+  /** Reweight examples so that every source weighs the same in the loss (with `datasets`). */
+  balanceSources?: boolean;
+  /** Source-adversarial training at this strength (DANN's λ; with `datasets` of two or more training sources). */
+  sourceAdversarial?: number;
   /** The model directory to write. */
   out: string;
   /** Checkpoints, history and TensorBoard files (default `runs/<basename of out>`). */
@@ -63,6 +74,9 @@ export interface TrainOptions {
   clahe?: boolean;
   /** How photos are brought to the input size (see PreprocessSettings.resize); default `area`. */
   resize?: PreprocessSettings['resize'];
+  /** Camera-invariant preprocessing (see PreprocessSettings): a standard circular field, local mean subtraction. */
+  mask?: PreprocessSettings['mask'];
+  localMean?: PreprocessSettings['localMean'];
   augment?: Partial<AugmentSettings> | false;
   patience?: number;
   monitor?: Monitor;
@@ -105,6 +119,23 @@ export interface TrainResult {
   imagesPerSecond: number;
 }
 
+/** The labelled data of a run: one CSV with its split file, or the sources of a datasets file. */
+async function trainingData(opts: TrainOptions): Promise<{ dataset: Dataset; split: SplitParts; splitPath: string; sources?: MultiSourceData }> {
+  if (opts.datasets !== undefined) {
+    if (opts.csv !== undefined || opts.images !== undefined || opts.split !== undefined) {
+      throw new InputError('give either --datasets or --csv, --images and --split, not both');
+    }
+    const sources = await readDatasets(opts.datasets);
+    const { train, validation, test } = sources.parts;
+    const sha256 = createHash('sha256').update(sources.splitText).digest('hex');
+    return { dataset: sources.dataset, split: { train, validation, test, text: sources.splitText, sha256 }, splitPath: opts.datasets, sources };
+  }
+  if (opts.csv === undefined || opts.images === undefined || opts.split === undefined) {
+    throw new InputError('training needs --csv, --images and --split (or --datasets)');
+  }
+  return { dataset: await readDataset(opts.csv, opts.images), split: await readSplitParts(opts.split), splitPath: opts.split };
+}
+
 /** The images of a split part, in the split's order; InputError for names the CSV does not have. */
 function partImages(dataset: Dataset, names: string[], part: string, splitPath: string, limit?: number): LabelledImage[] {
   const byName = new Map(dataset.images.map((im) => [im.filename, im]));
@@ -121,7 +152,10 @@ function preprocessFor(opts: TrainOptions, init?: ModelMetadata): PreprocessSett
   // Fine-tuning keeps the preprocessing the weights were learnt on, except the input side: a network that ends in
   // global pooling takes any size, and training at a small size then finishing at a larger one (progressive
   // resizing) buys resolution for a fraction of the time.
-  if (init) return opts.imageSize ? { ...init.preprocess, size: opts.imageSize } : init.preprocess;
+  if (init) {
+    if (opts.mask !== undefined || opts.localMean !== undefined) throw new InputError('--mask and --local-mean change what the weights were learnt on: they cannot be combined with --init-from');
+    return opts.imageSize ? { ...init.preprocess, size: opts.imageSize } : init.preprocess;
+  }
   const info = architectureInfo(opts.model);
   const channels = opts.channels ?? (info.defaultInput[2] === 1 ? 'green' : 'rgb');
   const size = opts.imageSize ?? info.defaultInput[0];
@@ -132,6 +166,8 @@ function preprocessFor(opts: TrainOptions, init?: ModelMetadata): PreprocessSett
     clahe: opts.clahe ?? false,
     normalize: { mean: [0.5], std: [0.25] },
     resize: opts.resize ?? 'area',
+    ...(opts.mask ? { mask: opts.mask } : {}),
+    ...(opts.localMean ? { localMean: opts.localMean } : {}),
   });
 }
 
@@ -171,11 +207,17 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
     const { rm } = await import('node:fs/promises');
     await rm(runDir, { recursive: true, force: true });
   }
-  const dataset = await readDataset(opts.csv, opts.images);
-  const split: SplitParts = await readSplitParts(opts.split);
-  const trainImages = partImages(dataset, split.train, 'train', opts.split, opts.limit);
-  const valImages = partImages(dataset, split.validation, 'validation', opts.split, opts.limit);
-  const testImages = partImages(dataset, split.test, 'test', opts.split, opts.limit);
+  const { dataset, split, splitPath, sources } = await trainingData(opts);
+  const trainImages = partImages(dataset, split.train, 'train', splitPath, opts.limit);
+  const valImages = partImages(dataset, split.validation, 'validation', splitPath, opts.limit);
+  const testImages = partImages(dataset, split.test, 'test', splitPath, opts.limit);
+  if (sources) for (const line of describeSources(sources)) log(line);
+  if (opts.balanceSources && !sources) throw new InputError('--balance-sources needs --datasets (several sources)');
+  const trainingSources = sources?.sources.filter((s) => s.role === 'train' && s.parts.train.length > 0).map((s) => s.name) ?? [];
+  if (opts.sourceAdversarial !== undefined && trainingSources.length < 2) {
+    throw new InputError('--source-adversarial needs --datasets with at least two training sources');
+  }
+  const adversary = opts.sourceAdversarial !== undefined ? { sources: trainingSources, weight: opts.sourceAdversarial } : undefined;
 
   const init = opts.initFrom ? await loadModel(opts.initFrom) : undefined;
   if (init && init.metadata.architecture !== opts.model) {
@@ -218,6 +260,7 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
     monitor: opts.monitor ?? 'val_auc',
     seed,
     augment: opts.augment ?? {},
+    ...(adversary ? { adversary } : {}),
     checkpointSeconds: opts.checkpointSeconds ?? 120,
     checkpointBatches: opts.checkpointBatches ?? 0,
     maxMinutes: opts.maxMinutes,
@@ -245,10 +288,23 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
     inputShape,
     thresholdPolicy: 'default 0.5',
     trainingData: {
-      csvSha256: await sha256File(opts.csv),
+      csvSha256: await sha256File(sources ? sources.path : opts.csv!),
       imageCount: trainImages.length + extra.length,
       splitSha256: split.sha256,
       splitFile: 'split.json',
+      ...(sources
+        ? {
+            sources: sources.sources.map((s) => ({
+              name: s.name,
+              role: s.role,
+              csvSha256: s.csvSha256,
+              graded: s.graded,
+              images: Object.fromEntries(PART_NAMES.map((p) => [p, s.parts[p].length])) as Record<PartName, number>,
+              splitFrom: s.splitFrom,
+            })),
+            ...(opts.balanceSources ? { balanceSources: true } : {}),
+          }
+        : {}),
     },
     training: {
       optimizer: settings.weightDecay ? ('adamw' as const) : ('adam' as const),
@@ -259,9 +315,11 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
       batchSize: settings.batchSize,
       epochs: settings.epochs,
       augment: settings.augment !== false,
+      ...(settings.augment && settings.augment.jpeg ? { cameraAugment: true } : {}),
       seed: settings.seed,
       ...(opts.initFrom ? { initFrom: opts.initFrom } : {}),
       ...(fineTune ? { fineTune } : {}),
+      ...(adversary ? { sourceAdversarial: adversary } : {}),
     },
     ...(created?.backbone ? { backbone: created.backbone } : {}),
     ...(opts.tta && opts.tta !== 'none' ? { inference: { tta: opts.tta } } : {}),
@@ -288,7 +346,8 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
   let memberInfo: ModelMetadata['members'];
 
   if (opts.task !== 'one-vs-normal') {
-    const train = [...taskExamples(opts.task, dataset, trainImages), ...extra];
+    let train = [...taskExamples(opts.task, dataset, trainImages), ...extra];
+    if (opts.balanceSources) train = balanceSources(train);
     valExamples = taskExamples(opts.task, dataset, valImages);
     testExamples = taskExamples(opts.task, dataset, testImages);
     log(`${opts.task}: ${train.length} training, ${valExamples.length} validation, ${testExamples.length} test images; ${inputShape.join('x')} inputs`);

@@ -77,7 +77,7 @@ test('readDataset resolves paths and throws InputError naming file and line', as
   assert.deepEqual(ds.classes, [...CLASSES]);
   const bad = join(dir, 'bad.csv');
   await writeFile(bad, `${CONTEST_HEADER}\na.jpg,1,0,0,0,0,0,x\n`);
-  await assert.rejects(readDataset(bad, dir), (e: unknown) => e instanceof InputError && e.file === bad && e.line === 2 && /'x', expected 0 or 1/.test(e.message));
+  await assert.rejects(readDataset(bad, dir), (e: unknown) => e instanceof InputError && e.file === bad && e.line === 2 && /'x', expected 0, 1 or empty/.test(e.message));
   await assert.rejects(readDataset(join(dir, 'nope.csv'), dir), InputError);
 });
 

@@ -63,7 +63,7 @@ test('a tiny real training run: the loss falls, the model directory is complete 
   assert.deepEqual(again.history, r.history);
   // predictFiles preprocesses with the stored settings: same as preprocessing by hand and predicting the tensor.
   const split = JSON.parse(await readFile(join(opts.out, 'split.json'), 'utf8'));
-  const files2 = split.parts.test.slice(0, 3).map((f: string) => join(opts.images, f));
+  const files2 = split.parts.test.slice(0, 3).map((f: string) => join(opts.images!, f));
   const viaFiles = await predictFiles(m, files2, { batchSize: 2 });
   const x = stackImages(await Promise.all(files2.map(async (f: string) => (await preprocessImage(f, m.metadata.preprocess)).data)), m.metadata.inputShape);
   // Batches of 2 + 1 against one of 3: oneDNN may block a convolution differently for another batch size (it does
@@ -157,7 +157,7 @@ test('decoupled weight decay shrinks every trainable weight by (1 - lr x decay) 
   const decay = 2e5; // lr x decay = 2 % per step
   await trainModel(opts);
   await trainModel({ ...opts, out: `${opts.out}-wd`, runDir: `${opts.runDir}-wd`, weightDecay: decay });
-  const split = JSON.parse(await readFile(opts.split, 'utf8')) as { parts: { train: string[] } };
+  const split = JSON.parse(await readFile(opts.split!, 'utf8')) as { parts: { train: string[] } };
   const steps = Math.ceil(split.parts.train.length / (opts.batchSize ?? 0));
   const kernel = async (dir: string) => (await loadModel(dir)).network.getLayer('conv1').getWeights()[0].dataSync();
   const [plain, decayed] = [await kernel(opts.out), await kernel(`${opts.out}-wd`)];

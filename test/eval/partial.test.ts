@@ -1,0 +1,64 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { CLASSES } from '../../src/data/labels.js';
+import type { LabelledImage } from '../../src/data/labels.js';
+import { alignToModel } from '../../src/eval/dataset.js';
+import { confoundingBySource, confoundingWarnings } from '../../src/eval/confounding.js';
+import { evaluatePredictions } from '../../src/eval/evaluate.js';
+
+const C = CLASSES.length;
+const k = (c: string) => CLASSES.indexOf(c as (typeof CLASSES)[number]);
+
+function image(name: string, positives: string[], graded?: string[], source?: string): LabelledImage {
+  const labels = new Uint8Array(C);
+  for (const p of positives) labels[k(p)] = 1;
+  const mask = graded ? Uint8Array.from(CLASSES, (c) => (graded.includes(c) ? 1 : 0)) : undefined;
+  return { filename: name, path: `/x/${name}`, labels, ...(mask ? { graded: mask } : {}), ...(source ? { source } : {}) };
+}
+
+test('alignToModel scores each class of a partial source on its graded images; one-sided classes are left out with a note', () => {
+  const g = ['diabetic retinopathy', 'macular edema'];
+  const images = [
+    image('a', ['diabetic retinopathy'], [...g, 'normal']),
+    image('b', [], g),
+    image('c', ['macular edema'], ['macular edema']),
+    image('d', [], ['macular edema']),
+  ];
+  const set = alignToModel([...CLASSES], { classes: [...CLASSES], images, format: 'contest', csvPath: 'x.csv' });
+  assert.deepEqual(set.scored.map((j) => CLASSES[j]), ['diabetic retinopathy', 'macular edema']);
+  assert.ok(set.notes.some((n) => /not scored: opacity/.test(n)));
+  assert.ok(set.notes.some((n) => /only positives or only negatives.*normal/.test(n)), set.notes.join(' | '));
+  assert.deepEqual([0, 1, 2, 3].map((i) => set.graded![i * C + k('diabetic retinopathy')]), [1, 1, 0, 0]);
+});
+
+test('evaluatePredictions with a graded mask equals evaluating the graded images alone', () => {
+  const classes = ['a', 'b'];
+  // b is graded on the first 6 images only; the last 4 would flip its AUC if counted as negatives
+  const labels = Uint8Array.from([1, 1, 0, 0, 1, 1, 0, 0, 1, 0, 0, 1, 1, 0, 0, 0, 1, 0, 0, 0]);
+  const probs = Float32Array.from([0.9, 0.8, 0.2, 0.3, 0.7, 0.9, 0.1, 0.2, 0.8, 0.1, 0.3, 0.7, 0.6, 0.95, 0.4, 0.9, 0.9, 0.99, 0.2, 0.97]);
+  const graded = Uint8Array.from(Array.from({ length: 10 }, (_, i) => [1, i < 6 ? 1 : 0]).flat());
+  const opts = { classes, activation: 'sigmoid' as const, thresholds: [0.5, 0.5], bootstrap: { resamples: 50, seed: 1 } };
+  const masked = evaluatePredictions({ ...opts, probs, labels, graded });
+  const sub = evaluatePredictions({ ...opts, probs: probs.slice(0, 12), labels: labels.slice(0, 12), classes, scored: [1] });
+  assert.equal(masked.perClass.b.auc.value, sub.perClass.b.auc.value);
+  assert.deepEqual(masked.perClass.b.auc.ci, sub.perClass.b.auc.ci);
+  assert.equal(masked.perClass.b.positives + masked.perClass.b.negatives, 6);
+  assert.equal(masked.perClass.a.positives + masked.perClass.a.negatives, 10);
+  const unmasked = evaluatePredictions({ ...opts, probs, labels });
+  assert.notEqual(unmasked.perClass.b.auc.value, masked.perClass.b.auc.value);
+});
+
+test('confounding: a class whose positives come from one source is flagged, one spread evenly is not', () => {
+  const images: LabelledImage[] = [];
+  for (let i = 0; i < 20; i++) images.push(image(`a${i}`, i < 18 ? ['diabetic retinopathy'] : ['normal'], undefined, 'hospital'));
+  for (let i = 0; i < 20; i++) images.push(image(`b${i}`, i < 2 ? ['diabetic retinopathy'] : ['normal'], undefined, 'screening'));
+  for (let i = 0; i < 40; i++) if (i % 4 === 0) images[i].labels![k('glaucoma')] = 1;
+  const rows = confoundingBySource(images, ['diabetic retinopathy', 'glaucoma'], [...CLASSES]);
+  const dr = rows[0];
+  assert.ok(dr.confounded && dr.sourceAuc! > 0.85, `${dr.sourceAuc}`);
+  assert.deepEqual(dr.perSource.map((p) => [p.source, p.positives, p.graded]), [['hospital', 18, 20], ['screening', 2, 20]]);
+  assert.ok(!rows[1].confounded && Math.abs(rows[1].sourceAuc! - 0.5) < 1e-9);
+  const w = confoundingWarnings(rows);
+  assert.equal(w.length, 1);
+  assert.match(w[0], /'diabetic retinopathy'.*hospital 18\/20 \(90%\)/);
+});
