@@ -7,7 +7,7 @@ import { InputError } from '../util/errors.js';
 import { progress } from '../util/progress.js';
 import { mapLimit } from './cache.js';
 import { readLabelsCsv } from './csv.js';
-import type { CsvFormat, DataIssue } from './csv.js';
+import type { CsvFormat, DataIssue, ParseOptions } from './csv.js';
 
 export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.tif', '.tiff', '.webp', '.bmp'];
 
@@ -47,6 +47,8 @@ export interface CheckOptions {
   expectSize?: { width: number; height: number };
   concurrency?: number;
   progressLabel?: string;
+  /** How to read a CSV that is not in the contest layout (a partial source). */
+  parse?: ParseOptions;
 }
 
 /** Why an image cannot be used: `unreadable` (not an image at all) or `truncated` (an image whose data is cut or corrupt). */
@@ -85,7 +87,7 @@ export async function checkDataset(csvPath: string, imagesDir: string, opts: Che
   const dir = resolve(imagesDir);
   const dirStat = await stat(dir).catch(() => undefined);
   if (!dirStat?.isDirectory()) throw new InputError('the images folder does not exist or is not a folder', { file: imagesDir });
-  const parsed = await readLabelsCsv(csvPath);
+  const parsed = await readLabelsCsv(csvPath, opts.parse);
   const issues = [...parsed.issues];
   const C = parsed.classes.length;
 

@@ -71,9 +71,14 @@ export function register(program: Command): void {
     .option('--json', 'print the full report as JSON')
     .option('--expect-size <WxH>', 'expected image size (default: the most common size)', parseSize)
     .option('--strict', 'treat warnings (images not in the CSV, unexpected sizes, rows without labels) as errors')
-    .addHelpText('after', '\nExit codes: 0 usable, 1 problems found (each named with its file and line), 2 bad arguments or unreadable CSV.')
-    .action(async (csv: string, imagesDir: string, o: { json?: boolean; expectSize?: { width: number; height: number }; strict?: boolean }) => {
-      const report = await checkDataset(csv, imagesDir, { expectSize: o.expectSize, progressLabel: 'checking images' });
+    .option('--partial', 'the source grades some classes only: other columns are ignored, a class without a column is not graded')
+    .addHelpText(
+      'after',
+      '\nAn empty label cell means "not graded" (counted per class), never "absent".\n' +
+        'Exit codes: 0 usable, 1 problems found (each named with its file and line), 2 bad arguments or unreadable CSV.',
+    )
+    .action(async (csv: string, imagesDir: string, o: { json?: boolean; expectSize?: { width: number; height: number }; strict?: boolean; partial?: boolean }) => {
+      const report = await checkDataset(csv, imagesDir, { expectSize: o.expectSize, progressLabel: 'checking images', parse: { partial: o.partial } });
       const usable = report.usable && !(o.strict && report.warnings > 0);
       if (o.json) console.log(JSON.stringify({ ...report, usable }, null, 2));
       else console.log(formatCheckReport(report));

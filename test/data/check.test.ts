@@ -104,3 +104,23 @@ test('a CSV with a missing column makes check fail naming line 1', async () => {
   assert.equal(r.status, 1);
   assert.match(r.stdout, /short\.csv:1: missing column 'normal'/);
 });
+
+test('data check counts empty cells as not graded, and --partial reads a source that grades some classes only', async () => {
+  const dir = await tempDir();
+  const images = join(dir, 'images');
+  await mkdir(images);
+  for (const n of ['a.jpg', 'b.jpg', 'c.jpg']) await writeFakeFundus(join(images, n), 256, 256);
+  const csv = join(dir, 'labels.csv');
+  await writeFile(csv, 'filename,patient,diabetic retinopathy,macular edema\na.jpg,1,1,0\nb.jpg,1,,0\nc.jpg,2,0,1\n');
+  const strict = await checkDataset(csv, images);
+  assert.ok(!strict.usable && strict.issues.some((i) => i.code === 'unknown-column'));
+  const r = await checkDataset(csv, images, { parse: { partial: true } });
+  assert.ok(r.usable, JSON.stringify(r.issues));
+  assert.equal(r.labelCounts['diabetic retinopathy'], 1);
+  assert.equal(r.notGraded['diabetic retinopathy'], 1);
+  assert.equal(r.notGraded.glaucoma, 3);
+  assert.equal(r.notGraded.normal, 1, 'normal is known (0) only where a disease is graded present: a and c');
+  const out = cli('data', 'check', '--partial', csv, images);
+  assert.equal(out.status, 0, out.stderr);
+  assert.match(out.stdout, /diabetic retinopathy\s+1\s+1 not graded/);
+});

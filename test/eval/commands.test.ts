@@ -139,3 +139,47 @@ test('--help documents both commands', () => {
   assert.match(fundus('evaluate', '--help').stdout, /--report <file.html>[\s\S]*--resamples/);
   assert.match(fundus('thresholds', '--help').stdout, /sensitivity=0\.9/);
 });
+
+test('fundus evaluate --datasets gives one report per source, each class on its graded images, and skips unscoreable sources', async () => {
+  // source "full": the contest slice; "partial": the same photographs graded for DR only, a third left empty;
+  // "positives": DR positives only (nothing to score); "ext": external, evaluated whole
+  const rows = (await readFile(slice.csv, 'utf8')).trim().split('\n').slice(1);
+  const drCol = 2;
+  await writeFile(join(dir, 'partial.csv'), ['filename,diabetic retinopathy', ...rows.map((r, i) => `${r.split(',')[0]},${i % 3 === 0 ? '' : r.split(',')[drCol]}`)].join('\n') + '\n');
+  await writeFile(join(dir, 'pos.csv'), ['filename,diabetic retinopathy', ...rows.slice(0, 3).map((r) => `${r.split(',')[0]},1`)].join('\n') + '\n');
+  const all = slice.filenames;
+  await writeFile(join(dir, 'split-all.json'), JSON.stringify({ version: 1, parts: { train: [], validation: [], test: all } }));
+  await writeFile(join(dir, 'split-pos.json'), JSON.stringify({ version: 1, parts: { train: [], validation: [], test: all.slice(0, 3) } }));
+  await writeFile(
+    join(dir, 'sources.json'),
+    JSON.stringify({
+      sources: [
+        { name: 'full', csv: slice.csv, images: slice.images, split: 'split-all.json' },
+        { name: 'partial', csv: 'partial.csv', images: slice.images, split: 'split-all.json' },
+        { name: 'positives', csv: 'pos.csv', images: slice.images, split: 'split-pos.json' },
+      ],
+    }),
+  );
+  await writeFile(join(dir, 'ext.json'), JSON.stringify({ sources: [{ name: 'ext', csv: 'partial.csv', images: slice.images, role: 'external' }] }));
+  const r = fundus('evaluate', model, '--datasets', join(dir, 'sources.json'), join(dir, 'ext.json'), '--json', '--resamples', '50');
+  assert.equal(r.status, 0, r.stderr);
+  const doc = JSON.parse(r.stdout) as { sets: EvaluationReport[]; skipped: { source: string }[] };
+  assert.deepEqual(doc.sets.map((s) => [s.data.source, s.data.role, s.imageCount]), [
+    ['full', 'train', all.length],
+    ['partial', 'train', all.length],
+    ['ext', 'external', all.length],
+  ]);
+  assert.deepEqual(doc.skipped.map((s) => s.source), ['positives']);
+  const [full, partial] = doc.sets;
+  assert.deepEqual(partial.scoredClasses, ['diabetic retinopathy']);
+  const dr = (s: EvaluationReport) => s.perClass['diabetic retinopathy'];
+  assert.equal(dr(partial).positives + dr(partial).negatives, all.length - Math.ceil(all.length / 3));
+  assert.ok(dr(full).positives + dr(full).negatives === all.length);
+  const text = fundus('evaluate', model, '--datasets', join(dir, 'sources.json'), '--resamples', '20');
+  assert.equal(text.status, 0, text.stderr);
+  assert.match(text.stdout, /== partial \(part 'test'\) ==/);
+  assert.match(text.stdout, /== positives: not scored/);
+  const both = fundus('evaluate', model, '--datasets', join(dir, 'sources.json'), '--data', slice.csv, slice.images);
+  assert.equal(both.status, 2);
+  assert.match(both.stderr, /either --datasets or --data/);
+});
