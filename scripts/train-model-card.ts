@@ -49,7 +49,10 @@ function recipe(meta: ModelMetadata): string {
     `${optimiser}, batch ${t.batchSize}, learning rate ${t.lr} after ${t.warmupEpochs} warm-up epoch${t.warmupEpochs === 1 ? '' : 's'}, ` +
     `cosine decay to ${t.minLr} over ${t.epochs} epochs, ${t.augment ? AUGMENTATION + (t.cameraAugment ? ' and camera augmentation (blur/sharpness, colour temperature, noise, down-and-up resampling, JPEG re-compression)' : '') : 'no augmentation'}, ` +
     `seed ${t.seed}${t.initFrom ? `, starting from the weights of ${t.initFrom}` : meta.backbone ? ', starting from ImageNet weights' : ', from scratch'}` +
-    fineTuning(t.fineTune)
+    fineTuning(t.fineTune) +
+    (t.sourceAdversarial
+      ? `; a source-adversarial head (gradient reversal, strength ${t.sourceAdversarial.weight}) kept the features from telling ${t.sourceAdversarial.sources.join(', ')} apart`
+      : '')
   );
 }
 
@@ -107,6 +110,28 @@ const task: Record<string, string> = {
   'focus-sigmoid': 'focus (sigmoid): diabetic retinopathy / glaucoma / normal as independent outputs',
   'one-vs-normal': 'one-vs-normal: one binary network per pathology against normal, combined into one predictor',
 };
+
+/** The camera-confound limitation: what a VietAI-only model risks, or what multi-source training does about it. */
+function cameraLimitation(meta: ModelMetadata): string {
+  if (!meta.trainingData?.sources) {
+    return `- **Camera confound.** Most \`normal\` images come from other cameras and clinics (Messidor / EyePACS) than the diseased
+  ones (Cao Thang Eye Hospital). A network can tell \`normal\` from disease partly by colour, field of view, resolution
+  and compression of the camera rather than by the retina. Held-out metrics on this split therefore overstate how well
+  the model separates healthy from diseased eyes photographed *with the same camera*; on photographs from a new clinic
+  or camera, expect the \`normal\` output (and every pathology-vs-normal decision) to be much less reliable. Check
+  Grad-CAM heatmaps: evidence on the black border or the image edges, rather than on the vessels, disc or macula, is
+  this shortcut at work.`;
+  }
+  return (
+    '- **Camera confound, reduced, not removed.** In VietAI most `normal` photographs come from other cameras (Messidor /\n' +
+    '  EyePACS) than the diseased ones. This model also learnt from mexico-b, where diabetic retinopathy, macular edema\n' +
+    '  and their absence come from the same camera, and from IDRiD photographs with lesions; the external validation\n' +
+    '  above shows how it does on photographs from clinics it was trained on (held-out patients) and one it never saw.\n' +
+    '  Its `normal` output is still learnt from VietAI alone (no other source grades it), so on a new camera trust the\n' +
+    '  pathology outputs more than `normal`, and check Grad-CAM heatmaps: evidence on the border or the image edges is\n' +
+    '  the shortcut at work. `fundus audit --model` measures how much of the source the embedding still carries.'
+  );
+}
 
 /** What each source of a multi-source model is, its terms, and what was used of it. */
 const SOURCE_NOTES: Record<string, string> = {
@@ -250,13 +275,7 @@ explanations, self-learning, the viewer) and to triage which photographs a speci
 
 ## Limitations
 
-- **Camera confound.** Most \`normal\` images come from other cameras and clinics (Messidor / EyePACS) than the diseased
-  ones (Cao Thang Eye Hospital). A network can tell \`normal\` from disease partly by colour, field of view, resolution
-  and compression of the camera rather than by the retina. Held-out metrics on this split therefore overstate how well
-  the model separates healthy from diseased eyes photographed *with the same camera*; on photographs from a new clinic
-  or camera, expect the \`normal\` output (and every pathology-vs-normal decision) to be much less reliable. Check
-  Grad-CAM heatmaps: evidence on the black border or the image edges, rather than on the vessels, disc or macula, is
-  this shortcut at work.
+${cameraLimitation(meta)}
 - Small data (${meta.trainingData?.imageCount ?? 'n/a'} training images for this task; 440–1,533 positives per class in the whole dataset), one hospital, no patient ids (repeat
   photographs of one eye were grouped by image similarity, which can miss some), labels from the contest without
   known grading protocol.
