@@ -1,6 +1,8 @@
 // Small fixtures the data tests build: synthetic fundus-like photos and broken files.
 import sharp from 'sharp';
 import { writeFile } from 'node:fs/promises';
+import { CLASSES } from '../../src/data/labels.js';
+import type { LabelledImage } from '../../src/data/labels.js';
 
 /**
  * A synthetic fundus photo: a bright textured disc of radius r centred at (cx, cy) on a black background, with a
@@ -27,3 +29,10 @@ export async function writeFakeFundus(path: string, width = 128, height = 128, s
 }
 
 export const CONTEST_HEADER = 'filename,opacity,diabetic retinopathy,glaucoma,macular edema,macular degeneration,retinal vascular occlusion,normal';
+
+/** A labelled image in CLASSES order: its positives, and the classes graded (absent: all of them). */
+export function labelledImage(name: string, positives: string[], graded?: string[], source?: string): LabelledImage {
+  const labels = Uint8Array.from(CLASSES, (c) => (positives.includes(c) ? 1 : 0));
+  const mask = graded ? Uint8Array.from(CLASSES, (c) => (graded.includes(c) ? 1 : 0)) : undefined;
+  return { filename: name, path: `/x/${name}`, labels, ...(mask ? { graded: mask } : {}), ...(source ? { source } : {}) };
+}

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CLASSES } from '../../src/data/labels.js';
 import type { LabelledImage } from '../../src/data/labels.js';
+import { labelledImage } from '../data/fixtures.js';
 import { alignToModel } from '../../src/eval/dataset.js';
 import { confoundingBySource, confoundingWarnings } from '../../src/eval/confounding.js';
 import { evaluatePredictions } from '../../src/eval/evaluate.js';
@@ -9,20 +10,14 @@ import { evaluatePredictions } from '../../src/eval/evaluate.js';
 const C = CLASSES.length;
 const k = (c: string) => CLASSES.indexOf(c as (typeof CLASSES)[number]);
 
-function image(name: string, positives: string[], graded?: string[], source?: string): LabelledImage {
-  const labels = new Uint8Array(C);
-  for (const p of positives) labels[k(p)] = 1;
-  const mask = graded ? Uint8Array.from(CLASSES, (c) => (graded.includes(c) ? 1 : 0)) : undefined;
-  return { filename: name, path: `/x/${name}`, labels, ...(mask ? { graded: mask } : {}), ...(source ? { source } : {}) };
-}
 
 test('alignToModel scores each class of a partial source on its graded images; one-sided classes are left out with a note', () => {
   const g = ['diabetic retinopathy', 'macular edema'];
   const images = [
-    image('a', ['diabetic retinopathy'], [...g, 'normal']),
-    image('b', [], g),
-    image('c', ['macular edema'], ['macular edema']),
-    image('d', [], ['macular edema']),
+    labelledImage('a', ['diabetic retinopathy'], [...g, 'normal']),
+    labelledImage('b', [], g),
+    labelledImage('c', ['macular edema'], ['macular edema']),
+    labelledImage('d', [], ['macular edema']),
   ];
   const set = alignToModel([...CLASSES], { classes: [...CLASSES], images, format: 'contest', csvPath: 'x.csv' });
   assert.deepEqual(set.scored.map((j) => CLASSES[j]), ['diabetic retinopathy', 'macular edema']);
@@ -50,8 +45,8 @@ test('evaluatePredictions with a graded mask equals evaluating the graded images
 
 test('confounding: a class whose positives come from one source is flagged, one spread evenly is not', () => {
   const images: LabelledImage[] = [];
-  for (let i = 0; i < 20; i++) images.push(image(`a${i}`, i < 18 ? ['diabetic retinopathy'] : ['normal'], undefined, 'hospital'));
-  for (let i = 0; i < 20; i++) images.push(image(`b${i}`, i < 2 ? ['diabetic retinopathy'] : ['normal'], undefined, 'screening'));
+  for (let i = 0; i < 20; i++) images.push(labelledImage(`a${i}`, i < 18 ? ['diabetic retinopathy'] : ['normal'], undefined, 'hospital'));
+  for (let i = 0; i < 20; i++) images.push(labelledImage(`b${i}`, i < 2 ? ['diabetic retinopathy'] : ['normal'], undefined, 'screening'));
   for (let i = 0; i < 40; i++) if (i % 4 === 0) images[i].labels![k('glaucoma')] = 1;
   const rows = confoundingBySource(images, ['diabetic retinopathy', 'glaucoma'], [...CLASSES]);
   const dr = rows[0];

@@ -4,27 +4,21 @@ import * as tf from '@tensorflow/tfjs-core';
 import { CLASSES } from '../../src/data/labels.js';
 import { initEngine } from '../../src/engine/index.js';
 import type { Dataset, LabelledImage } from '../../src/data/labels.js';
+import { labelledImage } from '../data/fixtures.js';
 import { balanceSources, balancedClassWeights, taskExamples } from '../../src/models/tasks.js';
 import { splitGraded, weightedSigmoidCrossEntropy } from '../../src/train/losses.js';
 import { scoreProbabilities } from '../../src/train/scores.js';
 
-const C = CLASSES.length;
 const k = (c: string) => CLASSES.indexOf(c as (typeof CLASSES)[number]);
 
-function image(name: string, positives: string[], graded?: string[], source?: string): LabelledImage {
-  const labels = new Uint8Array(C);
-  for (const p of positives) labels[k(p)] = 1;
-  const mask = graded ? Uint8Array.from(CLASSES, (c) => (graded.includes(c) ? 1 : 0)) : undefined;
-  return { filename: name, path: `/x/${name}`, labels, ...(mask ? { graded: mask } : {}), ...(source ? { source } : {}) };
-}
 
 const dataset = (images: LabelledImage[]): Dataset => ({ classes: [...CLASSES], images, imagesDir: '/x' });
 
 test('taskExamples: ungraded classes are NaN targets; the softmax focus task takes one graded positive as its class', () => {
   const ims = [
-    image('v.jpg', ['glaucoma']),
-    image('m1.jpg', ['diabetic retinopathy'], ['diabetic retinopathy', 'macular edema', 'normal']),
-    image('m0.jpg', [], ['diabetic retinopathy', 'macular edema']),
+    labelledImage('v.jpg', ['glaucoma']),
+    labelledImage('m1.jpg', ['diabetic retinopathy'], ['diabetic retinopathy', 'macular edema', 'normal']),
+    labelledImage('m0.jpg', [], ['diabetic retinopathy', 'macular edema']),
   ];
   const ml = taskExamples('multilabel', dataset(ims), ims);
   assert.deepEqual(Array.from(ml[0].target), [0, 0, 1, 0, 0, 0, 0]);
