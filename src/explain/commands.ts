@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { readdir, stat, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { initEngine } from '../engine/index.js';
 import { loadModel } from '../models/io.js';
 import { writeDirAtomic } from '../util/atomic.js';
@@ -9,6 +9,7 @@ import { progress } from '../util/progress.js';
 import { CAM_METHODS, isCamMethod, type CamMethod } from './cam.js';
 import { formatFaithfulnessTable } from './faithfulness.js';
 import { renderGallery } from './gallery.js';
+import { DEFAULT_LESION_CLASS, DEFAULT_TOLERANCE_PX, formatLocalisationTable, readLesions, type LocalisationJob } from './localisation.js';
 import { COLORMAPS, type Colormap } from './overlay.js';
 import { expandInputs, parseClasses, runExplain, type RawFormat } from './run.js';
 
@@ -24,6 +25,13 @@ export interface ExplainCliOptions {
   steps?: string;
   random?: string;
   batchSize?: string;
+  /** Commander's `--no-disc-mask`: false paints the whole crop square. */
+  discMask?: boolean;
+  lesions?: string;
+  lesionClass?: string;
+  lesionTypes?: string;
+  tolerance?: string;
+  resamples?: string;
   quiet?: boolean;
 }
 
@@ -83,10 +91,40 @@ export async function explainCommand(modelDir: string, inputs: string[], opts: E
   if (random !== 'cells' && random !== 'pixels') throw new InputError(`--random must be cells or pixels (got '${random}')`);
   const out = resolve(opts.out);
   await checkOutDir(out);
+  const tolerance = parseNumber(opts.tolerance, '--tolerance', DEFAULT_TOLERANCE_PX, (n) => n >= 0, 'a number of pixels, 0 or more');
+  const resamples = parseNumber(opts.resamples, '--resamples', 1000, (n) => Number.isInteger(n) && n >= 0 && n <= 100_000, 'an integer in 0..100000');
+  const lesionOnly = ['lesionClass', 'lesionTypes', 'tolerance', 'resamples'] as const;
+  if (!opts.lesions) {
+    const given = lesionOnly.find((k) => opts[k] !== undefined);
+    if (given) throw new InputError(`--${given.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} needs --lesions <lesions.csv>`);
+  }
+  const lesions = opts.lesions
+    ? await readLesions(opts.lesions, opts.lesionTypes === undefined ? {} : { types: opts.lesionTypes.split(',').map((t) => t.trim()).filter(Boolean) })
+    : undefined;
   const images = await expandInputs(inputs);
+  let localisation: LocalisationJob | undefined;
+  if (lesions) {
+    const withBoxes = images.filter((p) => lesions.byImage.has(basename(p)));
+    if (withBoxes.length === 0) {
+      const example = [...lesions.byImage.keys()][0];
+      throw new InputError(
+        `none of the ${images.length} input photographs has ${lesions.kept.join('/') || 'lesion'} boxes in this file (boxes are matched by file name${example ? `, e.g. ${example}` : ''})`,
+        { file: lesions.file },
+      );
+    }
+    localisation = { lesions, lesionClass: opts.lesionClass ?? DEFAULT_LESION_CLASS[lesions.format], tolerancePx: tolerance, resamples };
+  }
   const engine = await initEngine();
   const model = await loadModel(modelDir);
-  const classes = parseClasses(opts.classes, model.metadata.classes);
+  if (localisation && !model.metadata.classes.includes(localisation.lesionClass)) {
+    throw new InputError(`--lesion-class: the model has no class "${localisation.lesionClass}" (classes: ${model.metadata.classes.join(', ')})`);
+  }
+  // With boxes and no --classes: the lesion class, on every photograph, whatever the model predicts (so that the
+  // score does not depend on the prediction).
+  const classes =
+    localisation && opts.classes === undefined
+      ? parseClasses(localisation.lesionClass, model.metadata.classes)
+      : parseClasses(opts.classes, model.metadata.classes);
 
   const bar = progress(`explain (${engine.backend})`, images.length, { quiet: opts.quiet });
   let manifest: Awaited<ReturnType<typeof runExplain>> | undefined;
@@ -105,6 +143,8 @@ export async function explainCommand(modelDir: string, inputs: string[], opts: E
         raw,
         faithfulness: opts.faithfulness ? { steps, random } : false,
         batchSize,
+        discMask: opts.discMask !== false,
+        localisation,
         onProgress: (n) => {
           bar.tick(n - done);
           done = n;
@@ -113,6 +153,7 @@ export async function explainCommand(modelDir: string, inputs: string[], opts: E
       await writeFile(join(tmp, MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
       await writeFile(join(tmp, 'index.html'), renderGallery(manifest));
       if (manifest.faithfulness) await writeFile(join(tmp, 'faithfulness.txt'), formatFaithfulnessTable(manifest.faithfulness) + '\n');
+      if (manifest.localisation) await writeFile(join(tmp, 'localisation.md'), formatLocalisationTable(manifest.localisation) + '\n');
     });
   } finally {
     bar.stop();
@@ -121,6 +162,7 @@ export async function explainCommand(modelDir: string, inputs: string[], opts: E
   if (!opts.quiet) {
     console.log(`${m.entries.length} heatmaps of ${images.length} images (layer ${m.layer}) in ${out}; gallery: ${join(out, 'index.html')}`);
     if (m.faithfulness) console.log(formatFaithfulnessTable(m.faithfulness));
+    if (m.localisation) console.log('\n' + formatLocalisationTable(m.localisation));
   }
 }
 
@@ -129,7 +171,7 @@ export function register(program: Command): void {
     .command('explain')
     .description(
       'Grad-CAM family heatmaps: where in each photograph the model found each class, overlaid on the original photo, ' +
-        'with raw heatmaps, an HTML gallery and optional faithfulness scores.',
+        'with raw heatmaps, an HTML gallery, optional faithfulness scores and, with --lesions, how well the maps point at expert lesion boxes.',
     )
     .argument('<model-dir>', 'a fundus model directory (model.json, weights.bin, fundus.json)')
     .argument('<images...>', 'image files or folders (searched recursively for .jpg .jpeg .png .tif .tiff .webp .bmp)')
@@ -147,6 +189,16 @@ export function register(program: Command): void {
     .option('--random <kind>', "faithfulness yardstick: 'cells' (random heatmaps at the layer's resolution) or 'pixels' (independent random pixels)", 'cells')
     .option('--steps <n>', 'deletion/insertion steps', '20')
     .option('--batch-size <n>', 'images explained together', '8')
+    .option('--no-disc-mask', 'colour the whole crop square, black border included (default: only the fundus disc)')
+    .option(
+      '--lesions <csv>',
+      'lesion boxes in pixels of the given photographs (codras: filename,lesion,x0,y0,x1,y1; heimed: filename,lesion,x,y,x0,y0,x1,y1,area), matched by file name: ' +
+        'scores every map by the pointing game and the share of its energy inside the boxes, beside a centre prior and a uniform map over the disc',
+    )
+    .option('--lesion-class <name>', "the class the boxes are ground truth for, explained on every photograph unless --classes says otherwise (default: 'diabetic retinopathy' for codras, 'macular edema' for heimed)")
+    .option('--lesion-types <list>', 'comma-separated lesion types to keep (default: all for codras, Exudate for heimed)')
+    .option('--tolerance <px>', `pointing game: a maximum this close to a box (photo pixels) counts as a hit (default ${DEFAULT_TOLERANCE_PX})`)
+    .option('--resamples <n>', 'bootstrap resamples over photographs for the localisation intervals (default 1000)')
     .option('-q, --quiet', 'no progress bar or summary')
     .action(async (modelDir: string, images: string[], opts: ExplainCliOptions) => {
       await explainCommand(modelDir, images, opts);

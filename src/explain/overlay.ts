@@ -1,6 +1,7 @@
 import sharp from 'sharp';
 import { decodeRgb, type CropGeometry } from '../data/preprocess.js';
 import { InputError } from '../util/errors.js';
+import { discMask, type DiscMask } from './disc.js';
 import { sampleHeatmap, type Heatmap } from './heatmap.js';
 
 export const COLORMAPS = ['jet', 'turbo'] as const;
@@ -13,6 +14,13 @@ export interface OverlayOptions {
   alpha?: number;
   /** Heat below this stays uncoloured, so that the photo shows through where the model found nothing. Default 0. */
   minHeat?: number;
+  /**
+   * Where colour may go. Default (undefined): the fundus disc of this photo (`discMask` in disc.ts: the circle of the
+   * crop less the dark border), so the black field stop outside it keeps the photo's own pixels. A `DiscMask` of the
+   * photo's size: that one (computed once per photo by callers that draw several maps). `false`: the whole crop
+   * square, as before masking existed.
+   */
+  disc?: DiscMask | false;
 }
 
 const clamp01 = (v: number) => (v < 0 ? 0 : v > 1 ? 1 : v);
@@ -62,10 +70,24 @@ function checkGeometry(g: CropGeometry, photoW: number, photoH: number, file: st
   if (!(g.side > 0)) throw new Error(`invalid crop geometry (side ${g.side})`);
 }
 
+/** A photo decoded to interleaved 8-bit RGB (what `decodeRgb` returns). */
+export interface DecodedPhoto {
+  data: Uint8Array;
+  width: number;
+  height: number;
+}
+
+/** Checks that a disc mask was made for a photo of this size. */
+function checkDisc(disc: DiscMask, width: number, height: number): void {
+  if (disc.width !== width || disc.height !== height) {
+    throw new Error(`the disc mask is ${disc.width}x${disc.height} but the photo is ${width}x${height}`);
+  }
+}
+
 /**
  * The heatmap in a colormap, alpha-blended over the full-resolution original photograph (not the preprocessed crop),
  * as a PNG. EXIF orientation is applied exactly as preprocessing applies it, so hot spots land on the pixels they came
- * from.
+ * from. Outside the fundus disc the photo is left as it is (see `OverlayOptions.disc`).
  */
 export async function renderOverlay(
   photo: string | Buffer,
@@ -73,33 +95,49 @@ export async function renderOverlay(
   geometry: CropGeometry,
   opts: OverlayOptions = {},
 ): Promise<Buffer> {
-  const { data, width, height } = await decodeRgb(photo);
-  checkGeometry(geometry, width, height, typeof photo === 'string' ? photo : undefined);
+  const decoded = await decodeRgb(photo);
+  checkGeometry(geometry, decoded.width, decoded.height, typeof photo === 'string' ? photo : undefined);
+  return renderOverlayRgb(decoded, heatmap, geometry, opts);
+}
+
+/** `renderOverlay` on an already decoded photo (callers drawing several maps on one photo decode it once). */
+export async function renderOverlayRgb(photo: DecodedPhoto, heatmap: Heatmap, geometry: CropGeometry, opts: OverlayOptions = {}): Promise<Buffer> {
+  const { data, width, height } = photo;
+  checkGeometry(geometry, width, height, undefined);
   const alpha = opts.alpha ?? 0.45;
   if (!(alpha >= 0 && alpha <= 1)) throw new InputError(`alpha must be in 0..1 (got ${alpha})`);
   const minHeat = opts.minHeat ?? 0;
   const cmap = opts.colormap ?? 'jet';
+  const disc = opts.disc === undefined ? discMask(data, width, height, geometry) : opts.disc;
+  if (disc) checkDisc(disc, width, height);
   // A 256-entry lookup table: per-pixel polynomial evaluation would dominate on 12-megapixel photos.
   const lut = new Float32Array(256 * 3);
   for (let i = 0; i < 256; i++) lut.set(colormap(cmap, i / 255), i * 3);
   const heat = heatmapOnPhoto(heatmap, geometry);
-  const out = Buffer.from(data);
+  const px = Buffer.from(data); // a copy: the photo's own pixels stay untouched for the next map
   for (let i = 0; i < width * height; i++) {
+    if (disc && !disc.inside[i]) continue; // the black field stop: never painted
     const h = heat.data[i];
     if (!(h >= minHeat)) continue; // NaN (outside the model's view) or below the threshold
     const k = Math.round(clamp01(h) * 255) * 3;
     for (let c = 0; c < 3; c++) {
-      out[i * 3 + c] = Math.round((1 - alpha) * data[i * 3 + c] + alpha * 255 * lut[k + c]);
+      px[i * 3 + c] = Math.round((1 - alpha) * data[i * 3 + c] + alpha * 255 * lut[k + c]);
     }
   }
-  return sharp(out, { raw: { width, height, channels: 3 } }).png().toBuffer();
+  return sharp(px, { raw: { width, height, channels: 3 } }).png().toBuffer();
 }
 
-/** The heatmap on the photo's pixel grid as a 16-bit greyscale PNG (0..65535 = heat 0..1; outside the crop: 0). */
-export async function heatmapToPng16(heatmap: Heatmap, geometry: CropGeometry): Promise<Buffer> {
+/**
+ * The heatmap on the photo's pixel grid as a 16-bit greyscale PNG (0..65535 = heat 0..1; outside the crop and outside
+ * the fundus disc: 0). `disc`: the photo's disc mask; by default the circle of the crop (no pixels are read here), and
+ * `false` keeps the whole crop square. The unmasked map at the layer's own resolution is the `.npy` raw output.
+ */
+export async function heatmapToPng16(heatmap: Heatmap, geometry: CropGeometry, disc?: DiscMask | false): Promise<Buffer> {
   const heat = heatmapOnPhoto(heatmap, geometry, 0);
+  const mask = disc === undefined ? discMask(undefined, geometry.width, geometry.height, geometry) : disc;
+  if (mask) checkDisc(mask, heat.width, heat.height);
   const px = new Uint16Array(heat.data.length);
-  for (let i = 0; i < px.length; i++) px[i] = Math.round(clamp01(heat.data[i]) * 65535);
+  for (let i = 0; i < px.length; i++) px[i] = mask && !mask.inside[i] ? 0 : Math.round(clamp01(heat.data[i]) * 65535);
   return sharp(px, { raw: { width: heat.width, height: heat.height, channels: 1 } })
     .toColourspace('grey16')
     .png()

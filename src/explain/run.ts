@@ -1,6 +1,6 @@
 import { readdir, stat, writeFile } from 'node:fs/promises';
 import { basename, extname, join, resolve } from 'node:path';
-import { preprocessImage, type CropGeometry, type PreprocessedImage } from '../data/preprocess.js';
+import { decodeRgb, preprocessImage, type CropGeometry, type PreprocessedImage } from '../data/preprocess.js';
 import { seededRandom } from '../data/random.js';
 import type { FundusModel } from '../models/io.js';
 import { InputError } from '../util/errors.js';
@@ -14,8 +14,23 @@ import {
   type FaithfulnessRow,
   type FaithfulnessScore,
 } from './faithfulness.js';
+import { discMask } from './disc.js';
 import { heatmapToNpy } from './heatmap.js';
-import { heatmapToPng16, renderOverlay, type Colormap } from './overlay.js';
+import {
+  baselineScores,
+  checkBoxes,
+  localisationGrid,
+  scoreHeatmap,
+  summarizeLocalisation,
+  type BaselineScores,
+  type EntryLocalisation,
+  type ImageLocalisation,
+  type LesionBox,
+  type LocalisationJob,
+  type LocalisationReport,
+  type ScoredMap,
+} from './localisation.js';
+import { heatmapToPng16, renderOverlayRgb, type Colormap } from './overlay.js';
 
 export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.tif', '.tiff', '.webp', '.bmp']);
 
@@ -40,6 +55,10 @@ export interface ExplainJob {
   faithfulness?: FaithfulnessOptions | false;
   /** Images preprocessed and explained together. */
   batchSize?: number;
+  /** Paint overlays (and the 16-bit maps) only inside the fundus disc (default true); false: the whole crop square. */
+  discMask?: boolean;
+  /** Score every map of a photograph with lesion boxes against them (pointing game, energy share, baselines). */
+  localisation?: LocalisationJob;
   onProgress?: (done: number) => void;
 }
 
@@ -56,6 +75,8 @@ export interface ExplainEntry {
   overlay: string;
   raw: string[];
   faithfulness?: { score: FaithfulnessScore; random: FaithfulnessScore };
+  /** Against the photograph's lesion boxes, when `--lesions` gave it some. */
+  localisation?: EntryLocalisation;
 }
 
 export interface ExplainManifest {
@@ -65,9 +86,12 @@ export interface ExplainManifest {
   thresholds: number[];
   methods: CamMethod[];
   colormap: Colormap;
-  images: { path: string; geometry: CropGeometry; probabilities: number[] }[];
+  /** Overlays and 16-bit maps are painted inside the fundus disc only (the `.npy` raw maps never are masked). */
+  discMask: boolean;
+  images: { path: string; geometry: CropGeometry; probabilities: number[]; localisation?: ImageLocalisation }[];
   entries: ExplainEntry[];
   faithfulness?: FaithfulnessRow[];
+  localisation?: LocalisationReport;
 }
 
 /** Expands folders (recursively, image extensions only, sorted) and checks that every file exists. */
@@ -143,10 +167,27 @@ function stems(paths: string[]): string[] {
   });
 }
 
+/** The input photographs' boxes by index (matched by file name); InputError when two inputs with boxes share a name. */
+function boxesOfImages(images: string[], job: LocalisationJob): Map<number, LesionBox[]> {
+  const out = new Map<number, LesionBox[]>();
+  const seen = new Map<string, string>();
+  images.forEach((p, i) => {
+    const name = basename(p);
+    const boxes = job.lesions.byImage.get(name);
+    if (!boxes || boxes.length === 0) return;
+    const other = seen.get(name);
+    if (other) throw new InputError(`two input photographs are named ${name} (${other} and ${p}): boxes are matched by file name`, { file: job.lesions.file });
+    seen.set(name, p);
+    out.set(i, boxes);
+  });
+  return out;
+}
+
 /**
  * Explains every image: preprocesses it with the model's own settings, predicts, picks the classes, computes each
- * method's heatmaps for all classes of a batch at once, and writes an overlay on the original photograph plus the raw
- * heatmaps. Returns the manifest (the caller writes it and the gallery).
+ * method's heatmaps for all classes of a batch at once, and writes an overlay on the original photograph (inside the
+ * fundus disc) plus the raw heatmaps; with `localisation`, scores every map of a photograph with lesion boxes. Returns
+ * the manifest (the caller writes it and the gallery).
  */
 export async function runExplain(job: ExplainJob): Promise<ExplainManifest> {
   const { model } = job;
@@ -155,8 +196,11 @@ export async function runExplain(job: ExplainJob): Promise<ExplainManifest> {
   const batchSize = Math.max(1, job.batchSize ?? 8);
   const colormap = job.colormap ?? 'jet';
   const rawFormats = job.raw ?? ['npy'];
+  const masked = job.discMask ?? true;
   const names = stems(job.images);
   const rand = seededRandom((job.faithfulness ? job.faithfulness.seed : undefined) ?? 1);
+  const loc = job.localisation;
+  const boxesOf = loc ? boxesOfImages(job.images, loc) : new Map<number, LesionBox[]>();
   const manifest: ExplainManifest = {
     model: model.dir,
     layer: explainer.layerName,
@@ -164,12 +208,15 @@ export async function runExplain(job: ExplainJob): Promise<ExplainManifest> {
     thresholds: meta.thresholds,
     methods: job.methods,
     colormap,
+    discMask: masked,
     images: [],
     entries: [],
   };
   // The random-order yardstick depends on the image and class only, not on the method.
   const randomCache = new Map<string, FaithfulnessScore>();
   const timed: { method: CamMethod; score: FaithfulnessScore; random: FaithfulnessScore; camSeconds: number }[] = [];
+  const scored: ScoredMap[] = [];
+  const baselines = new Map<number, BaselineScores>();
   for (let start = 0; start < job.images.length; start += batchSize) {
     const paths = job.images.slice(start, start + batchSize);
     const pre: PreprocessedImage[] = [];
@@ -177,53 +224,95 @@ export async function runExplain(job: ExplainJob): Promise<ExplainManifest> {
     const probs = explainer.predict(pre);
     const C = meta.classes.length;
     const targets = pre.flatMap((_, i) => chooseTargets(job.classes, probs.subarray(i * C, (i + 1) * C), model, i));
-    paths.forEach((p, i) =>
-      manifest.images.push({ path: p, geometry: pre[i].geometry, probabilities: Array.from(probs.subarray(i * C, (i + 1) * C)) }),
-    );
     const blurred = job.faithfulness ? pre.map((im) => blurImage(im)) : [];
-    for (const method of job.methods) {
+    const perMethod = job.methods.map((method) => {
       const t0 = performance.now();
       const results: CamResult[] = explainer.explain(pre, targets, method);
-      const camSeconds = (performance.now() - t0) / 1000 / Math.max(1, results.length);
-      for (const r of results) {
-        const path = paths[r.image];
-        const className = meta.classes[r.classIndex];
-        const direction = r.negate ? 'against' : 'for';
-        const stem = `${names[start + r.image]}.${slug(className)}${r.negate ? '-against' : ''}.${slug(method)}`;
-        const overlay = `${stem}.png`;
-        await writeFile(join(job.outDir, overlay), await renderOverlay(path, r.heatmap, pre[r.image].geometry, { colormap, alpha: job.alpha }));
-        const raw: string[] = [];
-        if (rawFormats.includes('npy')) {
-          raw.push(`${stem}.raw.npy`);
-          await writeFile(join(job.outDir, `${stem}.raw.npy`), heatmapToNpy(r.raw));
-        }
-        if (rawFormats.includes('png16')) {
-          raw.push(`${stem}.heat16.png`);
-          await writeFile(join(job.outDir, `${stem}.heat16.png`), await heatmapToPng16(r.heatmap, pre[r.image].geometry));
-        }
-        const entry: ExplainEntry = {
-          image: path,
-          className,
-          direction,
-          method,
-          probability: r.probability,
-          threshold: meta.thresholds[r.classIndex],
-          logit: r.score,
-          overlay,
-          raw,
+      return { method, results, camSeconds: (performance.now() - t0) / 1000 / Math.max(1, results.length) };
+    });
+    // Per photograph: decoded once for its disc mask and all of its overlays.
+    for (let i = 0; i < paths.length; i++) {
+      const path = paths[i];
+      const index = start + i;
+      const geometry = pre[i].geometry;
+      const photo = await decodeRgb(path);
+      if (photo.width !== geometry.width || photo.height !== geometry.height) {
+        throw new Error(`${path}: decoded at ${photo.width}x${photo.height} but preprocessed at ${geometry.width}x${geometry.height}`);
+      }
+      const disc = discMask(photo.data, photo.width, photo.height, geometry);
+      const image: ExplainManifest['images'][number] = { path, geometry, probabilities: Array.from(probs.subarray(i * C, (i + 1) * C)) };
+      const boxes = boxesOf.get(index);
+      let grid: ReturnType<typeof localisationGrid> | undefined;
+      if (loc && boxes) {
+        checkBoxes(boxes, photo.width, photo.height, loc.lesions.file, path);
+        grid = localisationGrid(disc, geometry, boxes, loc.tolerancePx);
+        const b = baselineScores(grid);
+        baselines.set(index, b);
+        image.localisation = {
+          boxes: boxes.map(({ lesion, x0, y0, x1, y1 }) => ({ lesion, x0, y0, x1, y1 })),
+          boxShare: grid.boxShare,
+          nearShare: grid.nearShare,
+          centre: b.centre,
+          discPixels: disc.count,
+          gridScale: grid.scale,
         };
-        if (job.faithfulness) {
-          const key = `${start + r.image}/${r.classIndex}/${r.negate ? '-' : '+'}`;
-          let random = randomCache.get(key);
-          if (!random) randomCache.set(key, (random = randomScore(explainer, pre[r.image], r, rand, job.faithfulness, blurred[r.image])));
-          entry.faithfulness = { score: heatmapScore(explainer, pre[r.image], r, r.heatmap, rand, job.faithfulness, blurred[r.image]), random };
-          timed.push({ method, ...entry.faithfulness, camSeconds });
+      }
+      manifest.images.push(image);
+      for (const { method, results, camSeconds } of perMethod) {
+        for (const r of results) {
+          if (r.image !== i) continue;
+          const className = meta.classes[r.classIndex];
+          const direction = r.negate ? 'against' : 'for';
+          const stem = `${names[index]}.${slug(className)}${r.negate ? '-against' : ''}.${slug(method)}`;
+          const overlay = `${stem}.png`;
+          await writeFile(join(job.outDir, overlay), await renderOverlayRgb(photo, r.heatmap, geometry, { colormap, alpha: job.alpha, disc: masked ? disc : false }));
+          const raw: string[] = [];
+          if (rawFormats.includes('npy')) {
+            raw.push(`${stem}.raw.npy`);
+            await writeFile(join(job.outDir, `${stem}.raw.npy`), heatmapToNpy(r.raw));
+          }
+          if (rawFormats.includes('png16')) {
+            raw.push(`${stem}.heat16.png`);
+            await writeFile(join(job.outDir, `${stem}.heat16.png`), await heatmapToPng16(r.heatmap, geometry, masked ? disc : false));
+          }
+          const entry: ExplainEntry = {
+            image: path,
+            className,
+            direction,
+            method,
+            probability: r.probability,
+            threshold: meta.thresholds[r.classIndex],
+            logit: r.score,
+            overlay,
+            raw,
+          };
+          if (job.faithfulness) {
+            const key = `${index}/${r.classIndex}/${r.negate ? '-' : '+'}`;
+            let random = randomCache.get(key);
+            if (!random) randomCache.set(key, (random = randomScore(explainer, pre[i], r, rand, job.faithfulness, blurred[i])));
+            entry.faithfulness = { score: heatmapScore(explainer, pre[i], r, r.heatmap, rand, job.faithfulness, blurred[i]), random };
+            timed.push({ method, ...entry.faithfulness, camSeconds });
+          }
+          if (grid) {
+            const score = scoreHeatmap(r.heatmap, grid);
+            entry.localisation = { ...score };
+            scored.push({ image: index, method, className, direction, score, positive: r.probability >= entry.threshold });
+          }
+          manifest.entries.push(entry);
         }
-        manifest.entries.push(entry);
       }
     }
     job.onProgress?.(start + paths.length);
   }
   if (job.faithfulness) manifest.faithfulness = summarize(timed);
+  if (loc) {
+    let boxCount = 0;
+    for (const b of boxesOf.values()) boxCount += b.length;
+    manifest.localisation = summarizeLocalisation(scored, baselines, loc, {
+      withBoxes: boxesOf.size,
+      withoutBoxes: job.images.length - boxesOf.size,
+      boxes: boxCount,
+    });
+  }
   return manifest;
 }

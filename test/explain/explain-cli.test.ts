@@ -1,50 +1,18 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, readdir, copyFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { initEngine } from '../../src/engine/index.js';
-import { buildNetwork } from '../../src/models/architectures.js';
-import { saveModel } from '../../src/models/io.js';
-import type { ModelMetadata } from '../../src/models/metadata.js';
-import { CLASSES } from '../../src/data/labels.js';
-import { DEFAULT_PREPROCESS } from '../../src/data/preprocess.js';
 import { heatmapFromNpy } from '../../src/explain/heatmap.js';
 import type { ExplainManifest } from '../../src/explain/run.js';
 import { explainCommand, type ExplainCliOptions } from '../../src/explain/commands.js';
 import { InputError } from '../../src/util/errors.js';
 import { PROJECT_ROOT, VIETAI_DIR, tempDir } from '../helpers.js';
+import { fundus, tinyModel } from './tiny-model.js';
 
 const IMAGES = ['c24a1b14d253.jpg', '9ee905a41651.jpg'];
-
-/** A small untrained multi-label model saved as a fundus model directory, with thresholds that make some classes positive. */
-async function tinyModel(dir: string): Promise<void> {
-  const net = buildNetwork('small-cnn', [32, 32, 3], CLASSES.length, { seed: 3, activation: 'sigmoid' });
-  const metadata: ModelMetadata = {
-    format: 'fundus-model',
-    formatVersion: 1,
-    architecture: 'small-cnn',
-    task: 'multilabel',
-    classes: [...CLASSES],
-    activation: 'sigmoid',
-    preprocess: { ...DEFAULT_PREPROCESS, size: 32, channels: 'rgb', normalize: { mean: [0.5], std: [0.25] } },
-    inputShape: [32, 32, 3],
-    // Classes 0 and 1 always positive, the rest (normal included) never: exercises "predicted" and "against normal".
-    thresholds: [0, 0, 1.01, 1.01, 1.01, 1.01, 1.01],
-    thresholdPolicy: 'test',
-    createdAt: new Date(0).toISOString(),
-    fundusVersion: '0.1.0',
-  };
-  await saveModel(dir, net, metadata);
-}
-
-function fundus(args: string[]) {
-  return spawnSync(process.execPath, [join(PROJECT_ROOT, 'bin', 'fundus.js'), ...args], {
-    encoding: 'utf8',
-    env: { ...process.env, FUNDUS_NO_PROGRESS: '1' },
-  });
-}
 
 test('fundus explain writes an overlay per image and class, raw heatmaps, explain.json and a gallery', async () => {
   await initEngine();

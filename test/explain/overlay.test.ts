@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import sharp from 'sharp';
 import { preprocessImage, DEFAULT_PREPROCESS, type CropGeometry } from '../../src/data/preprocess.js';
 import { argmax, heatmapFromNpy, heatmapToNpy, resizeHeatmap, type Heatmap } from '../../src/explain/heatmap.js';
+import { discMask } from '../../src/explain/disc.js';
 import { colormap, heatmapOnPhoto, heatmapToPng16, renderOverlay } from '../../src/explain/overlay.js';
 
 /**
@@ -88,8 +89,12 @@ test('renderOverlay blends the colormap over the full-resolution photo; 16-bit P
   const raw16 = await sharp(png16).toColourspace('grey16').raw({ depth: 'ushort' }).toBuffer({ resolveWithObject: true });
   assert.equal(raw16.info.width, 300);
   const u16 = new Uint16Array(raw16.data.buffer, raw16.data.byteOffset, raw16.data.length / 2);
-  assert.ok(u16[199 * 300 + 260] > 60000, `16-bit value ${u16[199 * 300 + 260]}`);
+  assert.ok(u16[180 * 300 + 200] > 60000, `16-bit value ${u16[180 * 300 + 200]}`);
   assert.equal(u16[0], 0);
+  // Outside the disc but inside the crop square (the bottom-right corner of the square): 0, unless unmasked.
+  assert.equal(u16[199 * 300 + 260], 0);
+  const unmasked = await sharp(await heatmapToPng16(heat, pre.geometry, false)).toColourspace('grey16').raw({ depth: 'ushort' }).toBuffer();
+  assert.ok(new Uint16Array(unmasked.buffer, unmasked.byteOffset, unmasked.length / 2)[199 * 300 + 260] > 60000);
   const up = resizeHeatmap(heat, 7, 5);
   const back = heatmapFromNpy(heatmapToNpy(up));
   assert.deepEqual([back.width, back.height], [7, 5]);
@@ -100,4 +105,73 @@ test('an overlay for a photo of another size is refused with the file named', as
   const photo = await photoWithMarker({ x: 100, y: 100 });
   const heat: Heatmap = { width: 2, height: 2, data: new Float32Array(4) };
   await assert.rejects(renderOverlay(photo, heat, { width: 640, height: 480, x: 0, y: 0, side: 640 }), /300x200.*640x480/);
+});
+
+test('overlays leave the black corners outside the fundus disc untouched; disc: false colours the whole crop square', async () => {
+  const photo = await photoWithMarker({ x: 100, y: 100 });
+  const pre = await preprocessImage(photo, settings);
+  const g = pre.geometry;
+  const original = await sharp(photo).removeAlpha().raw().toBuffer();
+  const hot: Heatmap = { width: 2, height: 2, data: Float32Array.from([1, 1, 1, 1]) };
+  const pixels = async (opts: Parameters<typeof renderOverlay>[3]) => {
+    const { data, info } = await sharp(await renderOverlay(photo, hot, g, opts)).raw().toBuffer({ resolveWithObject: true });
+    assert.equal(info.channels, 3);
+    return data;
+  };
+  const masked = await pixels({ alpha: 0.6 });
+  const whole = await pixels({ alpha: 0.6, disc: false });
+  // Pixels of the crop square outside the disc of radius 120 around (150, 100): the square's corners.
+  let corners = 0;
+  let disc = 0;
+  for (let y = 0; y < 200; y++) {
+    for (let x = Math.ceil(g.x); x < g.x + g.side && x < 300; x++) {
+      const i = (y * 300 + x) * 3;
+      const same = (d: Buffer) => d[i] === original[i] && d[i + 1] === original[i + 1] && d[i + 2] === original[i + 2];
+      const r = Math.hypot(x + 0.5 - 150, y + 0.5 - 100);
+      if (r > 121) {
+        corners++;
+        assert.ok(same(masked), `corner pixel (${x}, ${y}) painted`);
+        assert.ok(!same(whole), `unmasked corner pixel (${x}, ${y}) not painted`);
+      } else if (r < 118) {
+        disc++;
+        assert.ok(!same(masked), `disc pixel (${x}, ${y}) not painted`);
+      }
+    }
+  }
+  assert.ok(corners > 1000 && disc > 40000, `${corners} corner and ${disc} disc pixels checked`);
+  // A mask made once for the photo gives the same overlay.
+  const decoded = await sharp(photo).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  const d = discMask(decoded.data, 300, 200, g);
+  assert.deepEqual(await pixels({ alpha: 0.6, disc: d }), masked);
+  // The dark-border test keeps dark retina enclosed by the disc and drops dark border reaching into the circle.
+  assert.equal(discMask(undefined, 300, 200, g).count > d.count, true);
+});
+
+test('discMask: a dark spot inside the disc stays in, a dark notch from the border stays out, an all-dark photo falls back to the circle', () => {
+  const W = 100;
+  const H = 100;
+  const g: CropGeometry = { width: W, height: H, x: 0, y: 0, side: 100 };
+  const rgb = new Uint8Array(W * H * 3);
+  for (let y = 0; y < H; y++) {
+    for (let x = 0; x < W; x++) {
+      const i = (y * W + x) * 3;
+      const r = Math.hypot(x + 0.5 - 50, y + 0.5 - 50);
+      const spot = Math.hypot(x + 0.5 - 50, y + 0.5 - 50) < 5; // a dark lesion at the centre
+      const notch = x >= 45 && x < 55 && y < 10; // the field stop's notch at the top, reaching into the circle
+      if (r < 48 && !spot && !notch) rgb.fill(100, i, i + 3);
+    }
+  }
+  const d = discMask(rgb, W, H, g);
+  assert.equal(d.inside[50 * W + 50], 1, 'the enclosed dark spot stays in');
+  assert.equal(d.inside[5 * W + 50], 0, 'the notch is out');
+  assert.equal(d.inside[49 * W + 1], 0, 'the dark ring between the disc (r 48) and the circle (r 50) is out');
+  assert.equal(d.inside[50 * W + 20], 1);
+  assert.equal(d.inside[0], 0, 'the corner is out');
+  const dark = discMask(new Uint8Array(W * H * 3), W, H, g);
+  assert.equal(dark.count, discMask(undefined, W, H, g).count);
+  const small = new Uint8Array(50 * 50 * 3);
+  for (let y = 0; y < 50; y++) for (let x = 0; x < 50; x++) small.set(rgb.subarray(((2 * y + 1) * W + 2 * x + 1) * 3, ((2 * y + 1) * W + 2 * x + 1) * 3 + 3), (y * 50 + x) * 3);
+  const half = discMask(small, 50, 50, g, { scale: 0.5 });
+  assert.equal(half.inside[25 * 50 + 25], 1);
+  assert.ok(Math.abs(half.count - d.count / 4) < 0.05 * d.count, `${half.count} vs ${d.count / 4}`);
 });
