@@ -11,6 +11,8 @@ import { formatFromPath, type OutputFormat } from './output.js';
 import { runPredict } from './predict-cli.js';
 import { checkBindAddress } from './auth.js';
 import { initBatchPrediction } from './pipeline.js';
+// Constants only: server.js itself (Fastify and the rest) is loaded when `serve` runs.
+import { DEFAULT_BODY_LIMIT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_UPLOAD_IDLE_TIMEOUT, DEFAULT_UPLOAD_TIMEOUT } from './limits.js';
 
 /** The model shipped with fundus, used when no model directory is named. */
 export const DEFAULT_MODEL_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'models', 'default');
@@ -67,6 +69,8 @@ interface ServeFlags {
   token?: string;
   bodyLimit: number;
   maxInFlight: number;
+  uploadTimeout: number;
+  uploadIdleTimeout: number;
   batchSize: number;
   log?: boolean;
 }
@@ -143,20 +147,34 @@ export function register(program: Command): void {
     }, 8080)
     .option('--allow-remote', 'allow listening on an address other machines can reach')
     .option('--token <token>', 'require this API token on every route (default: $FUNDUS_TOKEN when set)')
-    .option('--body-limit <bytes>', 'largest accepted upload in bytes', positiveInt('--body-limit'), 20 * 1024 * 1024)
-    .option('--max-in-flight <n>', 'predict/explain requests admitted at once; beyond that the server answers 503', positiveInt('--max-in-flight'), 32)
+    .option('--body-limit <bytes>', 'largest accepted upload in bytes', positiveInt('--body-limit'), DEFAULT_BODY_LIMIT)
+    .option('--max-in-flight <n>', 'predict/explain requests admitted at once (uploading, running or queued); beyond that the server answers 503', positiveInt('--max-in-flight'), DEFAULT_MAX_IN_FLIGHT)
+    .option('--upload-timeout <ms>', 'longest time a predict/explain upload may take, headers to last byte; then 408 and the connection is closed', positiveInt('--upload-timeout'), DEFAULT_UPLOAD_TIMEOUT)
+    .option('--upload-idle-timeout <ms>', 'longest pause in a predict/explain upload; then 408 and the connection is closed', positiveInt('--upload-idle-timeout'), DEFAULT_UPLOAD_IDLE_TIMEOUT)
     .option('-b, --batch-size <n>', 'largest batch formed from concurrent requests', positiveInt('--batch-size'), 16)
     .option('--log', 'log every request (JSON lines on stdout)')
     .addHelpText(
       'after',
-      '\nRoutes: GET / (viewer), POST /v1/predict, POST /v1/explain?class=…&method=…, GET /v1/model, GET /healthz,\n' +
-        'GET /openapi.json. With a token, open the viewer once as http://host:port/?token=<token>.',
+      '\nRoutes: GET / (viewer), POST /v1/predict, POST /v1/explain?class=…&method=…, GET /v1/model, GET /healthz\n' +
+        '(liveness), GET /readyz (503 while every predict/explain slot is taken), GET /openapi.json. With a token, open\n' +
+        'the viewer once as http://host:port/?token=<token>. See docs/serve.md.',
     )
     .action(async (positional: string | undefined, flags: ServeFlags) => {
       checkBindAddress(flags.host, !!flags.allowRemote);
       const token = flags.token ?? (process.env.FUNDUS_TOKEN || undefined);
       const dir = await resolveModelDir(flags.model ?? positional);
       const { startServer } = await import('./start.js');
-      await startServer({ modelDir: dir, host: flags.host, port: flags.port, token, bodyLimit: flags.bodyLimit, maxInFlight: flags.maxInFlight, batchSize: flags.batchSize, logger: !!flags.log });
+      await startServer({
+        modelDir: dir,
+        host: flags.host,
+        port: flags.port,
+        token,
+        bodyLimit: flags.bodyLimit,
+        maxInFlight: flags.maxInFlight,
+        uploadTimeout: flags.uploadTimeout,
+        uploadIdleTimeout: flags.uploadIdleTimeout,
+        batchSize: flags.batchSize,
+        logger: !!flags.log,
+      });
     });
 }

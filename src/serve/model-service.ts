@@ -26,6 +26,8 @@ interface Pending {
   name: string;
   /** Decoding starts on arrival, so that it overlaps the inference of the batch before. */
   decoded: Promise<PromiseSettledResult<PreprocessedImage>>;
+  /** Aborted when nobody waits for the answer any more: the image is then left out of its batch. */
+  signal?: AbortSignal;
   resolve: (r: PredictionRecord) => void;
   reject: (e: unknown) => void;
 }
@@ -85,11 +87,15 @@ export class ModelService {
     };
   }
 
-  /** Predicts one encoded image (checked beforehand with `inspectImage`); `name` names it in errors. */
-  predict(data: Buffer, name: string): Promise<PredictionRecord> {
+  /**
+   * Predicts one encoded image (checked beforehand with `inspectImage`); `name` names it in errors. When `signal`
+   * aborts before the image's batch runs, the image is left out and the promise rejects with the abort reason.
+   */
+  predict(data: Buffer, name: string, signal?: AbortSignal): Promise<PredictionRecord> {
     return new Promise((resolve, reject) => {
+      if (signal?.aborted) return reject(signal.reason);
       const decoded = preprocessBatch(this.model, [data], this.decoder, this.pool).then((r) => r[0]);
-      this.queue.push({ data, name, decoded, resolve, reject });
+      this.queue.push({ data, name, decoded, signal, resolve, reject });
       if (!this.running) void this.drain();
     });
   }
@@ -98,8 +104,17 @@ export class ModelService {
     this.running = true;
     try {
       while (this.queue.length > 0) {
-        const batch = this.queue.splice(0, this.maxBatch);
-        await this.runBatch(batch);
+        const batch: Pending[] = [];
+        while (batch.length < this.maxBatch && this.queue.length > 0) {
+          const p = this.queue.shift()!;
+          if (p.signal?.aborted) {
+            // Left out of the batch. Its decoding started on arrival: reject once that is over, so that the caller's
+            // slot covers the work it caused.
+            const drop = () => p.reject(p.signal!.reason);
+            void p.decoded.then(drop, drop);
+          } else batch.push(p);
+        }
+        if (batch.length > 0) await this.runBatch(batch);
       }
     } finally {
       this.running = false;
@@ -122,7 +137,7 @@ export class ModelService {
   }
 
   /** The heatmap of class `classIndex` for one encoded image, with the crop it covers in photo coordinates. */
-  async explain(data: Buffer, name: string, classIndex: number, method: CamMethod): Promise<Explanation> {
+  async explain(data: Buffer, name: string, classIndex: number, method: CamMethod, signal?: AbortSignal): Promise<Explanation> {
     const m = this.model.metadata;
     let image;
     try {
@@ -130,6 +145,8 @@ export class ModelService {
     } catch (err) {
       throw renamed(err, name);
     }
+    // The heatmap is the expensive part (Score-CAM: one forward pass per channel): not for a client that left.
+    signal?.throwIfAborted();
     const [r] = explainerFor(this.model).explain([image], [{ image: 0, classIndex }], method);
     return { heatmap: r.heatmap, geometry: image.geometry, probability: r.probability };
   }

@@ -24,10 +24,11 @@ const errors = (codes: number[]) =>
         description: {
           400: 'invalid request (parameters, missing body)',
           401: 'missing or wrong API token',
+          408: 'the upload took too long, or paused too long (the upload timeouts); the connection is closed',
           413: 'body larger than the limit',
           415: 'not an image content type',
           422: 'the body is not a readable photograph',
-          503: 'the server is saturated; retry later (see Retry-After)',
+          503: 'every predict/explain slot is taken; retry later (see Retry-After and GET /readyz)',
         }[c],
         content: { 'application/json': { schema: errorRef } },
       },
@@ -48,7 +49,37 @@ export function openApiDocument(opts: { version: string; classes: string[]; toke
     ...(opts.tokenRequired ? { security: [{ bearer: [] }, { apiKey: [] }] } : {}),
     paths: {
       '/healthz': {
-        get: { summary: 'Liveness', responses: { 200: { description: 'ok', content: { 'application/json': { schema: { type: 'object' } } } } } },
+        get: {
+          summary: 'Liveness: the process answers. Stays 200 while the server is saturated (see /readyz)',
+          responses: {
+            200: {
+              description: 'alive',
+              content: {
+                'application/json': {
+                  schema: { type: 'object', required: ['status', 'model'], properties: { status: { const: 'ok' }, model: { type: 'string', description: 'model version' } } },
+                },
+              },
+            },
+            ...errors([401]),
+          },
+        },
+      },
+      '/readyz': {
+        get: {
+          summary: 'Readiness: whether a predict/explain request would be admitted now',
+          description:
+            'Each POST /v1/predict or /v1/explain holds one of a fixed number of slots (--max-in-flight) from its headers until ' +
+            'its answer is handed over, its client is gone, or its upload times out (--upload-timeout, --upload-idle-timeout); ' +
+            'while no slot is free those routes answer 503 and so does this one.',
+          responses: {
+            200: { description: 'at least one slot is free', content: { 'application/json': { schema: { $ref: '#/components/schemas/Readiness' } } } },
+            ...errors([401]),
+            503: {
+              description: 'every slot is taken; retry later (see Retry-After)',
+              content: { 'application/json': { schema: { $ref: '#/components/schemas/Readiness' } } },
+            },
+          },
+        },
       },
       '/v1/model': {
         get: {
@@ -63,7 +94,7 @@ export function openApiDocument(opts: { version: string; classes: string[]; toke
           requestBody: imageBody,
           responses: {
             200: { description: 'prediction', content: { 'application/json': { schema: { $ref: '#/components/schemas/Prediction' } } } },
-            ...errors([400, 401, 413, 415, 422, 503]),
+            ...errors([400, 401, 408, 413, 415, 422, 503]),
           },
         },
       },
@@ -86,7 +117,7 @@ export function openApiDocument(opts: { version: string; classes: string[]; toke
                 'application/json': { schema: { $ref: '#/components/schemas/Explanation' } },
               },
             },
-            ...errors([400, 401, 413, 415, 422, 503]),
+            ...errors([400, 401, 408, 413, 415, 422, 503]),
           },
         },
       },
@@ -135,6 +166,20 @@ export function openApiDocument(opts: { version: string; classes: string[]; toke
           },
         },
         ModelCard: { type: 'object', additionalProperties: true },
+        Readiness: {
+          type: 'object',
+          required: ['status', 'model', 'slots'],
+          properties: {
+            status: { type: 'string', enum: ['ready', 'saturated'] },
+            model: { type: 'string', description: 'model version' },
+            slots: {
+              type: 'object',
+              description: 'predict/explain slots: max = --max-in-flight, inUse + free = max',
+              required: ['max', 'inUse', 'free'],
+              properties: { max: { type: 'integer' }, inUse: { type: 'integer' }, free: { type: 'integer' } },
+            },
+          },
+        },
       },
     },
   };

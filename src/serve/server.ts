@@ -10,6 +10,8 @@ import { requestToken, tokenMatches, TOKEN_COOKIE } from './auth.js';
 import { inspectImage, type ImageInfo } from './image-check.js';
 import type { ModelService } from './model-service.js';
 import { openApiDocument } from './openapi.js';
+import { dropSlowUpload, SlotGate, type SlotCounts, type UploadTimeouts } from './slots.js';
+import { DEFAULT_BODY_LIMIT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_UPLOAD_IDLE_TIMEOUT, DEFAULT_UPLOAD_TIMEOUT } from './limits.js';
 
 export interface ServerOptions {
   service: ModelService;
@@ -17,15 +19,18 @@ export interface ServerOptions {
   token?: string;
   /** Largest accepted request body in bytes. */
   bodyLimit?: number;
-  /** Predict/explain requests admitted at once (running or queued); beyond that the server answers 503. */
+  /** Predict/explain requests admitted at once (uploading, running or queued); beyond that the server answers 503. */
   maxInFlight?: number;
+  /** Milliseconds a predict/explain upload may take from its headers to its last byte; then 408 and the connection closes. */
+  uploadTimeout?: number;
+  /** Milliseconds a predict/explain upload may pause (no body bytes arriving); then 408 and the connection closes. */
+  uploadIdleTimeout?: number;
   /** Folder of the built viewer (web/dist); no viewer when absent. */
   webRoot?: string;
   logger?: boolean;
 }
 
-export const DEFAULT_BODY_LIMIT = 20 * 1024 * 1024;
-export const DEFAULT_MAX_IN_FLIGHT = 32;
+export { DEFAULT_BODY_LIMIT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_UPLOAD_TIMEOUT, DEFAULT_UPLOAD_IDLE_TIMEOUT };
 
 const IMAGE_TYPES = ['image/jpeg', 'image/png', 'image/webp', 'image/tiff', 'application/octet-stream'];
 
@@ -44,9 +49,11 @@ const REASONS: Record<number, string> = {
   404: 'Not Found',
   405: 'Method Not Allowed',
   406: 'Not Acceptable',
+  408: 'Request Timeout',
   413: 'Payload Too Large',
   415: 'Unsupported Media Type',
   422: 'Unprocessable Entity',
+  499: 'Client Closed Request',
   500: 'Internal Server Error',
   503: 'Service Unavailable',
 };
@@ -89,10 +96,15 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   const { service } = opts;
   const bodyLimit = opts.bodyLimit ?? DEFAULT_BODY_LIMIT;
   const maxInFlight = opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT;
+  const uploadLimits: UploadTimeouts = {
+    total: opts.uploadTimeout ?? DEFAULT_UPLOAD_TIMEOUT,
+    idle: opts.uploadIdleTimeout ?? DEFAULT_UPLOAD_IDLE_TIMEOUT,
+  };
   const app = Fastify({
     logger: opts.logger ?? false,
     bodyLimit,
-    // A slow or stalled client must not hold a slot forever.
+    // Backstops for every route; uploads to the predict/explain routes are held to the much shorter upload timeouts
+    // (slots.ts), so that slow clients cannot hold their slots for this long.
     requestTimeout: 60_000,
     connectionTimeout: 120_000,
     forceCloseConnections: true,
@@ -120,6 +132,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
       const given = requestToken(req.headers, req.query);
       if (!tokenMatches(given, token)) {
         reply.header('www-authenticate', 'Bearer realm="fundus"');
+        dropSlowUpload(req, uploadLimits);
         return sendError(reply, 401, 'this server needs an API token: send "Authorization: Bearer <token>" (or open the viewer with ?token=<token>)');
       }
       // The viewer is opened once with ?token=…; the cookie then authorises its assets and API calls.
@@ -129,22 +142,24 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     });
   }
 
-  let inFlight = 0;
-  const admitted = new WeakSet<FastifyRequest>();
-  const release = async (req: FastifyRequest) => {
-    if (admitted.delete(req)) inFlight--;
-  };
+  const slots = new SlotGate(maxInFlight, uploadLimits);
   const admit = async (req: FastifyRequest, reply: FastifyReply) => {
-    if (inFlight >= maxInFlight) {
+    if (!slots.admit(req, reply)) {
       reply.header('retry-after', '1');
+      dropSlowUpload(req, uploadLimits);
       return sendError(reply, 503, `the server is busy (${maxInFlight} requests in progress); retry shortly`);
     }
-    inFlight++;
-    admitted.add(req);
   };
-  const limited = { onRequest: admit, onResponse: release, onRequestAbort: release };
+  const limited = { onRequest: admit };
+  /** Work not worth starting: nobody is left to receive its answer. */
+  const checkClient = (req: FastifyRequest) => {
+    if (slots.signal(req)?.aborted) throw new HttpError(499, 'the client closed the connection');
+  };
 
-  app.setErrorHandler((err, _req, reply) => {
+  app.setErrorHandler((err, req, reply) => {
+    // Whatever failed, a client that left (or was cut off with 408) gets no answer and the server logs nothing.
+    if (reply.sent) return;
+    if (slots.signal(req)?.aborted) return sendError(reply, 499, 'the client closed the connection');
     if (err instanceof HttpError) return sendError(reply, err.statusCode, err.message);
     if (err instanceof InputError) return sendError(reply, 422, err.message);
     const e = err as { statusCode?: number; code?: string; message: string; validation?: unknown };
@@ -161,17 +176,25 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   const info = { version: service.version, architecture: service.model.metadata.architecture, task: service.model.metadata.task };
 
   app.get('/healthz', async () => ({ status: 'ok', model: service.version }));
+  // Readiness: 503 while no predict/explain slot is free (a load balancer then sends the next request elsewhere).
+  app.get('/readyz', async (_req, reply): Promise<{ status: 'ready' | 'saturated'; model: string; slots: SlotCounts }> => {
+    const counts = slots.counts();
+    if (counts.free > 0) return { status: 'ready', model: service.version, slots: counts };
+    reply.code(503).header('retry-after', '1');
+    return { status: 'saturated', model: service.version, slots: counts };
+  });
   app.get('/v1/model', async () => service.card());
   const openapi = openApiDocument({ version: service.version, classes: service.classes, tokenRequired: !!opts.token });
   app.get('/openapi.json', async () => openapi);
 
   const filenameQuery = { type: 'object', properties: { filename: { type: 'string', maxLength: 512 }, token: { type: 'string' } } };
 
-  app.post('/v1/predict', { ...limited, schema: { querystring: filenameQuery } }, async (req): Promise<PredictResponse> => {
+  app.post('/v1/predict', { ...limited, schema: { querystring: filenameQuery } }, slots.guard(async (req): Promise<PredictResponse> => {
     const t0 = performance.now();
     const { data, name } = await readImage(req, bodyLimit);
     const image: ImageInfo = await inspectImage(data, name);
-    const record = await service.predict(data, name);
+    checkClient(req);
+    const record = await service.predict(data, name, slots.signal(req));
     const { classes, thresholds } = service.model.metadata;
     const q = req.query as { filename?: string };
     return {
@@ -183,7 +206,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
       image,
       timeMs: Math.round((performance.now() - t0) * 10) / 10,
     };
-  });
+  }));
 
   app.post(
     '/v1/explain',
@@ -205,7 +228,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
         },
       },
     },
-    async (req, reply) => {
+    slots.guard(async (req, reply) => {
       const q = req.query as { class: string; method: string; format?: 'png' | 'json'; opacity: number; colormap: Colormap };
       let classIndex: number;
       try {
@@ -217,7 +240,8 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
       const method: CamMethod = q.method;
       const { data, name } = await readImage(req, bodyLimit);
       const image = await inspectImage(data, name);
-      const ex = await service.explain(data, name, classIndex, method);
+      checkClient(req);
+      const ex = await service.explain(data, name, classIndex, method, slots.signal(req));
       const accept = req.headers.accept ?? '';
       const format = q.format ?? (/application\/json/.test(accept) && !/image\/png/.test(accept) ? 'json' : 'png');
       if (format === 'json') {
@@ -232,12 +256,13 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
         };
         return body;
       }
+      checkClient(req);
       const png = await renderOverlay(data, ex.heatmap, ex.geometry, { alpha: q.opacity, colormap: q.colormap });
       return reply
         .type('image/png')
         .header('content-disposition', `inline; filename="${service.classes[classIndex].replace(/[^a-z0-9]+/gi, '-')}.${method}.png"`)
         .send(png);
-    },
+    }),
   );
 
   if (opts.webRoot) {

@@ -14,6 +14,9 @@ export interface StartOptions {
   token?: string;
   bodyLimit?: number;
   maxInFlight?: number;
+  /** Milliseconds allowed for a predict/explain upload, and for a pause in one (see ServerOptions). */
+  uploadTimeout?: number;
+  uploadIdleTimeout?: number;
   batchSize?: number;
   logger?: boolean;
   /** Print the address and stop on SIGINT/SIGTERM (the CLI); tests and benchmarks handle that themselves. */
@@ -40,6 +43,8 @@ export async function startServer(opts: StartOptions): Promise<{ app: FastifyIns
     token: opts.token,
     bodyLimit: opts.bodyLimit,
     maxInFlight: opts.maxInFlight,
+    uploadTimeout: opts.uploadTimeout,
+    uploadIdleTimeout: opts.uploadIdleTimeout,
     webRoot,
     logger: opts.logger,
   });
