@@ -34,7 +34,8 @@ train() {
   local name=$1
   shift
   [ -n "$ONLY" ] && [ "$ONLY" != "$name" ] && return 0
-  npx tsx src/cli.ts train --out "models/$name" --run-dir "runs/$name" "$@" >"runs/$name.json" 2>"runs/$name.log"
+  # --force: these runs replace the bundled models (train refuses to replace another run's model without it)
+  npx tsx src/cli.ts train --out "models/$name" --run-dir "runs/$name" --force "$@" >"runs/$name.json" 2>"runs/$name.log"
   npx tsx src/cli.ts evaluate "models/$name" --datasets "$DATASETS" "$EXTERNAL" --part test --json --quiet \
     >"models/$name/external-validation.json"
   npx tsx scripts/train-model-card.ts "models/$name" ${NOTES_DIR:+--notes "$NOTES_DIR/$name.md"}

@@ -240,7 +240,7 @@ ${dataSection(meta)}
 
 ## Held-out metrics
 
-Test part: ${m.test.images} images (the task's images of the test part), thresholds tuned on validation
+Test part: ${m.test.images} images (the task's images of the test part${meta.trainingData?.sources ? ', every training source pooled: the per-source tables are under External validation' : ''}), thresholds tuned on validation
 (${m.validation.images} images). Macro ROC AUC **${f(m.test.macroAuc)}**, mean per-class F1 **${f(m.test.meanF1)}** on test
 (validation: ${f(m.validation.macroAuc)} / ${f(m.validation.meanF1)}; validation F1 is optimistic since the thresholds were
 tuned there).

@@ -30,8 +30,8 @@ for (const arg of args) {
   const set = (name: string) => ev.sets.find((s) => s.data.source === name);
   let audit = 'n/a';
   if (auditFile) {
-    const a = JSON.parse(await readFile(auditFile, 'utf8')) as { embedding?: { macroAuc: number } };
-    audit = a.embedding ? a.embedding.macroAuc.toFixed(3) : 'n/a';
+    const a = JSON.parse(await readFile(auditFile, 'utf8')) as { model?: { embedding?: { macroAuc: number } } };
+    audit = a.model?.embedding ? a.model.embedding.macroAuc.toFixed(3) : 'n/a';
   }
   console.log(
     `| ${label} | ${f(set('heimed')?.perClass['macular edema']?.auc)} | ${f(set('mexico-b')?.perClass['diabetic retinopathy']?.auc)} | ` +

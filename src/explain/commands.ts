@@ -1,17 +1,18 @@
 import type { Command } from 'commander';
-import { readdir, stat, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { initEngine } from '../engine/index.js';
-import { loadModel } from '../models/io.js';
+import { enclosingModelDir, loadModel } from '../models/io.js';
 import { writeDirAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
+import { folderEntries, isInside, someNames } from '../util/owned.js';
 import { progress } from '../util/progress.js';
 import { CAM_METHODS, isCamMethod, type CamMethod } from './cam.js';
 import { formatFaithfulnessTable } from './faithfulness.js';
 import { renderGallery } from './gallery.js';
 import { DEFAULT_LESION_CLASS, DEFAULT_TOLERANCE_PX, formatLocalisationTable, readLesions, type LocalisationJob } from './localisation.js';
 import { COLORMAPS, type Colormap } from './overlay.js';
-import { expandInputs, parseClasses, runExplain, type RawFormat } from './run.js';
+import { expandInputs, parseClasses, runExplain, type ExplainManifest, type RawFormat } from './run.js';
 
 export interface ExplainCliOptions {
   out: string;
@@ -61,20 +62,59 @@ function parseRaw(spec: string | undefined): RawFormat[] {
   return formats as RawFormat[];
 }
 
-/** Refuses to replace a folder that holds anything but an earlier `fundus explain` output. */
-async function checkOutDir(out: string): Promise<void> {
-  let entries: string[];
+/** What `explain` writes besides the files its manifest lists (overlays and raw maps). */
+const OWN_FILES = new Set([MANIFEST, 'index.html', 'faithfulness.txt', 'localisation.md']);
+
+/** The files an earlier explain output's manifest lists, or undefined when explain.json is not an explain manifest. */
+async function manifestFiles(out: string): Promise<Set<string> | undefined> {
+  let m: Partial<ExplainManifest>;
   try {
-    if (!(await stat(out)).isDirectory()) throw new InputError('--out exists and is not a folder', { file: out });
-    entries = await readdir(out);
-  } catch (err) {
-    if (err instanceof InputError) throw err;
-    return; // does not exist yet
+    m = JSON.parse(await readFile(join(out, MANIFEST), 'utf8')) as Partial<ExplainManifest>;
+  } catch {
+    return undefined;
   }
-  if (entries.length > 0 && !entries.includes(MANIFEST)) {
+  if (!m || typeof m !== 'object' || !Array.isArray(m.entries) || !Array.isArray(m.images)) return undefined;
+  const files = new Set(OWN_FILES);
+  for (const e of m.entries) {
+    if (typeof e?.overlay === 'string') files.add(e.overlay);
+    if (Array.isArray(e?.raw)) for (const r of e.raw) if (typeof r === 'string') files.add(r);
+  }
+  return files;
+}
+
+/**
+ * Refuses to replace anything but nothing, an empty folder, or an earlier `fundus explain` output (explain.json)
+ * holding only the files that explain wrote: replacing the folder deletes everything in it.
+ */
+async function checkOutDir(out: string): Promise<void> {
+  const entries = await folderEntries(out, '--out');
+  if (!entries || entries.length === 0) return;
+  if (!entries.includes(MANIFEST)) {
     throw new InputError(`--out is a non-empty folder that is not an earlier explain output (no ${MANIFEST}); refusing to replace it`, {
       file: out,
     });
+  }
+  const own = await manifestFiles(out);
+  if (!own) throw new InputError(`--out holds a ${MANIFEST} that is not an explain manifest; refusing to replace the folder`, { file: out });
+  const foreign = entries.filter((n) => !own.has(n));
+  if (foreign.length > 0) {
+    throw new InputError(
+      `--out is an earlier explain output that also holds files explain did not write (${someNames(foreign)}); the folder is replaced as a whole: move them out first`,
+      { file: out },
+    );
+  }
+}
+
+/** Refuses an --out inside a model folder, or one that holds an input (explain would read its own output, then replace it). */
+async function checkOutPlace(out: string, inputs: string[]): Promise<void> {
+  const model = await enclosingModelDir(out);
+  if (model) throw new InputError(`--out lies inside the model folder ${model}; write explanations elsewhere`, { file: out });
+  for (const input of inputs) {
+    if (isInside(input, out)) {
+      throw new InputError(`the input ${input} lies inside --out: explain would read its own output, and the folder is replaced; choose another --out`, {
+        file: out,
+      });
+    }
   }
 }
 
@@ -90,6 +130,7 @@ export async function explainCommand(modelDir: string, inputs: string[], opts: E
   const random = opts.random ?? 'cells';
   if (random !== 'cells' && random !== 'pixels') throw new InputError(`--random must be cells or pixels (got '${random}')`);
   const out = resolve(opts.out);
+  await checkOutPlace(out, inputs);
   await checkOutDir(out);
   const tolerance = parseNumber(opts.tolerance, '--tolerance', DEFAULT_TOLERANCE_PX, (n) => n >= 0, 'a number of pixels, 0 or more');
   const resamples = parseNumber(opts.resamples, '--resamples', 1000, (n) => Number.isInteger(n) && n >= 0 && n <= 100_000, 'an integer in 0..100000');
@@ -101,7 +142,9 @@ export async function explainCommand(modelDir: string, inputs: string[], opts: E
   const lesions = opts.lesions
     ? await readLesions(opts.lesions, opts.lesionTypes === undefined ? {} : { types: opts.lesionTypes.split(',').map((t) => t.trim()).filter(Boolean) })
     : undefined;
-  const images = await expandInputs(inputs);
+  // Overlays of an earlier run into --out are never explained again (a folder above --out is walked without them).
+  const images = (await expandInputs(inputs)).filter((p) => !isInside(p, out));
+  if (images.length === 0) throw new InputError('every input photograph lies inside --out', { file: out });
   let localisation: LocalisationJob | undefined;
   if (lesions) {
     const withBoxes = images.filter((p) => lesions.byImage.has(basename(p)));
@@ -154,6 +197,8 @@ export async function explainCommand(modelDir: string, inputs: string[], opts: E
       await writeFile(join(tmp, 'index.html'), renderGallery(manifest));
       if (manifest.faithfulness) await writeFile(join(tmp, 'faithfulness.txt'), formatFaithfulnessTable(manifest.faithfulness) + '\n');
       if (manifest.localisation) await writeFile(join(tmp, 'localisation.md'), formatLocalisationTable(manifest.localisation) + '\n');
+      // Again just before the swap: a file put into --out while explain ran would be deleted with the old folder.
+      await checkOutDir(out);
     });
   } finally {
     bar.stop();
@@ -175,7 +220,10 @@ export function register(program: Command): void {
     )
     .argument('<model-dir>', 'a fundus model directory (model.json, weights.bin, fundus.json)')
     .argument('<images...>', 'image files or folders (searched recursively for .jpg .jpeg .png .tif .tiff .webp .bmp)')
-    .requiredOption('-o, --out <dir>', 'output folder: overlays, raw heatmaps, explain.json and index.html (replaced atomically)')
+    .requiredOption(
+      '-o, --out <dir>',
+      'output folder: overlays, raw heatmaps, explain.json and index.html (replaced atomically; only a new or empty folder, or an earlier explain output holding nothing else)',
+    )
     .option(
       '-c, --classes <list>',
       "'predicted' (default: classes at or above the model's thresholds, plus the evidence against 'normal' where it is predicted absent), 'all', or comma-separated class names/indices",

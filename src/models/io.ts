@@ -1,9 +1,10 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { InputError } from '../util/errors.js';
 import { writeDirAtomic } from '../util/atomic.js';
+import { OS_LITTER, folderEntries, pathKind, someNames } from '../util/owned.js';
 import type { ModelMetadata } from './metadata.js';
 
 /** A trained fundus model: the tfjs network plus what it needs to be used correctly. */
@@ -18,9 +19,67 @@ export const WEIGHTS_BIN = 'weights.bin';
 export const METADATA_JSON = 'fundus.json';
 
 /**
+ * The files fundus writes into a model directory: the model itself, what training ships with it (split, history,
+ * TensorBoard events), a checkpoint's optimiser and run state, and what scripts/train-bundled.sh adds (model card,
+ * external validation, reference predictions). Anything else in a model folder is someone else's.
+ */
+const MODEL_DIR_FILES = new Set([
+  MODEL_JSON,
+  WEIGHTS_BIN,
+  METADATA_JSON,
+  'split.json',
+  'history.csv',
+  'MODEL_CARD.md',
+  'external-validation.json',
+  'reference-predictions.json',
+  'optimizer.json',
+  'optimizer.bin',
+  'state.json',
+  'adversary.bin',
+]);
+
+export function isModelDirFile(name: string): boolean {
+  return MODEL_DIR_FILES.has(name) || name.startsWith('events.out.tfevents.') || OS_LITTER.has(name);
+}
+
+/** True when `dir` is a folder with a `fundus.json` whose format is `fundus-model` (a model fundus wrote). */
+export async function isFundusModelDir(dir: string): Promise<boolean> {
+  try {
+    const m = JSON.parse(await readFile(join(dir, METADATA_JSON), 'utf8')) as { format?: unknown } | null;
+    return m !== null && typeof m === 'object' && m.format === 'fundus-model';
+  } catch {
+    return false;
+  }
+}
+
+/** The model folder that `path` is, or lies inside (any level up), if any. */
+export async function enclosingModelDir(path: string): Promise<string | undefined> {
+  let dir = resolve(path);
+  for (;;) {
+    if (await isFundusModelDir(dir)) return dir;
+    const up = dirname(dir);
+    if (up === dir) return undefined;
+    dir = up;
+  }
+}
+
+/**
+ * Refuses (InputError) to save a model over anything but nothing, an empty folder or another fundus model: saving
+ * replaces the whole folder, and a folder of photos or a file in its place would be deleted. Whether an existing
+ * model may be replaced is the caller's decision (`train --force`, a checkpoint replacing the previous one).
+ */
+export async function checkModelDirReplaceable(dir: string): Promise<void> {
+  if ((await pathKind(dir)) === 'file') throw new InputError('refusing to replace this file with a model folder: fundus did not write it', { file: dir });
+  const entries = await folderEntries(dir, 'the model folder');
+  if (!entries || entries.length === 0 || (await isFundusModelDir(dir))) return;
+  throw new InputError(`refusing to replace this folder with a model: it is not a fundus model folder (it holds ${someNames(entries)})`, { file: dir });
+}
+
+/**
  * Saves a model directory atomically: `model.json` (tfjs layers format, loadable in the browser with
  * `tf.loadLayersModel`), `weights.bin` and `fundus.json`. `extraFiles` are written into the same directory (e.g. the
- * split file the model was trained with, training history, a model card).
+ * split file the model was trained with, training history, a model card). Replaces an earlier model at `dir`, but
+ * never a folder or file that is not one (see checkModelDirReplaceable).
  */
 export async function saveModel(
   dir: string,
@@ -28,6 +87,7 @@ export async function saveModel(
   metadata: ModelMetadata,
   extraFiles: Record<string, string | Uint8Array> = {},
 ): Promise<void> {
+  await checkModelDirReplaceable(dir);
   await writeDirAtomic(dir, async (tmp) => {
     await network.save(
       tf.io.withSaveHandler(async (artifacts) => {

@@ -8,7 +8,7 @@ import { CAM_METHODS, isCamMethod, type CamMethod } from '../explain/cam.js';
 import { InputError } from '../util/errors.js';
 import { collectImages } from './inputs.js';
 import { formatFromPath, type OutputFormat } from './output.js';
-import { runPredict } from './predict-cli.js';
+import { HEATMAPS_INDEX, checkHeatmapsDir, checkPredictOut, runPredict } from './predict-cli.js';
 import { checkBindAddress } from './auth.js';
 import { initBatchPrediction } from './pipeline.js';
 // Constants only: server.js itself (Fastify and the rest) is loaded when `serve` runs.
@@ -82,9 +82,17 @@ export function register(program: Command): void {
     .argument('<paths...>', '[model-dir] followed by images or folders; the bundled model (models/default) when no model directory comes first')
     .option('-m, --model <dir>', 'model directory (instead of a leading positional one)')
     .addOption(new Option('-f, --format <format>', 'output format; json is JSON Lines (one object per image). Default: from --out\'s extension, else table').choices(['table', 'json', 'csv']))
-    .option('-o, --out <file>', 'write results to this file (streamed to <file>.partial, renamed when the run completes)')
-    .option('--resume', 'skip images already in --out (or its .partial from an interrupted run)')
-    .option('--heatmaps <dir>', 'write a heatmap overlay PNG per image and explained class into this folder')
+    .option(
+      '-o, --out <file>',
+      'write results to this file (streamed to <file>.partial, renamed when the run completes; its first line records the model). ' +
+        'Replaces only a predictions file fundus wrote; <file>.lock keeps a second run off it',
+    )
+    .option('--resume', 'skip images already in --out (or its .partial from an interrupted run); refused when another model wrote it')
+    .option(
+      '--heatmaps <dir>',
+      'write a heatmap overlay PNG per image and explained class into this folder (a new or empty one, or one fundus wrote heatmaps into: ' +
+        `${HEATMAPS_INDEX} maps each image to its file names, <name>-2... when two images share a name)`,
+    )
     .option('--heatmap-method <method>', `heatmap method: ${CAM_METHODS.join(', ')}`, camMethod, 'gradcam')
     .option('--heatmap-classes <which>', '"positive" (decided classes, else the likeliest), "all", or a comma-separated list of class names', 'positive')
     .option('-b, --batch-size <n>', 'images per inference batch', positiveInt('--batch-size'), 16)
@@ -107,6 +115,9 @@ export function register(program: Command): void {
       const dir = await resolveModelDir(modelDir);
       const format: OutputFormat = flags.format ?? (flags.out ? formatFromPath(flags.out) ?? 'json' : 'table');
       if (flags.resume && !flags.out) throw new InputError('--resume needs --out (the file to resume)');
+      // Before the images are walked or the model loaded: an --out or --heatmaps that would be refused fails now.
+      if (flags.out) await checkPredictOut(flags.out);
+      if (flags.heatmaps) await checkHeatmapsDir(flags.heatmaps);
       const images = await collectImages(inputs);
       if (images.length === 0) throw new InputError(`no images found in ${inputs.join(', ')}`);
       await initBatchPrediction();

@@ -1,5 +1,5 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, truncate } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, rm, stat, truncate } from 'node:fs/promises';
 import { dirname, extname, resolve } from 'node:path';
 import { once } from 'node:events';
 import { InputError } from '../util/errors.js';
@@ -38,6 +38,67 @@ function firstCsvField(line: string): string {
   return out;
 }
 
+/** Which model wrote a predictions file: where it was, and the sha256 of its fundus.json (what identifies it). */
+export interface ModelIdentity {
+  dir: string;
+  fundusJsonSha256: string;
+}
+
+/**
+ * The first line of every predictions file that `fundus predict --out` writes: the marker that fundus wrote it (a
+ * file without it is never overwritten) and the model that did (`--resume` with another model is refused). In JSON
+ * Lines it is a JSON object of its own (no `file`); in CSV and text files, the same object after `# `.
+ */
+export interface PredictionsHeader {
+  format: 'fundus-predictions';
+  version: 1;
+  model: ModelIdentity;
+  classes: string[];
+}
+
+export function predictionsHeader(model: ModelIdentity, classes: readonly string[]): PredictionsHeader {
+  return { format: 'fundus-predictions', version: 1, model, classes: [...classes] };
+}
+
+export function headerLine(format: OutputFormat, header: PredictionsHeader): string {
+  return (format === 'json' ? '' : '# ') + JSON.stringify(header) + '\n';
+}
+
+/** The header in a file's first line (either form), or undefined when the line is not one. */
+export function parseHeaderLine(line: string): PredictionsHeader | undefined {
+  const text = line.startsWith('# ') ? line.slice(2) : line;
+  try {
+    const h = JSON.parse(text) as Partial<PredictionsHeader> | null;
+    if (!h || typeof h !== 'object' || h.format !== 'fundus-predictions' || !h.model || typeof h.model.fundusJsonSha256 !== 'string') return undefined;
+    return h as PredictionsHeader;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The header of the predictions file at `path` (read from its first line only), or undefined when it has none. */
+export async function readPredictionsHeader(path: string): Promise<PredictionsHeader | undefined> {
+  let fh;
+  try {
+    fh = await open(path, 'r');
+  } catch {
+    return undefined;
+  }
+  try {
+    const buf = Buffer.alloc(64 * 1024);
+    const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+    const text = buf.subarray(0, bytesRead).toString('utf8');
+    const nl = text.indexOf('\n');
+    return nl < 0 ? undefined : parseHeaderLine(text.slice(0, nl));
+  } finally {
+    await fh.close();
+  }
+}
+
+function short(sha: string): string {
+  return sha.slice(0, 12);
+}
+
 export function csvHeader(classes: readonly string[]): string {
   return ['file', ...classes, 'predicted'].map(csvField).join(',') + '\n';
 }
@@ -66,8 +127,10 @@ export function formatRecord(format: OutputFormat, rec: PredictionRecord, classe
 /**
  * Where predictions go. With a file, results stream into `<out>.partial` as they are computed (bounded memory for
  * any number of images), and the finished file is renamed to `<out>` only at the end, so `<out>` is never a partial
- * result. `--resume` picks up from `<out>.partial` (an interrupted run) or `<out>` (a finished run the folder has
- * since grown past) and reports which files are already done.
+ * result. A file starts with the predictions header (the model's identity). `--resume` picks up from `<out>.partial`
+ * (an interrupted run) or `<out>` (a finished run the folder has since grown past) and reports which files are
+ * already done; it refuses a file without the header or with another model's. Whether `<out>` may be written at all
+ * (not a photograph, not someone else's file) is the caller's check (see predict-cli.ts).
  */
 export class ResultSink {
   private stream?: WriteStream;
@@ -89,6 +152,8 @@ export class ResultSink {
     thresholds: readonly number[];
     out?: string;
     resume?: boolean;
+    /** The model writing: required with `out` (recorded in the header, checked on resume). */
+    model?: ModelIdentity;
   }): Promise<{ sink: ResultSink; done: Set<string> }> {
     const sink = new ResultSink(opts.format, opts.classes, opts.thresholds, opts.out);
     const done = new Set<string>();
@@ -97,28 +162,53 @@ export class ResultSink {
       return { sink, done };
     }
     if (opts.resume && opts.format === 'table') throw new InputError('--resume needs --format json or csv');
+    if (!opts.model) throw new Error('ResultSink.open: writing a file needs the model identity');
+    const header = predictionsHeader(opts.model, opts.classes);
     const partial = sink.partialPath!;
     await mkdir(dirname(resolve(opts.out)), { recursive: true });
     let appending = false;
+    let needsColumns = opts.format === 'csv';
     if (opts.resume) {
       const source = (await exists(partial)) ? partial : (await exists(opts.out)) ? opts.out : undefined;
       if (source) {
         const text = await readFile(source, 'utf8');
         // A run killed mid-write leaves a torn last line: drop it, the image is simply predicted again.
-        const end = text.lastIndexOf('\n') + 1;
+        let end = text.lastIndexOf('\n') + 1;
         const lines = text.slice(0, end).split('\n').filter((l) => l.length > 0);
+        if (lines.length > 0) {
+          const found = parseHeaderLine(lines[0]);
+          if (!found) {
+            throw new InputError(
+              'cannot resume: not a predictions file fundus wrote (its first line is not a fundus-predictions header); predict into a new --out',
+              { file: source },
+            );
+          }
+          if (found.model.fundusJsonSha256 !== opts.model.fundusJsonSha256) {
+            throw new InputError(
+              `cannot resume: another model wrote these predictions (${found.model.dir}, fundus.json sha256 ${short(found.model.fundusJsonSha256)}...), ` +
+                `not ${opts.model.dir} (${short(opts.model.fundusJsonSha256)}...); the two must not be mixed in one file: use that model or another --out`,
+              { file: source },
+            );
+          }
+          const isJsonHeader = !lines[0].startsWith('# ');
+          if ((opts.format === 'json') !== isJsonHeader) {
+            throw new InputError(`cannot resume: the file is not in ${opts.format} format`, { file: source });
+          }
+        } else end = 0; // nothing whole in it (a run killed as it started): begin again
+        const rows = lines.slice(1);
         if (opts.format === 'csv') {
-          if (lines.length > 0 && lines[0] + '\n' !== csvHeader(opts.classes)) {
+          if (rows.length > 0 && rows[0] + '\n' !== csvHeader(opts.classes)) {
             throw new InputError(`cannot resume: the header does not match this model's classes`, { file: source });
           }
-          for (const l of lines.slice(1)) done.add(resolve(firstCsvField(l)));
+          for (const l of rows.slice(1)) done.add(resolve(firstCsvField(l)));
+          needsColumns = rows.length === 0;
         } else {
-          lines.forEach((l, i) => {
+          rows.forEach((l, i) => {
             let rec: PredictionRecord;
             try {
               rec = JSON.parse(l) as PredictionRecord;
             } catch {
-              throw new InputError('cannot resume: not a JSON Lines file', { file: source, line: i + 1 });
+              throw new InputError('cannot resume: not a JSON Lines file', { file: source, line: i + 2 });
             }
             if (typeof rec.file === 'string') done.add(resolve(rec.file));
           });
@@ -134,7 +224,7 @@ export class ResultSink {
     }
     sink.stream = createWriteStream(partial, { flags: appending ? 'a' : 'w' });
     await once(sink.stream, 'open');
-    if (!appending && opts.format === 'csv') await sink.writeRaw(csvHeader(opts.classes));
+    await sink.writeRaw((appending ? '' : headerLine(opts.format, header)) + (needsColumns ? csvHeader(opts.classes) : ''));
     return { sink, done };
   }
 

@@ -1,15 +1,20 @@
-import { basename, extname, join, resolve } from 'node:path';
+import { createHash } from 'node:crypto';
+import { appendFile, mkdir, readFile, readdir } from 'node:fs/promises';
+import { basename, dirname, extname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { FundusModel } from '../models/io.js';
+import { enclosingModelDir, METADATA_JSON, type FundusModel } from '../models/io.js';
 import { preprocessImage } from '../data/preprocess.js';
 import { explainerFor, type CamMethod } from '../explain/cam.js';
 import { renderOverlay } from '../explain/overlay.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
+import { acquireLock, type Lock } from '../util/lock.js';
+import { folderEntries, isInside, pathKind, someNames } from '../util/owned.js';
 import { predictBatches, decodePoolIfNeeded } from './pipeline.js';
 import { progress } from '../util/progress.js';
 import type { PredictionRecord } from './api-types.js';
-import { ResultSink, type OutputFormat } from './output.js';
+import { isImageName } from './inputs.js';
+import { ResultSink, readPredictionsHeader, type ModelIdentity, type OutputFormat } from './output.js';
 import { toRecord } from './records.js';
 
 export interface PredictRunOptions {
@@ -50,12 +55,158 @@ function classesToExplain(rec: PredictionRecord, classes: readonly string[], whi
   return [best];
 }
 
-export function heatmapFileName(image: string, cls: string, method: string): string {
-  const stem = basename(image, extname(image));
+export function heatmapFileName(stem: string, cls: string, method: string): string {
   return `${stem}.${cls.replace(/[^a-z0-9]+/gi, '-')}.${method}.png`;
 }
 
-async function writeHeatmaps(opts: PredictRunOptions, image: string, rec: PredictionRecord): Promise<number> {
+/** The model's identity for the predictions header: its folder and the sha256 of its fundus.json. */
+export async function modelIdentity(model: FundusModel): Promise<ModelIdentity> {
+  let text: string;
+  try {
+    text = await readFile(join(model.dir, METADATA_JSON), 'utf8');
+  } catch {
+    text = JSON.stringify(model.metadata); // a model that was never saved (tests)
+  }
+  let same = false;
+  try {
+    same = JSON.stringify(JSON.parse(text)) === JSON.stringify(model.metadata);
+  } catch {
+    // not JSON any more
+  }
+  // The file is hashed after the model was loaded: it must still be the one loaded (not a model being replaced).
+  if (!same) throw new InputError(`${METADATA_JSON} changed after the model was loaded (is it being replaced?); run again`, { file: join(model.dir, METADATA_JSON) });
+  return { dir: resolve(model.dir), fundusJsonSha256: createHash('sha256').update(text).digest('hex') };
+}
+
+/** Extensions of photographs and other pictures that `--out` must never name. */
+const PICTURE = /\.(bmp|gif|heic|heif|jp2|dcm)$/i;
+
+/**
+ * Checks `--out` before any work (InputError naming the path): not a photograph or a folder, not inside a model
+ * folder, not one of the inputs, and, where `<out>` or `<out>.partial` exists, a predictions file fundus wrote (its
+ * header). Its own earlier output is replaced (or, with --resume, continued).
+ */
+export async function checkPredictOut(out: string, images: string[] = []): Promise<void> {
+  const abs = resolve(out);
+  if (isImageName(out) || PICTURE.test(out)) {
+    throw new InputError('--out names a picture; predictions are written as CSV (.csv), JSON Lines (.jsonl) or text (.txt)', { file: out });
+  }
+  const kind = await pathKind(abs);
+  if (kind === 'folder') throw new InputError(`--out is a folder; give the predictions file a name, e.g. ${join(out, 'predictions.csv')}`, { file: out });
+  if (kind === 'other') throw new InputError('--out exists and is not a regular file', { file: out });
+  const model = await enclosingModelDir(dirname(abs));
+  if (model) throw new InputError(`--out lies inside the model folder ${model}; write predictions elsewhere`, { file: out });
+  if (images.some((p) => resolve(p) === abs)) throw new InputError('--out is one of the input images', { file: out });
+  for (const p of [out, `${out}.partial`]) {
+    const k = await pathKind(p);
+    if (k === 'missing') continue;
+    if (k !== 'file') throw new InputError('exists and is not a regular file', { file: p });
+    if (!(await readPredictionsHeader(p))) {
+      throw new InputError('refusing to overwrite or resume a file fundus did not write (its first line is not a fundus-predictions header); choose another --out', {
+        file: p,
+      });
+    }
+  }
+}
+
+/** The index of a heatmaps folder: which image got which file-name stem. Its presence marks a folder fundus writes heatmaps into. */
+export const HEATMAPS_INDEX = 'fundus-heatmaps.jsonl';
+const HEATMAPS_LOCK = 'fundus-heatmaps.lock';
+
+/** Lock files and their temporaries: never someone's content. */
+function isLockLeftover(name: string): boolean {
+  return name === HEATMAPS_LOCK || (name.startsWith(`${HEATMAPS_LOCK}.`) && /\.(tmp|stale)$/.test(name));
+}
+
+/**
+ * Checks `--heatmaps` before any work: a new or empty folder, or one fundus wrote heatmaps into (its index), not
+ * inside a model folder, and holding none of the inputs.
+ */
+export async function checkHeatmapsDir(dir: string, images: string[] = []): Promise<void> {
+  const entries = ((await folderEntries(resolve(dir), '--heatmaps')) ?? []).filter((n) => !isLockLeftover(n));
+  const model = await enclosingModelDir(dir);
+  if (model) throw new InputError(`--heatmaps lies inside the model folder ${model}; write heatmaps elsewhere`, { file: dir });
+  if (entries.length > 0 && !entries.includes(HEATMAPS_INDEX)) {
+    throw new InputError(
+      `--heatmaps is a folder fundus did not write heatmaps into (no ${HEATMAPS_INDEX}; it holds ${someNames(entries)}); choose a new or empty folder`,
+      { file: dir },
+    );
+  }
+  const inside = images.find((p) => isInside(p, dir));
+  if (inside) throw new InputError(`the input ${inside} lies inside --heatmaps: it would be predicted as a photograph; choose another folder`, { file: dir });
+}
+
+/**
+ * Unique file names in a heatmaps folder: each image gets a stem (its file name without extension) for its overlays
+ * `<stem>.<class>.<method>.png`; when another image has that stem already (d1/x.jpg and d2/x.jpg, x.jpg and x.png),
+ * or overlays fundus has no record of use it, the next free `<stem>-2`, `<stem>-3`, ... An image keeps its stem from
+ * run to run (the index records it first), so a resumed run writes each image's overlays under the same names.
+ */
+class HeatmapNames {
+  private readonly stemOf = new Map<string, string>();
+  private readonly owner = new Map<string, string>();
+  private readonly onDisk = new Set<string>();
+
+  private constructor(readonly dir: string) {}
+
+  static async open(dir: string): Promise<HeatmapNames> {
+    const names = new HeatmapNames(dir);
+    await mkdir(dir, { recursive: true });
+    const index = join(dir, HEATMAPS_INDEX);
+    let text: string | undefined;
+    try {
+      text = await readFile(index, 'utf8');
+    } catch {
+      await writeFileAtomic(index, JSON.stringify({ format: 'fundus-heatmaps', version: 1 }) + '\n');
+    }
+    if (text !== undefined) {
+      const lines = text.slice(0, text.lastIndexOf('\n') + 1).split('\n').filter(Boolean);
+      const header = (() => {
+        try {
+          return (JSON.parse(lines[0] ?? '') as { format?: string }).format;
+        } catch {
+          return undefined;
+        }
+      })();
+      if (header !== 'fundus-heatmaps') throw new InputError('not a fundus heatmaps index; refusing to write heatmaps into this folder', { file: index });
+      for (const l of lines.slice(1)) {
+        try {
+          const e = JSON.parse(l) as { image?: unknown; stem?: unknown };
+          if (typeof e.image === 'string' && typeof e.stem === 'string') names.claim(e.image, e.stem);
+        } catch {
+          // a torn line: that image simply gets a stem again
+        }
+      }
+      // A torn last line (a run killed while appending) would glue onto the next entry: end the file with a newline.
+      if (!text.endsWith('\n')) await appendFile(index, '\n');
+    }
+    // Overlays fundus has no record of (written before a crash, or by someone else) keep their names.
+    for (const f of await readdir(dir)) {
+      const m = /^(.+)\.[^.]+\.[^.]+\.png$/.exec(f);
+      if (m) names.onDisk.add(m[1].toLowerCase());
+    }
+    return names;
+  }
+
+  private claim(image: string, stem: string): void {
+    this.stemOf.set(image, stem);
+    this.owner.set(stem.toLowerCase(), image);
+  }
+
+  /** The stem of `image` (resolved path), claimed in the index before any of its overlays is written. */
+  async stemFor(image: string): Promise<string> {
+    const known = this.stemOf.get(image);
+    if (known) return known;
+    const base = basename(image, extname(image)) || 'image';
+    let stem = base;
+    for (let n = 2; this.owner.has(stem.toLowerCase()) || this.onDisk.has(stem.toLowerCase()); n++) stem = `${base}-${n}`;
+    this.claim(image, stem);
+    await appendFile(join(this.dir, HEATMAPS_INDEX), JSON.stringify({ image, stem }) + '\n');
+    return stem;
+  }
+}
+
+async function writeHeatmaps(opts: PredictRunOptions, names: HeatmapNames, image: string, rec: PredictionRecord): Promise<number> {
   const { model } = opts;
   const method = opts.heatmapMethod ?? 'gradcam';
   const classes = model.metadata.classes;
@@ -63,9 +214,10 @@ async function writeHeatmaps(opts: PredictRunOptions, image: string, rec: Predic
   const pre = await preprocessImage(image, model.metadata.preprocess);
   // Several classes of one image share one forward and one backward pass.
   const results = explainerFor(model).explain([pre], targets.map((classIndex) => ({ image: 0, classIndex })), method);
+  const stem = await names.stemFor(resolve(image));
   for (const r of results) {
     const png = await renderOverlay(image, r.heatmap, pre.geometry);
-    await writeFileAtomic(join(opts.heatmaps!, heatmapFileName(image, classes[r.classIndex], method)), png);
+    await writeFileAtomic(join(names.dir, heatmapFileName(stem, classes[r.classIndex], method)), png);
   }
   return results.length;
 }
@@ -81,7 +233,33 @@ export async function runPredict(opts: PredictRunOptions): Promise<PredictRunSum
     }
   }
   const batchSize = opts.batchSize ?? 16;
-  const { sink, done } = await ResultSink.open({ format: opts.format, classes, thresholds, out: opts.out, resume: opts.resume });
+  // Everything that could refuse, before any image is read.
+  if (opts.out) await checkPredictOut(opts.out, opts.images);
+  if (opts.heatmaps) await checkHeatmapsDir(opts.heatmaps, opts.images);
+  const locks: Lock[] = [];
+  const stale = (path: string) => (h: { pid: number }) => process.stderr.write(`fundus predict: taking over ${path} from pid ${h.pid}, which is no longer running\n`);
+  let sink: ResultSink;
+  let done: Set<string>;
+  let names: HeatmapNames | undefined;
+  try {
+    // One writer per output: a second `predict --out same.csv` (with --resume or not) is refused while this one runs.
+    if (opts.out) {
+      await mkdir(dirname(resolve(opts.out)), { recursive: true });
+      const lockPath = `${opts.out}.lock`;
+      locks.push(await acquireLock(lockPath, 'predict', stale(lockPath)));
+    }
+    if (opts.heatmaps) {
+      await mkdir(opts.heatmaps, { recursive: true });
+      const lockPath = join(opts.heatmaps, HEATMAPS_LOCK);
+      locks.push(await acquireLock(lockPath, 'predict', stale(lockPath)));
+      names = await HeatmapNames.open(opts.heatmaps);
+    }
+    const identity = opts.out ? await modelIdentity(model) : undefined;
+    ({ sink, done } = await ResultSink.open({ format: opts.format, classes, thresholds, out: opts.out, resume: opts.resume, model: identity }));
+  } catch (err) {
+    for (const l of locks) await l.release();
+    throw err;
+  }
   const todo = done.size > 0 ? opts.images.filter((p) => !done.has(resolve(p))) : opts.images;
   const summary: PredictRunSummary = { total: opts.images.length, skipped: opts.images.length - todo.length, predicted: 0, failed: [], heatmaps: 0, seconds: 0, failuresReported: true };
   // Results printed to a terminal are their own progress display; a bar would tear them.
@@ -115,7 +293,7 @@ export async function runPredict(opts: PredictRunOptions): Promise<PredictRunSum
       if (opts.heatmaps) {
         for (const rec of records) {
           try {
-            summary.heatmaps += await writeHeatmaps(opts, rec.file!, rec);
+            summary.heatmaps += await writeHeatmaps(opts, names!, rec.file!, rec);
           } catch (err) {
             process.stderr.write(`fundus predict: no heatmap for ${rec.file}: ${(err as Error).message}\n`);
           }
@@ -128,7 +306,11 @@ export async function runPredict(opts: PredictRunOptions): Promise<PredictRunSum
     process.removeListener('SIGINT', onInterrupt);
     bar.stop();
     await pool?.close();
-    await sink.close(success);
+    try {
+      await sink.close(success);
+    } finally {
+      for (const l of locks) await l.release();
+    }
   }
   summary.seconds = (performance.now() - t0) / 1000;
   return summary;

@@ -70,6 +70,7 @@ interface TrainFlags {
   checkpointSeconds: number;
   maxMinutes?: number;
   restart?: boolean;
+  force?: boolean;
   limit?: number;
   quiet?: boolean;
 }
@@ -135,6 +136,11 @@ export function register(program: Command): void {
     .option('--checkpoint-seconds <s>', 'save a mid-epoch checkpoint at least this often', positiveNumber('checkpoint-seconds'), 120)
     .option('--max-minutes <m>', 'training-time budget: when spent, stops (mid-epoch if need be), validates and writes the best model', positiveNumber('max-minutes'))
     .option('--restart', 'discard an existing checkpoint in the run directory instead of resuming')
+    .option(
+      '--force',
+      'replace the fundus model already in --out when another run wrote it (the whole folder, model card included); ' +
+        'never needed to re-run the same command, and never deletes a folder that is not a fundus model',
+    )
     .option('--limit <n>', 'use at most n images of each split part (smoke runs)', positiveInt('limit'))
     .option('--quiet', 'no progress bar or log lines')
     .addHelpText(
@@ -194,6 +200,7 @@ export function register(program: Command): void {
         checkpointSeconds: flags.checkpointSeconds,
         maxMinutes: flags.maxMinutes,
         restart: flags.restart,
+        force: flags.force,
         limit: flags.limit,
         quiet: flags.quiet,
       });

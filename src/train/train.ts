@@ -25,6 +25,7 @@ import { copyWeights } from './checkpoint.js';
 import type { HistoryRow } from './checkpoint.js';
 import { historyFiles } from './history.js';
 import { planFineTune } from './finetune.js';
+import { prepareTrainOutput, recordRunOutput } from './out-guard.js';
 import { trainLoop } from './loop.js';
 import { trainProbe } from './probe.js';
 import type { LoopSettings, Monitor } from './loop.js';
@@ -102,6 +103,8 @@ export interface TrainOptions {
   maxMinutes?: number;
   /** Discard an existing checkpoint in the run directory instead of resuming. */
   restart?: boolean;
+  /** Replace a fundus model already at `out` that another run wrote (never a folder that is not a fundus model). */
+  force?: boolean;
   /** Use at most this many images of each split part (smoke runs). */
   limit?: number;
   cacheDir?: string;
@@ -203,10 +206,9 @@ function initFromModel(init: { network: tfl.LayersModel; metadata: ModelMetadata
 export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
   const log = opts.log ?? ((line: string) => (opts.quiet ? undefined : process.stderr.write(line + '\n')));
   const runDir = resolve(opts.runDir ?? join('runs', basename(resolve(opts.out))));
-  if (opts.restart) {
-    const { rm } = await import('node:fs/promises');
-    await rm(runDir, { recursive: true, force: true });
-  }
+  // Before anything is read or trained: never replace a folder or file fundus did not write, nor another run's model
+  // without --force (see out-guard.ts); --restart clears the run directory.
+  await prepareTrainOutput(opts.out, runDir, { force: opts.force, restart: opts.restart });
   const { dataset, split, splitPath, sources } = await trainingData(opts);
   const trainImages = partImages(dataset, split.train, 'train', splitPath, opts.limit);
   const valImages = partImages(dataset, split.validation, 'validation', splitPath, opts.limit);
@@ -441,6 +443,7 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
   if (memberInfo) metadata.members = memberInfo;
 
   await saveModel(opts.out, network, metadata, { 'split.json': split.text, ...historyFiles(history, eventsCreatedAt) });
+  await recordRunOutput(opts.out, runDir);
   const t = metadata.metrics.test as { macroAuc: number | null; meanF1: number | null };
   log(`wrote ${opts.out}: test macro AUC ${t.macroAuc?.toFixed(4) ?? 'n/a'}, mean F1 ${t.meanF1?.toFixed(4) ?? 'n/a'} (thresholds tuned on validation)`);
   return { modelDir: opts.out, metadata, history, bestEpoch, trainSeconds, imagesPerSecond };

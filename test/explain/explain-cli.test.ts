@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, readdir, copyFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import sharp from 'sharp';
 import { initEngine } from '../../src/engine/index.js';
 import { heatmapFromNpy } from '../../src/explain/heatmap.js';
@@ -104,4 +104,35 @@ test('fundus explain: clear errors for bad input, and no partial output', async 
   const help = execFileSync(process.execPath, [join(PROJECT_ROOT, 'bin', 'fundus.js'), 'explain', '--help'], { encoding: 'utf8' });
   assert.match(help, /--method/);
   assert.match(help, /scorecam/);
+});
+
+test('fundus explain -o never deletes a file it did not write, nor explains its own earlier overlays', async () => {
+  await initEngine();
+  const tmp = await tempDir();
+  const modelDir = join(tmp, 'model');
+  await tinyModel(modelDir);
+  const photos = join(tmp, 'photos');
+  await mkdir(photos);
+  for (const f of IMAGES) await copyFile(join(VIETAI_DIR, 'train', f), join(photos, f));
+  // --out inside the folder explained: the second run walks past the first run's overlays.
+  const out = join(photos, 'explained');
+  const opts: ExplainCliOptions = { out, raw: 'none', quiet: true };
+  await explainCommand(modelDir, [photos], opts);
+  await explainCommand(modelDir, [photos], opts);
+  const m = JSON.parse(await readFile(join(out, 'explain.json'), 'utf8')) as ExplainManifest;
+  assert.deepEqual(m.images.map((i) => basename(i.path)).sort(), [...IMAGES].sort());
+
+  // A photo of the user's own put into the earlier output: never deleted, never explained as an input of its own output.
+  await copyFile(join(VIETAI_DIR, 'train', IMAGES[0]), join(out, 'mine.jpg'));
+  await assert.rejects(explainCommand(modelDir, [out], opts), (e: Error) => e instanceof InputError && /the input .*explained lies inside --out/.test(e.message));
+  await assert.rejects(
+    explainCommand(modelDir, [photos], opts),
+    (e: Error) => e instanceof InputError && /explained: --out is an earlier explain output that also holds files explain did not write \(mine\.jpg\)/.test(e.message),
+  );
+  assert.ok((await readdir(out)).includes('mine.jpg'));
+  await assert.rejects(
+    explainCommand(modelDir, [join(photos, IMAGES[0])], { ...opts, out: join(modelDir, 'maps') }),
+    (e: Error) => e instanceof InputError && /--out lies inside the model folder/.test(e.message),
+  );
+  assert.deepEqual((await readdir(modelDir)).sort(), ['fundus.json', 'model.json', 'weights.bin']);
 });

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { writeFile, readdir } from 'node:fs/promises';
+import { mkdir, readFile, writeFile, readdir } from 'node:fs/promises';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { initEngine } from '../../src/engine/index.js';
@@ -57,4 +57,25 @@ test('a foreign or corrupt directory gives a clear error', async () => {
   await assert.rejects(loadModel(dir), /not valid JSON/);
   await writeFile(join(dir, 'fundus.json'), JSON.stringify(meta));
   await assert.rejects(loadModel(dir), /model.json is missing/);
+});
+
+test('saveModel replaces an earlier model, but never a folder or file that is not a fundus model', async () => {
+  await initEngine();
+  const tmp = await tempDir();
+  const photos = join(tmp, 'photos');
+  await mkdir(photos);
+  await writeFile(join(photos, 'eye.jpg'), 'a photograph');
+  await assert.rejects(saveModel(photos, tinyNetwork(), meta), (e: unknown) => e instanceof InputError && /not a fundus model folder \(it holds eye\.jpg\)/.test(e.message));
+  assert.deepEqual(await readdir(photos), ['eye.jpg']);
+  const file = join(tmp, 'notes.txt');
+  await writeFile(file, 'notes');
+  await assert.rejects(saveModel(file, tinyNetwork(), meta), /refusing to replace this file/);
+  assert.equal(await readFile(file, 'utf8'), 'notes');
+  assert.deepEqual((await readdir(tmp)).sort(), ['notes.txt', 'photos'], 'no temporary folder left behind');
+  // an empty folder, and a model over a model
+  const empty = join(tmp, 'empty');
+  await mkdir(empty);
+  await saveModel(empty, tinyNetwork(), meta);
+  await saveModel(empty, tinyNetwork(), { ...meta, thresholds: [0.1, 0.2, 0.3] });
+  assert.deepEqual((await loadModel(empty)).metadata.thresholds, [0.1, 0.2, 0.3]);
 });

@@ -6,7 +6,7 @@ import { basename, join } from 'node:path';
 import sharp from 'sharp';
 import { PROJECT_ROOT, tempDir } from '../helpers.js';
 import { CLASSES } from '../../src/data/labels.js';
-import { ResultSink, csvHeader } from '../../src/serve/output.js';
+import { ResultSink, csvHeader, headerLine, parseHeaderLine, predictionsHeader } from '../../src/serve/output.js';
 import { collectImages } from '../../src/serve/inputs.js';
 import { buildFixtureModel, realImages } from './fixture.js';
 
@@ -45,7 +45,9 @@ test('folders are walked; an unreadable file is reported and skipped, the rest p
   assert.equal(r.status, 3, r.stderr);
   assert.match(r.stderr, /skipped folder\/broken\.jpg: .*(decode|JPEG|truncated|premature)/i);
   assert.match(r.stderr, /predicted 4 images .*1 unreadable/);
-  const rows = csvRows(await readFile(join(work, 'out', 'preds.csv'), 'utf8'));
+  const [marker, ...rest] = (await readFile(join(work, 'out', 'preds.csv'), 'utf8')).split('\n');
+  assert.equal(parseHeaderLine(marker)?.model.dir, model, 'first line: the fundus-predictions header with the model');
+  const rows = csvRows(rest.join('\n'));
   assert.equal(rows[0].join(','), csvHeader(CLASSES).trim());
   assert.deepEqual(rows.slice(1).map((r) => r[0]).sort(), [photos[0], `folder/${basename(photos[1])}`, `folder/nested/${basename(photos[2])}`, 'folder/nested/eye.png'].sort());
   for (const row of rows.slice(1)) {
@@ -60,7 +62,7 @@ test('--resume predicts only the images not yet in the output', async () => {
   const r = fundus('predict', '--model', model, photos[0], 'folder', '--out', 'out/preds.csv', '--resume');
   assert.equal(r.status, 3, r.stderr);
   assert.match(r.stderr, /predicted 1 image .*4 already in out\/preds\.csv/);
-  const files = csvRows(await readFile(join(work, 'out', 'preds.csv'), 'utf8')).slice(1).map((r) => r[0]);
+  const files = csvRows(await readFile(join(work, 'out', 'preds.csv'), 'utf8')).slice(2).map((r) => r[0]);
   assert.equal(files.length, 5);
   assert.equal(new Set(files).size, 5);
   assert.ok(files.includes('folder/late.jpg'));
@@ -72,7 +74,7 @@ test('JSON Lines output with heatmap overlays for chosen classes', async () => {
   const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { file: string; probabilities: Record<string, number>; decisions: Record<string, boolean>; positive: string[] });
   assert.deepEqual(lines.map((l) => l.file), [photos[0], photos[1]]);
   for (const l of lines) assert.deepEqual(Object.keys(l.probabilities), [...CLASSES]);
-  const maps = (await readdir(join(work, 'maps'))).sort();
+  const maps = (await readdir(join(work, 'maps'))).filter((f) => f.endsWith('.png')).sort();
   assert.equal(maps.length, 4);
   assert.ok(maps.includes(`${basename(photos[0], '.jpg')}.glaucoma.gradcam++.png`), maps.join(' '));
   const meta = await sharp(join(work, 'maps', maps[0])).metadata();
@@ -109,13 +111,16 @@ test('resuming after a crash drops the torn last line and keeps the finished one
   const dir = await tempDir();
   const out = join(dir, 'p.jsonl');
   const rec = (f: string) => JSON.stringify({ file: f, probabilities: {}, decisions: {}, positive: [] });
-  await writeFile(`${out}.partial`, `${rec('a.jpg')}\n${rec('b.jpg')}\n{"file": "c.j`);
-  const { sink, done } = await ResultSink.open({ format: 'json', classes: ['x'], thresholds: [0.5], out, resume: true });
+  const identity = { dir: '/models/m', fundusJsonSha256: 'ab'.repeat(32) };
+  const header = headerLine('json', predictionsHeader(identity, ['x']));
+  await writeFile(`${out}.partial`, `${header}${rec('a.jpg')}\n${rec('b.jpg')}\n{"file": "c.j`);
+  const { sink, done } = await ResultSink.open({ format: 'json', classes: ['x'], thresholds: [0.5], out, resume: true, model: identity });
   assert.deepEqual([...done].map((p) => basename(p)).sort(), ['a.jpg', 'b.jpg']);
   await sink.write([{ file: 'c.jpg', probabilities: { x: 0.7 }, decisions: { x: true }, positive: ['x'] }]);
   await sink.close(true);
   const lines = (await readFile(out, 'utf8')).trim().split('\n');
-  assert.deepEqual(lines.map((l) => (JSON.parse(l) as { file: string }).file), ['a.jpg', 'b.jpg', 'c.jpg']);
+  assert.equal(lines[0] + '\n', header);
+  assert.deepEqual(lines.slice(1).map((l) => (JSON.parse(l) as { file: string }).file), ['a.jpg', 'b.jpg', 'c.jpg']);
   assert.deepEqual(await readdir(dir), ['p.jsonl']);
 });
 
