@@ -47,7 +47,7 @@ train default --datasets "$DATASETS" --task multilabel --model mobilenetv2 --pre
   --image-size 224 --resize area --mask circle --camera-augment \
   --epochs "$DEFAULT_EPOCHS" --batch-size 16 --lr 1e-3 --backbone-lr-scale 0.1 --weight-decay 0.05 --warmup 1 --patience 5 \
   --tta hflip --max-minutes "$MINUTES"
-train focus --datasets "$DATASETS" --task focus --init-from models/default --epochs "$FOCUS_EPOCHS" --batch-size 16 --lr 5e-4 --warmup 0.5 \
+train focus --datasets "$DATASETS" --task focus --init-from models/default --camera-augment --epochs "$FOCUS_EPOCHS" --batch-size 16 --lr 5e-4 --warmup 0.5 \
   --patience 4 --tta hflip --max-minutes "$FOCUS_MINUTES"
 train alexnet-focus --data "$DATA/train.csv" "$DATA/train" --split "$SPLIT" --task focus --model alexnet --resize area --epochs "$ALEXNET_EPOCHS" --batch-size 16 --lr 5e-4 \
   --warmup 1 --patience 8 --max-minutes "$ALEXNET_MINUTES"
