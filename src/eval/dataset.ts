@@ -127,7 +127,10 @@ export function alignToModel(
   if (domain !== 'all') {
     const cols = modelClasses.map((c) => index.get(c)).filter((j): j is number => j !== undefined);
     const count = (im: LabelledImage): number => cols.reduce((a, j) => a + (im.labels![j] ? 1 : 0), 0);
-    const kept = images.filter((im) => (domain === 'exactly-one' ? count(im) === 1 : count(im) >= 1));
+    // A photograph of a partial source that grades a class 0 is that class's negative whatever the task's domain
+    // (a DR-free eye tests the DR output of a focus model), so those are kept.
+    const partlyGraded = (im: LabelledImage): boolean => cols.some((j) => !isGraded(im, j));
+    const kept = images.filter((im) => partlyGraded(im) || (domain === 'exactly-one' ? count(im) === 1 : count(im) >= 1));
     if (kept.length < images.length) {
       notes.push(
         `${images.length - kept.length} of ${images.length} images left out: they do not have ` +

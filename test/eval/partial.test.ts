@@ -57,3 +57,16 @@ test('confounding: a class whose positives come from one source is flagged, one 
   assert.equal(w.length, 1);
   assert.match(w[0], /'diabetic retinopathy'.*hospital 18\/20 \(90%\)/);
 });
+
+test('a focus model is scored on the graded negatives of a partial source, outside its training domain', () => {
+  const g = ['diabetic retinopathy', 'macular edema'];
+  const images = [labelledImage('a', ['diabetic retinopathy'], [...g, 'normal']), labelledImage('b', [], g), labelledImage('c', [], g)];
+  const focus = ['diabetic retinopathy', 'glaucoma', 'normal'];
+  const set = alignToModel(focus, { classes: [...CLASSES], images, format: 'contest', csvPath: 'x.csv' }, undefined, 'exactly-one');
+  assert.deepEqual(set.images.map((im) => im.filename), ['a', 'b', 'c']);
+  assert.deepEqual(set.scored, [0]);
+  // a fully graded image outside the domain is still left out
+  const full = [labelledImage('v', ['opacity']), labelledImage('w', ['glaucoma'])];
+  const set2 = alignToModel(focus, { classes: [...CLASSES], images: full, format: 'contest', csvPath: 'x.csv' }, undefined, 'exactly-one');
+  assert.deepEqual(set2.images.map((im) => im.filename), ['w']);
+});
