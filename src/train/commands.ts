@@ -93,7 +93,7 @@ export function register(program: Command): void {
     .option('--balance-sources', 'with --datasets: every source weighs the same in the loss, whatever its size')
     .option(
       '--source-adversarial <weight>',
-      'with --datasets: a head that predicts the source through a gradient-reversal layer, so the features carry little of the camera (e.g. 0.1)',
+      'with --datasets: a head that predicts the source through a gradient-reversal layer, so the features carry little of the camera (0.05 was stable, 0.3 diverged: docs/generalisation.md)',
       positiveNumber('source-adversarial'),
     )
     .requiredOption('--out <dir>', 'model directory to write')
