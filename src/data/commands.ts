@@ -4,6 +4,7 @@ import { relative, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { writeFileAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
+import { CAMERA_AUGMENT } from './augment.js';
 import { checkDataset, formatCheckReport } from './check.js';
 import { readDataset } from './csv.js';
 import { analyseDuplicates, listImages, similarityHistogram } from './dedup.js';
@@ -203,10 +204,25 @@ export function register(program: Command): void {
     .option('--no-crop', 'do not crop to the fundus disc')
     .option('--augmentations <n>', 'augmented variants per image', intArg('augmentations', 0, 8), 3)
     .option('--seed <n>', 'augmentation seed', intArg('seed', 0, 2 ** 31 - 1), 1)
+    .option('--mask <shape>', "camera-invariant preprocessing: 'circle' blacks out everything outside a standard circle")
+    .option('--local-mean [sigma]', "camera-invariant preprocessing: Graham's local mean subtraction (sigma as a fraction of the side, default 1/60)")
+    .option('--camera-augment', 'show the augmented variants with camera augmentation too (blur, colour temperature, noise, resampling, JPEG)')
     .action(
       async (
         images: string[],
-        o: { out: string; count: number; size: number; channels: 'green' | 'rgb'; clahe?: boolean; crop: boolean; augmentations: number; seed: number },
+        o: {
+          out: string;
+          count: number;
+          size: number;
+          channels: 'green' | 'rgb';
+          clahe?: boolean;
+          crop: boolean;
+          augmentations: number;
+          seed: number;
+          mask?: string;
+          localMean?: string | true;
+          cameraAugment?: boolean;
+        },
       ) => {
         let paths = images;
         if (images.length === 1 && (await stat(images[0]).catch(() => undefined))?.isDirectory()) {
@@ -219,8 +235,15 @@ export function register(program: Command): void {
           channels: o.channels,
           clahe: Boolean(o.clahe),
           crop: o.crop,
+          ...(o.mask !== undefined ? { mask: o.mask as PreprocessSettings['mask'] } : {}),
+          ...(o.localMean !== undefined ? { localMean: { sigma: o.localMean === true ? 1 / 60 : Number(o.localMean) } } : {}),
         });
-        const png = await renderPreview(paths, { settings, augmentations: o.augmentations, seed: o.seed });
+        const png = await renderPreview(paths, {
+          settings,
+          augmentations: o.augmentations,
+          seed: o.seed,
+          ...(o.cameraAugment ? { augment: { ...CAMERA_AUGMENT } } : {}),
+        });
         await writeFileAtomic(o.out, png);
         console.log(`wrote ${o.out} (${paths.length} images; settings ${JSON.stringify(settings)})`);
       },
