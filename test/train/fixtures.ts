@@ -1,5 +1,6 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { TrainOptions } from '../../src/train/train.js';
 import { VIETAI_DIR, tempDir } from '../helpers.js';
 
 /**
@@ -23,4 +24,27 @@ export async function tinyDataset(perClass = 4): Promise<{ dir: string; csv: str
   const split = join(dir, 'split.json');
   await writeFile(split, JSON.stringify({ version: 1, seed: 0, parts }));
   return { dir, csv, images: join(VIETAI_DIR, 'train'), split, names };
+}
+
+/** Options of a seconds-long training run of the small CNN on a tinyDataset: 24 px, batch 4, quiet, its own cache. */
+export async function tinyTrainOptions(tag: string, perClass = 4, overrides: Partial<TrainOptions> = {}): Promise<TrainOptions> {
+  const d = await tinyDataset(perClass);
+  return {
+    task: 'multilabel',
+    model: 'small-cnn',
+    csv: d.csv,
+    images: d.images,
+    split: d.split,
+    out: join(d.dir, `${tag}-model`),
+    runDir: join(d.dir, `${tag}-run`),
+    imageSize: 24,
+    epochs: 2,
+    batchSize: 4,
+    lr: 3e-3,
+    warmupEpochs: 0,
+    seed: 7,
+    quiet: true,
+    cacheDir: join(d.dir, 'cache'),
+    ...overrides,
+  };
 }

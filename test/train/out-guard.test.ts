@@ -8,29 +8,10 @@ import { initEngine } from '../../src/engine/index.js';
 import { trainModel } from '../../src/train/train.js';
 import type { TrainOptions } from '../../src/train/train.js';
 import { InputError } from '../../src/util/errors.js';
-import { tinyDataset } from './fixtures.js';
+import { tinyDataset, tinyTrainOptions } from './fixtures.js';
 import { PROJECT_ROOT, tempDir } from '../helpers.js';
 
-async function base(tag: string): Promise<TrainOptions> {
-  const d = await tinyDataset(2);
-  return {
-    task: 'multilabel',
-    model: 'small-cnn',
-    csv: d.csv,
-    images: d.images,
-    split: d.split,
-    out: join(d.dir, `${tag}-model`),
-    runDir: join(d.dir, `${tag}-run`),
-    imageSize: 24,
-    epochs: 1,
-    batchSize: 4,
-    warmupEpochs: 0,
-    seed: 7,
-    quiet: true,
-    augment: false,
-    cacheDir: join(d.dir, 'cache'),
-  };
-}
+const base = (tag: string): Promise<TrainOptions> => tinyTrainOptions(tag, 2, { epochs: 1, lr: undefined, augment: false });
 
 const refused = (re: RegExp) => (err: unknown) => {
   assert.ok(err instanceof InputError, String((err as Error).stack));

@@ -12,31 +12,12 @@ import { trainModel } from '../../src/train/train.js';
 import type { TrainOptions } from '../../src/train/train.js';
 import { readState, saveCheckpoint } from '../../src/train/checkpoint.js';
 import { CHECKPOINT_DIR } from '../../src/train/loop.js';
-import { tinyDataset } from './fixtures.js';
+import { tinyDataset, tinyTrainOptions } from './fixtures.js';
 import { PROJECT_ROOT } from '../helpers.js';
 
 class SimulatedKill extends Error {}
 
-async function base(tag: string): Promise<TrainOptions> {
-  const d = await tinyDataset(4);
-  return {
-    task: 'multilabel',
-    model: 'small-cnn',
-    csv: d.csv,
-    images: d.images,
-    split: d.split,
-    out: join(d.dir, `${tag}-model`),
-    runDir: join(d.dir, `${tag}-run`),
-    imageSize: 24,
-    epochs: 2,
-    batchSize: 4,
-    lr: 3e-3,
-    warmupEpochs: 0,
-    seed: 7,
-    quiet: true,
-    cacheDir: join(d.dir, 'cache'),
-  };
-}
+const base = (tag: string): Promise<TrainOptions> => tinyTrainOptions(tag);
 
 async function weightsOf(dir: string): Promise<Float32Array> {
   const b = await readFile(join(dir, 'weights.bin'));
