@@ -1,9 +1,10 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { readFile, writeFile } from 'node:fs/promises';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { InputError } from '../util/errors.js';
 import { writeDirAtomic } from '../util/atomic.js';
+import { channelCount, validatePreprocessSettings } from '../data/preprocess.js';
 import { OS_LITTER, folderEntries, pathKind, someNames } from '../util/owned.js';
 import type { ModelMetadata } from './metadata.js';
 
@@ -137,14 +138,28 @@ export async function readMetadata(dir: string): Promise<ModelMetadata> {
   if (!Array.isArray(classes) || classes.length === 0 || !classes.every((c) => typeof c === 'string')) {
     throw new InputError('"classes" must be a non-empty list of class names', { file: path });
   }
+  // class names become object keys in reports and API answers
+  const reserved = classes.find((c) => c.trim() === '' || ['__proto__', 'constructor', 'prototype'].includes(c));
+  if (reserved !== undefined) throw new InputError(`"classes" may not contain ${JSON.stringify(reserved)}`, { file: path });
+  if (new Set(classes).size !== classes.length) throw new InputError('"classes" lists a class twice', { file: path });
   if (!Array.isArray(m.thresholds) || m.thresholds.length !== classes.length) {
     throw new InputError(`"thresholds" must have one entry per class (${classes.length})`, { file: path });
+  }
+  // a null threshold would call every photograph positive, a string none: nothing but a probability is a threshold
+  const badThreshold = m.thresholds.findIndex((t) => typeof t !== 'number' || !(t >= 0 && t <= 1));
+  if (badThreshold >= 0) {
+    throw new InputError(`"thresholds" must be numbers in [0, 1] (${classes[badThreshold]}: ${JSON.stringify(m.thresholds[badThreshold])})`, { file: path });
   }
   if (m.activation !== 'sigmoid' && m.activation !== 'softmax') {
     throw new InputError('"activation" must be "sigmoid" or "softmax"', { file: path });
   }
   if (!Array.isArray(m.inputShape) || m.inputShape.length !== 3 || !m.preprocess) {
     throw new InputError('"inputShape" and "preprocess" are required', { file: path });
+  }
+  const pre = validatePreprocessSettings(m.preprocess, `${METADATA_JSON} preprocess`);
+  const [h, w, c] = m.inputShape;
+  if (h !== pre.size || w !== pre.size || c !== channelCount(pre)) {
+    throw new InputError(`"inputShape" [${m.inputShape.join(', ')}] does not match the preprocessing (${pre.size}×${pre.size}, ${pre.channels})`, { file: path });
   }
   return m as ModelMetadata;
 }
@@ -165,6 +180,9 @@ export async function loadModel(dir: string): Promise<FundusModel> {
           manifest.flatMap((group) =>
             group.paths.map(async (p) => {
               const file = join(dir, p);
+              if (isAbsolute(p) || relative(resolve(dir), resolve(file)).startsWith('..')) {
+                throw new InputError(`weights path ${JSON.stringify(p)} points outside the model folder`, { file: jsonPath });
+              }
               try {
                 const b = await readFile(file);
                 return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer;
@@ -189,6 +207,16 @@ export async function loadModel(dir: string): Promise<FundusModel> {
     throw new InputError(`the network has ${outUnits} outputs but fundus.json lists ${metadata.classes.length} classes`, {
       file: join(dir, METADATA_JSON),
     });
+  }
+  // one NaN weight makes every prediction NaN or one class at 1.000: refuse the model instead
+  for (const w of network.weights) {
+    const values = w.read().dataSync();
+    for (let i = 0; i < values.length; i++) {
+      if (!Number.isFinite(values[i])) {
+        network.dispose();
+        throw new InputError(`weight ${w.originalName} holds ${values[i]} at index ${i}: the weights are corrupt`, { file: jsonPath });
+      }
+    }
   }
   return { dir, network, metadata };
 }

@@ -79,3 +79,38 @@ test('saveModel replaces an earlier model, but never a folder or file that is no
   await saveModel(empty, tinyNetwork(), { ...meta, thresholds: [0.1, 0.2, 0.3] });
   assert.deepEqual((await loadModel(empty)).metadata.thresholds, [0.1, 0.2, 0.3]);
 });
+
+test('loading refuses corrupt metadata, weights outside the folder and non-finite weights (#20)', async () => {
+  await initEngine();
+  const root = await tempDir();
+  const save = async (name: string, m: unknown, net = tinyNetwork()): Promise<string> => {
+    const dir = join(root, name);
+    await saveModel(dir, net, meta);
+    await writeFile(join(dir, 'fundus.json'), JSON.stringify(m));
+    return dir;
+  };
+  const refuses = async (dir: string, re: RegExp) =>
+    assert.rejects(loadModel(dir), (e: unknown) => e instanceof InputError && re.test(e.message), `${dir} should be refused with ${re}`);
+  await refuses(await save('null-threshold', { ...meta, thresholds: [null, 0.5, 0.5] }), /numbers in \[0, 1\] \(diabetic retinopathy: null\)/);
+  await refuses(await save('string-threshold', { ...meta, thresholds: [0.5, 'x', 0.5] }), /numbers in \[0, 1\]/);
+  await refuses(await save('big-threshold', { ...meta, thresholds: [0.5, 0.5, 1e9] }), /numbers in \[0, 1\]/);
+  await refuses(await save('proto', { ...meta, classes: ['__proto__', 'glaucoma', 'normal'] }), /may not contain "__proto__"/);
+  await refuses(await save('twice', { ...meta, classes: ['glaucoma', 'glaucoma', 'normal'] }), /twice/);
+  await refuses(await save('channels', { ...meta, preprocess: { ...meta.preprocess, channels: 'blue' } }), /channels must be/);
+  await refuses(await save('shape', { ...meta, inputShape: [64, 64, 1] }), /does not match the preprocessing/);
+  // a weights path that leaves the folder
+  const escape = await save('escape', meta);
+  const mj = JSON.parse(await readFile(join(escape, 'model.json'), 'utf8'));
+  mj.weightsManifest[0].paths = ['../../etc/passwd'];
+  await writeFile(join(escape, 'model.json'), JSON.stringify(mj));
+  await refuses(escape, /points outside the model folder/);
+  // one NaN weight
+  const net = tinyNetwork();
+  const [k, b] = net.layers[0].getWeights();
+  const poisoned = k.dataSync().slice();
+  poisoned[3] = NaN;
+  net.layers[0].setWeights([tf.tensor(poisoned, k.shape), b]);
+  await refuses(await save('nan', meta, net), /holds NaN at index 3/);
+  // the untouched model still loads
+  await loadModel(await save('fine', meta));
+});
