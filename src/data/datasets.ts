@@ -108,21 +108,21 @@ async function readSource(spec: SourceSpec, base: string, seed: number, ratios: 
     ...(spec.groupBy ? { groupBy: spec.groupBy } : {}),
   });
   const bytes = await readFile(csv);
-  const withGroups: LabelledImage[] = dataset.images.map((im) => ({ ...im, source: spec.name }));
+  const tagged: LabelledImage[] = dataset.images.map((im) => ({ ...im, source: spec.name }));
   const gradedMask = new Uint8Array(dataset.classes.length);
-  for (const im of withGroups) dataset.classes.forEach((_, k) => (gradedMask[k] ||= im.graded ? im.graded[k] : 1));
+  for (const im of tagged) dataset.classes.forEach((_, k) => (gradedMask[k] ||= im.graded ? im.graded[k] : 1));
   const graded = dataset.classes.filter((_, k) => gradedMask[k]);
-  const local = { ...dataset, images: withGroups };
+  const local = { ...dataset, images: tagged };
 
   let parts: Record<PartName, string[]>;
   let splitFrom: string;
   if ((spec.role ?? 'train') === 'external') {
-    parts = { train: [], validation: [], test: withGroups.map((im) => im.filename) };
+    parts = { train: [], validation: [], test: tagged.map((im) => im.filename) };
     splitFrom = 'external: evaluated whole';
   } else if (spec.split) {
     const splitPath = resolve(base, spec.split);
     const split = await readSplit(splitPath);
-    const names = new Set(withGroups.map((im) => im.filename));
+    const names = new Set(tagged.map((im) => im.filename));
     for (const p of PART_NAMES) {
       const unknown = split.parts[p].filter((f) => !names.has(f));
       if (unknown.length > 0) throw new InputError(`source '${spec.name}': part ${p} lists ${unknown.length} images not in ${spec.csv} (e.g. ${unknown[0]})`, { file: splitPath });
@@ -133,15 +133,15 @@ async function readSource(spec: SourceSpec, base: string, seed: number, ratios: 
     const split: Split = makeSplit(local, {
       seed,
       ratios,
-      groups: groupsOf(withGroups),
-      source: { csv: spec.csv, csvSha256: '', images: withGroups.length },
+      groups: groupsOf(tagged),
+      source: { csv: spec.csv, csvSha256: '', images: tagged.length },
       duplicates: null,
     });
     parts = split.parts;
     splitFrom = spec.groupBy ? `made here: seed ${seed}, grouped by '${spec.groupBy}'` : `made here: seed ${seed}, by image`;
   }
   const prefix = (f: string) => `${spec.name}/${f}`;
-  const images = withGroups.map((im) => ({ ...im, filename: prefix(im.filename) }));
+  const images = tagged.map((im) => ({ ...im, filename: prefix(im.filename) }));
   return {
     name: spec.name,
     role: spec.role ?? 'train',
