@@ -123,6 +123,8 @@ export async function thresholdsCommand(modelDir: string, opts: DataOptions & { 
     set.scored.length,
     policy,
     set.scored.map((k) => m.thresholds[k]),
+    // a partial CSV: each class on the images graded for it
+    set.graded ? scoredLabels(set.graded, C, set.scored) : undefined,
   );
   const thresholds = [...m.thresholds];
   set.scored.forEach((k, j) => (thresholds[k] = tuned.thresholds[j]));

@@ -108,7 +108,8 @@ export function flattenLabels(labels: LabelMatrix, numClasses: number): Uint8Arr
 
 /**
  * Tunes every class's threshold on n×numClasses probabilities. `fallback` gives each class's threshold to keep when
- * it cannot be tuned (default 0.5).
+ * it cannot be tuned (default 0.5). `graded` (n×numClasses, 1 = graded) tunes each class on the images graded for it
+ * only: an ungraded label is unknown, not negative.
  */
 export function tuneThresholds(
   yTrue: LabelMatrix,
@@ -116,14 +117,23 @@ export function tuneThresholds(
   numClasses: number,
   policy: ThresholdPolicy,
   fallback: number[] = [],
+  graded?: ArrayLike<number>,
 ): { thresholds: number[]; perClass: ClassThreshold[]; policy: string } {
   const labels = flattenLabels(yTrue, numClasses);
   if (labels.length !== probs.length) {
     throw new RangeError(`labels (${labels.length}) and probabilities (${probs.length}) differ in size`);
   }
+  const n = labels.length / numClasses;
   const perClass: ClassThreshold[] = [];
   for (let k = 0; k < numClasses; k++) {
-    perClass.push(tuneThreshold(column(labels, numClasses, k), column(probs, numClasses, k), policy, fallback[k] ?? 0.5));
+    let y = column(labels, numClasses, k);
+    let p = column(probs, numClasses, k);
+    if (graded) {
+      const rows = Array.from({ length: n }, (_, i) => i).filter((i) => graded[i * numClasses + k]);
+      y = Float64Array.from(rows, (i) => y[i]);
+      p = Float64Array.from(rows, (i) => p[i]);
+    }
+    perClass.push(tuneThreshold(y, p, policy, fallback[k] ?? 0.5));
   }
   return { thresholds: perClass.map((c) => c.threshold), perClass, policy: describePolicy(policy) };
 }

@@ -4,9 +4,10 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { loadPreprocessedBytes } from '../data/cache.js';
 import { readDataset } from '../data/csv.js';
+import { isGraded } from '../data/labels.js';
 import type { Dataset, LabelledImage } from '../data/labels.js';
 import { normalizeBytes } from '../data/preprocess.js';
-import { describePolicy, tuneThreshold } from '../eval/thresholds.js';
+import { tuneThresholds } from '../eval/thresholds.js';
 import { MODEL_JSON, METADATA_JSON, WEIGHTS_BIN, loadModel, saveModel } from '../models/io.js';
 import type { ModelMetadata } from '../models/metadata.js';
 import { predictTensor, stackImages } from '../models/predict.js';
@@ -14,7 +15,8 @@ import { taskExamples } from '../models/tasks.js';
 import type { Example } from '../models/tasks.js';
 import { InputError } from '../util/errors.js';
 import { recalibrateBatchNorm } from './bnstats.js';
-import { gradedColumn, scoreProbabilities, scoresReport } from './scores.js';
+import { splitGraded } from './losses.js';
+import { scoreProbabilities, scoresReport } from './scores.js';
 import { readSplitParts } from './split.js';
 
 /** Probabilities of `network` on cached bytes (inference mode), n×C. */
@@ -51,12 +53,10 @@ export function tuneAndScore(
   const valProbs = predictBytes(network, metadata, validation.pixels);
   const valTargets = targetMatrix(validation.examples, C);
   // each class on the validation images graded for it
-  const policy = { kind: 'max-f1' } as const;
-  metadata.thresholds = metadata.classes.map((_, k) => {
-    const { y, p } = gradedColumn(valTargets, valProbs, C, k);
-    return tuneThreshold(y, p, policy).threshold;
-  });
-  metadata.thresholdPolicy = `${describePolicy(policy)} on validation`;
+  const { targets, mask } = splitGraded(valTargets);
+  const tuned = tuneThresholds(targets, valProbs, C, { kind: 'max-f1' }, [], mask);
+  metadata.thresholds = tuned.thresholds;
+  metadata.thresholdPolicy = `${tuned.policy} on validation`;
   const testProbs = predictBytes(network, metadata, test.pixels);
   const score = (t: Float32Array, p: Float32Array, n: number) =>
     scoresReport(scoreProbabilities(t, p, C, metadata.thresholds), metadata.classes, n, metadata.thresholds);
@@ -72,7 +72,7 @@ export function scoringExamples(metadata: ModelMetadata, dataset: Dataset, image
   const cols = metadata.classes.map((c) => dataset.classes.indexOf(c));
   return images
     .filter((im) => im.labels)
-    .map((im) => ({ path: im.path, filename: im.filename, target: Float32Array.from(cols, (c) => im.labels![c]), weight: 1 }));
+    .map((im) => ({ path: im.path, filename: im.filename, target: Float32Array.from(cols, (c) => (isGraded(im, c) ? im.labels![c] : NaN)), weight: 1 }));
 }
 
 /**

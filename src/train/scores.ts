@@ -9,7 +9,7 @@ export interface Scores {
 }
 
 /** Class k's targets and probabilities over the rows that grade it (a NaN target is "not graded"). */
-export function gradedColumn(targets: ArrayLike<number>, probs: ArrayLike<number>, numClasses: number, k: number): { y: Float64Array; p: Float64Array } {
+function gradedColumn(targets: ArrayLike<number>, probs: ArrayLike<number>, numClasses: number, k: number): { y: Float64Array; p: Float64Array } {
   const y = column(targets, numClasses, k);
   const p = column(probs, numClasses, k);
   if (!y.some(Number.isNaN)) return { y, p };

@@ -6,6 +6,7 @@ import { labelledImage } from '../data/fixtures.js';
 import { alignToModel } from '../../src/eval/dataset.js';
 import { confoundingBySource, confoundingWarnings } from '../../src/eval/confounding.js';
 import { evaluatePredictions } from '../../src/eval/evaluate.js';
+import { tuneThresholds } from '../../src/eval/thresholds.js';
 
 const C = CLASSES.length;
 const k = (c: string) => CLASSES.indexOf(c as (typeof CLASSES)[number]);
@@ -69,4 +70,16 @@ test('a focus model is scored on the graded negatives of a partial source, outsi
   const full = [labelledImage('v', ['opacity']), labelledImage('w', ['glaucoma'])];
   const set2 = alignToModel(focus, { classes: [...CLASSES], images: full, format: 'contest', csvPath: 'x.csv' }, undefined, 'exactly-one');
   assert.deepEqual(set2.images.map((im) => im.filename), ['w']);
+});
+
+test('tuneThresholds with a graded mask tunes each class on its graded images only', () => {
+  // class 1 is graded on the first 4 images; counting the other 4 as negatives would move its threshold
+  const labels = Uint8Array.from([1, 1, 0, 0, 1, 1, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0]);
+  const probs = Float32Array.from([0.9, 0.6, 0.2, 0.3, 0.8, 0.7, 0.1, 0.2, 0.7, 0.62, 0.3, 0.64, 0.6, 0.66, 0.2, 0.5]);
+  const graded = Uint8Array.from(Array.from({ length: 8 }, (_, i) => [1, i < 4 ? 1 : 0]).flat());
+  const masked = tuneThresholds(labels, probs, 2, { kind: 'max-f1' }, [], graded);
+  const subset = tuneThresholds(labels.slice(0, 8), probs.slice(0, 8), 2, { kind: 'max-f1' });
+  assert.equal(masked.thresholds[1], subset.thresholds[1]);
+  assert.notEqual(tuneThresholds(labels, probs, 2, { kind: 'max-f1' }).thresholds[1], masked.thresholds[1]);
+  assert.equal(masked.perClass[1].positives, 2);
 });
