@@ -3,6 +3,7 @@
 // Usage: npx tsx scripts/train-model-card.ts <model_dir> [--notes <markdown file>]
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { describePreprocess } from '../src/data/preprocess.js';
 import type { ModelMetadata } from '../src/models/metadata.js';
 
 interface ClassScores {
@@ -219,19 +220,11 @@ async function externalSection(): Promise<string> {
   );
 }
 
-function preprocessWords(p: ModelMetadata['preprocess']): string {
-  return (
-    `${p.channels === 'green' ? 'green channel' : 'RGB'}, disc crop ${p.crop ? 'on' : 'off'}` +
-    `${p.mask === 'circle' ? ', masked to a standard circle' : ''}` +
-    `${p.localMean ? `, local mean colour subtracted (Gaussian σ = ${p.localMean.sigma} of the side)` : ''}` +
-    `, CLAHE ${p.clahe ? 'on' : 'off'}, ${p.resize === 'area' ? 'scaled JPEG decode + area resize' : 'full decode + Lanczos-3 resize'}`
-  );
-}
 
 const card = `# Model card: ${dir.replace(/\/$/, '').split('/').pop()}
 
 ${task[meta.task] ?? meta.task}. Architecture \`${meta.architecture}\`, input ${meta.inputShape.join('×')}
-(${preprocessWords(meta.preprocess)}),
+(${describePreprocess(meta.preprocess)}),
 ${backboneLine(meta)} with \`fundus train\` (created ${meta.createdAt})${meta.inference?.tta === 'hflip' ? '. Predictions average each photo and its mirror image (flip test-time augmentation)' : ''}.
 
 ## Data

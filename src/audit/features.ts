@@ -1,4 +1,4 @@
-import { DEFAULT_PREPROCESS } from '../data/preprocess.js';
+import { BORDER_LEVEL, DEFAULT_PREPROCESS } from '../data/preprocess.js';
 import type { PreprocessSettings, PreprocessedBytes } from '../data/preprocess.js';
 
 /**
@@ -15,11 +15,6 @@ import type { PreprocessSettings, PreprocessedBytes } from '../data/preprocess.j
  */
 export const AUDIT_PREPROCESS: PreprocessSettings = { ...DEFAULT_PREPROCESS, channels: 'rgb', size: 224 };
 
-/**
- * Pixels whose brightest channel is at most this (out of 255) are the dark border around the disc: the same level as
- * the disc crop of src/data/preprocess.ts uses.
- */
-export const BORDER_LEVEL = 18;
 
 /** The features, in the order of `imageStatistics`' output. */
 export const IMAGE_STATISTICS = [

@@ -184,7 +184,7 @@ export function denormalize(data: Float32Array, channels: number, settings: Prep
 }
 
 /** Pixels at most this bright (max over R, G, B, out of 255) count as the dark border around the fundus disc. */
-const BORDER_LEVEL = 18;
+export const BORDER_LEVEL = 18;
 /** A row or column belongs to the disc when more than this fraction of it is brighter than the border. */
 const LINE_FRACTION = 0.02;
 

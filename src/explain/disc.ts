@@ -1,3 +1,4 @@
+import { BORDER_LEVEL } from '../data/preprocess.js';
 import type { CropGeometry } from '../data/preprocess.js';
 
 /**
@@ -18,18 +19,13 @@ export interface DiscMask {
   r: number;
 }
 
-/**
- * Pixels at most this bright (max over R, G, B, out of 255) are the dark border around the disc: the level
- * preprocessing's disc detector uses (BORDER_LEVEL in src/data/preprocess.ts).
- */
-export const DISC_DARK_LEVEL = 18;
 
 export interface DiscOptions {
   /** The circle's radius as a fraction of half the crop square's side. Default 1: the circle the square was drawn around. */
   radius?: number;
   /** The grid is the photo scaled by this factor (1: the photo's own pixels). Default 1. */
   scale?: number;
-  /** Dark-border level; pixels at or below it that touch the outside are not disc. Default DISC_DARK_LEVEL. */
+  /** Dark-border level; pixels at or below it that touch the outside are not disc. Default BORDER_LEVEL, the level preprocessing's disc detector uses. */
   darkLevel?: number;
 }
 
@@ -46,7 +42,7 @@ export interface DiscOptions {
 export function discMask(rgb: Uint8Array | undefined, width: number, height: number, geometry: CropGeometry, opts: DiscOptions = {}): DiscMask {
   const scale = opts.scale ?? 1;
   const radius = opts.radius ?? 1;
-  const dark = opts.darkLevel ?? DISC_DARK_LEVEL;
+  const dark = opts.darkLevel ?? BORDER_LEVEL;
   const cx = (geometry.x + geometry.side / 2) * scale;
   const cy = (geometry.y + geometry.side / 2) * scale;
   const r = (radius * geometry.side * scale) / 2;
