@@ -1,15 +1,14 @@
-import { readdir, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
-import { extname, join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import sharp from 'sharp';
 import type { Metadata } from 'sharp';
 import { InputError } from '../util/errors.js';
 import { progress } from '../util/progress.js';
 import { mapLimit } from './cache.js';
+import { collectImages } from './image-files.js';
 import { readLabelsCsv } from './csv.js';
 import type { CsvFormat, DataIssue, ParseOptions } from './csv.js';
-
-export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.tif', '.tiff', '.webp', '.bmp'];
 
 /** Smaller than this on either side is not a usable fundus photograph. */
 const MIN_SIDE = 64;
@@ -108,10 +107,13 @@ export async function checkDataset(csvPath: string, imagesDir: string, opts: Che
   }
   const combinations = Object.fromEntries([...combos].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)));
 
-  const onDisk = (await readdir(dir, { withFileTypes: true }))
-    .filter((e) => e.isFile() && !e.name.startsWith('.') && IMAGE_EXTENSIONS.includes(extname(e.name).toLowerCase()))
-    .map((e) => e.name)
-    .sort();
+  const onDisk = (
+    await collectImages([dir], {
+      recursive: false,
+      emptyFolder: 'allow',
+      onSkip: (s) => issues.push({ severity: 'warning', code: 'unreadable-entry', message: s.reason, file: s.path }),
+    })
+  ).map((p) => basename(p));
   const onDiskSet = new Set(onDisk);
   const inCsv = new Set(parsed.rows.map((r) => r.filename));
   const missingOnDisk: string[] = [];

@@ -10,6 +10,7 @@ import { readDataset } from './csv.js';
 import { analyseDuplicates, listImages, similarityHistogram } from './dedup.js';
 import type { DatasetGroup } from './dedup.js';
 import { DEFAULT_SIMILARITY } from './duplicates.js';
+import { collectImages } from './image-files.js';
 import { DEFAULT_PREPROCESS, validatePreprocessSettings } from './preprocess.js';
 import type { PreprocessSettings } from './preprocess.js';
 import { renderPreview } from './preview.js';
@@ -226,8 +227,7 @@ export function register(program: Command): void {
       ) => {
         let paths = images;
         if (images.length === 1 && (await stat(images[0]).catch(() => undefined))?.isDirectory()) {
-          paths = (await listImages(images[0])).slice(0, o.count);
-          if (paths.length === 0) throw new InputError('no images in the folder', { file: images[0] });
+          paths = (await collectImages(images)).slice(0, o.count);
         }
         const settings: PreprocessSettings = validatePreprocessSettings({
           ...DEFAULT_PREPROCESS,

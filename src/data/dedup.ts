@@ -1,7 +1,5 @@
-import { readdir } from 'node:fs/promises';
-import { basename, dirname, extname, join, resolve } from 'node:path';
-import { InputError } from '../util/errors.js';
-import { IMAGE_EXTENSIONS } from './check.js';
+import { basename, dirname, resolve } from 'node:path';
+import { collectImages } from './image-files.js';
 import { DEFAULT_SIMILARITY, duplicatePairs, fingerprintFiles, groupPairs, scorePairs } from './duplicates.js';
 import type { DuplicateGroup, ScoredPair } from './duplicates.js';
 import type { Dataset } from './labels.js';
@@ -29,15 +27,9 @@ export interface DuplicateAnalysis {
   paths: string[];
 }
 
-/** The image files of a folder, sorted. */
+/** The image files directly inside a folder (of unlabelled images), sorted, as absolute paths. */
 export async function listImages(dir: string): Promise<string[]> {
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch (e) {
-    throw new InputError(`cannot list the folder: ${(e as Error).message}`, { file: dir });
-  }
-  return names.filter((n) => !n.startsWith('.') && IMAGE_EXTENSIONS.includes(extname(n).toLowerCase())).sort().map((n) => join(resolve(dir), n));
+  return (await collectImages([dir], { recursive: false })).map((p) => resolve(p));
 }
 
 /**

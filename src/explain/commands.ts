@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { readFile, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
+import { IMAGE_EXTENSIONS, collectImages } from '../data/image-files.js';
 import { initEngine } from '../engine/index.js';
 import { enclosingModelDir, loadModel } from '../models/io.js';
 import { writeDirAtomic } from '../util/atomic.js';
@@ -12,7 +13,7 @@ import { formatFaithfulnessTable } from './faithfulness.js';
 import { renderGallery } from './gallery.js';
 import { DEFAULT_LESION_CLASS, DEFAULT_TOLERANCE_PX, formatLocalisationTable, readLesions, type LocalisationJob } from './localisation.js';
 import { COLORMAPS, type Colormap } from './overlay.js';
-import { expandInputs, parseClasses, runExplain, type ExplainManifest, type RawFormat } from './run.js';
+import { parseClasses, runExplain, type ExplainManifest, type RawFormat } from './run.js';
 
 export interface ExplainCliOptions {
   out: string;
@@ -143,7 +144,7 @@ export async function explainCommand(modelDir: string, inputs: string[], opts: E
     ? await readLesions(opts.lesions, opts.lesionTypes === undefined ? {} : { types: opts.lesionTypes.split(',').map((t) => t.trim()).filter(Boolean) })
     : undefined;
   // Overlays of an earlier run into --out are never explained again (a folder above --out is walked without them).
-  const images = (await expandInputs(inputs)).filter((p) => !isInside(p, out));
+  const images = (await collectImages(inputs)).map((p) => resolve(p)).filter((p) => !isInside(p, out));
   if (images.length === 0) throw new InputError('every input photograph lies inside --out', { file: out });
   let localisation: LocalisationJob | undefined;
   if (lesions) {
@@ -219,7 +220,7 @@ export function register(program: Command): void {
         'with raw heatmaps, an HTML gallery, optional faithfulness scores and, with --lesions, how well the maps point at expert lesion boxes.',
     )
     .argument('<model-dir>', 'a fundus model directory (model.json, weights.bin, fundus.json)')
-    .argument('<images...>', 'image files or folders (searched recursively for .jpg .jpeg .png .tif .tiff .webp .bmp)')
+    .argument('<images...>', `image files or folders (searched recursively for ${IMAGE_EXTENSIONS.join(' ')})`)
     .requiredOption(
       '-o, --out <dir>',
       'output folder: overlays, raw heatmaps, explain.json and index.html (replaced atomically; only a new or empty folder, or an earlier explain output holding nothing else)',

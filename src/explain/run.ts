@@ -1,5 +1,5 @@
-import { readdir, stat, writeFile } from 'node:fs/promises';
-import { basename, extname, join, resolve } from 'node:path';
+import { writeFile } from 'node:fs/promises';
+import { basename, extname, join } from 'node:path';
 import { decodeRgb, preprocessImage, type CropGeometry, type PreprocessedImage } from '../data/preprocess.js';
 import { seededRandom } from '../data/random.js';
 import type { FundusModel } from '../models/io.js';
@@ -31,8 +31,6 @@ import {
   type ScoredMap,
 } from './localisation.js';
 import { heatmapToPng16, renderOverlayRgb, type Colormap } from './overlay.js';
-
-export const IMAGE_EXTENSIONS = new Set(['.jpg', '.jpeg', '.png', '.tif', '.tiff', '.webp', '.bmp']);
 
 /** Which classes to explain: `predicted` (positives at the model's thresholds, plus evidence against `normal` where it is predicted absent), `all`, or a list. */
 export type ClassSelection = { kind: 'predicted' } | { kind: 'all' } | { kind: 'list'; classes: number[] };
@@ -92,35 +90,6 @@ export interface ExplainManifest {
   entries: ExplainEntry[];
   faithfulness?: FaithfulnessRow[];
   localisation?: LocalisationReport;
-}
-
-/** Expands folders (recursively, image extensions only, sorted) and checks that every file exists. */
-export async function expandInputs(inputs: string[]): Promise<string[]> {
-  const out: string[] = [];
-  const walk = async (dir: string): Promise<void> => {
-    const names = (await readdir(dir)).sort();
-    for (const name of names) {
-      if (name.startsWith('.')) continue;
-      const p = join(dir, name);
-      const s = await stat(p);
-      if (s.isDirectory()) await walk(p);
-      else if (IMAGE_EXTENSIONS.has(extname(name).toLowerCase())) out.push(p);
-    }
-  };
-  for (const input of inputs) {
-    let s;
-    try {
-      s = await stat(input);
-    } catch {
-      throw new InputError('no such file or folder', { file: input });
-    }
-    if (s.isDirectory()) {
-      const before = out.length;
-      await walk(input);
-      if (out.length === before) throw new InputError(`no images (${[...IMAGE_EXTENSIONS].join(', ')}) in this folder`, { file: input });
-    } else out.push(input);
-  }
-  return out.map((p) => resolve(p));
 }
 
 /** Parses `--classes`: `predicted`, `all`, or comma-separated class names or indices of the model. */

@@ -8,7 +8,7 @@ import { readSplitParts } from '../train/split.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
 import { embedFiles, saveEmbeddings } from './embed.js';
-import { expandImageArgs } from './files.js';
+import { collectImages } from '../data/image-files.js';
 import { defaultDuplicateFinder } from './leakage.js';
 import { runSelfLearning, type RetrainMode } from './pipeline.js';
 import type { PseudoLabelMethod } from './pseudolabel.js';
@@ -92,7 +92,7 @@ export function registerEmbed(program: Command): void {
     .action(async (modelDir: string, images: string[], opts: { out: string; layer?: string; batchSize: number; cache: boolean }) => {
       await initEngine();
       const model = await loadModel(modelDir);
-      const paths = await expandImageArgs(images);
+      const paths = await collectImages(images);
       const emb = await embedFiles(model, paths, { layer: opts.layer, batchSize: opts.batchSize, cache: opts.cache, progressLabel: 'embed' });
       const written = await saveEmbeddings(opts.out, emb, modelDir);
       console.log(`${emb.matrix.rows} embeddings of dimension ${emb.matrix.cols} from layer "${emb.layer}" → ${written.data}, ${written.sidecar}`);
@@ -161,7 +161,7 @@ export function registerSelflearn(program: Command): void {
       const model = await loadModel(modelDir);
       const dataset = await readDataset(csv, images);
       const split = await readSplitParts(f.split);
-      const unlabelled = await expandImageArgs(f.unlabelled);
+      const unlabelled = await collectImages(f.unlabelled);
       const methods: PseudoLabelMethod[] = f.methods.map((m) =>
         m === 'confidence'
           ? { kind: 'confidence' }

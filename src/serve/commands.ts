@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { loadModel, METADATA_JSON } from '../models/io.js';
 import { CAM_METHODS, isCamMethod, type CamMethod } from '../explain/cam.js';
 import { InputError } from '../util/errors.js';
-import { collectImages } from './inputs.js';
+import { collectImages } from '../data/image-files.js';
 import { formatFromPath, type OutputFormat } from './output.js';
 import { HEATMAPS_INDEX, checkHeatmapsDir, checkPredictOut, runPredict } from './predict-cli.js';
 import { checkBindAddress } from './auth.js';
@@ -119,7 +119,6 @@ export function register(program: Command): void {
       if (flags.out) await checkPredictOut(flags.out);
       if (flags.heatmaps) await checkHeatmapsDir(flags.heatmaps);
       const images = await collectImages(inputs);
-      if (images.length === 0) throw new InputError(`no images found in ${inputs.join(', ')}`);
       await initBatchPrediction();
       const model = await loadModel(dir);
       const which = flags.heatmapClasses === 'positive' || flags.heatmapClasses === 'all' ? flags.heatmapClasses : flags.heatmapClasses.split(',').map((s) => s.trim());

@@ -3,6 +3,7 @@ import { appendFile, mkdir, readFile, readdir } from 'node:fs/promises';
 import { basename, dirname, extname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { enclosingModelDir, METADATA_JSON, type FundusModel } from '../models/io.js';
+import { isImageName } from '../data/image-files.js';
 import { preprocessImage } from '../data/preprocess.js';
 import { explainerFor, type CamMethod } from '../explain/cam.js';
 import { renderOverlay } from '../explain/overlay.js';
@@ -13,7 +14,6 @@ import { folderEntries, isInside, pathKind, someNames } from '../util/owned.js';
 import { predictBatches, decodePoolIfNeeded } from './pipeline.js';
 import { progress } from '../util/progress.js';
 import type { PredictionRecord } from './api-types.js';
-import { isImageName } from './inputs.js';
 import { ResultSink, readPredictionsHeader, type ModelIdentity, type OutputFormat } from './output.js';
 import { toRecord } from './records.js';
 

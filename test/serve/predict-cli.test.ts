@@ -7,7 +7,7 @@ import sharp from 'sharp';
 import { PROJECT_ROOT, tempDir } from '../helpers.js';
 import { CLASSES } from '../../src/data/labels.js';
 import { ResultSink, csvHeader, headerLine, parseHeaderLine, predictionsHeader } from '../../src/serve/output.js';
-import { collectImages } from '../../src/serve/inputs.js';
+import { collectImages } from '../../src/data/image-files.js';
 import { buildFixtureModel, realImages } from './fixture.js';
 
 let model: string;
