@@ -25,7 +25,7 @@ async function isModelDir(p: string): Promise<boolean> {
   }
 }
 
-function positiveInt(name: string) {
+export function positiveInt(name: string) {
   return (v: string): number => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 1) throw new InputError(`${name} must be a positive integer (got "${v}")`);
@@ -38,7 +38,8 @@ function camMethod(v: string): CamMethod {
   return v;
 }
 
-async function resolveModelDir(explicit: string | undefined): Promise<string> {
+/** The model directory to use: the one named, else the bundled model; InputError when it is not a fundus model. */
+export async function resolveModelDir(explicit: string | undefined): Promise<string> {
   const dir = explicit ?? DEFAULT_MODEL_DIR;
   if (!(await isModelDir(dir))) {
     throw new InputError(
