@@ -8,7 +8,7 @@ import { initEngine } from '../src/engine/index.js';
 import { loadModel } from '../src/models/io.js';
 import { embedFiles } from '../src/selflearn/embed.js';
 import { l2Normalize, medianHeuristicGamma, selectConfident, spreadingScores } from '../src/selflearn/pseudolabel.js';
-import { readSplitParts } from '../src/train/split.js';
+import { readSplitParts } from '../src/data/split.js';
 
 const [modelDir, splitPath = 'splits/vietai.json'] = process.argv.slice(2);
 const DATA = '../shared/data/vietai';

@@ -11,7 +11,7 @@ import { loadModel } from '../src/models/io.js';
 import { evaluateOnPart, type PartEvaluation } from '../src/selflearn/evaluate.js';
 import { compareArms, verdict, type SelfLearnReport, type VariantResult } from '../src/selflearn/pipeline.js';
 import { renderMarkdown } from '../src/selflearn/report.js';
-import { readSplitParts } from '../src/train/split.js';
+import { readSplitParts } from '../src/data/split.js';
 import { writeFileAtomic } from '../src/util/atomic.js';
 
 const [originalDir, outDir, splitPath, csv, images] = process.argv.slice(2);

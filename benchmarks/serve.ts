@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../src/engine/index.js';
-import { initBatchPrediction } from '../src/serve/pipeline.js';
+import { initBatchPrediction } from '../src/models/predictor.js';
 import { loadModel, saveModel, type FundusModel } from '../src/models/io.js';
 import { buildNetwork } from '../src/models/architectures.js';
 import { predictTensor } from '../src/models/predict.js';

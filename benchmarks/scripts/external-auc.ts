@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { initEngine } from '../../src/engine/index.js';
 import { rocAuc } from '../../src/eval/metrics.js';
 import { loadModel } from '../../src/models/io.js';
-import { predictFiles } from '../../src/models/predict.js';
+import { predictFiles } from '../../src/models/predictor.js';
 
 const root = process.env.EXTERNAL ?? join(import.meta.dirname, '..', '..', '..', 'shared', 'data', 'external');
 const SETS = [

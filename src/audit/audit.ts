@@ -201,7 +201,7 @@ export async function auditSources(opts: AuditOptions): Promise<AuditReport> {
 
   let modelAudit: ModelAudit | null = null;
   if (model && opts.model) {
-    const predict = opts.network?.predict ?? (await import('../models/predict.js')).predictFiles;
+    const predict = opts.network?.predict ?? (await import('../models/predictor.js')).predictFiles;
     const embed = opts.network?.embed ?? (await import('../selflearn/embed.js')).embedFiles;
     const batchSize = opts.batchSize ?? 16;
     const bar = progress('predictions', paths.length, { quiet: opts.quiet });

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { InputError } from '../util/errors.js';
 import { seededRandom, shuffleInPlace } from './random.js';
@@ -5,6 +6,15 @@ import type { Dataset } from './labels.js';
 
 export const PART_NAMES = ['train', 'validation', 'test'] as const;
 export type PartName = (typeof PART_NAMES)[number];
+
+/** The file names (CSV filenames) in each part of a split. */
+export type SplitParts = Record<PartName, string[]>;
+
+/** A split file's parts, and the file's exact text and sha256 (training copies it into the model directory). */
+export interface SplitFile extends SplitParts {
+  text: string;
+  sha256: string;
+}
 
 /** Images and positives per class of one part. */
 export interface PartCounts {
@@ -22,7 +32,7 @@ export interface Split {
   ratios: Record<PartName, number>;
   /** What was split, so that a split is never applied to another CSV by mistake. */
   source: { csv: string; csvSha256: string; images: number };
-  parts: { train: string[]; validation: string[]; test: string[] };
+  parts: SplitParts;
   /** Groups of repeat photographs of the same eye (labelled filenames), each kept inside one part. */
   groups: string[][];
   /**
@@ -212,6 +222,14 @@ export async function readSplit(path: string): Promise<Split> {
   s.groups ??= [];
   s.unlabeledLinks ??= {};
   return s;
+}
+
+/** Reads a split file with `readSplit`'s checks (InputError naming it when malformed), keeping its exact text. */
+export async function readSplitParts(path: string): Promise<SplitFile> {
+  const split = await readSplit(path);
+  const text = await readFile(path, 'utf8');
+  const { train, validation, test } = split.parts;
+  return { train, validation, test, text, sha256: createHash('sha256').update(text).digest('hex') };
 }
 
 /** The part of every filename of a split. */

@@ -13,7 +13,7 @@ import { evaluatePredictions } from './evaluate.js';
 import type { BootstrapOptions } from './bootstrap.js';
 import type { EvaluationReport } from './schema.js';
 
-/** `predictFiles` of src/models/predict.ts: n×C probabilities after the model's activation. */
+/** `predictFiles` of src/models/predictor.ts: n×C probabilities after the model's activation. */
 export type PredictFiles = (
   model: FundusModel,
   inputs: (string | Buffer)[],
@@ -130,7 +130,7 @@ export async function predictSet(model: FundusModel, set: EvaluationSet, predict
 
 /** The default prediction function, loaded lazily so that metric-only code paths never load tfjs. */
 export async function defaultPredictFiles(): Promise<PredictFiles> {
-  const { predictFiles } = await import('../models/predict.js');
+  const { predictFiles } = await import('../models/predictor.js');
   return predictFiles;
 }
 

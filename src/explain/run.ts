@@ -1,8 +1,9 @@
 import { writeFile } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
-import { decodeRgb, preprocessImage, type CropGeometry, type PreprocessedImage } from '../data/preprocess.js';
+import { decodeRgb, type CropGeometry, type PreprocessedImage } from '../data/preprocess.js';
 import { seededRandom } from '../data/random.js';
 import type { FundusModel } from '../models/io.js';
+import { Predictor } from '../models/predictor.js';
 import { InputError } from '../util/errors.js';
 import { explainerFor, type CamMethod, type CamResult, type CamTarget } from './cam.js';
 import {
@@ -186,92 +187,100 @@ export async function runExplain(job: ExplainJob): Promise<ExplainManifest> {
   const timed: { method: CamMethod; score: FaithfulnessScore; random: FaithfulnessScore; camSeconds: number }[] = [];
   const scored: ScoredMap[] = [];
   const baselines = new Map<number, BaselineScores>();
-  for (let start = 0; start < job.images.length; start += batchSize) {
-    const paths = job.images.slice(start, start + batchSize);
-    const pre: PreprocessedImage[] = [];
-    for (const p of paths) pre.push(await preprocessImage(p, meta.preprocess));
-    const probs = explainer.predict(pre);
-    const C = meta.classes.length;
-    const targets = pre.flatMap((_, i) => chooseTargets(job.classes, probs.subarray(i * C, (i + 1) * C), model, i));
-    const blurred = job.faithfulness ? pre.map((im) => blurImage(im)) : [];
-    const perMethod = job.methods.map((method) => {
-      const t0 = performance.now();
-      const results: CamResult[] = explainer.explain(pre, targets, method);
-      return { method, results, camSeconds: (performance.now() - t0) / 1000 / Math.max(1, results.length) };
-    });
-    // Per photograph: decoded once for its disc mask and all of its overlays.
-    for (let i = 0; i < paths.length; i++) {
-      const path = paths[i];
-      const index = start + i;
-      const geometry = pre[i].geometry;
-      const photo = await decodeRgb(path);
-      if (photo.width !== geometry.width || photo.height !== geometry.height) {
-        throw new Error(`${path}: decoded at ${photo.width}x${photo.height} but preprocessed at ${geometry.width}x${geometry.height}`);
-      }
-      const disc = discMask(photo.data, photo.width, photo.height, geometry);
-      const image: ExplainManifest['images'][number] = { path, geometry, probabilities: Array.from(probs.subarray(i * C, (i + 1) * C)) };
-      const boxes = boxesOf.get(index);
-      let grid: ReturnType<typeof localisationGrid> | undefined;
-      if (loc && boxes) {
-        checkBoxes(boxes, photo.width, photo.height, loc.lesions.file, path);
-        grid = localisationGrid(disc, geometry, boxes, loc.tolerancePx);
-        const b = baselineScores(grid);
-        baselines.set(index, b);
-        image.localisation = {
-          boxes: boxes.map(({ lesion, x0, y0, x1, y1 }) => ({ lesion, x0, y0, x1, y1 })),
-          boxShare: grid.boxShare,
-          nearShare: grid.nearShare,
-          centre: b.centre,
-          discPixels: disc.count,
-          gridScale: grid.scale,
-        };
-      }
-      manifest.images.push(image);
-      for (const { method, results, camSeconds } of perMethod) {
-        for (const r of results) {
-          if (r.image !== i) continue;
-          const className = meta.classes[r.classIndex];
-          const direction = r.negate ? 'against' : 'for';
-          const stem = `${names[index]}.${slug(className)}${r.negate ? '-against' : ''}.${slug(method)}`;
-          const overlay = `${stem}.png`;
-          await writeFile(join(job.outDir, overlay), await renderOverlayRgb(photo, r.heatmap, geometry, { colormap, alpha: job.alpha, disc: masked ? disc : false }));
-          const raw: string[] = [];
-          if (rawFormats.includes('npy')) {
-            raw.push(`${stem}.raw.npy`);
-            await writeFile(join(job.outDir, `${stem}.raw.npy`), heatmapToNpy(r.raw));
-          }
-          if (rawFormats.includes('png16')) {
-            raw.push(`${stem}.heat16.png`);
-            await writeFile(join(job.outDir, `${stem}.heat16.png`), await heatmapToPng16(r.heatmap, geometry, masked ? disc : false));
-          }
-          const entry: ExplainEntry = {
-            image: path,
-            className,
-            direction,
-            method,
-            probability: r.probability,
-            threshold: meta.thresholds[r.classIndex],
-            logit: r.score,
-            overlay,
-            raw,
+  const predictor = new Predictor(model, { batchSize });
+  try {
+    for await (const batch of predictor.batches(job.images)) {
+      const start = batch.start;
+      const paths = job.images.slice(start, start + batchSize);
+      const failed = batch.outcomes.find((o) => !o.ok);
+      if (failed && !failed.ok) throw failed.error;
+      const pre = batch.images as PreprocessedImage[];
+      const C = meta.classes.length;
+      const probs = new Float32Array(paths.length * C);
+      batch.outcomes.forEach((o, i) => o.ok && probs.set(o.probabilities, i * C));
+      const targets = pre.flatMap((_, i) => chooseTargets(job.classes, probs.subarray(i * C, (i + 1) * C), model, i));
+      const blurred = job.faithfulness ? pre.map((im) => blurImage(im)) : [];
+      const perMethod = job.methods.map((method) => {
+        const t0 = performance.now();
+        const results: CamResult[] = explainer.explain(pre, targets, method);
+        return { method, results, camSeconds: (performance.now() - t0) / 1000 / Math.max(1, results.length) };
+      });
+      // Per photograph: decoded once for its disc mask and all of its overlays.
+      for (let i = 0; i < paths.length; i++) {
+        const path = paths[i];
+        const index = start + i;
+        const geometry = pre[i].geometry;
+        const photo = await decodeRgb(path);
+        if (photo.width !== geometry.width || photo.height !== geometry.height) {
+          throw new Error(`${path}: decoded at ${photo.width}x${photo.height} but preprocessed at ${geometry.width}x${geometry.height}`);
+        }
+        const disc = discMask(photo.data, photo.width, photo.height, geometry);
+        const image: ExplainManifest['images'][number] = { path, geometry, probabilities: Array.from(probs.subarray(i * C, (i + 1) * C)) };
+        const boxes = boxesOf.get(index);
+        let grid: ReturnType<typeof localisationGrid> | undefined;
+        if (loc && boxes) {
+          checkBoxes(boxes, photo.width, photo.height, loc.lesions.file, path);
+          grid = localisationGrid(disc, geometry, boxes, loc.tolerancePx);
+          const b = baselineScores(grid);
+          baselines.set(index, b);
+          image.localisation = {
+            boxes: boxes.map(({ lesion, x0, y0, x1, y1 }) => ({ lesion, x0, y0, x1, y1 })),
+            boxShare: grid.boxShare,
+            nearShare: grid.nearShare,
+            centre: b.centre,
+            discPixels: disc.count,
+            gridScale: grid.scale,
           };
-          if (job.faithfulness) {
-            const key = `${index}/${r.classIndex}/${r.negate ? '-' : '+'}`;
-            let random = randomCache.get(key);
-            if (!random) randomCache.set(key, (random = randomScore(explainer, pre[i], r, rand, job.faithfulness, blurred[i])));
-            entry.faithfulness = { score: heatmapScore(explainer, pre[i], r, r.heatmap, rand, job.faithfulness, blurred[i]), random };
-            timed.push({ method, ...entry.faithfulness, camSeconds });
+        }
+        manifest.images.push(image);
+        for (const { method, results, camSeconds } of perMethod) {
+          for (const r of results) {
+            if (r.image !== i) continue;
+            const className = meta.classes[r.classIndex];
+            const direction = r.negate ? 'against' : 'for';
+            const stem = `${names[index]}.${slug(className)}${r.negate ? '-against' : ''}.${slug(method)}`;
+            const overlay = `${stem}.png`;
+            await writeFile(join(job.outDir, overlay), await renderOverlayRgb(photo, r.heatmap, geometry, { colormap, alpha: job.alpha, disc: masked ? disc : false }));
+            const raw: string[] = [];
+            if (rawFormats.includes('npy')) {
+              raw.push(`${stem}.raw.npy`);
+              await writeFile(join(job.outDir, `${stem}.raw.npy`), heatmapToNpy(r.raw));
+            }
+            if (rawFormats.includes('png16')) {
+              raw.push(`${stem}.heat16.png`);
+              await writeFile(join(job.outDir, `${stem}.heat16.png`), await heatmapToPng16(r.heatmap, geometry, masked ? disc : false));
+            }
+            const entry: ExplainEntry = {
+              image: path,
+              className,
+              direction,
+              method,
+              probability: r.probability,
+              threshold: meta.thresholds[r.classIndex],
+              logit: r.score,
+              overlay,
+              raw,
+            };
+            if (job.faithfulness) {
+              const key = `${index}/${r.classIndex}/${r.negate ? '-' : '+'}`;
+              let random = randomCache.get(key);
+              if (!random) randomCache.set(key, (random = randomScore(explainer, pre[i], r, rand, job.faithfulness, blurred[i])));
+              entry.faithfulness = { score: heatmapScore(explainer, pre[i], r, r.heatmap, rand, job.faithfulness, blurred[i]), random };
+              timed.push({ method, ...entry.faithfulness, camSeconds });
+            }
+            if (grid) {
+              const score = scoreHeatmap(r.heatmap, grid);
+              entry.localisation = { ...score };
+              scored.push({ image: index, method, className, direction, score, positive: r.probability >= entry.threshold });
+            }
+            manifest.entries.push(entry);
           }
-          if (grid) {
-            const score = scoreHeatmap(r.heatmap, grid);
-            entry.localisation = { ...score };
-            scored.push({ image: index, method, className, direction, score, positive: r.probability >= entry.threshold });
-          }
-          manifest.entries.push(entry);
         }
       }
+      job.onProgress?.(start + paths.length);
     }
-    job.onProgress?.(start + paths.length);
+  } finally {
+    await predictor.close();
   }
   if (job.faithfulness) manifest.faithfulness = summarize(timed);
   if (loc) {

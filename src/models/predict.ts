@@ -1,15 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import { preprocessImage } from '../data/preprocess.js';
-import { mapLimit } from '../data/cache.js';
 import { InputError } from '../util/errors.js';
 import type { FundusModel } from './io.js';
-
-export interface PredictOptions {
-  /** Images per forward pass (default 16): bounds memory while keeping the kernels busy. */
-  batchSize?: number;
-  /** Called after each batch with the number of images done so far. */
-  onProgress?: (done: number) => void;
-}
 
 function checkInput(model: FundusModel, x: tf.Tensor4D): void {
   const [h, w, c] = model.metadata.inputShape;
@@ -43,26 +34,4 @@ export function stackImages(images: Float32Array[], shape: [number, number, numb
     buf.set(im, i * per);
   });
   return tf.tensor4d(buf, [images.length, h, w, c]);
-}
-
-/**
- * Preprocesses each photo exactly as the model was trained (its stored settings) and predicts in batches. Returns
- * N×C row-major probabilities in input order. InputError naming the file when a photo cannot be read.
- */
-export async function predictFiles(model: FundusModel, inputs: (string | Buffer)[], opts: PredictOptions = {}): Promise<Float32Array> {
-  const batchSize = Math.max(1, Math.floor(opts.batchSize ?? 16));
-  const numClasses = model.metadata.classes.length;
-  const out = new Float32Array(inputs.length * numClasses);
-  for (let start = 0; start < inputs.length; start += batchSize) {
-    const chunk = inputs.slice(start, start + batchSize);
-    const images = await mapLimit(chunk, 4, async (input) => (await preprocessImage(input, model.metadata.preprocess)).data);
-    const x = stackImages(images, model.metadata.inputShape);
-    try {
-      out.set(predictTensor(model, x), start * numClasses);
-    } finally {
-      x.dispose();
-    }
-    opts.onProgress?.(start + chunk.length);
-  }
-  return out;
 }

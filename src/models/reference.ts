@@ -1,11 +1,12 @@
 // A model directory may carry what the model predicted, when it was saved, on the sample photographs that ship
 // with fundus (`reference-predictions.json`). Comparing against it proves that loading and preprocessing still
 // reproduce the model's inputs exactly: a change in decoding, cropping or resizing shows up here first.
-import { readdir, readFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { collectImages } from '../data/image-files.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import type { FundusModel } from './io.js';
-import { predictFiles } from './predict.js';
+import { predictFiles } from './predictor.js';
 
 export const REFERENCE_PREDICTIONS = 'reference-predictions.json';
 
@@ -16,7 +17,7 @@ export interface ReferencePredictions {
 }
 
 async function samplePaths(imagesDir: string): Promise<string[]> {
-  return (await readdir(imagesDir)).filter((f) => /\.(jpe?g|png)$/i.test(f)).sort().map((f) => join(imagesDir, f));
+  return collectImages([imagesDir], { recursive: false });
 }
 
 export async function computeReferencePredictions(model: FundusModel, imagesDir: string): Promise<ReferencePredictions> {

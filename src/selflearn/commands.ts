@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { readDataset } from '../data/csv.js';
 import { initEngine } from '../engine/index.js';
 import { loadModel } from '../models/io.js';
-import { readSplitParts } from '../train/split.js';
+import { readSplitParts } from '../data/split.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
 import { embedFiles, saveEmbeddings } from './embed.js';

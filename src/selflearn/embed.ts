@@ -1,10 +1,7 @@
-import * as tf from '@tensorflow/tfjs-core';
-import * as tfl from '@tensorflow/tfjs-layers';
 import { readFile, rm } from 'node:fs/promises';
 import { basename } from 'node:path';
-import { loadPreprocessedBytes } from '../data/cache.js';
-import { normalizeBytes } from '../data/preprocess.js';
 import type { FundusModel } from '../models/io.js';
+import { Predictor } from '../models/predictor.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
 import { progress } from '../util/progress.js';
@@ -49,82 +46,29 @@ export interface EmbedOptions {
   onProgress?: (done: number) => void;
 }
 
-/** The layer feeding the classification head: the inbound layer of `logits` (or of the last Dense layer). */
-export function penultimateLayerName(network: tfl.LayersModel): string {
-  const head =
-    network.layers.find((l) => l.name === 'logits' || l.name.endsWith('/logits')) ??
-    [...network.layers].reverse().find((l) => l.getClassName() === 'Dense');
-  if (!head) throw new InputError(`the network has no "logits" or Dense layer: name the embedding layer with --layer`);
-  const inbound = head.inboundNodes[0]?.inboundLayers[0];
-  if (!inbound) throw new InputError(`layer "${head.name}" has no input layer: name the embedding layer with --layer`);
-  return inbound.name;
-}
-
-/** A model from the network's input to `layer` (flattened per image). */
-export function embeddingModel(network: tfl.LayersModel, layer?: string): { model: tfl.LayersModel; layer: string } {
-  const name = layer ?? penultimateLayerName(network);
-  let target: tfl.layers.Layer;
-  try {
-    target = network.getLayer(name);
-  } catch {
-    const names = network.layers.map((l) => l.name);
-    throw new InputError(`the network has no layer "${name}" (layers: ${names.join(', ')})`);
-  }
-  const output = target.output;
-  if (Array.isArray(output)) throw new InputError(`layer "${name}" has several outputs; pick a layer with one`);
-  return { model: tfl.model({ inputs: network.inputs, outputs: output }), layer: name };
-}
-
 /**
- * Runs images through the network up to `layer` (default: penultimate) in batches, preprocessing exactly as the
- * model was trained (its fundus.json settings). Returns one float32 row per image, in input order.
+ * Runs images through the network up to `layer` (default: penultimate) with the Predictor, preprocessing exactly as
+ * the model was trained (its fundus.json settings). Returns one float32 row per image, in input order.
  */
 export async function embedFiles(model: FundusModel, paths: string[], opts: EmbedOptions = {}): Promise<Embeddings> {
   if (paths.length === 0) throw new InputError('no images to embed');
-  const { model: sub, layer } = embeddingModel(model.network, opts.layer);
-  const settings = model.metadata.preprocess;
-  const [h, w, c] = model.metadata.inputShape;
-  const batchSize = Math.max(1, opts.batchSize ?? 16);
+  const predictor = new Predictor(model, { batchSize: opts.batchSize, cache: opts.cache ?? true });
   const bar = opts.progressLabel ? progress(opts.progressLabel, paths.length) : undefined;
-  let data: Float32Array | undefined;
-  let dim = 0;
+  let last = 0;
   try {
-    // Chunks of a few batches: never hold every decoded image of a large set in memory at once.
-    const chunk = batchSize * 8;
-    for (let c0 = 0; c0 < paths.length; c0 += chunk) {
-      const part = paths.slice(c0, c0 + chunk);
-      const bytes = await loadPreprocessedBytes(part, settings, { cache: opts.cache });
-      for (let b0 = 0; b0 < part.length; b0 += batchSize) {
-        const batch = bytes.slice(b0, b0 + batchSize);
-        const x = new Float32Array(batch.length * h * w * c);
-        batch.forEach((img, i) => {
-          if (img.size !== h || img.size !== w || img.channels !== c) {
-            throw new InputError(`preprocessed to ${img.size}x${img.size}x${img.channels}, the network wants ${h}x${w}x${c}`, {
-              file: part[b0 + i],
-            });
-          }
-          x.set(normalizeBytes(img.pixels, img.channels, settings), i * h * w * c);
-        });
-        const out = tf.tidy(() => {
-          const y = sub.predict(tf.tensor4d(x, [batch.length, h, w, c])) as tf.Tensor;
-          return tf.reshape(y, [batch.length, -1]);
-        });
-        const values = (await out.data()) as Float32Array;
-        const d = out.shape[1] as number;
-        out.dispose();
-        if (!data) {
-          dim = d;
-          data = new Float32Array(paths.length * dim);
-        }
-        data.set(values, (c0 + b0) * dim);
-        bar?.tick(batch.length);
-        opts.onProgress?.(c0 + b0 + batch.length);
-      }
-    }
+    const rows = await predictor.embed(paths, {
+      layer: opts.layer,
+      onProgress: (done) => {
+        bar?.tick(done - last);
+        last = done;
+        opts.onProgress?.(done);
+      },
+    });
+    return { matrix: { data: rows.data, rows: rows.rows, cols: rows.dim }, names: paths.map((p) => basename(p)), paths, layer: rows.layer };
   } finally {
     bar?.stop();
+    await predictor.close();
   }
-  return { matrix: { data: data!, rows: paths.length, cols: dim }, names: paths.map((p) => basename(p)), paths, layer };
 }
 
 function sidecarPath(f32Path: string): string {

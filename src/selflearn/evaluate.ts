@@ -3,9 +3,8 @@ import type { BootstrapOptions } from '../eval/bootstrap.js';
 import { evaluatePredictions } from '../eval/evaluate.js';
 import type { EvaluationMetrics } from '../eval/schema.js';
 import type { FundusModel } from '../models/io.js';
-import { predictFiles } from '../models/predict.js';
+import { predictFiles } from '../models/predictor.js';
 import { InputError } from '../util/errors.js';
-import { embedFiles } from './embed.js';
 
 /**
  * Labelled images of a split part with their labels re-ordered to `classes` (a model's class order, which need not be
@@ -26,19 +25,13 @@ export function labelledPart(dataset: Dataset, names: string[], classes: string[
   });
 }
 
-function outputLayer(model: FundusModel): string {
-  const layers = model.network.layers;
-  return layers[layers.length - 1].name;
-}
-
 /**
- * The model's output probabilities on paths (n×C). `cache`: through the preprocessing cache (the same pixels as
- * training saw); otherwise `predictFiles`, exactly as `fundus predict` and `fundus evaluate` compute them.
+ * The model's output probabilities on paths (n×C), as `fundus predict` and `fundus evaluate` compute them; `cache`:
+ * through the preprocessing cache (the same pixels as training saw, decoded once over the many evaluations of a
+ * self-learning run).
  */
-export async function predictProbabilities(model: FundusModel, paths: string[], cache = true): Promise<Float32Array> {
-  // Test-time augmentation happens in predictFiles' forward pass, which the embedding path does not take.
-  if (!cache || (model.metadata.inference?.tta ?? 'none') !== 'none') return predictFiles(model, paths);
-  return (await embedFiles(model, paths, { layer: outputLayer(model), cache })).matrix.data;
+export function predictProbabilities(model: FundusModel, paths: string[], cache = true): Promise<Float32Array> {
+  return predictFiles(model, paths, { cache });
 }
 
 /** A model evaluated on labelled images: the metrics, and what they were computed from (for paired comparisons). */

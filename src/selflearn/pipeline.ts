@@ -1,5 +1,6 @@
 import { basename, join } from 'node:path';
 import type { Dataset, LabelledImage } from '../data/labels.js';
+import type { SplitParts } from '../data/split.js';
 import type { BootstrapOptions } from '../eval/bootstrap.js';
 import type { EvaluationMetrics } from '../eval/schema.js';
 import { saveModel, type FundusModel } from '../models/io.js';
@@ -54,12 +55,6 @@ export interface Retrained {
 
 /** Trains one model as asked (see retrain.ts for the one built on src/train). */
 export type Retrainer = (req: RetrainRequest) => Promise<Retrained>;
-
-export interface SplitParts {
-  train: string[];
-  validation: string[];
-  test: string[];
-}
 
 export interface SelfLearnOptions {
   model: FundusModel;

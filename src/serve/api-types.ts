@@ -3,16 +3,9 @@
  * types only, so that the browser bundle stays free of Node code).
  */
 
-/** One image's result: a probability and a decision per class, in the model's class order. */
-export interface PredictionRecord {
-  /** The file path (CLI) or the uploaded file's name (API), when known. */
-  file?: string;
-  probabilities: Record<string, number>;
-  /** `true` where the probability reaches the model's threshold for that class. */
-  decisions: Record<string, boolean>;
-  /** The classes decided positive, in class order. */
-  positive: string[];
-}
+import type { PredictionRecord } from '../models/records.js';
+
+export type { PredictionRecord };
 
 export interface PredictResponse extends PredictionRecord {
   model: { version: string; architecture: string; task: string };

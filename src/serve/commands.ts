@@ -10,7 +10,7 @@ import { collectImages } from '../data/image-files.js';
 import { formatFromPath, type OutputFormat } from './output.js';
 import { HEATMAPS_INDEX, checkHeatmapsDir, checkPredictOut, runPredict } from './predict-cli.js';
 import { checkBindAddress } from './auth.js';
-import { initBatchPrediction } from './pipeline.js';
+import { initBatchPrediction } from '../models/predictor.js';
 // Constants only: server.js itself (Fastify and the rest) is loaded when `serve` runs.
 import { DEFAULT_BODY_LIMIT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_UPLOAD_IDLE_TIMEOUT, DEFAULT_UPLOAD_TIMEOUT } from './limits.js';
 

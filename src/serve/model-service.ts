@@ -2,12 +2,12 @@ import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadModel, MODEL_JSON, WEIGHTS_BIN, METADATA_JSON, type FundusModel } from '../models/io.js';
-import { preprocessBatch, inferBatch, decodeLimiter, decodePoolIfNeeded } from './pipeline.js';
-import { preprocessImage, type CropGeometry, type PreprocessedImage } from '../data/preprocess.js';
+import { Predictor } from '../models/predictor.js';
+import { toRecord, type PredictionRecord } from '../models/records.js';
+import type { CropGeometry, PreprocessedImage } from '../data/preprocess.js';
 import { CAM_METHODS, explainerFor, type CamMethod, type Heatmap } from '../explain/cam.js';
 import { InputError } from '../util/errors.js';
-import type { ModelCard, PredictionRecord } from './api-types.js';
-import { toRecord } from './records.js';
+import type { ModelCard } from './api-types.js';
 
 /** A short fingerprint of the model files: two servers answer with the same version only for the same model. */
 export async function modelVersion(dir: string): Promise<string> {
@@ -46,15 +46,16 @@ export interface Explanation {
 export class ModelService {
   private queue: Pending[] = [];
   private running = false;
-  /** Preprocessing off the thread that runs the network, when it needs workers for that (see pipeline.ts). */
-  private readonly pool = decodePoolIfNeeded();
-  private readonly decoder = decodeLimiter(this.pool);
+  /** Preprocessing off the thread that runs the network, and the network itself. */
+  private readonly predictor: Predictor;
 
   private constructor(
     readonly model: FundusModel,
     readonly version: string,
     readonly maxBatch: number,
-  ) {}
+  ) {
+    this.predictor = new Predictor(model, { batchSize: maxBatch });
+  }
 
   static async load(dir: string, opts: { maxBatch?: number } = {}): Promise<ModelService> {
     const model = await loadModel(dir);
@@ -94,7 +95,7 @@ export class ModelService {
   predict(data: Buffer, name: string, signal?: AbortSignal): Promise<PredictionRecord> {
     return new Promise((resolve, reject) => {
       if (signal?.aborted) return reject(signal.reason);
-      const decoded = preprocessBatch(this.model, [data], this.decoder, this.pool).then((r) => r[0]);
+      const decoded = this.predictor.preprocess([data]).then((r) => r[0]);
       this.queue.push({ data, name, decoded, signal, resolve, reject });
       if (!this.running) void this.drain();
     });
@@ -125,11 +126,11 @@ export class ModelService {
     const { classes, thresholds } = this.model.metadata;
     const inputs = batch.map((p) => p.data);
     try {
-      const outcomes = inferBatch(this.model, inputs, await Promise.all(batch.map((p) => p.decoded)));
+      const outcomes = this.predictor.infer(inputs, await Promise.all(batch.map((p) => p.decoded)));
       batch.forEach((p, i) => {
         const o = outcomes[i];
-        if (o.ok) p.resolve(toRecord(o.probs, 0, classes, thresholds));
-        else p.reject(o.message.startsWith('error: ') ? new Error(o.message.slice(7)) : new InputError(o.message, { file: p.name }));
+        if (o.ok) p.resolve(toRecord(o.probabilities, 0, classes, thresholds));
+        else p.reject(renamed(o.error, p.name));
       });
     } catch (err) {
       for (const p of batch) p.reject(err);
@@ -138,13 +139,9 @@ export class ModelService {
 
   /** The heatmap of class `classIndex` for one encoded image, with the crop it covers in photo coordinates. */
   async explain(data: Buffer, name: string, classIndex: number, method: CamMethod, signal?: AbortSignal): Promise<Explanation> {
-    const m = this.model.metadata;
-    let image;
-    try {
-      image = await preprocessImage(data, m.preprocess);
-    } catch (err) {
-      throw renamed(err, name);
-    }
+    const [settled] = await this.predictor.preprocess([data]);
+    if (settled.status === 'rejected') throw renamed(settled.reason, name);
+    const image = settled.value;
     // The heatmap is the expensive part (Score-CAM: one forward pass per channel): not for a client that left.
     signal?.throwIfAborted();
     const [r] = explainerFor(this.model).explain([image], [{ image: 0, classIndex }], method);
@@ -153,7 +150,7 @@ export class ModelService {
 
   /** Stops the decode workers, if any. */
   close(): Promise<void> {
-    return this.pool?.close() ?? Promise.resolve();
+    return this.predictor.close();
   }
 
   classIndex(name: string): number {

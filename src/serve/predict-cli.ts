@@ -4,18 +4,17 @@ import { basename, dirname, extname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { enclosingModelDir, METADATA_JSON, type FundusModel } from '../models/io.js';
 import { isImageName } from '../data/image-files.js';
-import { preprocessImage } from '../data/preprocess.js';
+import type { PreprocessedImage } from '../data/preprocess.js';
 import { explainerFor, type CamMethod } from '../explain/cam.js';
 import { renderOverlay } from '../explain/overlay.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
 import { acquireLock, type Lock } from '../util/lock.js';
 import { folderEntries, isInside, pathKind, someNames } from '../util/owned.js';
-import { predictBatches, decodePoolIfNeeded } from './pipeline.js';
+import { Predictor } from '../models/predictor.js';
+import { toRecord, type PredictionRecord } from '../models/records.js';
 import { progress } from '../util/progress.js';
-import type { PredictionRecord } from './api-types.js';
 import { ResultSink, readPredictionsHeader, type ModelIdentity, type OutputFormat } from './output.js';
-import { toRecord } from './records.js';
 
 export interface PredictRunOptions {
   model: FundusModel;
@@ -206,12 +205,11 @@ class HeatmapNames {
   }
 }
 
-async function writeHeatmaps(opts: PredictRunOptions, names: HeatmapNames, image: string, rec: PredictionRecord): Promise<number> {
+async function writeHeatmaps(opts: PredictRunOptions, names: HeatmapNames, image: string, pre: PreprocessedImage, rec: PredictionRecord): Promise<number> {
   const { model } = opts;
   const method = opts.heatmapMethod ?? 'gradcam';
   const classes = model.metadata.classes;
   const targets = classesToExplain(rec, classes, opts.heatmapClasses);
-  const pre = await preprocessImage(image, model.metadata.preprocess);
   // Several classes of one image share one forward and one backward pass.
   const results = explainerFor(model).explain([pre], targets.map((classIndex) => ({ image: 0, classIndex })), method);
   const stem = await names.stemFor(resolve(image));
@@ -268,7 +266,7 @@ export async function runPredict(opts: PredictRunOptions): Promise<PredictRunSum
   const barShown = !quiet && process.stderr.isTTY === true && !process.env.FUNDUS_NO_PROGRESS;
   summary.failuresReported = !barShown;
   let success = false;
-  const pool = decodePoolIfNeeded();
+  const predictor = new Predictor(model, { batchSize });
   const onInterrupt = () => {
     bar.stop();
     process.stderr.write(`\nfundus predict: interrupted${opts.out ? `; rerun with --resume to continue ${opts.out}` : ''}\n`);
@@ -276,24 +274,24 @@ export async function runPredict(opts: PredictRunOptions): Promise<PredictRunSum
   };
   process.once('SIGINT', onInterrupt);
   try {
-    for await (const { start, outcomes } of predictBatches(model, todo, batchSize, pool)) {
+    for await (const { start, outcomes, images } of predictor.batches(todo)) {
       const chunk = todo.slice(start, start + outcomes.length);
-      const records: PredictionRecord[] = [];
+      const records: { rec: PredictionRecord; image: PreprocessedImage }[] = [];
       for (let i = 0; i < chunk.length; i++) {
         const o = outcomes[i];
-        if (o.ok) records.push(toRecord(o.probs, 0, classes, thresholds, chunk[i]));
+        if (o.ok) records.push({ rec: toRecord(o.probabilities, 0, classes, thresholds, chunk[i]), image: images[i]! });
         else {
           summary.failed.push({ file: chunk[i], message: o.message });
           // Under a live progress bar the report waits for the end of the run (see the command's summary).
           if (!barShown) process.stderr.write(`fundus predict: skipped ${chunk[i]}: ${o.message}\n`);
         }
       }
-      await sink.write(records);
+      await sink.write(records.map((r) => r.rec));
       summary.predicted += records.length;
       if (opts.heatmaps) {
-        for (const rec of records) {
+        for (const { rec, image } of records) {
           try {
-            summary.heatmaps += await writeHeatmaps(opts, names!, rec.file!, rec);
+            summary.heatmaps += await writeHeatmaps(opts, names!, rec.file!, image, rec);
           } catch (err) {
             process.stderr.write(`fundus predict: no heatmap for ${rec.file}: ${(err as Error).message}\n`);
           }
@@ -305,7 +303,7 @@ export async function runPredict(opts: PredictRunOptions): Promise<PredictRunSum
   } finally {
     process.removeListener('SIGINT', onInterrupt);
     bar.stop();
-    await pool?.close();
+    await predictor.close();
     try {
       await sink.close(success);
     } finally {

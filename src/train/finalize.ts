@@ -10,27 +10,19 @@ import { normalizeBytes } from '../data/preprocess.js';
 import { tuneThresholds } from '../eval/thresholds.js';
 import { MODEL_JSON, METADATA_JSON, WEIGHTS_BIN, loadModel, saveModel } from '../models/io.js';
 import type { ModelMetadata } from '../models/metadata.js';
-import { predictTensor, stackImages } from '../models/predict.js';
+import { stackImages } from '../models/predict.js';
+import { Predictor } from '../models/predictor.js';
 import { taskExamples } from '../models/tasks.js';
 import type { Example } from '../models/tasks.js';
 import { InputError } from '../util/errors.js';
 import { recalibrateBatchNorm } from './bnstats.js';
 import { splitGraded } from './losses.js';
 import { scoreProbabilities, scoresReport } from './scores.js';
-import { readSplitParts } from './split.js';
+import { readSplitParts } from '../data/split.js';
 
-/** Probabilities of `network` on cached bytes (inference mode), n×C. */
+/** Probabilities of `network` on cached bytes (inference mode), n×C, through the Predictor. */
 export function predictBytes(network: tfl.LayersModel, metadata: ModelMetadata, pixels: Uint8Array[], batchSize = 16): Float32Array {
-  const C = metadata.classes.length;
-  const out = new Float32Array(pixels.length * C);
-  const model = { dir: '(training)', network, metadata };
-  for (let s = 0; s < pixels.length; s += batchSize) {
-    const chunk = pixels.slice(s, s + batchSize).map((p) => normalizeBytes(p, metadata.inputShape[2], metadata.preprocess));
-    const x = stackImages(chunk, metadata.inputShape);
-    out.set(predictTensor(model, x), s * C);
-    x.dispose();
-  }
-  return out;
+  return new Predictor({ dir: '(training)', network, metadata }, { batchSize }).run(pixels);
 }
 
 export function targetMatrix(examples: Example[], numClasses: number): Float32Array {

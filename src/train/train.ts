@@ -30,8 +30,8 @@ import { trainLoop } from './loop.js';
 import { trainProbe } from './probe.js';
 import type { LoopSettings, Monitor } from './loop.js';
 import { scoringExamples, tuneAndScore } from './finalize.js';
-import { readSplitParts } from './split.js';
-import type { SplitParts } from './split.js';
+import { readSplitParts } from '../data/split.js';
+import type { SplitFile } from '../data/split.js';
 
 const FUNDUS_VERSION = '0.1.0';
 
@@ -123,7 +123,7 @@ export interface TrainResult {
 }
 
 /** The labelled data of a run: one CSV with its split file, or the sources of a datasets file. */
-async function trainingData(opts: TrainOptions): Promise<{ dataset: Dataset; split: SplitParts; splitPath: string; sources?: MultiSourceData }> {
+async function trainingData(opts: TrainOptions): Promise<{ dataset: Dataset; split: SplitFile; splitPath: string; sources?: MultiSourceData }> {
   if (opts.datasets !== undefined) {
     if (opts.csv !== undefined || opts.images !== undefined || opts.split !== undefined) {
       throw new InputError('give either --datasets or --csv, --images and --split, not both');

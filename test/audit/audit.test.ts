@@ -16,7 +16,7 @@ import type { AuditReport } from '../../src/audit/report.js';
 import { formatAudit } from '../../src/audit/text.js';
 import { InputError } from '../../src/util/errors.js';
 import { initEngine } from '../../src/engine/index.js';
-import { predictFiles } from '../../src/models/predict.js';
+import { predictFiles } from '../../src/models/predictor.js';
 import { embedFiles } from '../../src/selflearn/embed.js';
 import { tinyModel } from '../selflearn/tiny-model.js';
 import { CAMERA_A, CAMERA_B, twoSourceDatasets, writeCameraPhotos } from './fixtures.js';

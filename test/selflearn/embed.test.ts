@@ -6,7 +6,8 @@ import { spawnSync } from 'node:child_process';
 import { PROJECT_ROOT, VIETAI_DIR, tempDir } from '../helpers.js';
 import { initEngine } from '../../src/engine/index.js';
 import { loadModel } from '../../src/models/io.js';
-import { embedFiles, loadEmbeddings, penultimateLayerName, saveEmbeddings } from '../../src/selflearn/embed.js';
+import { penultimateLayerName } from '../../src/models/embedding.js';
+import { embedFiles, loadEmbeddings, saveEmbeddings } from '../../src/selflearn/embed.js';
 import { InputError } from '../../src/util/errors.js';
 import { tinyModel } from './tiny-model.js';
 

@@ -9,7 +9,7 @@ import { initEngine } from '../../src/engine/index.js';
 import { readDataset } from '../../src/data/csv.js';
 import { loadModel, saveModel } from '../../src/models/io.js';
 import { trainModel } from '../../src/train/train.js';
-import { readSplitParts } from '../../src/train/split.js';
+import { readSplitParts } from '../../src/data/split.js';
 import { defaultDuplicateFinder, excludeTestDuplicates } from '../../src/selflearn/leakage.js';
 import { comparisonPlan, runSelfLearning, verdict, type Comparison, type Retrainer, type RetrainMode, type VariantResult } from '../../src/selflearn/pipeline.js';
 import { selectConfident, type PseudoLabelMethod } from '../../src/selflearn/pseudolabel.js';

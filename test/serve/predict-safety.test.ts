@@ -8,7 +8,7 @@ import { copyFile, cp, mkdir, readdir, readFile, stat, writeFile } from 'node:fs
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { loadModel, type FundusModel } from '../../src/models/io.js';
-import { initBatchPrediction } from '../../src/serve/pipeline.js';
+import { initBatchPrediction } from '../../src/models/predictor.js';
 import { runPredict, type PredictRunOptions } from '../../src/serve/predict-cli.js';
 import { csvHeader } from '../../src/serve/output.js';
 import { InputError } from '../../src/util/errors.js';

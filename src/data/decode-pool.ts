@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import { preprocessImage, type CropGeometry, type PreprocessedImage, type PreprocessSettings } from '../data/preprocess.js';
+import { preprocessImage, type CropGeometry, type PreprocessedImage, type PreprocessSettings } from './preprocess.js';
 import { InputError } from '../util/errors.js';
 
 export interface DecodeRequest {
@@ -11,6 +11,10 @@ export interface DecodeRequest {
 export type DecodeReply =
   | { id: number; ok: true; data: Float32Array; size: number; channels: number; geometry: CropGeometry }
   | { id: number; ok: false; inputError: boolean; message: string };
+
+// Compiled (dist/), the worker is plain JavaScript; run from the sources, it needs tsx's loader, which workers do
+// not inherit: the .mjs entry registers it first.
+const WORKER_ENTRY = new URL(import.meta.url.endsWith('.ts') ? './decode-worker.mjs' : './decode-worker.js', import.meta.url);
 
 interface Waiting {
   resolve: (im: PreprocessedImage) => void;
@@ -35,7 +39,7 @@ export class DecodePool {
     for (let i = 0; i < size; i++) {
       let w: Worker;
       try {
-        w = new Worker(new URL('./decode-worker.mjs', import.meta.url));
+        w = new Worker(WORKER_ENTRY);
       } catch {
         this.broken = true;
         break;

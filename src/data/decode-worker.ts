@@ -1,5 +1,5 @@
 import { parentPort } from 'node:worker_threads';
-import { preprocessImage, type PreprocessSettings } from '../data/preprocess.js';
+import { preprocessImage, type PreprocessSettings } from './preprocess.js';
 import { InputError } from '../util/errors.js';
 import type { DecodeReply, DecodeRequest } from './decode-pool.js';
 

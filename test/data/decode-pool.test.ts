@@ -2,9 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { preprocessImage } from '../../src/data/preprocess.js';
-import { DecodePool } from '../../src/serve/decode-pool.js';
+import { DecodePool } from '../../src/data/decode-pool.js';
 import { InputError } from '../../src/util/errors.js';
-import { realImages } from './fixture.js';
+import { realImages } from '../serve/fixture.js';
 
 const settings = { crop: true, size: 64, channels: 'rgb' as const, clahe: false, normalize: { mean: [0.5], std: [0.25] } };
 

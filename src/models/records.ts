@@ -1,4 +1,13 @@
-import type { PredictionRecord } from './api-types.js';
+/** One image's result: a probability and a decision per class, in the model's class order. */
+export interface PredictionRecord {
+  /** The file path (CLI) or the uploaded file's name (API), when known. */
+  file?: string;
+  probabilities: Record<string, number>;
+  /** `true` where the probability reaches the model's threshold for that class. */
+  decisions: Record<string, boolean>;
+  /** The classes decided positive, in class order. */
+  positive: string[];
+}
 
 /** Turns one row of probabilities into the per-class record shared by the CLI, the API and the viewer. */
 export function toRecord(
