@@ -5,7 +5,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { initEngine } from '../../src/engine/index.js';
-import { rocAuc } from '../../src/eval/metrics.js';
+import { rocAuc } from '../../src/metrics/metrics.js';
 import { loadModel } from '../../src/models/io.js';
 import { predictFiles } from '../../src/models/predictor.js';
 

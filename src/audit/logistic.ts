@@ -1,4 +1,4 @@
-import { rocAuc } from '../eval/metrics.js';
+import { rocAuc } from '../metrics/metrics.js';
 
 /**
  * One-vs-rest L2-regularised logistic regression on standardised features, and its cross-validated ROC AUC: how well

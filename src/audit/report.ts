@@ -2,7 +2,7 @@ import { isGraded } from '../data/labels.js';
 import type { LabelledImage } from '../data/labels.js';
 import { confoundingBySource, confoundingWarnings } from '../eval/confounding.js';
 import type { ClassBySource } from '../eval/confounding.js';
-import { rocAuc } from '../eval/metrics.js';
+import { rocAuc } from '../metrics/metrics.js';
 import { PHOTO_GEOMETRY_STATISTICS } from './features.js';
 import { crossValidatedAuc } from './logistic.js';
 import type { FeatureMatrix, LogisticOptions } from './logistic.js';

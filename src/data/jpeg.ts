@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
-import type { CropGeometry } from './preprocess.js';
+import type { CropGeometry } from './geometry.js';
 
 /** 8-bit RGB pixels of a photo decoded at a reduced scale, with the size of the photo as stored. */
 export interface ScaledRgb {

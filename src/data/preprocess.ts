@@ -3,7 +3,11 @@ import sharp from 'sharp';
 import { InputError } from '../util/errors.js';
 import { applyMask, circleMask, CIRCLE_MASK_RADIUS, localMeanNormalize } from './camera.js';
 import { claheChannel, claheRgb } from './clahe.js';
+import type { CropGeometry } from './geometry.js';
 import { decodeRgbScaled, preprocessJpegNative, type Normalization, type ScaledRgb } from './jpeg.js';
+
+// Kept importable from here: every stage that preprocesses also maps heatmaps back onto the photograph.
+export { toPhotoCoordinates, type CropGeometry } from './geometry.js';
 import { resampleSquareArea } from './resample.js';
 
 /**
@@ -53,21 +57,6 @@ export const DEFAULT_PREPROCESS: PreprocessSettings = {
   normalize: { mean: [0.5], std: [0.25] },
   resize: 'area',
 };
-
-/**
- * Where the network input came from in the original photo: the square crop, in original pixel coordinates. The
- * square may extend past the photo's edges where it was padded (x or y negative, x + side > width, ...). A pixel
- * (u, v) of the `size`×`size` input maps back to (x + (u + 0.5) * side / size - 0.5, y + ...) in the photo.
- */
-export interface CropGeometry {
-  /** Size of the original photo. */
-  width: number;
-  height: number;
-  /** Top-left corner and side of the square crop in original pixel coordinates. */
-  x: number;
-  y: number;
-  side: number;
-}
 
 /** A preprocessed image, ready for the network. */
 export interface PreprocessedImage {
@@ -406,10 +395,4 @@ export function describePreprocess(s: PreprocessSettings): string {
   if (s.clahe) parts.push('CLAHE');
   parts.push(`normalised with mean [${s.normalize.mean.join(', ')}] and std [${s.normalize.std.join(', ')}]`);
   return parts.join(', ');
-}
-
-/** Maps a point of the network input (pixel centres, 0..size) back to original photo coordinates. */
-export function toPhotoCoordinates(g: CropGeometry, size: number, u: number, v: number): [number, number] {
-  const s = g.side / size;
-  return [g.x + u * s, g.y + v * s];
 }

@@ -1,6 +1,6 @@
 import * as vega from 'vega';
 import * as vl from 'vega-lite';
-import type { PrCurve, RocCurve } from './metrics.js';
+import type { PrCurve, RocCurve } from '../metrics/metrics.js';
 import type { CalibrationBin } from './schema.js';
 
 /**

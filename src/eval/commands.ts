@@ -11,7 +11,7 @@ import { buildReport, defaultPredictFiles, loadEvaluationSet, loadSourceSets, pr
 import type { DataSelection, PredictFiles } from './run.js';
 import { formatReport } from './text.js';
 import { writeReport } from './report.js';
-import { parsePolicy, tuneThresholds } from './thresholds.js';
+import { parsePolicy, tuneThresholds } from '../metrics/thresholds.js';
 
 /** Options shared by `fundus evaluate` and `fundus thresholds`. */
 interface DataOptions {

@@ -1,6 +1,6 @@
 import { isGraded } from '../data/labels.js';
 import type { LabelledImage } from '../data/labels.js';
-import { rocAuc } from './metrics.js';
+import { rocAuc } from '../metrics/metrics.js';
 
 /** How one class is spread over the sources of a multi-source set. */
 export interface ClassBySource {

@@ -13,8 +13,8 @@ import {
   sensitivityOf,
   specificityOf,
   undefinedReason,
-} from './metrics.js';
-import type { BinaryCounts } from './metrics.js';
+} from '../metrics/metrics.js';
+import type { BinaryCounts } from '../metrics/metrics.js';
 import { DEFAULT_BOOTSTRAP, bootstrapIntervals, labelCombinationStrata } from './bootstrap.js';
 import type { BootstrapOptions, Interval } from './bootstrap.js';
 import type { CalibrationReport, ClassReport, ConfusionReport, EvaluationMetrics, Metric } from './schema.js';

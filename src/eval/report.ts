@@ -1,5 +1,5 @@
 import sharp from 'sharp';
-import { column, countsAtThreshold, precisionOf, precisionRecallCurve, rocCurve, sensitivityOf, specificityOf } from './metrics.js';
+import { column, countsAtThreshold, precisionOf, precisionRecallCurve, rocCurve, sensitivityOf, specificityOf } from '../metrics/metrics.js';
 import { confusionSpec, historySpec, prSpec, reliabilitySpec, renderSvg, rocSpec } from './charts.js';
 import { readTrainingHistory } from './history.js';
 import type { TrainingHistory } from './history.js';

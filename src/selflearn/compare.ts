@@ -1,5 +1,5 @@
 import { bootstrapIntervals, labelCombinationStrata, type BootstrapOptions, type Interval } from '../eval/bootstrap.js';
-import { argsortDesc, column, countsAtThreshold, f1Of, rocAuc } from '../eval/metrics.js';
+import { argsortDesc, column, countsAtThreshold, f1Of, rocAuc } from '../metrics/metrics.js';
 
 /** One model's test probabilities (n×C, row-major, the same images and class order as the labels) and thresholds. */
 export interface ScoredPredictions {

@@ -1,14 +1,22 @@
 import type { FastifyInstance } from 'fastify';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { initEngine } from '../engine/index.js';
-import { ensureWebBuilt, WEB_DIST } from '../../web/build.js';
 import { isLoopbackHost } from './auth.js';
 import { ModelService } from './model-service.js';
 import { buildServer } from './server.js';
 
+/**
+ * The viewer's bundle, built by `npm run build:web` (and by `npm run build` and npm's `prepare`, so a checkout set
+ * up with `npm ci` and an installed package both have it): web/dist beside src/ or dist/.
+ */
+export const VIEWER_DIR = fileURLToPath(new URL('../../web/dist', import.meta.url));
+
 export interface StartOptions {
   modelDir: string;
+  /** The viewer's built files (default VIEWER_DIR); the API alone is served when they are missing. */
+  webRoot?: string;
   host: string;
   port: number;
   token?: string;
@@ -30,14 +38,9 @@ export async function startServer(opts: StartOptions): Promise<{ app: FastifyIns
   // runs on the machine (measured: p95 at 8 connections 34-37 ms -> 43-51 ms); that trade is for batch prediction.
   const engine = await initEngine();
   const service = await ModelService.load(opts.modelDir, { maxBatch: opts.batchSize });
-  let webRoot: string | undefined = WEB_DIST;
-  try {
-    await ensureWebBuilt();
-  } catch (err) {
-    // A read-only install can still serve the API, and the viewer too if a bundle is there.
-    webRoot = existsSync(join(WEB_DIST, 'index.html')) ? WEB_DIST : undefined;
-    process.stderr.write(`fundus serve: cannot build the viewer (${(err as Error).message.split('\n')[0]}); ${webRoot ? 'serving the existing bundle' : 'serving the API only'}\n`);
-  }
+  const viewer = opts.webRoot ?? VIEWER_DIR;
+  const webRoot = existsSync(join(viewer, 'index.html')) ? viewer : undefined;
+  if (!webRoot) process.stderr.write(`fundus serve: the viewer is not built (no ${join(viewer, 'index.html')}; run npm run build:web); serving the API only\n`);
   const app = await buildServer({
     service,
     token: opts.token,

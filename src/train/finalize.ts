@@ -7,7 +7,7 @@ import { readDataset } from '../data/csv.js';
 import { isGraded } from '../data/labels.js';
 import type { Dataset, LabelledImage } from '../data/labels.js';
 import { normalizeBytes } from '../data/preprocess.js';
-import { tuneThresholds } from '../eval/thresholds.js';
+import { tuneThresholds } from '../metrics/thresholds.js';
 import { MODEL_JSON, METADATA_JSON, WEIGHTS_BIN, loadModel, saveModel } from '../models/io.js';
 import type { ModelMetadata } from '../models/metadata.js';
 import { stackImages } from '../models/predict.js';

@@ -1,4 +1,4 @@
-import { column, countsAtThreshold, f1Of, meanDefined, rocAuc } from '../eval/metrics.js';
+import { column, countsAtThreshold, f1Of, meanDefined, rocAuc } from '../metrics/metrics.js';
 
 /** Per-class and macro scores of n×C probabilities against n×C 0/1 targets at given thresholds. */
 export interface Scores {

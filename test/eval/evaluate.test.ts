@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { evaluatePredictions } from '../../src/eval/evaluate.js';
 import { bootstrapIntervals, labelCombinationStrata, quantileSorted, resampleCounts } from '../../src/eval/bootstrap.js';
-import { averagePrecision, column, countsAtThreshold, f1Of, meanF1, rocAuc } from '../../src/eval/metrics.js';
+import { averagePrecision, column, countsAtThreshold, f1Of, meanF1, rocAuc } from '../../src/metrics/metrics.js';
 import { seededRandom } from '../../src/data/random.js';
 
 /** n×C labels with the given prevalences and probabilities that are informative but noisy. */

@@ -6,7 +6,7 @@ import { labelledImage } from '../data/fixtures.js';
 import { alignToModel } from '../../src/eval/dataset.js';
 import { confoundingBySource, confoundingWarnings } from '../../src/eval/confounding.js';
 import { evaluatePredictions } from '../../src/eval/evaluate.js';
-import { tuneThresholds } from '../../src/eval/thresholds.js';
+import { tuneThresholds } from '../../src/metrics/thresholds.js';
 
 const C = CLASSES.length;
 const k = (c: string) => CLASSES.indexOf(c as (typeof CLASSES)[number]);

@@ -21,7 +21,7 @@ import {
   rocAuc,
   rocCurve,
   specificityScore,
-} from '../../src/eval/metrics.js';
+} from '../../src/metrics/metrics.js';
 
 type Answer = { value: number; warned: boolean } | { error: string };
 interface BinaryCase {

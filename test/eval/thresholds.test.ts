@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parsePolicy, tuneThreshold, tuneThresholds } from '../../src/eval/thresholds.js';
-import { countsAtThreshold, f1Of, sensitivityOf, specificityOf } from '../../src/eval/metrics.js';
+import { parsePolicy, tuneThreshold, tuneThresholds } from '../../src/metrics/thresholds.js';
+import { countsAtThreshold, f1Of, sensitivityOf, specificityOf } from '../../src/metrics/metrics.js';
 import { InputError } from '../../src/util/errors.js';
 import { seededRandom } from '../../src/data/random.js';
 

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import type { FastifyInstance } from 'fastify';
 import { startServer } from '../../src/serve/start.js';
+import { buildWeb } from '../../web/build.js';
 import type { PredictResponse } from '../../src/serve/api-types.js';
 import { buildFixtureModel, realImages } from './fixture.js';
 import { tempDir } from '../helpers.js';
@@ -20,7 +21,10 @@ const external: string[] = [];
 
 before(async () => {
   const modelDir = process.env.FUNDUS_E2E_MODEL ?? (await buildFixtureModel());
-  ({ app, url } = await startServer({ modelDir, host: '127.0.0.1', port: 0, interactive: false }));
+  // The viewer as its sources stand now (the bundle under web/dist may predate an edit).
+  const webRoot = join(await tempDir('fundus-web-'), 'dist');
+  await buildWeb({ outDir: webRoot });
+  ({ app, url } = await startServer({ modelDir, webRoot, host: '127.0.0.1', port: 0, interactive: false }));
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
