@@ -166,6 +166,8 @@ abstract class BaseLabelPropagation {
   converged = false;
   /** The operator used, kept so that several label sets (multi-label) can reuse one graph. */
   graph?: Graph;
+  /** The points fitted on (sklearn `X_`), which `predictProba` weighs new points against; absent after `fitGraph` alone. */
+  x?: DenseMatrix;
 
   constructor(params: SpreadingParams, defaults: { alpha: number; maxIter: number }) {
     this.params = {
@@ -203,11 +205,14 @@ abstract class BaseLabelPropagation {
   /** Fits on X (n×d) and y (n labels, −1 = unlabelled), like sklearn's `fit(X, y)`. */
   fit(x: DenseMatrix, y: SemiSupervisedTargets): this {
     if (y.length !== x.rows) throw new InputError(`X has ${x.rows} rows but y has ${y.length} labels`);
-    return this.fitGraph(this.buildGraph(x), y);
+    return this.fitGraph(this.buildGraph(x), y, x);
   }
 
-  /** Runs the iteration on an already built operator (see `buildGraph`). */
-  fitGraph(graph: Graph, y: SemiSupervisedTargets): this {
+  /**
+   * Runs the iteration on an already built operator (see `buildGraph`); `x`, the points it was built from, is kept
+   * for `predictProba`.
+   */
+  fitGraph(graph: Graph, y: SemiSupervisedTargets, x?: DenseMatrix): this {
     checkParams(this.params, this.variant);
     const n = graph.kind === 'sparse' ? graph.matrix.rows : graph.n;
     if (y.length !== n) throw new InputError(`the graph has ${n} points but y has ${y.length} labels`);
@@ -277,10 +282,71 @@ abstract class BaseLabelPropagation {
       transduction[i] = classes[best];
     }
     this.graph = graph;
+    this.x = x;
     this.classes = classes;
     this.labelDistributions = f;
     this.transduction = transduction;
     return this;
+  }
+
+  /**
+   * Class probabilities of new points (m×C row-major, columns in `classes` order), as sklearn's `predict_proba(X)`:
+   * with the knn kernel, the sum of the fitted distributions of each point's k nearest fitted points; with rbf, the
+   * fitted distributions weighted by exp(−γ‖x−xi‖²); each row then normalised to sum 1. As in sklearn, a point whose
+   * weights are all zero (rbf underflow far from every fitted point) gets NaN.
+   */
+  predictProba(x: DenseMatrix): Float64Array {
+    const fitted = this.x;
+    if (!fitted || this.classes.length === 0) throw new InputError('predictProba needs a model fitted with fit(X, y)');
+    checkMatrix(x);
+    if (x.cols !== fitted.cols) throw new InputError(`X has ${x.cols} features per point but the model was fitted on ${fitted.cols}`);
+    const n = fitted.rows;
+    const d = fitted.cols;
+    const c = this.classes.length;
+    const f = this.labelDistributions;
+    const out = new Float64Array(x.rows * c);
+    const dist = new Float64Array(n);
+    const k = Math.min(this.params.nNeighbors, n);
+    for (let q = 0; q < x.rows; q++) {
+      const row = out.subarray(q * c, (q + 1) * c);
+      for (let j = 0; j < n; j++) {
+        let s = 0;
+        for (let t = 0; t < d; t++) {
+          const diff = x.data[q * d + t] - fitted.data[j * d + t];
+          s += diff * diff;
+        }
+        dist[j] = s;
+      }
+      if (this.params.kernel === 'knn') {
+        // nearest first, ties to the lower index
+        const nearest = Array.from({ length: n }, (_, j) => j)
+          .sort((a, b) => dist[a] - dist[b] || a - b)
+          .slice(0, k);
+        for (const j of nearest) for (let t = 0; t < c; t++) row[t] += f[j * c + t];
+      } else {
+        for (let j = 0; j < n; j++) {
+          const w = Math.exp(-this.params.gamma * dist[j]);
+          if (w !== 0) for (let t = 0; t < c; t++) row[t] += w * f[j * c + t];
+        }
+      }
+      let sum = 0;
+      for (let t = 0; t < c; t++) sum += row[t];
+      for (let t = 0; t < c; t++) row[t] /= sum;
+    }
+    return out;
+  }
+
+  /** The most probable class of each new point (sklearn's `predict(X)`: `classes[argmax]`, ties to the first). */
+  predict(x: DenseMatrix): Int32Array {
+    const p = this.predictProba(x);
+    const c = this.classes.length;
+    const labels = new Int32Array(x.rows);
+    for (let q = 0; q < x.rows; q++) {
+      let best = 0;
+      for (let t = 1; t < c; t++) if (p[q * c + t] > p[q * c + best]) best = t;
+      labels[q] = this.classes[best];
+    }
+    return labels;
   }
 }
 

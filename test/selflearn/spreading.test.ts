@@ -151,3 +151,32 @@ test('bad parameters and inputs are InputErrors', () => {
   assert.throws(() => new LabelSpreading({ maxDenseSamples: 2 }).fit(x, [0, 1, -1]), /use the knn kernel/);
   assert.throws(() => new LabelSpreading().fit(fromRows([[0], [NaN]]), [0, -1]), /non-finite/);
 });
+
+test('predictProba / predict for new points, as sklearn: knn sums the k nearest fitted distributions, rbf weighs them all', () => {
+  const x = fromRows([[0], [1], [10], [11], [5.2]]);
+  const y = [0, -1, 1, -1, -1];
+  const near = fromRows([[0.4], [10.6]]);
+  const row = (f: Float64Array, i: number) => [f[2 * i], f[2 * i + 1]];
+  const normalised = (v: number[]) => v.map((a) => a / (v[0] + v[1]));
+  const close = (a: ArrayLike<number>, b: number[]) => b.forEach((v, i) => assert.ok(Math.abs(a[i] - v) < 1e-12, `${Array.from(a)} vs ${b}`));
+
+  const knn = new LabelSpreading({ kernel: 'knn', nNeighbors: 2 }).fit(x, y);
+  const f = knn.labelDistributions;
+  const pk = knn.predictProba(near);
+  // 0.4: nearest fitted points 0 and 1; 10.6: 11 and 10
+  close(pk.subarray(0, 2), normalised([row(f, 0)[0] + row(f, 1)[0], row(f, 0)[1] + row(f, 1)[1]]));
+  close(pk.subarray(2, 4), normalised([row(f, 3)[0] + row(f, 2)[0], row(f, 3)[1] + row(f, 2)[1]]));
+  assert.deepEqual(Array.from(knn.predict(near)), [0, 1]);
+
+  const rbf = new LabelSpreading({ kernel: 'rbf', gamma: 0.5 }).fit(x, y);
+  const g = rbf.labelDistributions;
+  const weights = [0, 1, 10, 11, 5.2].map((v) => Math.exp(-0.5 * (0.4 - v) ** 2));
+  const sum = [0, 1].map((t) => weights.reduce((s, w, j) => s + w * g[2 * j + t], 0));
+  close(rbf.predictProba(fromRows([[0.4]])), normalised(sum));
+  assert.deepEqual(Array.from(rbf.predict(near)), [0, 1]);
+  // Far from every fitted point the rbf weights underflow to zero: NaN, as sklearn's 0/0.
+  assert.ok(Number.isNaN(new LabelSpreading({ kernel: 'rbf', gamma: 20 }).fit(x, y).predictProba(fromRows([[1000]]))[0]));
+
+  assert.throws(() => knn.predictProba(fromRows([[1, 2]])), (e: unknown) => e instanceof InputError && /2 features per point .* fitted on 1/.test(e.message));
+  assert.throws(() => new LabelPropagation().predictProba(near), (e: unknown) => e instanceof InputError && /fit\(X, y\)/.test(e.message));
+});
