@@ -46,6 +46,22 @@ export interface ParseOptions {
 }
 
 /** Splits CSV text into records of fields (RFC 4180: quotes, doubled quotes, CRLF), remembering each record's line. */
+/**
+ * One text cell of a CSV fundus writes: quoted when it holds a comma, quote or line break, and, when it starts with
+ * `=`, `+`, `-`, `@`, a tab or a carriage return (a formula to a spreadsheet: `=HYPERLINK(...)` in a file name would
+ * run when the CSV is opened), or with `'`, prefixed with `'` so that it stays text. `csvCellText` undoes the prefix.
+ * Numbers are written as they are, not through this.
+ */
+export function csvCell(s: string): string {
+  const text = /^[=+\-@\t\r']/.test(s) ? `'${s}` : s;
+  return /[",\n\r]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
+}
+
+/** A cell's text as `csvCell` was given it (the unquoted field, less the `'` that guards against formulas). */
+export function csvCellText(field: string): string {
+  return field.startsWith("'") ? field.slice(1) : field;
+}
+
 export function parseCsvRecords(text: string): { fields: string[]; line: number }[] {
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   const records: { fields: string[]; line: number }[] = [];

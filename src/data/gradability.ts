@@ -1,3 +1,4 @@
+import { InputError } from '../util/errors.js';
 import { BORDER_LEVEL, cropByArea, type CropGeometry, type PreprocessSettings } from './preprocess.js';
 
 /**
@@ -16,7 +17,8 @@ import { BORDER_LEVEL, cropByArea, type CropGeometry, type PreprocessSettings } 
 export const ANALYSIS_SIZE = 128;
 
 /** Why a picture is not graded. */
-export type UngradableReason = 'too-small' | 'too-dark' | 'no-disc' | 'field-cut' | 'overexposed' | 'not-fundus-colour' | 'no-detail' | 'noise';
+export const UNGRADABLE_REASONS = ['too-small', 'too-dark', 'no-disc', 'field-cut', 'overexposed', 'not-fundus-colour', 'no-detail', 'noise'] as const;
+export type UngradableReason = (typeof UNGRADABLE_REASONS)[number];
 
 /**
  * What the gate measured, all on the ANALYSIS_SIZE square around the disc (radii in half-sides of the square; luma is
@@ -347,4 +349,18 @@ export function describeReason(r: UngradableReason, t: GradabilityThresholds = G
 /** All reasons in words, e.g. "too dark; no fundus disc found (…)". */
 export function describeReasons(reasons: readonly UngradableReason[], t: GradabilityThresholds = GRADABILITY_THRESHOLDS): string {
   return reasons.map((r) => describeReason(r, t)).join('; ');
+}
+
+/**
+ * A photograph the gate refused: an InputError (the user's input, reported without a stack trace) whose message is
+ * "ungradable: <reasons>", carrying what was measured.
+ */
+export class UngradableError extends InputError {
+  constructor(
+    readonly gradability: Gradability,
+    file?: string,
+  ) {
+    super(`ungradable: ${describeReasons(gradability.reasons)}`, { file });
+    this.name = 'UngradableError';
+  }
 }

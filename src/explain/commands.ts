@@ -35,6 +35,8 @@ export interface ExplainCliOptions {
   tolerance?: string;
   resamples?: string;
   quiet?: boolean;
+  /** Commander's `--no-gradability-check`: false explains photographs the gradability gate refuses. */
+  gradabilityCheck?: boolean;
 }
 
 const MANIFEST = 'explain.json';
@@ -189,6 +191,7 @@ export async function explainCommand(modelDir: string, inputs: string[], opts: E
         batchSize,
         discMask: opts.discMask !== false,
         localisation,
+        gradabilityCheck: opts.gradabilityCheck !== false,
         onProgress: (n) => {
           bar.tick(n - done);
           done = n;
@@ -205,8 +208,11 @@ export async function explainCommand(modelDir: string, inputs: string[], opts: E
     bar.stop();
   }
   const m = manifest as unknown as NonNullable<typeof manifest>;
+  for (const s of m.skipped) process.stderr.write(`fundus explain: skipped ${s.path}: ${s.reason}\n`);
+  if (m.skipped.length > 0) process.exitCode = 3;
   if (!opts.quiet) {
-    console.log(`${m.entries.length} heatmaps of ${images.length} images (layer ${m.layer}) in ${out}; gallery: ${join(out, 'index.html')}`);
+    const skipped = m.skipped.length ? `; ${m.skipped.length} skipped (listed above and in explain.json)` : '';
+    console.log(`${m.entries.length} heatmaps of ${images.length - m.skipped.length} images (layer ${m.layer}) in ${out}${skipped}; gallery: ${join(out, 'index.html')}`);
     if (m.faithfulness) console.log(formatFaithfulnessTable(m.faithfulness));
     if (m.localisation) console.log('\n' + formatLocalisationTable(m.localisation));
   }
@@ -249,6 +255,7 @@ export function register(program: Command): void {
     .option('--tolerance <px>', `pointing game: a maximum this close to a box (photo pixels) counts as a hit (default ${DEFAULT_TOLERANCE_PX})`)
     .option('--resamples <n>', 'bootstrap resamples over photographs for the localisation intervals (default 1000)')
     .option('-q, --quiet', 'no progress bar or summary')
+    .option('--no-gradability-check', 'explain photographs the gradability gate refuses (not a fundus photograph, too dark, ...; docs/gradability.md): for research only')
     .action(async (modelDir: string, images: string[], opts: ExplainCliOptions) => {
       await explainCommand(modelDir, images, opts);
     });

@@ -58,6 +58,8 @@ export interface ExplainJob {
   discMask?: boolean;
   /** Score every map of a photograph with lesion boxes against them (pointing game, energy share, baselines). */
   localisation?: LocalisationJob;
+  /** Refuse photographs the gradability gate rejects (listed in `skipped` with the reasons); default true. */
+  gradabilityCheck?: boolean;
   onProgress?: (done: number) => void;
 }
 
@@ -89,6 +91,8 @@ export interface ExplainManifest {
   discMask: boolean;
   images: { path: string; geometry: CropGeometry; probabilities: number[]; localisation?: ImageLocalisation }[];
   entries: ExplainEntry[];
+  /** Photographs not explained: unreadable, or refused by the gradability gate (`reason` says which and why). */
+  skipped: { path: string; reason: string }[];
   faithfulness?: FaithfulnessRow[];
   localisation?: LocalisationReport;
 }
@@ -181,23 +185,32 @@ export async function runExplain(job: ExplainJob): Promise<ExplainManifest> {
     discMask: masked,
     images: [],
     entries: [],
+    skipped: [],
   };
   // The random-order yardstick depends on the image and class only, not on the method.
   const randomCache = new Map<string, FaithfulnessScore>();
   const timed: { method: CamMethod; score: FaithfulnessScore; random: FaithfulnessScore; camSeconds: number }[] = [];
   const scored: ScoredMap[] = [];
   const baselines = new Map<number, BaselineScores>();
-  const predictor = new Predictor(model, { batchSize });
+  const predictor = new Predictor(model, { batchSize, gradability: job.gradabilityCheck ?? true });
   try {
     for await (const batch of predictor.batches(job.images)) {
-      const start = batch.start;
-      const paths = job.images.slice(start, start + batchSize);
-      const failed = batch.outcomes.find((o) => !o.ok);
-      if (failed && !failed.ok) throw failed.error;
-      const pre = batch.images as PreprocessedImage[];
+      // A photograph that cannot be read or is not gradable is listed and left out; the others are explained.
+      const kept = batch.outcomes.flatMap((o, i) => (o.ok ? [i] : []));
+      batch.outcomes.forEach((o, i) => !o.ok && manifest.skipped.push({ path: batch.inputs[i] as string, reason: o.message }));
+      if (kept.length === 0) {
+        job.onProgress?.(batch.start + batch.inputs.length);
+        continue;
+      }
+      const paths = kept.map((i) => batch.inputs[i] as string);
+      const indices = kept.map((i) => batch.start + i);
+      const pre = kept.map((i) => batch.images[i] as PreprocessedImage);
       const C = meta.classes.length;
       const probs = new Float32Array(paths.length * C);
-      batch.outcomes.forEach((o, i) => o.ok && probs.set(o.probabilities, i * C));
+      kept.forEach((k, i) => {
+        const o = batch.outcomes[k];
+        if (o.ok) probs.set(o.probabilities, i * C);
+      });
       const targets = pre.flatMap((_, i) => chooseTargets(job.classes, probs.subarray(i * C, (i + 1) * C), model, i));
       const blurred = job.faithfulness ? pre.map((im) => blurImage(im)) : [];
       const perMethod = job.methods.map((method) => {
@@ -208,7 +221,7 @@ export async function runExplain(job: ExplainJob): Promise<ExplainManifest> {
       // Per photograph: decoded once for its disc mask and all of its overlays.
       for (let i = 0; i < paths.length; i++) {
         const path = paths[i];
-        const index = start + i;
+        const index = indices[i];
         const geometry = pre[i].geometry;
         const photo = await decodeRgb(path);
         if (photo.width !== geometry.width || photo.height !== geometry.height) {
@@ -277,7 +290,7 @@ export async function runExplain(job: ExplainJob): Promise<ExplainManifest> {
           }
         }
       }
-      job.onProgress?.(start + paths.length);
+      job.onProgress?.(batch.start + batch.inputs.length);
     }
   } finally {
     await predictor.close();

@@ -3,6 +3,7 @@ import type * as tfl from '@tensorflow/tfjs-layers';
 import { availableParallelism } from 'node:os';
 import { loadPreprocessedBytes } from '../data/cache.js';
 import { DecodePool } from '../data/decode-pool.js';
+import { assessGradability, UngradableError, type Gradability } from '../data/gradability.js';
 import { decodeBesideInference, nativeJpegAvailable } from '../data/jpeg.js';
 import { normalizeBytes, preprocessImage, type PreprocessedImage } from '../data/preprocess.js';
 import { initEngine, type EngineInfo } from '../engine/index.js';
@@ -24,6 +25,11 @@ export type ImageOutcome =
       error: unknown;
       /** The reason without the file name, for reports that name the file themselves. */
       message: string;
+      /**
+       * Set when the photo was read but failed the gradability gate (`PredictorOptions.gradability`): what was
+       * measured and why it is not graded. The network never saw it.
+       */
+      ungradable?: Gradability;
     };
 
 /** One batch of `Predictor.batches`: the outcomes of `inputs`, which start at index `start` of the whole list. */
@@ -49,6 +55,13 @@ export interface PredictorOptions {
    * already runs off the inference thread), or never (`off`).
    */
   decodeWorkers?: 'auto' | 'off';
+  /**
+   * Check every photo with the gradability gate (src/data/gradability.ts) before the network: one that is not a
+   * gradable fundus photograph fails with an UngradableError (`ImageOutcome.ungradable` says why) instead of being
+   * given probabilities. Default false: the research paths (evaluation, training, self-learning, embeddings) take
+   * curated data as it is; what answers users (`fundus predict`, the HTTP API, explain, the queue) turns it on.
+   */
+  gradability?: boolean;
 }
 
 export interface RunOptions {
@@ -138,6 +151,7 @@ function failureMessage(reason: unknown, input: ImageInput): string {
 export class Predictor {
   readonly batchSize: number;
   private readonly useCache: boolean;
+  private readonly gate: boolean;
   private workers: boolean;
   private pool: DecodePool | undefined;
   private limiter: Limiter | undefined;
@@ -149,6 +163,7 @@ export class Predictor {
   ) {
     this.batchSize = Math.max(1, Math.floor(opts.batchSize ?? 16));
     this.useCache = opts.cache ?? false;
+    this.gate = opts.gradability ?? false;
     this.workers = (opts.decodeWorkers ?? 'auto') === 'auto' && !nativeJpegAvailable();
   }
 
@@ -177,6 +192,16 @@ export class Predictor {
   }
 
   private async preprocessOne(input: ImageInput): Promise<PreprocessedImage> {
+    if (!this.gate) return this.preprocessGradable(input);
+    // Both decode on the thread pool: side by side, the gate adds little to the photo's latency.
+    const [gradability, image] = await Promise.allSettled([assessGradability(input), this.preprocessGradable(input)]);
+    if (gradability.status === 'rejected') throw gradability.reason;
+    if (!gradability.value.gradable) throw new UngradableError(gradability.value, typeof input === 'string' ? input : '<buffer>');
+    if (image.status === 'rejected') throw image.reason;
+    return image.value;
+  }
+
+  private async preprocessGradable(input: ImageInput): Promise<PreprocessedImage> {
     const settings = this.model.metadata.preprocess;
     if (this.useCache && typeof input === 'string') {
       const [b] = await loadPreprocessedBytes([input], settings, { concurrency: 1 });
@@ -200,7 +225,14 @@ export class Predictor {
     const k = this.classes.length;
     const good = settled.flatMap((s, i) => (s.status === 'fulfilled' ? [i] : []));
     const outcomes: ImageOutcome[] = settled.map((s, i) =>
-      s.status === 'rejected' ? { ok: false, error: s.reason, message: failureMessage(s.reason, inputs[i]) } : { ok: false, error: undefined, message: '' },
+      s.status === 'rejected'
+        ? {
+            ok: false,
+            error: s.reason,
+            message: failureMessage(s.reason, inputs[i]),
+            ...(s.reason instanceof UngradableError ? { ungradable: s.reason.gradability } : {}),
+          }
+        : { ok: false, error: undefined, message: '' },
     );
     if (good.length === 0) return outcomes;
     const probs = this.run(good.map((i) => (settled[i] as PromiseFulfilledResult<PreprocessedImage>).value.data));

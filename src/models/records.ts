@@ -1,7 +1,11 @@
+import { describeReasons, type Gradability, type UngradableReason } from '../data/gradability.js';
+
 /** One image's result: a probability and a decision per class, in the model's class order. */
 export interface PredictionRecord {
   /** The file path (CLI) or the uploaded file's name (API), when known. */
   file?: string;
+  /** `true` when the gradability gate passed the photo; absent when it was not checked (`--no-gradability-check`). */
+  gradable?: true;
   probabilities: Record<string, number>;
   /** `true` where the probability reaches the model's threshold for that class. */
   decisions: Record<string, boolean>;
@@ -28,4 +32,27 @@ export function toRecord(
     if (decisions[c]) positive.push(c);
   });
   return file === undefined ? { probabilities, decisions, positive } : { file, probabilities, decisions, positive };
+}
+
+/** A photograph the gradability gate refused: no probabilities, no decisions, and why. */
+export interface UngradableRecord {
+  file?: string;
+  gradable: false;
+  ungradable: {
+    reasons: UngradableReason[];
+    /** The reasons in words. */
+    message: string;
+  };
+}
+
+/** What fundus reports for one photograph: its prediction, or why it was not graded. */
+export type PhotoRecord = PredictionRecord | UngradableRecord;
+
+export function toUngradableRecord(g: Gradability, file?: string): UngradableRecord {
+  const ungradable = { reasons: [...g.reasons], message: describeReasons(g.reasons) };
+  return file === undefined ? { gradable: false, ungradable } : { file, gradable: false, ungradable };
+}
+
+export function isUngradable(r: PhotoRecord): r is UngradableRecord {
+  return r.gradable === false;
 }

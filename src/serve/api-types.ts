@@ -3,11 +3,11 @@
  * types only, so that the browser bundle stays free of Node code).
  */
 
-import type { PredictionRecord } from '../models/records.js';
+import type { PhotoRecord, PredictionRecord, UngradableRecord } from '../models/records.js';
 
-export type { PredictionRecord };
+export type { PhotoRecord, PredictionRecord, UngradableRecord };
 
-export interface PredictResponse extends PredictionRecord {
+interface ResponseContext {
   model: { version: string; architecture: string; task: string };
   classes: string[];
   thresholds: number[];
@@ -15,6 +15,15 @@ export interface PredictResponse extends PredictionRecord {
   image: { width: number; height: number; format: string };
   timeMs: number;
 }
+
+/**
+ * The answer to POST /v1/predict: the prediction (`gradable: true`, or absent when the server runs with
+ * `--no-gradability-check`), or, for a photograph the gradability gate refuses, `gradable: false` with the reasons
+ * and no probabilities or decisions.
+ */
+export type PredictResponse = GradedResponse | UngradableResponse;
+export type GradedResponse = PredictionRecord & ResponseContext;
+export type UngradableResponse = UngradableRecord & ResponseContext;
 
 /** The crop of the photograph the network saw, in original pixel coordinates (may extend past the edges). */
 export interface CropBox {

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadModel, MODEL_JSON, WEIGHTS_BIN, METADATA_JSON, type FundusModel } from '../models/io.js';
 import { Predictor } from '../models/predictor.js';
-import { toRecord, type PredictionRecord } from '../models/records.js';
+import { toRecord, toUngradableRecord, type PhotoRecord } from '../models/records.js';
 import type { CropGeometry, PreprocessedImage } from '../data/preprocess.js';
 import { CAM_METHODS, explainerFor, type CamMethod, type Heatmap } from '../explain/cam.js';
 import { InputError } from '../util/errors.js';
@@ -28,7 +28,7 @@ interface Pending {
   decoded: Promise<PromiseSettledResult<PreprocessedImage>>;
   /** Aborted when nobody waits for the answer any more: the image is then left out of its batch. */
   signal?: AbortSignal;
-  resolve: (r: PredictionRecord) => void;
+  resolve: (r: PhotoRecord) => void;
   reject: (e: unknown) => void;
 }
 
@@ -53,13 +53,18 @@ export class ModelService {
     readonly model: FundusModel,
     readonly version: string,
     readonly maxBatch: number,
+    readonly gradabilityCheck: boolean,
   ) {
-    this.predictor = new Predictor(model, { batchSize: maxBatch });
+    this.predictor = new Predictor(model, { batchSize: maxBatch, gradability: gradabilityCheck });
   }
 
-  static async load(dir: string, opts: { maxBatch?: number } = {}): Promise<ModelService> {
+  /**
+   * `gradabilityCheck` (default true): photographs that fail the gradability gate are answered "ungradable" with the
+   * reasons (`predict`) or refused (`explain`) instead of being shown to the network.
+   */
+  static async load(dir: string, opts: { maxBatch?: number; gradabilityCheck?: boolean } = {}): Promise<ModelService> {
     const model = await loadModel(dir);
-    return new ModelService(model, await modelVersion(dir), opts.maxBatch ?? 16);
+    return new ModelService(model, await modelVersion(dir), opts.maxBatch ?? 16, opts.gradabilityCheck ?? true);
   }
 
   get classes(): string[] {
@@ -92,7 +97,7 @@ export class ModelService {
    * Predicts one encoded image (checked beforehand with `inspectImage`); `name` names it in errors. When `signal`
    * aborts before the image's batch runs, the image is left out and the promise rejects with the abort reason.
    */
-  predict(data: Buffer, name: string, signal?: AbortSignal): Promise<PredictionRecord> {
+  predict(data: Buffer, name: string, signal?: AbortSignal): Promise<PhotoRecord> {
     return new Promise((resolve, reject) => {
       if (signal?.aborted) return reject(signal.reason);
       const decoded = this.predictor.preprocess([data]).then((r) => r[0]);
@@ -129,7 +134,8 @@ export class ModelService {
       const outcomes = this.predictor.infer(inputs, await Promise.all(batch.map((p) => p.decoded)));
       batch.forEach((p, i) => {
         const o = outcomes[i];
-        if (o.ok) p.resolve(toRecord(o.probabilities, 0, classes, thresholds));
+        if (o.ok) p.resolve(this.gradabilityCheck ? { gradable: true, ...toRecord(o.probabilities, 0, classes, thresholds) } : toRecord(o.probabilities, 0, classes, thresholds));
+        else if (o.ungradable) p.resolve(toUngradableRecord(o.ungradable));
         else p.reject(renamed(o.error, p.name));
       });
     } catch (err) {

@@ -1,3 +1,4 @@
+import { UNGRADABLE_REASONS } from '../data/gradability.js';
 import { CAM_METHODS } from '../explain/cam.js';
 import { COLORMAPS } from '../explain/overlay.js';
 
@@ -89,11 +90,19 @@ export function openApiDocument(opts: { version: string; classes: string[]; toke
       },
       '/v1/predict': {
         post: {
-          summary: 'Class probabilities and decisions at the model thresholds for one photograph',
+          summary: 'Class probabilities and decisions at the model thresholds for one photograph, or why it is ungradable',
+          description:
+            'The photograph first goes through the gradability gate (unless the server runs with --no-gradability-check): one that ' +
+            'is not a gradable fundus photograph (too small, too dark, no round disc on a dark field stop, overexposed, not the ' +
+            'colour of a fundus, no retinal detail, noise) is answered 200 with `gradable: false` and `ungradable` (reason codes ' +
+            'and words) and no probabilities or decisions. See docs/gradability.md.',
           parameters: [{ name: 'filename', in: 'query', required: false, schema: { type: 'string', maxLength: 512 }, description: 'echoed back as `file`' }],
           requestBody: imageBody,
           responses: {
-            200: { description: 'prediction', content: { 'application/json': { schema: { $ref: '#/components/schemas/Prediction' } } } },
+            200: {
+              description: 'prediction, or why the photograph is not graded',
+              content: { 'application/json': { schema: { oneOf: [{ $ref: '#/components/schemas/Prediction' }, { $ref: '#/components/schemas/Ungradable' }] } } },
+            },
             ...errors([400, 401, 408, 413, 415, 422, 503]),
           },
         },
@@ -101,6 +110,7 @@ export function openApiDocument(opts: { version: string; classes: string[]; toke
       '/v1/explain': {
         post: {
           summary: 'Heatmap of one class: an overlay PNG, or JSON with the heatmap values',
+          description: 'A photograph the gradability gate refuses is answered 422 with the reasons (no heatmap of a diagnosis that is not made).',
           parameters: [
             { name: 'class', in: 'query', required: true, schema: { type: 'string', enum: opts.classes }, description: 'class name (or index)' },
             { name: 'method', in: 'query', required: false, schema: { type: 'string', enum: [...CAM_METHODS], default: 'gradcam' } },
@@ -138,9 +148,34 @@ export function openApiDocument(opts: { version: string; classes: string[]; toke
           required: ['probabilities', 'decisions', 'positive', 'classes', 'thresholds', 'model', 'image'],
           properties: {
             file: { type: 'string' },
+            gradable: { type: 'boolean', enum: [true], description: 'absent when the server runs with --no-gradability-check' },
             probabilities: probabilityMap,
             decisions: { type: 'object', additionalProperties: { type: 'boolean' } },
             positive: { type: 'array', items: { type: 'string' } },
+            classes: { type: 'array', items: { type: 'string' } },
+            thresholds: { type: 'array', items: { type: 'number' } },
+            model: { type: 'object', properties: { version: { type: 'string' }, architecture: { type: 'string' }, task: { type: 'string' } } },
+            image: { type: 'object', properties: { width: { type: 'integer' }, height: { type: 'integer' }, format: { type: 'string' } } },
+            timeMs: { type: 'number' },
+          },
+        },
+        Ungradable: {
+          type: 'object',
+          required: ['gradable', 'ungradable', 'classes', 'thresholds', 'model', 'image'],
+          properties: {
+            file: { type: 'string' },
+            gradable: { type: 'boolean', enum: [false] },
+            ungradable: {
+              type: 'object',
+              required: ['reasons', 'message'],
+              properties: {
+                reasons: {
+                  type: 'array',
+                  items: { type: 'string', enum: [...UNGRADABLE_REASONS] },
+                },
+                message: { type: 'string' },
+              },
+            },
             classes: { type: 'array', items: { type: 'string' } },
             thresholds: { type: 'array', items: { type: 'number' } },
             model: { type: 'object', properties: { version: { type: 'string' }, architecture: { type: 'string' }, task: { type: 'string' } } },

@@ -3,7 +3,8 @@ import { mkdir, open, readFile, rename, rm, stat, truncate } from 'node:fs/promi
 import { dirname, extname, resolve } from 'node:path';
 import { once } from 'node:events';
 import { InputError } from '../util/errors.js';
-import type { PredictionRecord } from './api-types.js';
+import { csvCell, csvCellText } from '../data/csv.js';
+import { isUngradable, type PhotoRecord } from '../models/records.js';
 
 /** `table`: readable blocks for a person; `json`: JSON Lines (one object per image); `csv`: one row per image. */
 export type OutputFormat = 'table' | 'json' | 'csv';
@@ -16,12 +17,12 @@ export function formatFromPath(path: string): OutputFormat | undefined {
   return undefined;
 }
 
-function csvField(s: string): string {
-  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+/** The first field of a CSV line (the file column), honouring quotes and the formula guard (see csvCell). */
+function firstCsvField(line: string): string {
+  return csvCellText(firstCsvFieldRaw(line));
 }
 
-/** The first field of a CSV line (the file column), honouring quotes. */
-function firstCsvField(line: string): string {
+function firstCsvFieldRaw(line: string): string {
   if (!line.startsWith('"')) {
     const i = line.indexOf(',');
     return i < 0 ? line : line.slice(0, i);
@@ -99,16 +100,23 @@ function short(sha: string): string {
   return sha.slice(0, 12);
 }
 
+/**
+ * The CSV columns: the file, a probability per class, the classes decided positive (`;`-separated), then whether the
+ * gradability gate passed the photo (`true`, `false`, or empty when not checked) and, when it did not, why. An
+ * ungradable photo's probability and `predicted` cells are empty.
+ */
 export function csvHeader(classes: readonly string[]): string {
-  return ['file', ...classes, 'predicted'].map(csvField).join(',') + '\n';
+  return ['file', ...classes, 'predicted', 'gradable', 'ungradable reason'].map(csvCell).join(',') + '\n';
 }
 
-export function formatRecord(format: OutputFormat, rec: PredictionRecord, classes: readonly string[], thresholds: readonly number[]): string {
+export function formatRecord(format: OutputFormat, rec: PhotoRecord, classes: readonly string[], thresholds: readonly number[]): string {
   if (format === 'json') return JSON.stringify(rec) + '\n';
   if (format === 'csv') {
+    if (isUngradable(rec)) return [csvCell(rec.file ?? ''), ...classes.map(() => ''), '', 'false', csvCell(rec.ungradable.message)].join(',') + '\n';
     const probs = classes.map((c) => rec.probabilities[c].toFixed(6));
-    return [csvField(rec.file ?? ''), ...probs, csvField(rec.positive.join(';'))].join(',') + '\n';
+    return [csvCell(rec.file ?? ''), ...probs, csvCell(rec.positive.join(';')), rec.gradable ? 'true' : '', ''].join(',') + '\n';
   }
+  if (isUngradable(rec)) return `${rec.file ?? ''}  →  ungradable: ${rec.ungradable.message}\n\n`;
   const width = Math.max(...classes.map((c) => c.length));
   const lines = [`${rec.file ?? ''}  →  ${rec.positive.length ? rec.positive.join(', ') : 'no class above its threshold'}`];
   classes.forEach((c, i) => {
@@ -198,15 +206,15 @@ export class ResultSink {
         const rows = lines.slice(1);
         if (opts.format === 'csv') {
           if (rows.length > 0 && rows[0] + '\n' !== csvHeader(opts.classes)) {
-            throw new InputError(`cannot resume: the header does not match this model's classes`, { file: source });
+            throw new InputError(`cannot resume: its columns are not this model's classes (or it was written by an older fundus, without the gradable column)`, { file: source });
           }
           for (const l of rows.slice(1)) done.add(resolve(firstCsvField(l)));
           needsColumns = rows.length === 0;
         } else {
           rows.forEach((l, i) => {
-            let rec: PredictionRecord;
+            let rec: PhotoRecord;
             try {
-              rec = JSON.parse(l) as PredictionRecord;
+              rec = JSON.parse(l) as PhotoRecord;
             } catch {
               throw new InputError('cannot resume: not a JSON Lines file', { file: source, line: i + 2 });
             }
@@ -228,7 +236,7 @@ export class ResultSink {
     return { sink, done };
   }
 
-  async write(records: PredictionRecord[]): Promise<void> {
+  async write(records: PhotoRecord[]): Promise<void> {
     const text = records.map((r) => formatRecord(this.format, r, this.classes, this.thresholds)).join('');
     await this.writeRaw(text);
   }

@@ -12,7 +12,7 @@ import { InputError } from '../util/errors.js';
 import { acquireLock, type Lock } from '../util/lock.js';
 import { folderEntries, isInside, pathKind, someNames } from '../util/owned.js';
 import { Predictor } from '../models/predictor.js';
-import { toRecord, type PredictionRecord } from '../models/records.js';
+import { toRecord, toUngradableRecord, type PhotoRecord, type PredictionRecord } from '../models/records.js';
 import { progress } from '../util/progress.js';
 import { ResultSink, readPredictionsHeader, type ModelIdentity, type OutputFormat } from './output.js';
 
@@ -29,6 +29,12 @@ export interface PredictRunOptions {
   heatmapClasses?: 'positive' | 'all' | string[];
   batchSize?: number;
   quiet?: boolean;
+  /**
+   * Check each photo with the gradability gate first (default true): one that is not a gradable fundus photograph
+   * gets a row saying why (`gradable: false`) and no probabilities. False (`--no-gradability-check`, for research)
+   * predicts everything.
+   */
+  gradabilityCheck?: boolean;
 }
 
 export interface PredictRunSummary {
@@ -36,6 +42,8 @@ export interface PredictRunSummary {
   /** Images already in the output (`--resume`). */
   skipped: number;
   predicted: number;
+  /** Photos the gradability gate refused (written with their reasons, not predicted). */
+  ungradable: number;
   failed: { file: string; message: string }[];
   heatmaps: number;
   seconds: number;
@@ -259,14 +267,15 @@ export async function runPredict(opts: PredictRunOptions): Promise<PredictRunSum
     throw err;
   }
   const todo = done.size > 0 ? opts.images.filter((p) => !done.has(resolve(p))) : opts.images;
-  const summary: PredictRunSummary = { total: opts.images.length, skipped: opts.images.length - todo.length, predicted: 0, failed: [], heatmaps: 0, seconds: 0, failuresReported: true };
+  const summary: PredictRunSummary = { total: opts.images.length, skipped: opts.images.length - todo.length, predicted: 0, ungradable: 0, failed: [], heatmaps: 0, seconds: 0, failuresReported: true };
   // Results printed to a terminal are their own progress display; a bar would tear them.
   const quiet = opts.quiet || (!opts.out && process.stdout.isTTY === true);
   const bar = progress('predict', todo.length, { quiet });
   const barShown = !quiet && process.stderr.isTTY === true && !process.env.FUNDUS_NO_PROGRESS;
   summary.failuresReported = !barShown;
   let success = false;
-  const predictor = new Predictor(model, { batchSize });
+  const gate = opts.gradabilityCheck ?? true;
+  const predictor = new Predictor(model, { batchSize, gradability: gate });
   const onInterrupt = () => {
     bar.stop();
     process.stderr.write(`\nfundus predict: interrupted${opts.out ? `; rerun with --resume to continue ${opts.out}` : ''}\n`);
@@ -277,16 +286,24 @@ export async function runPredict(opts: PredictRunOptions): Promise<PredictRunSum
     for await (const { start, outcomes, images } of predictor.batches(todo)) {
       const chunk = todo.slice(start, start + outcomes.length);
       const records: { rec: PredictionRecord; image: PreprocessedImage }[] = [];
+      const rows: PhotoRecord[] = [];
       for (let i = 0; i < chunk.length; i++) {
         const o = outcomes[i];
-        if (o.ok) records.push({ rec: toRecord(o.probabilities, 0, classes, thresholds, chunk[i]), image: images[i]! });
-        else {
+        if (o.ok) {
+          const r = toRecord(o.probabilities, 0, classes, thresholds, chunk[i]);
+          const rec: PredictionRecord = gate ? { file: chunk[i], gradable: true, ...r } : r;
+          records.push({ rec, image: images[i]! });
+          rows.push(rec);
+        } else if (o.ungradable) {
+          rows.push(toUngradableRecord(o.ungradable, chunk[i]));
+          summary.ungradable++;
+        } else {
           summary.failed.push({ file: chunk[i], message: o.message });
           // Under a live progress bar the report waits for the end of the run (see the command's summary).
           if (!barShown) process.stderr.write(`fundus predict: skipped ${chunk[i]}: ${o.message}\n`);
         }
       }
-      await sink.write(records.map((r) => r.rec));
+      await sink.write(rows);
       summary.predicted += records.length;
       if (opts.heatmaps) {
         for (const { rec, image } of records) {

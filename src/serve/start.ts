@@ -27,6 +27,8 @@ export interface StartOptions {
   uploadIdleTimeout?: number;
   batchSize?: number;
   logger?: boolean;
+  /** Refuse photographs that fail the gradability gate (default true; see ModelService.load). */
+  gradabilityCheck?: boolean;
   /** Print the address and stop on SIGINT/SIGTERM (the CLI); tests and benchmarks handle that themselves. */
   interactive?: boolean;
 }
@@ -37,7 +39,7 @@ export async function startServer(opts: StartOptions): Promise<{ app: FastifyIns
   // Not initBatchPrediction(): a request's latency suffers when its decoding yields to the engine and to whatever else
   // runs on the machine (measured: p95 at 8 connections 34-37 ms -> 43-51 ms); that trade is for batch prediction.
   const engine = await initEngine();
-  const service = await ModelService.load(opts.modelDir, { maxBatch: opts.batchSize });
+  const service = await ModelService.load(opts.modelDir, { maxBatch: opts.batchSize, gradabilityCheck: opts.gradabilityCheck });
   const viewer = opts.webRoot ?? VIEWER_DIR;
   const webRoot = existsSync(join(viewer, 'index.html')) ? viewer : undefined;
   if (!webRoot) process.stderr.write(`fundus serve: the viewer is not built (no ${join(viewer, 'index.html')}; run npm run build:web); serving the API only\n`);

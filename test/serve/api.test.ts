@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
 import type { FastifyInstance } from 'fastify';
 import { startServer } from '../../src/serve/start.js';
-import type { ExplainResponse, ModelCard, PredictResponse } from '../../src/serve/api-types.js';
+import type { ExplainResponse, ModelCard, GradedResponse, PredictResponse } from '../../src/serve/api-types.js';
 import { CLASSES } from '../../src/data/labels.js';
 import { buildFixtureModel, realImages, FIXTURE_SIZE } from './fixture.js';
 
@@ -53,7 +53,8 @@ test('GET /healthz, /v1/model and /openapi.json describe the running model', asy
 test('POST /v1/predict with a raw JPEG and with multipart gives the same probabilities and decisions', async () => {
   const r = await post('v1/predict?filename=eye.jpg', photo, 'image/jpeg');
   assert.equal(r.status, 200);
-  const a = (await r.json()) as PredictResponse;
+  const a = (await r.json()) as GradedResponse;
+  assert.equal(a.gradable, true);
   assert.equal(a.file, 'eye.jpg');
   assert.deepEqual(Object.keys(a.probabilities), [...CLASSES]);
   for (const [i, c] of a.classes.entries()) {
@@ -70,20 +71,36 @@ test('POST /v1/predict with a raw JPEG and with multipart gives the same probabi
   form.append('image', new Blob([bytes(photo)], { type: 'image/jpeg' }), 'upload.jpg');
   const m = await fetch(url + 'v1/predict', { method: 'POST', body: form });
   assert.equal(m.status, 200);
-  const b = (await m.json()) as PredictResponse;
+  const b = (await m.json()) as GradedResponse;
   assert.equal(b.file, 'upload.jpg');
   assert.deepEqual(b.probabilities, a.probabilities);
 
   // The same photograph as PNG predicts (nearly) the same: decoding is format-independent.
   const png = await sharp(photo).png().toBuffer();
-  const c = (await (await post('v1/predict', png, 'image/png')).json()) as PredictResponse;
+  const c = (await (await post('v1/predict', png, 'image/png')).json()) as GradedResponse;
   for (const k of CLASSES) assert.ok(Math.abs(c.probabilities[k] - a.probabilities[k]) < 0.02, k);
+});
+
+test('a black frame is answered ungradable with the reasons and no probabilities; explain refuses it', async () => {
+  const black = await sharp({ create: { width: 512, height: 512, channels: 3, background: '#000' } }).png().toBuffer();
+  const r = await post('v1/predict?filename=black.png', black, 'image/png');
+  assert.equal(r.status, 200);
+  const body = (await r.json()) as PredictResponse;
+  assert.equal(body.gradable, false);
+  if (body.gradable !== false) return;
+  assert.ok(body.ungradable.reasons.includes('too-dark'), body.ungradable.reasons.join(', '));
+  assert.match(body.ungradable.message, /too dark/);
+  assert.equal((body as unknown as { probabilities?: unknown }).probabilities, undefined);
+  assert.deepEqual(body.classes, [...CLASSES]);
+  const e = await post('v1/explain?class=glaucoma&format=json', black, 'image/png');
+  assert.equal(e.status, 422);
+  assert.match(((await e.json()) as { message: string }).message, /ungradable: too dark/);
 });
 
 test('concurrent predictions are batched and each gets its own answer', async () => {
   const small = await sharp(photo).resize(256).jpeg().toBuffer();
   const inputs = [photo, small, photo, small, photo, small];
-  const results = await Promise.all(inputs.map((b) => post('v1/predict', b, 'image/jpeg').then((r) => r.json() as Promise<PredictResponse>)));
+  const results = await Promise.all(inputs.map((b) => post('v1/predict', b, 'image/jpeg').then((r) => r.json() as Promise<GradedResponse>)));
   for (let i = 2; i < inputs.length; i++) assert.deepEqual(results[i].probabilities, results[i % 2].probabilities);
   assert.equal(results[1].image.width, 256);
 });

@@ -131,3 +131,44 @@ test('collectImages walks folders in a stable order and keeps explicitly named f
   assert.ok(names.includes('folder/nested/eye.png'));
   assert.ok(names.includes('folder/notes.txt'), 'a named file is tried even with another extension');
 });
+
+test('a black frame is reported ungradable with the reason, with no probabilities; --no-gradability-check predicts it', async () => {
+  const black = join(work, 'black.png');
+  await sharp({ create: { width: 512, height: 512, channels: 3, background: '#000' } }).png().toFile(black);
+  const j = fundus('predict', model, black, photos[0], '--format', 'json');
+  assert.equal(j.status, 0, j.stderr);
+  const rows = j.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const bad = rows.find((r) => r.file === black)!;
+  assert.equal(bad.gradable, false);
+  assert.match((bad.ungradable as { message: string }).message, /too dark/);
+  assert.ok((bad.ungradable as { reasons: string[] }).reasons.includes('too-dark'));
+  assert.equal(bad.probabilities, undefined);
+  assert.equal(rows.find((r) => r.file === photos[0])!.gradable, true);
+  assert.match(j.stderr, /1 ungradable/);
+
+  const c = fundus('predict', model, black, '--format', 'csv');
+  const [head, row] = csvRows(c.stdout);
+  assert.deepEqual(head.slice(-3), ['predicted', 'gradable', 'ungradable reason']);
+  assert.deepEqual(row.slice(1, 1 + CLASSES.length + 2), [...CLASSES.map(() => ''), '', 'false'], 'no probabilities or decisions');
+  assert.match(row.slice(CLASSES.length + 3).join(','), /too dark/);
+
+  const t = fundus('predict', model, black);
+  assert.match(t.stdout, /black\.png {2}→ {2}ungradable: too dark/);
+
+  const off = fundus('predict', model, black, '--format', 'json', '--no-gradability-check');
+  const rec = JSON.parse(off.stdout.trim()) as { probabilities: Record<string, number>; gradable?: boolean };
+  assert.equal(rec.gradable, undefined);
+  assert.deepEqual(Object.keys(rec.probabilities), [...CLASSES]);
+});
+
+test('CSV cells that a spreadsheet would run as formulas are written as text', async () => {
+  const name = '=HYPERLINK(1).jpg'; // relative: the file column starts with '='
+  await copyFile(photos[0], join(work, name));
+  const c = fundus('predict', model, name, '--format', 'csv', '--out', 'formula.csv');
+  assert.equal(c.status, 0, c.stderr);
+  const row = (await readFile(join(work, 'formula.csv'), 'utf8')).trim().split('\n')[2];
+  assert.ok(row.startsWith(`'${name},`), row);
+  // --resume reads the guarded cell back as the file it names: nothing is predicted twice.
+  const again = fundus('predict', model, name, '--out', 'formula.csv', '--resume');
+  assert.match(again.stderr, /predicted 0 images.*1 already in formula\.csv/);
+});

@@ -6,7 +6,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import type { FastifyInstance } from 'fastify';
 import { startServer } from '../../src/serve/start.js';
 import { buildWeb } from '../../web/build.js';
-import type { PredictResponse } from '../../src/serve/api-types.js';
+import type { GradedResponse } from '../../src/serve/api-types.js';
 import { buildFixtureModel, realImages } from './fixture.js';
 import { tempDir } from '../helpers.js';
 
@@ -75,7 +75,7 @@ test('a specialist uploads a photograph and reads the findings, heatmaps and dow
   // What the API says about this photograph, to compare with what the page shows.
   const api = (await (
     await fetch(url + 'v1/predict', { method: 'POST', body: new Uint8Array(await readFile(image)), headers: { 'content-type': 'image/jpeg' } })
-  ).json()) as PredictResponse;
+  ).json()) as GradedResponse;
 
   await page.setInputFiles('#file', image);
   await page.waitForSelector('body[data-state="ready"]');
@@ -129,7 +129,7 @@ test('a specialist uploads a photograph and reads the findings, heatmaps and dow
 
   // Downloads: the result JSON matches the API; the overlay is a PNG at the photograph's resolution.
   const [json] = await Promise.all([page.waitForEvent('download'), page.click('#download-json')]);
-  const saved = JSON.parse(await readFile((await json.path())!, 'utf8')) as PredictResponse;
+  const saved = JSON.parse(await readFile((await json.path())!, 'utf8')) as GradedResponse;
   assert.deepEqual(saved.probabilities, api.probabilities);
   assert.deepEqual(saved.positive, api.positive);
   const [png] = await Promise.all([page.waitForEvent('download'), page.click('#download-b')]);

@@ -1,8 +1,8 @@
 // Typed calls to the fundus HTTP API. The types come from the server's own source, so a change on either side
 // breaks the type-check rather than the page.
-import type { ErrorBody, ExplainResponse, ModelCard, PredictResponse } from '../../src/serve/api-types.js';
+import type { ErrorBody, ExplainResponse, GradedResponse, ModelCard, PredictResponse } from '../../src/serve/api-types.js';
 
-export type { ExplainResponse, ModelCard, PredictResponse };
+export type { ExplainResponse, GradedResponse, ModelCard, PredictResponse };
 
 export class ApiError extends Error {
   constructor(

@@ -1,4 +1,4 @@
-import type { PredictResponse } from './api.js';
+import type { GradedResponse } from './api.js';
 
 export function percent(p: number): string {
   return `${(p * 100).toFixed(p >= 0.995 || p < 0.005 ? 0 : 1)}%`;
@@ -15,7 +15,7 @@ function el<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: 
  * One row per class: the probability as a bar with the decision threshold marked on it, the number, and the
  * decision. Each row is a button that shows that class's heatmap in the first panel.
  */
-export function renderBars(list: HTMLElement, r: PredictResponse, selected: string, onSelect: (cls: string) => void): void {
+export function renderBars(list: HTMLElement, r: GradedResponse, selected: string, onSelect: (cls: string) => void): void {
   list.replaceChildren();
   r.classes.forEach((cls, i) => {
     const p = r.probabilities[cls];

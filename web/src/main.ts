@@ -1,5 +1,5 @@
 import './styles.css';
-import { explain, fetchModel, predict, type ExplainResponse, type ModelCard, type PredictResponse } from './api.js';
+import { explain, fetchModel, predict, type ExplainResponse, type GradedResponse, type ModelCard } from './api.js';
 import { percent, renderBars } from './bars.js';
 import { turboGradient } from './colormap.js';
 import { drawOverlay, heatmapImage } from './overlay.js';
@@ -30,7 +30,7 @@ const state = {
   model: undefined as ModelCard | undefined,
   file: undefined as File | undefined,
   photo: undefined as ImageBitmap | undefined,
-  result: undefined as PredictResponse | undefined,
+  result: undefined as GradedResponse | undefined,
   heat: new Map<string, Promise<Heat>>(),
   /** Bumped for each new photograph, so that late answers about the previous one are ignored. */
   generation: 0,
@@ -140,7 +140,7 @@ function selectClass(cls: string): void {
  * The classes to explain first: pathologies decided positive, likeliest first, then the other pathologies, and
  * "normal" last (its heatmap says little).
  */
-function defaultClasses(r: PredictResponse): [string, string] {
+function defaultClasses(r: GradedResponse): [string, string] {
   const rank = (c: string) => (c === 'normal' ? 2 : r.decisions[c] ? 0 : 1);
   const order = [...r.classes].sort((a, b) => rank(a) - rank(b) || r.probabilities[b] - r.probabilities[a]);
   return [order[0], order[1] ?? order[0]];
@@ -163,6 +163,23 @@ async function loadPhoto(file: File): Promise<void> {
     ]);
     if (generation !== state.generation) return;
     state.photo = photo;
+    delete ui.summary.dataset.ungradable;
+    if (result.gradable === false) {
+      // No probabilities and no heatmaps for a photograph that is not a gradable fundus photograph: its reasons instead.
+      for (const p of panels) {
+        p.placeholder.hidden = true;
+        drawn.set(p, undefined);
+        p.prob.textContent = 'ungradable';
+        repaint(p);
+      }
+      ui.bars.replaceChildren();
+      ui.summary.textContent = `Ungradable: ${result.ungradable.message}`;
+      ui.summary.dataset.ungradable = 'true';
+      ui.results.hidden = false;
+      setStatus(`${file.name}: ungradable (${result.ungradable.message}); no diagnosis is made`, 'error');
+      document.body.dataset.state = 'ungradable';
+      return;
+    }
     state.result = result;
     const [a, b] = defaultClasses(result);
     panels[0].cls = a;
