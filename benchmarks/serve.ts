@@ -17,7 +17,7 @@ import { predictTensor } from '../src/models/predict.js';
 import { preprocessImage } from '../src/data/preprocess.js';
 import { CLASSES } from '../src/data/labels.js';
 import { runPredict } from '../src/serve/predict-cli.js';
-import { DEFAULT_MODEL_DIR } from '../src/serve/commands.js';
+import { DEFAULT_MODEL_DIR } from '../src/models/io.js';
 
 const argv = process.argv.slice(2);
 const opt = (name: string, dflt: string): string => {

@@ -1,5 +1,13 @@
 #!/usr/bin/env node
-// Runs the TypeScript sources through tsx so that the CLI works straight from a checkout, with no build step.
-import { register } from 'tsx/esm/api';
-register();
-await import('../src/cli.ts');
+// In a checkout (src/ present) the CLI runs from the TypeScript sources through tsx, a development dependency, so that
+// an edit needs no build step; an installed package holds only the compiled dist/ (`npm run build`).
+import { existsSync } from 'node:fs';
+
+const sources = new URL('../src/cli.ts', import.meta.url);
+if (existsSync(sources)) {
+  const { register } = await import('tsx/esm/api');
+  register();
+  await import(sources.href);
+} else {
+  await import('../dist/cli.js');
+}

@@ -18,8 +18,9 @@ if (missing.length > 0) {
   console.warn(`fundus: native headers not found (apt-get install ${missing.join(' ')}); skipping the native build.`);
   process.exit(force ? 1 : 0);
 }
-const gyp = join(root, 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
-const cmd = existsSync(gyp) ? [process.execPath, gyp] : ['npx', 'node-gyp'];
+// The checkout's node-gyp (a devDependency), else the one npm ships and names to install scripts (an installed package).
+const gyp = [join(root, 'node_modules', 'node-gyp', 'bin', 'node-gyp.js'), process.env.npm_config_node_gyp].find((p) => p && existsSync(p));
+const cmd = gyp ? [process.execPath, gyp] : ['npx', 'node-gyp'];
 // Use the headers installed next to this node (Debian's nodejs ships them in /usr/include/node) so that the build
 // needs no network; node-gyp downloads them otherwise.
 const prefix = join(dirname(process.execPath), '..');

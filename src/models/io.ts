@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { readFile, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { InputError } from '../util/errors.js';
 import { writeDirAtomic } from '../util/atomic.js';
 import { channelCount, validatePreprocessSettings } from '../data/preprocess.js';
@@ -18,6 +19,9 @@ export interface FundusModel {
 export const MODEL_JSON = 'model.json';
 export const WEIGHTS_BIN = 'weights.bin';
 export const METADATA_JSON = 'fundus.json';
+
+/** The model shipped with fundus (`models/default` in the package, beside `src/` or `dist/`), used when none is named. */
+export const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../../models/default', import.meta.url));
 
 /**
  * The files fundus writes into a model directory: the model itself, what training ships with it (split, history,

@@ -1,9 +1,8 @@
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { stat } from 'node:fs/promises';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { loadModel, METADATA_JSON } from '../models/io.js';
+import { join } from 'node:path';
+import { DEFAULT_MODEL_DIR, loadModel, METADATA_JSON } from '../models/io.js';
 import { CAM_METHODS, isCamMethod, type CamMethod } from '../explain/cam.js';
 import { InputError } from '../util/errors.js';
 import { collectImages } from '../data/image-files.js';
@@ -13,9 +12,6 @@ import { checkBindAddress } from './auth.js';
 import { initBatchPrediction } from '../models/predictor.js';
 // Constants only: server.js itself (Fastify and the rest) is loaded when `serve` runs.
 import { DEFAULT_BODY_LIMIT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_UPLOAD_IDLE_TIMEOUT, DEFAULT_UPLOAD_TIMEOUT } from './limits.js';
-
-/** The model shipped with fundus, used when no model directory is named. */
-export const DEFAULT_MODEL_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'models', 'default');
 
 async function isModelDir(p: string): Promise<boolean> {
   try {
