@@ -56,6 +56,8 @@ interface PredictFlags {
   batchSize: number;
   resume?: boolean;
   quiet?: boolean;
+  /** False with --no-gradability-check. */
+  gradabilityCheck: boolean;
 }
 
 interface ServeFlags {
@@ -70,6 +72,7 @@ interface ServeFlags {
   uploadIdleTimeout: number;
   batchSize: number;
   log?: boolean;
+  gradabilityCheck: boolean;
 }
 
 export function register(program: Command): void {
@@ -94,10 +97,13 @@ export function register(program: Command): void {
     .option('--heatmap-classes <which>', '"positive" (decided classes, else the likeliest), "all", or a comma-separated list of class names', 'positive')
     .option('-b, --batch-size <n>', 'images per inference batch', positiveInt('--batch-size'), 16)
     .option('-q, --quiet', 'no progress bar')
+    .option('--no-gradability-check', 'predict photographs the gradability gate refuses (not a fundus photograph, too dark, no disc, ...; see docs/gradability.md) instead of reporting them ungradable: for research only')
     .addHelpText(
       'after',
-      '\nExit status: 0 when every image was predicted, 3 when some could not be read (they are listed on stderr and\n' +
-        'left out of the output; the others are predicted), 2 on a usage or model error.\n\n' +
+      '\nA photograph that is not a gradable fundus photograph gets a row saying why ("gradable": false and the reasons;\n' +
+        'in CSV the gradable and "ungradable reason" columns, with empty probabilities) instead of a diagnosis.\n\n' +
+        'Exit status: 0 when every image was predicted or reported ungradable, 3 when some could not be read (they are\n' +
+        'listed on stderr and left out of the output; the others are predicted), 2 on a usage or model error.\n\n' +
         'Examples:\n  fundus predict samples/images\n  fundus predict models/default photos/ --out results.csv --heatmaps overlays/\n' +
         '  fundus predict --model runs/m1 big-folder/ --format json --out preds.jsonl --resume',
     )
@@ -130,11 +136,13 @@ export function register(program: Command): void {
         heatmapClasses: which,
         batchSize: flags.batchSize,
         quiet: flags.quiet,
+        gradabilityCheck: flags.gradabilityCheck,
       });
       if (!s.failuresReported) for (const f of s.failed) process.stderr.write(`fundus predict: skipped ${f.file}: ${f.message}\n`);
       const rate = s.predicted > 0 ? ` (${(s.predicted / s.seconds).toFixed(1)} images/s)` : '';
       const parts = [`predicted ${s.predicted} image${s.predicted === 1 ? '' : 's'} in ${s.seconds.toFixed(1)} s${rate}`];
       if (s.skipped) parts.push(`${s.skipped} already in ${flags.out}`);
+      if (s.ungradable) parts.push(`${s.ungradable} ungradable (reported with the reasons, not predicted)`);
       if (s.heatmaps) parts.push(`${s.heatmaps} heatmaps in ${flags.heatmaps}`);
       if (s.failed.length) parts.push(`${s.failed.length} unreadable (skipped)`);
       if (!flags.quiet || s.failed.length) process.stderr.write(`fundus predict: ${parts.join('; ')}${flags.out ? ` → ${flags.out}` : ''}\n`);
@@ -160,6 +168,7 @@ export function register(program: Command): void {
     .option('--upload-idle-timeout <ms>', 'longest pause in a predict/explain upload; then 408 and the connection is closed', positiveInt('--upload-idle-timeout'), DEFAULT_UPLOAD_IDLE_TIMEOUT)
     .option('-b, --batch-size <n>', 'largest batch formed from concurrent requests', positiveInt('--batch-size'), 16)
     .option('--log', 'log every request (JSON lines on stdout)')
+    .option('--no-gradability-check', 'predict photographs the gradability gate refuses (not a fundus photograph, too dark, no disc, ...; see docs/gradability.md) instead of reporting them ungradable: for research only')
     .addHelpText(
       'after',
       '\nRoutes: GET / (viewer), POST /v1/predict, POST /v1/explain?class=…&method=…, GET /v1/model, GET /healthz\n' +
@@ -182,6 +191,7 @@ export function register(program: Command): void {
         uploadIdleTimeout: flags.uploadIdleTimeout,
         batchSize: flags.batchSize,
         logger: !!flags.log,
+        gradabilityCheck: flags.gradabilityCheck,
       });
     });
 }
