@@ -55,7 +55,7 @@ export {
   type SplitFile,
 } from './data/split.js';
 export type { AugmentSettings } from './data/augment.js';
-export { assessGradability, type Gradability, type GradabilityMeasures } from './data/gradability.js';
+export { assessGradability, UngradableError, type Gradability, type GradabilityMeasures } from './data/gradability.js';
 
 // Explanations.
 export {
