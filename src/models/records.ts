@@ -13,13 +13,17 @@ export interface PredictionRecord {
   positive: string[];
 }
 
-/** Turns one row of probabilities into the per-class record shared by the CLI, the API and the viewer. */
+/**
+ * Turns one row of probabilities into the per-class record shared by the CLI, the API, the queue and the viewer;
+ * `gradable` marks a photo the gradability gate checked and passed.
+ */
 export function toRecord(
   probs: ArrayLike<number>,
   offset: number,
   classes: readonly string[],
   thresholds: readonly number[],
   file?: string,
+  gradable = false,
 ): PredictionRecord {
   const probabilities: Record<string, number> = {};
   const decisions: Record<string, boolean> = {};
@@ -31,7 +35,7 @@ export function toRecord(
     decisions[c] = p >= thresholds[j];
     if (decisions[c]) positive.push(c);
   });
-  return file === undefined ? { probabilities, decisions, positive } : { file, probabilities, decisions, positive };
+  return { ...(file === undefined ? {} : { file }), ...(gradable ? { gradable: true as const } : {}), probabilities, decisions, positive };
 }
 
 /** A photograph the gradability gate refused: no probabilities, no decisions, and why. */

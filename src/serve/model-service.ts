@@ -134,7 +134,7 @@ export class ModelService {
       const outcomes = this.predictor.infer(inputs, await Promise.all(batch.map((p) => p.decoded)));
       batch.forEach((p, i) => {
         const o = outcomes[i];
-        if (o.ok) p.resolve(this.gradabilityCheck ? { gradable: true, ...toRecord(o.probabilities, 0, classes, thresholds) } : toRecord(o.probabilities, 0, classes, thresholds));
+        if (o.ok) p.resolve(toRecord(o.probabilities, 0, classes, thresholds, undefined, this.gradabilityCheck));
         else if (o.ungradable) p.resolve(toUngradableRecord(o.ungradable));
         else p.reject(renamed(o.error, p.name));
       });

@@ -290,8 +290,7 @@ export async function runPredict(opts: PredictRunOptions): Promise<PredictRunSum
       for (let i = 0; i < chunk.length; i++) {
         const o = outcomes[i];
         if (o.ok) {
-          const r = toRecord(o.probabilities, 0, classes, thresholds, chunk[i]);
-          const rec: PredictionRecord = gate ? { file: chunk[i], gradable: true, ...r } : r;
+          const rec = toRecord(o.probabilities, 0, classes, thresholds, chunk[i], gate);
           records.push({ rec, image: images[i]! });
           rows.push(rec);
         } else if (o.ungradable) {
