@@ -8,6 +8,7 @@ import { register as registerSelflearn } from './selflearn/commands.js';
 import { register as registerServe } from './serve/commands.js';
 import { register as registerWeights } from './models/commands.js';
 import { register as registerAudit } from './audit/commands.js';
+import { register as registerQueue } from './queue/commands.js';
 
 const program = new Command();
 program
@@ -24,6 +25,7 @@ registerSelflearn(program);
 registerServe(program);
 registerWeights(program);
 registerAudit(program);
+registerQueue(program);
 
 try {
   await program.parseAsync(process.argv);
