@@ -7,7 +7,7 @@ import { assessGradability, UngradableError, type Gradability } from '../data/gr
 import { decodeBesideInference, nativeJpegAvailable } from '../data/jpeg.js';
 import { normalizeBytes, preprocessImage, type PreprocessedImage } from '../data/preprocess.js';
 import { initEngine, type EngineInfo } from '../engine/index.js';
-import { InputError } from '../util/errors.js';
+import { InputError, truncateForMessage } from '../util/errors.js';
 import { embeddingModel } from './embedding.js';
 import { loadModel, type FundusModel } from './io.js';
 import { predictTensor, stackImages } from './predict.js';
@@ -125,7 +125,7 @@ export class Limiter {
 function failureMessage(reason: unknown, input: ImageInput): string {
   const msg = reason instanceof Error ? reason.message : String(reason);
   if (!(reason instanceof InputError)) return `error: ${msg}`;
-  return typeof input === 'string' ? msg.replace(`${input}: `, '') : msg.replace(/^<buffer>: /, '');
+  return typeof input === 'string' ? msg.replace(`${truncateForMessage(input)}: `, '') : msg.replace(/^<buffer>: /, '');
 }
 
 /**
