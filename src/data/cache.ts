@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeFileAtomic } from '../util/atomic.js';
+import { InputError } from '../util/errors.js';
 import { progress } from '../util/progress.js';
 import { normalizeBytes, preprocessToBytes, validatePreprocessSettings } from './preprocess.js';
 import type { PreprocessSettings, PreprocessedBytes } from './preprocess.js';
@@ -72,6 +73,17 @@ function decode(buf: Buffer, settings: PreprocessSettings): PreprocessedBytes | 
   return { pixels: new Uint8Array(buf.buffer, buf.byteOffset + HEADER, n), size, channels, geometry: { width, height, x, y, side } };
 }
 
+/** Preprocesses the bytes already read (the path when they could not be read); errors name the file either way. */
+async function preprocessBytesOf(path: string, bytes: Buffer | undefined, settings: PreprocessSettings): Promise<PreprocessedBytes> {
+  if (!bytes) return preprocessToBytes(path, settings);
+  try {
+    return await preprocessToBytes(bytes, settings);
+  } catch (err) {
+    if (err instanceof InputError && err.file === '<buffer>') throw new InputError(err.message.replace(/^<buffer>: /, ''), { file: path });
+    throw err;
+  }
+}
+
 /** Runs `fn` over `items` with at most `limit` in flight, keeping result order. */
 export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
   const out = new Array<R>(items.length);
@@ -88,7 +100,7 @@ export async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T, in
 
 /**
  * Preprocessed bytes (before normalisation) of each image, from the on-disk cache when an entry exists for the same
- * file (absolute path, size, modification time) and the same settings, else decoded and then cached. Entries are
+ * content (a SHA-256 of the file's bytes) and the same settings, else decoded and then cached. Entries are
  * written atomically, so an interrupted run never leaves a corrupt entry; a corrupt one is recomputed.
  */
 export async function loadPreprocessedBytes(
@@ -106,17 +118,18 @@ export async function loadPreprocessedBytes(
       const abs = resolve(p);
       let result: PreprocessedBytes | undefined;
       let entry: string | undefined;
-      if (useCache) {
-        const st = await stat(abs).catch(() => undefined);
-        if (st) {
-          const key = createHash('sha256').update(`${abs}\0${st.size}\0${st.mtimeMs}`).digest('hex');
-          entry = join(dir, key.slice(0, 2), `${key}.bin`);
-          const cached = await readFile(entry).catch(() => undefined);
-          if (cached) result = decode(cached, settings);
-        }
+      // Keyed on the photo's content, not its name, size and modification time: a photo replaced by another of the
+      // same size and time (a copy with -p, a restored backup) must not get the old one's pixels. Hashing is cheap
+      // beside decoding, and the bytes read here are the ones decoded.
+      const bytes = useCache ? await readFile(abs).catch(() => undefined) : undefined;
+      if (bytes) {
+        const key = createHash('sha256').update(bytes).digest('hex');
+        entry = join(dir, key.slice(0, 2), `${key}.bin`);
+        const cached = await readFile(entry).catch(() => undefined);
+        if (cached) result = decode(cached, settings);
       }
       if (!result) {
-        result = await preprocessToBytes(abs, settings);
+        result = await preprocessBytesOf(abs, bytes, settings);
         if (entry) await writeFileAtomic(entry, encode(result));
       }
       done++;

@@ -157,6 +157,27 @@ test('the disk cache returns what preprocessing returns, and notices a changed f
   assert.deepEqual(third[0], first[1]);
 });
 
+test('the disk cache is keyed on content: a photo replaced by another of the same size and time is not served stale', async () => {
+  const dir = await tempDir();
+  const cacheDir = join(dir, 'cache');
+  const [a, b] = await Promise.all(['c24a1b14d253.jpg', '9ee905a41651.jpg'].map((f) => readFile(join(VIETAI_DIR, 'train', f))));
+  // the same length: a JPEG decoder ignores bytes after the end-of-image marker
+  const size = Math.max(a.length, b.length);
+  const pad = (buf: Buffer) => Buffer.concat([buf, Buffer.alloc(size - buf.length)]);
+  const photo = join(dir, 'eye.jpg');
+  await writeFile(photo, pad(a));
+  const when = new Date('2024-01-02T03:04:05Z');
+  await utimes(photo, when, when);
+  const settings = { ...S, normalize: { mean: [0.3], std: [0.2] } };
+  const [before] = await loadPreprocessed([photo], settings, { cacheDir });
+  await writeFile(photo, pad(b));
+  await utimes(photo, when, when);
+  const [after] = await loadPreprocessed([photo], settings, { cacheDir });
+  const direct = await preprocessImage(photo, settings);
+  assert.notDeepEqual(after, before);
+  assert.deepEqual(after, direct.data);
+});
+
 test('CLAHE stretches a low-contrast disc, leaves the border black and a flat image almost unchanged', async () => {
   const { claheChannel } = await import('../../src/data/clahe.js');
   const W = 64;
