@@ -14,6 +14,7 @@ import { renderGallery } from './gallery.js';
 import { DEFAULT_LESION_CLASS, DEFAULT_TOLERANCE_PX, formatLocalisationTable, readLesions, type LocalisationJob } from './localisation.js';
 import { COLORMAPS, type Colormap } from './overlay.js';
 import { parseClasses, runExplain, type ExplainManifest, type RawFormat } from './run.js';
+import { reportSkipped } from '../util/skipped.js';
 
 export interface ExplainCliOptions {
   out: string;
@@ -208,8 +209,7 @@ export async function explainCommand(modelDir: string, inputs: string[], opts: E
     bar.stop();
   }
   const m = manifest as unknown as NonNullable<typeof manifest>;
-  for (const s of m.skipped) process.stderr.write(`fundus explain: skipped ${s.path}: ${s.reason}\n`);
-  if (m.skipped.length > 0) process.exitCode = 3;
+  reportSkipped('explain', m.skipped);
   if (!opts.quiet) {
     const skipped = m.skipped.length ? `; ${m.skipped.length} skipped (listed above and in explain.json)` : '';
     console.log(`${m.entries.length} heatmaps of ${images.length - m.skipped.length} images (layer ${m.layer}) in ${out}${skipped}; gallery: ${join(out, 'index.html')}`);

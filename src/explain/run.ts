@@ -32,6 +32,7 @@ import {
   type ScoredMap,
 } from './localisation.js';
 import { heatmapToPng16, renderOverlayRgb, type Colormap } from './overlay.js';
+import type { SkippedPhoto } from '../util/skipped.js';
 
 /** Which classes to explain: `predicted` (positives at the model's thresholds, plus evidence against `normal` where it is predicted absent), `all`, or a list. */
 export type ClassSelection = { kind: 'predicted' } | { kind: 'all' } | { kind: 'list'; classes: number[] };
@@ -92,7 +93,7 @@ export interface ExplainManifest {
   images: { path: string; geometry: CropGeometry; probabilities: number[]; localisation?: ImageLocalisation }[];
   entries: ExplainEntry[];
   /** Photographs not explained: unreadable, or refused by the gradability gate (`reason` says which and why). */
-  skipped: { path: string; reason: string }[];
+  skipped: SkippedPhoto[];
   faithfulness?: FaithfulnessRow[];
   localisation?: LocalisationReport;
 }

@@ -67,6 +67,11 @@ export interface PredictorOptions {
 export interface RunOptions {
   /** Called after each batch with the number of images done so far. */
   onProgress?: (done: number) => void;
+  /**
+   * Where a photo that cannot be predicted goes (its index in the inputs and its failure): given, the run keeps
+   * going and that photo's row is left NaN; absent, the first failure is thrown.
+   */
+  onFailure?: (index: number, failure: Extract<ImageOutcome, { ok: false }>) => void;
 }
 
 /** Embeddings of images: `rows` × `dim` float32, row-major, one row per input in order. */
@@ -119,6 +124,16 @@ export class Limiter {
       this.waiting.shift()?.();
     }
   }
+}
+
+/** One photo's failure as an outcome (an UngradableError carries what the gate measured). */
+function failureOf(reason: unknown, input: ImageInput): Extract<ImageOutcome, { ok: false }> {
+  return {
+    ok: false,
+    error: reason,
+    message: failureMessage(reason, input),
+    ...(reason instanceof UngradableError ? { ungradable: reason.gradability } : {}),
+  };
 }
 
 /** The reason of a failure without the path prefix that an InputError carries (reports name the file themselves). */
@@ -225,14 +240,7 @@ export class Predictor {
     const k = this.classes.length;
     const good = settled.flatMap((s, i) => (s.status === 'fulfilled' ? [i] : []));
     const outcomes: ImageOutcome[] = settled.map((s, i) =>
-      s.status === 'rejected'
-        ? {
-            ok: false,
-            error: s.reason,
-            message: failureMessage(s.reason, inputs[i]),
-            ...(s.reason instanceof UngradableError ? { ungradable: s.reason.gradability } : {}),
-          }
-        : { ok: false, error: undefined, message: '' },
+      s.status === 'rejected' ? failureOf(s.reason, inputs[i]) : { ok: false, error: undefined, message: '' },
     );
     if (good.length === 0) return outcomes;
     const probs = this.run(good.map((i) => (settled[i] as PromiseFulfilledResult<PreprocessedImage>).value.data));
@@ -270,8 +278,11 @@ export class Predictor {
     const out = new Float32Array(inputs.length * k);
     for await (const b of this.batches(inputs)) {
       b.outcomes.forEach((o, i) => {
-        if (!o.ok) throw o.error;
-        out.set(o.probabilities, (b.start + i) * k);
+        if (o.ok) out.set(o.probabilities, (b.start + i) * k);
+        else if (opts.onFailure) {
+          out.fill(NaN, (b.start + i) * k, (b.start + i + 1) * k);
+          opts.onFailure(b.start + i, o);
+        } else throw o.error;
       });
       opts.onProgress?.(b.start + b.inputs.length);
     }
@@ -311,7 +322,7 @@ export class Predictor {
   /**
    * The activations of `layer` (default: the penultimate layer, the input of the classification head), flattened
    * to one row per input, for the same preprocessed photos as `predict` (no test-time augmentation). Throws the
-   * first failure.
+   * first failure, or, with `onFailure`, leaves that photo's row NaN.
    */
   async embed(inputs: readonly ImageInput[], opts: RunOptions & { layer?: string } = {}): Promise<EmbeddingRows> {
     if (inputs.length === 0) throw new InputError('no images to embed');
@@ -325,23 +336,29 @@ export class Predictor {
     for (let start = 0; start < inputs.length; start += this.batchSize) {
       const settled = await next;
       if (start + this.batchSize < inputs.length) next = this.preprocess(slice(start + this.batchSize));
-      const images = settled.map((s) => {
-        if (s.status === 'rejected') throw s.reason;
-        return s.value.data;
+      const good: number[] = [];
+      settled.forEach((s, i) => {
+        if (s.status === 'fulfilled') good.push(i);
+        else if (opts.onFailure) opts.onFailure(start + i, failureOf(s.reason, inputs[start + i]));
+        else throw s.reason;
       });
-      const x = stackImages(images, this.model.metadata.inputShape);
-      const y = tf.tidy(() => tf.reshape(sub!.model.predict(x) as tf.Tensor, [images.length, -1]));
-      x.dispose();
-      const values = (await y.data()) as Float32Array;
-      if (!data) {
-        dim = y.shape[1] as number;
-        data = new Float32Array(inputs.length * dim);
+      if (good.length > 0) {
+        const images = good.map((i) => (settled[i] as PromiseFulfilledResult<PreprocessedImage>).value.data);
+        const x = stackImages(images, this.model.metadata.inputShape);
+        const y = tf.tidy(() => tf.reshape(sub!.model.predict(x) as tf.Tensor, [images.length, -1]));
+        x.dispose();
+        const values = (await y.data()) as Float32Array;
+        if (!data) {
+          dim = y.shape[1] as number;
+          data = new Float32Array(inputs.length * dim).fill(NaN);
+        }
+        y.dispose();
+        good.forEach((i, j) => data!.set(values.subarray(j * dim, (j + 1) * dim), (start + i) * dim));
       }
-      y.dispose();
-      data.set(values, start * dim);
-      opts.onProgress?.(start + images.length);
+      opts.onProgress?.(start + settled.length);
     }
-    return { data: data!, rows: inputs.length, dim, layer: sub.layer };
+    if (!data) throw new InputError('none of the images could be read');
+    return { data, rows: inputs.length, dim, layer: sub.layer };
   }
 
   /** Stops the decode workers, if any were started. The predictor still works afterwards, preprocessing in this thread. */

@@ -7,6 +7,7 @@ import { loadModel } from '../models/io.js';
 import { readSplitParts } from '../data/split.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
+import { reportSkipped } from '../util/skipped.js';
 import { embedFiles, saveEmbeddings } from './embed.js';
 import { collectImages } from '../data/image-files.js';
 import { defaultDuplicateFinder } from './leakage.js';
@@ -93,9 +94,11 @@ export function registerEmbed(program: Command): void {
       await initEngine();
       const model = await loadModel(modelDir);
       const paths = await collectImages(images);
-      const emb = await embedFiles(model, paths, { layer: opts.layer, batchSize: opts.batchSize, cache: opts.cache, progressLabel: 'embed' });
+      const emb = await embedFiles(model, paths, { layer: opts.layer, batchSize: opts.batchSize, cache: opts.cache, progressLabel: 'embed', skipUnreadable: true });
       const written = await saveEmbeddings(opts.out, emb, modelDir);
-      console.log(`${emb.matrix.rows} embeddings of dimension ${emb.matrix.cols} from layer "${emb.layer}" → ${written.data}, ${written.sidecar}`);
+      reportSkipped('embed', emb.skipped);
+      const skipped = emb.skipped.length ? `; ${emb.skipped.length} skipped (listed above and in the sidecar)` : '';
+      console.log(`${emb.matrix.rows} embeddings of dimension ${emb.matrix.cols} from layer "${emb.layer}" → ${written.data}, ${written.sidecar}${skipped}`);
     });
 }
 

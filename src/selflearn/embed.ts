@@ -5,6 +5,7 @@ import { Predictor } from '../models/predictor.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
 import { progress } from '../util/progress.js';
+import type { SkippedPhoto } from '../util/skipped.js';
 import type { DenseMatrix } from './matrix.js';
 
 /**
@@ -14,13 +15,16 @@ import type { DenseMatrix } from './matrix.js';
  * File format (`fundus embed --out runs/emb.f32`), two files side by side:
  * - `emb.f32`: raw little-endian float32, rows × dim, row-major, no header (numpy: `np.fromfile(p, '<f4').reshape(rows, dim)`);
  * - `emb.json`: `{ format: "fundus-embeddings", formatVersion: 1, rows, dim, dtype: "float32", layer, model, names,
- *   paths }`, where `names[i]` (the file name) and `paths[i]` belong to row i.
+ *   paths, skipped }`, where `names[i]` (the file name) and `paths[i]` belong to row i, and `skipped` lists the
+ *   photographs that could not be read (`{ path, reason }`, with `skipUnreadable`; no row of theirs).
  */
 export interface Embeddings {
   matrix: DenseMatrix & { data: Float32Array };
   names: string[];
   paths: string[];
   layer: string;
+  /** Photographs left out because they could not be read (only with `skipUnreadable`). */
+  skipped: SkippedPhoto[];
 }
 
 export interface EmbeddingsSidecar {
@@ -33,6 +37,7 @@ export interface EmbeddingsSidecar {
   model: string;
   names: string[];
   paths: string[];
+  skipped?: SkippedPhoto[];
 }
 
 export interface EmbedOptions {
@@ -44,17 +49,24 @@ export interface EmbedOptions {
   /** Label of a progress bar on stderr. */
   progressLabel?: string;
   onProgress?: (done: number) => void;
+  /**
+   * Leave out photographs that cannot be read (listed in `skipped`) instead of failing the whole run; default false,
+   * for callers whose rows must line up with their inputs.
+   */
+  skipUnreadable?: boolean;
 }
 
 /**
  * Runs images through the network up to `layer` (default: penultimate) with the Predictor, preprocessing exactly as
- * the model was trained (its fundus.json settings). Returns one float32 row per image, in input order.
+ * the model was trained (its fundus.json settings). Returns one float32 row per image, in input order (the images
+ * that could be read, with `skipUnreadable`).
  */
 export async function embedFiles(model: FundusModel, paths: string[], opts: EmbedOptions = {}): Promise<Embeddings> {
   if (paths.length === 0) throw new InputError('no images to embed');
   const predictor = new Predictor(model, { batchSize: opts.batchSize, cache: opts.cache ?? true });
   const bar = opts.progressLabel ? progress(opts.progressLabel, paths.length) : undefined;
   let last = 0;
+  const failed = new Map<number, string>();
   try {
     const rows = await predictor.embed(paths, {
       layer: opts.layer,
@@ -63,8 +75,18 @@ export async function embedFiles(model: FundusModel, paths: string[], opts: Embe
         last = done;
         opts.onProgress?.(done);
       },
+      ...(opts.skipUnreadable ? { onFailure: (i: number, f: { message: string }) => void failed.set(i, f.message) } : {}),
     });
-    return { matrix: { data: rows.data, rows: rows.rows, cols: rows.dim }, names: paths.map((p) => basename(p)), paths, layer: rows.layer };
+    const skipped = [...failed].map(([i, reason]) => ({ path: paths[i], reason }));
+    const kept = paths.flatMap((p, i) => (failed.has(i) ? [] : [i]));
+    const data = failed.size === 0 ? rows.data : new Float32Array(kept.length * rows.dim);
+    if (failed.size > 0) kept.forEach((i, r) => data.set(rows.data.subarray(i * rows.dim, (i + 1) * rows.dim), r * rows.dim));
+    const keptPaths = kept.map((i) => paths[i]);
+    return { matrix: { data, rows: kept.length, cols: rows.dim }, names: keptPaths.map((p) => basename(p)), paths: keptPaths, layer: rows.layer, skipped };
+  } catch (err) {
+    const [first] = failed.values();
+    if (failed.size === paths.length) throw new InputError(`none of the ${paths.length} images could be read (${paths[failed.keys().next().value!]}: ${first}${paths.length > 1 ? ', ...' : ''})`);
+    throw err;
   } finally {
     bar?.stop();
     await predictor.close();
@@ -89,6 +111,7 @@ export async function saveEmbeddings(path: string, emb: Embeddings, modelDir: st
     model: modelDir,
     names: emb.names,
     paths: emb.paths,
+    ...(emb.skipped.length ? { skipped: emb.skipped } : {}),
   };
   const d = emb.matrix.data;
   const bytes = new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
@@ -123,5 +146,5 @@ export async function loadEmbeddings(path: string): Promise<Embeddings & { sidec
     throw new InputError(`holds ${buf.byteLength} bytes, the sidecar says ${meta.rows}x${meta.dim} float32`, { file: dataPath });
   }
   const data = new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
-  return { matrix: { data, rows: meta.rows, cols: meta.dim }, names: meta.names, paths: meta.paths ?? meta.names, layer: meta.layer, sidecar: meta };
+  return { matrix: { data, rows: meta.rows, cols: meta.dim }, names: meta.names, paths: meta.paths ?? meta.names, layer: meta.layer, skipped: meta.skipped ?? [], sidecar: meta };
 }

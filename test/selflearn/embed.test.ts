@@ -62,3 +62,35 @@ test('fundus embed CLI writes the two files and reports the layer', async () => 
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /fundus\.json is missing/);
 });
+
+test('fundus embed keeps going past a truncated photograph: the good rows written, the bad one listed, exit 3', async () => {
+  const dir = await tempDir();
+  await tinyModel(join(dir, 'model'));
+  const broken = join(dir, 'broken.jpg');
+  await writeFile(broken, (await readFile(images[0])).subarray(0, 2000));
+  // in process: the rows skip the broken photo and stay in order
+  const model = await loadModel(join(dir, 'model'));
+  const whole = await embedFiles(model, images.slice(0, 3), { cache: false });
+  const emb = await embedFiles(model, [images[0], broken, images[1], images[2]], { cache: false, batchSize: 2, skipUnreadable: true });
+  assert.deepEqual(emb.paths, images.slice(0, 3));
+  assert.deepEqual(Array.from(emb.matrix.data), Array.from(whole.matrix.data));
+  assert.equal(emb.skipped.length, 1);
+  assert.equal(emb.skipped[0].path, broken);
+  // without skipUnreadable (self-learning, whose rows must line up with its labels) the run still fails
+  await assert.rejects(embedFiles(model, [images[0], broken], { cache: false }), /broken\.jpg: cannot decode/);
+  await assert.rejects(embedFiles(model, [broken], { cache: false, skipUnreadable: true }), /none of the 1 images could be read \(.*broken\.jpg: cannot decode/);
+
+  const r = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', join(PROJECT_ROOT, 'src', 'cli.ts'), 'embed', join(dir, 'model'), images[0], broken, images[1], '--out', join(dir, 'e.f32'), '--no-cache'],
+    { encoding: 'utf8', cwd: PROJECT_ROOT },
+  );
+  assert.equal(r.status, 3, r.stderr);
+  assert.match(r.stderr, /fundus embed: skipped .*broken\.jpg: cannot decode/);
+  assert.match(r.stdout, /2 embeddings of dimension 64 .*1 skipped/);
+  const meta = JSON.parse(await readFile(join(dir, 'e.json'), 'utf8'));
+  assert.equal(meta.rows, 2);
+  assert.deepEqual(meta.paths, [images[0], images[1]]);
+  assert.deepEqual(meta.skipped.map((s: { path: string }) => s.path), [broken]);
+  assert.equal((await readFile(join(dir, 'e.f32'))).byteLength, 2 * 64 * 4);
+});
