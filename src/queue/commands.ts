@@ -35,8 +35,8 @@ function target(flags: ConnectionFlags): RedisTarget {
 /** Runs a queue command with a Redis client and the BullMQ queue, closing both however it ends. */
 async function withQueue<T>(flags: ConnectionFlags, fn: (redis: Redis, queue: Queue<ChunkData>, t: RedisTarget) => Promise<T>): Promise<T> {
   const t = target(flags);
-  const redis = await connectRedis(t, { failFast: true });
-  const queue = await openQueue(t, flags.queue, { failFast: true });
+  const redis = await connectRedis(t);
+  const queue = await openQueue(t, flags.queue);
   try {
     return await fn(redis, queue, t);
   } finally {

@@ -52,15 +52,11 @@ export type RedisSettings = Omit<RedisOptions, 'retryStrategy'> & { retryStrateg
 
 /**
  * ioredis options for the target. `maxRetriesPerRequest: null` makes commands wait out a Redis restart instead of
- * failing after a few tries: a worker mid-chunk carries on once Redis is back (BullMQ requires it for workers).
- * `failFast` is for one-shot commands (submit, status), which should fail with a clear message when Redis is down.
+ * failing after a few tries, so that a worker mid-chunk, `status --watch` and `results --wait` carry on once Redis is
+ * back (BullMQ requires it for workers).
  */
-export async function redisOptions(target: RedisTarget, opts: { failFast?: boolean } = {}): Promise<RedisSettings> {
-  const options: RedisSettings = { maxRetriesPerRequest: opts.failFast ? 2 : null, lazyConnect: false };
-  if (opts.failFast) {
-    options.retryStrategy = (times) => (times > 3 ? null : 200 * times);
-    options.connectTimeout = 5000;
-  }
+export async function redisOptions(target: RedisTarget): Promise<RedisSettings> {
+  const options: RedisSettings = { maxRetriesPerRequest: null };
   if (target.caFile) {
     let ca: Buffer;
     try {
@@ -73,19 +69,31 @@ export async function redisOptions(target: RedisTarget, opts: { failFast?: boole
   return options;
 }
 
-/** A client for fundus's own keys (BullMQ makes its own connections from the same options). */
-export async function connectRedis(target: RedisTarget, opts: { failFast?: boolean } = {}): Promise<Redis> {
-  const client = new Redis(target.url, await redisOptions(target, opts));
-  // Without a listener, ioredis prints every reconnection error with a stack; the callers report what matters.
-  client.on('error', () => {});
-  if (opts.failFast) {
-    try {
-      await client.ping();
-    } catch (err) {
-      client.disconnect();
-      throw new InputError(`cannot reach Redis at ${redactUrl(target.url)}: ${describeRedisError(err)}`);
-    }
+/** How long a command waits for Redis to answer at all before it says it cannot reach it. */
+const FIRST_CONNECT_MS = 5000;
+
+/**
+ * A client for fundus's own keys (BullMQ makes its own connections from the same options). The first connection must
+ * succeed (InputError naming the URL without its password and why, on the first failure or after FIRST_CONNECT_MS);
+ * after that the client reconnects on its own.
+ */
+export async function connectRedis(target: RedisTarget): Promise<Redis> {
+  const client = new Redis(target.url, await redisOptions(target));
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      client.once('ready', resolve);
+      // Without a listener, ioredis prints every reconnection error with a stack; the callers report what matters.
+      client.once('error', reject);
+      timer = setTimeout(() => reject(new Error(`no answer in ${FIRST_CONNECT_MS / 1000} s`)), FIRST_CONNECT_MS);
+    });
+  } catch (err) {
+    client.disconnect();
+    throw new InputError(`cannot reach Redis at ${redactUrl(target.url)}: ${describeRedisError(err)}`);
+  } finally {
+    clearTimeout(timer);
   }
+  client.on('error', () => {});
   return client;
 }
 

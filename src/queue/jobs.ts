@@ -16,8 +16,8 @@ export interface RetryPolicy {
 
 export const DEFAULT_RETRY: RetryPolicy = { attempts: 3, backoffMs: 5000 };
 
-export async function openQueue(target: RedisTarget, queue: string, opts: { failFast?: boolean } = {}): Promise<Queue<ChunkData>> {
-  const q = new Queue<ChunkData>(queue, { connection: { url: target.url, ...(await redisOptions(target, opts)) }, prefix: BULL_PREFIX });
+export async function openQueue(target: RedisTarget, queue: string): Promise<Queue<ChunkData>> {
+  const q = new Queue<ChunkData>(queue, { connection: { url: target.url, ...(await redisOptions(target)) }, prefix: BULL_PREFIX });
   // Connection errors surface in the commands' own calls; without a listener BullMQ would also print each one.
   q.on('error', () => {});
   return q;

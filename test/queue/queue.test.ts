@@ -358,8 +358,8 @@ test('rediss:// with a private CA: submit and status over TLS; without the CA th
   const tls = await RedisServer.start({ password: PASSWORD, tls: { cert: join(dir, 'server.pem'), key: join(dir, 'server.key'), ca: join(dir, 'ca.pem') } });
   t.after(() => tls.stop());
   const target = redisTarget(tls.url, join(dir, 'ca.pem'));
-  const client = await connectRedis(target, { failFast: true });
-  const q = await openQueue(target, 'tls', { failFast: true });
+  const client = await connectRedis(target);
+  const q = await openQueue(target, 'tls');
   try {
     const s = await submitPhotos({ redis: client, queue: q, queueName: 'tls', modelDir: model, inputs: photos.slice(0, 3), chunk: 2, retry: { attempts: 1, backoffMs: 100 } });
     assert.equal(s.enqueued, 3);
@@ -370,5 +370,5 @@ test('rediss:// with a private CA: submit and status over TLS; without the CA th
     await q.close();
     client.disconnect();
   }
-  await assert.rejects(connectRedis(redisTarget(tls.url), { failFast: true }), (e: Error) => /cannot reach Redis at rediss:\/\/:\*\*\*@127\.0\.0\.1/.test(e.message) && !e.message.includes(PASSWORD));
+  await assert.rejects(connectRedis(redisTarget(tls.url)), (e: Error) => /cannot reach Redis at rediss:\/\/:\*\*\*@127\.0\.0\.1/.test(e.message) && !e.message.includes(PASSWORD));
 });
