@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends libdnnl-dev libjpeg62-turbo-dev chromium redis-server openssl >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends libdnnl-dev libjpeg62-turbo-dev chromium redis-server openssl dcmtk >/dev/null
 # onnxruntime-node (bench:backbones) ships its CPU binaries in the npm package; its install script would only fetch
 # CUDA libraries from NuGet. package.json's allowScripts denies it; this covers npm versions that do not read that.
 export ONNXRUNTIME_NODE_INSTALL=skip

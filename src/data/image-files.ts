@@ -2,12 +2,14 @@ import type { Dirent, Stats } from 'node:fs';
 import { lstat, readdir, readlink, stat } from 'node:fs/promises';
 import { extname, join, resolve } from 'node:path';
 import { InputError } from '../util/errors.js';
+import { framePath, splitFramePath } from './dicom.js';
+import { dicomFrameCount } from './photo-source.js';
 
 /**
  * File extensions treated as photographs when a folder is walked (lower case, with the dot). The one list: every
  * command that finds images in folders (predict, explain, embed, selflearn, data check and duplicates) uses it.
  */
-export const IMAGE_EXTENSIONS: readonly string[] = ['.jpg', '.jpeg', '.png', '.tif', '.tiff', '.webp', '.bmp'];
+export const IMAGE_EXTENSIONS: readonly string[] = ['.jpg', '.jpeg', '.png', '.tif', '.tiff', '.webp', '.bmp', '.dcm', '.dicom'];
 
 const EXTENSIONS = new Set(IMAGE_EXTENSIONS);
 
@@ -59,7 +61,8 @@ async function danglingTarget(path: string): Promise<string | undefined> {
  * links are followed: a dangling one, or one leading back into a folder being walked, is skipped with a warning
  * (`onSkip`) instead of failing the run. A file named explicitly is kept whatever its extension, so that a misnamed
  * file is reported by whoever reads it rather than silently ignored. A path given twice (or found twice) is kept
- * once, at its first place. Paths are returned as given, joined with the names found under them.
+ * once, at its first place. Paths are returned as given, joined with the names found under them. A multi-frame
+ * DICOM file gives one path per frame, `<file>#frame-<n>`; such a path may also be given itself.
  *
  * InputError naming the path for an argument that does not exist (a dangling link says where it points), a folder
  * that cannot be read, or (unless `emptyFolder` is `allow`) a folder with no image.
@@ -69,11 +72,17 @@ export async function collectImages(paths: readonly string[], opts: CollectOptio
   const onSkip = opts.onSkip ?? warnSkip;
   const out: string[] = [];
   const seen = new Set<string>();
-  const add = (p: string) => {
+  const addOne = (p: string) => {
     const key = resolve(p);
     if (seen.has(key)) return;
     seen.add(key);
     out.push(p);
+  };
+  // A multi-frame DICOM file is one photograph per frame, `<file>#frame-<n>` (see dicom.ts).
+  const add = async (p: string) => {
+    const frames = await dicomFrameCount(p);
+    if (frames === undefined || frames === 1) addOne(p);
+    else for (let f = 1; f <= frames; f++) addOne(framePath(p, f));
   };
 
   /** Walks `dir` (whose stat is `st`); `ancestors` are the folders above it in this walk, by identity. Returns the images found. */
@@ -120,7 +129,7 @@ export async function collectImages(paths: readonly string[], opts: CollectOptio
         }
         found += await walk(p, target!, inside, false);
       } else if (isFile && isImageName(e.name)) {
-        add(p);
+        await add(p);
         found++;
       }
     }
@@ -128,6 +137,12 @@ export async function collectImages(paths: readonly string[], opts: CollectOptio
   };
 
   for (const p of paths) {
+    const { file, frame } = splitFramePath(p);
+    if (frame !== undefined && file !== p) {
+      // one frame of a DICOM file, named as the walk names it: kept as given; reading it says if it does not exist
+      addOne(p);
+      continue;
+    }
     let st: Stats;
     try {
       st = await stat(p);
@@ -142,7 +157,7 @@ export async function collectImages(paths: readonly string[], opts: CollectOptio
       if (found === 0 && (opts.emptyFolder ?? 'error') === 'error') {
         throw new InputError(`no images (${IMAGE_EXTENSIONS.join(' ')}) in this folder${recursive ? ' or below it' : ''}`, { file: p });
       }
-    } else add(p);
+    } else await add(p);
   }
   return out;
 }

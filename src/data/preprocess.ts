@@ -9,6 +9,7 @@ import { decodeRgbScaled, preprocessJpegNative, type Normalization, type ScaledR
 // Kept importable from here: every stage that preprocesses also maps heatmaps back onto the photograph.
 export { toPhotoCoordinates, type CropGeometry } from './geometry.js';
 import { resampleSquareArea } from './resample.js';
+import { openPhoto, type OpenedPhoto, type PhotoInput } from './photo-source.js';
 
 /**
  * Preprocessing settings. They are explicit and serialisable because every model stores the settings it was
@@ -226,10 +227,14 @@ export function findDiscSquare(raw: Uint8Array, width: number, height: number, c
   return { width, height, x: Math.round(x0 + (w - side) / 2), y: Math.round(y0 + (h - side) / 2), side };
 }
 
-/** Decodes any image sharp reads to raw 8-bit RGB; InputError naming the file when it is unreadable or truncated. */
-export async function decodeRgb(input: string | Buffer): Promise<{ data: Buffer; width: number; height: number }> {
+/**
+ * Decodes any image sharp reads, or a DICOM photograph, to raw 8-bit RGB; InputError naming the file when it is
+ * unreadable or truncated.
+ */
+export async function decodeRgb(input: PhotoInput | OpenedPhoto): Promise<{ data: Buffer; width: number; height: number }> {
+  const { source, name } = await openPhoto(input);
   try {
-    const { data, info } = await sharp(input, { failOn: 'warning' })
+    const { data, info } = await sharp(source, { failOn: 'warning' })
       .rotate() // honour EXIF orientation so heatmaps line up with what viewers show
       .removeAlpha()
       .toColourspace('srgb')
@@ -238,8 +243,7 @@ export async function decodeRgb(input: string | Buffer): Promise<{ data: Buffer;
     if (info.channels !== 3) throw new Error(`unexpected ${info.channels} channels after decoding`);
     return { data, width: info.width, height: info.height };
   } catch (e) {
-    const name = typeof input === 'string' ? input : undefined;
-    throw new InputError(`cannot decode the image: ${(e as Error).message.split('\n')[0]}`, { file: name ?? '<buffer>' });
+    throw new InputError(`cannot decode the image: ${(e as Error).message.split('\n')[0]}`, { file: name });
   }
 }
 
@@ -250,11 +254,11 @@ function wholeSquare(width: number, height: number): CropGeometry {
 }
 
 /** The photo's square crop at `size`×`size` RGB, by the settings' resize method. */
-async function cropToSquare(input: string | Buffer, settings: PreprocessSettings): Promise<{ rgb: Uint8Array; geometry: CropGeometry }> {
+async function cropToSquare(input: PhotoInput | OpenedPhoto, settings: PreprocessSettings): Promise<{ rgb: Uint8Array; geometry: CropGeometry }> {
   return settings.resize === 'area' ? cropByArea(input, settings) : cropByLanczos(input, settings);
 }
 
-async function cropByLanczos(input: string | Buffer, settings: PreprocessSettings): Promise<{ rgb: Uint8Array; geometry: CropGeometry }> {
+async function cropByLanczos(input: PhotoInput | OpenedPhoto, settings: PreprocessSettings): Promise<{ rgb: Uint8Array; geometry: CropGeometry }> {
   const { data, width, height } = await decodeRgb(input);
   const geometry = settings.crop ? findDiscSquare(data, width, height, 3) : wholeSquare(width, height);
   const { size } = settings;
@@ -289,19 +293,19 @@ const firstLine = (e: unknown) => (e as Error).message.split('\n')[0];
  * `area` preprocessing by the JPEG addon (undefined where it does not apply), its failures as InputErrors naming the
  * file: the addon says "cannot read the image: …" itself, or gives libjpeg's message.
  */
-async function areaByAddon(input: string | Buffer, settings: PreprocessSettings, norm?: Normalization): ReturnType<typeof preprocessJpegNative> {
+async function areaByAddon(input: string | Buffer, settings: PreprocessSettings, norm: Normalization | undefined, name: string): ReturnType<typeof preprocessJpegNative> {
   try {
     return await preprocessJpegNative(input, areaDecodeSide(settings.size), settings.size, settings.crop, norm);
   } catch (e) {
     const msg = firstLine(e);
-    throw new InputError(msg.startsWith('cannot read') ? msg : `cannot decode the image: ${msg}`, { file: typeof input === 'string' ? input : '<buffer>' });
+    throw new InputError(msg.startsWith('cannot read') ? msg : `cannot decode the image: ${msg}`, { file: name });
   }
 }
 
 /** `forceJs` crops and resamples in JavaScript even where the addon could (tests compare the two). */
-export async function cropByArea(input: string | Buffer, settings: PreprocessSettings, forceJs = false): Promise<{ rgb: Uint8Array; geometry: CropGeometry }> {
-  const name = typeof input === 'string' ? input : '<buffer>';
-  const fast = forceJs ? undefined : await areaByAddon(input, settings);
+export async function cropByArea(photo: PhotoInput | OpenedPhoto, settings: PreprocessSettings, forceJs = false): Promise<{ rgb: Uint8Array; geometry: CropGeometry }> {
+  const { source: input, name } = await openPhoto(photo);
+  const fast = forceJs ? undefined : await areaByAddon(input, settings, undefined, name);
   if (fast) return { rgb: fast.data as Uint8Array, geometry: fast.geometry };
   let bytes: Uint8Array;
   try {
@@ -335,10 +339,10 @@ export async function cropByArea(input: string | Buffer, settings: PreprocessSet
  * Crop, resize, channel choice and CLAHE, stopping before normalisation: 0..255 bytes. This is what the disk cache
  * stores; normalisation is cheap and applied on load.
  */
-export async function preprocessToBytes(input: string | Buffer, settings: PreprocessSettings): Promise<PreprocessedBytes> {
+export async function preprocessToBytes(photo: PhotoInput | OpenedPhoto, settings: PreprocessSettings): Promise<PreprocessedBytes> {
   validatePreprocessSettings(settings);
   const { size } = settings;
-  const square = await cropToSquare(input, settings);
+  const square = await cropToSquare(photo, settings);
   const { geometry } = square;
   let rgb = square.rgb;
   const n = size * size;
@@ -365,16 +369,19 @@ export async function preprocessToBytes(input: string | Buffer, settings: Prepro
 }
 
 /** Decodes a photo and prepares it for the network with `settings`. InputError when the image cannot be decoded. */
-export async function preprocessImage(input: string | Buffer, settings: PreprocessSettings): Promise<PreprocessedImage> {
+export async function preprocessImage(photo: PhotoInput, settings: PreprocessSettings): Promise<PreprocessedImage> {
+  // A DICOM photograph is opened once here; below, its frame's image passes through openPhoto untouched.
+  const opened = await openPhoto(photo);
+  const input = opened.source;
   if (settings.resize === 'area' && !settings.clahe && !settings.mask && !settings.localMean) {
     // the whole way to the network's input on the thread pool (JPEGs with the addon; the same values as below); the
     // mask and local-mean steps run in JavaScript on the bytes, so they take the path below
     validatePreprocessSettings(settings);
     const channels = channelCount(settings);
-    const fast = await areaByAddon(input, settings, normalization(settings, channels));
+    const fast = await areaByAddon(input, settings, normalization(settings, channels), opened.name);
     if (fast) return { data: fast.data as Float32Array, size: settings.size, channels, geometry: fast.geometry };
   }
-  const b = await preprocessToBytes(input, settings);
+  const b = await preprocessToBytes(opened, settings);
   return { data: normalizeBytes(b.pixels, b.channels, settings), size: b.size, channels: b.channels, geometry: b.geometry };
 }
 
