@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { InputError } from '../util/errors.js';
+import { reportSkipped } from '../util/skipped.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { METADATA_JSON } from '../models/io.js';
 import type { FundusModel } from '../models/io.js';
@@ -57,9 +58,11 @@ export async function evaluateCommand(
   }
   const sel = selection(opts, 'test');
   const model = await loadForEvaluation(modelDir);
-  const set = await loadEvaluationSet(model.metadata, sel);
-  const probs = await predictSet(model, set, predict ?? (await defaultPredictFiles()), { batchSize: positiveInt(opts.batchSize, '--batch-size', 16) || undefined, quiet: opts.quiet || opts.json });
-  const report = buildReport(modelDir, model.metadata, sel, set, probs, { resamples, seed });
+  const { set, probs, skipped } = await predictSet(model, await loadEvaluationSet(model.metadata, sel), predict ?? (await defaultPredictFiles()), {
+    batchSize: positiveInt(opts.batchSize, '--batch-size', 16) || undefined,
+    quiet: opts.quiet || opts.json,
+  });
+  const report = buildReport(modelDir, model.metadata, sel, set, probs, { resamples, seed }, skipped);
   if (opts.report) {
     await writeReport(resolve(opts.report), { report, probs, labels: set.labels, images: set.images, modelDir });
   }
@@ -68,6 +71,7 @@ export async function evaluateCommand(
     console.log(formatReport(report));
     if (opts.report) console.log(`\nreport: ${resolve(opts.report)}`);
   }
+  reportSkipped('evaluate', skipped);
 }
 
 /**
@@ -85,15 +89,20 @@ async function evaluateSources(
   const { sets, skipped } = await loadSourceSets(model.metadata, opts.datasets, opts.part ?? 'test');
   const predictFn = predict ?? (await defaultPredictFiles());
   const reports = [];
-  for (const { sel, set } of sets) {
-    const probs = await predictSet(model, set, predictFn, { batchSize: positiveInt(opts.batchSize, '--batch-size', 16) || undefined, quiet: opts.quiet || opts.json });
-    reports.push(buildReport(modelDir, model.metadata, sel, set, probs, bootstrap));
+  const used = [];
+  const unreadable = [];
+  for (const { sel, set: whole } of sets) {
+    const { set, probs, skipped: lost } = await predictSet(model, whole, predictFn, { batchSize: positiveInt(opts.batchSize, '--batch-size', 16) || undefined, quiet: opts.quiet || opts.json });
+    reports.push(buildReport(modelDir, model.metadata, sel, set, probs, bootstrap, lost));
+    used.push(set);
+    unreadable.push(...lost);
   }
-  const images = sets.flatMap((s) => s.set.images);
+  const images = used.flatMap((s) => s.images);
   const confounding = confoundingBySource(images, model.metadata.classes, CLASSES);
   const warnings = confoundingWarnings(confounding);
   if (opts.json) {
     process.stdout.write(JSON.stringify({ sets: reports, skipped, confounding, warnings }, null, 2) + '\n');
+    reportSkipped('evaluate', unreadable);
     return;
   }
   for (const r of reports) {
@@ -103,6 +112,7 @@ async function evaluateSources(
   }
   for (const s of skipped) console.log(`== ${s.source}: not scored (${s.reason}) ==`);
   for (const w of warnings) console.error(`fundus: warning: ${w}; pooled metrics over these sources reward recognising the source`);
+  reportSkipped('evaluate', unreadable);
 }
 
 export async function thresholdsCommand(modelDir: string, opts: DataOptions & { policy?: string; dryRun?: boolean }, predict?: PredictFiles): Promise<void> {
@@ -113,8 +123,11 @@ export async function thresholdsCommand(modelDir: string, opts: DataOptions & { 
   }
   const model = await loadForEvaluation(modelDir);
   const m = model.metadata;
-  const set = await loadEvaluationSet(m, sel);
-  const probs = await predictSet(model, set, predict ?? (await defaultPredictFiles()), { batchSize: positiveInt(opts.batchSize, '--batch-size', 16) || undefined, quiet: opts.quiet });
+  const { set, probs, skipped } = await predictSet(model, await loadEvaluationSet(m, sel), predict ?? (await defaultPredictFiles()), {
+    batchSize: positiveInt(opts.batchSize, '--batch-size', 16) || undefined,
+    quiet: opts.quiet,
+  });
+  reportSkipped('thresholds', skipped);
   const C = m.classes.length;
   // Only scored classes are tuned; the others keep their thresholds.
   const tuned = tuneThresholds(

@@ -7,6 +7,7 @@ import type { FundusModel } from '../models/io.js';
 import type { ModelMetadata } from '../models/metadata.js';
 import { InputError } from '../util/errors.js';
 import { progress } from '../util/progress.js';
+import type { SkippedPhoto } from '../util/skipped.js';
 import { alignToModel, checkImagesExist, domainOf } from './dataset.js';
 import type { EvaluationSet } from './dataset.js';
 import { evaluatePredictions } from './evaluate.js';
@@ -17,8 +18,21 @@ import type { EvaluationReport } from './schema.js';
 export type PredictFiles = (
   model: FundusModel,
   inputs: (string | Buffer)[],
-  opts?: { batchSize?: number; onProgress?: (done: number) => void },
+  opts?: {
+    batchSize?: number;
+    onProgress?: (done: number) => void;
+    /** Given: a photo that cannot be read is reported here (its row left NaN) instead of failing the run. */
+    onFailure?: (index: number, failure: { message: string }) => void;
+  },
 ) => Promise<Float32Array>;
+
+/** What `predictSet` predicted: the probabilities of the images that could be read, and the set cut down to them. */
+export interface PredictedSet {
+  set: EvaluationSet;
+  probs: Float32Array;
+  /** Photographs that could not be read, left out of the metrics. */
+  skipped: SkippedPhoto[];
+}
 
 /** Which labelled images to evaluate on. */
 export interface DataSelection {
@@ -103,12 +117,31 @@ export async function loadEvaluationSet(metadata: ModelMetadata, sel: DataSelect
   return set;
 }
 
-/** Runs the model over the images with a progress bar. */
-export async function predictSet(model: FundusModel, set: EvaluationSet, predict: PredictFiles, opts: { batchSize?: number; quiet?: boolean } = {}): Promise<Float32Array> {
+/** `set` without the images at `drop` (indices into set.images). */
+function withoutImages(set: EvaluationSet, drop: ReadonlySet<number>, classes: number): EvaluationSet {
+  if (drop.size === 0) return set;
+  const keep = set.images.flatMap((_, i) => (drop.has(i) ? [] : [i]));
+  const rows = (m: Uint8Array) => {
+    const out = new Uint8Array(keep.length * classes);
+    keep.forEach((i, r) => out.set(m.subarray(i * classes, (i + 1) * classes), r * classes));
+    return out;
+  };
+  return { ...set, images: keep.map((i) => set.images[i]), labels: rows(set.labels), ...(set.graded ? { graded: rows(set.graded) } : {}) };
+}
+
+/**
+ * Runs the model over the images with a progress bar. A photograph that cannot be read is left out (listed in
+ * `skipped`) and the others are evaluated; a model whose outputs are not finite numbers is refused with an
+ * InputError naming it, since no metric means anything then.
+ */
+export async function predictSet(model: FundusModel, set: EvaluationSet, predict: PredictFiles, opts: { batchSize?: number; quiet?: boolean } = {}): Promise<PredictedSet> {
   const bar = progress('predict', set.images.length, { quiet: opts.quiet });
+  const k = model.metadata.classes.length;
   let last = 0;
+  const failed = new Map<number, string>();
+  let probs: Float32Array;
   try {
-    const probs = await predict(
+    probs = await predict(
       model,
       set.images.map((im) => im.path),
       {
@@ -117,15 +150,34 @@ export async function predictSet(model: FundusModel, set: EvaluationSet, predict
           bar.tick(done - last);
           last = done;
         },
+        onFailure: (i, f) => void failed.set(i, f.message),
       },
     );
-    if (probs.length !== set.images.length * model.metadata.classes.length) {
-      throw new Error(`predictFiles returned ${probs.length} values for ${set.images.length} images × ${model.metadata.classes.length} classes`);
-    }
-    return probs;
   } finally {
     bar.stop();
   }
+  if (probs.length !== set.images.length * k) {
+    throw new Error(`predictFiles returned ${probs.length} values for ${set.images.length} images × ${k} classes`);
+  }
+  const skipped = [...failed].sort(([a], [b]) => a - b).map(([i, reason]) => ({ path: set.images[i].path, reason }));
+  if (failed.size === set.images.length) {
+    throw new InputError(`none of the ${set.images.length} images could be read (${skipped[0].path}: ${skipped[0].reason}${skipped.length > 1 ? ', ...' : ''})`);
+  }
+  const kept = withoutImages(set, new Set(failed.keys()), k);
+  const keptProbs = failed.size === 0 ? probs : new Float32Array(kept.images.length * k);
+  if (failed.size > 0) {
+    let r = 0;
+    set.images.forEach((_, i) => !failed.has(i) && keptProbs.set(probs.subarray(i * k, (i + 1) * k), k * r++));
+  }
+  const bad = kept.images.flatMap((im, i) => (keptProbs.subarray(i * k, (i + 1) * k).every(Number.isFinite) ? [] : [im.path]));
+  if (bad.length > 0) {
+    throw new InputError(
+      `the model's outputs are not finite numbers (NaN or infinite) for ${bad.length} of ${kept.images.length} photographs ` +
+        `(the first: ${bad[0]}): its weights overflow or are broken, so it cannot be evaluated; retrain it or use another model`,
+      { file: model.dir },
+    );
+  }
+  return { set: kept, probs: keptProbs, skipped };
 }
 
 /** The default prediction function, loaded lazily so that metric-only code paths never load tfjs. */
@@ -142,6 +194,7 @@ export function buildReport(
   set: EvaluationSet,
   probs: Float32Array,
   bootstrap: BootstrapOptions = {},
+  skipped: SkippedPhoto[] = [],
 ): EvaluationReport {
   const metrics = evaluatePredictions({
     classes: metadata.classes,
@@ -172,6 +225,7 @@ export function buildReport(
       ...(sel.source ? { source: sel.source.name, datasets: sel.source.datasets, role: sel.source.role, part: sel.part } : {}),
     },
     notes: set.notes,
+    ...(skipped.length ? { skipped } : {}),
     ...metrics,
     createdAt: new Date().toISOString(),
     fundusVersion: '0.1.0',

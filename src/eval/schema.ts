@@ -144,6 +144,8 @@ export interface EvaluationReport extends EvaluationMetrics {
   };
   /** Notes on what was left out or assumed. */
   notes: string[];
+  /** Photographs that could not be read and were left out of every metric (absent when none). */
+  skipped?: { path: string; reason: string }[];
   createdAt: string;
   fundusVersion: string;
 }

@@ -1,0 +1,63 @@
+// evaluate on good photographs plus a truncated one, and with a model whose outputs are NaN: the real CLI, a tiny
+// real model, real preprocessing, a slice of the real data.
+import { test, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { PROJECT_ROOT, tempDir } from '../helpers.js';
+import type { EvaluationReport } from '../../src/eval/schema.js';
+import { loadModel, saveModel } from '../../src/models/io.js';
+import { tinyModelDir, vietaiSlice } from './fixtures.js';
+
+let dir: string;
+let model: string;
+let images: string;
+let csv: string;
+let broken: string;
+
+function fundus(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [join(PROJECT_ROOT, 'bin', 'fundus.js'), ...args], { encoding: 'utf8', env: { ...process.env, FUNDUS_NO_PROGRESS: '1' } });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+before(async () => {
+  dir = await tempDir();
+  model = await tinyModelDir(join(dir, 'model'));
+  const slice = await vietaiSlice(dir, 2);
+  images = join(dir, 'images');
+  await mkdir(images);
+  for (const f of slice.filenames) await copyFile(join(slice.images, f), join(images, f));
+  // the last photograph cut short, as a copy interrupted half-way leaves it
+  broken = slice.filenames[slice.filenames.length - 1];
+  await writeFile(join(images, broken), (await readFile(join(images, broken))).subarray(0, 3000));
+  csv = slice.csv;
+});
+
+test('fundus evaluate keeps going past a truncated photograph: the others evaluated, the bad one listed, exit 3', async () => {
+  const all = (await readFile(csv, 'utf8')).trim().split('\n').length - 1;
+  const r = fundus('evaluate', model, '--data', csv, images, '--json', '--resamples', '20');
+  assert.equal(r.status, 3, r.stderr);
+  assert.match(r.stderr, new RegExp(`fundus evaluate: skipped .*${broken}: cannot decode`));
+  const doc = JSON.parse(r.stdout) as EvaluationReport;
+  assert.equal(doc.imageCount, all - 1);
+  assert.deepEqual(doc.skipped?.map((s) => s.path), [join(images, broken)]);
+  assert.match(doc.skipped![0].reason, /cannot decode/);
+});
+
+test('fundus evaluate refuses a model whose outputs are NaN with a clear error, no stack trace', async () => {
+  // Finite weights (the loader refuses NaN and infinity) that overflow inside the network: +3e38 and -3e38 sum to
+  // +inf and -inf, and their sum is NaN.
+  const nanModel = join(dir, 'nan-model');
+  const m = await loadModel(model);
+  const dense = m.network.layers[m.network.layers.length - 1];
+  const [kernel, bias] = dense.getWeights();
+  const huge = tf.tidy(() => tf.mul(tf.sign(tf.sub(tf.randomUniform(kernel.shape, 0, 1, 'float32', 7), 0.5)), 3e38));
+  dense.setWeights([huge, bias]);
+  await saveModel(nanModel, m.network, m.metadata);
+  const r = fundus('evaluate', nanModel, '--data', csv, images, '--resamples', '20');
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /nan-model: the model's outputs are not finite numbers \(NaN or infinite\) for \d+ of \d+ photographs/);
+  assert.doesNotMatch(r.stderr, /RangeError|\n\s+at /);
+});
