@@ -8,7 +8,7 @@ import { InputError } from '../util/errors.js';
 import { collectImages } from '../data/image-files.js';
 import { formatFromPath, type OutputFormat } from './output.js';
 import { HEATMAPS_INDEX, checkHeatmapsDir, checkPredictOut, runPredict } from './predict-cli.js';
-import { checkBindAddress } from './auth.js';
+import { checkBindAddress, readTokenFile } from './auth.js';
 import { initBatchPrediction } from '../models/predictor.js';
 // Constants only: server.js itself (Fastify and the rest) is loaded when `serve` runs.
 import { DEFAULT_BODY_LIMIT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_UPLOAD_IDLE_TIMEOUT, DEFAULT_UPLOAD_TIMEOUT } from './limits.js';
@@ -66,6 +66,8 @@ interface ServeFlags {
   port: number;
   allowRemote?: boolean;
   token?: string;
+  tokenFile?: string;
+  allowedHost?: string[];
   bodyLimit: number;
   maxInFlight: number;
   uploadTimeout: number;
@@ -161,7 +163,9 @@ export function register(program: Command): void {
       return n;
     }, 8080)
     .option('--allow-remote', 'allow listening on an address other machines can reach')
-    .option('--token <token>', 'require this API token on every route (default: $FUNDUS_TOKEN when set)')
+    .option('--token <token>', 'require this API token on every route; prefer --token-file or $FUNDUS_TOKEN, since a command line is visible to every user in ps')
+    .option('--token-file <path>', 'read the API token from the first line of this file (which only you may read: chmod 600)')
+    .option('--allowed-host <name>', 'without a token, also answer requests whose Host header names this (repeatable; IP addresses and localhost always are)', (v: string, all: string[] = []) => [...all, v])
     .option('--body-limit <bytes>', 'largest accepted upload in bytes', positiveInt('--body-limit'), DEFAULT_BODY_LIMIT)
     .option('--max-in-flight <n>', 'predict/explain requests admitted at once (uploading, running or queued); beyond that the server answers 503', positiveInt('--max-in-flight'), DEFAULT_MAX_IN_FLIGHT)
     .option('--upload-timeout <ms>', 'longest time a predict/explain upload may take, headers to last byte; then 408 and the connection is closed', positiveInt('--upload-timeout'), DEFAULT_UPLOAD_TIMEOUT)
@@ -177,7 +181,8 @@ export function register(program: Command): void {
     )
     .action(async (positional: string | undefined, flags: ServeFlags) => {
       checkBindAddress(flags.host, !!flags.allowRemote);
-      const token = flags.token ?? (process.env.FUNDUS_TOKEN || undefined);
+      if (flags.token && flags.tokenFile) throw new InputError('give either --token or --token-file, not both');
+      const token = flags.tokenFile ? await readTokenFile(flags.tokenFile) : (flags.token ?? (process.env.FUNDUS_TOKEN || undefined));
       const dir = await resolveModelDir(flags.model ?? positional);
       const { startServer } = await import('./start.js');
       await startServer({
@@ -185,6 +190,7 @@ export function register(program: Command): void {
         host: flags.host,
         port: flags.port,
         token,
+        allowedHosts: flags.allowedHost,
         bodyLimit: flags.bodyLimit,
         maxInFlight: flags.maxInFlight,
         uploadTimeout: flags.uploadTimeout,

@@ -6,7 +6,7 @@ import { isCamMethod, CAM_METHODS, type CamMethod } from '../explain/cam.js';
 import { renderOverlay, COLORMAPS, type Colormap } from '../explain/overlay.js';
 import { InputError } from '../util/errors.js';
 import type { ErrorBody, ExplainResponse, PredictResponse } from './api-types.js';
-import { requestToken, tokenMatches, TOKEN_COOKIE } from './auth.js';
+import { hostAllowed, hostHeaderName, requestToken, tokenMatches, TOKEN_COOKIE } from './auth.js';
 import { inspectImage, type ImageInfo } from './image-check.js';
 import type { ModelService } from './model-service.js';
 import { openApiDocument } from './openapi.js';
@@ -25,6 +25,11 @@ export interface ServerOptions {
   uploadTimeout?: number;
   /** Milliseconds a predict/explain upload may pause (no body bytes arriving); then 408 and the connection closes. */
   uploadIdleTimeout?: number;
+  /**
+   * Host names (besides IP addresses and localhost) that requests may name in their Host header when no token is
+   * set: the bound address and `--allowed-host`. Others get 421, which stops DNS rebinding (auth.ts, hostAllowed).
+   */
+  allowedHosts?: readonly string[];
   /** Folder of the built viewer (web/dist); no viewer when absent. */
   webRoot?: string;
   logger?: boolean;
@@ -32,7 +37,7 @@ export interface ServerOptions {
 
 export { DEFAULT_BODY_LIMIT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_UPLOAD_TIMEOUT, DEFAULT_UPLOAD_IDLE_TIMEOUT };
 
-const IMAGE_TYPES = ['image/jpeg', 'image/png', 'image/webp', 'image/tiff', 'application/octet-stream'];
+const IMAGE_TYPES = ['image/jpeg', 'image/png', 'image/webp', 'image/tiff', 'application/dicom', 'application/octet-stream'];
 
 class HttpError extends Error {
   constructor(
@@ -52,6 +57,7 @@ const REASONS: Record<number, string> = {
   408: 'Request Timeout',
   413: 'Payload Too Large',
   415: 'Unsupported Media Type',
+  421: 'Misdirected Request',
   422: 'Unprocessable Entity',
   499: 'Client Closed Request',
   500: 'Internal Server Error',
@@ -139,6 +145,19 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
       if ((req.query as { token?: string }).token) {
         reply.header('set-cookie', `${TOKEN_COOKIE}=${encodeURIComponent(token)}; HttpOnly; SameSite=Strict; Path=/`);
       }
+    });
+  } else {
+    const allowed = new Set((opts.allowedHosts ?? []).map((h) => hostHeaderName(h)!));
+    app.addHook('onRequest', async (req, reply) => {
+      if (hostAllowed(req.headers.host, allowed)) return;
+      dropSlowUpload(req, uploadLimits);
+      const name = hostHeaderName(req.headers.host)!.slice(0, 100);
+      return sendError(
+        reply,
+        421,
+        `this server does not answer to the host name "${name}" (a web page may be trying to reach it through DNS rebinding); ` +
+          'start it with --allowed-host <name> to accept that name, or set a token',
+      );
     });
   }
 

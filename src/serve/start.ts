@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initEngine } from '../engine/index.js';
+import { InputError } from '../util/errors.js';
 import { isLoopbackHost } from './auth.js';
 import { ModelService } from './model-service.js';
 import { buildServer } from './server.js';
@@ -20,6 +21,8 @@ export interface StartOptions {
   host: string;
   port: number;
   token?: string;
+  /** Host names the API answers to without a token, besides IP addresses, localhost and `host` (ServerOptions). */
+  allowedHosts?: string[];
   bodyLimit?: number;
   maxInFlight?: number;
   /** Milliseconds allowed for a predict/explain upload, and for a pause in one (see ServerOptions). */
@@ -31,6 +34,16 @@ export interface StartOptions {
   gradabilityCheck?: boolean;
   /** Print the address and stop on SIGINT/SIGTERM (the CLI); tests and benchmarks handle that themselves. */
   interactive?: boolean;
+}
+
+/** Why the server could not listen, as the user can act on it (no stack trace); other failures as they are. */
+function listenError(err: unknown, host: string, port: number): unknown {
+  const code = (err as NodeJS.ErrnoException).code;
+  const where = `${host.includes(':') ? `[${host}]` : host}:${port}`;
+  if (code === 'EADDRINUSE') return new InputError(`cannot listen on ${where}: the port is already in use (another fundus serve?); choose another with --port, or --port 0 for a free one`);
+  if (code === 'EACCES') return new InputError(`cannot listen on ${where}: permission denied (ports below 1024 need privileges); choose another with --port`);
+  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') return new InputError(`cannot listen on ${where}: no such address on this machine (--host)`);
+  return err;
 }
 
 /** Loads the model, builds the viewer when needed, and listens. Resolves with the server and its URL. */
@@ -46,6 +59,7 @@ export async function startServer(opts: StartOptions): Promise<{ app: FastifyIns
   const app = await buildServer({
     service,
     token: opts.token,
+    allowedHosts: [opts.host, ...(opts.allowedHosts ?? [])],
     bodyLimit: opts.bodyLimit,
     maxInFlight: opts.maxInFlight,
     uploadTimeout: opts.uploadTimeout,
@@ -54,7 +68,12 @@ export async function startServer(opts: StartOptions): Promise<{ app: FastifyIns
     logger: opts.logger,
   });
   app.addHook('onClose', async () => service.close());
-  await app.listen({ host: opts.host, port: opts.port });
+  try {
+    await app.listen({ host: opts.host, port: opts.port });
+  } catch (err) {
+    await app.close();
+    throw listenError(err, opts.host, opts.port);
+  }
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : opts.port;
   const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
