@@ -1,10 +1,11 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
-import { readFile } from 'node:fs/promises';
+import { readFile, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadModel, saveModel } from '../models/io.js';
 import type { ModelMetadata } from '../models/metadata.js';
 import { InputError } from '../util/errors.js';
+import { isRunning } from '../util/lock.js';
 import { GroupedAdam } from './optimizer.js';
 
 /** One row of the training history (one per epoch). */
@@ -146,12 +147,54 @@ export async function saveCheckpoint(
   });
 }
 
+/**
+ * The run state of a checkpoint folder; null when there is no checkpoint. A checkpoint whose state.json is missing,
+ * unreadable or not a run state is an InputError: silently starting again from scratch would throw away days of
+ * training, and a user who wants that says so with --restart.
+ */
 export async function readState(dir: string): Promise<TrainState | null> {
+  if (!(await stat(dir).catch(() => undefined))) return null;
+  const file = join(dir, STATE_JSON);
+  const fail = (why: string): never => {
+    throw new InputError(`${why}: this checkpoint cannot be resumed; pass --restart to discard it and train from scratch`, { file });
+  };
+  let text: string;
   try {
-    return JSON.parse(await readFile(join(dir, STATE_JSON), 'utf8')) as TrainState;
-  } catch {
-    return null;
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    return fail((err as NodeJS.ErrnoException).code === 'ENOENT' ? 'is missing' : `cannot be read (${(err as Error).message})`);
   }
+  let state: Partial<TrainState>;
+  try {
+    state = JSON.parse(text) as Partial<TrainState>;
+  } catch (err) {
+    return fail(`is not valid JSON (${(err as Error).message})`);
+  }
+  const counts = ['epoch', 'batch', 'step', 'rngState', 'badEpochs'] as const;
+  if (!state || typeof state !== 'object' || state.version !== 1 || typeof state.configHash !== 'string' || !Array.isArray(state.history)) {
+    return fail('is not a training state (version 1, configHash and history required)');
+  }
+  const bad = counts.find((k) => !Number.isInteger(state[k]) || (state[k] as number) < 0);
+  if (bad) return fail(`has an invalid ${bad} (${JSON.stringify(state[bad])})`);
+  return state as TrainState;
+}
+
+/** Temporary folders of interrupted atomic writes of a checkpoint or best model: `.checkpoint.<pid>.<hex>.tmp`. */
+const CHECKPOINT_TEMP = /^\.(checkpoint|best)\.(\d+)\.[0-9a-f]{8}\.tmp$/;
+
+/**
+ * Removes what killed runs left of their checkpoint writes in a run folder (a whole model each, megabytes to
+ * hundreds of them). Those of a process still running (this one, or another run in the same folder) are kept.
+ * Returns the names removed.
+ */
+export async function removeStaleCheckpointTemps(runDir: string): Promise<string[]> {
+  const names = await readdir(runDir).catch(() => [] as string[]);
+  const stale = names.filter((n) => {
+    const m = CHECKPOINT_TEMP.exec(n);
+    return m !== null && Number(m[2]) !== process.pid && !isRunning(Number(m[2]));
+  });
+  for (const n of stale) await rm(join(runDir, n), { recursive: true, force: true });
+  return stale;
 }
 
 /** Copies the weights of one network into another of the same architecture (layer order and shapes must agree). */
@@ -173,7 +216,7 @@ export function copyWeights(from: tfl.LayersModel, to: tfl.LayersModel, where = 
 /** Restores network weights and optimiser state from a checkpoint into the (freshly built) network and optimiser. */
 export async function restoreCheckpoint(dir: string, network: tfl.LayersModel, optimizer: tf.Optimizer | GroupedAdam): Promise<TrainState> {
   const state = await readState(dir);
-  if (!state) throw new InputError('checkpoint has no readable state.json', { file: dir });
+  if (!state) throw new InputError('there is no checkpoint here', { file: dir });
   const saved = await loadModel(dir);
   copyWeights(saved.network, network, dir);
   saved.network.dispose();

@@ -12,7 +12,7 @@ import { logitsModel } from '../models/architectures.js';
 import { balancedClassWeights } from '../models/tasks.js';
 import type { Example } from '../models/tasks.js';
 import { progress } from '../util/progress.js';
-import { copyWeights, readState, restoreCheckpoint, saveCheckpoint } from './checkpoint.js';
+import { copyWeights, readState, removeStaleCheckpointTemps, restoreCheckpoint, saveCheckpoint } from './checkpoint.js';
 import type { HistoryRow, TrainState } from './checkpoint.js';
 import { writeHistory } from './history.js';
 import { splitGraded, weightedSigmoidCrossEntropy, weightedSoftmaxCrossEntropy } from './losses.js';
@@ -208,6 +208,8 @@ export async function trainLoop(
   const ckptDir = join(runDir, CHECKPOINT_DIR);
   const bestDir = join(runDir, BEST_DIR);
   let state: TrainState;
+  const removed = await removeStaleCheckpointTemps(runDir);
+  if (removed.length) s.log(`removed ${removed.length} temporary checkpoint folder(s) left by interrupted runs`);
   const previous = await readState(ckptDir);
   if (previous) {
     if (previous.configHash !== configHash) {

@@ -32,7 +32,8 @@ function parseLock(text: string): LockInfo | undefined {
   }
 }
 
-function isRunning(pid: number): boolean {
+/** Whether a process with this id exists (one of another user counts). */
+export function isRunning(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import { spawn, spawnSync } from 'node:child_process';
 import assert from 'node:assert/strict';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../../src/engine/index.js';
@@ -15,6 +15,7 @@ import { readState, saveCheckpoint } from '../../src/train/checkpoint.js';
 import { CHECKPOINT_DIR } from '../../src/train/loop.js';
 import { tinyDataset, tinyTrainOptions } from './fixtures.js';
 import { PROJECT_ROOT } from '../helpers.js';
+import { InputError } from '../../src/util/errors.js';
 
 class SimulatedKill extends Error {}
 
@@ -130,6 +131,41 @@ test('resuming with a different configuration is refused', async () => {
   const opts = await base('config');
   await trainModel({ ...opts, epochs: 1 });
   await assert.rejects(trainModel({ ...opts, epochs: 1, lr: 1e-4 }), /different training configuration/);
+});
+
+test('an invalid checkpoint state.json is refused (naming it, suggesting --restart), never a silent restart; stale checkpoint temp folders are removed', async () => {
+  await initEngine();
+  const opts = { ...(await base('badstate')), epochs: 1, checkpointBatches: 1 };
+  await assert.rejects(trainModel({ ...opts, onBatch: ({ batch }) => { if (batch === 1) throw new SimulatedKill('killed'); } }), SimulatedKill);
+  const ckpt = join(opts.runDir!, CHECKPOINT_DIR);
+  const stateFile = join(ckpt, 'state.json');
+  const good = await readFile(stateFile, 'utf8');
+  // what killed runs leave behind (a whole model each), and one of a process that still runs
+  const dead = spawnSync(process.execPath, ['-e', '']).pid!;
+  const stale = [`.checkpoint.${dead}.0123abcd.tmp`, `.best.${dead}.89abcdef.tmp`];
+  const alive = `.checkpoint.${process.ppid}.00000000.tmp`;
+  for (const name of [...stale, alive]) {
+    await mkdir(join(opts.runDir!, name));
+    await writeFile(join(opts.runDir!, name, 'weights.bin'), Buffer.alloc(1024));
+  }
+  for (const [text, why] of [
+    ['{"version":1,', /state\.json: is not valid JSON .*pass --restart to discard it/],
+    ['{"version":1,"configHash":"x","history":[],"epoch":-1,"batch":0,"step":0,"rngState":1,"badEpochs":0}', /state\.json: has an invalid epoch \(-1\).*--restart/],
+    ['[]', /state\.json: is not a training state/],
+  ] as const) {
+    await writeFile(stateFile, text);
+    await assert.rejects(trainModel(opts), (e: unknown) => e instanceof InputError && why.test(e.message), text);
+  }
+  await rm(stateFile);
+  await assert.rejects(trainModel(opts), /state\.json: is missing: this checkpoint cannot be resumed; pass --restart/);
+  const left = await readdir(opts.runDir!);
+  assert.deepEqual(stale.filter((n) => left.includes(n)), [], 'stale temp folders removed');
+  assert.ok(left.includes(alive), 'the temp folder of a running process is kept');
+  // the checkpoint restored, the run resumes where it was
+  await writeFile(stateFile, good);
+  const seen: number[] = [];
+  await trainModel({ ...opts, onBatch: ({ batch }) => void seen.push(batch) });
+  assert.equal(seen[0], 1);
 });
 
 test('decoupled weight decay shrinks every trainable weight by (1 - lr x decay) per step, on top of Adam', async () => {
