@@ -212,6 +212,16 @@ export async function loadModel(dir: string): Promise<FundusModel> {
       file: join(dir, METADATA_JSON),
     });
   }
+  // fundus.json edited (channels, size) without retraining: refuse here rather than crash on the first photograph
+  const netInput = network.inputs[0].shape.slice(1);
+  if (netInput.length !== 3 || netInput.some((d, i) => d !== null && d !== metadata.inputShape[i])) {
+    network.dispose();
+    throw new InputError(
+      `the network takes ${netInput.map((d) => d ?? 'any').join('×')} inputs but fundus.json says ${metadata.inputShape.join('×')} ` +
+        `(preprocess size ${metadata.preprocess.size}, channels ${metadata.preprocess.channels}): the preprocessing settings must be the ones the network was trained with`,
+      { file: join(dir, METADATA_JSON) },
+    );
+  }
   // one NaN weight makes every prediction NaN or one class at 1.000: refuse the model instead
   for (const w of network.weights) {
     const values = w.read().dataSync();

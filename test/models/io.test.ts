@@ -98,6 +98,15 @@ test('loading refuses corrupt metadata, weights outside the folder and non-finit
   await refuses(await save('twice', { ...meta, classes: ['glaucoma', 'glaucoma', 'normal'] }), /twice/);
   await refuses(await save('channels', { ...meta, preprocess: { ...meta.preprocess, channels: 'blue' } }), /channels must be/);
   await refuses(await save('shape', { ...meta, inputShape: [64, 64, 1] }), /does not match the preprocessing/);
+  // fundus.json edited to other preprocessing than the network was trained for (crashed on the first photograph)
+  await refuses(
+    await save('size-64', { ...meta, preprocess: { ...meta.preprocess, size: 64 }, inputShape: [64, 64, 1] }),
+    /fundus\.json: the network takes 8×8×1 inputs but fundus\.json says 64×64×1 \(preprocess size 64, channels green\)/,
+  );
+  await refuses(
+    await save('rgb', { ...meta, preprocess: { ...meta.preprocess, channels: 'rgb', normalize: { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] } }, inputShape: [8, 8, 3] }),
+    /the network takes 8×8×1 inputs but fundus\.json says 8×8×3/,
+  );
   // a weights path that leaves the folder
   const escape = await save('escape', meta);
   const mj = JSON.parse(await readFile(join(escape, 'model.json'), 'utf8'));
