@@ -149,7 +149,7 @@ export function parseDicom(bytes: Uint8Array, name: string): DicomFile {
     // dicom-parser throws strings, Errors, or { exception, dataSet }; none of them quotes element values.
     const err = e as { exception?: unknown; message?: unknown };
     const why = typeof e === 'string' ? e : typeof err.exception === 'string' ? err.exception : typeof err.message === 'string' ? err.message : 'unreadable';
-    fail(name, `cannot read the DICOM file (truncated or corrupt): ${why.replace(/^dicomParser\.\w+: /, '')}`);
+    fail(name, `cannot read the DICOM file (truncated or corrupt): ${why.replace(/^dicomParser[.:]\w+: /, '')}`);
   }
   const transferSyntax = text(ds, 'x00020010') ?? '1.2.840.10008.1.2';
   const pixel = ds.elements.x7fe00010;

@@ -4,7 +4,7 @@
 import { open, readFile } from 'node:fs/promises';
 import { extname } from 'node:path';
 import { InputError } from '../util/errors.js';
-import { DICOM_EXTENSIONS, frameImage, isDicomBytes, parseDicom, photoInfo, splitFramePath, type DicomFile, type DicomPhotoInfo } from './dicom.js';
+import { DICOM_EXTENSIONS, frameImage, isDicomBytes, parseDicom, photoInfo, splitFramePath, type DicomFile, type DicomIdentifiers, type DicomPhotoInfo } from './dicom.js';
 
 /** A photograph: a path (`<file>.dcm#frame-<n>` for a frame of a multi-frame DICOM file), or encoded bytes. */
 export type PhotoInput = string | Buffer;
@@ -98,12 +98,24 @@ export async function openPhoto(input: PhotoInput | OpenedPhoto, name?: string):
   return { source: await frameImage(file, frame ?? 1), name: input, dicom: photoInfo(file, frame) };
 }
 
-/** The DICOM attributes of a photograph (undefined for a plain image file), for its result record. */
-export async function dicomInfoOf(input: PhotoInput): Promise<DicomPhotoInfo | undefined> {
-  if (typeof input === 'string' && !mayBeDicom(input)) return undefined;
-  if (typeof input !== 'string' && !isDicomBytes(input)) return undefined;
-  if (typeof input !== 'string') return photoInfo(parseDicom(input, BUFFER_NAME));
-  const { file: path, frame } = splitFramePath(input);
-  const bytes = await readPhoto(path);
-  return isDicomBytes(bytes) ? photoInfo(parseDicom(bytes, input), frame) : undefined;
+/**
+ * The DICOM attributes of a photograph (undefined for a plain image file), for its result record; the patient's
+ * identifiers only with `identifiers` (`--show-identifiers`).
+ */
+export async function dicomInfoOf(input: PhotoInput, opts: { identifiers?: boolean } = {}): Promise<(DicomPhotoInfo & { patient?: DicomIdentifiers }) | undefined> {
+  let file: DicomFile;
+  let frame: number | undefined;
+  if (typeof input !== 'string') {
+    if (!isDicomBytes(input)) return undefined;
+    file = parseDicom(input, BUFFER_NAME);
+  } else {
+    if (!mayBeDicom(input)) return undefined;
+    const split = splitFramePath(input);
+    frame = split.frame;
+    const bytes = await readPhoto(split.file);
+    if (!isDicomBytes(bytes)) return undefined;
+    file = parseDicom(bytes, input);
+  }
+  const info = photoInfo(file, frame);
+  return opts.identifiers ? { ...info, patient: file.identifiers } : info;
 }

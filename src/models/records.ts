@@ -1,4 +1,11 @@
+import type { DicomIdentifiers, DicomPhotoInfo } from '../data/dicom.js';
 import { describeReasons, type Gradability, type UngradableReason } from '../data/gradability.js';
+
+/**
+ * What a result says about a DICOM photograph (absent for other files): its SOP Instance UID (the key a record system
+ * files the result by), laterality, acquisition date. Patient identifiers only when asked for (`--show-identifiers`).
+ */
+export type DicomRecordInfo = DicomPhotoInfo & { patient?: DicomIdentifiers };
 
 /** One image's result: a probability and a decision per class, in the model's class order. */
 export interface PredictionRecord {
@@ -11,6 +18,7 @@ export interface PredictionRecord {
   decisions: Record<string, boolean>;
   /** The classes decided positive, in class order. */
   positive: string[];
+  dicom?: DicomRecordInfo;
 }
 
 /**
@@ -47,6 +55,7 @@ export interface UngradableRecord {
     /** The reasons in words. */
     message: string;
   };
+  dicom?: DicomRecordInfo;
 }
 
 /** What fundus reports for one photograph: its prediction, or why it was not graded. */

@@ -1,3 +1,4 @@
+import type { DicomPhotoInfo } from '../data/dicom.js';
 /**
  * The JSON shapes of the HTTP API, shared by the server, the predict CLI and the web viewer (which imports these
  * types only, so that the browser bundle stays free of Node code).
@@ -12,7 +13,7 @@ interface ResponseContext {
   classes: string[];
   thresholds: number[];
   /** Size of the decoded photograph. */
-  image: { width: number; height: number; format: string };
+  image: { width: number; height: number; format: string; dicom?: DicomPhotoInfo };
   timeMs: number;
 }
 
@@ -42,7 +43,7 @@ export interface ExplainResponse {
   /** Heatmap values in [0, 1], row-major, covering `crop`. */
   heatmap: { width: number; height: number; data: number[] };
   crop: CropBox;
-  image: { width: number; height: number; format: string };
+  image: { width: number; height: number; format: string; dicom?: DicomPhotoInfo };
 }
 
 export interface ModelCard {

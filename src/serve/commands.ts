@@ -6,8 +6,8 @@ import { DEFAULT_MODEL_DIR, loadModel, METADATA_JSON } from '../models/io.js';
 import { CAM_METHODS, isCamMethod, type CamMethod } from '../explain/cam.js';
 import { InputError } from '../util/errors.js';
 import { collectImages } from '../data/image-files.js';
-import { formatFromPath, type OutputFormat } from './output.js';
-import { HEATMAPS_INDEX, checkHeatmapsDir, checkPredictOut, runPredict } from './predict-cli.js';
+import { formatFromPath } from './output.js';
+import { HEATMAPS_INDEX, checkHeatmapsDir, checkPredictOut, runPredict, type PredictFormat } from './predict-cli.js';
 import { checkBindAddress, readTokenFile } from './auth.js';
 import { initBatchPrediction } from '../models/predictor.js';
 // Constants only: server.js itself (Fastify and the rest) is loaded when `serve` runs.
@@ -48,7 +48,8 @@ export async function resolveModelDir(explicit: string | undefined): Promise<str
 
 interface PredictFlags {
   model?: string;
-  format?: OutputFormat;
+  format?: PredictFormat;
+  showIdentifiers?: boolean;
   out?: string;
   heatmaps?: string;
   heatmapMethod: CamMethod;
@@ -83,7 +84,12 @@ export function register(program: Command): void {
     .description('Predict the classes of fundus photographs (files or folders, walked recursively)')
     .argument('<paths...>', '[model-dir] followed by images or folders; the bundled model (models/default) when no model directory comes first')
     .option('-m, --model <dir>', 'model directory (instead of a leading positional one)')
-    .addOption(new Option('-f, --format <format>', 'output format; json is JSON Lines (one object per image). Default: from --out\'s extension, else table').choices(['table', 'json', 'csv']))
+    .addOption(
+      new Option(
+        '-f, --format <format>',
+        'output format; json is JSON Lines (one object per image); fhir is one FHIR R4 Bundle (a DiagnosticReport per photograph, an Observation per class; docs/dicom-fhir.md). Default: from --out\'s extension, else table',
+      ).choices(['table', 'json', 'csv', 'fhir']),
+    )
     .option(
       '-o, --out <file>',
       'write results to this file (streamed to <file>.partial, renamed when the run completes; its first line records the model). ' +
@@ -100,9 +106,12 @@ export function register(program: Command): void {
     .option('-b, --batch-size <n>', 'images per inference batch', positiveInt('--batch-size'), 16)
     .option('-q, --quiet', 'no progress bar')
     .option('--no-gradability-check', 'predict photographs the gradability gate refuses (not a fundus photograph, too dark, no disc, ...; see docs/gradability.md) instead of reporting them ungradable: for research only')
+    .option('--show-identifiers', "put DICOM photographs' patient identifiers (name, ID, birth date, sex, accession number) into the results; by default they never appear")
     .addHelpText(
       'after',
-      '\nA photograph that is not a gradable fundus photograph gets a row saying why ("gradable": false and the reasons;\n' +
+      '\nDICOM files (.dcm, .dicom, or no extension) are read frame by frame (<file>#frame-<n>); their SOP Instance UID,\n' +
+        'laterality and acquisition date go into the results (docs/dicom-fhir.md).\n' +
+        '\nA photograph that is not a gradable fundus photograph gets a row saying why ("gradable": false and the reasons;\n' +
         'in CSV the gradable and "ungradable reason" columns, with empty probabilities) instead of a diagnosis.\n\n' +
         'Exit status: 0 when every image was predicted or reported ungradable, 3 when some could not be read (they are\n' +
         'listed on stderr and left out of the output; the others are predicted), 2 on a usage or model error.\n\n' +
@@ -118,7 +127,7 @@ export function register(program: Command): void {
       }
       if (inputs.length === 0) throw new InputError('no images given: name image files or folders after the model directory');
       const dir = await resolveModelDir(modelDir);
-      const format: OutputFormat = flags.format ?? (flags.out ? formatFromPath(flags.out) ?? 'json' : 'table');
+      const format: PredictFormat = flags.format ?? (flags.out ? formatFromPath(flags.out) ?? 'json' : 'table');
       if (flags.resume && !flags.out) throw new InputError('--resume needs --out (the file to resume)');
       // Before the images are walked or the model loaded: an --out or --heatmaps that would be refused fails now.
       if (flags.out) await checkPredictOut(flags.out);
@@ -139,6 +148,7 @@ export function register(program: Command): void {
         batchSize: flags.batchSize,
         quiet: flags.quiet,
         gradabilityCheck: flags.gradabilityCheck,
+        showIdentifiers: flags.showIdentifiers,
       });
       if (!s.failuresReported) for (const f of s.failed) process.stderr.write(`fundus predict: skipped ${f.file}: ${f.message}\n`);
       const rate = s.predicted > 0 ? ` (${(s.predicted / s.seconds).toFixed(1)} images/s)` : '';

@@ -5,8 +5,11 @@ import { COLORMAPS } from '../explain/overlay.js';
 const errorRef = { $ref: '#/components/schemas/Error' };
 const imageBody = {
   required: true,
-  description: 'A fundus photograph: the raw JPEG/PNG/WebP/TIFF bytes, or a multipart form with one file field.',
+  description:
+    'A fundus photograph: the raw JPEG/PNG/WebP/TIFF bytes, a DICOM file (single frame: Ophthalmic Photography, Secondary Capture...; ' +
+    'JPEG Baseline, JPEG Lossless or uncompressed), or a multipart form with one file field.',
   content: {
+    'application/dicom': { schema: { type: 'string', format: 'binary' } },
     'image/jpeg': { schema: { type: 'string', format: 'binary' } },
     'image/png': { schema: { type: 'string', format: 'binary' } },
     'image/webp': { schema: { type: 'string', format: 'binary' } },
@@ -96,12 +99,26 @@ export function openApiDocument(opts: { version: string; classes: string[]; toke
             'is not a gradable fundus photograph (too small, too dark, no round disc on a dark field stop, overexposed, not the ' +
             'colour of a fundus, no retinal detail, noise) is answered 200 with `gradable: false` and `ungradable` (reason codes ' +
             'and words) and no probabilities or decisions. See docs/gradability.md.',
-          parameters: [{ name: 'filename', in: 'query', required: false, schema: { type: 'string', maxLength: 512 }, description: 'echoed back as `file`' }],
+          parameters: [
+            { name: 'filename', in: 'query', required: false, schema: { type: 'string', maxLength: 512 }, description: 'echoed back as `file`' },
+            {
+              name: 'format',
+              in: 'query',
+              required: false,
+              schema: { type: 'string', enum: ['json', 'fhir'] },
+              description: 'fhir: a FHIR R4 Bundle (DiagnosticReport with an Observation per class; docs/dicom-fhir.md). Default: from Accept (application/fhir+json), else json',
+            },
+          ],
           requestBody: imageBody,
           responses: {
             200: {
               description: 'prediction, or why the photograph is not graded',
-              content: { 'application/json': { schema: { oneOf: [{ $ref: '#/components/schemas/Prediction' }, { $ref: '#/components/schemas/Ungradable' }] } } },
+              content: {
+                'application/json': { schema: { oneOf: [{ $ref: '#/components/schemas/Prediction' }, { $ref: '#/components/schemas/Ungradable' }] } },
+                'application/fhir+json': {
+                  schema: { type: 'object', required: ['resourceType', 'type', 'entry'], properties: { resourceType: { const: 'Bundle' }, type: { const: 'collection' }, entry: { type: 'array' } } },
+                },
+              },
             },
             ...errors([400, 401, 408, 413, 415, 422, 503]),
           },

@@ -100,25 +100,42 @@ function short(sha: string): string {
   return sha.slice(0, 12);
 }
 
+/** The CSV columns a run with DICOM photographs adds at the end (empty cells for other files). */
+export const DICOM_CSV_COLUMNS = ['sop instance uid', 'laterality', 'acquisition date'] as const;
+
 /**
  * The CSV columns: the file, a probability per class, the classes decided positive (`;`-separated), then whether the
  * gradability gate passed the photo (`true`, `false`, or empty when not checked) and, when it did not, why. An
- * ungradable photo's probability and `predicted` cells are empty.
+ * ungradable photo's probability and `predicted` cells are empty. With `dicom`, three more: the SOP Instance UID,
+ * laterality (R or L) and acquisition date (YYYY-MM-DD) of DICOM photographs.
  */
-export function csvHeader(classes: readonly string[]): string {
-  return ['file', ...classes, 'predicted', 'gradable', 'ungradable reason'].map(csvCell).join(',') + '\n';
+export function csvHeader(classes: readonly string[], dicom = false): string {
+  return ['file', ...classes, 'predicted', 'gradable', 'ungradable reason', ...(dicom ? DICOM_CSV_COLUMNS : [])].map(csvCell).join(',') + '\n';
 }
 
-export function formatRecord(format: OutputFormat, rec: PhotoRecord, classes: readonly string[], thresholds: readonly number[]): string {
+function dicomCells(rec: PhotoRecord): string[] {
+  const d = rec.dicom;
+  return [csvCell(d?.sopInstanceUid ?? ''), csvCell(d?.laterality ?? ''), csvCell(d?.acquisitionDate ?? '')];
+}
+
+/** A table line's name for a photograph: its file, with a DICOM photograph's laterality and date. */
+function tableName(rec: PhotoRecord): string {
+  const d = rec.dicom;
+  const extra = d ? [d.laterality && `eye ${d.laterality}`, d.acquisitionDate].filter(Boolean).join(', ') : '';
+  return `${rec.file ?? ''}${extra ? ` (${extra})` : ''}`;
+}
+
+export function formatRecord(format: OutputFormat, rec: PhotoRecord, classes: readonly string[], thresholds: readonly number[], dicomColumns = false): string {
   if (format === 'json') return JSON.stringify(rec) + '\n';
   if (format === 'csv') {
-    if (isUngradable(rec)) return [csvCell(rec.file ?? ''), ...classes.map(() => ''), '', 'false', csvCell(rec.ungradable.message)].join(',') + '\n';
+    const tail = dicomColumns ? dicomCells(rec) : [];
+    if (isUngradable(rec)) return [csvCell(rec.file ?? ''), ...classes.map(() => ''), '', 'false', csvCell(rec.ungradable.message), ...tail].join(',') + '\n';
     const probs = classes.map((c) => rec.probabilities[c].toFixed(6));
-    return [csvCell(rec.file ?? ''), ...probs, csvCell(rec.positive.join(';')), rec.gradable ? 'true' : '', ''].join(',') + '\n';
+    return [csvCell(rec.file ?? ''), ...probs, csvCell(rec.positive.join(';')), rec.gradable ? 'true' : '', '', ...tail].join(',') + '\n';
   }
-  if (isUngradable(rec)) return `${rec.file ?? ''}  →  ungradable: ${rec.ungradable.message}\n\n`;
+  if (isUngradable(rec)) return `${tableName(rec)}  →  ungradable: ${rec.ungradable.message}\n\n`;
   const width = Math.max(...classes.map((c) => c.length));
-  const lines = [`${rec.file ?? ''}  →  ${rec.positive.length ? rec.positive.join(', ') : 'no class above its threshold'}`];
+  const lines = [`${tableName(rec)}  →  ${rec.positive.length ? rec.positive.join(', ') : 'no class above its threshold'}`];
   classes.forEach((c, i) => {
     const p = rec.probabilities[c];
     const filled = Math.round(p * 20);
@@ -149,6 +166,7 @@ export class ResultSink {
     private readonly classes: readonly string[],
     private readonly thresholds: readonly number[],
     readonly outPath?: string,
+    private dicomColumns = false,
   ) {
     this.partialPath = outPath ? `${outPath}.partial` : undefined;
   }
@@ -162,11 +180,13 @@ export class ResultSink {
     resume?: boolean;
     /** The model writing: required with `out` (recorded in the header, checked on resume). */
     model?: ModelIdentity;
+    /** CSV: add the DICOM columns (DICOM_CSV_COLUMNS); a resumed file keeps the columns it has. */
+    dicomColumns?: boolean;
   }): Promise<{ sink: ResultSink; done: Set<string> }> {
-    const sink = new ResultSink(opts.format, opts.classes, opts.thresholds, opts.out);
+    const sink = new ResultSink(opts.format, opts.classes, opts.thresholds, opts.out, opts.dicomColumns ?? false);
     const done = new Set<string>();
     if (!opts.out) {
-      if (opts.format === 'csv') process.stdout.write(csvHeader(opts.classes));
+      if (opts.format === 'csv') process.stdout.write(csvHeader(opts.classes, sink.dicomColumns));
       return { sink, done };
     }
     if (opts.resume && opts.format === 'table') throw new InputError('--resume needs --format json or csv');
@@ -205,8 +225,16 @@ export class ResultSink {
         } else end = 0; // nothing whole in it (a run killed as it started): begin again
         const rows = lines.slice(1);
         if (opts.format === 'csv') {
-          if (rows.length > 0 && rows[0] + '\n' !== csvHeader(opts.classes)) {
-            throw new InputError(`cannot resume: its columns are not this model's classes (or it was written by an older fundus, without the gradable column)`, { file: source });
+          if (rows.length > 0) {
+            if (rows[0] + '\n' === csvHeader(opts.classes, true)) sink.dicomColumns = true;
+            else if (rows[0] + '\n' !== csvHeader(opts.classes)) {
+              throw new InputError(`cannot resume: its columns are not this model's classes (or it was written by an older fundus, without the gradable column)`, { file: source });
+            } else if (sink.dicomColumns) {
+              throw new InputError(
+                `cannot resume: the file has no DICOM columns (${DICOM_CSV_COLUMNS.join(', ')}) and DICOM photographs are among the inputs; predict into a new --out`,
+                { file: source },
+              );
+            }
           }
           for (const l of rows.slice(1)) done.add(resolve(firstCsvField(l)));
           needsColumns = rows.length === 0;
@@ -232,12 +260,12 @@ export class ResultSink {
     }
     sink.stream = createWriteStream(partial, { flags: appending ? 'a' : 'w' });
     await once(sink.stream, 'open');
-    await sink.writeRaw((appending ? '' : headerLine(opts.format, header)) + (needsColumns ? csvHeader(opts.classes) : ''));
+    await sink.writeRaw((appending ? '' : headerLine(opts.format, header)) + (needsColumns ? csvHeader(opts.classes, sink.dicomColumns) : ''));
     return { sink, done };
   }
 
   async write(records: PhotoRecord[]): Promise<void> {
-    const text = records.map((r) => formatRecord(this.format, r, this.classes, this.thresholds)).join('');
+    const text = records.map((r) => formatRecord(this.format, r, this.classes, this.thresholds, this.dicomColumns)).join('');
     await this.writeRaw(text);
   }
 

@@ -15,11 +15,18 @@ import { Predictor } from '../models/predictor.js';
 import { toRecord, toUngradableRecord, type PhotoRecord, type PredictionRecord } from '../models/records.js';
 import { progress } from '../util/progress.js';
 import { ResultSink, readPredictionsHeader, type ModelIdentity, type OutputFormat } from './output.js';
+import { dicomInfoOf, mayBeDicom } from '../data/photo-source.js';
+import { fhirBundle, isFundusBundle } from './fhir.js';
+
+/** predict's formats: the streamed ones, and `fhir` (one FHIR R4 Bundle of DiagnosticReports, written at the end). */
+export type PredictFormat = OutputFormat | 'fhir';
 
 export interface PredictRunOptions {
   model: FundusModel;
   images: string[];
-  format: OutputFormat;
+  format: PredictFormat;
+  /** Put DICOM photographs' patient identifiers into the results (`--show-identifiers`); default: never. */
+  showIdentifiers?: boolean;
   out?: string;
   resume?: boolean;
   /** Folder for heatmap overlays (one PNG per image and explained class). */
@@ -82,7 +89,12 @@ export async function modelIdentity(model: FundusModel): Promise<ModelIdentity> 
   }
   // The file is hashed after the model was loaded: it must still be the one loaded (not a model being replaced).
   if (!same) throw new InputError(`${METADATA_JSON} changed after the model was loaded (is it being replaced?); run again`, { file: join(model.dir, METADATA_JSON) });
-  return { dir: resolve(model.dir), fundusJsonSha256: createHash('sha256').update(text).digest('hex') };
+  return identityOf(model.dir, text);
+}
+
+/** The identity of the model in `dir` whose fundus.json reads `fundusJson`. */
+export function identityOf(dir: string, fundusJson: string): ModelIdentity {
+  return { dir: resolve(dir), fundusJsonSha256: createHash('sha256').update(fundusJson).digest('hex') };
 }
 
 /** Extensions of photographs and other pictures that `--out` must never name. */
@@ -108,11 +120,19 @@ export async function checkPredictOut(out: string, images: string[] = []): Promi
     const k = await pathKind(p);
     if (k === 'missing') continue;
     if (k !== 'file') throw new InputError('exists and is not a regular file', { file: p });
-    if (!(await readPredictionsHeader(p))) {
-      throw new InputError('refusing to overwrite or resume a file fundus did not write (its first line is not a fundus-predictions header); choose another --out', {
+    if (!(await readPredictionsHeader(p)) && !(await isFundusBundleFile(p))) {
+      throw new InputError('refusing to overwrite or resume a file fundus did not write (its first line is not a fundus-predictions header, nor is it a FHIR Bundle fundus wrote); choose another --out', {
         file: p,
       });
     }
+  }
+}
+
+async function isFundusBundleFile(path: string): Promise<boolean> {
+  try {
+    return isFundusBundle(JSON.parse(await readFile(path, 'utf8')));
+  } catch {
+    return false;
   }
 }
 
@@ -244,9 +264,11 @@ export async function runPredict(opts: PredictRunOptions): Promise<PredictRunSum
   if (opts.heatmaps) await checkHeatmapsDir(opts.heatmaps, opts.images);
   const locks: Lock[] = [];
   const stale = (path: string) => (h: { pid: number }) => process.stderr.write(`fundus predict: taking over ${path} from pid ${h.pid}, which is no longer running\n`);
-  let sink: ResultSink;
+  let sink: ResultSink | undefined;
   let done: Set<string>;
   let names: HeatmapNames | undefined;
+  let identity: ModelIdentity | undefined;
+  const bundled: PhotoRecord[] = [];
   try {
     // One writer per output: a second `predict --out same.csv` (with --resume or not) is refused while this one runs.
     if (opts.out) {
@@ -260,8 +282,16 @@ export async function runPredict(opts: PredictRunOptions): Promise<PredictRunSum
       locks.push(await acquireLock(lockPath, 'predict', stale(lockPath)));
       names = await HeatmapNames.open(opts.heatmaps);
     }
-    const identity = opts.out ? await modelIdentity(model) : undefined;
-    ({ sink, done } = await ResultSink.open({ format: opts.format, classes, thresholds, out: opts.out, resume: opts.resume, model: identity }));
+    if (opts.format === 'fhir') {
+      if (opts.resume) throw new InputError('--resume is for the json and csv formats; a FHIR Bundle is written whole at the end');
+      identity = await modelIdentity(model);
+      // the Bundle is written whole at the end: nothing streams, nothing is done already
+      done = new Set();
+    } else {
+      identity = opts.out ? await modelIdentity(model) : undefined;
+      const dicomColumns = opts.images.some(mayBeDicom);
+      ({ sink, done } = await ResultSink.open({ format: opts.format, classes, thresholds, out: opts.out, resume: opts.resume, model: identity, dicomColumns }));
+    }
   } catch (err) {
     for (const l of locks) await l.release();
     throw err;
@@ -302,7 +332,15 @@ export async function runPredict(opts: PredictRunOptions): Promise<PredictRunSum
           if (!barShown) process.stderr.write(`fundus predict: skipped ${chunk[i]}: ${o.message}\n`);
         }
       }
-      await sink.write(rows);
+      // DICOM photographs carry their SOP Instance UID, laterality and acquisition date into the results.
+      for (const row of rows) {
+        if (row.file !== undefined && mayBeDicom(row.file)) {
+          const dicom = await dicomInfoOf(row.file, { identifiers: opts.showIdentifiers });
+          if (dicom) row.dicom = dicom;
+        }
+      }
+      if (opts.format === 'fhir') bundled.push(...rows);
+      else await sink!.write(rows);
       summary.predicted += records.length;
       if (opts.heatmaps) {
         for (const { rec, image } of records) {
@@ -315,13 +353,18 @@ export async function runPredict(opts: PredictRunOptions): Promise<PredictRunSum
       }
       bar.tick(chunk.length);
     }
+    if (opts.format === 'fhir') {
+      const text = JSON.stringify(fhirBundle(bundled, { identity: identity!, classes, thresholds }), null, 1) + '\n';
+      if (opts.out) await writeFileAtomic(opts.out, text);
+      else process.stdout.write(text);
+    }
     success = true;
   } finally {
     process.removeListener('SIGINT', onInterrupt);
     bar.stop();
     await predictor.close();
     try {
-      await sink.close(success);
+      await sink?.close(success);
     } finally {
       for (const l of locks) await l.release();
     }

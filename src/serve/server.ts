@@ -10,6 +10,8 @@ import { hostAllowed, hostHeaderName, requestToken, tokenMatches, TOKEN_COOKIE }
 import { inspectImage, type ImageInfo } from './image-check.js';
 import type { ModelService } from './model-service.js';
 import { openApiDocument } from './openapi.js';
+import { FHIR_JSON, fhirBundle } from './fhir.js';
+import { modelIdentity } from './predict-cli.js';
 import { dropSlowUpload, SlotGate, type SlotCounts, type UploadTimeouts } from './slots.js';
 import { DEFAULT_BODY_LIMIT, DEFAULT_MAX_IN_FLIGHT, DEFAULT_UPLOAD_IDLE_TIMEOUT, DEFAULT_UPLOAD_TIMEOUT } from './limits.js';
 
@@ -208,14 +210,24 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
 
   const filenameQuery = { type: 'object', properties: { filename: { type: 'string', maxLength: 512 }, token: { type: 'string' } } };
 
-  app.post('/v1/predict', { ...limited, schema: { querystring: filenameQuery } }, slots.guard(async (req): Promise<PredictResponse> => {
+  const predictQuery = { type: 'object', properties: { ...filenameQuery.properties, format: { type: 'string', enum: ['json', 'fhir'] } } };
+  // The FHIR Device's version is the fundus.json sha256, as `fundus predict --format fhir` records it.
+  const identity = await modelIdentity(service.model);
+  app.post('/v1/predict', { ...limited, schema: { querystring: predictQuery } }, slots.guard(async (req, reply): Promise<PredictResponse | Record<string, unknown>> => {
     const t0 = performance.now();
     const { data, name } = await readImage(req, bodyLimit);
     const image: ImageInfo = await inspectImage(data, name);
     checkClient(req);
     const record = await service.predict(data, name, slots.signal(req));
     const { classes, thresholds } = service.model.metadata;
-    const q = req.query as { filename?: string };
+    const q = req.query as { filename?: string; format?: 'json' | 'fhir' };
+    if (image.dicom) record.dicom = image.dicom;
+    const accept = req.headers.accept ?? '';
+    if ((q.format ?? (accept.includes(FHIR_JSON) ? 'fhir' : 'json')) === 'fhir') {
+      const named = q.filename || req.isMultipart() ? { ...record, file: name } : record;
+      reply.type(`${FHIR_JSON}; charset=utf-8`);
+      return fhirBundle([named], { identity, classes, thresholds });
+    }
     return {
       ...(q.filename || req.isMultipart() ? { file: name } : {}),
       ...record,

@@ -26,6 +26,7 @@ async function parse<T>(res: Response): Promise<T> {
 }
 
 function contentType(file: File): string {
+  if (file.type === 'application/dicom' || /\.(dcm|dicom)$/i.test(file.name)) return 'application/dicom';
   return file.type && file.type.startsWith('image/') ? file.type : 'application/octet-stream';
 }
 
