@@ -6,12 +6,19 @@ import type { Metadata } from 'sharp';
 import { InputError } from '../util/errors.js';
 import { progress } from '../util/progress.js';
 import { mapLimit } from './cache.js';
-import { collectImages } from './image-files.js';
-import { readLabelsCsv } from './csv.js';
+import { collectImages, isImageName } from './image-files.js';
+import { streamLabelsCsv } from './csv.js';
+import { CLASSES } from './labels.js';
 import type { CsvFormat, DataIssue, ParseOptions } from './csv.js';
 
 /** Smaller than this on either side is not a usable fundus photograph. */
 const MIN_SIDE = 64;
+
+/**
+ * Issues of one kind, and missing file names, listed in a report: a CSV of a million rows naming files that are not
+ * there is reported with its counts and the first of them, in bounded memory, instead of a million messages.
+ */
+export const MAX_LISTED = 1000;
 
 /** Everything `fundus data check` finds; `usable` is false when any issue is an error. */
 export interface CheckReport {
@@ -29,13 +36,17 @@ export interface CheckReport {
   /** Label combinations, most frequent first: `glaucoma+diabetic retinopathy` -> count; `(none)` for no label. */
   combinations: Record<string, number>;
   imagesOnDisk: number;
+  /** CSV rows whose image is not on disk: the first MAX_LISTED (`missingOnDiskCount` counts them all). */
   missingOnDisk: string[];
+  missingOnDiskCount: number;
   notInCsv: string[];
   unreadable: { file: string; reason: string }[];
   /** `WIDTHxHEIGHT` -> number of readable images. */
   sizes: Record<string, number>;
   unexpectedSize: { file: string; width: number; height: number }[];
+  /** The first MAX_LISTED issues of each kind (`errors` and `warnings` count them all; `issuesOmitted` the rest). */
   issues: DataIssue[];
+  issuesOmitted: number;
   errors: number;
   warnings: number;
   usable: boolean;
@@ -86,53 +97,71 @@ export async function checkDataset(csvPath: string, imagesDir: string, opts: Che
   const dir = resolve(imagesDir);
   const dirStat = await stat(dir).catch(() => undefined);
   if (!dirStat?.isDirectory()) throw new InputError('the images folder does not exist or is not a folder', { file: imagesDir });
-  const parsed = await readLabelsCsv(csvPath, opts.parse);
-  const issues = [...parsed.issues];
-  const C = parsed.classes.length;
+  const issues: DataIssue[] = [];
+  const perCode = new Map<string, number>();
+  let errorCount = 0;
+  let issuesOmitted = 0;
+  const addIssue = (i: DataIssue): void => {
+    if (i.severity === 'error') errorCount++;
+    const n = (perCode.get(i.code) ?? 0) + 1;
+    perCode.set(i.code, n);
+    if (n <= MAX_LISTED) issues.push(i);
+    else issuesOmitted++;
+  };
 
-  const labelCounts: Record<string, number> = Object.fromEntries(parsed.classes.map((c) => [c, 0]));
-  const cooccurrence = parsed.classes.map(() => new Array<number>(C).fill(0));
-  const notGraded: Record<string, number> = Object.fromEntries(parsed.classes.map((c) => [c, 0]));
-  const combos = new Map<string, number>();
-  for (const r of parsed.rows) {
-    r.graded?.forEach((g, k) => g || notGraded[parsed.classes[k]]++);
-    const on: number[] = [];
-    r.labels.forEach((v, k) => v && on.push(k));
-    for (const a of on) {
-      labelCounts[parsed.classes[a]]++;
-      for (const b of on) cooccurrence[a][b]++;
-    }
-    const key = on.length ? on.map((k) => parsed.classes[k]).join('+') : '(none)';
-    combos.set(key, (combos.get(key) ?? 0) + 1);
-  }
-  const combinations = Object.fromEntries([...combos].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)));
-
+  // The folder first, so that each CSV row is checked against it as it streams by and only counts are kept.
   const onDisk = (
     await collectImages([dir], {
       recursive: false,
       emptyFolder: 'allow',
-      onSkip: (s) => issues.push({ severity: 'warning', code: 'unreadable-entry', message: s.reason, file: s.path }),
+      onSkip: (s) => addIssue({ severity: 'warning', code: 'unreadable-entry', message: s.reason, file: s.path }),
     })
   ).map((p) => basename(p));
   const onDiskSet = new Set(onDisk);
-  const inCsv = new Set(parsed.rows.map((r) => r.filename));
-  const missingOnDisk: string[] = [];
+  const inCsv = new Set<string>(); // only names on disk: bounded by the folder
   const present: { filename: string; line: number }[] = [];
-  for (const r of parsed.rows) {
-    if (onDiskSet.has(r.filename)) present.push(r);
-    else {
-      // the file may exist with an extension not in IMAGE_EXTENSIONS (e.g. `.txt`): still a problem, but say so
-      const exists = await stat(join(dir, r.filename)).then((s) => s.isFile(), () => false);
-      if (exists) present.push(r);
-      else {
-        missingOnDisk.push(r.filename);
-        issues.push({ severity: 'error', code: 'missing-image', message: `'${r.filename}' is not in ${imagesDir}`, file: csvPath, line: r.line });
+  const otherNames: { filename: string; line: number }[] = []; // not image names: stat()ed below
+  const missingOnDisk: string[] = [];
+  let missingOnDiskCount = 0;
+  const missing = (r: { filename: string; line: number }): void => {
+    if (missingOnDiskCount++ < MAX_LISTED) missingOnDisk.push(r.filename);
+    addIssue({ severity: 'error', code: 'missing-image', message: `'${r.filename}' is not in ${imagesDir}`, file: csvPath, line: r.line });
+  };
+
+  const classes = [...CLASSES] as string[];
+  const C = classes.length;
+  const labelCounts: Record<string, number> = Object.fromEntries(classes.map((c) => [c, 0]));
+  const cooccurrence = classes.map(() => new Array<number>(C).fill(0));
+  const notGraded: Record<string, number> = Object.fromEntries(classes.map((c) => [c, 0]));
+  const combos = new Map<string, number>();
+  const parsed = await streamLabelsCsv(csvPath, opts.parse ?? {}, {
+    issue: addIssue,
+    row: (r) => {
+      r.graded?.forEach((g, k) => g || notGraded[classes[k]]++);
+      const on: number[] = [];
+      r.labels.forEach((v, k) => v && on.push(k));
+      for (const a of on) {
+        labelCounts[classes[a]]++;
+        for (const b of on) cooccurrence[a][b]++;
       }
-    }
-  }
+      const key = on.length ? on.map((k) => classes[k]).join('+') : '(none)';
+      combos.set(key, (combos.get(key) ?? 0) + 1);
+      const where = { filename: r.filename, line: r.line };
+      if (onDiskSet.has(r.filename)) {
+        present.push(where);
+        inCsv.add(r.filename);
+      } else if (isImageName(r.filename)) missing(where);
+      else otherNames.push(where);
+    },
+  });
+  const combinations = Object.fromEntries([...combos].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)));
+  // a file with an extension not in IMAGE_EXTENSIONS (e.g. `.txt`) may exist: still a problem (reported when it is
+  // probed), but not a missing one
+  const exists = await mapLimit(otherNames, 16, (r) => stat(join(dir, r.filename)).then((s) => s.isFile(), () => false));
+  otherNames.forEach((r, i) => (exists[i] ? present.push(r) : missing(r)));
   const notInCsv = onDisk.filter((f) => !inCsv.has(f));
   for (const f of notInCsv) {
-    issues.push({ severity: 'warning', code: 'not-in-csv', message: 'image on disk has no row in the CSV', file: join(imagesDir, f) });
+    addIssue({ severity: 'warning', code: 'not-in-csv', message: 'image on disk has no row in the CSV', file: join(imagesDir, f) });
   }
 
   const bar = opts.progressLabel ? progress(opts.progressLabel, present.length) : undefined;
@@ -152,7 +181,7 @@ export async function checkDataset(csvPath: string, imagesDir: string, opts: Che
   for (const p of probed) {
     if ('error' in p && p.error !== undefined) {
       unreadable.push({ file: p.filename, reason: p.error.message });
-      issues.push({
+      addIssue({
         severity: 'error',
         code: p.error.kind === 'truncated' ? 'truncated-image' : 'unreadable-image',
         message: p.error.message,
@@ -175,10 +204,10 @@ export async function checkDataset(csvPath: string, imagesDir: string, opts: Che
     const file = join(imagesDir, p.filename);
     if (Math.min(width, height) < MIN_SIDE) {
       unexpectedSize.push({ file: p.filename, width, height });
-      issues.push({ severity: 'error', code: 'too-small', message: `${width}x${height} is too small for a fundus photograph (min ${MIN_SIDE} px)`, file });
+      addIssue({ severity: 'error', code: 'too-small', message: `${width}x${height} is too small for a fundus photograph (min ${MIN_SIDE} px)`, file });
     } else if (expected && (width !== expected.width || height !== expected.height)) {
       unexpectedSize.push({ file: p.filename, width, height });
-      issues.push({
+      addIssue({
         severity: 'warning',
         code: 'unexpected-size',
         message: `${width}x${height} differs from the ${opts.expectSize ? 'expected' : 'usual'} ${expected.width}x${expected.height} (preprocessing resizes it)`,
@@ -187,26 +216,29 @@ export async function checkDataset(csvPath: string, imagesDir: string, opts: Che
     }
   }
 
-  const errors = issues.filter((i) => i.severity === 'error').length;
+  const errors = errorCount;
+  const warnings = issues.length + issuesOmitted - errors;
   return {
     csv: csvPath,
     imagesDir,
     format: parsed.format,
-    rows: parsed.rows.length,
-    classes: parsed.classes,
+    rows: parsed.rows,
+    classes,
     labelCounts,
     notGraded,
     cooccurrence,
     combinations,
     imagesOnDisk: onDisk.length,
     missingOnDisk,
+    missingOnDiskCount,
     notInCsv,
     unreadable,
     sizes: Object.fromEntries([...sizes].sort((a, b) => b[1] - a[1])),
     unexpectedSize,
     issues,
+    issuesOmitted,
     errors,
-    warnings: issues.length - errors,
+    warnings,
     usable: errors === 0,
   };
 }
@@ -233,7 +265,7 @@ export function formatCheckReport(r: CheckReport, maxIssues = 50): string {
   out.push('');
   out.push(`image sizes: ${Object.entries(r.sizes).map(([k, v]) => `${k} (${v})`).join(', ') || 'none readable'}`);
   out.push(
-    `missing on disk: ${r.missingOnDisk.length}; on disk but not in the CSV: ${r.notInCsv.length}; ` +
+    `missing on disk: ${r.missingOnDiskCount}; on disk but not in the CSV: ${r.notInCsv.length}; ` +
       `unreadable or truncated: ${r.unreadable.length}; unexpected size: ${r.unexpectedSize.length}`,
   );
   if (r.issues.length > 0) {
@@ -242,7 +274,8 @@ export function formatCheckReport(r: CheckReport, maxIssues = 50): string {
     for (const i of sorted.slice(0, maxIssues)) {
       out.push(`${i.severity}: ${i.file}${i.line !== undefined ? `:${i.line}` : ''}: ${i.message}`);
     }
-    if (sorted.length > maxIssues) out.push(`... and ${sorted.length - maxIssues} more (all of them with --json)`);
+    const more = sorted.length + r.issuesOmitted - maxIssues;
+    if (more > 0) out.push(`... and ${more} more (${r.issuesOmitted ? `the first ${MAX_LISTED} of each kind` : 'all of them'} with --json)`);
   }
   out.push('');
   out.push(

@@ -4,7 +4,8 @@ import { spawnSync } from 'node:child_process';
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { checkDataset } from '../../src/data/check.js';
+import { checkDataset, formatCheckReport, MAX_LISTED } from '../../src/data/check.js';
+import { CsvRecordReader, parseCsvRecords, type CsvRecord } from '../../src/data/csv.js';
 import { PROJECT_ROOT, tempDir, VIETAI_DIR } from '../helpers.js';
 import { CONTEST_HEADER, writeFakeFundus } from './fixtures.js';
 
@@ -123,4 +124,42 @@ test('data check counts empty cells as not graded, and --partial reads a source 
   const out = cli('data', 'check', '--partial', csv, images);
   assert.equal(out.status, 0, out.stderr);
   assert.match(out.stdout, /diabetic retinopathy\s+1\s+1 not graded/);
+});
+
+test('a large CSV is streamed: counts for every row, the first MAX_LISTED of each kind listed, memory bounded', async () => {
+  const dir = await tempDir();
+  const images = join(dir, 'images');
+  await mkdir(images);
+  await writeFakeFundus(join(images, 'a.jpg'));
+  const n = 2500;
+  const rows = Array.from({ length: n }, (_, i) => `gone-${i}.jpg,0,1,0,0,0,0,0`);
+  // a quoted file name with a comma and a CRLF line end, and a file that exists with another extension
+  await writeFile(join(images, 'notes.txt'), 'x');
+  await writeFile(join(dir, 'big.csv'), `${CONTEST_HEADER}\r\n"a.jpg",0,0,1,0,0,0,0\r\n${rows.join('\n')}\n"odd,name.jpg",0,0,0,0,0,0,1\nnotes.txt,0,0,0,0,0,0,1\n`);
+  const r = await checkDataset(join(dir, 'big.csv'), images);
+  assert.equal(r.rows, n + 3);
+  assert.equal(r.labelCounts['diabetic retinopathy'], n);
+  assert.equal(r.missingOnDiskCount, n + 1);
+  assert.equal(r.missingOnDisk.length, MAX_LISTED);
+  assert.equal(r.missingOnDisk[0], 'gone-0.jpg');
+  assert.equal(r.errors, n + 2); // the missing ones, and notes.txt is not an image
+  assert.equal(r.issues.filter((i) => i.code === 'missing-image').length, MAX_LISTED);
+  assert.equal(r.issuesOmitted, n + 1 - MAX_LISTED);
+  assert.match(formatCheckReport(r), /missing on disk: 2501;[\s\S]*\.\.\. and \d+ more \(the first 1000 of each kind with --json\)/);
+});
+
+test('the CSV reader gives the same records whatever the chunks it is fed', () => {
+  const text = '\ufeffa,"b,c","d""e"\r\n\r\n"multi\nline",x\r\nlast,"q"""';
+  const whole = parseCsvRecords(text);
+  assert.deepEqual(whole, [
+    { fields: ['a', 'b,c', 'd"e'], line: 1 },
+    { fields: ['multi\nline', 'x'], line: 3 },
+    { fields: ['last', 'q"'], line: 5 },
+  ]);
+  for (const size of [1, 2, 3, 5, 7]) {
+    const reader = new CsvRecordReader();
+    const out: CsvRecord[] = [];
+    for (let i = 0; i < text.length; i += size) reader.push(text.slice(i, i + size), out);
+    assert.deepEqual(reader.end(out), whole, `chunks of ${size}`);
+  }
 });
