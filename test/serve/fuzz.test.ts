@@ -1,6 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { deflateSync, crc32 } from 'node:zlib';
 import type { FastifyInstance } from 'fastify';
 import { startServer } from '../../src/serve/start.js';
@@ -143,4 +144,95 @@ test('no input crashes the server or makes it answer 5xx', { timeout: 180_000 },
   assert.equal(ok.status, 200);
   assert.deepEqual(unhandled, []);
   assert.ok((statuses.get(200) ?? 0) > 0 && (statuses.get(422) ?? 0) > 0, JSON.stringify([...statuses]));
+});
+
+type Way = 'whole' | 'reset-after-send' | 'reset-mid-upload' | 'trickle' | 'stall';
+const WAYS: Way[] = ['whole', 'reset-after-send', 'reset-mid-upload', 'trickle', 'stall'];
+
+/**
+ * One raw request with a fuzz body, ended the way `way` says: sent whole and read; sent whole and reset (SO_LINGER 0)
+ * a few milliseconds later; reset half-way through the upload; trickled in pieces with pauses shorter than the idle
+ * timeout; or stalled after a few bytes (only the server's upload timeouts end it). Resolves with what the server
+ * sent, once the connection is closed; a connection still open after 8 s is reported as such.
+ */
+function rawRequest(port: number, c: Case, way: Way, next: () => number): Promise<{ way: Way; received: string }> {
+  const body = Buffer.from(typeof c.body === 'string' ? c.body : (c.body ?? new Uint8Array()));
+  const head = [`POST /${c.path} HTTP/1.1`, `Host: 127.0.0.1:${port}`, `Content-Length: ${body.length}`, 'Connection: close'];
+  if (c.type) head.push(`Content-Type: ${c.type}`);
+  const start = Buffer.from(head.join('\r\n') + '\r\n\r\n', 'latin1');
+  return new Promise((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    let received = '';
+    const stuck = setTimeout(() => {
+      received = `STILL OPEN after 8 s; got: ${received.slice(0, 80)}`;
+      s.destroy();
+    }, 8000);
+    s.on('error', () => {});
+    s.on('data', (d) => (received += d.toString('latin1')));
+    s.on('close', () => {
+      clearTimeout(stuck);
+      resolve({ way, received });
+    });
+    s.on('connect', () => {
+      if (way === 'whole') s.write(Buffer.concat([start, body]));
+      else if (way === 'reset-after-send') s.write(Buffer.concat([start, body]), () => setTimeout(() => s.resetAndDestroy(), 2 + Math.floor(next() * 40)));
+      else if (way === 'reset-mid-upload') s.write(Buffer.concat([start, body.subarray(0, body.length >> 1)]), () => setTimeout(() => s.resetAndDestroy(), 5));
+      else if (way === 'stall') s.write(Buffer.concat([start, body.subarray(0, Math.min(2, body.length - 1))]));
+      else {
+        // four pieces 150 ms apart: slow, but never idle for the server's 500 ms
+        const all = Buffer.concat([start, body]);
+        const step = Math.ceil(all.length / 4);
+        let at = 0;
+        const send = () => {
+          if (s.destroyed) return;
+          s.write(all.subarray(at, at + step));
+          at += step;
+          if (at < all.length) setTimeout(send, 150);
+        };
+        send();
+      }
+    });
+  });
+}
+
+test('fuzz bodies sent whole, abandoned, trickled and stalled: no 5xx, no connection left open, every slot back, a normal prediction succeeds', { timeout: 30_000 }, async () => {
+  const maxInFlight = 8;
+  const modelDir = await buildFixtureModel();
+  const srv = await startServer({ modelDir, host: '127.0.0.1', port: 0, interactive: false, bodyLimit: 1024 * 1024, maxInFlight, uploadTimeout: 2000, uploadIdleTimeout: 500 });
+  try {
+    const port = Number(new URL(srv.url).port);
+    const next = seededRandom(20260102);
+    const all = cases(next).filter((c) => c.name !== 'body over the limit');
+    const t0 = Date.now();
+    const ended: { way: Way; received: string; name: string }[] = [];
+    // waves of 16 concurrent connections, twice the slots: some are refused with 503, which is fine
+    for (let i = 0; i < all.length && Date.now() - t0 < 15_000; i += 16) {
+      const wave = all.slice(i, i + 16).map((c, j) => {
+        const way = WAYS[(i + j) % WAYS.length];
+        return rawRequest(port, c, way, next).then((e) => ({ ...e, name: c.name }));
+      });
+      ended.push(...(await Promise.all(wave)));
+    }
+    assert.deepEqual(ended.filter((e) => e.received.startsWith('STILL OPEN')).map((e) => `${e.way} ${e.name}`), [], 'connections the server left open');
+    for (const e of ended) {
+      const status = /^HTTP\/1\.1 (\d{3}) /.exec(e.received)?.[1];
+      if (status) assert.ok(Number(status) < 500 || status === '503', `${e.way} ${e.name}: ${e.received.slice(0, 200)}`);
+    }
+    // a stalled upload that was admitted is cut off with 408; a whole or trickled request gets an answer
+    assert.ok(ended.some((e) => e.way === 'stall' && e.received.startsWith('HTTP/1.1 408 ')), 'a stalled upload timed out with 408');
+    for (const e of ended.filter((x) => x.way === 'whole' || x.way === 'trickle')) assert.match(e.received, /^HTTP\/1\.1 \d{3} /, `${e.way} ${e.name}: no answer`);
+    // every slot comes back
+    let ready: { slots?: { inUse: number; free: number } } = {};
+    for (const deadline = Date.now() + 5000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 50))) {
+      ready = (await (await fetch(srv.url + 'readyz')).json()) as typeof ready;
+      if (ready.slots?.inUse === 0) break;
+    }
+    assert.deepEqual(ready.slots && { inUse: ready.slots.inUse, free: ready.slots.free }, { inUse: 0, free: maxInFlight }, JSON.stringify(ready));
+    const ok = await fetch(srv.url + 'v1/predict', { method: 'POST', body: new Uint8Array(photo), headers: { 'content-type': 'image/jpeg' } });
+    assert.equal(ok.status, 200, await ok.text());
+    assert.deepEqual(unhandled, []);
+    assert.ok(Date.now() - t0 < 20_000, `bounded: ${Date.now() - t0} ms`);
+  } finally {
+    await srv.app.close();
+  }
 });
