@@ -6,6 +6,7 @@ import type { Metadata } from 'sharp';
 import { InputError } from '../util/errors.js';
 import { progress } from '../util/progress.js';
 import { mapLimit } from './cache.js';
+import { openPhoto } from './photo-source.js';
 import { collectImages, isImageName } from './image-files.js';
 import { streamLabelsCsv } from './csv.js';
 import { CLASSES } from './labels.js';
@@ -77,15 +78,21 @@ export class ImageProblem extends Error {
  * which step fails (header or pixel data), not by libvips's message, whose text is shared between threads.
  */
 export async function probeImage(path: string): Promise<{ width: number; height: number; channels: number }> {
+  let source: string | Buffer;
+  try {
+    source = (await openPhoto(path)).source; // a DICOM file's frame, else the path itself
+  } catch (e) {
+    throw new ImageProblem('unreadable', (e as Error).message.replace(`${path}: `, ''));
+  }
   let meta: Metadata;
   try {
-    meta = await sharp(path).metadata();
+    meta = await sharp(source).metadata();
   } catch (e) {
     throw new ImageProblem('unreadable', `not a readable image (${(e as Error).message.split('\n')[0]})`);
   }
   if (!meta.width || !meta.height) throw new ImageProblem('unreadable', 'not a readable image (no size in its header)');
   try {
-    await sharp(path, { failOn: 'warning' }).resize(32, 32, { fit: 'fill' }).raw().toBuffer();
+    await sharp(source, { failOn: 'warning' }).resize(32, 32, { fit: 'fill' }).raw().toBuffer();
   } catch {
     throw new ImageProblem('truncated', `truncated or corrupt ${meta.format ?? 'image'} data (the header reads, the pixels do not decode)`);
   }

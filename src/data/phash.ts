@@ -2,6 +2,7 @@ import sharp from 'sharp';
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { InputError } from '../util/errors.js';
+import { openPhoto } from './photo-source.js';
 
 /** A 64-bit perceptual hash as two 32-bit halves (BigInt popcounts are far slower in the all-pairs loop). */
 export interface Hash64 {
@@ -107,9 +108,12 @@ const INNER = 0.7;
  * the vessel pattern that identifies an eye.
  */
 export async function fingerprint(path: string): Promise<Fingerprint> {
+  // A DICOM photograph is its frame's image: a DICOM file and the JPEG inside it are exact duplicates, and the frames
+  // of one file are not.
+  const { source } = await openPhoto(path);
   let bytes: Buffer;
   try {
-    bytes = await readFile(path);
+    bytes = Buffer.isBuffer(source) ? source : await readFile(source);
   } catch (e) {
     throw new InputError(`cannot read the image: ${(e as Error).message}`, { file: path });
   }

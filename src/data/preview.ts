@@ -2,6 +2,7 @@ import sharp from 'sharp';
 import { augment } from './augment.js';
 import type { AugmentSettings } from './augment.js';
 import { denormalize, preprocessImage } from './preprocess.js';
+import { openPhoto } from './photo-source.js';
 import type { PreprocessSettings } from './preprocess.js';
 import { seededRandom } from './random.js';
 
@@ -71,7 +72,7 @@ export async function renderPreview(paths: string[], opts: PreviewOptions): Prom
     const oh = Math.max(1, Math.round(g.height * scale));
     const ox = Math.floor((size - ow) / 2);
     const oy = Math.floor((size - oh) / 2);
-    const orig = await sharp(path)
+    const orig = await sharp((await openPhoto(path)).source)
       .rotate()
       .removeAlpha()
       .toColourspace('srgb')

@@ -1,4 +1,5 @@
 import sharp from 'sharp';
+import { openPhoto } from '../data/photo-source.js';
 import { column, countsAtThreshold, precisionOf, precisionRecallCurve, rocCurve, sensitivityOf, specificityOf } from '../metrics/metrics.js';
 import { confusionSpec, historySpec, prSpec, reliabilitySpec, renderSvg, rocSpec } from './charts.js';
 import { readTrainingHistory } from './history.js';
@@ -39,7 +40,7 @@ function card(label: string, m: Metric | { value: number | null; ci: null }, hin
 
 async function thumbnail(path: string, size: number): Promise<string | null> {
   try {
-    const jpeg = await sharp(path).resize(size, size, { fit: 'cover' }).jpeg({ quality: 72 }).toBuffer();
+    const jpeg = await sharp((await openPhoto(path)).source).resize(size, size, { fit: 'cover' }).jpeg({ quality: 72 }).toBuffer();
     return `data:image/jpeg;base64,${jpeg.toString('base64')}`;
   } catch {
     return null; // an unreadable image must not sink the whole report
