@@ -4,10 +4,12 @@ import { dirname, extname, join, resolve } from 'node:path';
 import type { Redis } from 'ioredis';
 import type { Queue } from 'bullmq';
 import { collectImages } from '../data/image-files.js';
+import { photoBytes } from '../data/photo-source.js';
 import { mapLimit } from '../data/cache.js';
 import { METADATA_JSON, readMetadata } from '../models/io.js';
 import { InputError } from '../util/errors.js';
 import type { ModelIdentity } from '../serve/output.js';
+import { identityOf } from '../serve/predict-cli.js';
 import { batchKeys, bindModel, type BatchKeys, type ChunkData, type PhotoEntry, type PhotoRef } from './batch.js';
 import { CHUNK_JOB, chunkJobId, jobOptions, type RetryPolicy } from './jobs.js';
 
@@ -61,9 +63,8 @@ export interface SubmitSummary {
  */
 export async function modelIdentityOfDir(dir: string): Promise<{ identity: ModelIdentity; classes: string[]; thresholds: number[] }> {
   const meta = await readMetadata(dir);
-  const text = await readFile(join(dir, METADATA_JSON), 'utf8');
   return {
-    identity: { dir: resolve(dir), fundusJsonSha256: createHash('sha256').update(text).digest('hex') },
+    identity: identityOf(dir, await readFile(join(dir, METADATA_JSON), 'utf8')),
     classes: meta.classes,
     thresholds: meta.thresholds,
   };
@@ -189,7 +190,7 @@ export async function submitPhotos(opts: SubmitOptions): Promise<SubmitSummary> 
     for (let start = 0; start < files.length; start += opts.chunk) {
       const read = await mapLimit(files.slice(start, start + opts.chunk), READ_CONCURRENCY, async (file) => {
         try {
-          const data = await readFile(file);
+          const data = await photoBytes(file); // a multi-frame DICOM file's frame: its own image, its own hash
           return { file, data, id: createHash('sha256').update(data).digest('hex') };
         } catch (err) {
           summary.unreadable.push({ file, reason: errorReason(err) });
