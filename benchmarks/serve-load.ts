@@ -9,6 +9,7 @@ const [url, image, connections, duration] = process.argv.slice(2);
 const body = readFileSync(image);
 const times: number[] = [];
 let non2xx = 0;
+let busy = 0; // 503: no free slot
 const instance = autocannon({
   url,
   method: 'POST',
@@ -19,7 +20,10 @@ const instance = autocannon({
 });
 instance.on('response', (_client: unknown, status: number, _bytes: number, ms: number) => {
   if (status >= 200 && status < 300) times.push(ms);
-  else non2xx++;
+  else {
+    non2xx++;
+    if (status === 503) busy++;
+  }
 });
 const result = await instance;
 times.sort((a, b) => a - b);
@@ -33,6 +37,7 @@ console.log(
     p95: pct(0.95),
     p99: pct(0.99),
     non2xx,
+    status503: busy,
     errors: result.errors,
     timeouts: result.timeouts,
   }),

@@ -1,9 +1,10 @@
 // Serving speed: the predict CLI's throughput against the engine's raw inference rate on the same images (target
 // ≥ 80%: decoding must not dominate), and /v1/predict under concurrent load from a second process on loopback.
-// Run: npm run bench:serve -- [--model models/default] [--images 256] [--batch 16] [--duration 10] [--connections 8]
+// Run: npm run bench:serve -- [--model models/default] [--images 256] [--batch 16] [--duration 10] [--connections 1,8,32,128]
+//   [--max-in-flight 32] [--serve-only]   (--serve-only: only the load table of the server, as users start it)
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
-import { readdirSync, existsSync } from 'node:fs';
+import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +19,7 @@ import { preprocessImage } from '../src/data/preprocess.js';
 import { CLASSES } from '../src/data/labels.js';
 import { runPredict } from '../src/serve/predict-cli.js';
 import { DEFAULT_MODEL_DIR } from '../src/models/io.js';
+import { DEFAULT_MAX_IN_FLIGHT } from '../src/serve/limits.js';
 
 const argv = process.argv.slice(2);
 const opt = (name: string, dflt: string): string => {
@@ -27,7 +29,9 @@ const opt = (name: string, dflt: string): string => {
 const nImages = Number(opt('images', '256'));
 const batchSize = Number(opt('batch', '16'));
 const duration = Number(opt('duration', '10'));
-const connections = Number(opt('connections', '8'));
+const connections = opt('connections', '1,8,32,128').split(',').map(Number);
+const maxInFlight = opt('max-in-flight', String(DEFAULT_MAX_IN_FLIGHT));
+const serveOnly = argv.includes('--serve-only');
 const ROOT = join(import.meta.dirname, '..');
 const VIETAI = join(ROOT, '..', 'shared', 'data', 'vietai', 'train');
 
@@ -104,7 +108,17 @@ async function cliThroughput(model: FundusModel, images: string[]): Promise<Rate
   });
 }
 
-async function load(url: string, image: string, c: number): Promise<{ rps: number; p50: number; p95: number; p99: number; non2xx: number; errors: number }> {
+interface LoadResult {
+  rps: number;
+  p50: number;
+  p95: number;
+  p99: number;
+  non2xx: number;
+  status503: number;
+  errors: number;
+}
+
+async function load(url: string, image: string, c: number): Promise<LoadResult> {
   // The server runs in this process (so the call must not block its event loop); the load comes from another
   // process, over loopback.
   const { stdout } = await promisify(execFile)(
@@ -124,8 +138,19 @@ async function rawInferenceWithTrainingSettings(dir: string): Promise<Rate> {
   return JSON.parse(stdout.trim().split('\n').pop()!) as Rate;
 }
 
-function startServeProcess(dir: string): Promise<{ url: string; stop: () => void }> {
-  const child = spawn(process.execPath, [join(ROOT, 'bin', 'fundus.js'), 'serve', dir, '--port', '0', '--max-in-flight', '256', '--batch-size', String(batchSize)], {
+/** Resident set of a process now and at its peak, in MiB (Linux /proc; undefined elsewhere). */
+function rssOf(pid: number): { now: number; peak: number } | undefined {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1]);
+    return { now: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024 };
+  } catch {
+    return undefined;
+  }
+}
+
+function startServeProcess(dir: string): Promise<{ url: string; pid: number; stop: () => void }> {
+  const child = spawn(process.execPath, [join(ROOT, 'bin', 'fundus.js'), 'serve', dir, '--port', '0', '--max-in-flight', maxInFlight, '--batch-size', String(batchSize)], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   return new Promise((resolve, reject) => {
@@ -133,10 +158,45 @@ function startServeProcess(dir: string): Promise<{ url: string; stop: () => void
     child.stdout.on('data', (chunk: Buffer) => {
       out += chunk.toString();
       const m = /fundus serve: (http:\/\/\S+)/.exec(out);
-      if (m) resolve({ url: m[1], stop: () => child.kill() });
+      if (m) resolve({ url: m[1], pid: child.pid!, stop: () => child.kill() });
     });
     child.once('exit', (code) => reject(new Error(`fundus serve exited (${code}) before listening: ${out}`)));
   });
+}
+
+/**
+ * The server as users start it, in its own process (its engine settings are not the predict CLI's), and the load
+ * from a third one: per connection count, requests per second, latency of the answered ones, 503s (no free slot),
+ * the server's resident set (now and peak) and the free slots a moment after the load stops (all of them: none leaked).
+ */
+async function serverLoad(dir: string, image: string): Promise<void> {
+  const { url, pid, stop } = await startServeProcess(dir);
+  try {
+    const rows: string[] = [];
+    for (const c of connections) {
+      const r = await load(url + 'v1/predict', image, c);
+      // the requests still in flight when autocannon stopped finish (or are dropped) first: up to 30 s
+      const t0 = performance.now();
+      let ready: { slots: { max: number; free: number } };
+      do {
+        ready = (await (await fetch(url + 'readyz')).json()) as typeof ready;
+        if (ready.slots.free === ready.slots.max) break;
+        await new Promise((done) => setTimeout(done, 200));
+      } while (performance.now() - t0 < 30_000);
+      const drained = ((performance.now() - t0) / 1000).toFixed(1);
+      const rss = rssOf(pid);
+      rows.push(
+        `| ${c} | ${r.rps.toFixed(1)} | ${r.p50.toFixed(0)} | ${r.p99.toFixed(0)} | ${r.status503} | ${r.non2xx - r.status503} | ${r.errors} | ` +
+          `${rss ? `${rss.now.toFixed(0)} (peak ${rss.peak.toFixed(0)})` : 'n/a'} | ${ready.slots.free}/${ready.slots.max} (${drained} s after) |`,
+      );
+    }
+    console.log(`\n/v1/predict under load, ${duration} s per row, one photograph per request, server with ${maxInFlight} slots:\n`);
+    console.log('| connections | req/s | p50 ms | p99 ms | 503s | other non-2xx | errors | server RSS MiB | free slots after |');
+    console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+    for (const row of rows) console.log(row);
+  } finally {
+    stop();
+  }
 }
 
 try {
@@ -152,6 +212,11 @@ try {
     }
     console.log(JSON.stringify(best));
     await rm(tmp, { recursive: true, force: true });
+    process.exit(0);
+  }
+  if (serveOnly) {
+    console.log(`serve load benchmark: model ${note} (${model.metadata.architecture}, input ${model.metadata.inputShape.join('x')}), batch ${batchSize}, ${maxInFlight} slots`);
+    await serverLoad(dir, images[0]);
     process.exit(0);
   }
   console.log(`serve benchmark: model ${note} (${model.metadata.architecture}, input ${model.metadata.inputShape.join('x')}), engine ${engine.backend}, ${images.length} VietAI images, batch ${batchSize}`);
@@ -195,19 +260,7 @@ try {
     `predict CLI memory: ${many.length} images at ${(many.length / manyRun.seconds).toFixed(1)} images/s, resident set ${(rss0 / 2 ** 20).toFixed(0)} MiB before, peak ${(peak / 2 ** 20).toFixed(0)} MiB (+${((peak - rss0) / 2 ** 20).toFixed(0)} MiB)`,
   );
 
-  // The server as users start it, in its own process (its engine settings are not the predict CLI's), and the load
-  // from a third one.
-  const { url, stop } = await startServeProcess(dir);
-  try {
-    for (const c of [1, connections]) {
-      const r = await load(url + 'v1/predict', images[0], c);
-      console.log(
-        `/v1/predict ${c} connection${c === 1 ? '' : 's'}, ${duration} s: ${r.rps.toFixed(1)} req/s, p50 ${r.p50.toFixed(0)} ms, p95 ${r.p95.toFixed(0)} ms, p99 ${r.p99.toFixed(0)} ms, non-2xx ${r.non2xx}, errors ${r.errors}`,
-      );
-    }
-  } finally {
-    stop();
-  }
+  await serverLoad(dir, images[0]);
 } finally {
   await rm(tmp, { recursive: true, force: true });
 }
