@@ -48,6 +48,15 @@ export async function readDicomFile(path: string): Promise<DicomFile | undefined
 }
 
 /**
+ * The bytes that stand for a photograph on their own (a queue hashes and ships them): a file's bytes, or, for one
+ * frame of a multi-frame DICOM file, that frame's encoded image (so that each frame has its own content hash).
+ */
+export async function photoBytes(path: string): Promise<Buffer> {
+  if (splitFramePath(path).frame === undefined) return readPhoto(path);
+  return (await openPhoto(path)).source as Buffer;
+}
+
+/**
  * The number of frames in the file at `path` when it is a DICOM file, else undefined. Reads only the file's start
  * when it is not DICOM.
  */

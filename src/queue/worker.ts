@@ -5,7 +5,8 @@ import type { Redis } from 'ioredis';
 import { loadModel, type FundusModel } from '../models/io.js';
 import { initBatchPrediction, Predictor, type ImageOutcome } from '../models/predictor.js';
 import { modelIdentity } from '../serve/predict-cli.js';
-import { toRecord, toUngradableRecord, type PhotoRecord } from '../models/records.js';
+import { toRecord, toUngradableRecord, type DicomRecordInfo, type PhotoRecord } from '../models/records.js';
+import { dicomInfoOf } from '../data/photo-source.js';
 import { InputError } from '../util/errors.js';
 import { connectRedis, describeRedisError, redactUrl, redisOptions, type RedisTarget } from './connection.js';
 import { BULL_PREFIX, batchKeys, describeModel, readMeta, recordOutcomes, type BatchKeys, type ChunkData, type PhotoOutcome, type PhotoRef } from './batch.js';
@@ -65,11 +66,12 @@ interface ChunkContext {
 }
 
 /** What becomes of one photograph: its record as `fundus predict` writes it (a prediction, or why it is ungradable), or its failure. */
-function photoOutcome(o: ImageOutcome, file: string, classes: string[], thresholds: number[], gate: boolean): PhotoOutcome {
+function photoOutcome(o: ImageOutcome, file: string, classes: string[], thresholds: number[], gate: boolean, dicom?: DicomRecordInfo): PhotoOutcome {
   let rec: PhotoRecord;
   if (o.ok) rec = toRecord(o.probabilities, 0, classes, thresholds, file, gate);
   else if (o.ungradable) rec = toUngradableRecord(o.ungradable, file);
   else return { kind: 'failed', reason: o.message };
+  if (dicom) rec.dicom = dicom;
   return { kind: o.ok ? 'scored' : 'ungradable', json: JSON.stringify(rec) };
 }
 
@@ -118,9 +120,11 @@ async function scoreChunk(ctx: ChunkContext, job: Job<ChunkData>, token: string 
   for await (const { start, outcomes } of ctx.predictor(gate).batches(inputs)) {
     const entries: [string, string][] = [];
     let ungradable = 0;
+    // a DICOM photograph's SOP Instance UID, laterality and date, as `fundus predict` records them
+    const dicom = await Promise.all(outcomes.map((o, j) => (o.ok || o.ungradable ? dicomInfoOf(inputs[start + j]).catch(() => undefined) : undefined)));
     outcomes.forEach((o, j) => {
       const ref = ready[start + j];
-      const outcome = photoOutcome(o, ref.file, classes, thresholds, gate);
+      const outcome = photoOutcome(o, ref.file, classes, thresholds, gate, dicom[j]);
       if (outcome.kind === 'failed') failures.set(ref.id, { ref, outcome });
       else {
         entries.push([ref.id, outcome.json]);
