@@ -1,24 +1,18 @@
 // End to end through the CLI: a small real tfjs model, real preprocessing and predictFiles, a slice of the real data.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { readFile, writeFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { PROJECT_ROOT, tempDir } from '../helpers.js';
+import { tempDir } from '../helpers.js';
 import { CLASSES } from '../../src/data/labels.js';
 import type { EvaluationReport } from '../../src/eval/schema.js';
-import { tinyModelDir, vietaiSlice } from './fixtures.js';
+import { fundus, tinyModelDir, vietaiSlice } from './fixtures.js';
 import { evaluateCommand, thresholdsCommand } from '../../src/eval/commands.js';
 import { InputError } from '../../src/util/errors.js';
 
 let dir: string;
 let model: string;
 let slice: { csv: string; images: string; filenames: string[] };
-
-function fundus(...args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [join(PROJECT_ROOT, 'bin', 'fundus.js'), ...args], { encoding: 'utf8', env: { ...process.env, FUNDUS_NO_PROGRESS: '1' } });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
 before(async () => {
   dir = await tempDir();

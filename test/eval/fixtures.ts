@@ -9,7 +9,8 @@ import { CLASSES } from '../../src/data/labels.js';
 import { initEngine } from '../../src/engine/index.js';
 import { readDataset } from '../../src/data/csv.js';
 import { seededRandom } from '../../src/data/random.js';
-import { VIETAI_DIR } from '../helpers.js';
+import { spawnSync } from 'node:child_process';
+import { PROJECT_ROOT, VIETAI_DIR } from '../helpers.js';
 import type { PredictFiles } from '../../src/eval/run.js';
 
 /** Saves a small but real tfjs model with fundus.json for the given classes (the glue loads it like any model). */
@@ -69,4 +70,10 @@ export function noisyOracle(truth: Map<string, Uint8Array>, seed = 1): PredictFi
     opts?.onProgress?.(inputs.length);
     return out;
   };
+}
+
+/** The real CLI (bin/fundus.js) in a child process, without progress bars. */
+export function fundus(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [join(PROJECT_ROOT, 'bin', 'fundus.js'), ...args], { encoding: 'utf8', env: { ...process.env, FUNDUS_NO_PROGRESS: '1' } });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }

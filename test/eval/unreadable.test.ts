@@ -2,25 +2,19 @@
 // real model, real preprocessing, a slice of the real data.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { PROJECT_ROOT, tempDir } from '../helpers.js';
+import { tempDir } from '../helpers.js';
 import type { EvaluationReport } from '../../src/eval/schema.js';
 import { loadModel, saveModel } from '../../src/models/io.js';
-import { tinyModelDir, vietaiSlice } from './fixtures.js';
+import { fundus, tinyModelDir, vietaiSlice } from './fixtures.js';
 
 let dir: string;
 let model: string;
 let images: string;
 let csv: string;
 let broken: string;
-
-function fundus(...args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [join(PROJECT_ROOT, 'bin', 'fundus.js'), ...args], { encoding: 'utf8', env: { ...process.env, FUNDUS_NO_PROGRESS: '1' } });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
 before(async () => {
   dir = await tempDir();
