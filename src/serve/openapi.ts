@@ -124,6 +124,18 @@ export function openApiDocument(opts: { version: string; classes: string[]; toke
           },
         },
       },
+      '/v1/photo': {
+        post: {
+          summary: 'The photograph as the server decodes it (PNG): a DICOM frame shown where the client cannot decode DICOM (the viewer)',
+          description: 'Patient identifiers are never drawn or returned.',
+          parameters: [{ name: 'filename', in: 'query', required: false, schema: { type: 'string', maxLength: 512 }, description: 'names the upload in errors' }],
+          requestBody: imageBody,
+          responses: {
+            200: { description: 'the decoded photograph', content: { 'image/png': { schema: { type: 'string', format: 'binary' } } } },
+            ...errors([400, 401, 408, 413, 415, 422, 503]),
+          },
+        },
+      },
       '/v1/explain': {
         post: {
           summary: 'Heatmap of one class: an overlay PNG, or JSON with the heatmap values',

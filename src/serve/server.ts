@@ -4,6 +4,8 @@ import fastifyStatic from '@fastify/static';
 import { performance } from 'node:perf_hooks';
 import { isCamMethod, CAM_METHODS, type CamMethod } from '../explain/cam.js';
 import { renderOverlay, COLORMAPS, type Colormap } from '../explain/overlay.js';
+import { decodeRgb } from '../data/preprocess.js';
+import sharp from 'sharp';
 import { InputError } from '../util/errors.js';
 import type { ErrorBody, ExplainResponse, PredictResponse } from './api-types.js';
 import { hostAllowed, hostHeaderName, requestToken, tokenMatches, TOKEN_COOKIE } from './auth.js';
@@ -295,6 +297,16 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
         .send(png);
     }),
   );
+
+  // The photograph as the server decodes it, for clients that cannot show the upload themselves (a browser and DICOM).
+  app.post('/v1/photo', { ...limited, schema: { querystring: filenameQuery } }, slots.guard(async (req, reply) => {
+    const { data, name } = await readImage(req, bodyLimit);
+    await inspectImage(data, name);
+    checkClient(req);
+    const rgb = await decodeRgb(data);
+    const png = await sharp(rgb.data, { raw: { width: rgb.width, height: rgb.height, channels: 3 } }).png({ compressionLevel: 3 }).toBuffer();
+    return reply.type('image/png').send(png);
+  }));
 
   if (opts.webRoot) {
     await app.register(fastifyStatic, { root: opts.webRoot, prefix: '/', index: 'index.html', cacheControl: true, maxAge: 0 });

@@ -42,7 +42,7 @@ test('GET /healthz, /v1/model and /openapi.json describe the running model', asy
   assert.ok(card.explainMethods.includes('gradcam'));
   const doc = (await (await fetch(url + 'openapi.json')).json()) as { openapi: string; paths: Record<string, unknown> };
   assert.equal(doc.openapi, '3.1.0');
-  assert.deepEqual(Object.keys(doc.paths).sort(), ['/healthz', '/readyz', '/v1/explain', '/v1/model', '/v1/predict']);
+  assert.deepEqual(Object.keys(doc.paths).sort(), ['/healthz', '/readyz', '/v1/explain', '/v1/model', '/v1/photo', '/v1/predict']);
   const readyz = doc.paths['/readyz'] as { get: { responses: Record<string, unknown> } };
   assert.ok(readyz.get.responses['200'] && readyz.get.responses['503'], 'readiness documents 200 and 503');
   const ready = await fetch(url + 'readyz');

@@ -145,7 +145,7 @@ test('predict --format fhir writes one valid FHIR R4 Bundle: a DiagnosticReport 
   assert.match(fundus('predict', model, 'dicom/op-jpeg-inside.jpg', '--format', 'fhir', '--out', out, '--resume').stderr, /--resume is for the json and csv formats/);
 });
 
-test('the HTTP API takes application/dicom and answers FHIR on ?format=fhir or Accept: application/fhir+json', async () => {
+test('the HTTP API takes application/dicom, answers FHIR on ?format=fhir or Accept: application/fhir+json, and shows a DICOM photograph as a PNG (/v1/photo)', async () => {
   let app: FastifyInstance | undefined;
   try {
     let url: string;
@@ -169,6 +169,12 @@ test('the HTTP API takes application/dicom and answers FHIR on ?format=fhir or A
       assert.equal(resources(bundle, 'DiagnosticReport').length, 1);
       assertNoIdentifiers('the FHIR answer', JSON.stringify(bundle));
     }
+    // the viewer shows a DICOM photograph as the server decodes it: the pixels of the JPEG inside
+    const shown = await post('v1/photo?filename=eye.dcm', dcm, 'application/dicom');
+    assert.equal(shown.status, 200);
+    assert.equal(shown.headers.get('content-type'), 'image/png');
+    const png = await sharp(Buffer.from(await shown.arrayBuffer())).raw().toBuffer();
+    assert.deepEqual(png, await sharp(Buffer.from(jpg)).raw().toBuffer());
     const unsupported = await post('v1/predict?filename=x.dcm', new Uint8Array(await readFile(join(DICOM, 'op-jpeg2000-unsupported.dcm'))), 'application/dicom');
     assert.equal(unsupported.status, 422);
     const msg = ((await unsupported.json()) as { message: string }).message;

@@ -8,7 +8,7 @@ import { startServer } from '../../src/serve/start.js';
 import { buildWeb } from '../../web/build.js';
 import type { GradedResponse } from '../../src/serve/api-types.js';
 import { buildFixtureModel, realImages } from './fixture.js';
-import { tempDir } from '../helpers.js';
+import { PROJECT_ROOT, tempDir } from '../helpers.js';
 
 const CHROMIUM = process.env.FUNDUS_CHROMIUM ?? '/usr/bin/chromium';
 
@@ -141,6 +141,18 @@ test('a specialist uploads a photograph and reads the findings, heatmaps and dow
   await page.setViewportSize({ width: 760, height: 1000 });
   await page.screenshot({ path: join(shots, '3-narrow.png'), fullPage: true });
   assert.deepEqual(external, [], 'the page made no request outside the fundus server');
+});
+
+test('a DICOM photograph dropped into the viewer is shown as the server decodes it, with no patient identifier on the page', { timeout: 60_000 }, async () => {
+  const dcm = join(PROJECT_ROOT, 'test', 'fixtures', 'dicom', 'op-jpeg-baseline.dcm');
+  await page.setViewportSize({ width: 1360, height: 900 });
+  await page.setInputFiles('#file', dcm);
+  await page.waitForSelector('body[data-state="ready"]');
+  await page.waitForSelector('#canvas-a[data-class]:not([aria-busy])');
+  assert.match(await page.textContent('#status') ?? '', /op-jpeg-baseline\.dcm: 256×256, analysed in \d+ ms/);
+  assert.equal(await page.$eval('#canvas-a', (c) => (c as HTMLCanvasElement).width), 256);
+  const text = await page.evaluate(() => document.body.innerText + document.documentElement.outerHTML);
+  for (const id of ['Testpatient', 'PID-0815-4711', '19510704']) assert.ok(!text.includes(id), `${id} on the page`);
 });
 
 test('a file that is not a photograph gives a readable error, not a broken page', async () => {

@@ -43,6 +43,18 @@ export async function predict(file: File): Promise<PredictResponse> {
   return parse<PredictResponse>(res);
 }
 
+/** Whether a file is DICOM, which browsers cannot show: the server decodes it (`photo`). */
+export function isDicom(file: File): boolean {
+  return contentType(file) === 'application/dicom';
+}
+
+/** The photograph as the server decodes it (PNG), for files the browser cannot show itself. */
+export async function photo(file: File): Promise<Blob> {
+  const res = await fetch(`v1/photo?filename=${encodeURIComponent(file.name)}`, { method: 'POST', headers: { 'content-type': contentType(file) }, body: file });
+  if (!res.ok) await parse<never>(res);
+  return res.blob();
+}
+
 export async function explain(file: File, cls: string, method: string): Promise<ExplainResponse> {
   const q = new URLSearchParams({ class: cls, method, format: 'json' });
   const res = await fetch(`v1/explain?${q}`, {

@@ -1,5 +1,5 @@
 import './styles.css';
-import { explain, fetchModel, predict, type ExplainResponse, type GradedResponse, type ModelCard } from './api.js';
+import { explain, fetchModel, isDicom, photo as decodedPhoto, predict, type ExplainResponse, type GradedResponse, type ModelCard } from './api.js';
 import { percent, renderBars } from './bars.js';
 import { turboGradient } from './colormap.js';
 import { drawOverlay, heatmapImage } from './overlay.js';
@@ -156,7 +156,9 @@ async function loadPhoto(file: File): Promise<void> {
   ui.results.hidden = true;
   try {
     const [photo, result] = await Promise.all([
-      createImageBitmap(file).catch(() => {
+      // a DICOM file is shown as the server decodes it
+      (isDicom(file) ? decodedPhoto(file).then((png) => createImageBitmap(png)) : createImageBitmap(file)).catch((err: unknown) => {
+        if (isDicom(file)) throw err;
         throw new Error('this browser cannot display the file; it may not be a JPEG or PNG photograph');
       }),
       predict(file),
