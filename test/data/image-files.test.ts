@@ -55,6 +55,6 @@ test('a missing path, a dangling link named explicitly and a folder without imag
     collectImages([join(work, 'tree', 'dangling.jpg')]),
     (e: unknown) => e instanceof InputError && /dangling\.jpg: a symbolic link to .*nowhere\.jpg, which does not exist/.test(e.message),
   );
-  await assert.rejects(collectImages([join(work, 'empty')]), (e: unknown) => e instanceof InputError && /empty: no images \(.*\.bmp\) in this folder/.test(e.message));
+  await assert.rejects(collectImages([join(work, 'empty')]), (e: unknown) => e instanceof InputError && /empty: no images \(.*\.bmp .dcm .dicom\) in this folder/.test(e.message));
   assert.deepEqual(await collectImages([join(work, 'empty')], { emptyFolder: 'allow' }), []);
 });
