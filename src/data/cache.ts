@@ -7,6 +7,7 @@ import { writeFileAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
 import { progress } from '../util/progress.js';
 import { normalizeBytes, preprocessToBytes, validatePreprocessSettings } from './preprocess.js';
+import { photoBytes } from './photo-source.js';
 import type { PreprocessSettings, PreprocessedBytes } from './preprocess.js';
 
 /** Bump when preprocessing changes its output for the same settings, so that stale cache entries are never read. */
@@ -120,8 +121,8 @@ export async function loadPreprocessedBytes(
       let entry: string | undefined;
       // Keyed on the photo's content, not its name, size and modification time: a photo replaced by another of the
       // same size and time (a copy with -p, a restored backup) must not get the old one's pixels. Hashing is cheap
-      // beside decoding, and the bytes read here are the ones decoded.
-      const bytes = useCache ? await readFile(abs).catch(() => undefined) : undefined;
+      // beside decoding, and the bytes read here are the ones decoded (a multi-frame DICOM file's frame: its own image).
+      const bytes = useCache ? await photoBytes(abs).catch(() => undefined) : undefined;
       if (bytes) {
         const key = createHash('sha256').update(bytes).digest('hex');
         entry = join(dir, key.slice(0, 2), `${key}.bin`);
