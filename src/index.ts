@@ -37,6 +37,11 @@ export { penultimateLayerName } from './models/embedding.js';
 
 // Photographs, labels and splits.
 export { collectImages, isImageName, IMAGE_EXTENSIONS, type CollectOptions, type SkippedEntry } from './data/image-files.js';
+// DICOM photographs (docs/dicom-fhir.md): a frame's image for any decoder, and what a result carries about it.
+export { openPhoto, dicomInfoOf, type PhotoInput, type OpenedPhoto } from './data/photo-source.js';
+export { SUPPORTED_TRANSFER_SYNTAXES, type DicomPhotoInfo, type DicomIdentifiers } from './data/dicom.js';
+// Results as a FHIR R4 Bundle (a DiagnosticReport per photograph, an Observation per class).
+export { fhirBundle, type FhirModel } from './serve/fhir.js';
 export { preprocessImage, describePreprocess, DEFAULT_PREPROCESS, type PreprocessSettings, type PreprocessedImage } from './data/preprocess.js';
 export { toPhotoCoordinates, type CropGeometry } from './data/geometry.js';
 export { readDataset, readLabelsCsv, type CsvFormat, type DataIssue, type ParsedLabels, type ParseOptions } from './data/csv.js';
