@@ -31,6 +31,7 @@ const errors = (codes: number[]) =>
           408: 'the upload took too long, or paused too long (the upload timeouts); the connection is closed',
           413: 'body larger than the limit',
           415: 'not an image content type',
+          421: 'no token is set and the Host header names neither this machine nor an --allowed-host (DNS rebinding guard)',
           422: 'the body is not a readable photograph',
           503: 'every predict/explain slot is taken; retry later (see Retry-After and GET /readyz)',
         }[c],
@@ -64,7 +65,7 @@ export function openApiDocument(opts: { version: string; classes: string[]; toke
                 },
               },
             },
-            ...errors([401]),
+            ...errors([401, 421]),
           },
         },
       },
@@ -77,7 +78,7 @@ export function openApiDocument(opts: { version: string; classes: string[]; toke
             'while no slot is free those routes answer 503 and so does this one.',
           responses: {
             200: { description: 'at least one slot is free', content: { 'application/json': { schema: { $ref: '#/components/schemas/Readiness' } } } },
-            ...errors([401]),
+            ...errors([401, 421]),
             503: {
               description: 'every slot is taken; retry later (see Retry-After)',
               content: { 'application/json': { schema: { $ref: '#/components/schemas/Readiness' } } },
@@ -88,7 +89,7 @@ export function openApiDocument(opts: { version: string; classes: string[]; toke
       '/v1/model': {
         get: {
           summary: 'The model card: architecture, classes, thresholds, preprocessing, metrics, version',
-          responses: { 200: { description: 'model card', content: { 'application/json': { schema: { $ref: '#/components/schemas/ModelCard' } } } }, ...errors([401]) },
+          responses: { 200: { description: 'model card', content: { 'application/json': { schema: { $ref: '#/components/schemas/ModelCard' } } } }, ...errors([401, 421]) },
         },
       },
       '/v1/predict': {
@@ -120,7 +121,7 @@ export function openApiDocument(opts: { version: string; classes: string[]; toke
                 },
               },
             },
-            ...errors([400, 401, 408, 413, 415, 422, 503]),
+            ...errors([400, 401, 408, 413, 415, 421, 422, 503]),
           },
         },
       },
@@ -132,7 +133,7 @@ export function openApiDocument(opts: { version: string; classes: string[]; toke
           requestBody: imageBody,
           responses: {
             200: { description: 'the decoded photograph', content: { 'image/png': { schema: { type: 'string', format: 'binary' } } } },
-            ...errors([400, 401, 408, 413, 415, 422, 503]),
+            ...errors([400, 401, 408, 413, 415, 421, 422, 503]),
           },
         },
       },
@@ -156,7 +157,7 @@ export function openApiDocument(opts: { version: string; classes: string[]; toke
                 'application/json': { schema: { $ref: '#/components/schemas/Explanation' } },
               },
             },
-            ...errors([400, 401, 408, 413, 415, 422, 503]),
+            ...errors([400, 401, 408, 413, 415, 421, 422, 503]),
           },
         },
       },
