@@ -66,8 +66,6 @@ export { assessGradability, UngradableError, type Gradability, type GradabilityM
 export {
   CAM_METHODS,
   CamExplainer,
-  explainerFor,
-  computeHeatmap,
   isCamMethod,
   type CamMethod,
   type CamInput,
@@ -76,6 +74,8 @@ export {
   type CamOptions,
   type Heatmap,
 } from './explain/cam.js';
+export { explainerFor, computeHeatmap, layerNames, type Explainer } from './explain/explainer.js';
+export { FusedExplainer, fuseHeatmaps } from './explain/fusion.js';
 export { renderOverlay, heatmapOnPhoto, COLORMAPS, type Colormap, type OverlayOptions } from './explain/overlay.js';
 export { runExplain, type ExplainJob, type ExplainManifest, type ExplainEntry, type ClassSelection, type RawFormat } from './explain/run.js';
 export type { FaithfulnessOptions, FaithfulnessScore, FaithfulnessRow } from './explain/faithfulness.js';

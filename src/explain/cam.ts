@@ -1,7 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { InputError } from '../util/errors.js';
-import type { FundusModel } from '../models/io.js';
 import { findTargetLayer, splitNetwork, type SplitNetwork } from './graph.js';
 import { normalizeHeatmap, type Heatmap } from './heatmap.js';
 
@@ -58,8 +57,11 @@ export interface CamResult extends CamTarget {
 }
 
 export interface CamOptions {
-  /** Target layer name; the last convolutional block by default. */
-  layer?: string;
+  /**
+   * Target layer name; the last convolutional block by default. Several names (an array, or one string with names
+   * joined by ',' or '+') explain at each layer and fuse the maps (`FusedExplainer` in fusion.ts).
+   */
+  layer?: string | string[];
   /** How many masked images ScoreCAM pushes through the network at once. */
   scoreCamBatch?: number;
 }
@@ -81,6 +83,7 @@ export class CamExplainer {
     readonly activation: 'sigmoid' | 'softmax',
     opts: CamOptions = {},
   ) {
+    if (Array.isArray(opts.layer)) throw new InputError('CamExplainer explains one layer: use explainerFor to fuse several');
     this.split = splitNetwork(network, findTargetLayer(network, opts.layer));
     const out = network.outputs[0].shape;
     this.numClasses = out[out.length - 1] as number;
@@ -90,6 +93,12 @@ export class CamExplainer {
 
   get layerName(): string {
     return this.split.targetLayer.name;
+  }
+
+  /** [height, width] of the maps: the target layer's grid. */
+  get cells(): [number, number] {
+    const [h, w] = this.split.targetShape;
+    return [h, w];
   }
 
   /** Stacks preprocessed images into the network's input tensor, checking their shape. */
@@ -286,27 +295,4 @@ export function camFromGradients(method: CamMethod, a: tf.Tensor4D, g: tf.Tensor
         throw new Error(`${method} is not a gradient-based CAM`);
     }
   });
-}
-
-const explainers = new WeakMap<tfl.LayersModel, Map<string, CamExplainer>>();
-
-/** The (cached) explainer of a fundus model for a target layer. */
-export function explainerFor(model: FundusModel, opts: CamOptions = {}): CamExplainer {
-  let perLayer = explainers.get(model.network);
-  if (!perLayer) explainers.set(model.network, (perLayer = new Map()));
-  const key = opts.layer ?? '';
-  let e = perLayer.get(key);
-  if (!e) perLayer.set(key, (e = new CamExplainer(model.network, model.metadata.activation, opts)));
-  return e;
-}
-
-/** The heatmap of one class for one preprocessed image (see `CamExplainer.explain` for batches). */
-export async function computeHeatmap(
-  model: FundusModel,
-  image: CamInput,
-  classIndex: number,
-  method: CamMethod = 'gradcam',
-  opts: CamOptions = {},
-): Promise<Heatmap> {
-  return explainerFor(model, opts).explain([image], [{ image: 0, classIndex }], method)[0].heatmap;
 }

@@ -236,7 +236,7 @@ export function register(program: Command): void {
       "'predicted' (default: classes at or above the model's thresholds, plus the evidence against 'normal' where it is predicted absent), 'all', or comma-separated class names/indices",
     )
     .option('-m, --method <list>', `comma-separated CAM methods, or 'all': ${CAM_METHODS.join(', ')}`, 'gradcam')
-    .option('--layer <name>', 'layer to explain (default: the last convolutional block, found automatically)')
+    .option('--layer <names>', 'layer to explain (default: the last convolutional block, found automatically); several joined by commas explain at each and fuse the maps (LayerCAM fusion: tanh-scaled, max at the finest grid)')
     .option('--colormap <name>', `overlay colormap: ${COLORMAPS.join(', ')}`, 'jet')
     .option('--alpha <n>', 'heatmap opacity over the photo, 0..1', '0.45')
     .option('--raw <formats>', "raw heatmaps to write: npy (unnormalised CAM, float32), png16 (normalised, on the photo's pixel grid), both comma-separated, or none", 'npy')

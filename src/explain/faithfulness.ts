@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type { CamExplainer, CamInput, CamMethod, CamTarget } from './cam.js';
+import type { CamInput, CamMethod, CamTarget } from './cam.js';
+import type { Explainer } from './explainer.js';
 import { resizeHeatmap, type Heatmap } from './heatmap.js';
 import { seededRandom } from '../data/random.js';
 
@@ -67,10 +68,6 @@ export interface FaithfulnessRow {
   camSeconds: number;
 }
 
-function cellsOf(explainer: CamExplainer): [number, number] {
-  const [h, w] = explainer.split.targetShape;
-  return [h, w];
-}
 
 /** Trapezoidal area under a curve sampled at equal steps over [0, 1]. */
 export function auc(curve: number[]): number {
@@ -131,7 +128,7 @@ export function blurImage(img: CamInput): Float32Array {
  * evidence against the class) the curves follow 1 − probability.
  */
 export function curves(
-  explainer: CamExplainer,
+  explainer: Explainer,
   image: CamInput,
   classIndex: number,
   order: Uint32Array,
@@ -173,7 +170,7 @@ export function score(c: Curves): FaithfulnessScore {
 
 /** Deletion/insertion AUC of one heatmap's pixel order. */
 export function heatmapScore(
-  explainer: CamExplainer,
+  explainer: Explainer,
   image: CamInput,
   target: { classIndex: number; negate?: boolean },
   heatmap: Heatmap,
@@ -189,7 +186,7 @@ export function heatmapScore(
  * method, so callers compute it once per image and class.
  */
 export function randomScore(
-  explainer: CamExplainer,
+  explainer: Explainer,
   image: CamInput,
   target: { classIndex: number; negate?: boolean },
   rand: () => number,
@@ -198,7 +195,7 @@ export function randomScore(
 ): FaithfulnessScore {
   const repeats = opts.randomRepeats ?? 2;
   const r = Array.from({ length: repeats }, () =>
-    score(curves(explainer, image, target.classIndex, yardstickOrder(image.size, cellsOf(explainer), rand, opts.random), opts, blurred, target.negate)),
+    score(curves(explainer, image, target.classIndex, yardstickOrder(image.size, explainer.cells, rand, opts.random), opts, blurred, target.negate)),
   );
   return { deletion: r.reduce((a, x) => a + x.deletion, 0) / repeats, insertion: r.reduce((a, x) => a + x.insertion, 0) / repeats };
 }
@@ -230,7 +227,7 @@ export function summarize(
  * pairs, beside the random-order baseline of the same pairs.
  */
 export function faithfulnessTable(
-  explainer: CamExplainer,
+  explainer: Explainer,
   images: CamInput[],
   targets: CamTarget[],
   methods: readonly CamMethod[],
@@ -244,7 +241,7 @@ export function faithfulnessTable(
   const random: FaithfulnessScore[] = targets.map((t) => {
     const scores = Array.from({ length: repeats }, () =>
       score(
-        curves(explainer, images[t.image], t.classIndex, yardstickOrder(images[t.image].size, cellsOf(explainer), rand, opts.random), opts, blurred[t.image]),
+        curves(explainer, images[t.image], t.classIndex, yardstickOrder(images[t.image].size, explainer.cells, rand, opts.random), opts, blurred[t.image]),
       ),
     );
     opts.onProgress?.(++done, total);

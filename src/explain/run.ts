@@ -5,7 +5,8 @@ import { seededRandom } from '../data/random.js';
 import type { FundusModel } from '../models/io.js';
 import { Predictor } from '../models/predictor.js';
 import { InputError } from '../util/errors.js';
-import { explainerFor, type CamMethod, type CamResult, type CamTarget } from './cam.js';
+import type { CamMethod, CamResult, CamTarget } from './cam.js';
+import { explainerFor } from './explainer.js';
 import {
   blurImage,
   heatmapScore,

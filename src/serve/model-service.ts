@@ -5,7 +5,8 @@ import { loadModel, MODEL_JSON, WEIGHTS_BIN, METADATA_JSON, type FundusModel } f
 import { Predictor } from '../models/predictor.js';
 import { toRecord, toUngradableRecord, type PhotoRecord } from '../models/records.js';
 import type { CropGeometry, PreprocessedImage } from '../data/preprocess.js';
-import { CAM_METHODS, explainerFor, type CamMethod, type Heatmap } from '../explain/cam.js';
+import { CAM_METHODS, type CamMethod, type Heatmap } from '../explain/cam.js';
+import { explainerFor } from '../explain/explainer.js';
 import { InputError } from '../util/errors.js';
 import type { ModelCard } from './api-types.js';
 
