@@ -98,9 +98,9 @@ test('parameter groups: the slow group moves as a separate Adam at its own rate,
   }
   assert.deepEqual(Array.from(a.dataSync()), Array.from(a2.dataSync()));
   assert.deepEqual(Array.from(b.dataSync()), Array.from(b2.dataSync()));
-  // Save with a one-layer network standing in, then restore into a fresh optimiser: the next step matches.
+  // Save with a small network (of fundus.json's input shape) standing in, then restore into a fresh optimiser: the next step matches.
   const dir = join(await tempDir('fundus-groups-'), 'ckpt');
-  const net = tfl.sequential({ layers: [tfl.layers.dense({ units: 1, inputShape: [1] })] });
+  const net = tfl.sequential({ layers: [tfl.layers.flatten({ inputShape: [8, 8, 3] }), tfl.layers.dense({ units: 1 })] });
   const metadata = { format: 'fundus-model', formatVersion: 1, architecture: 'x', task: 'multilabel', classes: ['c'], activation: 'sigmoid', preprocess: { crop: true, size: 8, channels: 'rgb', clahe: false, normalize: { mean: [0.5], std: [0.25] } }, inputShape: [8, 8, 3], thresholds: [0.5], thresholdPolicy: 'x', createdAt: '', fundusVersion: '' } as never;
   const state = { version: 1, configHash: 'h', epoch: 0, batch: 0, step: 5, rngState: 1, epochLossSum: 0, epochWeightSum: 0, history: [], best: null, badEpochs: 0, eventsCreatedAt: 0, elapsedSeconds: 0, done: false } as const;
   await saveCheckpoint(dir, net, metadata, grouped, { ...state, history: [] });
