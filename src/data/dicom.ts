@@ -3,6 +3,7 @@
 // handed to the JPEG decoders as it is, so a DICOM file predicts exactly as the JPEG inside it.
 import dicomParser from 'dicom-parser';
 import { Decoder as LosslessDecoder } from 'jpeg-lossless-decoder-js';
+import { basename, extname } from 'node:path';
 import sharp from 'sharp';
 import { InputError } from '../util/errors.js';
 
@@ -23,6 +24,18 @@ export function framePath(file: string, frame: number): string {
 export function splitFramePath(path: string): { file: string; frame?: number } {
   const m = FRAME_SUFFIX.exec(path);
   return m ? { file: path.slice(0, m.index), frame: Number(m[1]) } : { file: path };
+}
+
+/**
+ * The stem of the files made from a photograph in an output folder (heatmaps, overlays): its file name without the
+ * extension, `-<n>` for the n-th photograph (n ≥ 2) whose name it shares there, and for a frame of a multi-frame DICOM
+ * file `.frame-<k>` (`x.dcm#frame-2` → `x.frame-2`), so that the files say which frame they show. `clean` rewrites
+ * the file-name part (explain's slug); an empty name becomes `image`.
+ */
+export function outputStem(path: string, n = 1, clean: (name: string) => string = (s) => s): string {
+  const { file, frame } = splitFramePath(path);
+  const name = clean(basename(file, extname(file))) || 'image';
+  return `${name}${n > 1 ? `-${n}` : ''}${frame === undefined ? '' : `.frame-${frame}`}`;
 }
 
 /** Whether bytes are a DICOM Part 10 file (the `DICM` marker after the 128-byte preamble). */

@@ -1,7 +1,8 @@
 import { writeFile } from 'node:fs/promises';
-import { basename, extname, join } from 'node:path';
+import { basename, join } from 'node:path';
 import { decodeRgb, type CropGeometry, type PreprocessedImage } from '../data/preprocess.js';
 import { seededRandom } from '../data/random.js';
+import { outputStem } from '../data/dicom.js';
 import type { FundusModel } from '../models/io.js';
 import { Predictor } from '../models/predictor.js';
 import { InputError } from '../util/errors.js';
@@ -132,14 +133,15 @@ export function slug(s: string): string {
   return s.toLowerCase().replace(/\+/g, 'p').replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
 }
 
-/** Unique output stems: the file name without extension, numbered when two inputs share it. */
+/** Unique output stems (see outputStem): numbered when two inputs share a name, a DICOM frame's saying its frame. */
 function stems(paths: string[]): string[] {
-  const seen = new Map<string, number>();
+  const used = new Set<string>();
   return paths.map((p) => {
-    const base = slug(basename(p, extname(p))) || 'image';
-    const n = seen.get(base) ?? 0;
-    seen.set(base, n + 1);
-    return n === 0 ? base : `${base}-${n + 1}`;
+    let n = 1;
+    while (used.has(outputStem(p, n, slug))) n++;
+    const stem = outputStem(p, n, slug);
+    used.add(stem);
+    return stem;
   });
 }
 

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { appendFile, mkdir, readFile, readdir } from 'node:fs/promises';
-import { basename, dirname, extname, join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { enclosingModelDir, METADATA_JSON, type FundusModel } from '../models/io.js';
 import { isImageName } from '../data/image-files.js';
@@ -17,6 +17,7 @@ import { toRecord, toUngradableRecord, type PhotoRecord, type PredictionRecord }
 import { progress } from '../util/progress.js';
 import { ResultSink, readPredictionsHeader, type ModelIdentity, type OutputFormat } from './output.js';
 import { dicomInfoOf, mayBeDicom } from '../data/photo-source.js';
+import { outputStem } from '../data/dicom.js';
 import { fhirBundle, isFundusBundle } from './fhir.js';
 
 /** predict's formats: the streamed ones, and `fhir` (one FHIR R4 Bundle of DiagnosticReports, written at the end). */
@@ -165,9 +166,10 @@ export async function checkHeatmapsDir(dir: string, images: string[] = []): Prom
 }
 
 /**
- * Unique file names in a heatmaps folder: each image gets a stem (its file name without extension) for its overlays
- * `<stem>.<class>.<method>.png`; when another image has that stem already (d1/x.jpg and d2/x.jpg, x.jpg and x.png),
- * or overlays fundus has no record of use it, the next free `<stem>-2`, `<stem>-3`, ... An image keeps its stem from
+ * Unique file names in a heatmaps folder: each image gets a stem (its file name without extension; a DICOM frame's
+ * says its frame, see outputStem) for its overlays `<stem>.<class>.<method>.png`; when another image has that stem
+ * already (d1/x.jpg and d2/x.jpg, x.jpg and x.png), or overlays fundus has no record of use it, the next free
+ * `<stem>-2`, `<stem>-3`, ... An image keeps its stem from
  * run to run (the index records it first), so a resumed run writes each image's overlays under the same names.
  */
 class HeatmapNames {
@@ -216,6 +218,10 @@ class HeatmapNames {
     return names;
   }
 
+  private taken(stem: string): boolean {
+    return this.owner.has(stem.toLowerCase()) || this.onDisk.has(stem.toLowerCase());
+  }
+
   private claim(image: string, stem: string): void {
     this.stemOf.set(image, stem);
     this.owner.set(stem.toLowerCase(), image);
@@ -225,9 +231,9 @@ class HeatmapNames {
   async stemFor(image: string): Promise<string> {
     const known = this.stemOf.get(image);
     if (known) return known;
-    const base = basename(image, extname(image)) || 'image';
-    let stem = base;
-    for (let n = 2; this.owner.has(stem.toLowerCase()) || this.onDisk.has(stem.toLowerCase()); n++) stem = `${base}-${n}`;
+    let n = 1;
+    while (this.taken(outputStem(image, n))) n++;
+    const stem = outputStem(image, n);
     this.claim(image, stem);
     await appendFile(join(this.dir, HEATMAPS_INDEX), JSON.stringify({ image, stem }) + '\n');
     return stem;

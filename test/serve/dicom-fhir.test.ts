@@ -2,7 +2,7 @@ import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFile, mkdir, readFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, readdir } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { Ajv, type ValidateFunction } from 'ajv';
@@ -100,6 +100,22 @@ test('predict reads DICOM folders frame by frame: a DICOM file predicts as the J
   const shown = fundus('predict', model, 'dicom/op-jpeg-baseline.dcm', '--format', 'json', '--show-identifiers');
   assert.equal(shown.status, 0, shown.stderr);
   assert.equal((JSON.parse(shown.stdout) as PhotoRecord).dicom?.patient?.patientId, 'PID-0815-4711');
+});
+
+test('heatmaps of a multi-frame DICOM file are named for their frames, in predict --heatmaps and in explain', async () => {
+  const maps = join(work, 'frame-maps');
+  const p = fundus('predict', model, 'dicom/sc-multiframe-planar.dcm', '--heatmaps', maps, '--heatmap-classes', 'all', '--format', 'json');
+  assert.equal(p.status, 0, p.stderr);
+  const pngs = (await readdir(maps)).filter((f) => f.endsWith('.png')).sort();
+  assert.ok(pngs.length >= 2, pngs.join());
+  assert.ok(pngs.every((f) => /^sc-multiframe-planar\.frame-[12]\./.test(f)), pngs.join());
+  assert.ok(pngs.some((f) => f.includes('.frame-1.')) && pngs.some((f) => f.includes('.frame-2.')), pngs.join());
+  const out = join(work, 'frame-explain');
+  const e = fundus('explain', model, 'dicom/sc-multiframe-planar.dcm', '-o', out, '--classes', 'all');
+  assert.equal(e.status, 0, e.stderr);
+  const made = (await readdir(out)).filter((f) => f.endsWith('.png'));
+  assert.ok(made.some((f) => f.startsWith('sc-multiframe-planar.frame-1.')) && made.some((f) => f.startsWith('sc-multiframe-planar.frame-2.')), made.join());
+  assert.ok(!made.some((f) => /^sc-multiframe-planar-2\./.test(f)), made.join());
 });
 
 test('predict --format fhir writes one valid FHIR R4 Bundle: a DiagnosticReport per photograph, an Observation per class, ungradable ones without probabilities', async () => {
