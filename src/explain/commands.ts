@@ -83,6 +83,7 @@ async function manifestFiles(out: string): Promise<Set<string> | undefined> {
     if (typeof e?.overlay === 'string') files.add(e.overlay);
     if (Array.isArray(e?.raw)) for (const r of e.raw) if (typeof r === 'string') files.add(r);
   }
+  for (const im of m.images) if (typeof im?.photo === 'string') files.add(im.photo);
   return files;
 }
 

@@ -55,6 +55,8 @@ ${m.faithfulness
       })
       .join(' · ');
     parts.push(`<h2>${esc(basename(im.path))}</h2><div class="probs">${probs} (bold red: at or above the threshold)</div><div class="row">`);
+    parts.push(`<figure><div class="pic"><a href="${esc(encodeURI(im.photo))}"><img loading="lazy" src="${esc(encodeURI(im.photo))}" alt="the photograph without overlay"></a>${boxesSvg(im, undefined)}</div>
+<figcaption><b>photograph</b> — no overlay${im.localisation ? '; white boxes: the expert\'s lesions' : ''}</figcaption></figure>`);
     if (entries.length === 0) parts.push('<p>No class selected for this image.</p>');
     for (const e of entries) {
       const f = e.faithfulness
@@ -64,7 +66,7 @@ ${m.faithfulness
         ? `<br>pointing ${e.localisation.pointing === 1 ? 'hit' : e.localisation.pointing === 0 ? 'miss' : fmt(e.localisation.pointing, 2)}, energy in boxes ${fmt(e.localisation.energy, 2)} (uniform ${fmt(im.localisation?.boxShare ?? NaN, 2)})${e.localisation.peakOffDisc ? ', maximum off the disc' : ''}`
         : '';
       parts.push(`<figure><div class="pic"><a href="${esc(encodeURI(e.overlay))}"><img loading="lazy" src="${esc(encodeURI(e.overlay))}" alt="${esc(e.className)} ${esc(e.method)}"></a>${boxesSvg(im, e.localisation?.peak, m.localisation?.tolerancePx)}</div>
-<figcaption class="${e.direction === 'against' ? 'against' : ''}"><b>${e.direction === 'against' ? 'against ' : ''}${esc(e.className)}</b> — ${esc(e.method)}<br>p = ${e.probability.toFixed(3)} (threshold ${e.threshold.toFixed(2)})${f}${loc}</figcaption></figure>`);
+<figcaption class="${e.direction === 'against' ? 'against' : ''}"><b>${e.direction === 'against' ? 'against ' : ''}${esc(e.className)}</b> — ${esc(e.method)} at <code>${esc(m.layer)}</code><br>p = ${e.probability.toFixed(3)} (threshold ${e.threshold.toFixed(2)})${f}${loc}</figcaption></figure>`);
     }
     parts.push('</div>');
   }

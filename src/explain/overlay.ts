@@ -2,7 +2,7 @@ import sharp from 'sharp';
 import { decodeRgb, type CropGeometry } from '../data/preprocess.js';
 import { InputError } from '../util/errors.js';
 import { discMask, type DiscMask } from './disc.js';
-import { sampleHeatmap, type Heatmap } from './heatmap.js';
+import { type Heatmap } from './heatmap.js';
 
 export const COLORMAPS = ['jet', 'turbo'] as const;
 export type Colormap = (typeof COLORMAPS)[number];
@@ -46,15 +46,38 @@ export function colormap(name: Colormap, t: number): [number, number, number] {
  */
 export function heatmapOnPhoto(heatmap: Heatmap, geometry: CropGeometry, outside = Number.NaN): Heatmap {
   const { width, height, x, y, side } = geometry;
-  const data = new Float32Array(width * height);
-  const sx = heatmap.width / side;
-  const sy = heatmap.height / side;
+  const data = new Float32Array(width * height).fill(outside);
+  const gw = heatmap.width;
+  const gh = heatmap.height;
+  const d = heatmap.data;
+  // Separable bilinear sampling (the same half-pixel centres as sampleHeatmap): the columns' grid indices and weights
+  // once, then per row one interpolated grid row. Sampling every pixel on its own dominated 12-megapixel overlays.
+  const sx = gw / side;
+  const sy = gh / side;
+  const first = Math.max(0, Math.ceil(x - 0.5));
+  const last = Math.min(width - 1, Math.floor(x + side - 0.5));
+  const x0s = new Int32Array(width);
+  const x1s = new Int32Array(width);
+  const axs = new Float32Array(width);
+  for (let px = first; px <= last; px++) {
+    const fx = Math.min(Math.max((px + 0.5 - x) * sx - 0.5, 0), gw - 1);
+    x0s[px] = Math.floor(fx);
+    x1s[px] = Math.min(x0s[px] + 1, gw - 1);
+    axs[px] = fx - x0s[px];
+  }
+  const row = new Float64Array(gw);
   for (let py = 0; py < height; py++) {
     const v = py + 0.5 - y; // photo pixel centre, in square coordinates
-    const rowInside = v >= 0 && v <= side;
-    for (let px = 0; px < width; px++) {
-      const u = px + 0.5 - x;
-      data[py * width + px] = rowInside && u >= 0 && u <= side ? sampleHeatmap(heatmap, u * sx, v * sy) : outside;
+    if (!(v >= 0 && v <= side)) continue;
+    const fy = Math.min(Math.max(v * sy - 0.5, 0), gh - 1);
+    const y0 = Math.floor(fy);
+    const y1 = Math.min(y0 + 1, gh - 1);
+    const ay = fy - y0;
+    for (let g = 0; g < gw; g++) row[g] = d[y0 * gw + g] * (1 - ay) + d[y1 * gw + g] * ay;
+    const base = py * width;
+    for (let px = first; px <= last; px++) {
+      const ax = axs[px];
+      data[base + px] = row[x0s[px]] * (1 - ax) + row[x1s[px]] * ax;
     }
   }
   return { width, height, data };
@@ -111,8 +134,14 @@ export async function renderOverlayRgb(photo: DecodedPhoto, heatmap: Heatmap, ge
   const disc = opts.disc === undefined ? discMask(data, width, height, geometry) : opts.disc;
   if (disc) checkDisc(disc, width, height);
   // A 256-entry lookup table: per-pixel polynomial evaluation would dominate on 12-megapixel photos.
-  const lut = new Float32Array(256 * 3);
-  for (let i = 0; i < 256; i++) lut.set(colormap(cmap, i / 255), i * 3);
+  // Both terms of the blend as tables (the colour's share per heat level, the photo's per pixel value).
+  const paint = new Float64Array(256 * 3);
+  for (let i = 0; i < 256; i++) {
+    const rgb = colormap(cmap, i / 255);
+    for (let c = 0; c < 3; c++) paint[i * 3 + c] = alpha * 255 * Math.fround(rgb[c]);
+  }
+  const keep = new Float64Array(256);
+  for (let v = 0; v < 256; v++) keep[v] = (1 - alpha) * v;
   const heat = heatmapOnPhoto(heatmap, geometry);
   const px = Buffer.from(data); // a copy: the photo's own pixels stay untouched for the next map
   for (let i = 0; i < width * height; i++) {
@@ -120,9 +149,10 @@ export async function renderOverlayRgb(photo: DecodedPhoto, heatmap: Heatmap, ge
     const h = heat.data[i];
     if (!(h >= minHeat)) continue; // NaN (outside the model's view) or below the threshold
     const k = Math.round(clamp01(h) * 255) * 3;
-    for (let c = 0; c < 3; c++) {
-      px[i * 3 + c] = Math.round((1 - alpha) * data[i * 3 + c] + alpha * 255 * lut[k + c]);
-    }
+    const j = i * 3;
+    px[j] = Math.round(keep[data[j]] + paint[k]);
+    px[j + 1] = Math.round(keep[data[j + 1]] + paint[k + 1]);
+    px[j + 2] = Math.round(keep[data[j + 2]] + paint[k + 2]);
   }
   return sharp(px, { raw: { width, height, channels: 3 } }).png().toBuffer();
 }

@@ -1,4 +1,5 @@
 import { writeFile } from 'node:fs/promises';
+import sharp from 'sharp';
 import { basename, join } from 'node:path';
 import { decodeRgb, type CropGeometry, type PreprocessedImage } from '../data/preprocess.js';
 import { seededRandom } from '../data/random.js';
@@ -92,7 +93,8 @@ export interface ExplainManifest {
   colormap: Colormap;
   /** Overlays and 16-bit maps are painted inside the fundus disc only (the `.npy` raw maps never are masked). */
   discMask: boolean;
-  images: { path: string; geometry: CropGeometry; probabilities: number[]; localisation?: ImageLocalisation }[];
+  /** `photo`: the photograph without overlay (a JPEG in the output folder), to compare the maps with. */
+  images: { path: string; photo: string; geometry: CropGeometry; probabilities: number[]; localisation?: ImageLocalisation }[];
   entries: ExplainEntry[];
   /** Photographs not explained: unreadable, or refused by the gradability gate (`reason` says which and why). */
   skipped: SkippedPhoto[];
@@ -232,7 +234,10 @@ export async function runExplain(job: ExplainJob): Promise<ExplainManifest> {
           throw new Error(`${path}: decoded at ${photo.width}x${photo.height} but preprocessed at ${geometry.width}x${geometry.height}`);
         }
         const disc = discMask(photo.data, photo.width, photo.height, geometry);
-        const image: ExplainManifest['images'][number] = { path, geometry, probabilities: Array.from(probs.subarray(i * C, (i + 1) * C)) };
+        // The photograph without overlay, as the maps show it (orientation applied, a DICOM frame decoded), beside them.
+        const original = `${names[index]}.photo.jpg`;
+        await writeFile(join(job.outDir, original), await sharp(photo.data, { raw: { width: photo.width, height: photo.height, channels: 3 } }).jpeg({ quality: 90 }).toBuffer());
+        const image: ExplainManifest['images'][number] = { path, photo: original, geometry, probabilities: Array.from(probs.subarray(i * C, (i + 1) * C)) };
         const boxes = boxesOf.get(index);
         let grid: ReturnType<typeof localisationGrid> | undefined;
         if (loc && boxes) {

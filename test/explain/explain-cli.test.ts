@@ -46,7 +46,14 @@ test('fundus explain writes an overlay per image and class, raw heatmaps, explai
   }
   const html = await readFile(join(out, 'index.html'), 'utf8');
   assert.match(html, /against <\/b>|against normal|<b>against normal/);
-  assert.equal((html.match(/<img /g) ?? []).length, 12);
+  // 12 overlays and each photograph without overlay, as decoded at full size; captions name method and layer
+  assert.equal((html.match(/<img /g) ?? []).length, 14);
+  for (const im of m.images) {
+    assert.ok(html.includes(`src="${im.photo}"`), im.photo);
+    const meta = await sharp(join(out, im.photo)).metadata();
+    assert.deepEqual([meta.format, meta.width, meta.height], ['jpeg', im.geometry.width, im.geometry.height]);
+  }
+  assert.match(html, /gradcam at <code>last_conv<\/code>/);
   assert.match(r.stdout, /gradcam .*\n.*layercam|deletion/);
   assert.ok(files.includes('faithfulness.txt'));
 

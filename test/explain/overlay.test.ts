@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import sharp from 'sharp';
 import { preprocessImage, DEFAULT_PREPROCESS, type CropGeometry } from '../../src/data/preprocess.js';
-import { argmax, heatmapFromNpy, heatmapToNpy, resizeHeatmap, type Heatmap } from '../../src/explain/heatmap.js';
+import { argmax, heatmapFromNpy, heatmapToNpy, resizeHeatmap, sampleHeatmap, type Heatmap } from '../../src/explain/heatmap.js';
 import { discMask } from '../../src/explain/disc.js';
 import { colormap, heatmapOnPhoto, heatmapToPng16, renderOverlay } from '../../src/explain/overlay.js';
 
@@ -65,6 +65,26 @@ test('a coarse feature-map cell maps onto its square of the crop, and nothing ou
   const inner = heatmapOnPhoto(heat, { width: 100, height: 80, x: 20, y: 10, side: 60 });
   assert.ok(Number.isNaN(inner.data[5 * 100 + 5]));
   assert.ok(!Number.isNaN(inner.data[40 * 100 + 50]));
+});
+
+test('heatmapOnPhoto samples every photo pixel as sampleHeatmap does (fractional, padded and inner crops)', () => {
+  const heat: Heatmap = { width: 7, height: 5, data: Float32Array.from({ length: 35 }, (_, i) => Math.sin(i * 1.3) ** 2) };
+  for (const g of [
+    { width: 97, height: 61, x: -10.3, y: -25.7, side: 120.6 },
+    { width: 100, height: 80, x: 20.5, y: 10.25, side: 59.5 },
+  ]) {
+    const onPhoto = heatmapOnPhoto(heat, g, -1);
+    for (let py = 0; py < g.height; py++) {
+      for (let px = 0; px < g.width; px++) {
+        const u = px + 0.5 - g.x;
+        const v = py + 0.5 - g.y;
+        const inside = u >= 0 && u <= g.side && v >= 0 && v <= g.side;
+        const want = inside ? sampleHeatmap(heat, (u * heat.width) / g.side, (v * heat.height) / g.side) : -1;
+        const got = onPhoto.data[py * g.width + px];
+        assert.ok(Math.abs(got - want) < 1e-5, `pixel (${px}, ${py}): ${got} instead of ${want}`);
+      }
+    }
+  }
 });
 
 test('renderOverlay blends the colormap over the full-resolution photo; 16-bit PNG and .npy keep the values', async () => {
