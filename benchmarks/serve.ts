@@ -2,6 +2,7 @@
 // ≥ 80%: decoding must not dominate), and /v1/predict under concurrent load from a second process on loopback.
 // Run: npm run bench:serve -- [--model models/default] [--images 256] [--batch 16] [--duration 10] [--connections 1,8,32,128]
 //   [--max-in-flight 32] [--serve-only]   (--serve-only: only the load table of the server, as users start it)
+//   [--fundus bin/fundus.js]   (the fundus command whose server is measured, e.g. another checkout's, for a before/after)
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { readdirSync, readFileSync, existsSync } from 'node:fs';
@@ -33,6 +34,7 @@ const connections = opt('connections', '1,8,32,128').split(',').map(Number);
 const maxInFlight = opt('max-in-flight', String(DEFAULT_MAX_IN_FLIGHT));
 const serveOnly = argv.includes('--serve-only');
 const ROOT = join(import.meta.dirname, '..');
+const fundusBin = opt('fundus', join(ROOT, 'bin', 'fundus.js'));
 const VIETAI = join(ROOT, '..', 'shared', 'data', 'vietai', 'train');
 
 // `--raw-only`: this script as a child process that times raw inference with the engine's training settings (see
@@ -150,7 +152,7 @@ function rssOf(pid: number): { now: number; peak: number } | undefined {
 }
 
 function startServeProcess(dir: string): Promise<{ url: string; pid: number; stop: () => void }> {
-  const child = spawn(process.execPath, [join(ROOT, 'bin', 'fundus.js'), 'serve', dir, '--port', '0', '--max-in-flight', maxInFlight, '--batch-size', String(batchSize)], {
+  const child = spawn(process.execPath, [fundusBin, 'serve', dir, '--port', '0', '--max-in-flight', maxInFlight, '--batch-size', String(batchSize)], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   return new Promise((resolve, reject) => {
@@ -165,16 +167,38 @@ function startServeProcess(dir: string): Promise<{ url: string; pid: number; sto
 }
 
 /**
+ * Latencies (ms) of GET /readyz, one every 50 ms, until `done` settles: what a load balancer's health check sees
+ * while the server is under load (issue 20: with inference on the event loop, tens of seconds).
+ */
+async function readyzLatencies(url: string, done: Promise<unknown>): Promise<number[]> {
+  let over = false;
+  void done.finally(() => (over = true)).catch(() => {});
+  const times: number[] = [];
+  while (!over) {
+    const t0 = performance.now();
+    await (await fetch(url + 'readyz')).arrayBuffer();
+    times.push(performance.now() - t0);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return times.sort((a, b) => a - b);
+}
+
+const percentile = (sorted: number[], p: number) => (sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))] : NaN);
+
+/**
  * The server as users start it, in its own process (its engine settings are not the predict CLI's), and the load
  * from a third one: per connection count, requests per second, latency of the answered ones, 503s (no free slot),
- * the server's resident set (now and peak) and the free slots a moment after the load stops (all of them: none leaked).
+ * the latency of GET /readyz meanwhile (from this process), the server's resident set (now and peak) and the free
+ * slots a moment after the load stops (all of them: none leaked).
  */
 async function serverLoad(dir: string, image: string): Promise<void> {
   const { url, pid, stop } = await startServeProcess(dir);
   try {
     const rows: string[] = [];
     for (const c of connections) {
-      const r = await load(url + 'v1/predict', image, c);
+      const loading = load(url + 'v1/predict', image, c);
+      const probes = await readyzLatencies(url, loading);
+      const r = await loading;
       // the requests still in flight when autocannon stopped finish (or are dropped) first: up to 30 s
       const t0 = performance.now();
       let ready: { slots: { max: number; free: number } };
@@ -185,14 +209,15 @@ async function serverLoad(dir: string, image: string): Promise<void> {
       } while (performance.now() - t0 < 30_000);
       const drained = ((performance.now() - t0) / 1000).toFixed(1);
       const rss = rssOf(pid);
+      const readyz = [0.5, 0.99].map((p) => percentile(probes, p).toFixed(0)).join(' / ') + ` / ${probes.length ? probes[probes.length - 1].toFixed(0) : 'n/a'}`;
       rows.push(
-        `| ${c} | ${r.rps.toFixed(1)} | ${r.p50.toFixed(0)} | ${r.p99.toFixed(0)} | ${r.status503} | ${r.non2xx - r.status503} | ${r.errors} | ` +
+        `| ${c} | ${r.rps.toFixed(1)} | ${r.p50.toFixed(0)} | ${r.p99.toFixed(0)} | ${r.status503} | ${r.non2xx - r.status503} | ${r.errors} | ${readyz} (${probes.length}) | ` +
           `${rss ? `${rss.now.toFixed(0)} (peak ${rss.peak.toFixed(0)})` : 'n/a'} | ${ready.slots.free}/${ready.slots.max} (${drained} s after) |`,
       );
     }
     console.log(`\n/v1/predict under load, ${duration} s per row, one photograph per request, server with ${maxInFlight} slots:\n`);
-    console.log('| connections | req/s | p50 ms | p99 ms | 503s | other non-2xx | errors | server RSS MiB | free slots after |');
-    console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+    console.log('| connections | req/s | p50 ms | p99 ms | 503s | other non-2xx | errors | /readyz p50 / p99 / max ms (probes) | server RSS MiB | free slots after |');
+    console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
     for (const row of rows) console.log(row);
   } finally {
     stop();

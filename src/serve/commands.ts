@@ -74,6 +74,7 @@ interface ServeFlags {
   uploadTimeout: number;
   uploadIdleTimeout: number;
   batchSize: number;
+  inferenceThreads: number;
   log?: boolean;
   gradabilityCheck: boolean;
 }
@@ -181,6 +182,7 @@ export function register(program: Command): void {
     .option('--upload-timeout <ms>', 'longest time a predict/explain upload may take, headers to last byte; then 408 and the connection is closed', positiveInt('--upload-timeout'), DEFAULT_UPLOAD_TIMEOUT)
     .option('--upload-idle-timeout <ms>', 'longest pause in a predict/explain upload; then 408 and the connection is closed', positiveInt('--upload-idle-timeout'), DEFAULT_UPLOAD_IDLE_TIMEOUT)
     .option('-b, --batch-size <n>', 'largest batch formed from concurrent requests', positiveInt('--batch-size'), 16)
+    .option('--inference-threads <n>', 'threads that run the model, each with its own copy of it (the engine already uses every core: more help only to interleave long heatmaps with predictions)', positiveInt('--inference-threads'), 1)
     .option('--log', 'log every request (JSON lines on stdout)')
     .option('--no-gradability-check', 'predict photographs the gradability gate refuses (not a fundus photograph, too dark, no disc, ...; see docs/gradability.md) instead of reporting them ungradable: for research only')
     .addHelpText(
@@ -206,6 +208,7 @@ export function register(program: Command): void {
         uploadTimeout: flags.uploadTimeout,
         uploadIdleTimeout: flags.uploadIdleTimeout,
         batchSize: flags.batchSize,
+        inferenceThreads: flags.inferenceThreads,
         logger: !!flags.log,
         gradabilityCheck: flags.gradabilityCheck,
       });

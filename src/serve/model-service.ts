@@ -1,71 +1,63 @@
-import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { loadModel, MODEL_JSON, WEIGHTS_BIN, METADATA_JSON, type FundusModel } from '../models/io.js';
-import { Predictor } from '../models/predictor.js';
-import { toRecord, toUngradableRecord, type PhotoRecord } from '../models/records.js';
-import type { CropGeometry, PreprocessedImage } from '../data/preprocess.js';
-import { CAM_METHODS, type CamMethod, type Heatmap } from '../explain/cam.js';
-import { explainerFor } from '../explain/explainer.js';
+import type { FundusModel } from '../models/io.js';
+import { CAM_METHODS, type CamMethod } from '../explain/cam.js';
+import type { EngineInfo } from '../engine/index.js';
 import { InputError } from '../util/errors.js';
 import type { ModelCard } from './api-types.js';
+import { InferencePool } from './inference-pool.js';
+import type { TaskResults } from './inference-protocol.js';
+import type { Explanation, OverlayStyle, Prediction } from './model-runner.js';
 
-/** A short fingerprint of the model files: two servers answer with the same version only for the same model. */
-export async function modelVersion(dir: string): Promise<string> {
-  const h = createHash('sha256');
-  for (const f of [METADATA_JSON, MODEL_JSON, WEIGHTS_BIN]) h.update(await readFile(join(dir, f)));
-  return h.digest('hex').slice(0, 12);
+export type { Explanation, OverlayStyle, Prediction };
+
+export interface ServiceOptions {
+  /** Largest batch formed from concurrent predictions (default 16). */
+  maxBatch?: number;
+  /** Refuse photographs that fail the gradability gate (default true; see RunnerOptions). */
+  gradabilityCheck?: boolean;
+  /** Inference threads, each with its own copy of the model (default 1: the engine already uses every core). */
+  threads?: number;
+  /** Where a stopped or restarted inference thread is reported (default: standard error). */
+  log?: (line: string) => void;
 }
 
-/** Decoding errors of in-memory images say `<buffer>`: name the upload instead. */
-function renamed(err: unknown, name: string): unknown {
-  return err instanceof InputError ? new InputError(err.message.replace(/^<buffer>: /, ''), { file: name }) : err;
-}
-
-interface Pending {
-  data: Buffer;
-  name: string;
-  /** Decoding starts on arrival, so that it overlaps the inference of the batch before. */
-  decoded: Promise<PromiseSettledResult<PreprocessedImage>>;
-  /** Aborted when nobody waits for the answer any more: the image is then left out of its batch. */
-  signal?: AbortSignal;
-  resolve: (r: PhotoRecord) => void;
-  reject: (e: unknown) => void;
-}
-
-export interface Explanation {
-  heatmap: Heatmap;
-  geometry: CropGeometry;
-  probability: number;
-}
+/** A Buffer again for what crossed from the inference thread as a plain Uint8Array. */
+const asBuffer = (u: Uint8Array) => Buffer.from(u.buffer, u.byteOffset, u.byteLength);
 
 /**
- * A loaded model behind the HTTP API. Predictions of concurrent requests are gathered into one batch while the
- * previous batch runs (dynamic batching): under load the network sees full batches, at rest a request runs alone
- * with no added wait.
+ * The model behind the HTTP API, as the event loop sees it: its card and version, and its work done on inference
+ * threads (InferencePool), so that however long a prediction or a heatmap takes, the loop stays free to answer
+ * health checks and enforce timeouts. Call `close()` when done: it terminates the threads.
  */
 export class ModelService {
-  private queue: Pending[] = [];
-  private running = false;
-  /** Preprocessing off the thread that runs the network, and the network itself. */
-  private readonly predictor: Predictor;
-
   private constructor(
-    readonly model: FundusModel,
-    readonly version: string,
-    readonly maxBatch: number,
-    readonly gradabilityCheck: boolean,
-  ) {
-    this.predictor = new Predictor(model, { batchSize: maxBatch, gradability: gradabilityCheck });
+    private readonly pool: InferencePool,
+    /** The model's folder and metadata (its network lives in the inference threads). */
+    readonly model: Pick<FundusModel, 'dir' | 'metadata'>,
+  ) {}
+
+  /** Starts the inference threads on the model in `dir` (InputError when it is not a valid model). */
+  static async load(dir: string, opts: ServiceOptions = {}): Promise<ModelService> {
+    const pool = await InferencePool.start({ modelDir: dir, maxBatch: opts.maxBatch, gradabilityCheck: opts.gradabilityCheck, threads: opts.threads, log: opts.log });
+    return new ModelService(pool, { dir, metadata: pool.metadata });
   }
 
-  /**
-   * `gradabilityCheck` (default true): photographs that fail the gradability gate are answered "ungradable" with the
-   * reasons (`predict`) or refused (`explain`) instead of being shown to the network.
-   */
-  static async load(dir: string, opts: { maxBatch?: number; gradabilityCheck?: boolean } = {}): Promise<ModelService> {
-    const model = await loadModel(dir);
-    return new ModelService(model, await modelVersion(dir), opts.maxBatch ?? 16, opts.gradabilityCheck ?? true);
+  get version(): string {
+    return this.pool.version;
+  }
+
+  /** The engine the inference threads run on. */
+  get engine(): EngineInfo {
+    return this.pool.engine;
+  }
+
+  /** Whether an inference thread is ready now (false while it restarts). */
+  get available(): boolean {
+    return this.pool.available;
+  }
+
+  /** The inference threads (diagnostics and tests). */
+  get threads() {
+    return this.pool.workers();
   }
 
   get classes(): string[] {
@@ -95,69 +87,30 @@ export class ModelService {
   }
 
   /**
-   * Predicts one encoded image (checked beforehand with `inspectImage`); `name` names it in errors. When `signal`
-   * aborts before the image's batch runs, the image is left out and the promise rejects with the abort reason.
+   * Checks and predicts one encoded image; `name` names it in errors. When `signal` aborts before the image's batch
+   * runs, the image is left out and the promise rejects with the abort reason.
    */
-  predict(data: Buffer, name: string, signal?: AbortSignal): Promise<PhotoRecord> {
-    return new Promise((resolve, reject) => {
-      if (signal?.aborted) return reject(signal.reason);
-      const decoded = this.predictor.preprocess([data]).then((r) => r[0]);
-      this.queue.push({ data, name, decoded, signal, resolve, reject });
-      if (!this.running) void this.drain();
-    });
+  predict(data: Buffer, name: string, signal?: AbortSignal): Promise<Prediction> {
+    return this.pool.run({ kind: 'predict' }, data, name, signal);
   }
 
-  private async drain(): Promise<void> {
-    this.running = true;
-    try {
-      while (this.queue.length > 0) {
-        const batch: Pending[] = [];
-        while (batch.length < this.maxBatch && this.queue.length > 0) {
-          const p = this.queue.shift()!;
-          if (p.signal?.aborted) {
-            // Left out of the batch. Its decoding started on arrival: reject once that is over, so that the caller's
-            // slot covers the work it caused.
-            const drop = () => p.reject(p.signal!.reason);
-            void p.decoded.then(drop, drop);
-          } else batch.push(p);
-        }
-        if (batch.length > 0) await this.runBatch(batch);
-      }
-    } finally {
-      this.running = false;
-    }
+  /**
+   * The heatmap of class `classIndex` for one encoded image, with the crop it covers in photo coordinates, and drawn
+   * over the photograph (PNG) when `overlay` is given.
+   */
+  async explain(data: Buffer, name: string, classIndex: number, method: CamMethod, overlay?: OverlayStyle, signal?: AbortSignal): Promise<Explanation> {
+    const r: TaskResults['explain'] = await this.pool.run({ kind: 'explain', classIndex, method, overlay }, data, name, signal);
+    return { ...r, png: r.png && asBuffer(r.png) };
   }
 
-  private async runBatch(batch: Pending[]): Promise<void> {
-    const { classes, thresholds } = this.model.metadata;
-    const inputs = batch.map((p) => p.data);
-    try {
-      const outcomes = this.predictor.infer(inputs, await Promise.all(batch.map((p) => p.decoded)));
-      batch.forEach((p, i) => {
-        const o = outcomes[i];
-        if (o.ok) p.resolve(toRecord(o.probabilities, 0, classes, thresholds, undefined, this.gradabilityCheck));
-        else if (o.ungradable) p.resolve(toUngradableRecord(o.ungradable));
-        else p.reject(renamed(o.error, p.name));
-      });
-    } catch (err) {
-      for (const p of batch) p.reject(err);
-    }
+  /** The photograph as the server decodes it, as PNG. */
+  async photo(data: Buffer, name: string, signal?: AbortSignal): Promise<Buffer> {
+    return asBuffer(await this.pool.run({ kind: 'photo' }, data, name, signal));
   }
 
-  /** The heatmap of class `classIndex` for one encoded image, with the crop it covers in photo coordinates. */
-  async explain(data: Buffer, name: string, classIndex: number, method: CamMethod, signal?: AbortSignal): Promise<Explanation> {
-    const [settled] = await this.predictor.preprocess([data]);
-    if (settled.status === 'rejected') throw renamed(settled.reason, name);
-    const image = settled.value;
-    // The heatmap is the expensive part (Score-CAM: one forward pass per channel): not for a client that left.
-    signal?.throwIfAborted();
-    const [r] = explainerFor(this.model).explain([image], [{ image: 0, classIndex }], method);
-    return { heatmap: r.heatmap, geometry: image.geometry, probability: r.probability };
-  }
-
-  /** Stops the decode workers, if any. */
+  /** Terminates the inference threads; requests still in hand fail with InferenceUnavailableError. */
   close(): Promise<void> {
-    return this.predictor.close();
+    return this.pool.close();
   }
 
   classIndex(name: string): number {

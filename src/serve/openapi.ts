@@ -33,7 +33,7 @@ const errors = (codes: number[]) =>
           415: 'not an image content type',
           421: 'no token is set and the Host header names neither this machine nor an --allowed-host (DNS rebinding guard)',
           422: 'the body is not a readable photograph',
-          503: 'every predict/explain slot is taken; retry later (see Retry-After and GET /readyz)',
+          503: 'every predict/explain slot is taken, or the inference thread stopped and is restarting; retry later (see Retry-After and GET /readyz)',
         }[c],
         content: { 'application/json': { schema: errorRef } },
       },
@@ -75,12 +75,13 @@ export function openApiDocument(opts: { version: string; classes: string[]; toke
           description:
             'Each POST /v1/predict or /v1/explain holds one of a fixed number of slots (--max-in-flight) from its headers until ' +
             'its answer is handed over, its client is gone, or its upload times out (--upload-timeout, --upload-idle-timeout); ' +
-            'while no slot is free those routes answer 503 and so does this one.',
+            'while no slot is free those routes answer 503 and so does this one, as it does while the inference thread that runs the model ' +
+            'is being restarted after it stopped.',
           responses: {
             200: { description: 'at least one slot is free', content: { 'application/json': { schema: { $ref: '#/components/schemas/Readiness' } } } },
             ...errors([401, 421]),
             503: {
-              description: 'every slot is taken; retry later (see Retry-After)',
+              description: 'every slot is taken (saturated), or the inference thread is restarting (restarting); retry later (see Retry-After)',
               content: { 'application/json': { schema: { $ref: '#/components/schemas/Readiness' } } },
             },
           },
@@ -235,7 +236,7 @@ export function openApiDocument(opts: { version: string; classes: string[]; toke
           type: 'object',
           required: ['status', 'model', 'slots'],
           properties: {
-            status: { type: 'string', enum: ['ready', 'saturated'] },
+            status: { type: 'string', enum: ['ready', 'saturated', 'restarting'] },
             model: { type: 'string', description: 'model version' },
             slots: {
               type: 'object',

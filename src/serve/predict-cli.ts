@@ -76,7 +76,7 @@ export function heatmapFileName(stem: string, cls: string, method: string): stri
 }
 
 /** The model's identity for the predictions header: its folder and the sha256 of its fundus.json. */
-export async function modelIdentity(model: FundusModel): Promise<ModelIdentity> {
+export async function modelIdentity(model: Pick<FundusModel, 'dir' | 'metadata'>): Promise<ModelIdentity> {
   let text: string;
   try {
     text = await readFile(join(model.dir, METADATA_JSON), 'utf8');

@@ -3,13 +3,11 @@ import multipart from '@fastify/multipart';
 import fastifyStatic from '@fastify/static';
 import { performance } from 'node:perf_hooks';
 import { isCamMethod, CAM_METHODS, type CamMethod } from '../explain/cam.js';
-import { renderOverlay, COLORMAPS, type Colormap } from '../explain/overlay.js';
-import { decodeRgb } from '../data/preprocess.js';
-import sharp from 'sharp';
+import { COLORMAPS, type Colormap } from '../explain/overlay.js';
 import { InputError } from '../util/errors.js';
 import type { ErrorBody, ExplainResponse, PredictResponse } from './api-types.js';
 import { hostAllowed, hostHeaderName, requestToken, tokenMatches, TOKEN_COOKIE } from './auth.js';
-import { inspectImage, type ImageInfo } from './image-check.js';
+import { InferenceUnavailableError } from './inference-pool.js';
 import type { ModelService } from './model-service.js';
 import { openApiDocument } from './openapi.js';
 import { FHIR_JSON, fhirBundle } from './fhir.js';
@@ -184,6 +182,11 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     if (reply.sent) return;
     if (slots.signal(req)?.aborted) return sendError(reply, 499, 'the client closed the connection');
     if (err instanceof HttpError) return sendError(reply, err.statusCode, err.message);
+    if (err instanceof InferenceUnavailableError) {
+      app.log.warn(err.message);
+      reply.header('retry-after', '1');
+      return sendError(reply, 503, err.message);
+    }
     if (err instanceof InputError) return sendError(reply, 422, err.message);
     const e = err as { statusCode?: number; code?: string; message: string; validation?: unknown };
     if (e.validation) return sendError(reply, 400, `invalid request: ${e.message}`);
@@ -199,12 +202,13 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   const info = { version: service.version, architecture: service.model.metadata.architecture, task: service.model.metadata.task };
 
   app.get('/healthz', async () => ({ status: 'ok', model: service.version }));
-  // Readiness: 503 while no predict/explain slot is free (a load balancer then sends the next request elsewhere).
-  app.get('/readyz', async (_req, reply): Promise<{ status: 'ready' | 'saturated'; model: string; slots: SlotCounts }> => {
+  // Readiness: 503 while no predict/explain slot is free, or while the inference thread restarts (a load balancer then
+  // sends the next request elsewhere).
+  app.get('/readyz', async (_req, reply): Promise<{ status: 'ready' | 'saturated' | 'restarting'; model: string; slots: SlotCounts }> => {
     const counts = slots.counts();
-    if (counts.free > 0) return { status: 'ready', model: service.version, slots: counts };
-    reply.code(503).header('retry-after', '1');
-    return { status: 'saturated', model: service.version, slots: counts };
+    const status = !service.available ? 'restarting' : counts.free > 0 ? 'ready' : 'saturated';
+    if (status !== 'ready') reply.code(503).header('retry-after', '1');
+    return { status, model: service.version, slots: counts };
   });
   app.get('/v1/model', async () => service.card());
   const openapi = openApiDocument({ version: service.version, classes: service.classes, tokenRequired: !!opts.token });
@@ -218,9 +222,8 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   app.post('/v1/predict', { ...limited, schema: { querystring: predictQuery } }, slots.guard(async (req, reply): Promise<PredictResponse | Record<string, unknown>> => {
     const t0 = performance.now();
     const { data, name } = await readImage(req, bodyLimit);
-    const image: ImageInfo = await inspectImage(data, name);
     checkClient(req);
-    const record = await service.predict(data, name, slots.signal(req));
+    const { image, record } = await service.predict(data, name, slots.signal(req));
     const { classes, thresholds } = service.model.metadata;
     const q = req.query as { filename?: string; format?: 'json' | 'fhir' };
     if (image.dicom) record.dicom = image.dicom;
@@ -271,12 +274,12 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
       }
       if (!isCamMethod(q.method)) throw new HttpError(400, `unknown method "${q.method}" (known: ${CAM_METHODS.join(', ')})`);
       const method: CamMethod = q.method;
-      const { data, name } = await readImage(req, bodyLimit);
-      const image = await inspectImage(data, name);
-      checkClient(req);
-      const ex = await service.explain(data, name, classIndex, method, slots.signal(req));
       const accept = req.headers.accept ?? '';
       const format = q.format ?? (/application\/json/.test(accept) && !/image\/png/.test(accept) ? 'json' : 'png');
+      const { data, name } = await readImage(req, bodyLimit);
+      checkClient(req);
+      const overlay = format === 'png' ? { alpha: q.opacity, colormap: q.colormap } : undefined;
+      const ex = await service.explain(data, name, classIndex, method, overlay, slots.signal(req));
       if (format === 'json') {
         const body: ExplainResponse = {
           class: service.classes[classIndex],
@@ -285,27 +288,22 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
           model: { version: service.version },
           heatmap: { width: ex.heatmap.width, height: ex.heatmap.height, data: Array.from(ex.heatmap.data, (v) => Math.round(v * 1e4) / 1e4) },
           crop: { x: ex.geometry.x, y: ex.geometry.y, side: ex.geometry.side, width: ex.geometry.width, height: ex.geometry.height },
-          image,
+          image: ex.image,
         };
         return body;
       }
-      checkClient(req);
-      const png = await renderOverlay(data, ex.heatmap, ex.geometry, { alpha: q.opacity, colormap: q.colormap });
       return reply
         .type('image/png')
         .header('content-disposition', `inline; filename="${service.classes[classIndex].replace(/[^a-z0-9]+/gi, '-')}.${method}.png"`)
-        .send(png);
+        .send(ex.png);
     }),
   );
 
   // The photograph as the server decodes it, for clients that cannot show the upload themselves (a browser and DICOM).
   app.post('/v1/photo', { ...limited, schema: { querystring: filenameQuery } }, slots.guard(async (req, reply) => {
     const { data, name } = await readImage(req, bodyLimit);
-    await inspectImage(data, name);
     checkClient(req);
-    const rgb = await decodeRgb(data);
-    const png = await sharp(rgb.data, { raw: { width: rgb.width, height: rgb.height, channels: 3 } }).png({ compressionLevel: 3 }).toBuffer();
-    return reply.type('image/png').send(png);
+    return reply.type('image/png').send(await service.photo(data, name, slots.signal(req)));
   }));
 
   if (opts.webRoot) {

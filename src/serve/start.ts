@@ -2,7 +2,6 @@ import type { FastifyInstance } from 'fastify';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { initEngine } from '../engine/index.js';
 import { InputError } from '../util/errors.js';
 import { isLoopbackHost } from './auth.js';
 import { ModelService } from './model-service.js';
@@ -29,6 +28,8 @@ export interface StartOptions {
   uploadTimeout?: number;
   uploadIdleTimeout?: number;
   batchSize?: number;
+  /** Inference threads, each with its own copy of the model (default 1: the engine already uses every core). */
+  inferenceThreads?: number;
   logger?: boolean;
   /** Refuse photographs that fail the gradability gate (default true; see ModelService.load). */
   gradabilityCheck?: boolean;
@@ -46,27 +47,36 @@ function listenError(err: unknown, host: string, port: number): unknown {
   return err;
 }
 
-/** Loads the model, builds the viewer when needed, and listens. Resolves with the server and its URL. */
-export async function startServer(opts: StartOptions): Promise<{ app: FastifyInstance; url: string }> {
+/**
+ * Starts the inference threads on the model (ModelService), builds the viewer when needed, and listens. Resolves with
+ * the server, its URL and the model service.
+ */
+export async function startServer(opts: StartOptions): Promise<{ app: FastifyInstance; url: string; service: ModelService }> {
   const interactive = opts.interactive ?? true;
-  // Not initBatchPrediction(): a request's latency suffers when its decoding yields to the engine and to whatever else
-  // runs on the machine (measured: p95 at 8 connections 34-37 ms -> 43-51 ms); that trade is for batch prediction.
-  const engine = await initEngine();
-  const service = await ModelService.load(opts.modelDir, { maxBatch: opts.batchSize, gradabilityCheck: opts.gradabilityCheck });
+  // The inference threads set the engine up as initEngine() does, not initBatchPrediction(): a request's latency
+  // suffers when its decoding yields to the engine and to whatever else runs on the machine (measured: p95 at 8
+  // connections 34-37 ms -> 43-51 ms); that trade is for batch prediction.
+  const service = await ModelService.load(opts.modelDir, { maxBatch: opts.batchSize, gradabilityCheck: opts.gradabilityCheck, threads: opts.inferenceThreads });
   const viewer = opts.webRoot ?? VIEWER_DIR;
   const webRoot = existsSync(join(viewer, 'index.html')) ? viewer : undefined;
   if (!webRoot) process.stderr.write(`fundus serve: the viewer is not built (no ${join(viewer, 'index.html')}; run npm run build:web); serving the API only\n`);
-  const app = await buildServer({
-    service,
-    token: opts.token,
-    allowedHosts: [opts.host, ...(opts.allowedHosts ?? [])],
-    bodyLimit: opts.bodyLimit,
-    maxInFlight: opts.maxInFlight,
-    uploadTimeout: opts.uploadTimeout,
-    uploadIdleTimeout: opts.uploadIdleTimeout,
-    webRoot,
-    logger: opts.logger,
-  });
+  let app: FastifyInstance;
+  try {
+    app = await buildServer({
+      service,
+      token: opts.token,
+      allowedHosts: [opts.host, ...(opts.allowedHosts ?? [])],
+      bodyLimit: opts.bodyLimit,
+      maxInFlight: opts.maxInFlight,
+      uploadTimeout: opts.uploadTimeout,
+      uploadIdleTimeout: opts.uploadIdleTimeout,
+      webRoot,
+      logger: opts.logger,
+    });
+  } catch (err) {
+    await service.close(); // the inference threads would keep the process alive
+    throw err;
+  }
   app.addHook('onClose', async () => service.close());
   try {
     await app.listen({ host: opts.host, port: opts.port });
@@ -80,7 +90,11 @@ export async function startServer(opts: StartOptions): Promise<{ app: FastifyIns
   const url = `http://${host}:${port}/`;
   if (interactive) {
     const m = service.model.metadata;
-    console.log(`fundus serve: ${url}  (model ${m.architecture} ${m.task}, version ${service.version}, engine ${engine.backend})`);
+    const threads = service.threads.length;
+    console.log(
+      `fundus serve: ${url}  (model ${m.architecture} ${m.task}, version ${service.version}, engine ${service.engine.backend}, ` +
+        `${threads} inference thread${threads === 1 ? '' : 's'})`,
+    );
     if (opts.token) console.log('  API token required; open the viewer as ' + `${url}?token=<token>`);
     else if (!isLoopbackHost(opts.host)) console.log('  warning: reachable from other machines without an API token (--token)');
     const stop = async () => {
@@ -90,5 +104,5 @@ export async function startServer(opts: StartOptions): Promise<{ app: FastifyIns
     process.once('SIGINT', () => void stop());
     process.once('SIGTERM', () => void stop());
   }
-  return { app, url };
+  return { app, url, service };
 }
