@@ -19,6 +19,8 @@ export interface PredictionRecord {
   /** The classes decided positive, in class order. */
   positive: string[];
   dicom?: DicomRecordInfo;
+  /** The heatmap overlays written for it (`--heatmaps`): class → PNG path. */
+  heatmaps?: Record<string, string>;
 }
 
 /**

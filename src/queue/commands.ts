@@ -5,7 +5,9 @@ import type { Redis } from 'ioredis';
 import type { Queue } from 'bullmq';
 import { InputError } from '../util/errors.js';
 import { formatFromPath, type OutputFormat } from '../serve/output.js';
-import { positiveInt, resolveModelDir } from '../serve/commands.js';
+import { positiveInt, resolveModelDir, withHeatmapChoice } from '../serve/commands.js';
+import { checkHeatmapsDir, type HeatmapChoice } from '../serve/heatmap-files.js';
+import type { CamMethod } from '../explain/cam.js';
 import { connectRedis, redactUrl, redisTarget, REDIS_URL_ENV, DEFAULT_REDIS_URL, type RedisTarget } from './connection.js';
 import { checkQueueName, DEFAULT_QUEUE, type ChunkData } from './batch.js';
 import { DEFAULT_RETRY, openQueue, type RetryPolicy } from './jobs.js';
@@ -55,6 +57,20 @@ function retryOptions(cmd: Command): Command {
     .option('--backoff <ms>', 'wait before the second attempt, doubled before each further one', milliseconds('--backoff'), DEFAULT_RETRY.backoffMs);
 }
 
+interface SubmitFlags {
+  model?: string;
+  chunk: number;
+  gradabilityCheck: boolean;
+  bytes?: boolean;
+  maxPhotoBytes: number;
+  maxRedisBytes: number;
+  heatmaps?: string;
+  heatmapMethod: CamMethod;
+  heatmapClasses: HeatmapChoice['classes'];
+  attempts: number;
+  backoff: number;
+}
+
 function say(line: string): void {
   process.stderr.write(`fundus queue: ${line}\n`);
 }
@@ -96,22 +112,31 @@ export function register(program: Command): void {
     .description('Distributed batch scoring on Redis: submit photographs, watch the queue, collect results (see docs/queue.md)');
 
   retryOptions(
-    withConnection(
-      queue
-        .command('submit')
-        .description('Enqueue photographs (files, folders walked recursively, or list files of paths: .txt/.list/.lst) for the workers; a photograph already in the batch (same bytes) is not enqueued again')
-        .argument('<paths...>', 'photographs, folders and list files (paths in a list are relative to the list\'s folder)')
-        .option('-m, --model <dir>', 'the model that must score them (default: the bundled model); the batch is bound to it')
-        .option('--chunk <n>', 'photographs per job', positiveInt('--chunk'), 64)
-        .option('--no-gradability-check', 'score photographs the gradability gate refuses instead of reporting them ungradable (as `fundus predict --no-gradability-check`: for research only)')
-        .option('--bytes', 'send the photographs\' bytes through Redis instead of their paths (for workers without the shared storage)')
-        .option('--max-photo-bytes <n>', 'with --bytes: largest photograph accepted', positiveInt('--max-photo-bytes'), DEFAULT_BYTES_CAPS.maxPhotoBytes)
-        .option('--max-redis-bytes <n>', 'with --bytes: most bytes of the batch\'s photographs held in Redis at once', positiveInt('--max-redis-bytes'), DEFAULT_BYTES_CAPS.maxTotalBytes),
+    withHeatmapChoice(
+      withConnection(
+        queue
+          .command('submit')
+          .description('Enqueue photographs (files, folders walked recursively, or list files of paths: .txt/.list/.lst) for the workers; a photograph already in the batch (same bytes) is not enqueued again')
+          .argument('<paths...>', 'photographs, folders and list files (paths in a list are relative to the list\'s folder)')
+          .option('-m, --model <dir>', 'the model that must score them (default: the bundled model); the batch is bound to it')
+          .option('--chunk <n>', 'photographs per job', positiveInt('--chunk'), 64)
+          .option('--no-gradability-check', 'score photographs the gradability gate refuses instead of reporting them ungradable (as `fundus predict --no-gradability-check`: for research only)')
+          .option('--bytes', 'send the photographs\' bytes through Redis instead of their paths (for workers without the shared storage)')
+          .option('--max-photo-bytes <n>', 'with --bytes: largest photograph accepted', positiveInt('--max-photo-bytes'), DEFAULT_BYTES_CAPS.maxPhotoBytes)
+          .option('--max-redis-bytes <n>', 'with --bytes: most bytes of the batch\'s photographs held in Redis at once', positiveInt('--max-redis-bytes'), DEFAULT_BYTES_CAPS.maxTotalBytes)
+          .option(
+            '--heatmaps <dir>',
+            'workers also write heatmap overlay PNGs (as `fundus predict --heatmaps`) into this folder, which every worker must reach at the same path ' +
+              '(shared storage, also with --bytes): <name>.<content hash, 8 hex>.<class>.<method>.png; JSON results name them. Photographs already scored without heatmaps are enqueued again for them',
+          ),
+      ),
     ),
   )
     .addHelpText('after', '\nExit status: 0, or 3 when some files could not be read here (listed; the others are enqueued), 2 on a usage error.')
-    .action(async (paths: string[], flags: ConnectionFlags & { model?: string; chunk: number; gradabilityCheck: boolean; bytes?: boolean; maxPhotoBytes: number; maxRedisBytes: number; attempts: number; backoff: number }) => {
+    .action(async (paths: string[], flags: ConnectionFlags & SubmitFlags) => {
       const modelDir = await resolveModelDir(flags.model);
+      // Before Redis is reached or the photographs read: a --heatmaps that would be refused fails now.
+      if (flags.heatmaps) await checkHeatmapsDir(flags.heatmaps);
       const retry: RetryPolicy = { attempts: flags.attempts, backoffMs: flags.backoff };
       const s = await withQueue(flags, (redis, q) =>
         submitPhotos({
@@ -124,10 +149,12 @@ export function register(program: Command): void {
           retry,
           gradability: flags.gradabilityCheck,
           bytes: flags.bytes ? { maxPhotoBytes: flags.maxPhotoBytes, maxTotalBytes: flags.maxRedisBytes } : undefined,
+          heatmaps: flags.heatmaps ? { dir: flags.heatmaps, choice: { method: flags.heatmapMethod, classes: flags.heatmapClasses } } : undefined,
         }),
       );
       for (const u of s.unreadable) say(`not enqueued ${u.file}: ${u.reason}`);
       const parts = [`enqueued ${s.enqueued} photograph${s.enqueued === 1 ? '' : 's'} in ${s.chunks} chunk${s.chunks === 1 ? '' : 's'} on queue "${flags.queue}"`];
+      if (s.forHeatmaps) parts.push(`${s.forHeatmaps} of them already in the batch without heatmaps, for their heatmaps`);
       if (s.known) parts.push(`${s.known} already in the batch (not scored again)`);
       if (s.unreadable.length) parts.push(`${s.unreadable.length} not enqueued`);
       say(parts.join('; '));
@@ -189,6 +216,12 @@ export function register(program: Command): void {
         const parts = [`${s.written} photograph${s.written === 1 ? '' : 's'}${flags.out ? ` → ${flags.out}` : ''}${s.ungradable ? ` (${s.ungradable} ungradable)` : ''}`];
         if (s.failed.length) parts.push(`${s.failed.length} failed`);
         if (s.pending) parts.push(`${s.pending} not scored yet (run again later, or with --wait)`);
+        if (s.withoutHeatmaps) {
+          parts.push(
+            `${s.withoutHeatmaps} gradable without heatmaps (scored before heatmaps were asked for, or their overlays could not be written: see the workers' logs; ` +
+              `submit them again with the same --heatmaps options)`,
+          );
+        }
         say(parts.join('; '));
         process.exitCode = s.pending ? 4 : s.failed.length ? 3 : 0;
       });

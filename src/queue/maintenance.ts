@@ -7,7 +7,8 @@ import { failedChunkPhotos } from './status.js';
 
 /**
  * Requeues every failed photograph: the unreadable ones (their failure is cleared) and those of failed chunks (the
- * failed chunk is removed), in new chunks with a fresh retry budget. Returns how many were requeued.
+ * failed chunk is removed), in new chunks with a fresh retry budget (and the batch's heatmaps, if it makes them).
+ * Returns how many were requeued.
  */
 export async function retryFailed(redis: Redis, queue: Queue<ChunkData>, queueName: string, chunk: number, retry: RetryPolicy): Promise<{ photographs: number; chunks: number }> {
   const keys = batchKeys(queueName);
@@ -32,10 +33,14 @@ export async function retryFailed(redis: Redis, queue: Queue<ChunkData>, queueNa
     for (let start = 0; start < photos.length; start += chunk) {
       const part = photos.slice(start, start + chunk);
       const jobId = chunkJobId(part, salt);
-      await queue.add(CHUNK_JOB, { model: meta.model.fundusJsonSha256, photos: part, bytes: mode, gradability: meta.gradability }, jobOptions(jobId, retry));
+      // Failures cleared and entries naming their job before it exists: a worker finishing it at once must find its
+      // own failures kept and its photographs' bytes its own to drop. (Stopped in between, the photographs are in
+      // no job; submitting them again enqueues them.)
       const tx = redis.multi();
-      for (const p of part) tx.hdel(keys.failed, p.id).hset(keys.photos, p.id, JSON.stringify({ file: p.file, bytes: mode || undefined, job: jobId } satisfies PhotoEntry));
+      for (const p of part) tx.hdel(keys.failed, p.id).hset(keys.photos, p.id, JSON.stringify({ file: p.file, bytes: mode || undefined, job: jobId, heatmaps: meta.heatmaps ? true : undefined } satisfies PhotoEntry));
       await tx.exec();
+      const data = { model: meta.model.fundusJsonSha256, photos: part, bytes: mode, gradability: meta.gradability, ...(meta.heatmaps ? { heatmaps: meta.heatmaps } : {}) };
+      await queue.add(CHUNK_JOB, data, jobOptions(jobId, retry));
       chunks++;
     }
   }

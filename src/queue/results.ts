@@ -20,12 +20,15 @@ export interface ResultsSummary {
   failed: PhotoFailure[];
   /** Photographs neither scored nor failed yet (the output holds the others). */
   pending: number;
+  /** In a batch that makes heatmaps: gradable photographs whose records name none (scored before heatmaps were asked for, or their overlays could not be written). */
+  withoutHeatmaps: number;
 }
 
 /**
  * Writes every scored photograph of the batch once, in submission order, in the format of `fundus predict` (the same
  * header line naming the model, the same CSV columns or JSON Lines records): a results file can be read, resumed or
- * evaluated like a predictions file. A file is written through `<out>.partial` and guarded like `predict --out`
+ * evaluated like a predictions file; in a batch that makes heatmaps, a JSON record names its overlays as `predict
+ * --heatmaps` does. A file is written through `<out>.partial` and guarded like `predict --out`
  * (never someone else's file, one writer at a time).
  */
 export async function writeResults(opts: { redis: Redis; queue: Queue<ChunkData>; queueName: string; format: OutputFormat; out?: string }): Promise<ResultsSummary> {
@@ -41,7 +44,7 @@ export async function writeResults(opts: { redis: Redis; queue: Queue<ChunkData>
   }
   let success = false;
   let sink: ResultSink | undefined;
-  const summary: ResultsSummary = { written: 0, ungradable: 0, failed: [], pending: 0 };
+  const summary: ResultsSummary = { written: 0, ungradable: 0, failed: [], pending: 0, withoutHeatmaps: 0 };
   try {
     ({ sink } = await ResultSink.open({ format: opts.format, classes: meta.classes, thresholds: meta.thresholds, out: opts.out, model: meta.model }));
     const total = await redis.llen(keys.order);
@@ -53,6 +56,7 @@ export async function writeResults(opts: { redis: Redis; queue: Queue<ChunkData>
       await sink.write(records);
       summary.written += records.length;
       summary.ungradable += records.filter(isUngradable).length;
+      if (meta.heatmaps) summary.withoutHeatmaps += records.filter((r) => !isUngradable(r) && !r.heatmaps).length;
     }
     summary.failed = [...(await failedPhotos(redis, opts.queueName, opts.queue)).values()];
     summary.pending = Math.max(0, total - summary.written - summary.failed.length);

@@ -9,6 +9,8 @@ export interface BatchStatus {
   /** The Redis URL with its password hidden. */
   redis: string;
   model?: BatchMeta['model'];
+  /** The heatmaps the batch makes, if any. */
+  heatmaps?: BatchMeta['heatmaps'];
   /** `done` includes the `ungradable` ones: reported with the reasons the gradability gate gave, not scored. */
   photographs: { total: number; done: number; ungradable: number; failed: number; active: number; waiting: number };
   chunks: { waiting: number; active: number; delayed: number; failed: number };
@@ -88,6 +90,7 @@ export async function batchStatus(redis: Redis, queue: Queue<ChunkData>, queueNa
     queue: queueName,
     redis: redisShown,
     model: meta?.model,
+    ...(meta?.heatmaps ? { heatmaps: meta.heatmaps } : {}),
     photographs: { total, done, ungradable: Number(ungradable ?? 0), failed, active, waiting },
     chunks: { waiting: counts.wait + counts.prioritized, active: counts.active, delayed: counts.delayed, failed: counts.failed },
     workers,
@@ -121,6 +124,7 @@ function duration(s: number): string {
 export function formatStatus(s: BatchStatus): string {
   const p = s.photographs;
   const lines = [`queue "${s.queue}" on ${s.redis}${s.model ? `, model ${describeModel(s.model)}` : ', empty (no batch submitted)'}`];
+  if (s.heatmaps) lines.push(`heatmaps: ${s.heatmaps.method} of ${Array.isArray(s.heatmaps.classes) ? s.heatmaps.classes.join(', ') : `${s.heatmaps.classes} classes`} into ${s.heatmaps.dir}`);
   const finished = p.done + p.failed;
   const fraction = p.total > 0 ? finished / p.total : 0;
   lines.push(`[${bar(fraction)}] ${(100 * fraction).toFixed(1)}%  ${finished}/${p.total} photographs`);

@@ -10,7 +10,9 @@ import { METADATA_JSON, readMetadata } from '../models/io.js';
 import { InputError } from '../util/errors.js';
 import type { ModelIdentity } from '../serve/output.js';
 import { identityOf } from '../serve/predict-cli.js';
-import { batchKeys, bindModel, type BatchKeys, type ChunkData, type PhotoEntry, type PhotoRef } from './batch.js';
+import { openHeatmapsIndex, type HeatmapChoice } from '../serve/heatmap-files.js';
+import { batchKeys, bindModel, type BatchKeys, type ChunkData, type HeatmapRequest, type PhotoEntry, type PhotoRef } from './batch.js';
+import { heatmapRequest, lacksHeatmaps } from './heatmaps.js';
 import { CHUNK_JOB, chunkJobId, jobOptions, type RetryPolicy } from './jobs.js';
 
 /** Extensions of list files: one photograph path a line (blank lines and `#` comments skipped). */
@@ -41,6 +43,8 @@ export interface SubmitOptions {
   bytes?: BytesCaps;
   /** The gradability gate before the network, as in `fundus predict` (default true). */
   gradability?: boolean;
+  /** Also write heatmap overlays into this folder (shared storage every worker can write), as `predict --heatmaps`. */
+  heatmaps?: { dir: string; choice: HeatmapChoice };
   /** Called after each enqueued chunk with the photographs enqueued so far. */
   onProgress?: (enqueued: number) => void;
 }
@@ -53,6 +57,8 @@ export interface SubmitSummary {
   chunks: number;
   /** Already in the batch (submitted before, or the same bytes twice in the inputs): not scored again. */
   known: number;
+  /** Of those enqueued, photographs already in the batch without their heatmaps (scored, or waiting to be, before heatmaps were asked for). */
+  forHeatmaps: number;
   /** Files that could not be read here (not enqueued), or too large for bytes mode. */
   unreadable: { file: string; reason: string }[];
 }
@@ -121,27 +127,41 @@ async function registerPhotos(redis: Redis, keys: BatchKeys, entries: [string, P
 }
 
 /**
- * Photographs registered before that nobody takes care of (not scored, not failed, and in no job that exists: a
- * submit stopped between registering and enqueueing them), each with its entry.
+ * Of photographs registered before, those this submit must enqueue, each with its entry and why: `orphan`, nobody
+ * takes care of it (not scored, not failed, and in no job that exists: a submit stopped between registering and
+ * enqueueing it); `heatmaps`, the submit asks for heatmaps and it has none yet nor is in a job that makes them (it
+ * was scored, or is waiting to be, without them). A failed photograph is `retry-failed`'s.
  */
-async function orphans(redis: Redis, keys: BatchKeys, queue: Queue<ChunkData>, ids: string[], jobExists: Map<string, boolean>): Promise<Map<string, PhotoEntry>> {
-  const out = new Map<string, PhotoEntry>();
+async function needingWork(
+  redis: Redis,
+  keys: BatchKeys,
+  queue: Queue<ChunkData>,
+  ids: string[],
+  jobExists: Map<string, boolean>,
+  heatmaps: boolean,
+): Promise<Map<string, { entry: PhotoEntry; why: 'orphan' | 'heatmaps' }>> {
+  const out = new Map<string, { entry: PhotoEntry; why: 'orphan' | 'heatmaps' }>();
   if (ids.length === 0) return out;
   const p = redis.pipeline();
-  for (const id of ids) p.hget(keys.photos, id).hexists(keys.results, id).hexists(keys.failed, id);
+  for (const id of ids) p.hget(keys.photos, id).hget(keys.results, id).hexists(keys.failed, id);
   const replies = ((await p.exec()) ?? []).map(([err, v]) => {
     if (err) throw err;
     return v;
   });
+  const exists = async (job: string) => {
+    if (!jobExists.has(job)) jobExists.set(job, (await queue.getJob(job)) !== undefined);
+    return jobExists.get(job)!;
+  };
   for (const [i, id] of ids.entries()) {
-    const [raw, scored, failed] = replies.slice(3 * i, 3 * i + 3);
-    if (scored || failed || typeof raw !== 'string') continue;
+    const [raw, result, failed] = replies.slice(3 * i, 3 * i + 3);
+    if (failed || typeof raw !== 'string') continue;
+    const scored = typeof result === 'string';
+    if (scored && (!heatmaps || !lacksHeatmaps(result))) continue;
     const entry = JSON.parse(raw) as PhotoEntry;
-    if (entry.job) {
-      if (!jobExists.has(entry.job)) jobExists.set(entry.job, (await queue.getJob(entry.job)) !== undefined);
-      if (jobExists.get(entry.job)) continue;
-    }
-    out.set(id, entry);
+    // In a job that does what this submit asks: taken care of.
+    if (entry.job && (!heatmaps || entry.heatmaps) && (await exists(entry.job))) continue;
+    const inPlainJob = !!entry.job && !entry.heatmaps && (await exists(entry.job));
+    out.set(id, { entry, why: scored || inPlainJob ? 'heatmaps' : 'orphan' });
   }
   return out;
 }
@@ -151,7 +171,8 @@ async function orphans(redis: Redis, keys: BatchKeys, queue: Queue<ChunkData>, i
  * already registered (submitted before, from any path, or twice in these inputs) is not enqueued again, so
  * submitting a folder twice scores nothing twice. Registration is atomic (HSETNX), so two submits at once cannot both
  * claim a photograph. A submit killed between registering photographs and enqueueing their chunk leaves them
- * registered without a job; the next submit of the same photographs finds them so and enqueues them.
+ * registered without a job; the next submit of the same photographs finds them so and enqueues them. With heatmaps,
+ * a photograph already in the batch without them (scored before they were asked for) is enqueued again, for them.
  */
 export async function submitPhotos(opts: SubmitOptions): Promise<SubmitSummary> {
   const { redis, queue } = opts;
@@ -159,8 +180,11 @@ export async function submitPhotos(opts: SubmitOptions): Promise<SubmitSummary> 
   const model = await modelIdentityOfDir(opts.modelDir);
   const files = await expandInputs(opts.inputs);
   const gradability = opts.gradability ?? true;
-  await bindModel(redis, keys, opts.queueName, { model: model.identity, classes: model.classes, thresholds: model.thresholds, gradability, createdAt: new Date().toISOString() });
-  const summary: SubmitSummary = { found: files.length, enqueued: 0, chunks: 0, known: 0, unreadable: [] };
+  const heatmaps: HeatmapRequest | undefined = opts.heatmaps && (await heatmapRequest(opts.heatmaps.dir, opts.heatmaps.choice, model.classes, files));
+  await bindModel(redis, keys, opts.queueName, { model: model.identity, classes: model.classes, thresholds: model.thresholds, gradability, heatmaps, createdAt: new Date().toISOString() });
+  // The folder's index marks it as fundus's, and tells a worker that the folder it writes into is the shared one.
+  if (heatmaps) await openHeatmapsIndex(heatmaps.dir);
+  const summary: SubmitSummary = { found: files.length, enqueued: 0, chunks: 0, known: 0, forHeatmaps: 0, unreadable: [] };
   const sha = model.identity.fundusJsonSha256;
   const jobExists = new Map<string, boolean>();
   const seenHere = new Set<string>();
@@ -173,11 +197,14 @@ export async function submitPhotos(opts: SubmitOptions): Promise<SubmitSummary> 
       for (const mode of [false, true]) {
         const photos = part.filter((p) => p.bytes === mode).map(({ id, file }) => ({ id, file }));
         if (photos.length === 0) continue;
-        const jobId = chunkJobId(photos);
-        await queue.add(CHUNK_JOB, { model: sha, photos, bytes: mode, gradability }, jobOptions(jobId, opts.retry));
+        // A chunk that makes heatmaps is another job than one that scores the same photographs without.
+        const jobId = chunkJobId(photos, heatmaps ? 'heatmaps' : '');
+        // The entries name their job before it exists: a worker finishing it at once finds them its own (and drops
+        // their bytes); a submit stopped in between leaves a job name that does not exist, which the next one mends.
         const tx = redis.multi();
-        for (const p of photos) tx.hset(keys.photos, p.id, JSON.stringify({ file: p.file, bytes: mode || undefined, job: jobId } satisfies PhotoEntry));
+        for (const p of photos) tx.hset(keys.photos, p.id, JSON.stringify({ file: p.file, bytes: mode || undefined, job: jobId, heatmaps: heatmaps ? true : undefined } satisfies PhotoEntry));
         await tx.exec();
+        await queue.add(CHUNK_JOB, { model: sha, photos, bytes: mode, gradability, ...(heatmaps ? { heatmaps } : {}) }, jobOptions(jobId, opts.retry));
         jobExists.set(jobId, true);
         summary.chunks++;
         summary.enqueued += photos.length;
@@ -209,17 +236,26 @@ export async function submitPhotos(opts: SubmitOptions): Promise<SubmitSummary> 
         }
       }
       const claims = await registerPhotos(redis, keys, fresh.map((r) => [r.id, { file: r.file, bytes: opts.bytes ? true : undefined }]));
-      const lost = await orphans(redis, keys, queue, fresh.filter((_, i) => !claims[i]).map((r) => r.id), jobExists);
+      const before = await needingWork(redis, keys, queue, fresh.filter((_, i) => !claims[i]).map((r) => r.id), jobExists, !!heatmaps);
+      // A photograph enqueued again for its heatmaps leaves the job that scored it (or will) without them, before its
+      // bytes are stored again: that job's worker no longer drops them (see recordOutcomes).
+      const again = [...before].filter(([, b]) => b.why === 'heatmaps');
+      if (again.length > 0) {
+        const tx = redis.multi();
+        for (const [id, { entry }] of again) tx.hset(keys.photos, id, JSON.stringify({ file: entry.file, bytes: entry.bytes, heatmaps: true } satisfies PhotoEntry));
+        await tx.exec();
+      }
       for (const [i, r] of fresh.entries()) {
-        const orphan = lost.get(r.id);
-        if (!claims[i] && !orphan) {
+        const known = before.get(r.id);
+        if (!claims[i] && !known) {
           summary.known++;
           continue;
         }
-        // An orphan is enqueued the way it was registered (its path, its bytes or not).
-        const inRedis = orphan ? !!orphan.bytes : !!opts.bytes;
+        // A photograph registered before is enqueued the way it was registered (its path, its bytes or not).
+        const inRedis = known ? !!known.entry.bytes : !!opts.bytes;
         if (inRedis) await storeBytes(redis, keys, r.id, r.data, opts.bytes ?? DEFAULT_BYTES_CAPS);
-        pending.push({ id: r.id, file: orphan?.file ?? r.file, bytes: inRedis });
+        if (known?.why === 'heatmaps') summary.forHeatmaps++;
+        pending.push({ id: r.id, file: known?.entry.file ?? r.file, bytes: inRedis });
       }
       await flush(false);
     }

@@ -5,11 +5,13 @@ import type { Redis } from 'ioredis';
 import { loadModel, type FundusModel } from '../models/io.js';
 import { initBatchPrediction, Predictor, type ImageOutcome } from '../models/predictor.js';
 import { modelIdentity } from '../serve/predict-cli.js';
-import { toRecord, toUngradableRecord, type DicomRecordInfo, type PhotoRecord } from '../models/records.js';
+import { toRecord, toUngradableRecord, type DicomRecordInfo } from '../models/records.js';
 import { dicomInfoOf } from '../data/photo-source.js';
 import { InputError } from '../util/errors.js';
 import { connectRedis, describeRedisError, redactUrl, redisOptions, type RedisTarget } from './connection.js';
-import { BULL_PREFIX, batchKeys, describeModel, readMeta, recordOutcomes, type BatchKeys, type ChunkData, type PhotoOutcome, type PhotoRef } from './batch.js';
+import { writeOverlays } from '../serve/heatmap-files.js';
+import { BULL_PREFIX, batchKeys, describeModel, dropBytes, readMeta, recordOutcomes, type BatchKeys, type ChunkData, type PhotoFailure, type PhotoOutcome, type PhotoRef } from './batch.js';
+import { checkHeatmapsReachable, lacksHeatmaps, queueHeatmapStem } from './heatmaps.js';
 
 /**
  * How long a worker's hold on a chunk lasts without renewal, and how often workers look for chunks whose holder
@@ -67,12 +69,12 @@ interface ChunkContext {
 
 /** What becomes of one photograph: its record as `fundus predict` writes it (a prediction, or why it is ungradable), or its failure. */
 function photoOutcome(o: ImageOutcome, file: string, classes: string[], thresholds: number[], gate: boolean, dicom?: DicomRecordInfo): PhotoOutcome {
-  let rec: PhotoRecord;
-  if (o.ok) rec = toRecord(o.probabilities, 0, classes, thresholds, file, gate);
-  else if (o.ungradable) rec = toUngradableRecord(o.ungradable, file);
-  else return { kind: 'failed', reason: o.message };
-  if (dicom) rec.dicom = dicom;
-  return { kind: o.ok ? 'scored' : 'ungradable', json: JSON.stringify(rec) };
+  if (!o.ok && !o.ungradable) return { kind: 'failed', reason: o.message };
+  const outcome: PhotoOutcome = o.ok
+    ? { kind: 'scored', record: toRecord(o.probabilities, 0, classes, thresholds, file, gate) }
+    : { kind: 'ungradable', record: toUngradableRecord(o.ungradable!, file) };
+  if (dicom) outcome.record.dicom = dicom;
+  return outcome;
 }
 
 /** The inputs of the photographs still to score: their paths, or their bytes fetched from Redis. */
@@ -97,7 +99,10 @@ async function chunkInputs(ctx: ChunkContext, data: ChunkData, todo: PhotoRef[])
  * each batch's records as it finishes, so that a worker lost mid-chunk costs only its current batch: the chunk's
  * next holder skips every photograph that already has a result. Photographs that cannot be read fail the attempt
  * (BullMQ retries the chunk with backoff, and the retry reads only them); at the last attempt they are recorded as
- * failed and the chunk completes. On shutdown the chunk is handed back between batches.
+ * failed and the chunk completes. A chunk that makes heatmaps writes each gradable photograph's overlays as
+ * `fundus predict --heatmaps` does, under names of its content hash (queueHeatmapStem), before its record, which
+ * names them; one whose overlays could not be written fails the attempt likewise, and after the last its record
+ * names none. On shutdown the chunk is handed back between batches.
  */
 async function scoreChunk(ctx: ChunkContext, job: Job<ChunkData>, token: string | undefined): Promise<{ scored: number; failed: number }> {
   const data = job.data;
@@ -109,29 +114,53 @@ async function scoreChunk(ctx: ChunkContext, job: Job<ChunkData>, token: string 
   const t0 = performance.now();
   const { classes, thresholds } = ctx.model.metadata;
   const total = data.photos.length;
+  const heatmaps = data.heatmaps;
+  // Before any work: a folder this worker cannot see fails the attempt (retried, perhaps by a worker that sees it).
+  if (heatmaps) await checkHeatmapsReachable(heatmaps, ctx.name);
+  const attempts = job.opts.attempts ?? 1;
+  const lastAttempt = job.attemptsMade + 1 >= attempts;
   const have = total > 0 ? await ctx.redis.hmget(ctx.keys.results, ...data.photos.map((p) => p.id)) : [];
-  const todo = data.photos.filter((_, i) => have[i] === null);
+  // Done: a photograph with a record, which names its heatmaps where the chunk makes them.
+  const todo = data.photos.filter((_, i) => have[i] === null || (heatmaps !== undefined && lacksHeatmaps(have[i]!)));
+  if (data.bytes && todo.length < total) await dropBytes(ctx.redis, ctx.keys, String(job.id), data.photos.filter((p) => !todo.includes(p)).map((p) => p.id));
   const { ready, inputs, missing } = await chunkInputs(ctx, data, todo);
-  const failures = new Map<string, { ref: PhotoRef; outcome: PhotoOutcome & { kind: 'failed' } }>();
-  for (const p of missing) failures.set(p.id, { ref: p, outcome: { kind: 'failed', reason: 'its bytes are no longer in Redis (was the batch drained?)' } });
+  const failures = new Map<string, { ref: PhotoRef; reason: string }>();
+  for (const p of missing) failures.set(p.id, { ref: p, reason: 'its bytes are no longer in Redis (was the batch drained?)' });
+  /** Photographs scored whose overlays could not be written: their records name none, and a retry makes them. */
+  const noHeatmaps = new Map<string, { ref: PhotoRef; reason: string }>();
   let done = total - todo.length;
   let scored = 0;
+  let overlays = 0;
   const gate = data.gradability ?? true;
-  for await (const { start, outcomes } of ctx.predictor(gate).batches(inputs)) {
+  for await (const { start, outcomes, images } of ctx.predictor(gate).batches(inputs)) {
     const entries: [string, string][] = [];
+    const keepBytes = new Set<string>();
     let ungradable = 0;
     // a DICOM photograph's SOP Instance UID, laterality and date, as `fundus predict` records them
     const dicom = await Promise.all(outcomes.map((o, j) => (o.ok || o.ungradable ? dicomInfoOf(inputs[start + j]).catch(() => undefined) : undefined)));
-    outcomes.forEach((o, j) => {
+    for (const [j, o] of outcomes.entries()) {
       const ref = ready[start + j];
       const outcome = photoOutcome(o, ref.file, classes, thresholds, gate, dicom[j]);
-      if (outcome.kind === 'failed') failures.set(ref.id, { ref, outcome });
-      else {
-        entries.push([ref.id, outcome.json]);
-        if (outcome.kind === 'ungradable') ungradable++;
+      if (outcome.kind === 'failed') {
+        failures.set(ref.id, { ref, reason: outcome.reason });
+        continue;
       }
-    });
-    const kept = await recordOutcomes(ctx.redis, ctx.keys, ctx.sha, 'scored', entries, data.bytes ? entries.map(([id]) => id) : [], ungradable);
+      // The overlays before the record, as `fundus predict --heatmaps` writes them, so that the record names them.
+      if (heatmaps && outcome.kind === 'scored') {
+        try {
+          const stem = queueHeatmapStem(ref.file, ref.id);
+          outcome.record.heatmaps = await writeOverlays(ctx.model, inputs[start + j], images[j]!, outcome.record, heatmaps, heatmaps.dir, stem);
+          overlays += Object.keys(outcome.record.heatmaps).length;
+        } catch (err) {
+          noHeatmaps.set(ref.id, { ref, reason: (err as Error).message });
+          if (!lastAttempt) keepBytes.add(ref.id); // the retry reads the photograph again
+        }
+      }
+      entries.push([ref.id, JSON.stringify(outcome.record)]);
+      if (outcome.kind === 'ungradable') ungradable++;
+    }
+    const drop = data.bytes ? entries.map(([id]) => id).filter((id) => !keepBytes.has(id)) : [];
+    const kept = await recordOutcomes(ctx.redis, ctx.keys, ctx.sha, 'scored', entries, { job: String(job.id), ids: drop }, ungradable);
     if (!kept) {
       ctx.log(`chunk ${job.id}: the batch was drained or now serves another model; its results are dropped`);
       return { scored, failed: 0 };
@@ -145,15 +174,26 @@ async function scoreChunk(ctx: ChunkContext, job: Job<ChunkData>, token: string 
       throw new WaitingError();
     }
   }
-  const attempts = job.opts.attempts ?? 1;
-  if (failures.size > 0 && job.attemptsMade + 1 < attempts) {
-    const some = [...failures.values()].slice(0, 3).map((f) => `${f.ref.file}: ${f.outcome.reason}`);
-    throw new Error(`${failures.size} of ${total} photographs could not be read (attempt ${job.attemptsMade + 1} of ${attempts}; retried after a backoff): ${some.join('; ')}`);
+  const some = (m: Map<string, { ref: PhotoRef; reason: string }>) => [...m.values()].slice(0, 3).map((f) => `${f.ref.file}: ${f.reason}`).join('; ');
+  if ((failures.size > 0 || noHeatmaps.size > 0) && !lastAttempt) {
+    const what = [
+      ...(failures.size > 0 ? [`${failures.size} of ${total} photographs could not be read: ${some(failures)}`] : []),
+      ...(noHeatmaps.size > 0 ? [`the heatmaps of ${noHeatmaps.size} could not be written: ${some(noHeatmaps)}`] : []),
+    ];
+    throw new Error(`${what.join('; ')} (attempt ${job.attemptsMade + 1} of ${attempts}; retried after a backoff)`);
   }
-  const failed: [string, string][] = [...failures.values()].map((f) => [f.ref.id, JSON.stringify({ file: f.ref.file, reason: f.outcome.reason, attempts })]);
+  const failed: [string, string][] = [...failures.values()].map((f) => [f.ref.id, JSON.stringify({ file: f.ref.file, reason: f.reason, attempts } satisfies PhotoFailure)]);
   await recordOutcomes(ctx.redis, ctx.keys, ctx.sha, 'failed', failed);
+  // Scored, without overlays after every attempt: the records name none; a submit with the same --heatmaps tries again.
+  if (noHeatmaps.size > 0) ctx.log(`chunk ${job.id}: ${noHeatmaps.size} photographs without heatmaps after ${attempts} attempts: ${some(noHeatmaps)}`);
   const secs = (performance.now() - t0) / 1000;
-  ctx.log(`chunk ${job.id}: ${scored} scored${failed.length ? `, ${failed.length} unreadable` : ''}${total - todo.length ? `, ${total - todo.length} already scored` : ''} in ${secs.toFixed(2)} s`);
+  const parts = [
+    `${scored} scored`,
+    ...(heatmaps ? [`${overlays} heatmaps`] : []),
+    ...(failed.length ? [`${failed.length} unreadable`] : []),
+    ...(total - todo.length ? [`${total - todo.length} already scored`] : []),
+  ];
+  ctx.log(`chunk ${job.id}: ${parts.join(', ')} in ${secs.toFixed(2)} s`);
   return { scored, failed: failed.length };
 }
 

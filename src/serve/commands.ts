@@ -7,7 +7,8 @@ import { CAM_METHODS, isCamMethod, type CamMethod } from '../explain/cam.js';
 import { InputError } from '../util/errors.js';
 import { collectImages } from '../data/image-files.js';
 import { formatFromPath } from './output.js';
-import { HEATMAPS_INDEX, checkHeatmapsDir, checkPredictOut, runPredict, type PredictFormat } from './predict-cli.js';
+import { checkPredictOut, runPredict, type PredictFormat } from './predict-cli.js';
+import { HEATMAPS_INDEX, checkHeatmapsDir, type HeatmapChoice } from './heatmap-files.js';
 import { checkBindAddress, readTokenFile } from './auth.js';
 import { initBatchPrediction } from '../models/predictor.js';
 // Constants only: server.js itself (Fastify and the rest) is loaded when `serve` runs.
@@ -34,6 +35,17 @@ function camMethod(v: string): CamMethod {
   return v;
 }
 
+function heatmapClasses(v: string): HeatmapChoice['classes'] {
+  return v === 'positive' || v === 'all' ? v : v.split(',').map((s) => s.trim());
+}
+
+/** `--heatmap-method` and `--heatmap-classes`, as `predict` and `queue submit` take them (with `--heatmaps`). */
+export function withHeatmapChoice(cmd: Command): Command {
+  return cmd
+    .option('--heatmap-method <method>', `heatmap method: ${CAM_METHODS.join(', ')}`, camMethod, 'gradcam')
+    .option('--heatmap-classes <which>', '"positive" (decided classes, else the likeliest), "all", or a comma-separated list of class names', heatmapClasses, 'positive');
+}
+
 /** The model directory to use: the one named, else the bundled model; InputError when it is not a fundus model. */
 export async function resolveModelDir(explicit: string | undefined): Promise<string> {
   const dir = explicit ?? DEFAULT_MODEL_DIR;
@@ -53,7 +65,7 @@ interface PredictFlags {
   out?: string;
   heatmaps?: string;
   heatmapMethod: CamMethod;
-  heatmapClasses: string;
+  heatmapClasses: HeatmapChoice['classes'];
   batchSize: number;
   resume?: boolean;
   quiet?: boolean;
@@ -80,30 +92,30 @@ interface ServeFlags {
 }
 
 export function register(program: Command): void {
-  program
-    .command('predict')
-    .description('Predict the classes of fundus photographs (files or folders, walked recursively)')
-    .argument('<paths...>', '[model-dir] followed by images or folders; the bundled model (models/default) when no model directory comes first')
-    .option('-m, --model <dir>', 'model directory (instead of a leading positional one)')
-    .addOption(
-      new Option(
-        '-f, --format <format>',
-        'output format; json is JSON Lines (one object per image); fhir is one FHIR R4 Bundle (a DiagnosticReport per photograph, an Observation per class; docs/dicom-fhir.md). Default: from --out\'s extension, else table',
-      ).choices(['table', 'json', 'csv', 'fhir']),
-    )
-    .option(
-      '-o, --out <file>',
-      'write results to this file (streamed to <file>.partial, renamed when the run completes; its first line records the model). ' +
-        'Replaces only a predictions file fundus wrote; <file>.lock keeps a second run off it',
-    )
-    .option('--resume', 'skip images already in --out (or its .partial from an interrupted run); refused when another model wrote it')
-    .option(
-      '--heatmaps <dir>',
-      'write a heatmap overlay PNG per image and explained class into this folder (a new or empty one, or one fundus wrote heatmaps into: ' +
-        `${HEATMAPS_INDEX} maps each image to its file names, <name>-2... when two images share a name)`,
-    )
-    .option('--heatmap-method <method>', `heatmap method: ${CAM_METHODS.join(', ')}`, camMethod, 'gradcam')
-    .option('--heatmap-classes <which>', '"positive" (decided classes, else the likeliest), "all", or a comma-separated list of class names', 'positive')
+  withHeatmapChoice(
+    program
+      .command('predict')
+      .description('Predict the classes of fundus photographs (files or folders, walked recursively)')
+      .argument('<paths...>', '[model-dir] followed by images or folders; the bundled model (models/default) when no model directory comes first')
+      .option('-m, --model <dir>', 'model directory (instead of a leading positional one)')
+      .addOption(
+        new Option(
+          '-f, --format <format>',
+          'output format; json is JSON Lines (one object per image); fhir is one FHIR R4 Bundle (a DiagnosticReport per photograph, an Observation per class; docs/dicom-fhir.md). Default: from --out\'s extension, else table',
+        ).choices(['table', 'json', 'csv', 'fhir']),
+      )
+      .option(
+        '-o, --out <file>',
+        'write results to this file (streamed to <file>.partial, renamed when the run completes; its first line records the model). ' +
+          'Replaces only a predictions file fundus wrote; <file>.lock keeps a second run off it',
+      )
+      .option('--resume', 'skip images already in --out (or its .partial from an interrupted run); refused when another model wrote it')
+      .option(
+        '--heatmaps <dir>',
+        'write a heatmap overlay PNG per image and explained class into this folder (a new or empty one, or one fundus wrote heatmaps into: ' +
+          `${HEATMAPS_INDEX} maps each image to its file names, <name>-2... when two images share a name); JSON records name their overlays`,
+      ),
+  )
     .option('-b, --batch-size <n>', 'images per inference batch', positiveInt('--batch-size'), 16)
     .option('-q, --quiet', 'no progress bar')
     .option('--no-gradability-check', 'predict photographs the gradability gate refuses (not a fundus photograph, too dark, no disc, ...; see docs/gradability.md) instead of reporting them ungradable: for research only')
@@ -136,7 +148,6 @@ export function register(program: Command): void {
       const images = await collectImages(inputs);
       await initBatchPrediction();
       const model = await loadModel(dir);
-      const which = flags.heatmapClasses === 'positive' || flags.heatmapClasses === 'all' ? flags.heatmapClasses : flags.heatmapClasses.split(',').map((s) => s.trim());
       const s = await runPredict({
         model,
         images,
@@ -145,7 +156,7 @@ export function register(program: Command): void {
         resume: flags.resume,
         heatmaps: flags.heatmaps,
         heatmapMethod: flags.heatmapMethod,
-        heatmapClasses: which,
+        heatmapClasses: flags.heatmapClasses,
         batchSize: flags.batchSize,
         quiet: flags.quiet,
         gradabilityCheck: flags.gradabilityCheck,

@@ -1,23 +1,21 @@
 import { createHash } from 'node:crypto';
-import { appendFile, mkdir, readFile, readdir } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { enclosingModelDir, METADATA_JSON, type FundusModel } from '../models/io.js';
 import { isImageName } from '../data/image-files.js';
 import type { PreprocessedImage } from '../data/preprocess.js';
 import type { CamMethod } from '../explain/cam.js';
-import { explainerFor } from '../explain/explainer.js';
-import { renderOverlay } from '../explain/overlay.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
 import { acquireLock, type Lock } from '../util/lock.js';
-import { folderEntries, isInside, pathKind, someNames } from '../util/owned.js';
+import { pathKind } from '../util/owned.js';
 import { Predictor } from '../models/predictor.js';
 import { toRecord, toUngradableRecord, type PhotoRecord, type PredictionRecord } from '../models/records.js';
 import { progress } from '../util/progress.js';
 import { ResultSink, readPredictionsHeader, type ModelIdentity, type OutputFormat } from './output.js';
 import { dicomInfoOf, mayBeDicom } from '../data/photo-source.js';
-import { outputStem } from '../data/dicom.js';
+import { HEATMAPS_LOCK, HeatmapNames, checkHeatmapClasses, checkHeatmapsDir, writeOverlays, type HeatmapChoice } from './heatmap-files.js';
 import { fhirBundle, isFundusBundle } from './fhir.js';
 
 /** predict's formats: the streamed ones, and `fhir` (one FHIR R4 Bundle of DiagnosticReports, written at the end). */
@@ -35,7 +33,7 @@ export interface PredictRunOptions {
   heatmaps?: string;
   heatmapMethod?: CamMethod;
   /** `positive`: the classes decided positive (the likeliest class when none is); `all`; or a list of names. */
-  heatmapClasses?: 'positive' | 'all' | string[];
+  heatmapClasses?: HeatmapChoice['classes'];
   batchSize?: number;
   quiet?: boolean;
   /**
@@ -58,21 +56,6 @@ export interface PredictRunSummary {
   seconds: number;
   /** False when the failures still have to be printed (they were held back under a live progress bar). */
   failuresReported: boolean;
-}
-
-function classesToExplain(rec: PredictionRecord, classes: readonly string[], which: PredictRunOptions['heatmapClasses']): number[] {
-  if (which === 'all') return classes.map((_, i) => i);
-  if (Array.isArray(which)) return which.map((c) => classes.indexOf(c));
-  if (rec.positive.length > 0) return rec.positive.map((c) => classes.indexOf(c));
-  let best = 0;
-  classes.forEach((c, i) => {
-    if (rec.probabilities[c] > rec.probabilities[classes[best]]) best = i;
-  });
-  return [best];
-}
-
-export function heatmapFileName(stem: string, cls: string, method: string): string {
-  return `${stem}.${cls.replace(/[^a-z0-9]+/gi, '-')}.${method}.png`;
 }
 
 /** The model's identity for the predictions header: its folder and the sha256 of its fundus.json. */
@@ -138,133 +121,13 @@ async function isFundusBundleFile(path: string): Promise<boolean> {
   }
 }
 
-/** The index of a heatmaps folder: which image got which file-name stem. Its presence marks a folder fundus writes heatmaps into. */
-export const HEATMAPS_INDEX = 'fundus-heatmaps.jsonl';
-const HEATMAPS_LOCK = 'fundus-heatmaps.lock';
-
-/** Lock files and their temporaries: never someone's content. */
-function isLockLeftover(name: string): boolean {
-  return name === HEATMAPS_LOCK || (name.startsWith(`${HEATMAPS_LOCK}.`) && /\.(tmp|stale)$/.test(name));
-}
-
-/**
- * Checks `--heatmaps` before any work: a new or empty folder, or one fundus wrote heatmaps into (its index), not
- * inside a model folder, and holding none of the inputs.
- */
-export async function checkHeatmapsDir(dir: string, images: string[] = []): Promise<void> {
-  const entries = ((await folderEntries(resolve(dir), '--heatmaps')) ?? []).filter((n) => !isLockLeftover(n));
-  const model = await enclosingModelDir(dir);
-  if (model) throw new InputError(`--heatmaps lies inside the model folder ${model}; write heatmaps elsewhere`, { file: dir });
-  if (entries.length > 0 && !entries.includes(HEATMAPS_INDEX)) {
-    throw new InputError(
-      `--heatmaps is a folder fundus did not write heatmaps into (no ${HEATMAPS_INDEX}; it holds ${someNames(entries)}); choose a new or empty folder`,
-      { file: dir },
-    );
-  }
-  const inside = images.find((p) => isInside(p, dir));
-  if (inside) throw new InputError(`the input ${inside} lies inside --heatmaps: it would be predicted as a photograph; choose another folder`, { file: dir });
-}
-
-/**
- * Unique file names in a heatmaps folder: each image gets a stem (its file name without extension; a DICOM frame's
- * says its frame, see outputStem) for its overlays `<stem>.<class>.<method>.png`; when another image has that stem
- * already (d1/x.jpg and d2/x.jpg, x.jpg and x.png), or overlays fundus has no record of use it, the next free
- * `<stem>-2`, `<stem>-3`, ... An image keeps its stem from
- * run to run (the index records it first), so a resumed run writes each image's overlays under the same names.
- */
-class HeatmapNames {
-  private readonly stemOf = new Map<string, string>();
-  private readonly owner = new Map<string, string>();
-  private readonly onDisk = new Set<string>();
-
-  private constructor(readonly dir: string) {}
-
-  static async open(dir: string): Promise<HeatmapNames> {
-    const names = new HeatmapNames(dir);
-    await mkdir(dir, { recursive: true });
-    const index = join(dir, HEATMAPS_INDEX);
-    let text: string | undefined;
-    try {
-      text = await readFile(index, 'utf8');
-    } catch {
-      await writeFileAtomic(index, JSON.stringify({ format: 'fundus-heatmaps', version: 1 }) + '\n');
-    }
-    if (text !== undefined) {
-      const lines = text.slice(0, text.lastIndexOf('\n') + 1).split('\n').filter(Boolean);
-      const header = (() => {
-        try {
-          return (JSON.parse(lines[0] ?? '') as { format?: string }).format;
-        } catch {
-          return undefined;
-        }
-      })();
-      if (header !== 'fundus-heatmaps') throw new InputError('not a fundus heatmaps index; refusing to write heatmaps into this folder', { file: index });
-      for (const l of lines.slice(1)) {
-        try {
-          const e = JSON.parse(l) as { image?: unknown; stem?: unknown };
-          if (typeof e.image === 'string' && typeof e.stem === 'string') names.claim(e.image, e.stem);
-        } catch {
-          // a torn line: that image simply gets a stem again
-        }
-      }
-      // A torn last line (a run killed while appending) would glue onto the next entry: end the file with a newline.
-      if (!text.endsWith('\n')) await appendFile(index, '\n');
-    }
-    // Overlays fundus has no record of (written before a crash, or by someone else) keep their names.
-    for (const f of await readdir(dir)) {
-      const m = /^(.+)\.[^.]+\.[^.]+\.png$/.exec(f);
-      if (m) names.onDisk.add(m[1].toLowerCase());
-    }
-    return names;
-  }
-
-  private taken(stem: string): boolean {
-    return this.owner.has(stem.toLowerCase()) || this.onDisk.has(stem.toLowerCase());
-  }
-
-  private claim(image: string, stem: string): void {
-    this.stemOf.set(image, stem);
-    this.owner.set(stem.toLowerCase(), image);
-  }
-
-  /** The stem of `image` (resolved path), claimed in the index before any of its overlays is written. */
-  async stemFor(image: string): Promise<string> {
-    const known = this.stemOf.get(image);
-    if (known) return known;
-    let n = 1;
-    while (this.taken(outputStem(image, n))) n++;
-    const stem = outputStem(image, n);
-    this.claim(image, stem);
-    await appendFile(join(this.dir, HEATMAPS_INDEX), JSON.stringify({ image, stem }) + '\n');
-    return stem;
-  }
-}
-
-async function writeHeatmaps(opts: PredictRunOptions, names: HeatmapNames, image: string, pre: PreprocessedImage, rec: PredictionRecord): Promise<number> {
-  const { model } = opts;
-  const method = opts.heatmapMethod ?? 'gradcam';
-  const classes = model.metadata.classes;
-  const targets = classesToExplain(rec, classes, opts.heatmapClasses);
-  // Several classes of one image share one forward and one backward pass.
-  const results = explainerFor(model).explain([pre], targets.map((classIndex) => ({ image: 0, classIndex })), method);
-  const stem = await names.stemFor(resolve(image));
-  for (const r of results) {
-    const png = await renderOverlay(image, r.heatmap, pre.geometry);
-    await writeFileAtomic(join(names.dir, heatmapFileName(stem, classes[r.classIndex], method)), png);
-  }
-  return results.length;
-}
-
 /** The `fundus predict` run: streams results into the sink batch by batch, so memory stays bounded. */
 export async function runPredict(opts: PredictRunOptions): Promise<PredictRunSummary> {
   const t0 = performance.now();
   const { model } = opts;
   const { classes, thresholds } = model.metadata;
-  if (Array.isArray(opts.heatmapClasses)) {
-    for (const c of opts.heatmapClasses) {
-      if (!classes.includes(c)) throw new InputError(`--heatmap-classes: unknown class "${c}" (this model's classes: ${classes.join(', ')})`);
-    }
-  }
+  const choice: HeatmapChoice = { method: opts.heatmapMethod ?? 'gradcam', classes: opts.heatmapClasses ?? 'positive' };
+  checkHeatmapClasses(choice.classes, classes);
   const batchSize = opts.batchSize ?? 16;
   // Everything that could refuse, before any image is read.
   if (opts.out) await checkPredictOut(opts.out, opts.images);
@@ -346,18 +209,21 @@ export async function runPredict(opts: PredictRunOptions): Promise<PredictRunSum
           if (dicom) row.dicom = dicom;
         }
       }
-      if (opts.format === 'fhir') bundled.push(...rows);
-      else await sink!.write(rows);
-      summary.predicted += records.length;
+      // Overlays first, so that a photograph's row names them (and a row in the output means they are written).
       if (opts.heatmaps) {
         for (const { rec, image } of records) {
           try {
-            summary.heatmaps += await writeHeatmaps(opts, names!, rec.file!, image, rec);
+            const stem = await names!.stemFor(resolve(rec.file!));
+            rec.heatmaps = await writeOverlays(model, rec.file!, image, rec, choice, opts.heatmaps, stem);
+            summary.heatmaps += Object.keys(rec.heatmaps).length;
           } catch (err) {
             process.stderr.write(`fundus predict: no heatmap for ${rec.file}: ${(err as Error).message}\n`);
           }
         }
       }
+      if (opts.format === 'fhir') bundled.push(...rows);
+      else await sink!.write(rows);
+      summary.predicted += records.length;
       bar.tick(chunk.length);
     }
     if (opts.format === 'fhir') {

@@ -71,9 +71,14 @@ test('--resume predicts only the images not yet in the output', async () => {
 test('JSON Lines output with heatmap overlays for chosen classes', async () => {
   const r = fundus('predict', model, photos[0], photos[1], '--format', 'json', '--heatmaps', 'maps', '--heatmap-classes', 'glaucoma,normal', '--heatmap-method', 'gradcam++');
   assert.equal(r.status, 0, r.stderr);
-  const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { file: string; probabilities: Record<string, number>; decisions: Record<string, boolean>; positive: string[] });
+  const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as { file: string; probabilities: Record<string, number>; decisions: Record<string, boolean>; positive: string[]; heatmaps?: Record<string, string> });
   assert.deepEqual(lines.map((l) => l.file), [photos[0], photos[1]]);
   for (const l of lines) assert.deepEqual(Object.keys(l.probabilities), [...CLASSES]);
+  // Each record names its overlays, class → path.
+  for (const l of lines) {
+    const stem = basename(l.file, '.jpg');
+    assert.deepEqual(l.heatmaps, { glaucoma: join('maps', `${stem}.glaucoma.gradcam++.png`), normal: join('maps', `${stem}.normal.gradcam++.png`) });
+  }
   const maps = (await readdir(join(work, 'maps'))).filter((f) => f.endsWith('.png')).sort();
   assert.equal(maps.length, 4);
   assert.ok(maps.includes(`${basename(photos[0], '.jpg')}.glaucoma.gradcam++.png`), maps.join(' '));
