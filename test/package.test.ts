@@ -8,7 +8,7 @@
 // one (else the installed package runs on its fallbacks, the JS CPU backend and sharp, about 10 s per run here).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { PROJECT_ROOT, tempDir } from './helpers.js';
@@ -44,6 +44,34 @@ function readmeExample(): string {
   return m[1];
 }
 
+/** Starts `fundus serve` from `bin` on a free port, predicts `photo` through POST /v1/predict, and stops it. */
+async function predictThroughServe(bin: string, cwd: string, env: NodeJS.ProcessEnv, photo: Buffer): Promise<Record<string, number>> {
+  const child = spawn(process.execPath, [bin, 'serve', '--port', '0'], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`fundus serve did not start within 60 s:\n${output}`)), 60_000);
+      const read = (chunk: Buffer) => {
+        output += chunk.toString();
+        const m = /fundus serve: (http:\/\/\S+)/.exec(output);
+        if (m) {
+          clearTimeout(timer);
+          resolve(m[1]);
+        }
+      };
+      child.stdout.on('data', read);
+      child.stderr.on('data', read);
+      child.once('exit', (code) => reject(new Error(`fundus serve exited (${code}):\n${output}`)));
+    });
+    const r = await fetch(url + 'v1/predict', { method: 'POST', body: new Uint8Array(photo), headers: { 'content-type': 'image/jpeg' } });
+    const body = (await r.json()) as { probabilities?: Record<string, number> };
+    assert.equal(r.status, 200, `fundus serve from the package: ${JSON.stringify(body)}\n${output}`);
+    return body.probabilities!;
+  } finally {
+    child.kill();
+  }
+}
+
 test('npm pack: the tarball installs into an empty folder, its README example and its CLI run on a sample photograph', { timeout: 180_000 }, async () => {
   ensureBuilt();
   const work = await tempDir('fundus-pack-');
@@ -51,7 +79,7 @@ test('npm pack: the tarball installs into an empty folder, its README example an
     execFileSync('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', work], { cwd: PROJECT_ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }),
   ) as { filename: string; size: number; files: { path: string }[] }[];
   const files = new Set(packed.files.map((f) => f.path));
-  for (const f of ['package.json', 'README.md', 'bin/fundus.js', 'dist/index.js', 'dist/index.d.ts', 'dist/cli.js', 'dist/data/decode-worker.js', 'web/dist/index.html', 'models/default/weights.bin', 'models/default/fundus.json', 'native/binding.gyp', 'scripts/build-native.mjs']) {
+  for (const f of ['package.json', 'README.md', 'bin/fundus.js', 'dist/index.js', 'dist/index.d.ts', 'dist/cli.js', 'dist/data/decode-worker.js', 'dist/serve/inference-worker.js', 'web/dist/index.html', 'models/default/weights.bin', 'models/default/fundus.json', 'native/binding.gyp', 'scripts/build-native.mjs']) {
     assert.ok(files.has(f), `the tarball lacks ${f}`);
   }
   const stray = [...files].filter((f) => /^(src|test|benchmarks|runs|cache|datasets|splits)\/|^models\/(?!default\/)|\.ts$(?<!\.d\.ts)/.test(f));
@@ -98,6 +126,10 @@ test('npm pack: the tarball installs into an empty folder, its README example an
   const row = rows.find((r) => r.file?.endsWith('004f7ec58fad.jpg'));
   assert.ok(row?.probabilities, cli.stdout);
   reference.classes.forEach((c, k) => assert.ok(Math.abs(row.probabilities![c] - reference.images['004f7ec58fad.jpg'][k]) < 2e-3, c));
+
+  // The server from the compiled package: its inference thread runs dist/serve/inference-worker.js.
+  const served = await predictThroughServe(join(installed, 'bin', 'fundus.js'), app, env, readFileSync(SAMPLE));
+  reference.classes.forEach((c, k) => assert.ok(Math.abs(served[c] - reference.images['004f7ec58fad.jpg'][k]) < 2e-3, `served ${c}`));
 
   // The declarations serve a TypeScript user: the API type-checks from 'fundus' alone.
   writeFileSync(
