@@ -16,7 +16,7 @@
  * @packageDocumentation
  */
 // The engine: set up once per process before any model runs.
-export { initEngine, isNativeAvailable, type EngineInfo, type EngineOptions } from './engine/index.js';
+export { initEngine, isNativeAvailable, type EngineInfo, type EngineOptions, type SelfCheck, type SelfCheckProblem } from './engine/index.js';
 
 // Models and prediction.
 export { DEFAULT_MODEL_DIR, loadModel, saveModel, readMetadata, type FundusModel } from './models/io.js';

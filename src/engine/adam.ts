@@ -8,6 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { KernelConfig, NamedTensorMap, TensorInfo } from '@tensorflow/tfjs-core';
 import { NATIVE_BACKEND_NAME } from './names.js';
 import { addon, allocFloat32, f32, output, type KernelArgs } from './kernels/util.js';
+import { engineInternals, type AdamInternals } from './internals.js';
 
 interface AdamAttrs {
   /** [beta1, 1 - beta1, beta2, 1 - beta2, 1 - beta1^t, 1 - beta2^t, epsilon, -learningRate], as float32. */
@@ -34,22 +35,9 @@ function adamKernel(args: KernelArgs<Record<string, TensorInfo>, AdamAttrs>): Te
 
 export const ADAM_KERNELS: Omit<KernelConfig, 'backendName'>[] = [{ kernelName: 'FundusAdam', kernelFunc: adamKernel as never }];
 
-/** The protected state of tfjs's AdamOptimizer that its update reads. */
-interface AdamState {
-  learningRate: number;
-  beta1: number;
-  beta2: number;
-  epsilon: number;
-  accBeta1: tf.Variable;
-  accBeta2: tf.Variable;
-  accumulatedFirstMoment: { originalName: string; variable: tf.Variable }[];
-  accumulatedSecondMoment: { originalName: string; variable: tf.Variable }[];
-  incrementIterations(): void;
-}
-
 type Gradients = NamedTensorMap | { name: string; tensor: tf.Tensor }[];
 
-function nativeApplyGradients(opt: AdamState, variableGradients: Gradients): void {
+function nativeApplyGradients(opt: AdamInternals, variableGradients: Gradients): void {
   const names = Array.isArray(variableGradients) ? variableGradients.map((v) => v.name) : Object.keys(variableGradients);
   const f = Math.fround;
   tf.tidy(() => {
@@ -60,7 +48,7 @@ function nativeApplyGradients(opt: AdamState, variableGradients: Gradients): voi
     const inputs: Record<string, tf.Tensor> = {};
     const targets: tf.Variable[] = [];
     names.forEach((name, i) => {
-      const value = tf.engine().registeredVariables[name];
+      const value = engineInternals().registeredVariables[name];
       if (opt.accumulatedFirstMoment[i] == null) {
         opt.accumulatedFirstMoment[i] = { originalName: `${name}/m`, variable: tf.tidy(() => tf.zerosLike(value).variable(false)) };
       }
@@ -69,8 +57,8 @@ function nativeApplyGradients(opt: AdamState, variableGradients: Gradients): voi
       }
       const gradient = Array.isArray(variableGradients) ? variableGradients[i].tensor : variableGradients[name];
       if (gradient == null) return;
-      const m = opt.accumulatedFirstMoment[i].variable;
-      const v = opt.accumulatedSecondMoment[i].variable;
+      const m = opt.accumulatedFirstMoment[i]!.variable;
+      const v = opt.accumulatedSecondMoment[i]!.variable;
       const k = targets.length / 3;
       Object.assign(inputs, { [`g${k}`]: gradient, [`m${k}`]: m, [`v${k}`]: v, [`value${k}`]: value });
       targets.push(m, v, value);
@@ -90,24 +78,24 @@ function allFloat32(variableGradients: Gradients): boolean {
     ? variableGradients.map((v) => [v.name, v.tensor] as const)
     : Object.entries(variableGradients);
   return entries.every(([name, g]) => {
-    const value = tf.engine().registeredVariables[name];
+    const value = engineInternals().registeredVariables[name];
     return value !== undefined && value.dtype === 'float32' && (g == null || (g.dtype === 'float32' && tf.util.arraysEqual(g.shape, value.shape)));
   });
 }
 
-let installed = false;
-
-/** Routes AdamOptimizer.applyGradients through the native kernel while the native backend is active (once). */
-export function installNativeAdam(): void {
-  if (installed) return;
-  installed = true;
+/** Routes AdamOptimizer.applyGradients through the native kernel while the native backend is active; returns how to
+ * restore tfjs's own. */
+export function installNativeAdam(): () => void {
   const proto = tf.AdamOptimizer.prototype as unknown as { applyGradients(g: Gradients): void };
   const original = proto.applyGradients;
-  proto.applyGradients = function applyGradients(this: AdamState, variableGradients: Gradients): void {
+  proto.applyGradients = function applyGradients(this: AdamInternals, variableGradients: Gradients): void {
     if (tf.getBackend() !== NATIVE_BACKEND_NAME || !allFloat32(variableGradients)) {
       original.call(this, variableGradients);
       return;
     }
     nativeApplyGradients(this, variableGradients);
+  };
+  return () => {
+    proto.applyGradients = original;
   };
 }

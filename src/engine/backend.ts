@@ -10,19 +10,18 @@ import { matmulKernels } from './kernels/matmul.js';
 import { elementwiseKernels } from './kernels/elementwise.js';
 import { reduceKernels } from './kernels/reduce.js';
 import { batchNormKernels } from './kernels/batchnorm.js';
-import { GRADIENT_KERNELS, registerNativeGradients } from './gradients.js';
+import { GRADIENT_KERNELS } from './gradients.js';
 import { NATIVE_BACKEND_NAME } from './names.js';
-import { ADAM_KERNELS, installNativeAdam } from './adam.js';
-import { installEarlyRelease } from './release.js';
-import { FUSION_KERNELS } from './fusion.js';
+import { ADAM_KERNELS } from './adam.js';
+import { BATCH_NORM_GRADIENT_KERNELS } from './batchnorm-gradient.js';
 
 export const NATIVE_BACKEND = NATIVE_BACKEND_NAME;
 
 export class NativeBackend extends MathBackendCPU {
   constructor() {
     super();
-    // The CPU backend advises installing tfjs-node on its first write; that advice does not apply here.
-    (this as unknown as { firstUse: boolean }).firstUse = false;
+    // The CPU backend advises installing tfjs-node on its first write (a private flag); that advice does not apply here.
+    if ('firstUse' in this) (this as unknown as { firstUse: boolean }).firstUse = false;
   }
 
   // Reference counting for recycled buffers (see pool.ts): every tensor data entry that refers to a pooled
@@ -62,15 +61,14 @@ export const NATIVE_KERNELS: Omit<KernelConfig, 'backendName'>[] = [
   ...reduceKernels,
   ...GRADIENT_KERNELS,
   ...ADAM_KERNELS,
-  ...FUSION_KERNELS,
+  ...BATCH_NORM_GRADIENT_KERNELS,
 ];
 
-let registered = false;
+/** The tfjs kernels the native backend replaces, and falls back to (its own kernels are named Fundus…). */
+export const REPLACED_KERNELS = [...new Set(NATIVE_KERNELS.map((k) => k.kernelName).filter((n) => !n.startsWith('Fundus')))];
 
-/** Registers the backend and its kernels once; the caller has already checked that the addon loads. */
-export function registerNativeBackend(): void {
-  if (registered) return;
-  registered = true;
+/** Registers the backend and its kernels (the caller has checked that the addon loads); returns how to remove them. */
+export function registerNativeBackend(): () => void {
   tf.registerBackend(NATIVE_BACKEND, () => new NativeBackend(), 2);
   const native = new Map(NATIVE_KERNELS.map((k) => [k.kernelName, k]));
   for (const k of tf.getKernelsForBackend('cpu')) {
@@ -79,7 +77,8 @@ export function registerNativeBackend(): void {
   for (const [name, k] of native) {
     if (!tf.getKernel(name, NATIVE_BACKEND)) tf.registerKernel({ ...k, backendName: NATIVE_BACKEND });
   }
-  registerNativeGradients();
-  installNativeAdam();
-  installEarlyRelease();
+  return () => {
+    for (const k of tf.getKernelsForBackend(NATIVE_BACKEND)) tf.unregisterKernel(k.kernelName, NATIVE_BACKEND);
+    tf.removeBackend(NATIVE_BACKEND);
+  };
 }

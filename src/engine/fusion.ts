@@ -3,38 +3,19 @@
 // nine full-size passes per layer in the backward pass (broadcasts of the mean and variance gradients, Square's
 // and Sub's gradients, sums, and the accumulation of three gradients of the input), and it saves the centred
 // and squared copies of the input for them. When the tape holds exactly that pattern, this takes the moments
-// nodes off the tape (disposing what they saved) and gives the FusedBatchNorm node the closed-form gradient of
-// the whole thing: with r = 1/sqrt(var + eps), N values per channel,
-//   dx = dy * (gamma r) - (gamma r / N) sum(dy) - (x - mean) (gamma r^3 / N) sum(dy (x - mean)),
-// one reduction pass and one element-wise pass. It applies only when nothing else that leads to the loss uses
-// the moments or their intermediates (the moving-average updates of tfjs-layers do not lead to the loss). A
-// ReLU right before (tfjs-layers' conv with activation 'relu', then BN) is folded into the same pass when its
-// output reaches the loss only through the BN. FUNDUS_FUSE_RELU=0 turns that part off.
+// nodes off the tape (disposing what they saved) and gives the FusedBatchNorm node the batch-moments form of the
+// engine's batch-norm gradient (batchnorm-gradient.ts): one reduction pass and one element-wise pass. It applies
+// only when nothing else that leads to the loss uses the moments or their intermediates (the moving-average
+// updates of tfjs-layers do not lead to the loss). A ReLU right before (tfjs-layers' conv with activation 'relu',
+// then BN) is folded into the same pass when its output reaches the loss only through the BN.
 import * as tf from '@tensorflow/tfjs-core';
-import type { KernelConfig, Tensor, TensorInfo } from '@tensorflow/tfjs-core';
-import { addon, allocFloat32, f32, output, type KernelArgs } from './kernels/util.js';
+import type { Tensor } from '@tensorflow/tfjs-core';
 import { batchNormEpsilon, meanAxes } from './kernels/notes.js';
+import { batchNormGradient, perChannelBatchNorm } from './batchnorm-gradient.js';
+import type { TapeNode } from './internals.js';
 
-/** A node of tfjs's gradient tape (tfjs-core 4.x, tape.ts): the internals that fusion and early release read. */
-export interface TapeNode {
-  id: number;
-  kernelName: string;
-  inputs: Record<string, Tensor>;
-  outputs: Tensor[];
-  saved?: Tensor[];
-  gradient?: (dys: (Tensor | null)[]) => Record<string, () => Tensor>;
-}
-
-/** out = dy * a + b + (x - mean) * k, per channel (last axis); with reluMask, 0 where x <= 0. */
-function batchNormGradX(args: KernelArgs<{ x: TensorInfo; dy: TensorInfo; mean: TensorInfo }, { a: Float32Array; b: Float32Array; k: Float32Array; reluMask: boolean }>): TensorInfo {
-  const { inputs: { x, dy, mean }, backend, attrs } = args;
-  const xv = f32(backend, x)!;
-  const out = allocFloat32(xv.length);
-  addon().batchNormGradX(xv, f32(backend, dy)!, f32(backend, mean)!, attrs!.a, attrs!.b, attrs!.k, xv.length, mean.shape[0], out, attrs!.reluMask);
-  return output(backend, x.shape, out);
-}
-
-export const FUSION_KERNELS: Omit<KernelConfig, 'backendName'>[] = [{ kernelName: 'FundusBatchNormGradX', kernelFunc: batchNormGradX as never }];
+/** How many batch normalisations have been fused in this process (the self-check reads it). */
+export const fusionCounts = { batchNorms: 0 };
 
 /** Tensor ids from which the loss y is reachable along the tape. */
 function leadsTo(tape: TapeNode[], y: Tensor): Set<number> {
@@ -58,11 +39,9 @@ interface Match {
 
 /** Finds the moments nodes feeding a FusedBatchNorm node, or null when the pattern is not exact. */
 function match(bn: TapeNode, producer: Map<number, TapeNode>): Match | null {
-  const { x, mean, variance, scale, offset } = bn.inputs;
-  if (!x || !mean || !variance || x.dtype !== 'float32' || x.rank < 2) return null;
+  const { x, mean, variance } = bn.inputs;
+  if (!x || !perChannelBatchNorm(x, bn.inputs)) return null;
   const c = x.shape[x.rank - 1];
-  const perChannel = (t: Tensor | undefined) => t === undefined || (t.rank === 1 && t.shape[0] === c && t.dtype === 'float32');
-  if (!perChannel(mean) || !perChannel(variance) || !perChannel(scale) || !perChannel(offset)) return null;
   const eps = batchNormEpsilon.get(bn.outputs[0]?.dataId);
   if (eps === undefined) return null;
   // mean = Mean(x) over every axis but the channels
@@ -92,35 +71,13 @@ function match(bn: TapeNode, producer: Map<number, TapeNode>): Match | null {
   return { bn, removed, eps };
 }
 
-/** The closed-form gradient of batch normalisation with the batch's own moments (see the file comment). */
+/** The batch-moments gradient for a matched node (saved: x, mean, variance, then scale when it has one). */
 function fusedGradient(node: TapeNode, eps: number, reluMask: boolean): TapeNode['gradient'] {
   return (dys) => {
     const [x, mean, variance] = node.saved!;
     const scale = node.inputs.scale ? node.saved![3] : undefined;
     const dy = dys[0] ?? tf.zerosLike(node.outputs[0]);
-    const c = mean.shape[0];
-    const n = x.size / c;
-    const [sumDy, sumDyXmu] = tf.engine().runKernel('FundusBatchNormGradStats', { x, dy, mean } as never) as Tensor[];
-    const sd = sumDy.dataSync() as Float32Array;
-    const sdx = sumDyXmu.dataSync() as Float32Array;
-    const v = variance.dataSync() as Float32Array;
-    const g = scale ? (scale.dataSync() as Float32Array) : undefined;
-    const [a, b, k, dScale] = [new Float32Array(c), new Float32Array(c), new Float32Array(c), new Float32Array(c)];
-    for (let j = 0; j < c; j++) {
-      const r = 1 / Math.sqrt(v[j] + eps);
-      const gr = (g ? g[j] : 1) * r;
-      a[j] = gr;
-      b[j] = (-gr * sd[j]) / n;
-      k[j] = (-gr * r * r * sdx[j]) / n;
-      dScale[j] = r * sdx[j];
-    }
-    return {
-      x: () => tf.engine().runKernel('FundusBatchNormGradX', { x, dy, mean } as never, { a, b, k, reluMask } as never) as Tensor,
-      mean: () => tf.zerosLike(mean),
-      variance: () => tf.zerosLike(variance),
-      scale: () => tf.tensor1d(dScale),
-      offset: () => tf.clone(sumDy),
-    };
+    return batchNormGradient({ x, mean, variance, scale }, dy, eps, { batchMoments: true, reluMask });
   };
 }
 
@@ -149,7 +106,7 @@ export function fuseBatchNormMoments(tape: TapeNode[], y: Tensor): number {
     // ReLU -> BN: when the ReLU's output reaches the loss only through this BN, the BN's input gradient is masked
     // in the same pass and the ReLU passes it on as it is (a reshape, no pass over the data).
     const relu = producer.get(m.bn.inputs.x.id);
-    if (process.env.FUNDUS_FUSE_RELU !== '0' && relu?.kernelName === 'Relu' && relu.gradient && relu.outputs.length === 1 && relu.inputs.x?.dtype === 'float32') {
+    if (relu?.kernelName === 'Relu' && relu.gradient && relu.outputs.length === 1 && relu.inputs.x?.dtype === 'float32') {
       const rId = relu.outputs[0].id;
       const otherUse = tape.some(
         (node) => node !== m.bn && !removedIds.has(node.id) && Object.values(node.inputs).some((t) => t.id === rId) && node.outputs.some((o) => toY.has(o.id)),
@@ -173,5 +130,6 @@ export function fuseBatchNormMoments(tape: TapeNode[], y: Tensor): number {
     }
   }
   for (let i = tape.length - 1; i >= 0; i--) if (drop.has(tape[i])) tape.splice(i, 1);
+  fusionCounts.batchNorms += fused.length;
   return fused.length;
 }

@@ -1,24 +1,24 @@
 // Training-step gradients that tfjs builds from many full-size element-wise ops, done in one native pass each
-// when the native backend runs: batch normalisation's backward pass (tfjs: a Tile and about ten full-size
-// ops), Mean/Sum (a full-size ones() tensor, a Multiply and a RealDiv), Square (two Multiplies), ReLU (Step then
-// Multiply) and ReLU6 (LessEqual, Step, Multiply). Each override keeps tfjs's own gradient for every other backend
-// and case, so the JS CPU backend computes exactly what it did before.
+// when the native backend runs: batch normalisation's backward pass (batchnorm-gradient.ts; tfjs: a Tile and about
+// ten full-size ops), Mean/Sum (a full-size ones() tensor, a Multiply and a RealDiv), Square (two Multiplies), ReLU
+// (Step then Multiply) and ReLU6 (LessEqual, Step, Multiply). Each override keeps tfjs's own gradient for every
+// other backend and case, so the JS CPU backend computes exactly what it did before.
 import * as tf from '@tensorflow/tfjs-core';
 import { backend_util, util } from '@tensorflow/tfjs-core';
 import type { GradConfig, KernelConfig, NamedAttrMap, Tensor, TensorInfo } from '@tensorflow/tfjs-core';
 import { NATIVE_BACKEND_NAME } from './names.js';
 import { addon, allocFloat32, f32, output, type KernelArgs } from './kernels/util.js';
 import { BINARY } from './kernels/elementwise.js';
+import { recordingBackward, relu6ActivationClass } from './internals.js';
+import { batchNormGradFunc } from './batchnorm-gradient.js';
 
 const run = (name: string, inputs: Record<string, Tensor>, attrs: NamedAttrMap = {}) =>
   tf.engine().runKernel(name, inputs as never, attrs) as Tensor;
 
-/** The fused kernels have no gradients of their own: while a tape records the backward pass (higher-order
- * gradients), tfjs's differentiable formulation runs instead. */
-const recording = () => (tf.engine() as unknown as { state: { gradientDepth: number } }).state.gradientDepth > 0;
-
+/** The native backend, no tape recording the backward pass (the fused kernels have no gradients of their own:
+ * for higher-order gradients tfjs's differentiable formulation runs), float32 tensors. */
 const onNative = (...ts: (Tensor | undefined)[]) =>
-  tf.getBackend() === NATIVE_BACKEND_NAME && !recording() && ts.every((t) => t === undefined || t.dtype === 'float32');
+  tf.getBackend() === NATIVE_BACKEND_NAME && !recordingBackward() && ts.every((t) => t === undefined || t.dtype === 'float32');
 
 // --- kernels used only by these gradients (registered for the native backend only) ---
 
@@ -54,31 +54,23 @@ function relu6Grad(args: KernelArgs<{ dy: TensorInfo; x: TensorInfo }>): TensorI
   return output(backend, x.shape, out);
 }
 
-/** [sum(dy), sum(dy * (x - mean))] per channel (last axis). */
-function batchNormGradStats(args: KernelArgs<{ x: TensorInfo; dy: TensorInfo; mean: TensorInfo }>): TensorInfo[] {
-  const { inputs: { x, dy, mean }, backend } = args;
-  const c = mean.shape[0];
-  const sumDy = new Float32Array(c);
-  const sumDyXmu = new Float32Array(c);
-  const xv = f32(backend, x)!;
-  addon().batchNormGradStats(xv, f32(backend, dy)!, f32(backend, mean)!, xv.length, c, sumDy, sumDyXmu);
-  return [output(backend, [c], sumDy), output(backend, [c], sumDyXmu)];
-}
-
 export const GRADIENT_KERNELS: Omit<KernelConfig, 'backendName'>[] = [
   { kernelName: 'FundusBroadcastScale', kernelFunc: broadcastScale as never },
   { kernelName: 'FundusMulScaled', kernelFunc: mulScaled as never },
   { kernelName: 'FundusReluGrad', kernelFunc: reluGrad as never },
   { kernelName: 'FundusRelu6Grad', kernelFunc: relu6Grad as never },
-  { kernelName: 'FundusBatchNormGradStats', kernelFunc: batchNormGradStats as never },
 ];
 
 // --- gradient overrides ---
 
-function override(kernelName: string, make: (original: GradConfig['gradFunc']) => GradConfig['gradFunc']): void {
+type Undo = () => void;
+
+function override(kernelName: string, make: (original: GradConfig['gradFunc']) => GradConfig['gradFunc']): Undo {
   const original = tf.getGradient(kernelName);
-  if (!original) return; // tfjs-layers (which registers tfjs's gradients) not loaded: nothing to override
+  // The self-check has made sure it is registered (tfjs-layers registers tfjs's gradients).
+  if (!original) throw new Error(`fundus engine: tfjs has no gradient for ${kernelName}`);
   tf.registerGradient({ ...original, gradFunc: make(original.gradFunc) });
+  return () => tf.registerGradient(original);
 }
 
 function reduceGrad(scaleOf: (n: number) => number) {
@@ -95,60 +87,44 @@ function reduceGrad(scaleOf: (n: number) => number) {
     };
 }
 
+/** Replaces tfjs's gradients of Mean, Sum, Square, ReLU, ReLU6 and batch normalisation; returns how to restore them. */
+export function installNativeGradients(): Undo {
+  const undo = [
+    override('Mean', reduceGrad((n) => 1 / n)),
+    override('Sum', reduceGrad(() => 1)),
+    override('Square', (original) => (dy, saved, attrs) => {
+      const [x] = saved;
+      if (Array.isArray(dy) || !onNative(x, dy)) return original(dy, saved, attrs);
+      return { x: () => run('FundusMulScaled', { a: dy, b: x }, { scale: 2 }) };
+    }),
+    override('Relu', (original) => (dy, saved, attrs) => {
+      const [x] = saved;
+      if (Array.isArray(dy) || !onNative(x, dy)) return original(dy, saved, attrs);
+      return { x: () => run('FundusReluGrad', { dy, x }) };
+    }),
+    override('Relu6', (original) => (dy, saved, attrs) => {
+      const [x] = saved;
+      if (Array.isArray(dy) || !onNative(x, dy)) return original(dy, saved, attrs);
+      return { x: () => run('FundusRelu6Grad', { dy, x }) };
+    }),
+    override('FusedBatchNorm', batchNormGradFunc),
+  ];
+  return () => undo.reverse().forEach((u) => u());
+}
+
 /**
  * tfjs-layers computes its `relu6` activation as minimum(6, relu(x)): two full passes forward and two backward
  * (a fifth of a MobileNetV2 training step here). tf.relu6 is the same function in one kernel, with tfjs's own
- * gradient; they differ only in the gradient at exactly x = 6 (tf.relu6 passes it, the minimum blocks it).
+ * gradient; they differ only in the gradient at exactly x = 6 (tf.relu6 passes it, the minimum blocks it). On the
+ * native backend only, so that the JS CPU backend stays plain tfjs. Returns how to restore it.
  */
-function useRelu6Kernel(): void {
-  const entry = tf.serialization.SerializationMap.getMap().classNameMap.relu6 as unknown as [{ prototype: { apply(x: Tensor): Tensor } }] | undefined;
-  if (entry) entry[0].prototype.apply = (x: Tensor) => tf.relu6(x);
-}
-
-let registered = false;
-
-/** Installs the overrides (once). Called when the native backend is registered. */
-export function registerNativeGradients(): void {
-  if (registered) return;
-  registered = true;
-  override('Mean', reduceGrad((n) => 1 / n));
-  override('Sum', reduceGrad(() => 1));
-  override('Square', (original) => (dy, saved, attrs) => {
-    const [x] = saved;
-    if (Array.isArray(dy) || !onNative(x, dy)) return original(dy, saved, attrs);
-    return { x: () => run('FundusMulScaled', { a: dy, b: x }, { scale: 2 }) };
-  });
-  override('Relu', (original) => (dy, saved, attrs) => {
-    const [x] = saved;
-    if (Array.isArray(dy) || !onNative(x, dy)) return original(dy, saved, attrs);
-    return { x: () => run('FundusReluGrad', { dy, x }) };
-  });
-  override('Relu6', (original) => (dy, saved, attrs) => {
-    const [x] = saved;
-    if (Array.isArray(dy) || !onNative(x, dy)) return original(dy, saved, attrs);
-    return { x: () => run('FundusRelu6Grad', { dy, x }) };
-  });
-  useRelu6Kernel();
-  override('FusedBatchNorm', (original) => (dy, saved, attrs) => {
-    const [x, mean, variance, scale] = saved;
-    const c = x.shape[x.shape.length - 1];
-    const perChannel = (t: Tensor | undefined) => t === undefined || (t.rank === 1 && t.shape[0] === c);
-    if (Array.isArray(dy) || !onNative(x, dy, mean, variance, scale) || mean.rank !== 1 || !perChannel(mean) || !perChannel(variance) || !perChannel(scale)) {
-      return original(dy, saved, attrs);
-    }
-    const eps = (attrs as { varianceEpsilon: number }).varianceEpsilon;
-    // One pass over x and dy gives every reduction; the rest is arithmetic on [C] vectors. Computed here, not in
-    // a closure: the tape runs each closure in its own tidy, which would dispose a shared result.
-    const stats = tf.engine().runKernel('FundusBatchNormGradStats', { x, dy, mean } as never) as Tensor[];
-    const sums = () => stats;
-    const r = () => tf.rsqrt(tf.add(variance, tf.scalar(eps)));
-    const s = () => scale ?? tf.scalar(1);
-    return {
-      x: () => tf.mul(dy, tf.mul(r(), s())),
-      mean: () => tf.mul(tf.neg(tf.mul(r(), s())), sums()[0]),
-      variance: () => tf.mul(tf.mul(tf.scalar(-0.5), tf.mul(tf.pow(r(), 3), s())), sums()[1]),
-      scale: () => tf.mul(r(), sums()[1]),
-      offset: () => tf.clone(sums()[0]),
-    };
-  });
+export function installRelu6Activation(): Undo {
+  const proto = relu6ActivationClass()!.prototype;
+  const original = proto.apply;
+  proto.apply = function apply(this: unknown, x: Tensor) {
+    return tf.getBackend() === NATIVE_BACKEND_NAME ? tf.relu6(x) : original.call(this, x);
+  };
+  return () => {
+    proto.apply = original;
+  };
 }

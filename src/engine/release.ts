@@ -11,19 +11,12 @@
 //   so that the forward pass's own tidy frees the intermediate tensors nobody else saved.
 // Nothing changes for higher-order gradients (the tape is recording during the backward pass), for a dy the
 // caller passed in, or for the gradients returned; other backends run tfjs's engine untouched.
-// Batch normalisation fed by its own moments gets a closed-form gradient (src/engine/fusion.ts) here too.
-// FUNDUS_EARLY_RELEASE=0 turns all of this off, FUNDUS_FUSE_BN=0 the batch-norm fusion alone (to compare).
+// Batch normalisation fed by its own moments gets its closed-form gradient (src/engine/fusion.ts) here too.
 import * as tf from '@tensorflow/tfjs-core';
 import type { GradConfig, Tensor } from '@tensorflow/tfjs-core';
 import { NATIVE_BACKEND_NAME } from './names.js';
-import { fuseBatchNormMoments, type TapeNode } from './fusion.js';
-
-/** The tfjs engine internals this module reads (tfjs-core 4.x, engine.ts). */
-interface EngineInternals {
-  state: { activeTape: TapeNode[] | null; gradientDepth: number };
-  gradients(f: () => Tensor, xs: Tensor[], dy?: Tensor, allowNoGradients?: boolean): { value: Tensor; grads: Tensor[] };
-  makeTensorFromDataId(dataId: object, shape: number[], dtype: tf.DataType): Tensor;
-}
+import { fuseBatchNormMoments } from './fusion.js';
+import { engineInternals, type EngineInternals, type TapeNode } from './internals.js';
 
 /** Stands in for a saved tensor whose gradient reads only its shape and dtype; touching its data would throw. */
 class SavedShape {
@@ -86,7 +79,7 @@ class Session {
 
   /** Called when f() has built the tape, before the forward tidy disposes its intermediates. */
   instrument(tape: TapeNode[], y: Tensor): void {
-    if (process.env.FUNDUS_FUSE_BN !== '0') fuseBatchNormMoments(tape, y);
+    fuseBatchNormMoments(tape, y);
     for (const node of tape.slice()) {
       this.diet(node);
       const gradient = node.gradient;
@@ -165,18 +158,14 @@ class Session {
   }
 }
 
-let installed = false;
-
-/** Wraps engine.gradients (once); the wrapper defers to tfjs unless the native backend is active. */
-export function installEarlyRelease(): void {
-  if (installed) return;
-  installed = true;
+/** Wraps engine.gradients; the wrapper defers to tfjs unless the native backend is active. Returns how to unwrap it. */
+export function installEarlyRelease(): () => void {
   vetShapeOnlyGradients();
-  const engine = tf.engine() as unknown as EngineInternals;
+  const engine = engineInternals();
+  const own = Object.prototype.hasOwnProperty.call(engine, 'gradients') ? engine.gradients : undefined;
   const original = engine.gradients.bind(engine);
   engine.gradients = (f, xs, dy, allowNoGradients) => {
-    const off = process.env.FUNDUS_EARLY_RELEASE === '0';
-    if (off || tf.getBackend() !== NATIVE_BACKEND_NAME || engine.state.gradientDepth > 0) return original(f, xs, dy, allowNoGradients);
+    if (tf.getBackend() !== NATIVE_BACKEND_NAME || engine.state.gradientDepth > 0) return original(f, xs, dy, allowNoGradients);
     const session = new Session(engine, dy);
     return original(
       () => {
@@ -195,5 +184,9 @@ export function installEarlyRelease(): void {
       dy,
       allowNoGradients,
     );
+  };
+  return () => {
+    if (own) engine.gradients = own;
+    else delete (engine as { gradients?: unknown }).gradients;
   };
 }

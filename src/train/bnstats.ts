@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
+import { batchNormMomentum, setBatchNormMomentum } from '../engine/internals.js';
 
 /**
  * Re-estimates every BatchNormalization layer's moving mean and variance as the plain average of the batch
@@ -10,20 +11,20 @@ import type * as tfl from '@tensorflow/tfjs-layers';
  * cumulative mean.
  */
 export function recalibrateBatchNorm(network: tfl.LayersModel, batches: Iterable<tf.Tensor4D>): number {
-  const layers = network.layers.filter((l) => l.getClassName() === 'BatchNormalization') as unknown as { momentum: number }[];
+  const layers = network.layers.filter((l) => l.getClassName() === 'BatchNormalization');
   if (layers.length === 0) return 0;
-  const saved = layers.map((l) => l.momentum);
+  const saved = layers.map((l) => batchNormMomentum(l));
   let k = 0;
   try {
     for (const x of batches) {
-      for (const l of layers) l.momentum = k / (k + 1);
+      for (const l of layers) setBatchNormMomentum(l, k / (k + 1));
       tf.tidy(() => {
         network.apply(x, { training: true });
       });
       k++;
     }
   } finally {
-    layers.forEach((l, i) => (l.momentum = saved[i]));
+    layers.forEach((l, i) => setBatchNormMomentum(l, saved[i]));
   }
   return k;
 }

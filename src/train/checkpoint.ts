@@ -7,6 +7,7 @@ import type { ModelMetadata } from '../models/metadata.js';
 import { InputError } from '../util/errors.js';
 import { isRunning } from '../util/lock.js';
 import { GroupedAdam } from './optimizer.js';
+import { adamBetaPowers } from '../engine/internals.js';
 
 /** One row of the training history (one per epoch). */
 export type HistoryRow = Record<string, number>;
@@ -52,11 +53,9 @@ interface OptimizerManifest {
  * Adam keeps β₁ᵗ and β₂ᵗ as running products that `setWeights` recomputes as powers, which differ in the last bits:
  * they are saved too, so that a resumed run is bit-identical to an uninterrupted one.
  */
-const ADAM_POWERS = ['accBeta1', 'accBeta2'] as const;
-
 function adamPowers(opt: tf.Optimizer): { name: string; tensor: tf.Variable }[] {
-  const o = opt as unknown as Record<string, tf.Variable | undefined>;
-  return ADAM_POWERS.filter((k) => o[k] instanceof tf.Variable).map((k) => ({ name: `__${k}`, tensor: o[k] as tf.Variable }));
+  const p = adamBetaPowers(opt);
+  return p ? [{ name: '__accBeta1', tensor: p.accBeta1 }, { name: '__accBeta2', tensor: p.accBeta2 }] : [];
 }
 
 /** The optimisers of a checkpoint: one, or one per parameter group. */

@@ -20,7 +20,6 @@ import { Rng, epochOrder } from './rng.js';
 import { learningRateAt } from './schedule.js';
 import { scoreProbabilities } from './scores.js';
 import { InputError } from '../util/errors.js';
-import { useFastBatchNorm } from './fastbn.js';
 import { recalibrateBatchNorm } from './bnstats.js';
 import { GroupedAdam, type ParamGroup } from './optimizer.js';
 import { ADVERSARY_BIN, SourceAdversary, adversaryLambda } from './adversary.js';
@@ -193,8 +192,6 @@ export async function trainLoop(
     validation: validation.map((e) => e.filename),
   });
 
-  // The native engine has its own one-pass batch-norm gradients; elsewhere the closed form is much cheaper than tfjs's.
-  if (process.env.FUNDUS_FAST_BN === '1' || (process.env.FUNDUS_FAST_BN !== '0' && tf.getBackend() !== 'native')) useFastBatchNorm(network);
   const training = logitsModel(network);
   const adversary = s.adversary ? new SourceAdversary(network, training, s.adversary, s.seed) : undefined;
   const sourceIndex = adversary ? Int32Array.from(train, (e) => adversary.settings.sources.indexOf(e.source ?? '')) : undefined;

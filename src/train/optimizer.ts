@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { setAdamLearningRate } from '../engine/internals.js';
 
 /** Variables that learn at `lrScale` times the schedule's rate (e.g. a pretrained backbone at 0.1×, its new head at 1×). */
 export interface ParamGroup {
@@ -22,7 +23,7 @@ export class GroupedAdam {
 
   /** Sets the schedule's rate; each group runs at its multiple of it. tfjs reads the rate on every step. */
   setLearningRate(lr: number): void {
-    this.members.forEach((m, i) => ((m as unknown as { learningRate: number }).learningRate = lr * this.groups[i].lrScale));
+    this.members.forEach((m, i) => setAdamLearningRate(m, lr * this.groups[i].lrScale));
   }
 
   /** One step on `loss`; returns its value (caller disposes). */

@@ -1,5 +1,6 @@
-// The closed-form batch-norm gradient (src/engine/fusion.ts) against tfjs's node-by-node gradient on the JS CPU
-// backend: tfjs's moments + batchNorm ops, and tfjs-layers' BatchNormalization in training mode.
+// The engine's batch-norm gradient (src/engine/batchnorm-gradient.ts) against tfjs's node-by-node gradient on the
+// JS CPU backend: with the batch's moments fused (src/engine/fusion.ts; tfjs's moments + batchNorm ops, and
+// tfjs-layers' BatchNormalization in training mode), and with given statistics (inference mode, frozen batch norm).
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as tf from '@tensorflow/tfjs-core';
@@ -48,6 +49,35 @@ function layerGrads(backend: string, shape: number[]): Float32Array[] {
   return out;
 }
 
+/** Gradients through batch normalisation with given statistics, with respect to x, mean, variance, gamma and beta. */
+function givenStatsGrads(backend: string, shape: number[]): Float32Array[] {
+  tf.setBackend(backend);
+  return tf.tidy(() => {
+    const c = shape[shape.length - 1];
+    const x = tf.tensor(randomValues(tf.util.sizeFromShape(shape), 21, -2, 3), shape);
+    const w = tf.tensor(randomValues(tf.util.sizeFromShape(shape), 22), shape);
+    const stats = [tf.tensor1d(randomValues(c, 23)), tf.tensor1d(randomValues(c, 24, 0.2, 2)), tf.tensor1d(randomValues(c, 25, 0.5, 1.5)), tf.tensor1d(randomValues(c, 26))];
+    const f = (a: tf.Tensor, m: tf.Tensor, v: tf.Tensor, g: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(tf.square(tf.batchNorm(a, m, v, b, g, 1e-3)), w)) as tf.Scalar;
+    return tf.grads(f)([x, ...stats]).map((t) => t.dataSync() as Float32Array);
+  });
+}
+
+/** The input's gradient through a frozen tfjs-layers BatchNormalization (inference mode inside a training step). */
+function frozenLayerGrad(backend: string, shape: number[]): Float32Array[] {
+  tf.setBackend(backend);
+  const layer = tfl.layers.batchNormalization({ epsilon: 1e-3 });
+  const out = tf.tidy(() => {
+    const c = shape[shape.length - 1];
+    layer.build(shape);
+    layer.setWeights([tf.tensor1d(randomValues(c, 27, 0.5, 1.5)), tf.tensor1d(randomValues(c, 28)), tf.tensor1d(randomValues(c, 29)), tf.tensor1d(randomValues(c, 30, 0.2, 2))]);
+    const x = tf.tensor(randomValues(tf.util.sizeFromShape(shape), 31, -2, 3), shape);
+    const w = tf.tensor(randomValues(tf.util.sizeFromShape(shape), 32), shape);
+    return [tf.grad((xs: tf.Tensor) => tf.sum(tf.mul(tf.square(layer.apply(xs, { training: false }) as tf.Tensor), w)) as tf.Scalar)(x).dataSync() as Float32Array];
+  });
+  layer.weights.forEach((v) => v.dispose());
+  return out;
+}
+
 function assertClose(native: Float32Array[], cpu: Float32Array[]): void {
   assert.equal(native.length, cpu.length);
   for (let i = 0; i < cpu.length; i++) {
@@ -56,7 +86,7 @@ function assertClose(native: Float32Array[], cpu: Float32Array[]): void {
   }
 }
 
-describe('batch-norm gradient fusion', { skip }, () => {
+describe('batch-norm gradient', { skip }, () => {
   for (const shape of [[4, 5, 5, 6], [1, 7, 3, 5], [2, 3, 3, 64]]) {
     it(`matches tfjs's gradients for moments + batchNorm, shape ${shape.join('x')}`, () => {
       const { result: native, calls } = countNativeCalls(() => opGrads('native', shape));
@@ -98,10 +128,25 @@ describe('batch-norm gradient fusion', { skip }, () => {
     assertClose(native, opGrads('cpu', [4, 5, 5, 6], false, 'also-loss'));
   });
 
+  it("given statistics (inference mode): tfjs's gradients for x, mean, variance, gamma and beta from one reduction pass", () => {
+    const { result: native, calls } = countNativeCalls(() => givenStatsGrads('native', [4, 5, 5, 6]));
+    assert.equal(calls.batchNormGradStats, 1, 'one pass for every reduction');
+    assert.equal(calls.batchNormGradX ?? 0, 0, "the input's gradient reads dy alone");
+    assertClose(native, givenStatsGrads('cpu', [4, 5, 5, 6]));
+  });
+
+  it("a frozen BatchNormalization layer: tfjs's input gradient", () => {
+    const { result: native, calls } = countNativeCalls(() => frozenLayerGrad('native', [2, 4, 4, 8]));
+    assert.equal(calls.batchNormGradStats, 1);
+    assertClose(native, frozenLayerGrad('cpu', [2, 4, 4, 8]));
+  });
+
   it('leaks no tensors', () => {
     opGrads('native', [4, 5, 5, 6]);
+    givenStatsGrads('native', [4, 5, 5, 6]);
     const before = tf.memory().numTensors;
     opGrads('native', [4, 5, 5, 6]);
+    givenStatsGrads('native', [4, 5, 5, 6]);
     assert.equal(tf.memory().numTensors, before);
   });
 });
