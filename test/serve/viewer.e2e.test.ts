@@ -147,7 +147,9 @@ test('a DICOM photograph dropped into the viewer is shown as the server decodes 
   const dcm = join(PROJECT_ROOT, 'test', 'fixtures', 'dicom', 'op-jpeg-baseline.dcm');
   await page.setViewportSize({ width: 1360, height: 900 });
   await page.setInputFiles('#file', dcm);
-  await page.waitForSelector('body[data-state="ready"]');
+  // The page is still "ready" with the previous test's photograph until this one is analysed: wait for its status
+  // (the heatmap request starts, marking the canvas busy, as it is set).
+  await page.waitForSelector('#status:has-text("op-jpeg-baseline.dcm: 256×256, analysed in")');
   await page.waitForSelector('#canvas-a[data-class]:not([aria-busy])');
   assert.match(await page.textContent('#status') ?? '', /op-jpeg-baseline\.dcm: 256×256, analysed in \d+ ms/);
   assert.equal(await page.$eval('#canvas-a', (c) => (c as HTMLCanvasElement).width), 256);
