@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
+import { integerFrom, NON_NEGATIVE_INTEGER, optionalNumber, parseNumberOption, POSITIVE_INTEGER, POSITIVE_NUMBER } from '../util/cli-options.js';
 import { resolve } from 'node:path';
 import { writeFileAtomic } from '../util/atomic.js';
-import { InputError } from '../util/errors.js';
 import type { AuditNetwork, AuditPart } from './audit.js';
 
 export interface AuditCommandOptions {
@@ -19,29 +19,21 @@ export interface AuditCommandOptions {
   quiet?: boolean;
 }
 
-function integer(value: string | undefined, name: string, min: number): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min) throw new InputError(`${name} must be an integer >= ${min} (got '${value}')`);
-  return n;
-}
-
 /** `fundus audit`: the CLI around auditSources; `network` is injectable for tests. */
 export async function auditCommand(opts: AuditCommandOptions, network?: AuditNetwork): Promise<void> {
   let l2: number | undefined;
   if (opts.l2 !== undefined) {
-    l2 = Number(opts.l2);
-    if (!(l2 > 0 && Number.isFinite(l2))) throw new InputError(`--l2 must be a positive number (got '${opts.l2}')`);
+    l2 = parseNumberOption(opts.l2, '--l2', POSITIVE_NUMBER);
   }
   const { auditSources } = await import('./audit.js');
   const { formatAudit } = await import('./text.js');
   const report = await auditSources({
     datasets: opts.datasets,
     part: (opts.part ?? 'test') as AuditPart,
-    folds: integer(opts.folds, '--folds', 2),
-    seed: integer(opts.seed, '--seed', 0),
-    limitPerSource: integer(opts.limitPerSource, '--limit-per-source', 2),
-    batchSize: integer(opts.batchSize, '--batch-size', 1),
+    folds: optionalNumber(opts.folds, '--folds', integerFrom(2)),
+    seed: optionalNumber(opts.seed, '--seed', NON_NEGATIVE_INTEGER),
+    limitPerSource: optionalNumber(opts.limitPerSource, '--limit-per-source', integerFrom(2)),
+    batchSize: optionalNumber(opts.batchSize, '--batch-size', POSITIVE_INTEGER),
     ...(opts.model ? { model: opts.model } : {}),
     ...(l2 !== undefined ? { l2 } : {}),
     cache: opts.cache !== false,

@@ -16,20 +16,7 @@ import type { PreprocessSettings } from './preprocess.js';
 import { renderPreview } from './preview.js';
 import { makeSplit, PART_NAMES } from './split.js';
 import type { PartName, Split } from './split.js';
-
-function intArg(name: string, min: number, max: number) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min || n > max) throw new InvalidArgumentError(`${name} must be an integer in ${min}..${max}`);
-    return n;
-  };
-}
-
-function fraction(v: string): number {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0 || n >= 1) throw new InvalidArgumentError('must be a number between 0 and 1');
-  return n;
-}
+import { addUnlabelledOption, integerIn, numberIn, numberOption, unlabelledOf } from '../util/cli-options.js';
 
 function parseRatios(v: string): Record<PartName, number> {
   const xs = v.split(/[,/:]/).map(Number);
@@ -87,19 +74,22 @@ export function register(program: Command): void {
       if (!usable) process.exitCode = 1;
     });
 
-  data
-    .command('duplicates')
-    .description('find copies and repeat photographs of the same eye (also across the labelled and unlabelled folders)')
-    .argument('<csv>', 'label CSV (labels tell which groups disagree)')
-    .argument('<images-dir>', 'folder of the labelled images')
-    .option('--unlabeled <dir>', 'also search this folder of unlabelled images')
-    .option('--similarity <s>', `vessel-detail similarity that makes two photos the same eye`, fraction, DEFAULT_SIMILARITY)
+  addUnlabelledOption(
+    data
+      .command('duplicates')
+      .description('find copies and repeat photographs of the same eye (also across the labelled and unlabelled folders)')
+      .argument('<csv>', 'label CSV (labels tell which groups disagree)')
+      .argument('<images-dir>', 'folder of the labelled images'),
+    '<dir>',
+    'also search this folder of unlabelled images',
+  )
+    .option('--similarity <s>', `vessel-detail similarity that makes two photos the same eye`, numberOption('--similarity', numberIn(0, 1, true)), DEFAULT_SIMILARITY)
     .option('--histogram', 'print the similarity distribution of candidate pairs (how the threshold was chosen)')
     .option('--json', 'print the groups as JSON')
     .option('-o, --out <file>', 'also write the JSON report to this file')
-    .action(async (csv: string, imagesDir: string, o: { unlabeled?: string; similarity: number; histogram?: boolean; json?: boolean; out?: string }) => {
+    .action(async (csv: string, imagesDir: string, o: { unlabelled?: string; unlabeled?: string; similarity: number; histogram?: boolean; json?: boolean; out?: string }) => {
       const ds = await readDataset(csv, imagesDir);
-      const a = await analyseDuplicates(ds, o.unlabeled, { similarity: o.similarity, progressLabel: 'fingerprinting' });
+      const a = await analyseDuplicates(ds, unlabelledOf(o), { similarity: o.similarity, progressLabel: 'fingerprinting' });
       const report = {
         images: a.images,
         similarity: a.similarity,
@@ -136,26 +126,30 @@ export function register(program: Command): void {
       show('other groups', a.groups.filter((g) => !g.crossFolder && !g.labelsDisagree));
     });
 
-  data
-    .command('split')
-    .description('write a train/validation/test split: iterative stratification over near-duplicate groups')
-    .argument('<csv>', 'label CSV')
-    .argument('<images-dir>', 'folder of the labelled images')
-    .requiredOption('-o, --out <file>', 'split file to write (JSON)')
-    .option('--unlabeled <dir>', 'unlabelled folder: its repeats of labelled images are recorded (self-learning must skip those of validation/test)')
-    .option('--seed <n>', 'random seed', intArg('seed', 0, 2 ** 31 - 1), 42)
+  addUnlabelledOption(
+    data
+      .command('split')
+      .description('write a train/validation/test split: iterative stratification over near-duplicate groups')
+      .argument('<csv>', 'label CSV')
+      .argument('<images-dir>', 'folder of the labelled images')
+      .requiredOption('-o, --out <file>', 'split file to write (JSON)'),
+    '<dir>',
+    'unlabelled folder: its repeats of labelled images are recorded (self-learning must skip those of validation/test)',
+  )
+    .option('--seed <n>', 'random seed', numberOption('--seed', integerIn(0, 2 ** 31 - 1)), 42)
     .addOption(
       new Option('--ratios <r>', 'train,validation,test proportions').argParser(parseRatios).default({ train: 0.7, validation: 0.15, test: 0.15 }, '70,15,15'),
     )
-    .option('--similarity <s>', 'near-duplicate threshold (see `fundus data duplicates`)', fraction, DEFAULT_SIMILARITY)
+    .option('--similarity <s>', 'near-duplicate threshold (see `fundus data duplicates`)', numberOption('--similarity', numberIn(0, 1, true)), DEFAULT_SIMILARITY)
     .option('--no-dedup', 'split images independently (not recommended: repeats of one eye leak across parts)')
     .option('--json', 'print the split counts as JSON')
     .action(
       async (
         csv: string,
         imagesDir: string,
-        o: { out: string; unlabeled?: string; seed: number; ratios: Record<PartName, number>; similarity: number; dedup: boolean; json?: boolean },
+        o: { out: string; unlabelled?: string; unlabeled?: string; seed: number; ratios: Record<PartName, number>; similarity: number; dedup: boolean; json?: boolean },
       ) => {
+        const unlabelled = unlabelledOf(o);
         const ds = await readDataset(csv, imagesDir);
         const missing: string[] = [];
         for (const im of ds.images) if (!(await stat(im.path).catch(() => undefined))) missing.push(im.filename);
@@ -164,10 +158,10 @@ export function register(program: Command): void {
         let groups: string[][] = [];
         const links: Record<string, string[]> = {};
         if (o.dedup) {
-          const a = await analyseDuplicates(ds, o.unlabeled, { similarity: o.similarity, progressLabel: 'fingerprinting' });
+          const a = await analyseDuplicates(ds, unlabelled, { similarity: o.similarity, progressLabel: 'fingerprinting' });
           groups = a.groups.filter((g) => g.labelled.length > 1).map((g) => g.labelled);
           for (const g of a.groups) for (const u of g.unlabeled) if (g.labelled.length > 0) links[u] = g.labelled;
-        } else if (o.unlabeled) await listImages(o.unlabeled);
+        } else if (unlabelled) await listImages(unlabelled);
         const split = makeSplit(ds, {
           seed: o.seed,
           ratios: o.ratios,
@@ -198,13 +192,13 @@ export function register(program: Command): void {
     .description('write a PNG grid of images before and after preprocessing and augmentation')
     .argument('<images...>', 'image files, or one folder (its first --count images)')
     .requiredOption('-o, --out <file>', 'PNG to write')
-    .option('--count <n>', 'images taken from a folder', intArg('count', 1, 64), 4)
-    .option('--size <n>', 'network input side', intArg('size', 16, 1024), DEFAULT_PREPROCESS.size)
+    .option('--count <n>', 'images taken from a folder', numberOption('--count', integerIn(1, 64)), 4)
+    .option('--size <n>', 'network input side', numberOption('--size', integerIn(16, 1024)), DEFAULT_PREPROCESS.size)
     .addOption(new Option('--channels <c>', 'green or rgb').choices(['green', 'rgb']).default(DEFAULT_PREPROCESS.channels))
     .option('--clahe', 'contrast-limited adaptive histogram equalisation')
     .option('--no-crop', 'do not crop to the fundus disc')
-    .option('--augmentations <n>', 'augmented variants per image', intArg('augmentations', 0, 8), 3)
-    .option('--seed <n>', 'augmentation seed', intArg('seed', 0, 2 ** 31 - 1), 1)
+    .option('--augmentations <n>', 'augmented variants per image', numberOption('--augmentations', integerIn(0, 8)), 3)
+    .option('--seed <n>', 'augmentation seed', numberOption('--seed', integerIn(0, 2 ** 31 - 1)), 1)
     .option('--mask <shape>', "camera-invariant preprocessing: 'circle' blacks out everything outside a standard circle")
     .option('--local-mean [sigma]', "camera-invariant preprocessing: Graham's local mean subtraction (sigma as a fraction of the side, default 1/60)")
     .option('--camera-augment', 'show the augmented variants with camera augmentation too (blur, colour temperature, noise, resampling, JPEG)')

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { NON_NEGATIVE_INTEGER, optionalNumber } from '../util/cli-options.js';
 import { resolve } from 'node:path';
 import { InputError } from '../util/errors.js';
 import { reportSkipped } from '../util/skipped.js';
@@ -30,13 +31,6 @@ function selection(opts: DataOptions, defaultPart?: string): DataSelection {
   return { csv: opts.data[0], images: opts.data[1], split: opts.split, part: opts.part ?? (opts.split ? defaultPart : undefined) };
 }
 
-function positiveInt(value: string | undefined, name: string, fallback: number): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new InputError(`${name} must be a non-negative integer (got '${value}')`);
-  return n;
-}
-
 async function loadForEvaluation(modelDir: string): Promise<FundusModel> {
   await initEngine();
   const { loadModel } = await import('../models/io.js');
@@ -49,8 +43,8 @@ export async function evaluateCommand(
   opts: DataOptions & { json?: boolean; report?: string; resamples?: string; seed?: string; datasets?: string[] },
   predict?: PredictFiles,
 ): Promise<void> {
-  const resamples = positiveInt(opts.resamples, '--resamples', 1000);
-  const seed = positiveInt(opts.seed, '--seed', 0);
+  const resamples = optionalNumber(opts.resamples, '--resamples', NON_NEGATIVE_INTEGER, 1000);
+  const seed = optionalNumber(opts.seed, '--seed', NON_NEGATIVE_INTEGER, 0);
   if (opts.datasets?.length) {
     if (opts.data || opts.split) throw new InputError('give either --datasets or --data (and --split), not both');
     if (opts.report) throw new InputError('--report writes one set; with --datasets use --json');
@@ -59,7 +53,7 @@ export async function evaluateCommand(
   const sel = selection(opts, 'test');
   const model = await loadForEvaluation(modelDir);
   const { set, probs, skipped } = await predictSet(model, await loadEvaluationSet(model.metadata, sel), predict ?? (await defaultPredictFiles()), {
-    batchSize: positiveInt(opts.batchSize, '--batch-size', 16) || undefined,
+    batchSize: optionalNumber(opts.batchSize, '--batch-size', NON_NEGATIVE_INTEGER, 16) || undefined,
     quiet: opts.quiet || opts.json,
   });
   const report = buildReport(modelDir, model.metadata, sel, set, probs, { resamples, seed }, skipped);
@@ -92,7 +86,7 @@ async function evaluateSources(
   const used = [];
   const unreadable = [];
   for (const { sel, set: whole } of sets) {
-    const { set, probs, skipped: lost } = await predictSet(model, whole, predictFn, { batchSize: positiveInt(opts.batchSize, '--batch-size', 16) || undefined, quiet: opts.quiet || opts.json });
+    const { set, probs, skipped: lost } = await predictSet(model, whole, predictFn, { batchSize: optionalNumber(opts.batchSize, '--batch-size', NON_NEGATIVE_INTEGER, 16) || undefined, quiet: opts.quiet || opts.json });
     reports.push(buildReport(modelDir, model.metadata, sel, set, probs, bootstrap, lost));
     used.push(set);
     unreadable.push(...lost);
@@ -124,7 +118,7 @@ export async function thresholdsCommand(modelDir: string, opts: DataOptions & { 
   const model = await loadForEvaluation(modelDir);
   const m = model.metadata;
   const { set, probs, skipped } = await predictSet(model, await loadEvaluationSet(m, sel), predict ?? (await defaultPredictFiles()), {
-    batchSize: positiveInt(opts.batchSize, '--batch-size', 16) || undefined,
+    batchSize: optionalNumber(opts.batchSize, '--batch-size', NON_NEGATIVE_INTEGER, 16) || undefined,
     quiet: opts.quiet,
   });
   reportSkipped('thresholds', skipped);

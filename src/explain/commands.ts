@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { integerIn, NON_NEGATIVE_NUMBER, numberIn, optionalNumber, POSITIVE_INTEGER } from '../util/cli-options.js';
 import { readFile, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { IMAGE_EXTENSIONS, collectImages } from '../data/image-files.js';
@@ -49,13 +50,6 @@ function parseMethods(spec: string | undefined): CamMethod[] {
     if (!isCamMethod(m)) throw new InputError(`--method: unknown method "${m}" (known: ${CAM_METHODS.join(', ')}, all)`);
   }
   return [...new Set(methods)] as CamMethod[];
-}
-
-function parseNumber(value: string | undefined, name: string, fallback: number, ok: (n: number) => boolean, want: string): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isFinite(n) || !ok(n)) throw new InputError(`${name} must be ${want} (got '${value}')`);
-  return n;
 }
 
 function parseRaw(spec: string | undefined): RawFormat[] {
@@ -128,17 +122,17 @@ export async function explainCommand(modelDir: string, inputs: string[], opts: E
   const methods = parseMethods(opts.method);
   const colormap = (opts.colormap ?? 'jet') as Colormap;
   if (!COLORMAPS.includes(colormap)) throw new InputError(`--colormap must be one of ${COLORMAPS.join(', ')} (got '${opts.colormap}')`);
-  const alpha = parseNumber(opts.alpha, '--alpha', 0.45, (n) => n >= 0 && n <= 1, 'a number in 0..1');
-  const steps = parseNumber(opts.steps, '--steps', 20, (n) => Number.isInteger(n) && n >= 2 && n <= 1000, 'an integer in 2..1000');
-  const batchSize = parseNumber(opts.batchSize, '--batch-size', 8, (n) => Number.isInteger(n) && n >= 1, 'a positive integer');
+  const alpha = optionalNumber(opts.alpha, '--alpha', numberIn(0, 1), 0.45);
+  const steps = optionalNumber(opts.steps, '--steps', integerIn(2, 1000), 20);
+  const batchSize = optionalNumber(opts.batchSize, '--batch-size', POSITIVE_INTEGER, 8);
   const raw = parseRaw(opts.raw);
   const random = opts.random ?? 'cells';
   if (random !== 'cells' && random !== 'pixels') throw new InputError(`--random must be cells or pixels (got '${random}')`);
   const out = resolve(opts.out);
   await checkOutPlace(out, inputs);
   await checkOutDir(out);
-  const tolerance = parseNumber(opts.tolerance, '--tolerance', DEFAULT_TOLERANCE_PX, (n) => n >= 0, 'a number of pixels, 0 or more');
-  const resamples = parseNumber(opts.resamples, '--resamples', 1000, (n) => Number.isInteger(n) && n >= 0 && n <= 100_000, 'an integer in 0..100000');
+  const tolerance = optionalNumber(opts.tolerance, '--tolerance', NON_NEGATIVE_NUMBER, DEFAULT_TOLERANCE_PX);
+  const resamples = optionalNumber(opts.resamples, '--resamples', integerIn(0, 100_000), 1000);
   const lesionOnly = ['lesionClass', 'lesionTypes', 'tolerance', 'resamples'] as const;
   if (!opts.lesions) {
     const given = lesionOnly.find((k) => opts[k] !== undefined);

@@ -5,7 +5,8 @@ import type { Redis } from 'ioredis';
 import type { Queue } from 'bullmq';
 import { InputError } from '../util/errors.js';
 import { formatFromPath, type OutputFormat } from '../serve/output.js';
-import { positiveInt, resolveModelDir, withHeatmapChoice } from '../serve/commands.js';
+import { resolveModelDir, withHeatmapChoice } from '../serve/commands.js';
+import { numberOption, POSITIVE_INTEGER } from '../util/cli-options.js';
 import { checkHeatmapsDir, type HeatmapChoice } from '../serve/heatmap-files.js';
 import type { CamMethod } from '../explain/cam.js';
 import { connectRedis, redactUrl, redisTarget, REDIS_URL_ENV, DEFAULT_REDIS_URL, type RedisTarget } from './connection.js';
@@ -48,12 +49,12 @@ async function withQueue<T>(flags: ConnectionFlags, fn: (redis: Redis, queue: Qu
 }
 
 function milliseconds(name: string) {
-  return positiveInt(name);
+  return numberOption(name, POSITIVE_INTEGER);
 }
 
 function retryOptions(cmd: Command): Command {
   return cmd
-    .option('--attempts <n>', 'attempts per chunk (unreadable photographs are read again at each; then they are failed)', positiveInt('--attempts'), DEFAULT_RETRY.attempts)
+    .option('--attempts <n>', 'attempts per chunk (unreadable photographs are read again at each; then they are failed)', numberOption('--attempts', POSITIVE_INTEGER), DEFAULT_RETRY.attempts)
     .option('--backoff <ms>', 'wait before the second attempt, doubled before each further one', milliseconds('--backoff'), DEFAULT_RETRY.backoffMs);
 }
 
@@ -81,11 +82,11 @@ export function register(program: Command): void {
       .command('worker')
       .description('Score photographs from a Redis queue (run any number, on any machines): loads the model once, takes chunks until stopped')
       .option('-m, --model <dir>', 'model directory (default: the bundled model); chunks submitted for another model are refused')
-      .option('-c, --concurrency <n>', 'chunks worked on at once by this process', positiveInt('--concurrency'), 1)
-      .option('-b, --batch-size <n>', 'photographs per inference batch', positiveInt('--batch-size'), 16)
+      .option('-c, --concurrency <n>', 'chunks worked on at once by this process', numberOption('--concurrency', POSITIVE_INTEGER), 1)
+      .option('-b, --batch-size <n>', 'photographs per inference batch', numberOption('--batch-size', POSITIVE_INTEGER), 16)
       .option('--lock-duration <ms>', 'how long a chunk stays taken without renewal (renewed every half of it); a lost worker\'s chunk returns to the queue after about this plus --stalled-interval', milliseconds('--lock-duration'), DEFAULT_STALL.lockDurationMs)
       .option('--stalled-interval <ms>', 'how often to look for chunks of lost workers', milliseconds('--stalled-interval'), DEFAULT_STALL.stalledIntervalMs)
-      .option('--max-stalled <n>', 'times a chunk may be recovered from a lost worker before it is failed', positiveInt('--max-stalled'), DEFAULT_STALL.maxStalledCount),
+      .option('--max-stalled <n>', 'times a chunk may be recovered from a lost worker before it is failed', numberOption('--max-stalled', POSITIVE_INTEGER), DEFAULT_STALL.maxStalledCount),
   )
     .addHelpText(
       'after',
@@ -119,11 +120,11 @@ export function register(program: Command): void {
           .description('Enqueue photographs (files, folders walked recursively, or list files of paths: .txt/.list/.lst) for the workers; a photograph already in the batch (same bytes) is not enqueued again')
           .argument('<paths...>', 'photographs, folders and list files (paths in a list are relative to the list\'s folder)')
           .option('-m, --model <dir>', 'the model that must score them (default: the bundled model); the batch is bound to it')
-          .option('--chunk <n>', 'photographs per job', positiveInt('--chunk'), 64)
+          .option('--chunk <n>', 'photographs per job', numberOption('--chunk', POSITIVE_INTEGER), 64)
           .option('--no-gradability-check', 'score photographs the gradability gate refuses instead of reporting them ungradable (as `fundus predict --no-gradability-check`: for research only)')
           .option('--bytes', 'send the photographs\' bytes through Redis instead of their paths (for workers without the shared storage)')
-          .option('--max-photo-bytes <n>', 'with --bytes: largest photograph accepted', positiveInt('--max-photo-bytes'), DEFAULT_BYTES_CAPS.maxPhotoBytes)
-          .option('--max-redis-bytes <n>', 'with --bytes: most bytes of the batch\'s photographs held in Redis at once', positiveInt('--max-redis-bytes'), DEFAULT_BYTES_CAPS.maxTotalBytes)
+          .option('--max-photo-bytes <n>', 'with --bytes: largest photograph accepted', numberOption('--max-photo-bytes', POSITIVE_INTEGER), DEFAULT_BYTES_CAPS.maxPhotoBytes)
+          .option('--max-redis-bytes <n>', 'with --bytes: most bytes of the batch\'s photographs held in Redis at once', numberOption('--max-redis-bytes', POSITIVE_INTEGER), DEFAULT_BYTES_CAPS.maxTotalBytes)
           .option(
             '--heatmaps <dir>',
             'workers also write heatmap overlay PNGs (as `fundus predict --heatmaps`) into this folder, which every worker must reach at the same path ' +
@@ -232,7 +233,7 @@ export function register(program: Command): void {
       queue
         .command('retry-failed')
         .description('Requeue the failed photographs (unreadable ones and those of failed chunks) with a fresh retry budget')
-        .option('--chunk <n>', 'photographs per job', positiveInt('--chunk'), 64),
+        .option('--chunk <n>', 'photographs per job', numberOption('--chunk', POSITIVE_INTEGER), 64),
     ),
   ).action(async (flags: ConnectionFlags & { chunk: number; attempts: number; backoff: number }) => {
     const r = await withQueue(flags, (redis, q) => retryFailed(redis, q, flags.queue, flags.chunk, { attempts: flags.attempts, backoffMs: flags.backoff }));

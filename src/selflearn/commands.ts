@@ -15,30 +15,15 @@ import { runSelfLearning, type RetrainMode } from './pipeline.js';
 import type { PseudoLabelMethod } from './pseudolabel.js';
 import { renderMarkdown } from './report.js';
 import { trainModelRetrainer } from './retrain.js';
+import { addUnlabelledOption, INTEGER, listOption, NON_NEGATIVE_INTEGER, NON_NEGATIVE_NUMBER, numberIn, numberOption, POSITIVE_INTEGER, POSITIVE_NUMBER, unlabelledOf } from '../util/cli-options.js';
 
 const METHODS = ['knn', 'rbf', 'confidence'] as const;
-
-function number(name: string, check: (v: number) => boolean, what: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isFinite(n) || !check(n)) throw new InputError(`--${name} must be ${what} (got "${v}")`);
-    return n;
-  };
-}
-
-function list<T extends string>(name: string, allowed: readonly T[]) {
-  return (v: string): T[] => {
-    const items = v.split(',').map((s) => s.trim()).filter(Boolean);
-    const bad = items.filter((s) => !(allowed as readonly string[]).includes(s));
-    if (bad.length || items.length === 0) throw new InputError(`--${name} takes a comma-separated list of ${allowed.join(', ')} (got "${v}")`);
-    return [...new Set(items)] as T[];
-  };
-}
 
 interface SelflearnFlags {
   data: string[];
   split: string;
-  unlabelled: string[];
+  unlabelled?: string[];
+  unlabeled?: string[];
   out: string;
   methods: (typeof METHODS)[number][];
   retrain: RetrainMode[];
@@ -88,7 +73,7 @@ export function registerEmbed(program: Command): void {
     .argument('<images...>', 'image files or folders of images')
     .requiredOption('-o, --out <file>', 'output path; .f32 is added when missing, the sidecar is <out>.json')
     .option('--layer <name>', 'layer whose output is the embedding (default: the penultimate layer)')
-    .option('--batch-size <n>', 'images per forward pass', (v) => Number.parseInt(v, 10), 16)
+    .option('--batch-size <n>', 'images per forward pass', numberOption('--batch-size', POSITIVE_INTEGER), 16)
     .option('--no-cache', 'do not read or write the preprocessing cache')
     .action(async (modelDir: string, images: string[], opts: { out: string; layer?: string; batchSize: number; cache: boolean }) => {
       await initEngine();
@@ -103,51 +88,54 @@ export function registerEmbed(program: Command): void {
 }
 
 export function registerSelflearn(program: Command): void {
-  program
-    .command('selflearn')
-    .description(
-      'Self-learning experiment: pseudo-label unlabelled images (label spreading over the model\'s embeddings with a ' +
-        'knn or rbf kernel, and/or the classifier\'s own confident predictions), retrain from scratch and by fine-tuning ' +
-        'on labelled + pseudo-labelled data, and evaluate the original and every retrained model on the same held-out ' +
-        'test part with bootstrap intervals. Unlabelled near-duplicates of test images are excluded (leakage guard). ' +
-        'Writes <out>/report.json, <out>/report.md and the retrained models under <out>/models/.',
-    )
-    .argument('<model-dir>', 'the trained multilabel model to start from (its embeddings, its fine-tuning)')
+  addUnlabelledOption(
+    program
+      .command('selflearn')
+      .description(
+        'Self-learning experiment: pseudo-label unlabelled images (label spreading over the model\'s embeddings with a ' +
+          'knn or rbf kernel, and/or the classifier\'s own confident predictions), retrain from scratch and by fine-tuning ' +
+          'on labelled + pseudo-labelled data, and evaluate the original and every retrained model on the same held-out ' +
+          'test part with bootstrap intervals. Unlabelled near-duplicates of test images are excluded (leakage guard). ' +
+          'Writes <out>/report.json, <out>/report.md and the retrained models under <out>/models/.',
+      )
+      .argument('<model-dir>', 'the trained multilabel model to start from (its embeddings, its fine-tuning)'),
+    '<images...>',
+    'unlabelled image files or folders (required)',
+  )
     .requiredOption('--data <csv_and_images...>', 'the labels CSV and the image folder, e.g. --data train.csv train/')
     .requiredOption('--split <split.json>', 'split file: spreading seeds from its train part, evaluation on its test part')
-    .requiredOption('--unlabelled <images...>', 'unlabelled image files or folders')
     .requiredOption('--out <dir>', 'output folder for the report and the retrained models')
-    .option('--methods <list>', `pseudo-labelling methods, from ${METHODS.join(', ')}`, list('methods', METHODS), [...METHODS])
-    .option('--retrain <list>', 'retraining modes: scratch, finetune', list('retrain', ['scratch', 'finetune'] as const), ['scratch', 'finetune'] as RetrainMode[])
-    .option('--threshold <p>', 'keep a pseudo-label when every class is decided with at least this confidence', number('threshold', (v) => v >= 0.5 && v <= 1, 'in [0.5, 1]'), 0.9)
-    .option('--scratch-methods <list>', 'methods that also get a from-scratch arm (default: the label-spreading ones among --methods)', list('scratch-methods', METHODS))
-    .option('--rounds <n>', 'self-training rounds: round r pseudo-labels with round r-1\'s model, its student starts again from the original', number('rounds', (v) => Number.isInteger(v) && v >= 1, 'a positive integer'), 1)
+    .option('--methods <list>', `pseudo-labelling methods, from ${METHODS.join(', ')}`, listOption('--methods', METHODS), [...METHODS])
+    .option('--retrain <list>', 'retraining modes: scratch, finetune', listOption('--retrain', ['scratch', 'finetune'] as const), ['scratch', 'finetune'] as RetrainMode[])
+    .option('--threshold <p>', 'keep a pseudo-label when every class is decided with at least this confidence', numberOption('--threshold', numberIn(0.5, 1)), 0.9)
+    .option('--scratch-methods <list>', 'methods that also get a from-scratch arm (default: the label-spreading ones among --methods)', listOption('--scratch-methods', METHODS))
+    .option('--rounds <n>', 'self-training rounds: round r pseudo-labels with round r-1\'s model, its student starts again from the original', numberOption('--rounds', POSITIVE_INTEGER), 1)
     .addOption(
       new Option('--rounds-for <which>', 'methods that go past round 1: the spreading kernel with the better validation macro AUC in round 1, or all')
         .choices(['best-spreading', 'all'])
         .default('best-spreading'),
     )
-    .option('--alpha <a>', 'label spreading clamping factor, in (0, 1)', number('alpha', (v) => v > 0 && v < 1, 'in (0, 1)'), 0.2)
-    .option('--n-neighbors <k>', 'knn kernel: neighbours, the point itself included', number('n-neighbors', (v) => Number.isInteger(v) && v >= 1, 'a positive integer'), 7)
-    .option('--gamma <g>', 'rbf kernel: gamma (default: --gamma-scale x the median heuristic 1 / median squared distance)', number('gamma', (v) => v > 0, 'positive'))
-    .option('--gamma-scale <f>', 'rbf kernel without --gamma: multiple of the median-heuristic gamma', number('gamma-scale', (v) => v > 0, 'positive'), 1)
-    .option('--max-iter <n>', 'label spreading iterations at most', number('max-iter', (v) => Number.isInteger(v) && v >= 1, 'a positive integer'), 30)
-    .option('--tol <t>', 'label spreading convergence tolerance', number('tol', (v) => v >= 0, '>= 0'), 1e-3)
+    .option('--alpha <a>', 'label spreading clamping factor, in (0, 1)', numberOption('--alpha', numberIn(0, 1, true)), 0.2)
+    .option('--n-neighbors <k>', 'knn kernel: neighbours, the point itself included', numberOption('--n-neighbors', POSITIVE_INTEGER), 7)
+    .option('--gamma <g>', 'rbf kernel: gamma (default: --gamma-scale x the median heuristic 1 / median squared distance)', numberOption('--gamma', POSITIVE_NUMBER))
+    .option('--gamma-scale <f>', 'rbf kernel without --gamma: multiple of the median-heuristic gamma', numberOption('--gamma-scale', POSITIVE_NUMBER), 1)
+    .option('--max-iter <n>', 'label spreading iterations at most', numberOption('--max-iter', POSITIVE_INTEGER), 30)
+    .option('--tol <t>', 'label spreading convergence tolerance', numberOption('--tol', NON_NEGATIVE_NUMBER), 1e-3)
     .addOption(new Option('--normalize <how>', 'embedding normalisation before spreading').choices(['l2', 'none']).default('l2'))
     .option('--layer <name>', 'embedding layer (default: the penultimate layer)')
-    .option('--epochs <n>', 'training epochs of each from-scratch arm (and of fine-tuned arms without --finetune-epochs)', number('epochs', (v) => Number.isInteger(v) && v >= 1, 'a positive integer'), 10)
-    .option('--max-minutes <m>', 'training time budget of each from-scratch arm (and of fine-tuned arms without --finetune-max-minutes)', number('max-minutes', (v) => v > 0, 'positive'))
-    .option('--finetune-epochs <n>', 'training epochs of each fine-tuned arm', number('finetune-epochs', (v) => Number.isInteger(v) && v >= 1, 'a positive integer'))
-    .option('--finetune-max-minutes <m>', 'training time budget of each fine-tuned arm', number('finetune-max-minutes', (v) => v > 0, 'positive'))
-    .option('--deadline-minutes <m>', 'wall-clock limit of the whole run: arms that would end past it are skipped (and reported)', number('deadline-minutes', (v) => v > 0, 'positive'))
-    .option('--batch-size <n>', 'training batch size', number('batch-size', (v) => Number.isInteger(v) && v >= 1, 'a positive integer'), 16)
-    .option('--lr <rate>', 'peak learning rate from scratch', number('lr', (v) => v > 0, 'positive'), 1e-3)
-    .option('--finetune-lr <rate>', 'peak learning rate for fine-tuning (default: lr/10)', number('finetune-lr', (v) => v > 0, 'positive'))
-    .option('--patience <n>', 'early-stopping patience in epochs', number('patience', (v) => Number.isInteger(v) && v >= 1, 'a positive integer'), 8)
-    .option('--pseudo-weight <w>', 'loss weight of a pseudo-labelled image relative to a labelled one', number('pseudo-weight', (v) => v >= 0, '>= 0'), 1)
-    .option('--limit <n>', 'at most n images of each split part in training (smoke runs)', number('limit', (v) => Number.isInteger(v) && v >= 1, 'a positive integer'))
-    .option('--bootstrap <n>', 'bootstrap resamples for the intervals', number('bootstrap', (v) => Number.isInteger(v) && v >= 0, 'a non-negative integer'), 1000)
-    .option('--seed <n>', 'seed of training and of the bootstrap', number('seed', Number.isInteger, 'an integer'), 0)
+    .option('--epochs <n>', 'training epochs of each from-scratch arm (and of fine-tuned arms without --finetune-epochs)', numberOption('--epochs', POSITIVE_INTEGER), 10)
+    .option('--max-minutes <m>', 'training time budget of each from-scratch arm (and of fine-tuned arms without --finetune-max-minutes)', numberOption('--max-minutes', POSITIVE_NUMBER))
+    .option('--finetune-epochs <n>', 'training epochs of each fine-tuned arm', numberOption('--finetune-epochs', POSITIVE_INTEGER))
+    .option('--finetune-max-minutes <m>', 'training time budget of each fine-tuned arm', numberOption('--finetune-max-minutes', POSITIVE_NUMBER))
+    .option('--deadline-minutes <m>', 'wall-clock limit of the whole run: arms that would end past it are skipped (and reported)', numberOption('--deadline-minutes', POSITIVE_NUMBER))
+    .option('--batch-size <n>', 'training batch size', numberOption('--batch-size', POSITIVE_INTEGER), 16)
+    .option('--lr <rate>', 'peak learning rate from scratch', numberOption('--lr', POSITIVE_NUMBER), 1e-3)
+    .option('--finetune-lr <rate>', 'peak learning rate for fine-tuning (default: lr/10)', numberOption('--finetune-lr', POSITIVE_NUMBER))
+    .option('--patience <n>', 'early-stopping patience in epochs', numberOption('--patience', POSITIVE_INTEGER), 8)
+    .option('--pseudo-weight <w>', 'loss weight of a pseudo-labelled image relative to a labelled one', numberOption('--pseudo-weight', NON_NEGATIVE_NUMBER), 1)
+    .option('--limit <n>', 'at most n images of each split part in training (smoke runs)', numberOption('--limit', POSITIVE_INTEGER))
+    .option('--bootstrap <n>', 'bootstrap resamples for the intervals', numberOption('--bootstrap', NON_NEGATIVE_INTEGER), 1000)
+    .option('--seed <n>', 'seed of training and of the bootstrap', numberOption('--seed', INTEGER), 0)
     .option('--no-control', 'skip the controls: the same fine-tuning and from-scratch training on the labelled images alone')
     .option('--quiet', 'no log lines')
     .action(async (modelDir: string, f: SelflearnFlags) => {
@@ -164,7 +152,9 @@ export function registerSelflearn(program: Command): void {
       const model = await loadModel(modelDir);
       const dataset = await readDataset(csv, images);
       const split = await readSplitParts(f.split);
-      const unlabelled = await collectImages(f.unlabelled);
+      const given = unlabelledOf(f);
+      if (!given) throw new InputError("required option '--unlabelled <images...>' not specified");
+      const unlabelled = await collectImages(given);
       const methods: PseudoLabelMethod[] = f.methods.map((m) =>
         m === 'confidence'
           ? { kind: 'confidence' }

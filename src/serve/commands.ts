@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { numberOption, POSITIVE_INTEGER } from '../util/cli-options.js';
 import { Option } from 'commander';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -20,14 +21,6 @@ async function isModelDir(p: string): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-export function positiveInt(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new InputError(`${name} must be a positive integer (got "${v}")`);
-    return n;
-  };
 }
 
 function camMethod(v: string): CamMethod {
@@ -116,7 +109,7 @@ export function register(program: Command): void {
           `${HEATMAPS_INDEX} maps each image to its file names, <name>-2... when two images share a name); JSON records name their overlays`,
       ),
   )
-    .option('-b, --batch-size <n>', 'images per inference batch', positiveInt('--batch-size'), 16)
+    .option('-b, --batch-size <n>', 'images per inference batch', numberOption('--batch-size', POSITIVE_INTEGER), 16)
     .option('-q, --quiet', 'no progress bar')
     .option('--no-gradability-check', 'predict photographs the gradability gate refuses (not a fundus photograph, too dark, no disc, ...; see docs/gradability.md) instead of reporting them ungradable: for research only')
     .option('--show-identifiers', "put DICOM photographs' patient identifiers (name, ID, birth date, sex, accession number) into the results; by default they never appear")
@@ -188,12 +181,12 @@ export function register(program: Command): void {
     .option('--token <token>', 'require this API token on every route; prefer --token-file or $FUNDUS_TOKEN, since a command line is visible to every user in ps')
     .option('--token-file <path>', 'read the API token from the first line of this file (which only you may read: chmod 600)')
     .option('--allowed-host <name>', 'without a token, also answer requests whose Host header names this (repeatable; IP addresses and localhost always are)', (v: string, all: string[] = []) => [...all, v])
-    .option('--body-limit <bytes>', 'largest accepted upload in bytes', positiveInt('--body-limit'), DEFAULT_BODY_LIMIT)
-    .option('--max-in-flight <n>', 'predict/explain requests admitted at once (uploading, running or queued); beyond that the server answers 503', positiveInt('--max-in-flight'), DEFAULT_MAX_IN_FLIGHT)
-    .option('--upload-timeout <ms>', 'longest time a predict/explain upload may take, headers to last byte; then 408 and the connection is closed', positiveInt('--upload-timeout'), DEFAULT_UPLOAD_TIMEOUT)
-    .option('--upload-idle-timeout <ms>', 'longest pause in a predict/explain upload; then 408 and the connection is closed', positiveInt('--upload-idle-timeout'), DEFAULT_UPLOAD_IDLE_TIMEOUT)
-    .option('-b, --batch-size <n>', 'largest batch formed from concurrent requests', positiveInt('--batch-size'), 16)
-    .option('--inference-threads <n>', 'threads that run the model, each with its own copy of it (the engine already uses every core: more help only to interleave long heatmaps with predictions)', positiveInt('--inference-threads'), 1)
+    .option('--body-limit <bytes>', 'largest accepted upload in bytes', numberOption('--body-limit', POSITIVE_INTEGER), DEFAULT_BODY_LIMIT)
+    .option('--max-in-flight <n>', 'predict/explain requests admitted at once (uploading, running or queued); beyond that the server answers 503', numberOption('--max-in-flight', POSITIVE_INTEGER), DEFAULT_MAX_IN_FLIGHT)
+    .option('--upload-timeout <ms>', 'longest time a predict/explain upload may take, headers to last byte; then 408 and the connection is closed', numberOption('--upload-timeout', POSITIVE_INTEGER), DEFAULT_UPLOAD_TIMEOUT)
+    .option('--upload-idle-timeout <ms>', 'longest pause in a predict/explain upload; then 408 and the connection is closed', numberOption('--upload-idle-timeout', POSITIVE_INTEGER), DEFAULT_UPLOAD_IDLE_TIMEOUT)
+    .option('-b, --batch-size <n>', 'largest batch formed from concurrent requests', numberOption('--batch-size', POSITIVE_INTEGER), 16)
+    .option('--inference-threads <n>', 'threads that run the model, each with its own copy of it (the engine already uses every core: more help only to interleave long heatmaps with predictions)', numberOption('--inference-threads', POSITIVE_INTEGER), 1)
     .option('--log', 'log every request (JSON lines on stdout)')
     .option('--no-gradability-check', 'predict photographs the gradability gate refuses (not a fundus photograph, too dark, no disc, ...; see docs/gradability.md) instead of reporting them ungradable: for research only')
     .addHelpText(

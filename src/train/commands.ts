@@ -8,30 +8,7 @@ import { InputError } from '../util/errors.js';
 import { CAMERA_AUGMENT } from '../data/augment.js';
 import type { Monitor } from './loop.js';
 import { trainModel } from './train.js';
-
-function positiveInt(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new InputError(`--${name} must be a positive integer (got "${v}")`);
-    return n;
-  };
-}
-
-function positiveNumber(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isFinite(n) || n <= 0) throw new InputError(`--${name} must be a positive number (got "${v}")`);
-    return n;
-  };
-}
-
-function nonNegativeNumber(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < 0) throw new InputError(`--${name} must be a number ≥ 0 (got "${v}")`);
-    return n;
-  };
-}
+import { INTEGER, NON_NEGATIVE_NUMBER, POSITIVE_INTEGER, POSITIVE_NUMBER, numberOption } from '../util/cli-options.js';
 
 interface TrainFlags {
   task: string;
@@ -94,17 +71,17 @@ export function register(program: Command): void {
     .option(
       '--source-adversarial <weight>',
       'with --datasets: a head that predicts the source through a gradient-reversal layer, so the features carry little of the camera (0.05 was stable, 0.3 diverged: docs/generalisation.md)',
-      positiveNumber('source-adversarial'),
+      numberOption('--source-adversarial', POSITIVE_NUMBER),
     )
     .requiredOption('--out <dir>', 'model directory to write')
     .option('--run-dir <dir>', 'checkpoints, history.csv and TensorBoard events (default: runs/<name of --out>)')
-    .option('--epochs <n>', 'maximum number of epochs', positiveInt('epochs'), 30)
-    .option('--batch-size <n>', 'images per optimiser step', positiveInt('batch-size'), 16)
-    .option('--lr <rate>', 'peak learning rate of Adam', positiveNumber('lr'), 1e-3)
-    .option('--min-lr <rate>', 'final learning rate of the cosine schedule (default: lr/50)', positiveNumber('min-lr'))
-    .option('--weight-decay <rate>', 'decoupled weight decay (AdamW): each step every weight shrinks by lr x rate', nonNegativeNumber('weight-decay'), 0)
-    .option('--warmup <epochs>', 'linear warm-up epochs', nonNegativeNumber('warmup'), 1)
-    .option('--image-size <px>', "input side in pixels (default: the architecture's: 227 for alexnet, 224 for resnets)", positiveInt('image-size'))
+    .option('--epochs <n>', 'maximum number of epochs', numberOption('--epochs', POSITIVE_INTEGER), 30)
+    .option('--batch-size <n>', 'images per optimiser step', numberOption('--batch-size', POSITIVE_INTEGER), 16)
+    .option('--lr <rate>', 'peak learning rate of Adam', numberOption('--lr', POSITIVE_NUMBER), 1e-3)
+    .option('--min-lr <rate>', 'final learning rate of the cosine schedule (default: lr/50)', numberOption('--min-lr', POSITIVE_NUMBER))
+    .option('--weight-decay <rate>', 'decoupled weight decay (AdamW): each step every weight shrinks by lr x rate', numberOption('--weight-decay', NON_NEGATIVE_NUMBER), 0)
+    .option('--warmup <epochs>', 'linear warm-up epochs', numberOption('--warmup', NON_NEGATIVE_NUMBER), 1)
+    .option('--image-size <px>', "input side in pixels (default: the architecture's: 227 for alexnet, 224 for resnets)", numberOption('--image-size', POSITIVE_INTEGER))
     .addOption(new Option('--channels <c>', 'input channels (default: green for alexnet, rgb otherwise)').choices(['green', 'rgb']))
     .option('--clahe', 'contrast-limited adaptive histogram equalisation in preprocessing')
     .addOption(
@@ -116,32 +93,32 @@ export function register(program: Command): void {
     .option(
       '--local-mean [sigma]',
       "camera-invariant: subtract a Gaussian-blurred copy (Graham's local mean colour normalisation); sigma as a fraction of the side",
-      positiveNumber('local-mean'),
+      numberOption('--local-mean', POSITIVE_NUMBER),
     )
     .option('--no-augment', 'train without augmentation')
     .option('--camera-augment', 'also imitate other cameras while training: blur/sharpness, colour temperature, noise, down-and-up resampling, JPEG re-compression')
-    .option('--patience <epochs>', 'early stopping: epochs without improvement of the monitored metric', positiveInt('patience'), 8)
+    .option('--patience <epochs>', 'early stopping: epochs without improvement of the monitored metric', numberOption('--patience', POSITIVE_INTEGER), 8)
     .addOption(new Option('--monitor <metric>', 'validation metric for best epoch and early stopping').choices(['val_auc', 'val_f1', 'val_loss']).default('val_auc'))
-    .option('--seed <n>', 'random seed (initialisation, order, augmentation)', (v) => Number.parseInt(v, 10), 42)
+    .option('--seed <n>', 'random seed (initialisation, order, augmentation)', numberOption('--seed', INTEGER), 42)
     .option('--init-from <model_dir>', 'start from the weights of an existing model (fine-tuning)')
     .addOption(new Option('--pretrained <weights>', 'weights of a pretrained backbone (mobilenetv2, resnet50; the only ones are ImageNet)').choices(['imagenet']))
     .addOption(
       new Option('--recipe <recipe>', 'backbones: probe = head only, on frozen features computed once; partial = last stage + head; full = every layer (default)')
         .choices(['probe', 'partial', 'full']),
     )
-    .option('--backbone-lr-scale <x>', "backbones: the backbone's learning rate as a multiple of the head's (default 0.1)", positiveNumber('backbone-lr-scale'))
+    .option('--backbone-lr-scale <x>', "backbones: the backbone's learning rate as a multiple of the head's (default 0.1)", numberOption('--backbone-lr-scale', POSITIVE_NUMBER))
     .addOption(new Option('--batch-norm <mode>', 'backbones: train = batch statistics while training (default); frozen = the pretrained statistics').choices(['frozen', 'train']))
     .option('--trainable-from <layer>', 'backbones, partial recipe: first layer that trains (default: the start of the last stage)')
     .addOption(new Option('--tta <kind>', 'test-time augmentation the model records: hflip averages each photo with its mirror image').choices(['none', 'hflip']).default('none'))
-    .option('--checkpoint-seconds <s>', 'save a mid-epoch checkpoint at least this often', positiveNumber('checkpoint-seconds'), 120)
-    .option('--max-minutes <m>', 'training-time budget: when spent, stops (mid-epoch if need be), validates and writes the best model', positiveNumber('max-minutes'))
+    .option('--checkpoint-seconds <s>', 'save a mid-epoch checkpoint at least this often', numberOption('--checkpoint-seconds', POSITIVE_NUMBER), 120)
+    .option('--max-minutes <m>', 'training-time budget: when spent, stops (mid-epoch if need be), validates and writes the best model', numberOption('--max-minutes', POSITIVE_NUMBER))
     .option('--restart', 'discard an existing checkpoint in the run directory instead of resuming')
     .option(
       '--force',
       'replace the fundus model already in --out when another run wrote it (the whole folder, model card included); ' +
         'never needed to re-run the same command, and never deletes a folder that is not a fundus model',
     )
-    .option('--limit <n>', 'use at most n images of each split part (smoke runs)', positiveInt('limit'))
+    .option('--limit <n>', 'use at most n images of each split part (smoke runs)', numberOption('--limit', POSITIVE_INTEGER))
     .option('--quiet', 'no progress bar or log lines')
     .addHelpText(
       'after',

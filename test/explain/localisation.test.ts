@@ -356,9 +356,10 @@ test('fundus explain --lesions: per-map scores, a summary with baselines in expl
   assert.match(await readFile(join(out, 'localisation.md'), 'utf8'), /\| uniform disc/);
   const html = await readFile(join(out, 'index.html'), 'utf8');
   assert.match(html, /<h2>Localisation against lesion boxes<\/h2>/);
-  assert.equal((html.match(/<rect class="box"/g) ?? []).length, 2 * 2 + 1 * 2, 'boxes drawn over every scored overlay');
+  // over every scored overlay and over each photograph without overlay (2 boxes on one photograph, 1 on the other)
+  assert.equal((html.match(/<rect class="box"/g) ?? []).length, 2 * 2 + 1 * 2 + (2 + 1), 'boxes drawn over every scored overlay and photograph');
   assert.match(html, /energy in boxes 0\.\d\d \(uniform 0\.\d\d\)/);
-  assert.equal((html.match(/<img /g) ?? []).length, 6);
+  assert.equal((html.match(/<img /g) ?? []).length, 6 + m.images.length);
   // Overlays leave the black corners of the photo as they were, also where the crop square covers them; the disc is coloured.
   const g = imA.geometry;
   const corner = [Math.ceil(g.x) + 2, Math.max(0, Math.ceil(g.y)) + 2];
