@@ -63,6 +63,8 @@ export interface ModelCard {
   inference?: { tta: string };
   trainingData?: unknown;
   metrics?: Record<string, unknown>;
+  /** The items of the model card's "Limitations" section (MODEL_CARD.md), as plain text. */
+  limitations?: string[];
   createdAt: string;
   fundusVersion: string;
 }

@@ -1,4 +1,5 @@
 import type { FundusModel } from '../models/io.js';
+import { modelLimitations } from '../models/card.js';
 import { CAM_METHODS, type CamMethod } from '../explain/cam.js';
 import type { EngineInfo } from '../engine/index.js';
 import { InputError } from '../util/errors.js';
@@ -33,12 +34,14 @@ export class ModelService {
     private readonly pool: InferencePool,
     /** The model's folder and metadata (its network lives in the inference threads). */
     readonly model: Pick<FundusModel, 'dir' | 'metadata'>,
+    /** The model card's limitations, shown with the model (the viewer's "About this model"). */
+    private readonly limitations: string[],
   ) {}
 
   /** Starts the inference threads on the model in `dir` (InputError when it is not a valid model). */
   static async load(dir: string, opts: ServiceOptions = {}): Promise<ModelService> {
     const pool = await InferencePool.start({ modelDir: dir, maxBatch: opts.maxBatch, gradabilityCheck: opts.gradabilityCheck, threads: opts.threads, log: opts.log });
-    return new ModelService(pool, { dir, metadata: pool.metadata });
+    return new ModelService(pool, { dir, metadata: pool.metadata }, await modelLimitations(dir));
   }
 
   get version(): string {
@@ -81,6 +84,7 @@ export class ModelService {
       ...(m.inference ? { inference: m.inference } : {}),
       ...(m.trainingData ? { trainingData: m.trainingData } : {}),
       ...(m.metrics ? { metrics: m.metrics } : {}),
+      ...(this.limitations.length ? { limitations: this.limitations } : {}),
       createdAt: m.createdAt,
       fundusVersion: m.fundusVersion,
     };

@@ -89,7 +89,7 @@ export function openApiDocument(opts: { version: string; classes: string[]; toke
       },
       '/v1/model': {
         get: {
-          summary: 'The model card: architecture, classes, thresholds, preprocessing, metrics, version',
+          summary: 'The model card: architecture, classes, thresholds, preprocessing, held-out metrics, limitations, version',
           responses: { 200: { description: 'model card', content: { 'application/json': { schema: { $ref: '#/components/schemas/ModelCard' } } } }, ...errors([401, 421]) },
         },
       },

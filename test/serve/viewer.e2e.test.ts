@@ -1,6 +1,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, readFile, copyFile } from 'node:fs/promises';
+import { mkdir, readFile, copyFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import type { FastifyInstance } from 'fastify';
@@ -20,7 +20,10 @@ let shots: string;
 const external: string[] = [];
 
 before(async () => {
+  const fixture = process.env.FUNDUS_E2E_MODEL === undefined;
   const modelDir = process.env.FUNDUS_E2E_MODEL ?? (await buildFixtureModel());
+  // A model card whose limitations the viewer's "About this model" must show.
+  if (fixture) await writeFile(join(modelDir, 'MODEL_CARD.md'), '# Model card\n\n## Limitations\n\n- **Test fixture:** random\n  weights, never trained.\n\n## Training\n\n- not listed\n');
   // The viewer as its sources stand now (the bundle under web/dist may predate an edit).
   const webRoot = join(await tempDir('fundus-web-'), 'dist');
   await buildWeb({ outDir: webRoot });
@@ -71,6 +74,7 @@ test('a specialist uploads a photograph and reads the findings, heatmaps and dow
   await page.goto(url);
   await page.waitForFunction(() => document.querySelectorAll('#method option').length > 0);
   assert.match(await page.textContent('#model-info') ?? '', /version [0-9a-f]{12}/);
+  if (!process.env.FUNDUS_E2E_MODEL) assert.deepEqual(await page.$$eval('#about-limits li', (li) => li.map((x) => x.textContent)), ['Test fixture: random weights, never trained.']);
 
   // What the API says about this photograph, to compare with what the page shows.
   const api = (await (

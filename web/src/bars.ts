@@ -1,7 +1,10 @@
 import type { GradedResponse } from './api.js';
 
+/** A probability as a percentage; never "0%" or "100%", which a model's output never is and a reader takes as certainty. */
 export function percent(p: number): string {
-  return `${(p * 100).toFixed(p >= 0.995 || p < 0.005 ? 0 : 1)}%`;
+  if (p < 0.001) return '<0.1%';
+  if (p > 0.999) return '>99.9%';
+  return `${(p * 100).toFixed(1)}%`;
 }
 
 function el<K extends keyof HTMLElementTagNameMap>(tag: K, cls?: string, text?: string): HTMLElementTagNameMap[K] {

@@ -113,7 +113,7 @@ async function showPanel(p: Panel): Promise<void> {
     if (ticket !== p.ticket || generation !== state.generation) return;
     drawn.set(p, heat);
     repaint(p);
-    p.canvas.setAttribute('aria-label', `Photograph with the ${method} heatmap for ${cls} at ${ui.opacity.value}% opacity`);
+    p.canvas.setAttribute('aria-label', `Photograph with the ${method} heatmap for ${cls} at ${ui.opacity.value}% strength`);
     p.canvas.dataset.class = cls;
     p.canvas.dataset.method = method;
     p.download.disabled = false;
@@ -285,6 +285,10 @@ function showModelCard(m: ModelCard): void {
   ];
   const td = m.trainingData as { imageCount?: number } | undefined;
   if (td?.imageCount) rows.splice(4, 0, ['Training images', String(td.imageCount)]);
+  const test = (m.metrics as { test?: { images?: number; macroAuc?: number; meanF1?: number } } | undefined)?.test;
+  if (test?.macroAuc !== undefined) {
+    rows.splice(5, 0, ['Held-out test', `macro AUC ${test.macroAuc.toFixed(3)}${test.meanF1 !== undefined ? `, mean F1 ${test.meanF1.toFixed(3)}` : ''}${test.images ? ` on ${test.images} photographs` : ''}`]);
+  }
   const list = $('about-list');
   list.replaceChildren(
     ...rows.flatMap(([k, v]) => {
@@ -295,6 +299,9 @@ function showModelCard(m: ModelCard): void {
       return [dt, dd];
     }),
   );
+  const limits = $('about-limits');
+  limits.replaceChildren(...(m.limitations ?? []).map((text) => Object.assign(document.createElement('li'), { textContent: text })));
+  $('about-limits-title').hidden = !m.limitations?.length;
   $('about').hidden = false;
 }
 
