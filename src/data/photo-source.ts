@@ -87,11 +87,16 @@ export async function dicomFrameCount(path: string): Promise<number | undefined>
 export async function openPhoto(input: PhotoInput | OpenedPhoto, name?: string): Promise<OpenedPhoto> {
   if (typeof input !== 'string' && !Buffer.isBuffer(input)) return input; // opened already, by the caller's caller
   if (typeof input !== 'string') {
+    // Bytes name a frame as paths do (`upload.dcm#frame-2`, the API's ?frame=2).
     const label = name ?? BUFFER_NAME;
+    // Not DICOM: the bytes are the photograph (or a frame taken out of a DICOM file already, still under its name).
     if (!isDicomBytes(input)) return { source: input, name: label };
+    const { frame } = splitFramePath(label);
     const file = parseDicom(input, label);
-    if (file.frames > 1) throw new InputError(`a multi-frame DICOM file (${file.frames} frames): give each frame as its own photograph, or the file by path (its frames are read one by one)`, { file: label });
-    return { source: await frameImage(file), name: label, dicom: photoInfo(file) };
+    if (frame === undefined && file.frames > 1) {
+      throw new InputError(`a multi-frame DICOM file (${file.frames} frames): ask for one frame (the API's ?frame=1 … ${file.frames}), or give the file by path (its frames are read one by one)`, { file: label });
+    }
+    return { source: await frameImage(file, frame ?? 1), name: label, dicom: photoInfo(file, frame) };
   }
   if (!mayBeDicom(input)) return { source: input, name: input };
   const { file: path, frame } = splitFramePath(input);

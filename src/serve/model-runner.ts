@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { openPhoto } from '../data/photo-source.js';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -94,9 +95,18 @@ export class ModelRunner {
     return new ModelRunner(model, await modelVersion(dir), opts.maxBatch ?? 16, opts.gradabilityCheck ?? true);
   }
 
+  /**
+   * Checks an upload's header, and gives the bytes to decode: for a DICOM upload its frame's image (the frame named
+   * `<name>#frame-<n>`, the API's ?frame=n, else its only frame), so that a multi-frame file is never decoded whole.
+   */
+  private async checked(upload: Buffer, name: string): Promise<{ image: ImageInfo; data: Buffer }> {
+    const image = await inspectImage(upload, name);
+    return { image, data: image.dicom ? ((await openPhoto(upload, name)).source as Buffer) : upload };
+  }
+
   /** Predicts one encoded image; `name` names it in errors. */
-  async predict(data: Buffer, name: string, signal?: AbortSignal): Promise<Prediction> {
-    const image = await inspectImage(data, name);
+  async predict(upload: Buffer, name: string, signal?: AbortSignal): Promise<Prediction> {
+    const { image, data } = await this.checked(upload, name);
     signal?.throwIfAborted();
     const record = await new Promise<PhotoRecord>((resolve, reject) => {
       const decoded = this.predictor.preprocess([data]).then((r) => r[0]);
@@ -147,8 +157,8 @@ export class ModelRunner {
    * The heatmap of class `classIndex` for one encoded image, with the crop it covers in photo coordinates, and drawn
    * over the photograph when `overlay` is given.
    */
-  async explain(data: Buffer, name: string, classIndex: number, method: CamMethod, overlay?: OverlayStyle, signal?: AbortSignal): Promise<Explanation> {
-    const image = await inspectImage(data, name);
+  async explain(upload: Buffer, name: string, classIndex: number, method: CamMethod, overlay?: OverlayStyle, signal?: AbortSignal): Promise<Explanation> {
+    const { image, data } = await this.checked(upload, name);
     signal?.throwIfAborted();
     const [settled] = await this.predictor.preprocess([data]);
     if (settled.status === 'rejected') throw renamed(settled.reason, name);
@@ -165,8 +175,8 @@ export class ModelRunner {
   }
 
   /** The photograph as the server decodes it (a DICOM file's frame included), as PNG. */
-  async photo(data: Buffer, name: string, signal?: AbortSignal): Promise<Buffer> {
-    await inspectImage(data, name);
+  async photo(upload: Buffer, name: string, signal?: AbortSignal): Promise<Buffer> {
+    const { data } = await this.checked(upload, name);
     signal?.throwIfAborted();
     const rgb = await decodeRgb(data);
     return sharp(rgb.data, { raw: { width: rgb.width, height: rgb.height, channels: 3 } }).png({ compressionLevel: 3 }).toBuffer();

@@ -2,12 +2,15 @@ import { UNGRADABLE_REASONS } from '../data/gradability.js';
 import { CAM_METHODS } from '../explain/cam.js';
 import { COLORMAPS } from '../explain/overlay.js';
 
+/** ?frame=n: one frame of a multi-frame DICOM upload. */
+const FRAME_PARAMETER = { name: 'frame', in: 'query', required: false, schema: { type: 'integer', minimum: 1, maximum: 65535 }, description: 'the frame of a multi-frame DICOM upload (from 1); the result names it <file>#frame-<n>' };
+
 const errorRef = { $ref: '#/components/schemas/Error' };
 const imageBody = {
   required: true,
   description:
-    'A fundus photograph: the raw JPEG/PNG/WebP/TIFF bytes, a DICOM file (single frame: Ophthalmic Photography, Secondary Capture...; ' +
-    'JPEG Baseline, JPEG Lossless or uncompressed), or a multipart form with one file field.',
+    'A fundus photograph: the raw JPEG/PNG/WebP/TIFF bytes, a DICOM file (Ophthalmic Photography, Secondary Capture...; ' +
+    'JPEG Baseline, JPEG Lossless or uncompressed; of a multi-frame file one frame, chosen with ?frame=n), or a multipart form with one file field.',
   content: {
     'application/dicom': { schema: { type: 'string', format: 'binary' } },
     'image/jpeg': { schema: { type: 'string', format: 'binary' } },
@@ -103,6 +106,7 @@ export function openApiDocument(opts: { version: string; classes: string[]; toke
             'and words) and no probabilities or decisions. See docs/gradability.md.',
           parameters: [
             { name: 'filename', in: 'query', required: false, schema: { type: 'string', maxLength: 512 }, description: 'echoed back as `file`' },
+            FRAME_PARAMETER,
             {
               name: 'format',
               in: 'query',
@@ -130,7 +134,10 @@ export function openApiDocument(opts: { version: string; classes: string[]; toke
         post: {
           summary: 'The photograph as the server decodes it (PNG): a DICOM frame shown where the client cannot decode DICOM (the viewer)',
           description: 'Patient identifiers are never drawn or returned.',
-          parameters: [{ name: 'filename', in: 'query', required: false, schema: { type: 'string', maxLength: 512 }, description: 'names the upload in errors' }],
+          parameters: [
+            { name: 'filename', in: 'query', required: false, schema: { type: 'string', maxLength: 512 }, description: 'names the upload in errors' },
+            FRAME_PARAMETER,
+          ],
           requestBody: imageBody,
           responses: {
             200: { description: 'the decoded photograph', content: { 'image/png': { schema: { type: 'string', format: 'binary' } } } },
@@ -148,6 +155,7 @@ export function openApiDocument(opts: { version: string; classes: string[]; toke
             { name: 'format', in: 'query', required: false, schema: { type: 'string', enum: ['png', 'json'] }, description: 'default: from Accept, else png' },
             { name: 'opacity', in: 'query', required: false, schema: { type: 'number', minimum: 0, maximum: 1, default: 0.45 }, description: 'heatmap opacity in the PNG' },
             { name: 'colormap', in: 'query', required: false, schema: { type: 'string', enum: [...COLORMAPS], default: 'jet' } },
+            FRAME_PARAMETER,
           ],
           requestBody: imageBody,
           responses: {

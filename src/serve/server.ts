@@ -1,4 +1,5 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { isDicomBytes } from '../data/dicom.js';
 import multipart from '@fastify/multipart';
 import fastifyStatic from '@fastify/static';
 import { performance } from 'node:perf_hooks';
@@ -73,6 +74,15 @@ function sendError(reply: FastifyReply, statusCode: number, message: string): Fa
 
 /** The photograph of a request: a raw image body or the first file of a multipart form. */
 async function readImage(req: FastifyRequest, bodyLimit: number): Promise<{ data: Buffer; name: string }> {
+  const { data, name } = await readUpload(req, bodyLimit);
+  // ?frame=n picks a frame of a multi-frame DICOM upload, named as the CLI names frames (`x.dcm#frame-2`).
+  const frame = (req.query as { frame?: number }).frame;
+  if (frame === undefined) return { data, name };
+  if (!isDicomBytes(data)) throw new HttpError(422, `${name}: ?frame was given, but the photograph is not a DICOM file`);
+  return { data, name: `${name}#frame-${frame}` };
+}
+
+async function readUpload(req: FastifyRequest, bodyLimit: number): Promise<{ data: Buffer; name: string }> {
   const q = req.query as { filename?: string };
   if (req.isMultipart()) {
     let part, data: Buffer;
@@ -214,7 +224,10 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
   const openapi = openApiDocument({ version: service.version, classes: service.classes, tokenRequired: !!opts.token });
   app.get('/openapi.json', async () => openapi);
 
-  const filenameQuery = { type: 'object', properties: { filename: { type: 'string', maxLength: 512 }, token: { type: 'string' } } };
+  const filenameQuery = {
+    type: 'object',
+    properties: { filename: { type: 'string', maxLength: 512 }, frame: { type: 'integer', minimum: 1, maximum: 65535 }, token: { type: 'string' } },
+  };
 
   const predictQuery = { type: 'object', properties: { ...filenameQuery.properties, format: { type: 'string', enum: ['json', 'fhir'] } } };
   // The FHIR Device's version is the fundus.json sha256, as `fundus predict --format fhir` records it.
@@ -259,6 +272,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
             opacity: { type: 'number', minimum: 0, maximum: 1, default: 0.45 },
             colormap: { type: 'string', enum: [...COLORMAPS], default: 'jet' },
             filename: { type: 'string', maxLength: 512 },
+            frame: { type: 'integer', minimum: 1, maximum: 65535 },
             token: { type: 'string' },
           },
         },

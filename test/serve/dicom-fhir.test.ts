@@ -198,7 +198,23 @@ test('the HTTP API takes application/dicom, answers FHIR on ?format=fhir or Acce
     assertNoIdentifiers('the API error', msg);
     const multi = await post('v1/predict', new Uint8Array(await readFile(join(DICOM, 'sc-multiframe-planar.dcm'))), 'application/dicom');
     assert.equal(multi.status, 422);
-    assert.match(((await multi.json()) as { message: string }).message, /multi-frame DICOM file \(2 frames\)/);
+    assert.match(((await multi.json()) as { message: string }).message, /multi-frame DICOM file \(2 frames\): ask for one frame \(the API's \?frame=1 … 2\)/);
+    // ?frame=n predicts one frame, as the CLI predicts `file#frame-n`; a frame that does not exist is a 422
+    const multiBytes = new Uint8Array(await readFile(join(DICOM, 'sc-multiframe-planar.dcm')));
+    const cli = JSON.parse(fundus('predict', model, 'dicom/sc-multiframe-planar.dcm#frame-2', '--format', 'json').stdout) as PredictionRecord;
+    const second = await post('v1/predict?filename=study.dcm&frame=2', multiBytes, 'application/dicom');
+    assert.equal(second.status, 200, await second.clone().text());
+    const answer = (await second.json()) as PredictionRecord & { file: string };
+    assert.equal(answer.file, 'study.dcm#frame-2');
+    assert.equal(answer.dicom?.frame, 2);
+    assert.ok(answer.probabilities, 'the frame is gradable');
+    assert.deepEqual(answer.probabilities, cli.probabilities);
+    const third = await post('v1/predict?frame=3', multiBytes, 'application/dicom');
+    assert.equal(third.status, 422);
+    assert.match(((await third.json()) as { message: string }).message, /frame 3 does not exist: the file has 2 frames/);
+    const notDicom = await post('v1/predict?frame=1', jpg, 'image/jpeg');
+    assert.equal(notDicom.status, 422);
+    assert.match(((await notDicom.json()) as { message: string }).message, /\?frame was given, but the photograph is not a DICOM file/);
   } finally {
     await app?.close();
   }
