@@ -131,7 +131,7 @@ export async function explainCommand(modelDir: string, inputs: string[], opts: E
   const out = resolve(opts.out);
   await checkOutPlace(out, inputs);
   await checkOutDir(out);
-  const tolerance = optionalNumber(opts.tolerance, '--tolerance', NON_NEGATIVE_NUMBER, DEFAULT_TOLERANCE_PX);
+  const tolerance = optionalNumber(opts.tolerance, '--tolerance', { ...NON_NEGATIVE_NUMBER, what: 'a number of pixels, 0 or more' }, DEFAULT_TOLERANCE_PX);
   const resamples = optionalNumber(opts.resamples, '--resamples', integerIn(0, 100_000), 1000);
   const lesionOnly = ['lesionClass', 'lesionTypes', 'tolerance', 'resamples'] as const;
   if (!opts.lesions) {
