@@ -6,6 +6,7 @@
 // Usage: tsx benchmarks/scripts/localisation.ts [<model-dir>] [--methods gradcam,layercam] [--limit 20]
 //          [--datasets datasets/train.json --part test] [--names list.txt] [--lesion-types hard_exudates]
 //          [--tolerance 15] [--layer NAME] [--resamples 1000] [--batch-size 4] [--out runs/localisation]
+//          [--faithfulness] (also deletion/insertion, 10 steps: to choose a default by both)
 //
 // A model trained on codras photographs must be scored on photographs it did not train on: `--datasets` and `--part`
 // keep only the codras photographs of that part of the datasets file's split (names `codras/0001.jpg`), `--names`
@@ -18,6 +19,7 @@ import { basename, join, resolve } from 'node:path';
 import { readDatasets } from '../../src/data/datasets.js';
 import { initEngine } from '../../src/engine/index.js';
 import { CAM_METHODS, isCamMethod, type CamMethod } from '../../src/explain/cam.js';
+import { formatFaithfulnessTable } from '../../src/explain/faithfulness.js';
 import { renderGallery } from '../../src/explain/gallery.js';
 import { DEFAULT_TOLERANCE_PX, formatLocalisationTable, readLesions } from '../../src/explain/localisation.js';
 import { parseClasses, runExplain } from '../../src/explain/run.js';
@@ -114,6 +116,7 @@ const fill = async (outDir: string) => {
     raw: [],
     batchSize: Number(flag('batch-size') ?? '4'),
     localisation: { lesions, lesionClass, tolerancePx: tolerance, resamples },
+    faithfulness: args.includes('--faithfulness') ? { steps: 10, seed: 1 } : false,
   });
   await writeFile(join(outDir, 'explain.json'), JSON.stringify(manifest, null, 2) + '\n');
   await writeFile(join(outDir, 'index.html'), renderGallery(manifest));
@@ -129,4 +132,5 @@ console.log(`Model ${modelDir} (${model.metadata.architecture}, layer ${m.layer}
 console.log(`Photographs: ${names.map((n) => basename(n, '.jpg')).join(' ')}`);
 console.log(`${((performance.now() - t0) / 1000).toFixed(1)} s for ${m.entries.length} maps.\n`);
 console.log(formatLocalisationTable(m.localisation!));
+if (m.faithfulness) console.log(`\n${formatFaithfulnessTable(m.faithfulness)}`);
 if (keepOut) console.log(`\nOverlays and gallery: ${join(resolve(keepOut), 'index.html')}`);
