@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { NON_NEGATIVE_INTEGER, optionalNumber } from '../util/cli-options.js';
+import { smallClassWarnings } from './evaluate.js';
 import { resolve } from 'node:path';
 import { InputError } from '../util/errors.js';
 import { reportSkipped } from '../util/skipped.js';
@@ -65,6 +66,7 @@ export async function evaluateCommand(
     console.log(formatReport(report));
     if (opts.report) console.log(`\nreport: ${resolve(opts.report)}`);
   }
+  for (const w of smallClassWarnings(report)) console.error(`fundus: warning: ${w}`);
   reportSkipped('evaluate', skipped);
 }
 
@@ -93,7 +95,8 @@ async function evaluateSources(
   }
   const images = used.flatMap((s) => s.images);
   const confounding = confoundingBySource(images, model.metadata.classes, CLASSES);
-  const warnings = confoundingWarnings(confounding);
+  const small = reports.flatMap((r) => smallClassWarnings(r, `${r.data.source}: `));
+  const warnings = [...confoundingWarnings(confounding).map((w) => `${w}; pooled metrics over these sources reward recognising the source`), ...small];
   if (opts.json) {
     process.stdout.write(JSON.stringify({ sets: reports, skipped, confounding, warnings }, null, 2) + '\n');
     reportSkipped('evaluate', unreadable);
@@ -105,7 +108,7 @@ async function evaluateSources(
     console.log('');
   }
   for (const s of skipped) console.log(`== ${s.source}: not scored (${s.reason}) ==`);
-  for (const w of warnings) console.error(`fundus: warning: ${w}; pooled metrics over these sources reward recognising the source`);
+  for (const w of warnings) console.error(`fundus: warning: ${w}`);
   reportSkipped('evaluate', unreadable);
 }
 

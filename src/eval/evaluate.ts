@@ -267,3 +267,23 @@ export function evaluatePredictions(input: EvaluationInput): EvaluationMetrics {
     bootstrap: { resamples: boot.resamples, seed: boot.seed, level: boot.level, stratifiedBy: { perClass: 'class-label', overall: 'label-combination' } },
   };
 }
+
+/** Below this many positive (or negative) photographs a class's AUC and F1 swing by more than ±0.1 between samples. */
+export const MIN_RELIABLE_CLASS_COUNT = 10;
+
+/**
+ * One warning per scored class with fewer than MIN_RELIABLE_CLASS_COUNT positives or negatives in `metrics`: its
+ * numbers are reported, but a reader should look at their intervals, not their values. `where` prefixes each line.
+ */
+export function smallClassWarnings(metrics: Pick<EvaluationMetrics, 'perClass'>, where = ''): string[] {
+  const warnings: string[] = [];
+  for (const [name, c] of Object.entries(metrics.perClass)) {
+    const few = Math.min(c.positives, c.negatives);
+    if (few >= MIN_RELIABLE_CLASS_COUNT) continue;
+    const side = c.positives <= c.negatives ? 'positive' : 'negative';
+    warnings.push(
+      `${where}${name} has only ${few} ${side} photograph${few === 1 ? '' : 's'} (fewer than ${MIN_RELIABLE_CLASS_COUNT}): its AUC, F1 and the rest are unreliable; read their intervals`,
+    );
+  }
+  return warnings;
+}

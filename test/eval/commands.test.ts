@@ -8,6 +8,7 @@ import { CLASSES } from '../../src/data/labels.js';
 import type { EvaluationReport } from '../../src/eval/schema.js';
 import { fundus, tinyModelDir, vietaiSlice } from './fixtures.js';
 import { evaluateCommand, thresholdsCommand } from '../../src/eval/commands.js';
+import { smallClassWarnings } from '../../src/eval/evaluate.js';
 import { InputError } from '../../src/util/errors.js';
 
 let dir: string;
@@ -45,6 +46,13 @@ test('fundus evaluate --json prints the documented schema, and --report writes t
   assert.equal(plain.status, 0, plain.stderr);
   assert.match(plain.stdout, /mean F1 @ 0\.5 \(contest\)/);
   assert.match(plain.stdout, /retinal vascular occlusion/);
+  // a class with fewer than 10 positives (or negatives) is warned about, the others are not
+  const few = CLASSES.filter((c) => Math.min(doc.perClass[c].positives, doc.perClass[c].negatives) < 10);
+  assert.ok(few.length > 0, 'the slice should have small classes');
+  for (const c of CLASSES) {
+    const warned = plain.stderr.includes(`warning: ${c} has only `);
+    assert.equal(warned, few.includes(c), `${c}: ${plain.stderr}`);
+  }
 });
 
 test('fundus thresholds writes tuned thresholds and the policy into fundus.json; evaluate then uses them', async () => {
@@ -176,4 +184,10 @@ test('fundus evaluate --datasets gives one report per source, each class on its 
   const both = fundus('evaluate', model, '--datasets', join(dir, 'sources.json'), '--data', slice.csv, slice.images);
   assert.equal(both.status, 2);
   assert.match(both.stderr, /either --datasets or --data/);
+});
+
+test('smallClassWarnings names each class with fewer than 10 positives or negatives, and which side is short', () => {
+  const c = (positives: number, negatives: number) => ({ positives, negatives }) as EvaluationReport['perClass'][string];
+  const w = smallClassWarnings({ perClass: { a: c(12, 30), b: c(3, 40), n: c(50, 9) } }, 'src: ');
+  assert.deepEqual(w.map((x) => x.split(' (')[0]), ['src: b has only 3 positive photographs', 'src: n has only 9 negative photographs']);
 });
