@@ -141,6 +141,7 @@ export async function checkDataset(csvPath: string, imagesDir: string, opts: Che
   const cooccurrence = classes.map(() => new Array<number>(C).fill(0));
   const notGraded: Record<string, number> = Object.fromEntries(classes.map((c) => [c, 0]));
   const combos = new Map<string, number>();
+  const normal = classes.indexOf('normal');
   const parsed = await streamLabelsCsv(csvPath, opts.parse ?? {}, {
     issue: addIssue,
     row: (r) => {
@@ -150,6 +151,11 @@ export async function checkDataset(csvPath: string, imagesDir: string, opts: Che
       for (const a of on) {
         labelCounts[classes[a]]++;
         for (const b of on) cooccurrence[a][b]++;
+      }
+      // `normal` means no pathology: together with one it is a labelling slip (or a grader's disagreement) to look at
+      if (on.includes(normal) && on.length > 1) {
+        const diseases = on.filter((k) => k !== normal).map((k) => classes[k]);
+        addIssue({ severity: 'warning', code: 'normal-with-disease', message: `'${r.filename}' is labelled normal and ${diseases.join(', ')} at once`, file: csvPath, line: r.line });
       }
       const key = on.length ? on.map((k) => classes[k]).join('+') : '(none)';
       combos.set(key, (combos.get(key) ?? 0) + 1);

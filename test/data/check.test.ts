@@ -35,7 +35,7 @@ async function badFixture(): Promise<{ dir: string; csv: string; images: string 
       'truncated.jpg,1,0,0,0,0,0,0',
       'text.jpg,1,0,0,0,0,0,0',
       'odd-size.jpg,0,1,1,0,0,0,0',
-      'tiny.jpg,0,0,1,0,0,0,0',
+      'tiny.jpg,0,0,1,0,0,0,1',
       'missing.jpg,0,0,1,0,0,0,0',
       'good.jpg,0,0,0,0,0,0,1',
       'half.jpg,0,0,5,0,0,0,0',
@@ -55,9 +55,11 @@ test('check reports every kind of bad input, each with its file and line', async
     'error too-small tiny.jpg',
     'error truncated-image truncated.jpg',
     'error unreadable-image text.jpg',
+    'warning normal-with-disease labels.csv:7',
     'warning not-in-csv extra.jpg',
     'warning unexpected-size odd-size.jpg',
   ]);
+  assert.match(r.issues.find((i) => i.code === 'normal-with-disease')!.message, /'tiny\.jpg' is labelled normal and glaucoma at once/);
   assert.equal(r.usable, false);
   assert.equal(r.rows, 7);
   assert.deepEqual(r.missingOnDisk, ['missing.jpg']);
@@ -81,7 +83,8 @@ test('fundus data check: exit 0 on the bundled samples, 1 with problems named, J
   assert.equal(bad.status, 1);
   assert.match(bad.stdout, /error: .*labels\.csv:8: 'missing\.jpg' is not in/);
   assert.match(bad.stdout, /error: .*truncated\.jpg: truncated or corrupt jpeg data/);
-  assert.match(bad.stdout, /NOT usable: 6 errors, 2 warnings/);
+  assert.match(bad.stdout, /NOT usable: 6 errors, 3 warnings/);
+  assert.match(bad.stdout, /warning: .*labels\.csv:7: .tiny\.jpg. is labelled normal and glaucoma at once/);
 
   const json = cli('data', 'check', csv, images, '--json');
   assert.equal(json.status, 1);
