@@ -45,7 +45,9 @@ function groupLine(g: DatasetGroup): string {
   const tags = [g.exact ? 'exact copies' : `similarity >= ${g.minSimilarity.toFixed(2)}, pHash <= ${g.maxDistance}`];
   if (g.crossFolder) tags.push('CROSS-FOLDER');
   if (g.labelsDisagree) tags.push('LABELS DISAGREE');
-  const names = [...g.labelled, ...g.unlabeled.map((u) => `unlabeled:${u}`)];
+  // where labels disagree, each labelled photograph with its labels: which one is right is for a person to decide
+  const labelled = g.labelsDisagree ? g.labelled.map((n) => `${n} [${g.labels[n]?.join(', ') || 'no label'}]`) : g.labelled;
+  const names = [...labelled, ...g.unlabeled.map((u) => `unlabeled:${u}`)];
   return `  ${names.join(' ')}  (${tags.join('; ')})`;
 }
 

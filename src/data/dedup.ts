@@ -12,6 +12,8 @@ export interface DatasetGroup extends DuplicateGroup {
   labelsDisagree: boolean;
   /** Labelled filenames among the members. */
   labelled: string[];
+  /** Each labelled member's positive classes (`[]`: none), so that a disagreement can be read. */
+  labels: Record<string, string[]>;
   /** Unlabelled filenames among the members. */
   unlabeled: string[];
 }
@@ -53,11 +55,13 @@ export async function analyseDuplicates(
     const labelled = g.members.filter((p) => labelsOf.has(p));
     const unlabeled = g.members.filter((p) => !labelsOf.has(p));
     const sets = new Set(labelled.map((p) => Array.from(labelsOf.get(p) ?? []).join('')));
+    const positives = (p: string) => ds.classes.filter((_, k) => labelsOf.get(p)?.[k]);
     return {
       ...g,
       crossFolder: new Set(g.members.map((p) => dirname(p))).size > 1,
       labelsDisagree: sets.size > 1,
       labelled: labelled.map((p) => nameOf.get(p) ?? basename(p)),
+      labels: Object.fromEntries(labelled.map((p) => [nameOf.get(p) ?? basename(p), positives(p)])),
       unlabeled: unlabeled.map((p) => basename(p)),
     };
   });

@@ -75,3 +75,16 @@ test('fundus data split keeps repeats together and links the unlabelled repeat t
   assert.equal(run().status, 0);
   assert.equal(await readFile(out, 'utf8'), first, 'the same inputs and seed must give the same file');
 });
+
+test('fundus data duplicates prints the labels of each photograph in a group whose labels disagree', async () => {
+  const { train, csv } = await slice();
+  // the re-encoded copy of c24a1b14d253 (retinal vascular occlusion) labelled glaucoma instead
+  const rows = (await readFile(csv, 'utf8')).trim().split('\n').map((r) => (r.startsWith('copy-of-c24a.jpg') ? 'copy-of-c24a.jpg,0,0,1,0,0,0,0' : r));
+  await writeFile(csv, rows.join('\n') + '\n');
+  const r = spawnSync(process.execPath, [join(PROJECT_ROOT, 'bin', 'fundus.js'), 'data', 'duplicates', csv, train], { encoding: 'utf8', env: { ...process.env, FUNDUS_NO_PROGRESS: '1', FUNDUS_CACHE_DIR: join(train, '..', 'cache') } });
+  assert.equal(r.status, 0, r.stderr);
+  const line = r.stdout.split('\n').find((l) => l.includes('LABELS DISAGREE'));
+  assert.ok(line, r.stdout);
+  assert.match(line, /c24a1b14d253\.jpg \[retinal vascular occlusion\]/);
+  assert.match(line, /copy-of-c24a\.jpg \[glaucoma\]/);
+});
