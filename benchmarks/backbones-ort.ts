@@ -4,6 +4,7 @@
 // JSON line with the peak RSS of this process.
 // Usage: tsx benchmarks/backbones-ort.ts <model.onnx> --network NAME --threads N [--infer-batches N] [--no-warmup]
 import * as ort from 'onnxruntime-node';
+import { medianSecondsAsync } from './timing.js';
 
 function arg(name: string, fallback: number): number {
   const i = process.argv.indexOf(name);
@@ -13,17 +14,7 @@ function arg(name: string, fallback: number): number {
 const warmup = !process.argv.includes('--no-warmup');
 
 /** Median seconds per call (the machine is shared: the median resists bursts of other load); same in the other sides. */
-async function timeIt(fn: () => Promise<void>, reps: number): Promise<number> {
-  if (warmup) await fn(); // session's first run: allocations, kernel selection
-  const times: number[] = [];
-  for (let i = 0; i < reps; i++) {
-    const t = performance.now();
-    await fn();
-    times.push((performance.now() - t) / 1000);
-  }
-  times.sort((a, b) => a - b);
-  return times[Math.floor((times.length - 1) / 2)];
-}
+const timeIt = (fn: () => Promise<void>, reps: number): Promise<number> => medianSecondsAsync(fn, reps, warmup);
 
 /** Uniform [0, 1) values from a fixed seed (mulberry32), so runs see the same input. */
 function uniform(n: number, seed: number): Float32Array {

@@ -11,7 +11,7 @@ import { discMask } from '../src/explain/disc.js';
 import { heatmapOnPhoto, heatmapToPng16, renderOverlayRgb } from '../src/explain/overlay.js';
 import type { Heatmap } from '../src/explain/heatmap.js';
 import sharp from 'sharp';
-import { arg } from './timing.js';
+import { arg, medianSecondsAsync } from './timing.js';
 
 // pytorch-grad-cam's show_cam_on_image without OpenCV: resize the map bilinearly to the photograph, a jet-like
 // colormap, alpha blend. Median seconds over the repeats, as ours.
@@ -59,17 +59,7 @@ async function syntheticPhoto(): Promise<Buffer> {
   return sharp(rgb, { raw: { width, height, channels: 3 } }).jpeg({ quality: 90 }).toBuffer();
 }
 
-async function medianOf(fn: () => Promise<unknown>): Promise<number> {
-  await fn();
-  const times: number[] = [];
-  for (let i = 0; i < repeats; i++) {
-    const t = performance.now();
-    await fn();
-    times.push((performance.now() - t) / 1000);
-  }
-  times.sort((a, b) => a - b);
-  return times[Math.floor((times.length - 1) / 2)];
-}
+const medianOf = (fn: () => Promise<unknown>): Promise<number> => medianSecondsAsync(fn, repeats, true);
 
 const jpeg = await syntheticPhoto();
 const photo = await decodeRgb(jpeg);

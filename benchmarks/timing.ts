@@ -21,3 +21,16 @@ export function medianSeconds(fn: () => void, reps: number, warmup: boolean): nu
   times.sort((a, b) => a - b);
   return times[Math.floor((times.length - 1) / 2)];
 }
+
+/** `medianSeconds` for asynchronous calls (inference sessions, image encoders). */
+export async function medianSecondsAsync(fn: () => Promise<unknown>, reps: number, warmup: boolean): Promise<number> {
+  if (warmup) await fn();
+  const times: number[] = [];
+  for (let i = 0; i < reps; i++) {
+    const t = performance.now();
+    await fn();
+    times.push((performance.now() - t) / 1000);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor((times.length - 1) / 2)];
+}
