@@ -87,10 +87,10 @@ export async function dicomFrameCount(path: string): Promise<number | undefined>
 export async function openPhoto(input: PhotoInput | OpenedPhoto, name?: string): Promise<OpenedPhoto> {
   if (typeof input !== 'string' && !Buffer.isBuffer(input)) return input; // opened already, by the caller's caller
   if (typeof input !== 'string') {
-    // Bytes name a frame as paths do (`upload.dcm#frame-2`, the API's ?frame=2).
     const label = name ?? BUFFER_NAME;
     // Not DICOM: the bytes are the photograph (or a frame taken out of a DICOM file already, still under its name).
     if (!isDicomBytes(input)) return { source: input, name: label };
+    // Bytes name a frame as paths do (`upload.dcm#frame-2`, the API's ?frame=2).
     const { frame } = splitFramePath(label);
     const file = parseDicom(input, label);
     if (frame === undefined && file.frames > 1) {

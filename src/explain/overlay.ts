@@ -133,8 +133,9 @@ export async function renderOverlayRgb(photo: DecodedPhoto, heatmap: Heatmap, ge
   const cmap = opts.colormap ?? 'jet';
   const disc = opts.disc === undefined ? discMask(data, width, height, geometry) : opts.disc;
   if (disc) checkDisc(disc, width, height);
-  // A 256-entry lookup table: per-pixel polynomial evaluation would dominate on 12-megapixel photos.
-  // Both terms of the blend as tables (the colour's share per heat level, the photo's per pixel value).
+  // Both terms of the blend as 256-entry tables (the colour's share per heat level, the photo's per pixel value):
+  // per-pixel colormap evaluation would dominate on 12-megapixel photos. The colours are rounded to float32, as the
+  // table they replace held them, so overlays stay byte for byte what they were.
   const paint = new Float64Array(256 * 3);
   for (let i = 0; i < 256; i++) {
     const rgb = colormap(cmap, i / 255);

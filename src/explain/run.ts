@@ -140,8 +140,8 @@ function stems(paths: string[]): string[] {
   const used = new Set<string>();
   return paths.map((p) => {
     let n = 1;
-    while (used.has(outputStem(p, n, slug))) n++;
-    const stem = outputStem(p, n, slug);
+    let stem = outputStem(p, n, slug);
+    while (used.has(stem)) stem = outputStem(p, ++n, slug);
     used.add(stem);
     return stem;
   });

@@ -177,8 +177,8 @@ export class HeatmapNames {
     const known = this.stemOf.get(image);
     if (known) return known;
     let n = 1;
-    while (this.taken(outputStem(image, n))) n++;
-    const stem = outputStem(image, n);
+    let stem = outputStem(image, n);
+    while (this.taken(stem)) stem = outputStem(image, ++n);
     this.claim(image, stem);
     await appendFile(join(this.dir, HEATMAPS_INDEX), JSON.stringify({ image, stem }) + '\n');
     return stem;

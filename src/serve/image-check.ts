@@ -1,6 +1,6 @@
 import sharp, { type Metadata } from 'sharp';
 import type { DicomPhotoInfo } from '../data/dicom.js';
-import { openPhoto } from '../data/photo-source.js';
+import { openPhoto, type OpenedPhoto } from '../data/photo-source.js';
 import { InputError } from '../util/errors.js';
 
 /** Photographs larger than this (in pixels) are refused before decoding: a decompression bomb costs nothing then. */
@@ -19,13 +19,14 @@ export interface ImageInfo {
 
 /**
  * Reads only the header of an encoded image and checks that it is a photograph fundus can decode: a known format,
- * sane dimensions. `name` is used in the error message.
+ * sane dimensions. `name` is used in the error message. An upload opened already (`openPhoto`, whose frame image the
+ * caller goes on to decode) is not opened again.
  */
-export async function inspectImage(upload: Buffer, name: string): Promise<ImageInfo> {
-  if (upload.length === 0) throw new InputError('the image is empty', { file: name });
+export async function inspectImage(upload: Buffer | OpenedPhoto, name: string): Promise<ImageInfo> {
   // A DICOM file's frame is checked as the image it carries (InputError naming an unsupported transfer syntax).
   const opened = await openPhoto(upload, name);
   const data = opened.source as Buffer;
+  if (data.length === 0) throw new InputError('the image is empty', { file: name });
   if (opened.dicom) return { ...(await inspectImage(data, name)), format: 'dicom', dicom: opened.dicom };
   let meta: Metadata;
   try {

@@ -100,8 +100,8 @@ export class ModelRunner {
    * `<name>#frame-<n>`, the API's ?frame=n, else its only frame), so that a multi-frame file is never decoded whole.
    */
   private async checked(upload: Buffer, name: string): Promise<{ image: ImageInfo; data: Buffer }> {
-    const image = await inspectImage(upload, name);
-    return { image, data: image.dicom ? ((await openPhoto(upload, name)).source as Buffer) : upload };
+    const opened = await openPhoto(upload, name);
+    return { image: await inspectImage(opened, name), data: opened.source as Buffer };
   }
 
   /** Predicts one encoded image; `name` names it in errors. */
