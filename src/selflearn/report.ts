@@ -1,5 +1,5 @@
 import type { Metric } from '../eval/schema.js';
-import type { ArmBudget, Comparison, SelfLearnReport } from './pipeline.js';
+import type { ArmBudget, Comparison, SelfLearnReport } from './schema.js';
 
 const cell = (m: Metric | undefined): string => {
   if (!m || m.value === null) return 'n/a';

@@ -1,8 +1,36 @@
 import { join } from 'node:path';
+import type { LabelledImage } from '../data/labels.js';
 import { createNetwork } from '../models/architectures.js';
 import { loadModel, saveModel, type FundusModel } from '../models/io.js';
 import { trainModel } from '../train/train.js';
-import type { ArmBudget, Retrainer } from './pipeline.js';
+import type { ArmBudget, RetrainMode } from './schema.js';
+
+/** What the training engine is asked to do for one retrained model. */
+export interface RetrainRequest {
+  mode: RetrainMode;
+  /** `finetune`: the model to start from; `scratch`: the model whose architecture, task and preprocessing to reuse. */
+  base: FundusModel;
+  /** Class order of every `labels` vector below (the base model's classes). */
+  classes: string[];
+  /** The labelled training part of the split. */
+  train: LabelledImage[];
+  /** The validation part (early stopping, threshold tuning), never the test part. */
+  validation: LabelledImage[];
+  /** Pseudo-labelled unlabelled images, to train on alongside `train`. */
+  pseudo: LabelledImage[];
+  /** Where to save the model directory. */
+  outDir: string;
+  seed: number;
+}
+
+/** A retrained model, loaded, and the budget it used. */
+export interface Retrained {
+  model: FundusModel;
+  budget: Omit<ArmBudget, 'wallSeconds'>;
+}
+
+/** Trains one model as asked (trainModelRetrainer below is the one built on src/train). */
+export type Retrainer = (req: RetrainRequest) => Promise<Retrained>;
 
 export interface TrainingBudget {
   /** Epochs of a model trained from scratch. */

@@ -11,10 +11,13 @@ import { loadModel, saveModel } from '../../src/models/io.js';
 import { trainModel } from '../../src/train/train.js';
 import { readSplitParts } from '../../src/data/split.js';
 import { defaultDuplicateFinder, excludeTestDuplicates } from '../../src/selflearn/leakage.js';
-import { comparisonPlan, runSelfLearning, verdict, type Comparison, type Retrainer, type RetrainMode, type VariantResult } from '../../src/selflearn/pipeline.js';
+import { comparisonPlan } from '../../src/selflearn/comparisons.js';
+import { runSelfLearning } from '../../src/selflearn/pipeline.js';
+import type { Comparison, RetrainMode, VariantResult } from '../../src/selflearn/schema.js';
+import { verdict } from '../../src/selflearn/verdict.js';
 import { selectConfident, type PseudoLabelMethod } from '../../src/selflearn/pseudolabel.js';
 import { renderMarkdown } from '../../src/selflearn/report.js';
-import { armBudget, trainModelRetrainer } from '../../src/selflearn/retrain.js';
+import { armBudget, trainModelRetrainer, type Retrainer } from '../../src/selflearn/retrain.js';
 import { tinyModel } from './tiny-model.js';
 
 await initEngine();
