@@ -1,4 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
+import type { ModelMetadata } from '../models/metadata.js';
+import { balancedClassWeights } from '../models/tasks.js';
+import type { Example } from '../models/tasks.js';
 
 /**
  * Targets with "not graded" entries (NaN: the source left the class empty) split into 0-filled targets and a 0/1
@@ -55,4 +58,20 @@ export function weightedSoftmaxCrossEntropy(
     const perExample = tf.neg(tf.sum(tf.mul(tf.mul(targets, logp), classWeight), 1));
     return tf.div(tf.sum(tf.mul(perExample, sampleWeight)), tf.maximum(tf.sum(sampleWeight), 1e-8)) as tf.Scalar;
   });
+}
+
+/** A task's training loss: its cross-entropy with class weights balanced on the training part. */
+export interface TaskLoss {
+  (targets: tf.Tensor2D, logits: tf.Tensor2D, sampleWeight: tf.Tensor1D, mask?: tf.Tensor2D): tf.Scalar;
+  dispose(): void;
+}
+
+/** The loss of a network with `activation` outputs trained on `train`: every class weighs the same (see balancedClassWeights). */
+export function taskLoss(train: Example[], numClasses: number, activation: ModelMetadata['activation']): TaskLoss {
+  const weights = balancedClassWeights(train, numClasses, activation);
+  const posW = tf.tensor1d(weights.positive);
+  const negW = tf.tensor1d(weights.negative);
+  const loss = (y: tf.Tensor2D, logits: tf.Tensor2D, w: tf.Tensor1D, mask?: tf.Tensor2D): tf.Scalar =>
+    activation === 'softmax' ? weightedSoftmaxCrossEntropy(y, logits, posW, w) : weightedSigmoidCrossEntropy(y, logits, posW, negW, w, mask);
+  return Object.assign(loss, { dispose: () => tf.dispose([posW, negW]) });
 }

@@ -1,0 +1,71 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { augment } from '../data/augment.js';
+import type { AugmentSettings } from '../data/augment.js';
+import { normalizeBytes } from '../data/preprocess.js';
+import type { PreprocessSettings } from '../data/preprocess.js';
+import type { Example } from '../models/tasks.js';
+import { splitGraded } from './losses.js';
+import type { Rng } from './rng.js';
+
+/** One batch as tensors: inputs, targets (0 where not graded), sample weights and, when some target is not graded, its mask. */
+export interface Batch {
+  x: tf.Tensor4D;
+  y: tf.Tensor2D;
+  w: tf.Tensor1D;
+  mask?: tf.Tensor2D;
+}
+
+/** A part of the data as the loop holds it: examples and their cached preprocessed bytes, index for index. */
+export interface CachedPart {
+  examples: Example[];
+  pixels: Uint8Array[];
+}
+
+/** How the cached bytes become network inputs: the model's preprocessing and input shape. */
+export interface InputSpec {
+  preprocess: PreprocessSettings;
+  inputShape: [number, number, number];
+}
+
+/**
+ * Assembles one batch of `part` at indices `idx`: normalise the cached bytes, augment (when `aug` and `rng` are
+ * given: training), stack; targets and sample weights.
+ */
+export function makeBatch(idx: number[], part: CachedPart, input: InputSpec, aug: Partial<AugmentSettings> | false = false, rng: Rng | null = null): Batch {
+  const { examples, pixels } = part;
+  const { preprocess } = input;
+  const [size, , channels] = input.inputShape;
+  const per = size * size * channels;
+  const numClasses = examples[0].target.length;
+  const xs = new Float32Array(idx.length * per);
+  const ys = new Float32Array(idx.length * numClasses);
+  const ws = new Float32Array(idx.length);
+  idx.forEach((j, i) => {
+    let im = normalizeBytes(pixels[j], channels, preprocess);
+    if (aug && rng) im = augment(im, size, channels, rng.fn(), { ...aug, normalize: preprocess.normalize });
+    xs.set(im, i * per);
+    ys.set(examples[j].target, i * numClasses);
+    ws[i] = examples[j].weight;
+  });
+  const graded = splitGraded(ys);
+  return {
+    x: tf.tensor4d(xs, [idx.length, size, size, channels]),
+    y: tf.tensor2d(graded.targets, [idx.length, numClasses]),
+    w: tf.tensor1d(ws),
+    ...(graded.mask ? { mask: tf.tensor2d(graded.mask, [idx.length, numClasses]) } : {}),
+  };
+}
+
+export function disposeBatch(b: Batch): void {
+  tf.dispose([b.x, b.y, b.w, b.mask ?? []]);
+}
+
+/** The indices of the first `n` examples in consecutive batches of `batchSize` (the last one shorter). */
+export function* inOrder(n: number, batchSize: number): Generator<number[]> {
+  for (let start = 0; start < n; start += batchSize) yield Array.from({ length: Math.min(batchSize, n - start) }, (_, i) => start + i);
+}
+
+/** The sum of the sample weights of the examples at `idx`. */
+export function weightOf(idx: number[], examples: Example[]): number {
+  return idx.reduce((a, j) => a + examples[j].weight, 0);
+}

@@ -1,0 +1,93 @@
+import * as tf from '@tensorflow/tfjs-core';
+import type * as tfl from '@tensorflow/tfjs-layers';
+import { logitsModel } from '../models/architectures.js';
+import type { ModelMetadata } from '../models/metadata.js';
+import type { Example } from '../models/tasks.js';
+import { InputError } from '../util/errors.js';
+import { SourceAdversary, adversaryLambda } from './adversary.js';
+import type { Batch } from './batch.js';
+import type { LoopSettings } from './loop-settings.js';
+import { taskLoss } from './losses.js';
+import type { TaskLoss } from './losses.js';
+import { GroupedAdam, type ParamGroup } from './optimizer.js';
+
+/** What an optimiser step works on, set up once per run: the logits network, the optimiser, the source adversary. */
+export interface Learner {
+  /** The network without its output activation: the losses take logits. */
+  logits: tfl.LayersModel;
+  optimizer: GroupedAdam;
+  adversary?: SourceAdversary;
+  /** Each training example's source, as an index into the adversary's sources. */
+  sourceIndex?: Int32Array;
+  loss: TaskLoss;
+  weightDecay: number;
+}
+
+/** The trainable variables, split into the pretrained layers' group (at its rate) and the rest. */
+function paramGroups(network: tfl.LayersModel, pretrained: LoopSettings['pretrained']): ParamGroup[] {
+  const slow = new Set(pretrained?.layers ?? []);
+  const vars = (inSlow: boolean) =>
+    network.layers.filter((l) => slow.has(l.name) === inSlow).flatMap((l) => l.trainableWeights.map((w) => w.read() as tf.Variable));
+  return pretrained ? [{ vars: vars(false), lrScale: 1 }, { vars: vars(true), lrScale: pretrained.lrScale }] : [{ vars: vars(false), lrScale: 1 }];
+}
+
+/** Sets up the learner of `network` on `train`: parameter groups, Adam, the class-balanced loss and the source adversary when asked for. */
+export function createLearner(
+  network: tfl.LayersModel,
+  metadata: Pick<ModelMetadata, 'classes' | 'activation'>,
+  train: Example[],
+  s: Pick<LoopSettings, 'adversary' | 'pretrained' | 'lr' | 'seed' | 'weightDecay'>,
+): Learner {
+  const logits = logitsModel(network);
+  const adversary = s.adversary ? new SourceAdversary(network, logits, s.adversary, s.seed) : undefined;
+  const sourceIndex = adversary ? Int32Array.from(train, (e) => adversary.settings.sources.indexOf(e.source ?? '')) : undefined;
+  if (sourceIndex?.some((j) => j < 0)) {
+    const e = train[sourceIndex.indexOf(-1)];
+    throw new InputError(`source-adversarial training: '${e.filename}' comes from no training source (${adversary!.settings.sources.join(', ')})`);
+  }
+  const groups = paramGroups(network, s.pretrained);
+  if (adversary) groups.push({ vars: adversary.vars, lrScale: 1 });
+  const optimizer = new GroupedAdam(groups, s.lr);
+  const loss = taskLoss(train, metadata.classes.length, metadata.activation);
+  return { logits, optimizer, adversary, sourceIndex, loss, weightDecay: s.weightDecay ?? 0 };
+}
+
+export function disposeLearner(l: Learner): void {
+  l.optimizer.dispose();
+  l.adversary?.dispose();
+  l.loss.dispose();
+}
+
+/**
+ * AdamW's decoupled decay, applied after Adam's step rather than before it: the weights then differ from PyTorch's
+ * order by lr × decay × the step (about 1e-4 of it), and Adam's own native update stays untouched.
+ */
+function decayWeights(vars: tf.Variable[], amount: number): void {
+  tf.tidy(() => {
+    for (const v of vars) v.assign(tf.mul(v, 1 - amount));
+  });
+}
+
+/**
+ * One optimiser step on `batch` (the training examples at `idx`) at learning rate `lr`; `progress` (0..1, the share
+ * of the run's steps done) ramps the adversary's strength. Returns the batch's loss and, with an adversary, the
+ * source head's part of it.
+ */
+export async function trainStep(l: Learner, batch: Batch, idx: number[], lr: number, progress: number): Promise<{ loss: number; advLoss?: number }> {
+  const { adversary, optimizer } = l;
+  optimizer.setLearningRate(lr);
+  let advT: tf.Scalar | undefined;
+  const lossT = optimizer.minimize(() => {
+    if (!adversary) return l.loss(batch.y, l.logits.apply(batch.x, { training: true }) as tf.Tensor2D, batch.w, batch.mask);
+    const [logits, features] = adversary.twoHeaded.apply(batch.x, { training: true }) as tf.Tensor2D[];
+    const src = tf.tensor1d(Int32Array.from(idx, (j) => l.sourceIndex![j]), 'int32');
+    const adv = adversary.loss(features, src, batch.w, adversaryLambda(adversary.settings.weight, progress));
+    advT = tf.keep(tf.clone(adv));
+    return tf.add(l.loss(batch.y, logits, batch.w, batch.mask), adv) as tf.Scalar;
+  });
+  if (l.weightDecay) for (const g of optimizer.groups) decayWeights(g.vars, lr * g.lrScale * l.weightDecay);
+  const loss = (await lossT.data())[0];
+  const advLoss = advT ? (await advT.data())[0] : undefined;
+  tf.dispose([lossT, advT ?? []]);
+  return advLoss === undefined ? { loss } : { loss, advLoss };
+}
