@@ -4,6 +4,7 @@ import { dirname, relative, resolve } from 'node:path';
 import { InputError } from '../util/errors.js';
 import { readDataset } from './csv.js';
 import type { Dataset, LabelledImage } from './labels.js';
+import { applyLesionGrades, type LesionGradesSpec } from './lesion-grades.js';
 import { PART_NAMES, makeSplit, readSplit } from './split.js';
 import type { PartName, Split } from './split.js';
 
@@ -27,6 +28,11 @@ export interface SourceSpec {
   where?: Record<string, string>;
   /** `external`: for validation only, never trained on; it is evaluated whole (it has no split). Default `train`. */
   role?: 'train' | 'external';
+  /**
+   * Classes graded from expert lesion boxes rather than a CSV column (codras: macular edema from hard exudates near
+   * the fovea; see lesion-grades.ts).
+   */
+  lesionGrades?: LesionGradesSpec;
 }
 
 /** A datasets file: the sources, and how sources without a split file are split. */
@@ -87,6 +93,16 @@ function checkSpec(raw: unknown, path: string): DatasetsSpec {
     }
     if (s.role !== undefined && s.role !== 'train' && s.role !== 'external') fail(`${where}.role must be 'train' or 'external'`);
     if (s.role === 'external' && s.split !== undefined) fail(`${where}: an external source is evaluated whole and takes no split`);
+    const lg = s.lesionGrades;
+    if (lg !== undefined) {
+      const rules = lg === null || typeof lg !== 'object' ? undefined : lg.classes;
+      if (typeof lg?.lesions !== 'string' || (lg.opticDiscs !== undefined && typeof lg.opticDiscs !== 'string')) fail(`${where}.lesionGrades needs a lesions path (and opticDiscs, when given, a path)`);
+      if (typeof rules !== 'object' || rules === null || Object.keys(rules).length === 0) fail(`${where}.lesionGrades.classes must map class names to rules`);
+      for (const [cls, r] of Object.entries(rules!)) {
+        if (typeof r !== 'object' || r === null || typeof r.lesion !== 'string') fail(`${where}.lesionGrades.classes['${cls}'] needs { "lesion": "<type>" }`);
+        if (r.withinDiscDiameters !== undefined && !(typeof r.withinDiscDiameters === 'number' && r.withinDiscDiameters > 0)) fail(`${where}.lesionGrades.classes['${cls}'].withinDiscDiameters must be a positive number`);
+      }
+    }
   });
   if (spec.ratios !== undefined && PART_NAMES.some((p) => !(spec.ratios![p] >= 0))) fail('ratios needs train, validation and test');
   return spec;
@@ -99,7 +115,8 @@ function groupsOf(images: LabelledImage[]): string[][] {
   return [...by.values()].filter((g) => g.length > 1);
 }
 
-async function readSource(spec: SourceSpec, base: string, seed: number, ratios: Record<PartName, number>): Promise<Source> {
+async function readSource(spec: SourceSpec, datasetsFile: string, seed: number, ratios: Record<PartName, number>): Promise<Source> {
+  const base = dirname(resolve(datasetsFile));
   const csv = resolve(base, spec.csv);
   const dataset = await readDataset(csv, resolve(base, spec.images), {
     partial: true,
@@ -109,6 +126,7 @@ async function readSource(spec: SourceSpec, base: string, seed: number, ratios: 
   });
   const bytes = await readFile(csv);
   const tagged: LabelledImage[] = dataset.images.map((im) => ({ ...im, source: spec.name }));
+  if (spec.lesionGrades) await applyLesionGrades(tagged, dataset.classes, spec.lesionGrades, { resolve: (p) => resolve(base, p), datasetsFile, source: spec.name });
   const gradedMask = new Uint8Array(dataset.classes.length);
   for (const im of tagged) dataset.classes.forEach((_, k) => (gradedMask[k] ||= im.graded ? im.graded[k] : 1));
   const graded = dataset.classes.filter((_, k) => gradedMask[k]);
@@ -176,7 +194,7 @@ export async function readDatasets(path: string): Promise<MultiSourceData> {
   const seed = spec.seed ?? 42;
   const ratios = spec.ratios ?? DEFAULT_RATIOS;
   const sources: Source[] = [];
-  for (const s of spec.sources) sources.push(await readSource(s, base, seed, ratios));
+  for (const s of spec.sources) sources.push(await readSource(s, path, seed, ratios));
   const parts: Record<PartName, string[]> = { train: [], validation: [], test: [] };
   for (const s of sources) if (s.role === 'train') for (const p of PART_NAMES) parts[p].push(...s.parts[p]);
   const images = sources.flatMap((s) => s.dataset.images);
