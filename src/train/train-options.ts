@@ -1,0 +1,92 @@
+import type { AugmentSettings } from '../data/augment.js';
+import type { PreprocessSettings } from '../data/preprocess.js';
+import type { FineTuneRecipe, ModelMetadata, Task, TestTimeAugmentation } from '../models/metadata.js';
+import type { HistoryRow } from './checkpoint.js';
+import type { LoopSettings, Monitor } from './loop-settings.js';
+
+/** A pseudo-labelled example for self-learning: targets in the task's class order, and how much it counts. */
+export interface ExtraExample {
+  path: string;
+  /** Targets in the task's class order (for one-vs-normal: the 7 classes of the dataset). */
+  target: ArrayLike<number>;
+  weight: number;
+}
+
+export interface TrainOptions {
+  task: Task;
+  /** Architecture name (see architectures.ts). */
+  model: string;
+  /** One labelled source: a CSV, its image folder and a split file ... */
+  csv?: string;
+  images?: string;
+  split?: string;
+  /** ... or a datasets file listing several sources (see data/datasets.ts); their training sources are joined. */
+  datasets?: string;
+  /** Reweight examples so that every source weighs the same in the loss (with `datasets`). */
+  balanceSources?: boolean;
+  /** Source-adversarial training at this strength (DANN's λ; with `datasets` of two or more training sources). */
+  sourceAdversarial?: number;
+  /** The model directory to write. */
+  out: string;
+  /** Checkpoints, history and TensorBoard files (default `runs/<basename of out>`). */
+  runDir?: string;
+  epochs?: number;
+  batchSize?: number;
+  lr?: number;
+  /** Final learning rate of the cosine schedule (default lr/50). */
+  minLr?: number;
+  /** Decoupled weight decay (AdamW); default 0, plain Adam. */
+  weightDecay?: number;
+  warmupEpochs?: number;
+  /** Input side in pixels (default: the architecture's). */
+  imageSize?: number;
+  channels?: 'green' | 'rgb';
+  clahe?: boolean;
+  /** How photos are brought to the input size (see PreprocessSettings.resize); default `area`. */
+  resize?: PreprocessSettings['resize'];
+  /** Camera-invariant preprocessing (see PreprocessSettings): a standard circular field, local mean subtraction. */
+  mask?: PreprocessSettings['mask'];
+  localMean?: PreprocessSettings['localMean'];
+  augment?: Partial<AugmentSettings> | false;
+  patience?: number;
+  monitor?: Monitor;
+  seed?: number;
+  /** Start from this model directory's weights (fine-tuning; self-learning rounds). */
+  initFrom?: string;
+  /** Pretrained backbones (`resnet50`, `mobilenetv2`): how to fine-tune them (default `full`). */
+  recipe?: FineTuneRecipe;
+  /** The backbone's learning rate as a multiple of the head's (default 0.1). */
+  backboneLrScale?: number;
+  /** `train` (default): batch norm uses batch statistics while training; `frozen`: keeps the pretrained ones. */
+  batchNorm?: 'frozen' | 'train';
+  /** `partial` recipe: first trainable backbone layer (default: the start of the last stage). */
+  trainableFrom?: string;
+  /** Test-time augmentation the model records and prediction applies (default `none`). */
+  tta?: TestTimeAugmentation;
+  /** Folder of the backbone weights, instead of the shipped or cached ones (tests). */
+  weightsDir?: string;
+  /** Pseudo-labelled examples added to the training part (self-learning). */
+  extraExamples?: ExtraExample[];
+  checkpointSeconds?: number;
+  checkpointBatches?: number;
+  maxMinutes?: number;
+  /** Discard an existing checkpoint in the run directory instead of resuming. */
+  restart?: boolean;
+  /** Replace a fundus model already at `out` that another run wrote (never a folder that is not a fundus model). */
+  force?: boolean;
+  /** Use at most this many images of each split part (smoke runs). */
+  limit?: number;
+  cacheDir?: string;
+  quiet?: boolean;
+  onBatch?: LoopSettings['onBatch'];
+  log?: (line: string) => void;
+}
+
+export interface TrainResult {
+  modelDir: string;
+  metadata: ModelMetadata;
+  history: HistoryRow[];
+  bestEpoch: number | null;
+  trainSeconds: number;
+  imagesPerSecond: number;
+}
