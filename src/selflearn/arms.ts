@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import type { LabelledImage } from '../data/labels.js';
 import type { EvaluationMetrics } from '../eval/schema.js';
 import type { FundusModel } from '../models/io.js';
-import { ArmDeadline } from './deadline.js';
+import { ArmDeadline, DeadlinePassed } from './deadline.js';
 import type { PseudoLabeller, RoundLabels, Teacher } from './pseudo-labeller.js';
 import { methodName, type PseudoLabelMethod } from './pseudolabel.js';
 import type { Retrainer } from './retrain.js';
@@ -32,8 +32,10 @@ export interface ArmOptions {
    */
   control?: boolean;
   /**
-   * Wall-clock deadline of the whole run (Date.now() milliseconds): an arm is skipped, and the report says so, when its
-   * estimated duration (`armMinutes` of its mode plus the slowest overhead seen so far) would end past it.
+   * Wall-clock deadline of the whole run (Date.now() milliseconds): an arm is skipped, and the report says so, when it
+   * would start past it or its estimated duration (`armMinutes` of its mode plus the slowest overhead seen so far)
+   * would end past it; a pass over photographs for pseudo-labels (embedding, classifier scores) stops at it between
+   * two batches, and nothing is pseudo-labelled or trained after that (`SelfLearnReport.stoppedEarly` says where).
    */
   deadline?: number;
   /** Time budget per arm by mode, for the deadline estimate. */
@@ -48,6 +50,7 @@ export interface RunRecord {
   pseudoLabelling: RoundInfo[];
   skipped: SkippedArm[];
   roundsChoice: SelfLearnReport['roundsChoice'];
+  stoppedEarly?: string;
 }
 
 /** What the arms are trained from and with, and where their results go. */
@@ -95,10 +98,21 @@ export async function runArms(opts: ArmOptions, ctx: ArmsContext): Promise<void>
   const names = opts.methods.map(methodName);
   const deadline = new ArmDeadline(opts.deadline, opts.armMinutes);
 
-  const pseudoLabel = async (method: PseudoLabelMethod, round: number, teacher: Teacher): Promise<RoundLabels> => {
-    const { labels, info } = await labeller.label(method, round, teacher);
-    record.pseudoLabelling.push(info);
-    return labels;
+  // Undefined once the deadline has stopped pseudo-labelling (recorded in the report): no later round or method runs.
+  const pseudoLabel = async (method: PseudoLabelMethod, round: number, teacher: Teacher): Promise<RoundLabels | undefined> => {
+    if (record.stoppedEarly) return undefined;
+    try {
+      const { labels, info } = await labeller.label(method, round, teacher);
+      record.pseudoLabelling.push(info);
+      return labels;
+    } catch (err) {
+      if (!(err instanceof DeadlinePassed)) throw err;
+      record.stoppedEarly =
+        `Stopped at the deadline while pseudo-labelling with ${methodName(method)}, round ${round} (teacher ${teacher.name}): ` +
+        `${err.done} of ${err.total} photographs ${err.what}; no method or round was pseudo-labelled, and no arm trained, after that.`;
+      log(record.stoppedEarly);
+      return undefined;
+    }
   };
 
   // Deadline check, training, evaluation, partial report.
@@ -137,8 +151,12 @@ export async function runArms(opts: ArmOptions, ctx: ArmsContext): Promise<void>
 
   // Round 1: every method pseudo-labels with the original.
   const first = new Map<string, RoundLabels>();
-  for (const method of opts.methods) first.set(methodName(method), await pseudoLabel(method, 1, { model: ctx.original, name: 'original' }));
-  const usable = names.filter((n) => first.get(n)!.pseudo.length > 0);
+  for (const method of opts.methods) {
+    const labels = await pseudoLabel(method, 1, { model: ctx.original, name: 'original' });
+    if (!labels) break;
+    first.set(methodName(method), labels);
+  }
+  const usable = names.filter((n) => (first.get(n)?.pseudo.length ?? 0) > 0);
   const scratchNames = usable.filter((n) => (opts.scratchMethods ?? names).includes(n));
   const control = opts.control !== false;
   const r1Models = new Map<string, Teacher>();
@@ -163,7 +181,7 @@ export async function runArms(opts: ArmOptions, ctx: ArmsContext): Promise<void>
       let teacher = r1Models.get(n)!;
       for (let round = 2; round <= opts.rounds; round++) {
         const labels = await pseudoLabel(method, round, teacher);
-        if (labels.pseudo.length === 0) break;
+        if (!labels || labels.pseudo.length === 0) break;
         const name = `${n}-r${round}-${mode}`;
         const m = await runArm({ name, mode, method: n, round, labels });
         if (!m) break;

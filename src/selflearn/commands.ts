@@ -128,13 +128,13 @@ export function registerSelflearn(program: Command): void {
     .option('--max-minutes <m>', 'training time budget of each from-scratch arm (and of fine-tuned arms without --finetune-max-minutes)', numberOption('--max-minutes', POSITIVE_NUMBER))
     .option('--finetune-epochs <n>', 'training epochs of each fine-tuned arm', numberOption('--finetune-epochs', POSITIVE_INTEGER))
     .option('--finetune-max-minutes <m>', 'training time budget of each fine-tuned arm', numberOption('--finetune-max-minutes', POSITIVE_NUMBER))
-    .option('--deadline-minutes <m>', 'wall-clock limit of the whole run: arms that would end past it are skipped (and reported)', numberOption('--deadline-minutes', POSITIVE_NUMBER))
+    .option('--deadline-minutes <m>', 'wall-clock limit of the whole run: arms that would end past it are skipped, and embedding for pseudo-labels stops at it (both reported)', numberOption('--deadline-minutes', POSITIVE_NUMBER))
     .option('--batch-size <n>', 'training batch size', numberOption('--batch-size', POSITIVE_INTEGER), 16)
     .option('--lr <rate>', 'peak learning rate from scratch', numberOption('--lr', POSITIVE_NUMBER), 1e-3)
     .option('--finetune-lr <rate>', 'peak learning rate for fine-tuning (default: lr/10)', numberOption('--finetune-lr', POSITIVE_NUMBER))
     .option('--patience <n>', 'early-stopping patience in epochs', numberOption('--patience', POSITIVE_INTEGER), 8)
     .option('--pseudo-weight <w>', 'loss weight of a pseudo-labelled image relative to a labelled one', numberOption('--pseudo-weight', NON_NEGATIVE_NUMBER), 1)
-    .option('--limit <n>', 'at most n images of each split part in training (smoke runs)', numberOption('--limit', POSITIVE_INTEGER))
+    .option('--limit <n>', 'smoke runs: at most n images of each split part in training and as spreading seeds, and n unlabelled images embedded and pseudo-labelled (the test part is evaluated whole)', numberOption('--limit', POSITIVE_INTEGER))
     .option('--bootstrap <n>', 'bootstrap resamples for the intervals', numberOption('--bootstrap', NON_NEGATIVE_INTEGER), 1000)
     .option('--seed <n>', 'seed of training and of the bootstrap', numberOption('--seed', INTEGER), 0)
     .option('--no-control', 'skip the controls: the same fine-tuning and from-scratch training on the labelled images alone')
@@ -204,10 +204,7 @@ export function registerSelflearn(program: Command): void {
         retrain,
         findDuplicates: defaultDuplicateFinder(),
         control: f.control,
-        notes:
-          f.limit !== undefined
-            ? [`Smoke run: training used at most ${f.limit} images of each split part (--limit); these numbers are not results.`]
-            : [],
+        limit: f.limit,
         log,
         // A long run leaves its results so far behind if it is stopped; the final files replace them.
         onProgress: async (partial) => {
@@ -221,5 +218,7 @@ export function registerSelflearn(program: Command): void {
       await rm(join(f.out, 'report.partial.json'), { force: true });
       await rm(join(f.out, 'report.partial.md'), { force: true });
       process.stdout.write(md);
+      // Even with --quiet: the report is short of what was asked.
+      if (report.stoppedEarly) process.stderr.write(`selflearn: ${report.stoppedEarly}\n`);
     });
 }

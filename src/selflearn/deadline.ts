@@ -1,9 +1,9 @@
 import type { RetrainMode } from './schema.js';
 
 /**
- * The run's wall-clock deadline as arms see it: an arm is started only when its estimated duration (the time budget
- * of its mode plus the slowest overhead seen so far: data loading, validation, threshold tuning, the test evaluation)
- * would end before the deadline.
+ * The run's wall-clock deadline as arms see it: an arm is started only before the deadline and, where its mode has a
+ * time budget, only when its estimated duration (the budget plus the slowest overhead seen so far: data loading,
+ * validation, threshold tuning, the test evaluation) would end before it.
  */
 export class ArmDeadline {
   /** Seconds an arm took beyond its training steps, the slowest so far (a minute until one is seen). */
@@ -12,14 +12,16 @@ export class ArmDeadline {
   constructor(
     /** Date.now() milliseconds; undefined: no deadline. */
     private readonly deadline: number | undefined,
-    /** Time budget per arm by mode; a mode without one is never skipped. */
+    /** Time budget per arm by mode; an arm of a mode without one is skipped only once the deadline has passed. */
     private readonly armMinutes: Partial<Record<RetrainMode, number>> = {},
   ) {}
 
   /** Why an arm of this mode would not be run now (undefined: it fits). */
   whyNot(mode: RetrainMode): string | undefined {
+    if (this.deadline === undefined) return undefined;
+    if (Date.now() >= this.deadline) return "not run: it would start past the run's deadline";
     const minutes = this.armMinutes[mode];
-    if (this.deadline === undefined || minutes === undefined) return undefined;
+    if (minutes === undefined) return undefined;
     const endsAt = Date.now() + (minutes * 60 + this.slowestOverhead) * 1000;
     return endsAt > this.deadline ? `not run: it could end ${((endsAt - this.deadline) / 60000).toFixed(1)} min past the run's deadline` : undefined;
   }
@@ -28,4 +30,30 @@ export class ArmDeadline {
   observe(wallSeconds: number, trainSeconds: number): void {
     this.slowestOverhead = Math.max(this.slowestOverhead, wallSeconds - trainSeconds);
   }
+}
+
+/** A pass over photographs that the run's deadline stopped, and how far it got. */
+export class DeadlinePassed extends Error {
+  constructor(
+    readonly done: number,
+    readonly total: number,
+    /** What the pass did to each photograph ("embedded", "scored"). */
+    readonly what: string,
+  ) {
+    super(`the run's deadline passed with ${done} of ${total} photographs ${what}`);
+    this.name = 'DeadlinePassed';
+  }
+}
+
+/**
+ * The progress callback of a pass over `total` photographs that stops it between two batches once the deadline
+ * (Date.now() milliseconds; undefined: none) has come, by throwing DeadlinePassed through the pass. Made as the pass
+ * starts, it throws at once when the deadline has already come; a pass that has done every photograph is not stopped.
+ */
+export function stopAtDeadline(deadline: number | undefined, total: number, what: string): (done: number) => void {
+  const check = (done: number) => {
+    if (deadline !== undefined && done < total && Date.now() >= deadline) throw new DeadlinePassed(done, total, what);
+  };
+  check(0);
+  return check;
 }

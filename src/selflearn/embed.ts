@@ -48,6 +48,7 @@ export interface EmbedOptions {
   cache?: boolean;
   /** Label of a progress bar on stderr. */
   progressLabel?: string;
+  /** Called after each batch with the images done; what it throws stops the pass and comes out of embedFiles (a deadline). */
   onProgress?: (done: number) => void;
   /**
    * Leave out photographs that cannot be read (listed in `skipped`) instead of failing the whole run; default false,

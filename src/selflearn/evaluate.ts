@@ -28,10 +28,10 @@ export function labelledPart(dataset: Dataset, names: string[], classes: string[
 /**
  * The model's output probabilities on paths (n×C), as `fundus predict` and `fundus evaluate` compute them; `cache`:
  * through the preprocessing cache (the same pixels as training saw, decoded once over the many evaluations of a
- * self-learning run).
+ * self-learning run); `onProgress`: called after each batch with the images done (what it throws stops the pass).
  */
-export function predictProbabilities(model: FundusModel, paths: string[], cache = true): Promise<Float32Array> {
-  return predictFiles(model, paths, { cache });
+export function predictProbabilities(model: FundusModel, paths: string[], cache = true, onProgress?: (done: number) => void): Promise<Float32Array> {
+  return predictFiles(model, paths, { cache, onProgress });
 }
 
 /** A model evaluated on labelled images: the metrics, and what they were computed from (for paired comparisons). */

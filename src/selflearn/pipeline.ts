@@ -29,6 +29,13 @@ export interface SelfLearnOptions extends ArmOptions {
   log?: (message: string) => void;
   /** Use the preprocessing cache (default true). */
   cache?: boolean;
+  /**
+   * Smoke runs: at most this many images of the train and validation parts (their first, as trainModel's `limit`
+   * takes them, so that the spreading seeds are the labelled images the arms train on) and of the unlabelled images
+   * the leakage guard keeps: the images embedded and pseudo-labelled. The test part is evaluated whole. The report
+   * says so in a note.
+   */
+  limit?: number;
   /** Lines for the head of the report (e.g. that training was limited to a few images: a smoke run). */
   notes?: string[];
   /** Called with the report so far after each evaluated model (long runs write partial reports). */
@@ -62,8 +69,10 @@ export async function runSelfLearning(opts: SelfLearnOptions): Promise<SelfLearn
   const names = opts.methods.map(methodName);
   const unknown = (opts.scratchMethods ?? []).filter((m) => !names.includes(m));
   if (unknown.length) throw new InputError(`scratch methods ${unknown.join(', ')} are not among the methods (${names.join(', ')})`);
-  const train = labelledPart(opts.dataset, opts.split.train, classes, 'train');
-  const validation = labelledPart(opts.dataset, opts.split.validation, classes, 'validation');
+  if (opts.limit !== undefined && !(Number.isInteger(opts.limit) && opts.limit > 0)) throw new InputError(`limit must be a positive integer (got ${opts.limit})`);
+  const upToLimit = <T>(items: T[]): T[] => (opts.limit === undefined ? items : items.slice(0, opts.limit));
+  const train = upToLimit(labelledPart(opts.dataset, opts.split.train, classes, 'train'));
+  const validation = upToLimit(labelledPart(opts.dataset, opts.split.validation, classes, 'validation'));
   const test = labelledPart(opts.dataset, opts.split.test, classes, 'test');
   if (test.length === 0) throw new InputError('the split has no test images to evaluate on');
   if (opts.unlabelled.length === 0) throw new InputError('no unlabelled images');
@@ -72,8 +81,16 @@ export async function runSelfLearning(opts: SelfLearnOptions): Promise<SelfLearn
   log(`leakage guard: looking for near-duplicates of the ${test.length} test images among ${opts.unlabelled.length} unlabelled ones`);
   const guard = await excludeTestDuplicates(opts.unlabelled, test.map((t) => t.path), opts.findDuplicates);
   log(`leakage guard: ${guard.excluded.length} unlabelled images excluded`);
-  const unlabelled = guard.kept;
-  if (unlabelled.length === 0) throw new InputError('every unlabelled image is a near-duplicate of a test image');
+  if (guard.kept.length === 0) throw new InputError('every unlabelled image is a near-duplicate of a test image');
+  const unlabelled = upToLimit(guard.kept);
+  const notes = [...(opts.notes ?? [])];
+  if (opts.limit !== undefined) {
+    const note =
+      `Smoke run (limit ${opts.limit}): ${train.length} labelled training images (the spreading seeds), ${validation.length} validation, and ` +
+      `${unlabelled.length} of the ${guard.kept.length} unlabelled images the leakage guard kept; the test part is whole. These numbers are not results.`;
+    notes.push(note);
+    log(note);
+  }
 
   // Every arm starts from (or copies the setup of) a copy of the original in the output folder: the run is
   // unaffected if the model directory is replaced while it runs, and the folder shows what it started from.
@@ -100,7 +117,7 @@ export async function runSelfLearning(opts: SelfLearnOptions): Promise<SelfLearn
       leakageGuard: {
         unlabelledTotal: opts.unlabelled.length,
         excluded: guard.excluded.length,
-        kept: unlabelled.length,
+        kept: guard.kept.length,
         excludedImages: guard.excluded,
       },
       pseudoLabelling: record.pseudoLabelling,
@@ -109,7 +126,8 @@ export async function runSelfLearning(opts: SelfLearnOptions): Promise<SelfLearn
       comparisons,
       verdict: verdict(record.variants, comparisons),
       wallSeconds: (Date.now() - started) / 1000,
-      notes: opts.notes ?? [],
+      notes,
+      ...(record.stoppedEarly ? { stoppedEarly: record.stoppedEarly } : {}),
     };
   };
   const progress = async () => {
@@ -142,6 +160,7 @@ export async function runSelfLearning(opts: SelfLearnOptions): Promise<SelfLearn
     threshold: opts.threshold,
     layer: opts.layer,
     cache: opts.cache,
+    deadline: opts.deadline,
     log,
   });
   await runArms(opts, { original: model, base, classes, train, validation, seed: (opts.seed ?? 0) + 1, labeller, evaluate, record, progress, log });

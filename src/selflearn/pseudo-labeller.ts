@@ -1,6 +1,7 @@
 import { basename } from 'node:path';
 import type { LabelledImage } from '../data/labels.js';
 import type { FundusModel } from '../models/io.js';
+import { stopAtDeadline } from './deadline.js';
 import { embedFiles, type Embeddings } from './embed.js';
 import { predictProbabilities } from './evaluate.js';
 import { methodName, selectConfident, spreadingScores, type PseudoLabelMethod, type PseudoScores } from './pseudolabel.js';
@@ -34,6 +35,11 @@ export interface PseudoLabellerOptions {
   layer?: string;
   /** Use the preprocessing cache (default true). */
   cache?: boolean;
+  /**
+   * The run's deadline (Date.now() milliseconds): a pass over photographs (embedding, classifier scores) stops between
+   * two batches once it has come, with a DeadlinePassed.
+   */
+  deadline?: number;
   log: (message: string) => void;
 }
 
@@ -54,18 +60,19 @@ export class PseudoLabeller {
   private async embeddingsOf(teacher: FundusModel, label: string): Promise<Embeddings> {
     let e = this.embedded.get(teacher.dir);
     if (!e) {
-      const { seeds, unlabelled, layer, cache } = this.opts;
-      e = await embedFiles(teacher, [...seeds.map((t) => t.path), ...unlabelled], { layer, cache, progressLabel: `embed (${label})` });
+      const { seeds, unlabelled, layer, cache, deadline } = this.opts;
+      const paths = [...seeds.map((t) => t.path), ...unlabelled];
+      e = await embedFiles(teacher, paths, { layer, cache, progressLabel: `embed (${label})`, onProgress: stopAtDeadline(deadline, paths.length, 'embedded') });
       this.embedded.set(teacher.dir, e);
     }
     return e;
   }
 
   private async scores(method: PseudoLabelMethod, teacher: FundusModel): Promise<PseudoScores> {
-    const { classes, activation, seeds, unlabelled, cache } = this.opts;
+    const { classes, activation, seeds, unlabelled, cache, deadline } = this.opts;
     const C = classes.length;
     if (method.kind === 'confidence') {
-      const probs = await predictProbabilities(teacher, unlabelled, cache);
+      const probs = await predictProbabilities(teacher, unlabelled, cache, stopAtDeadline(deadline, unlabelled.length, 'scored'));
       return { scores: Float64Array.from(probs), numClasses: C, activation, info: { source: 'classifier probabilities' } };
     }
     const emb = await this.embeddingsOf(teacher, methodName(method));
@@ -74,10 +81,11 @@ export class PseudoLabeller {
     const s = spreadingScores(emb.matrix, labelled, seeds.length, C, activation, method);
     s.info.layer = emb.layer;
     s.info.dim = emb.matrix.cols;
+    s.info.seeds = seeds.length;
     return s;
   }
 
-  /** The pseudo-labels of one method and round, and the round's record for the report. */
+  /** The pseudo-labels of one method and round, and the round's record for the report; DeadlinePassed at the deadline. */
   async label(method: PseudoLabelMethod, round: number, teacher: Teacher): Promise<{ labels: RoundLabels; info: RoundInfo }> {
     const { classes, unlabelled, threshold, log } = this.opts;
     const name = methodName(method);

@@ -38,7 +38,7 @@ export function renderMarkdown(r: SelfLearnReport): string {
       `${r.data.unlabelled} unlabelled images. Pseudo-labels kept at confidence >= ${r.threshold}; ${r.rounds} round(s).`,
     '',
   );
-  for (const note of r.notes ?? []) out.push(`**${note}**`, '');
+  for (const note of [...(r.notes ?? []), ...(r.stoppedEarly ? [r.stoppedEarly] : [])]) out.push(`**${note}**`, '');
   out.push(
     `Leakage guard: ${r.leakageGuard.excluded} of ${r.leakageGuard.unlabelledTotal} unlabelled images excluded as near-duplicates ` +
       `of test images; ${r.leakageGuard.kept} used.`,

@@ -93,4 +93,9 @@ export interface SelfLearnReport {
   /** Wall seconds of the whole run so far. */
   wallSeconds: number;
   notes: string[];
+  /**
+   * Set when the run's deadline stopped a pass over photographs for pseudo-labels: which, how far it got, and that
+   * nothing was pseudo-labelled or trained after it (the arms left are under `skipped`).
+   */
+  stoppedEarly?: string;
 }

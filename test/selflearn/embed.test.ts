@@ -7,6 +7,7 @@ import { PROJECT_ROOT, VIETAI_DIR, tempDir } from '../helpers.js';
 import { initEngine } from '../../src/engine/index.js';
 import { loadModel } from '../../src/models/io.js';
 import { penultimateLayerName } from '../../src/models/embedding.js';
+import { DeadlinePassed, stopAtDeadline } from '../../src/selflearn/deadline.js';
 import { embedFiles, loadEmbeddings, saveEmbeddings } from '../../src/selflearn/embed.js';
 import { InputError } from '../../src/util/errors.js';
 import { tinyModel } from './tiny-model.js';
@@ -93,4 +94,35 @@ test('fundus embed keeps going past a truncated photograph: the good rows writte
   assert.deepEqual(meta.paths, [images[0], images[1]]);
   assert.deepEqual(meta.skipped.map((s: { path: string }) => s.path), [broken]);
   assert.equal((await readFile(join(dir, 'e.f32'))).byteLength, 2 * 64 * 4);
+});
+
+test('a deadline stops embedding between two batches, at once when it has passed, and never a finished pass', async (t) => {
+  const dir = await tempDir();
+  await tinyModel(join(dir, 'model'));
+  const model = await loadModel(join(dir, 'model'));
+  // Date.now() moves only when told: the deadline comes right after the first batch of two, whatever the machine's speed.
+  t.mock.timers.enable({ apis: ['Date'], now: 0 });
+  const stop = stopAtDeadline(1000, images.length, 'embedded');
+  const seen: number[] = [];
+  const onProgress = (done: number) => {
+    seen.push(done);
+    if (done === 2) t.mock.timers.tick(1000);
+    stop(done);
+  };
+  await assert.rejects(embedFiles(model, images, { cache: false, batchSize: 2, onProgress }), (err: unknown) => {
+    assert.ok(err instanceof DeadlinePassed);
+    assert.deepEqual([err.done, err.total], [2, 5]);
+    assert.match(err.message, /^the run's deadline passed with 2 of 5 photographs embedded$/);
+    return true;
+  });
+  assert.deepEqual(seen, [2], 'no batch after the deadline');
+  // Already past: the pass does not start.
+  assert.throws(() => stopAtDeadline(1000, 5, 'embedded'), /with 0 of 5 photographs embedded/);
+  // A pass whose last batch ends past the deadline has done its work: it is not thrown away.
+  const late = stopAtDeadline(1500, 5, 'embedded');
+  t.mock.timers.tick(1000);
+  assert.doesNotThrow(() => late(5));
+  assert.throws(() => late(4), DeadlinePassed);
+  // No deadline: never stopped.
+  assert.doesNotThrow(() => stopAtDeadline(undefined, 5, 'embedded')(1));
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import sharp from 'sharp';
@@ -192,6 +192,94 @@ test('fundus selflearn CLI: report files, rounds, and clear errors', async () =>
   assert.match(bad.stderr, /--methods takes a comma-separated list/);
   const help = cli('--help');
   assert.match(help.stdout, /--n-neighbors/);
+});
+
+test('fundus selflearn CLI at its deadline: embedding stops, the report says what was done, and only complete files are left', async () => {
+  const dir = await tempDir();
+  const { csv, split } = await smallData(dir);
+  await tinyModel(join(dir, 'model'));
+  const out = join(dir, 'out');
+  // 6 ms: gone before the embedding starts (loading the engine alone takes longer).
+  const r = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', join(PROJECT_ROOT, 'src', 'cli.ts'), 'selflearn', join(dir, 'model'), '--data', csv, TRAIN, '--split', split,
+      '--unlabelled', join(UNLABELLED, '012df36af16b.jpg'), join(UNLABELLED, '0157f50bdb02.jpg'), '--out', out, '--methods', 'knn',
+      '--retrain', 'finetune', '--threshold', '0.5', '--bootstrap', '10', '--deadline-minutes', '0.0001', '--quiet'],
+    { encoding: 'utf8', cwd: PROJECT_ROOT },
+  );
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /^selflearn: Stopped at the deadline while pseudo-labelling with spreading-knn, round 1 \(teacher original\): 0 of \d+ photographs embedded; .*no arm trained/m);
+  const report = JSON.parse(await readFile(join(out, 'report.json'), 'utf8'));
+  assert.match(report.stoppedEarly, /0 of \d+ photographs embedded/);
+  assert.deepEqual(report.variants.map((v: { name: string }) => v.name), ['original']);
+  assert.deepEqual(report.pseudoLabelling, []);
+  assert.match(await readFile(join(out, 'report.md'), 'utf8'), /^\*\*Stopped at the deadline while pseudo-labelling with spreading-knn/m);
+  // No partial report, no model or run folder of an arm: the original's copy and the two complete report files.
+  assert.deepEqual((await readdir(out)).sort(), ['original', 'report.json', 'report.md']);
+});
+
+test('limit bounds the photographs embedded and pseudo-labelled; the deadline stops pseudo-labelling between methods', async (t) => {
+  const dir = await tempDir();
+  const { csv, split } = await smallData(dir);
+  await tinyModel(join(dir, 'model'));
+  const model = await loadModel(join(dir, 'model'));
+  const requests: { name: string; train: number }[] = [];
+  const retrain: Retrainer = async (req) => {
+    requests.push({ name: req.outDir.split('/').pop()!, train: req.train.length });
+    await saveModel(req.outDir, req.base.network, req.base.metadata);
+    return { model: await loadModel(req.outDir), budget: armBudget([{}], 1, 1, 1e-4, 1, 1) };
+  };
+  const log: string[] = [];
+  const common = {
+    model,
+    dataset: await readDataset(csv, TRAIN),
+    split: await readSplitParts(split),
+    unlabelled: ['012df36af16b.jpg', '0157f50bdb02.jpg', '026aa5bc0aea.jpg', '03e7e29071a5.jpg'].map((n) => join(UNLABELLED, n)),
+    methods: [{ kind: 'spreading', kernel: 'knn', normalize: 'l2', params: { nNeighbors: 3 } }, { kind: 'confidence' }] as PseudoLabelMethod[],
+    threshold: 0.5,
+    modes: ['finetune'] as RetrainMode[],
+    rounds: 1,
+    bootstrap: { resamples: 10 },
+    retrain,
+    findDuplicates: async () => [],
+    cache: false,
+    log: (l: string) => log.push(l),
+  };
+  const limited = await runSelfLearning({ ...common, outDir: join(dir, 'limited'), limit: 3 });
+  assert.equal(limited.data.train, 3);
+  assert.ok(limited.data.validation <= 3);
+  assert.deepEqual(
+    limited.pseudoLabelling.map((p) => [p.method, p.unlabelledScored, p.info.seeds]),
+    [
+      ['spreading-knn', 3, 3],
+      ['confidence', 3, undefined],
+    ],
+  );
+  assert.ok(requests.length > 0 && requests.every((q) => q.train === 3), JSON.stringify(requests));
+  assert.match(limited.notes.join('\n'), /^Smoke run \(limit 3\): 3 labelled training images \(the spreading seeds\), \d validation, and 3 of the 4 unlabelled images/);
+  assert.equal(limited.stoppedEarly, undefined);
+
+  // The clock moves only when told: the deadline comes after the knn round, as the classifier scores start.
+  t.mock.timers.enable({ apis: ['Date'], now: 1_000_000 });
+  requests.length = 0;
+  const late = await runSelfLearning({
+    ...common,
+    outDir: join(dir, 'late'),
+    deadline: 1_060_000,
+    log: (l: string) => {
+      if (/^confidence, round 1: pseudo-labelling/.test(l)) t.mock.timers.tick(120_000);
+    },
+  });
+  assert.deepEqual(late.pseudoLabelling.map((p) => p.method), ['spreading-knn']);
+  assert.match(late.stoppedEarly!, /^Stopped at the deadline while pseudo-labelling with confidence, round 1 \(teacher original\): 0 of 4 photographs scored;/);
+  assert.deepEqual(requests, [], 'nothing trained past the deadline');
+  assert.deepEqual(late.variants.map((v) => v.name), ['original']);
+  // The knn arm and its control could not start: listed, with the reason.
+  assert.deepEqual(late.skipped.map((s) => [s.name, s.reason]), [
+    ['control-finetune', "not run: it would start past the run's deadline"],
+    ['spreading-knn-r1-finetune', "not run: it would start past the run's deadline"],
+  ]);
+  assert.match(renderMarkdown(late), /^\*\*Stopped at the deadline while pseudo-labelling with confidence/m);
 });
 
 test('no pseudo-label above the threshold: nothing is retrained, the report says so', async () => {
