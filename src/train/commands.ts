@@ -1,12 +1,13 @@
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { initEngine } from '../engine/index.js';
-import { architectureInfo, architectureNames } from '../models/architectures.js';
-import { readMetadata } from '../models/io.js';
+import { architectureNames } from '../models/architectures.js';
 import { TASKS, parseTask } from '../models/tasks.js';
 import { InputError } from '../util/errors.js';
 import { CAMERA_AUGMENT } from '../data/augment.js';
 import type { Monitor } from './loop.js';
+import { DEFAULT_MODEL, DEFAULT_ONE_VS_NORMAL_MODEL, DEFAULT_TASK, PRETRAINED_RECIPE, SCRATCH_RECIPE } from './recipe.js';
+import type { Recipe } from './recipe.js';
 import { trainModel } from './train.js';
 import { INTEGER, NON_NEGATIVE_NUMBER, POSITIVE_INTEGER, POSITIVE_NUMBER, numberOption } from '../util/cli-options.js';
 
@@ -20,36 +21,43 @@ interface TrainFlags {
   sourceAdversarial?: number;
   out: string;
   runDir?: string;
-  epochs: number;
-  batchSize: number;
-  lr: number;
+  epochs?: number;
+  batchSize?: number;
+  lr?: number;
   minLr?: number;
-  weightDecay: number;
-  warmup: number;
+  weightDecay?: number;
+  warmup?: number;
   imageSize?: number;
   channels?: 'green' | 'rgb';
   clahe?: boolean;
   resize: 'area' | 'lanczos3';
-  mask?: 'circle';
+  mask?: 'circle' | 'none';
   localMean?: number | true;
   augment: boolean;
   cameraAugment?: boolean;
-  patience: number;
+  patience?: number;
   monitor: Monitor;
   seed: number;
   initFrom?: string;
-  pretrained?: string;
+  pretrained?: 'imagenet';
   recipe?: 'probe' | 'partial' | 'full';
   backboneLrScale?: number;
   batchNorm?: 'frozen' | 'train';
   trainableFrom?: string;
-  tta: 'none' | 'hflip';
+  tta?: 'none' | 'hflip';
   checkpointSeconds: number;
   maxMinutes?: number;
   restart?: boolean;
   force?: boolean;
   limit?: number;
   quiet?: boolean;
+}
+
+/** A default that depends on how the network starts, in words for --help. */
+function byStart(value: (r: Recipe) => unknown): string {
+  const p = value(PRETRAINED_RECIPE);
+  const s = value(SCRATCH_RECIPE);
+  return p === s ? `default ${String(p)}` : `default ${String(p)} for pretrained backbones, ${String(s)} from scratch`;
 }
 
 /** Graham's σ: 10 px for a 600 px disc. */
@@ -60,10 +68,16 @@ export function register(program: Command): void {
     .command('train')
     .description(
       'Train a model on a labelled dataset and a split file; writes a model directory with thresholds tuned on the ' +
-        'validation part and held-out test metrics. Re-running the same command resumes from the last checkpoint.',
+        'validation part and held-out test metrics. ' +
+        `Without options it trains as the shipped model was: ${DEFAULT_MODEL} from its ImageNet weights, full fine-tuning ` +
+        `(backbone at ${PRETRAINED_RECIPE.fineTune.backboneLrScale}x the head's rate), AdamW, ${PRETRAINED_RECIPE.epochs} epochs, camera augmentation, circle mask, ` +
+        'flip test-time augmentation; networks trained from scratch (e.g. --model alexnet: green channel, 227 px) have ' +
+        'their own defaults. Re-running the same command resumes from the last checkpoint.',
     )
-    .addOption(new Option('--task <task>', 'what to learn').choices([...TASKS]).makeOptionMandatory())
-    .addOption(new Option('--model <name>', "architecture (default: --init-from's, else resnet18-narrow)").choices(architectureNames()))
+    .addOption(new Option('--task <task>', 'what to learn').choices([...TASKS]).default(DEFAULT_TASK))
+    .addOption(
+      new Option('--model <name>', `architecture (default: --init-from's, else ${DEFAULT_MODEL}; ${DEFAULT_ONE_VS_NORMAL_MODEL} for one-vs-normal)`).choices(architectureNames()),
+    )
     .option('--data <csv_and_images...>', 'the labels CSV and the image folder, e.g. --data train.csv train/')
     .option('--split <split.json>', 'split file with train/validation/test parts (e.g. splits/vietai.json)')
     .option('--datasets <file>', 'instead of --data and --split: a datasets file listing several sources (e.g. datasets/train.json)')
@@ -75,12 +89,16 @@ export function register(program: Command): void {
     )
     .requiredOption('--out <dir>', 'model directory to write')
     .option('--run-dir <dir>', 'checkpoints, history.csv and TensorBoard events (default: runs/<name of --out>)')
-    .option('--epochs <n>', 'maximum number of epochs', numberOption('--epochs', POSITIVE_INTEGER), 30)
-    .option('--batch-size <n>', 'images per optimiser step', numberOption('--batch-size', POSITIVE_INTEGER), 16)
-    .option('--lr <rate>', 'peak learning rate of Adam', numberOption('--lr', POSITIVE_NUMBER), 1e-3)
+    .option('--epochs <n>', `maximum number of epochs (${byStart((r) => r.epochs)})`, numberOption('--epochs', POSITIVE_INTEGER))
+    .option('--batch-size <n>', `images per optimiser step (${byStart((r) => r.batchSize)})`, numberOption('--batch-size', POSITIVE_INTEGER))
+    .option('--lr <rate>', `peak learning rate of Adam (${byStart((r) => r.lr)})`, numberOption('--lr', POSITIVE_NUMBER))
     .option('--min-lr <rate>', 'final learning rate of the cosine schedule (default: lr/50)', numberOption('--min-lr', POSITIVE_NUMBER))
-    .option('--weight-decay <rate>', 'decoupled weight decay (AdamW): each step every weight shrinks by lr x rate', numberOption('--weight-decay', NON_NEGATIVE_NUMBER), 0)
-    .option('--warmup <epochs>', 'linear warm-up epochs', numberOption('--warmup', NON_NEGATIVE_NUMBER), 1)
+    .option(
+      '--weight-decay <rate>',
+      `decoupled weight decay (AdamW): each step every weight shrinks by lr x rate; 0 is plain Adam (${byStart((r) => r.weightDecay)})`,
+      numberOption('--weight-decay', NON_NEGATIVE_NUMBER),
+    )
+    .option('--warmup <epochs>', `linear warm-up epochs (${byStart((r) => r.warmupEpochs)})`, numberOption('--warmup', NON_NEGATIVE_NUMBER))
     .option('--image-size <px>', "input side in pixels (default: the architecture's: 227 for alexnet, 224 for resnets)", numberOption('--image-size', POSITIVE_INTEGER))
     .addOption(new Option('--channels <c>', 'input channels (default: green for alexnet, rgb otherwise)').choices(['green', 'rgb']))
     .option('--clahe', 'contrast-limited adaptive histogram equalisation in preprocessing')
@@ -89,15 +107,24 @@ export function register(program: Command): void {
         .choices(['area', 'lanczos3'])
         .default('area'),
     )
-    .addOption(new Option('--mask <shape>', 'camera-invariant: black out everything outside a standard circle around the disc centre').choices(['circle']))
+    .addOption(
+      new Option(
+        '--mask <shape>',
+        `camera-invariant: black out everything outside a standard circle around the disc centre; none: no mask (${byStart((r) => r.mask ?? 'none')}; with --init-from: its model's)`,
+      ).choices(['circle', 'none']),
+    )
     .option(
       '--local-mean [sigma]',
       "camera-invariant: subtract a Gaussian-blurred copy (Graham's local mean colour normalisation); sigma as a fraction of the side",
       numberOption('--local-mean', POSITIVE_NUMBER),
     )
     .option('--no-augment', 'train without augmentation')
-    .option('--camera-augment', 'also imitate other cameras while training: blur/sharpness, colour temperature, noise, down-and-up resampling, JPEG re-compression')
-    .option('--patience <epochs>', 'early stopping: epochs without improvement of the monitored metric', numberOption('--patience', POSITIVE_INTEGER), 8)
+    .option(
+      '--camera-augment',
+      `also imitate other cameras while training: blur/sharpness, colour temperature, noise, down-and-up resampling, JPEG re-compression (${byStart((r) => (r.augment.jpeg ? 'on' : 'off'))})`,
+    )
+    .option('--no-camera-augment', 'the usual augmentation only')
+    .option('--patience <epochs>', `early stopping: epochs without improvement of the monitored metric (${byStart((r) => r.patience)})`, numberOption('--patience', POSITIVE_INTEGER))
     .addOption(new Option('--monitor <metric>', 'validation metric for best epoch and early stopping').choices(['val_auc', 'val_f1', 'val_loss']).default('val_auc'))
     .option('--seed <n>', 'random seed (initialisation, order, augmentation)', numberOption('--seed', INTEGER), 42)
     .option('--init-from <model_dir>', 'start from the weights of an existing model (fine-tuning)')
@@ -109,7 +136,9 @@ export function register(program: Command): void {
     .option('--backbone-lr-scale <x>', "backbones: the backbone's learning rate as a multiple of the head's (default 0.1)", numberOption('--backbone-lr-scale', POSITIVE_NUMBER))
     .addOption(new Option('--batch-norm <mode>', 'backbones: train = batch statistics while training (default); frozen = the pretrained statistics').choices(['frozen', 'train']))
     .option('--trainable-from <layer>', 'backbones, partial recipe: first layer that trains (default: the start of the last stage)')
-    .addOption(new Option('--tta <kind>', 'test-time augmentation the model records: hflip averages each photo with its mirror image').choices(['none', 'hflip']).default('none'))
+    .addOption(
+      new Option('--tta <kind>', `test-time augmentation the model records: hflip averages each photo with its mirror image (${byStart((r) => r.tta)}; with --init-from: its model's)`).choices(['none', 'hflip']),
+    )
     .option('--checkpoint-seconds <s>', 'save a mid-epoch checkpoint at least this often', numberOption('--checkpoint-seconds', POSITIVE_NUMBER), 120)
     .option('--max-minutes <m>', 'training-time budget: when spent, stops (mid-epoch if need be), validates and writes the best model', numberOption('--max-minutes', POSITIVE_NUMBER))
     .option('--restart', 'discard an existing checkpoint in the run directory instead of resuming')
@@ -123,27 +152,22 @@ export function register(program: Command): void {
     .addHelpText(
       'after',
       '\nExamples:\n' +
-        '  fundus train --task multilabel --model resnet18-narrow --data ../shared/data/vietai/train.csv ../shared/data/vietai/train \\\n' +
-        '      --split splits/vietai.json --out models/mine\n' +
+        '  fundus train --data ../shared/data/vietai/train.csv ../shared/data/vietai/train --split splits/vietai.json --out models/mine\n' +
+        '  fundus train --datasets datasets/train.json --out models/multi --max-minutes 85\n' +
         '  fundus train --task focus --model alexnet --data train.csv train/ --split splits/vietai.json --out models/alexnet-focus\n' +
-        '  fundus train --task multilabel --model mobilenetv2 --pretrained imagenet --recipe full --lr 1e-3 --epochs 12 \\\n' +
-        '      --data train.csv train/ --split splits/vietai.json --out models/mnv2\n' +
-        '  fundus train --task multilabel --model mobilenetv2 --pretrained imagenet --datasets datasets/train.json --out models/multi',
+        '  fundus train --task focus --init-from models/default --lr 5e-4 --epochs 8 --datasets datasets/train.json --out models/focus',
     )
     .action(async (flags: TrainFlags) => {
       if (flags.datasets === undefined) {
         if (!flags.data || !flags.split) throw new InputError('give --data <csv> <images> and --split <file>, or --datasets <file>');
         if (flags.data.length !== 2) throw new InputError('--data takes two values: the labels CSV and the image folder');
       } else if (flags.data || flags.split) throw new InputError('give either --datasets or --data and --split, not both');
-      const model = flags.model ?? (flags.initFrom ? (await readMetadata(flags.initFrom)).architecture : 'resnet18-narrow');
-      if (flags.pretrained && !architectureInfo(model).backbone) {
-        throw new InputError(`--pretrained: ${model} has no pretrained weights (backbones: ${architectureNames().filter((n) => architectureInfo(n).backbone).join(', ')})`);
-      }
       const engine = await initEngine();
       if (!flags.quiet) process.stderr.write(`engine: ${engine.backend} (${engine.threads} threads)\n`);
       const r = await trainModel({
         task: parseTask(flags.task),
-        model,
+        model: flags.model,
+        pretrained: flags.pretrained,
         csv: flags.data?.[0],
         images: flags.data?.[1],
         split: flags.split,
@@ -164,7 +188,8 @@ export function register(program: Command): void {
         resize: flags.resize,
         mask: flags.mask,
         localMean: flags.localMean === undefined ? undefined : { sigma: flags.localMean === true ? LOCAL_MEAN_SIGMA : flags.localMean },
-        augment: flags.augment ? (flags.cameraAugment ? { ...CAMERA_AUGMENT } : {}) : false,
+        // left out: the recipe's (camera augmentation for pretrained backbones)
+        augment: !flags.augment ? false : flags.cameraAugment === undefined ? undefined : flags.cameraAugment ? { ...CAMERA_AUGMENT } : {},
         patience: flags.patience,
         monitor: flags.monitor,
         seed: flags.seed,

@@ -6,7 +6,7 @@ import type { PreprocessSettings } from '../data/preprocess.js';
 import type { BackboneProvenance } from '../models/backbones.js';
 import type { ModelMetadata, TrainingRecipe } from '../models/metadata.js';
 import type { TrainingData } from './train-data.js';
-import type { TrainOptions } from './train-options.js';
+import type { RunOptions } from './recipe.js';
 
 const FUNDUS_VERSION = '0.1.0';
 
@@ -23,7 +23,7 @@ async function sha256File(path: string): Promise<string> {
  * test-time augmentation.
  */
 export async function runRecord(
-  opts: TrainOptions,
+  opts: RunOptions,
   data: TrainingData,
   input: { preprocess: PreprocessSettings; inputShape: [number, number, number] },
   trainingImages: number,

@@ -12,10 +12,18 @@ export interface ExtraExample {
   weight: number;
 }
 
+/**
+ * A training run. Every setting left out takes its default (see recipe.ts): for a pretrained backbone, the recipe
+ * the shipped model was trained with; for a network trained from scratch, the from-scratch one.
+ */
 export interface TrainOptions {
-  task: Task;
-  /** Architecture name (see architectures.ts). */
-  model: string;
+  /** Default `multilabel`. */
+  task?: Task;
+  /**
+   * Architecture name (see architectures.ts); default: the `initFrom` model's, else `mobilenetv2` from its ImageNet
+   * weights (`resnet18-narrow` for one-vs-normal, whose members train from scratch).
+   */
+  model?: string;
   /** One labelled source: a CSV, its image folder and a split file ... */
   csv?: string;
   images?: string;
@@ -35,7 +43,7 @@ export interface TrainOptions {
   lr?: number;
   /** Final learning rate of the cosine schedule (default lr/50). */
   minLr?: number;
-  /** Decoupled weight decay (AdamW); default 0, plain Adam. */
+  /** Decoupled weight decay (AdamW); 0 is plain Adam. */
   weightDecay?: number;
   warmupEpochs?: number;
   /** Input side in pixels (default: the architecture's). */
@@ -44,15 +52,21 @@ export interface TrainOptions {
   clahe?: boolean;
   /** How photos are brought to the input size (see PreprocessSettings.resize); default `area`. */
   resize?: PreprocessSettings['resize'];
-  /** Camera-invariant preprocessing (see PreprocessSettings): a standard circular field, local mean subtraction. */
-  mask?: PreprocessSettings['mask'];
+  /**
+   * Camera-invariant preprocessing (see PreprocessSettings): a standard circular field (`none`: no mask, where the
+   * recipe has one), local mean subtraction.
+   */
+  mask?: PreprocessSettings['mask'] | 'none';
   localMean?: PreprocessSettings['localMean'];
+  /** The augmentation (the recipe's: camera augmentation too for pretrained backbones); false: none. */
   augment?: Partial<AugmentSettings> | false;
   patience?: number;
   monitor?: Monitor;
   seed?: number;
   /** Start from this model directory's weights (fine-tuning; self-learning rounds). */
   initFrom?: string;
+  /** Asks for the architecture's pretrained weights (the only ones are ImageNet's): an error for one that has none. */
+  pretrained?: 'imagenet';
   /** Pretrained backbones (`resnet50`, `mobilenetv2`): how to fine-tune them (default `full`). */
   recipe?: FineTuneRecipe;
   /** The backbone's learning rate as a multiple of the head's (default 0.1). */
@@ -61,7 +75,7 @@ export interface TrainOptions {
   batchNorm?: 'frozen' | 'train';
   /** `partial` recipe: first trainable backbone layer (default: the start of the last stage). */
   trainableFrom?: string;
-  /** Test-time augmentation the model records and prediction applies (default `none`). */
+  /** Test-time augmentation the model records and prediction applies (default: the `initFrom` model's, else the recipe's). */
   tta?: TestTimeAugmentation;
   /** Folder of the backbone weights, instead of the shipped or cached ones (tests). */
   weightsDir?: string;

@@ -3,7 +3,7 @@ import { basename, join, resolve } from 'node:path';
 import { loadPreprocessedBytes } from '../data/cache.js';
 import { describeSources } from '../data/datasets.js';
 import { channelCount } from '../data/preprocess.js';
-import { architectureInfo, createNetwork } from '../models/architectures.js';
+import { architectureInfo, architectureNames, createNetwork } from '../models/architectures.js';
 import type { CreatedNetwork } from '../models/architectures.js';
 import { saveModel, loadModel } from '../models/io.js';
 import type { ModelMetadata } from '../models/metadata.js';
@@ -16,7 +16,8 @@ import { historyFiles } from './history.js';
 import { runRecord } from './model-record.js';
 import { trainOneVsNormal } from './one-vs-normal.js';
 import { prepareTrainOutput, recordRunOutput } from './out-guard.js';
-import { fineTuneFor, loopSettingsFor, preprocessFor, trainingRecord } from './recipe.js';
+import { DEFAULT_TASK, fineTuneFor, loopSettingsFor, modelFor, preprocessFor, trainingRecord, ttaFor } from './recipe.js';
+import type { RunOptions } from './recipe.js';
 import { trainTaskNetwork } from './task-network.js';
 import { extraExamples, readTrainingData } from './train-data.js';
 import type { TrainOptions, TrainResult } from './train-options.js';
@@ -28,12 +29,16 @@ export type { ExtraExample, TrainOptions, TrainResult } from './train-options.js
  * preprocessing, thresholds tuned for max F1 on validation, data and split fingerprints, validation and test
  * metrics), the split file, history.csv and the TensorBoard event file.
  */
-export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
-  const log = opts.log ?? ((line: string) => (opts.quiet ? undefined : process.stderr.write(line + '\n')));
-  const runDir = resolve(opts.runDir ?? join('runs', basename(resolve(opts.out))));
+export async function trainModel(options: TrainOptions): Promise<TrainResult> {
+  const log = options.log ?? ((line: string) => (options.quiet ? undefined : process.stderr.write(line + '\n')));
+  const runDir = resolve(options.runDir ?? join('runs', basename(resolve(options.out))));
   // Before anything is read or trained: never replace a folder or file fundus did not write, nor another run's model
   // without --force (see out-guard.ts); --restart clears the run directory.
-  await prepareTrainOutput(opts.out, runDir, { force: opts.force, restart: opts.restart });
+  await prepareTrainOutput(options.out, runDir, { force: options.force, restart: options.restart });
+  const init = options.initFrom ? await loadModel(options.initFrom) : undefined;
+  const task = options.task ?? DEFAULT_TASK;
+  const model = modelFor(task, options.model, init?.metadata);
+  const opts: RunOptions = { ...options, task, model, tta: ttaFor({ tta: options.tta, model }, init?.metadata) };
   const data = await readTrainingData(opts);
   const { dataset, sources } = data;
   const { train: trainImages, validation: valImages, test: testImages } = data.parts;
@@ -45,12 +50,14 @@ export async function trainModel(opts: TrainOptions): Promise<TrainResult> {
   }
   const adversary = opts.sourceAdversarial !== undefined ? { sources: trainingSources, weight: opts.sourceAdversarial } : undefined;
 
-  const init = opts.initFrom ? await loadModel(opts.initFrom) : undefined;
   if (init && init.metadata.architecture !== opts.model) {
     throw new InputError(`--init-from is a ${init.metadata.architecture} model, not ${opts.model}`, { file: opts.initFrom });
   }
   const head = taskHead(opts.task);
   const info = architectureInfo(opts.model);
+  if (opts.pretrained && !info.backbone) {
+    throw new InputError(`--pretrained: ${opts.model} has no pretrained weights (backbones: ${architectureNames().filter((n) => architectureInfo(n).backbone).join(', ')})`);
+  }
   if (info.backbone && opts.task === 'one-vs-normal') {
     throw new InputError(`--task one-vs-normal trains one network per pathology; with ${opts.model} use --task multilabel or focus`);
   }
