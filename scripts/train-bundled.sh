@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Trains the bundled models, validates them on every source (external-validation.json) and writes their model cards:
+# Trains the bundled models (train writes each model card from its data), validates them on every source
+# (external-validation.json) and adds that and docs/model-notes/<name>.md to their cards (scripts/train-model-card.ts):
 #   models/default        multilabel on VietAI + mexico-b + codras (datasets/train.json; classes a source does not grade
 #                         are masked out of the loss): MobileNetV2 from its ImageNet weights (shipped in pretrained/),
 #                         RGB 224 px masked to a standard circle, camera augmentation, full fine-tuning (backbone at

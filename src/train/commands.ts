@@ -9,49 +9,27 @@ import type { Monitor } from './loop.js';
 import { DEFAULT_MODEL, DEFAULT_ONE_VS_NORMAL_MODEL, DEFAULT_TASK, PRETRAINED_RECIPE, SCRATCH_RECIPE } from './recipe.js';
 import type { Recipe } from './recipe.js';
 import { trainModel } from './train.js';
+import type { TrainOptions } from './train.js';
 import { INTEGER, NON_NEGATIVE_NUMBER, POSITIVE_INTEGER, POSITIVE_NUMBER, numberOption } from '../util/cli-options.js';
 
-interface TrainFlags {
+/** The flags as commander hands them over: TrainOptions' own, and those whose name or form differs. */
+type TrainFlags = Pick<
+  TrainOptions,
+  | 'model' | 'split' | 'datasets' | 'balanceSources' | 'sourceAdversarial' | 'out' | 'runDir' | 'epochs' | 'batchSize' | 'lr' | 'minLr'
+  | 'weightDecay' | 'imageSize' | 'channels' | 'clahe' | 'mask' | 'patience' | 'initFrom' | 'pretrained' | 'recipe' | 'backboneLrScale'
+  | 'batchNorm' | 'trainableFrom' | 'tta' | 'maxMinutes' | 'restart' | 'force' | 'limit' | 'quiet'
+> & {
   task: string;
-  model?: string;
   data?: string[];
-  split?: string;
-  datasets?: string;
-  balanceSources?: boolean;
-  sourceAdversarial?: number;
-  out: string;
-  runDir?: string;
-  epochs?: number;
-  batchSize?: number;
-  lr?: number;
-  minLr?: number;
-  weightDecay?: number;
   warmup?: number;
-  imageSize?: number;
-  channels?: 'green' | 'rgb';
-  clahe?: boolean;
   resize: 'area' | 'lanczos3';
-  mask?: 'circle' | 'none';
   localMean?: number | true;
   augment: boolean;
   cameraAugment?: boolean;
-  patience?: number;
   monitor: Monitor;
   seed: number;
-  initFrom?: string;
-  pretrained?: 'imagenet';
-  recipe?: 'probe' | 'partial' | 'full';
-  backboneLrScale?: number;
-  batchNorm?: 'frozen' | 'train';
-  trainableFrom?: string;
-  tta?: 'none' | 'hflip';
   checkpointSeconds: number;
-  maxMinutes?: number;
-  restart?: boolean;
-  force?: boolean;
-  limit?: number;
-  quiet?: boolean;
-}
+};
 
 /** A default that depends on how the network starts, in words for --help. */
 function byStart(value: (r: Recipe) => unknown): string {
@@ -68,7 +46,7 @@ export function register(program: Command): void {
     .command('train')
     .description(
       'Train a model on a labelled dataset and a split file; writes a model directory with thresholds tuned on the ' +
-        'validation part and held-out test metrics. ' +
+        'validation part, held-out test metrics and a model card (MODEL_CARD.md) about the data it was given. ' +
         `Without options it trains as the shipped model was: ${DEFAULT_MODEL} from its ImageNet weights, full fine-tuning ` +
         `(backbone at ${PRETRAINED_RECIPE.fineTune.backboneLrScale}x the head's rate), AdamW, ${PRETRAINED_RECIPE.epochs} epochs, camera augmentation, circle mask, ` +
         'flip test-time augmentation; networks trained from scratch (e.g. --model alexnet: green channel, 227 px) have ' +

@@ -7,7 +7,7 @@
 //   a fundus model written by this run   replaced: re-running the command resumes or, when finished, finalises again.
 //                                        "This run" = the run directory's run.json names this --out and the sha256 of
 //                                        the fundus.json that is there now (recorded each time the run writes it);
-//                                        files added since (a model card, an evaluation) need --force
+//                                        files added since (an evaluation) and a model card edited since need --force
 //   any other fundus model               refused unless --force (its card, history, ... go with it)
 //   a model folder with foreign files    refused, --force or not, naming them
 // --run-dir (checkpoints, history; deleted by --restart): refused when it holds anything fundus does not write there,
@@ -15,6 +15,7 @@
 import { createHash } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { MODEL_CARD } from '../models/card.js';
 import { METADATA_JSON, isFundusModelDir, isModelDirFile } from '../models/io.js';
 import type { ModelMetadata } from '../models/metadata.js';
 import { writeFileAtomic } from '../util/atomic.js';
@@ -31,6 +32,8 @@ export interface RunRecord {
   out: string;
   /** sha256 of the fundus.json it wrote there last: the model is this run's only while it is unchanged. */
   fundusJsonSha256: string;
+  /** sha256 of the model card it wrote there last: an edited card is someone's work, replaced only with --force. */
+  modelCardSha256?: string;
   writtenAt: string;
 }
 
@@ -43,7 +46,7 @@ function isRunDirEntry(name: string): boolean {
 
 /** What train itself puts into the model folder (see trainModel). */
 function isTrainOutput(name: string): boolean {
-  return ['model.json', 'weights.bin', METADATA_JSON, 'split.json', 'history.csv'].includes(name) || name.startsWith('events.out.tfevents.');
+  return ['model.json', 'weights.bin', METADATA_JSON, 'split.json', 'history.csv', MODEL_CARD].includes(name) || name.startsWith('events.out.tfevents.');
 }
 
 async function sha256Of(path: string): Promise<string | undefined> {
@@ -67,6 +70,12 @@ async function writtenByRun(out: string, runDir: string): Promise<boolean> {
   const rec = await readRunRecord(runDir);
   if (rec?.format !== 'fundus-run' || rec.out !== out) return false;
   return rec.fundusJsonSha256 !== undefined && rec.fundusJsonSha256 === (await sha256Of(join(out, METADATA_JSON)));
+}
+
+/** True when the model card at `out` is the one this run wrote (and nobody edited it since). */
+async function cardWrittenByRun(out: string, runDir: string): Promise<boolean> {
+  const rec = await readRunRecord(runDir);
+  return rec?.modelCardSha256 !== undefined && rec.modelCardSha256 === (await sha256Of(join(out, MODEL_CARD)));
 }
 
 async function describeModel(out: string): Promise<string> {
@@ -125,10 +134,11 @@ export async function prepareTrainOutput(out: string, runDir: string, opts: { fo
           { file: out },
         );
       }
-      // This run's model, but a card, an evaluation, ... added since would go with it: only with --force.
+      // This run's model, but an evaluation, ... added since, or its card edited since, would go with it: only with --force.
       const added = entries.filter((n) => !isTrainOutput(n));
+      if (entries.includes(MODEL_CARD) && !(await cardWrittenByRun(outAbs, runAbs))) added.push(MODEL_CARD);
       if (added.length > 0) {
-        throw new InputError(`--out holds this run's model and files added to it since (${someNames(added)}); pass --force to replace them too`, { file: out });
+        throw new InputError(`--out holds this run's model and files added to it or edited since (${someNames(added)}); pass --force to replace them too`, { file: out });
       }
     }
   }
@@ -143,6 +153,7 @@ export async function recordRunOutput(out: string, runDir: string): Promise<void
   const outAbs = resolve(out);
   const sha = await sha256Of(join(outAbs, METADATA_JSON));
   if (!sha) return;
-  const rec: RunRecord = { format: 'fundus-run', version: 1, out: outAbs, fundusJsonSha256: sha, writtenAt: new Date().toISOString() };
+  const card = await sha256Of(join(outAbs, MODEL_CARD));
+  const rec: RunRecord = { format: 'fundus-run', version: 1, out: outAbs, fundusJsonSha256: sha, ...(card ? { modelCardSha256: card } : {}), writtenAt: new Date().toISOString() };
   await writeFileAtomic(join(runDir, RUN_JSON), JSON.stringify(rec, null, 2) + '\n').catch(() => undefined);
 }

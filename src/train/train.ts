@@ -12,7 +12,9 @@ import type { Example } from '../models/tasks.js';
 import { InputError } from '../util/errors.js';
 import type { HistoryRow } from './checkpoint.js';
 import { scoringExamples, tuneAndScore } from './finalize.js';
-import { historyFiles } from './history.js';
+import { historyCsv, historyFiles } from './history.js';
+import { cardSources, evaluateCommand } from './card-data.js';
+import { MODEL_CARD, modelCard } from '../models/card.js';
 import { runRecord } from './model-record.js';
 import { trainOneVsNormal } from './one-vs-normal.js';
 import { prepareTrainOutput, recordRunOutput } from './out-guard.js';
@@ -27,7 +29,8 @@ export type { ExtraExample, TrainOptions, TrainResult } from './train-options.js
 /**
  * Trains a model for `opts.task` and writes its directory (`opts.out`): network, fundus.json (task, classes,
  * preprocessing, thresholds tuned for max F1 on validation, data and split fingerprints, validation and test
- * metrics), the split file, history.csv and the TensorBoard event file.
+ * metrics), the split file, history.csv, the TensorBoard event file and the model card (MODEL_CARD.md: its data,
+ * recipe, metrics and limitations).
  */
 export async function trainModel(options: TrainOptions): Promise<TrainResult> {
   const log = options.log ?? ((line: string) => (options.quiet ? undefined : process.stderr.write(line + '\n')));
@@ -93,9 +96,11 @@ export async function trainModel(options: TrainOptions): Promise<TrainResult> {
   let valExamples: Example[];
   let valPixels: Uint8Array[];
   let testExamples: Example[];
+  let taskTrainImages: number;
   let members: ModelMetadata['members'];
   if (opts.task !== 'one-vs-normal') {
     let train = [...taskExamples(opts.task, dataset, trainImages), ...extra];
+    taskTrainImages = train.length - extra.length;
     if (opts.balanceSources) train = balanceSources(train);
     valExamples = taskExamples(opts.task, dataset, valImages);
     testExamples = taskExamples(opts.task, dataset, testImages);
@@ -111,6 +116,7 @@ export async function trainModel(options: TrainOptions): Promise<TrainResult> {
     const r = await trainOneVsNormal({ model: opts.model, inputShape, dataset, trainImages, valImages, extra, record, settings, runDir, configExtra, init }, bytesOf);
     ({ network, history, trainSeconds, imagesPerSecond, eventsCreatedAt } = r);
     bestEpoch = null;
+    taskTrainImages = trainImages.length;
     metadata = { ...record, classes: r.classes, activation: 'sigmoid', thresholds: r.classes.map(() => 0.5) };
     members = r.members;
     // The combined predictor is judged on every image, like the multilabel model.
@@ -125,7 +131,18 @@ export async function trainModel(options: TrainOptions): Promise<TrainResult> {
   metadata.metrics = { ...scores, bestEpoch, epochs: history.length, trainSeconds, imagesPerSecond, monitor: settings.monitor };
   if (members) metadata.members = members;
 
-  await saveModel(opts.out, network, metadata, { 'split.json': data.split.text, ...historyFiles(history, eventsCreatedAt) });
+  const card = modelCard({
+    name: basename(resolve(opts.out)),
+    metadata,
+    sources: cardSources(data, opts, record.trainingData!.csvSha256),
+    multiSource: sources !== undefined,
+    taskImages: { train: taskTrainImages, validation: valExamples.length, test: testExamples.length },
+    extraExamples: extra.length,
+    limit: opts.limit,
+    evaluateCommand: evaluateCommand(opts.out, opts),
+    historyCsv: historyCsv(history),
+  });
+  await saveModel(opts.out, network, metadata, { 'split.json': data.split.text, ...historyFiles(history, eventsCreatedAt), [MODEL_CARD]: card });
   await recordRunOutput(opts.out, runDir);
   const t = metadata.metrics.test as { macroAuc: number | null; meanF1: number | null };
   log(`wrote ${opts.out}: test macro AUC ${t.macroAuc?.toFixed(4) ?? 'n/a'}, mean F1 ${t.meanF1?.toFixed(4) ?? 'n/a'} (thresholds tuned on validation)`);

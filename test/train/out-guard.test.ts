@@ -69,11 +69,20 @@ test('train --out: another run\'s model is replaced only with --force; the same 
   await assert.rejects(trainModel(a), refused(/did not write; pass --force/));
   // --restart of the run that wrote it is still that run: allowed.
   await trainModel({ ...b, restart: true });
-  // A model card added since (scripts/train-model-card.ts) goes only with --force.
-  await writeFile(join(a.out, 'MODEL_CARD.md'), '# card');
-  await assert.rejects(trainModel(b), refused(/holds this run's model and files added to it since \(MODEL_CARD\.md\); pass --force/));
+  // The run writes its model card and replaces it on a re-run; a card edited since (someone's work) goes only with --force.
+  const card = join(a.out, 'MODEL_CARD.md');
+  assert.match(await readFile(card, 'utf8'), /^# Model card: a-model/);
+  await trainModel(b);
+  await writeFile(card, '# card, edited');
+  await assert.rejects(trainModel(b), refused(/holds this run's model and files added to it or edited since \(MODEL_CARD\.md\); pass --force/));
+  assert.equal(await readFile(card, 'utf8'), '# card, edited');
+  // so does a file added since (an evaluation)
   await trainModel({ ...b, force: true });
-  assert.ok(!(await readdir(a.out)).includes('MODEL_CARD.md'));
+  await writeFile(join(a.out, 'external-validation.json'), '{}');
+  await assert.rejects(trainModel(b), refused(/files added to it or edited since \(external-validation\.json\)/));
+  await trainModel({ ...b, force: true });
+  assert.match(await readFile(card, 'utf8'), /^# Model card: a-model/);
+  assert.ok(!(await readdir(a.out)).includes('external-validation.json'));
 
   // A model folder with a file fundus did not write: refused even with --force, and the file stays.
   await writeFile(join(a.out, 'my-notes.md'), 'notes');
