@@ -1,23 +1,20 @@
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import * as tf from '@tensorflow/tfjs-core';
 import { loadPreprocessedBytes } from '../data/cache.js';
 import { readDataset } from '../data/csv.js';
 import { isGraded } from '../data/labels.js';
 import type { Dataset, LabelledImage } from '../data/labels.js';
-import { normalizeBytes } from '../data/preprocess.js';
 import { tuneThresholds } from '../metrics/thresholds.js';
 import { MODEL_JSON, METADATA_JSON, WEIGHTS_BIN, loadModel, saveModel } from '../models/io.js';
 import type { ModelMetadata } from '../models/metadata.js';
-import { stackImages } from '../models/predict.js';
 import { Predictor } from '../models/predictor.js';
 import { taskExamples } from '../models/tasks.js';
 import type { Example } from '../models/tasks.js';
 import { InputError } from '../util/errors.js';
-import { recalibrateBatchNorm } from './bnstats.js';
 import { splitGraded } from './losses.js';
 import { scoreProbabilities, scoresReport } from './scores.js';
+import { calibrateBatchNorm } from './validation.js';
 import { readSplitParts } from '../data/split.js';
 
 /** Probabilities of `network` on cached bytes (inference mode), n×C, through the Predictor. */
@@ -88,18 +85,8 @@ export async function recalibrateModelDir(
   const part = (names: string[]) => names.map((n) => byName.get(n)).filter((im): im is LabelledImage => im !== undefined);
   const bytes = async (ex: Example[]) => (await loadPreprocessedBytes(ex.map((e) => e.path), metadata.preprocess)).map((b) => b.pixels);
   const train = scoringExamples(metadata, dataset, part(split.train)).slice(0, opts.calibrationImages ?? 512);
-  const trainPixels = await bytes(train);
   const bs = opts.batchSize ?? 16;
-  function* batches(): Generator<tf.Tensor4D> {
-    for (let s = 0; s + 1 < trainPixels.length; s += bs) {
-      const chunk = trainPixels.slice(s, s + bs).map((p) => normalizeBytes(p, metadata.inputShape[2], metadata.preprocess));
-      if (chunk.length < 2) break;
-      const x = stackImages(chunk, metadata.inputShape);
-      yield x;
-      x.dispose();
-    }
-  }
-  const n = recalibrateBatchNorm(network, batches());
+  const n = calibrateBatchNorm(network, { examples: train, pixels: await bytes(train) }, metadata, train.length, bs);
   opts.log?.(`recalibrated batch norm on ${n} batches of training images`);
   const val = scoringExamples(metadata, dataset, part(split.validation));
   const test = scoringExamples(metadata, dataset, part(split.test));

@@ -6,10 +6,13 @@ import type { ModelMetadata } from '../models/metadata.js';
 import { recalibrateBatchNorm } from './bnstats.js';
 import type { TaskLoss } from './losses.js';
 
-/** Precise BN: moving statistics from the first `images` training images (fixed, un-augmented), see bnstats.ts. */
-export function calibrateBatchNorm(network: tfl.LayersModel, train: CachedPart, input: InputSpec, images: number, batchSize: number): void {
+/**
+ * Precise BN: moving statistics from the first `images` training images (fixed, un-augmented), see bnstats.ts.
+ * Returns the number of batches they made.
+ */
+export function calibrateBatchNorm(network: tfl.LayersModel, train: CachedPart, input: InputSpec, images: number, batchSize: number): number {
   const n = Math.min(train.examples.length, images);
-  if (n === 0) return;
+  if (n === 0) return 0;
   function* batches(): Generator<tf.Tensor4D> {
     for (const idx of inOrder(n, batchSize)) {
       if (idx.length < 2) break; // a single image has no batch variance
@@ -19,7 +22,7 @@ export function calibrateBatchNorm(network: tfl.LayersModel, train: CachedPart, 
       b.x.dispose();
     }
   }
-  recalibrateBatchNorm(network, batches());
+  return recalibrateBatchNorm(network, batches());
 }
 
 /** A validation pass: the mean loss, the probabilities (n×C) and the targets as given (NaN where not graded). */
