@@ -65,6 +65,7 @@ export { assessGradability, UngradableError, type Gradability, type GradabilityM
 // Explanations.
 export {
   CAM_METHODS,
+  DEFAULT_CAM_METHOD,
   CamExplainer,
   isCamMethod,
   type CamMethod,

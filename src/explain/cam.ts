@@ -22,6 +22,14 @@ export const CAM_METHODS = [
 ] as const;
 export type CamMethod = (typeof CAM_METHODS)[number];
 
+/**
+ * The method of every map made without one named (CLI, API, viewer, predict and queue heatmaps). LayerCAM, because
+ * its element-wise weights keep the map's detail at the finer default target layer (findTargetLayer), where it
+ * localises expert lesion boxes at least as well as Grad-CAM and is the only method that beats a random order at
+ * both deletion and insertion: the table is in docs/explain-localisation.md.
+ */
+export const DEFAULT_CAM_METHOD: CamMethod = 'layercam';
+
 export function isCamMethod(s: string): s is CamMethod {
   return (CAM_METHODS as readonly string[]).includes(s);
 }
@@ -58,8 +66,9 @@ export interface CamResult extends CamTarget {
 
 export interface CamOptions {
   /**
-   * Target layer name; the last convolutional block by default. Several names (an array, or one string with names
-   * joined by ',' or '+') explain at each layer and fuse the maps (`FusedExplainer` in fusion.ts).
+   * Target layer name; by default the last convolutional block at stride 8 or finer (findTargetLayer). Several
+   * names (an array, or one string with names joined by ',' or '+') explain at each layer and fuse the maps
+   * (`FusedExplainer` in fusion.ts).
    */
   layer?: string | string[];
   /** How many masked images ScoreCAM pushes through the network at once. */

@@ -9,7 +9,7 @@ import { writeDirAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
 import { folderEntries, isInside, someNames } from '../util/owned.js';
 import { progress } from '../util/progress.js';
-import { CAM_METHODS, isCamMethod, type CamMethod } from './cam.js';
+import { CAM_METHODS, DEFAULT_CAM_METHOD, isCamMethod, type CamMethod } from './cam.js';
 import { formatFaithfulnessTable } from './faithfulness.js';
 import { renderGallery } from './gallery.js';
 import { DEFAULT_LESION_CLASS, DEFAULT_TOLERANCE_PX, formatLocalisationTable, readLesions, type LocalisationJob } from './localisation.js';
@@ -45,7 +45,7 @@ const MANIFEST = 'explain.json';
 
 function parseMethods(spec: string | undefined): CamMethod[] {
   if (spec === 'all') return [...CAM_METHODS];
-  const methods = (spec ?? 'gradcam').split(',').map((s) => s.trim().toLowerCase());
+  const methods = (spec ?? DEFAULT_CAM_METHOD).split(',').map((s) => s.trim().toLowerCase());
   for (const m of methods) {
     if (!isCamMethod(m)) throw new InputError(`--method: unknown method "${m}" (known: ${CAM_METHODS.join(', ')}, all)`);
   }
@@ -230,8 +230,8 @@ export function register(program: Command): void {
       '-c, --classes <list>',
       "'predicted' (default: classes at or above the model's thresholds, plus the evidence against 'normal' where it is predicted absent), 'all', or comma-separated class names/indices",
     )
-    .option('-m, --method <list>', `comma-separated CAM methods, or 'all': ${CAM_METHODS.join(', ')}`, 'gradcam')
-    .option('--layer <names>', 'layer to explain (default: the last convolutional block, found automatically); several joined by commas explain at each and fuse the maps (LayerCAM fusion: tanh-scaled, max at the finest grid)')
+    .option('-m, --method <list>', `comma-separated CAM methods, or 'all': ${CAM_METHODS.join(', ')}`, DEFAULT_CAM_METHOD)
+    .option('--layer <names>', 'layer to explain (default: the last convolutional block at stride 8 or finer, found automatically, e.g. block_5_add in MobileNetV2); several joined by commas explain at each and fuse the maps (LayerCAM fusion: tanh-scaled, max at the finest grid)')
     .option('--colormap <name>', `overlay colormap: ${COLORMAPS.join(', ')}`, 'jet')
     .option('--alpha <n>', 'heatmap opacity over the photo, 0..1', '0.45')
     .option('--raw <formats>', "raw heatmaps to write: npy (unnormalised CAM, float32), png16 (normalised, on the photo's pixel grid), both comma-separated, or none", 'npy')

@@ -1,7 +1,7 @@
 import type * as tfl from '@tensorflow/tfjs-layers';
 import type { FundusModel } from '../models/io.js';
 import { InputError } from '../util/errors.js';
-import { CamExplainer, type CamInput, type CamMethod, type CamOptions } from './cam.js';
+import { CamExplainer, DEFAULT_CAM_METHOD, type CamInput, type CamMethod, type CamOptions } from './cam.js';
 import { FusedExplainer } from './fusion.js';
 import type { Heatmap } from './heatmap.js';
 
@@ -42,7 +42,7 @@ export async function computeHeatmap(
   model: FundusModel,
   image: CamInput,
   classIndex: number,
-  method: CamMethod = 'gradcam',
+  method: CamMethod = DEFAULT_CAM_METHOD,
   opts: CamOptions = {},
 ): Promise<Heatmap> {
   return explainerFor(model, opts).explain([image], [{ image: 0, classIndex }], method)[0].heatmap;

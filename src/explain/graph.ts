@@ -59,10 +59,22 @@ function nodesInOrder(network: tfl.LayersModel): GraphNode[] {
 }
 
 /**
- * The layer Grad-CAM should look at: the rectified feature map of the last convolutional block, which is what
- * Selvaraju et al. use. That is the last convolution itself when it has a fused ReLU (AlexNet's `last_conv`); when
- * the convolution is linear and followed at the same resolution by batch norm, a residual add and an activation
- * (a ResNet block), it is that activation's output. Pooling or a resolution change ends the search.
+ * The coarsest grid the automatic target layer may have, as a stride: the input's side over the map's, rounded (224 px
+ * and a 28×28 map: 8; AlexNet's 227 px and 27×27: 8). The last convolutional block, which Selvaraju et al. explain,
+ * works at stride 32 in the pretrained backbones (a 7×7 map of a 224 px input, each cell a seventh of the disc's
+ * diameter): too coarse for lesions of a few dozen pixels, and on expert lesion boxes it localises and deletes worse
+ * than the last block at stride 8 (docs/explain-localisation.md).
+ */
+export const DEFAULT_TARGET_STRIDE = 8;
+
+/**
+ * The layer a CAM method looks at when none is named: the rectified output of the last block whose stride is at most
+ * DEFAULT_TARGET_STRIDE, or of the last convolutional block when none is that fine (a network whose input side is not
+ * fixed, or whose first convolution already has a larger stride). A residual network's block ends at its residual add
+ * and the activation after it (ResNet-50's `activation_21`, ResNet-18's `s2b2_out`, MobileNetV2's `block_5_add`): the
+ * stream the next stage reads, not the next block's expansion convolution on the same grid. A plain network's block is
+ * its last convolution and what follows it at the same resolution up to the next convolution or pooling (batch norm,
+ * an activation); its output is the convolution itself when the ReLU is fused (AlexNet's `conv2`).
  */
 export function findTargetLayer(network: tfl.LayersModel, name?: string): Layer {
   if (name !== undefined) {
@@ -77,14 +89,24 @@ export function findTargetLayer(network: tfl.LayersModel, name?: string): Layer 
   }
   const nested = network.layers.find((l) => 'layers' in l && layerClass(l) !== 'InputLayer');
   const nodes = nodesInOrder(network);
+  const inputSide = (network.inputs[0] as SymbolicTensor).shape[1];
+  const fine = (t: SymbolicTensor) => typeof inputSide === 'number' && typeof t.shape[1] === 'number' && Math.round(inputSide / t.shape[1]) <= DEFAULT_TARGET_STRIDE;
   let lastConvIndex = -1;
+  let lastFineConv = -1;
+  let lastFineAdd = -1;
   nodes.forEach((n, i) => {
-    if (CONV_CLASSES.has(layerClass(n.outboundLayer as Layer))) lastConvIndex = i;
+    const cls = layerClass(n.outboundLayer as Layer);
+    const isFine = fine(n.outputTensors[0] as SymbolicTensor);
+    if (CONV_CLASSES.has(cls)) {
+      lastConvIndex = i;
+      if (isFine) lastFineConv = i;
+    } else if (cls === 'Add' && isFine) lastFineAdd = i;
   });
   if (lastConvIndex < 0) {
     const hint = nested ? ` (layer "${nested.name}" is a nested model: pass its last feature layer with --layer)` : '';
     throw new InputError(`cannot find a convolutional layer in model "${network.name}"${hint}`);
   }
+  if (lastFineConv >= 0) lastConvIndex = lastFineAdd >= 0 ? lastFineAdd : lastFineConv;
   const conv = nodes[lastConvIndex];
   const [, h, w] = (conv.outputTensors[0] as SymbolicTensor).shape;
   const block: Layer[] = [conv.outboundLayer as Layer];

@@ -57,6 +57,8 @@ export interface ModelCard {
   inputShape: [number, number, number];
   preprocess: unknown;
   explainMethods: string[];
+  /** The method /v1/explain uses when none is asked for (the viewer starts with it). */
+  defaultExplainMethod: string;
   /** The pretrained backbone the network was built on (name, weights, source, licence, sha256). */
   backbone?: unknown;
   /** Test-time augmentation the predictions include (absent: one forward pass). */

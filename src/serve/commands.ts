@@ -4,7 +4,7 @@ import { Option } from 'commander';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DEFAULT_MODEL_DIR, loadModel, METADATA_JSON } from '../models/io.js';
-import { CAM_METHODS, isCamMethod, type CamMethod } from '../explain/cam.js';
+import { CAM_METHODS, DEFAULT_CAM_METHOD, isCamMethod, type CamMethod } from '../explain/cam.js';
 import { InputError } from '../util/errors.js';
 import { collectImages } from '../data/image-files.js';
 import { formatFromPath } from './output.js';
@@ -35,7 +35,7 @@ function heatmapClasses(v: string): HeatmapChoice['classes'] {
 /** `--heatmap-method` and `--heatmap-classes`, as `predict` and `queue submit` take them (with `--heatmaps`). */
 export function withHeatmapChoice(cmd: Command): Command {
   return cmd
-    .option('--heatmap-method <method>', `heatmap method: ${CAM_METHODS.join(', ')}`, camMethod, 'gradcam')
+    .option('--heatmap-method <method>', `heatmap method: ${CAM_METHODS.join(', ')}`, camMethod, DEFAULT_CAM_METHOD)
     .option('--heatmap-classes <which>', '"positive" (decided classes, else the likeliest), "all", or a comma-separated list of class names', heatmapClasses, 'positive');
 }
 

@@ -1,6 +1,6 @@
 import type { FundusModel } from '../models/io.js';
 import { modelLimitations } from '../models/card.js';
-import { CAM_METHODS, type CamMethod } from '../explain/cam.js';
+import { CAM_METHODS, DEFAULT_CAM_METHOD, type CamMethod } from '../explain/cam.js';
 import type { EngineInfo } from '../engine/index.js';
 import { InputError } from '../util/errors.js';
 import type { ModelCard } from './api-types.js';
@@ -80,6 +80,7 @@ export class ModelService {
       inputShape: m.inputShape,
       preprocess: m.preprocess,
       explainMethods: [...CAM_METHODS],
+      defaultExplainMethod: DEFAULT_CAM_METHOD,
       ...(m.backbone ? { backbone: m.backbone } : {}),
       ...(m.inference ? { inference: m.inference } : {}),
       ...(m.trainingData ? { trainingData: m.trainingData } : {}),

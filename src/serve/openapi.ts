@@ -1,5 +1,5 @@
 import { UNGRADABLE_REASONS } from '../data/gradability.js';
-import { CAM_METHODS } from '../explain/cam.js';
+import { CAM_METHODS, DEFAULT_CAM_METHOD } from '../explain/cam.js';
 import { COLORMAPS } from '../explain/overlay.js';
 
 /** ?frame=n: one frame of a multi-frame DICOM upload. */
@@ -151,7 +151,7 @@ export function openApiDocument(opts: { version: string; classes: string[]; toke
           description: 'A photograph the gradability gate refuses is answered 422 with the reasons (no heatmap of a diagnosis that is not made).',
           parameters: [
             { name: 'class', in: 'query', required: true, schema: { type: 'string', enum: opts.classes }, description: 'class name (or index)' },
-            { name: 'method', in: 'query', required: false, schema: { type: 'string', enum: [...CAM_METHODS], default: 'gradcam' } },
+            { name: 'method', in: 'query', required: false, schema: { type: 'string', enum: [...CAM_METHODS], default: DEFAULT_CAM_METHOD } },
             { name: 'format', in: 'query', required: false, schema: { type: 'string', enum: ['png', 'json'] }, description: 'default: from Accept, else png' },
             { name: 'opacity', in: 'query', required: false, schema: { type: 'number', minimum: 0, maximum: 1, default: 0.45 }, description: 'heatmap opacity in the PNG' },
             { name: 'colormap', in: 'query', required: false, schema: { type: 'string', enum: [...COLORMAPS], default: 'jet' } },

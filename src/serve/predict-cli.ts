@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { enclosingModelDir, METADATA_JSON, type FundusModel } from '../models/io.js';
 import { isImageName } from '../data/image-files.js';
 import type { PreprocessedImage } from '../data/preprocess.js';
-import type { CamMethod } from '../explain/cam.js';
+import { DEFAULT_CAM_METHOD, type CamMethod } from '../explain/cam.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
 import { acquireLock, type Lock } from '../util/lock.js';
@@ -126,7 +126,7 @@ export async function runPredict(opts: PredictRunOptions): Promise<PredictRunSum
   const t0 = performance.now();
   const { model } = opts;
   const { classes, thresholds } = model.metadata;
-  const choice: HeatmapChoice = { method: opts.heatmapMethod ?? 'gradcam', classes: opts.heatmapClasses ?? 'positive' };
+  const choice: HeatmapChoice = { method: opts.heatmapMethod ?? DEFAULT_CAM_METHOD, classes: opts.heatmapClasses ?? 'positive' };
   checkHeatmapClasses(choice.classes, classes);
   const batchSize = opts.batchSize ?? 16;
   // Everything that could refuse, before any image is read.

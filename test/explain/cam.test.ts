@@ -133,9 +133,27 @@ test('logits are the pre-activation scores and Grad-CAM weights equal finite dif
   x.dispose();
 });
 
-test('the target layer is found automatically: last_conv in the reference AlexNet, overridable by name', () => {
+test('the target layer is found automatically: the last block at stride 8 at most, overridable by name', () => {
   const alex = buildNetwork('alexnet', [227, 227, 1], 7, { seed: 1 });
-  assert.equal(findTargetLayer(alex).name, 'last_conv');
+  // conv2 (27×27 of 227 px) is the last rectified convolution at stride 8; last_conv works at 13×13.
+  assert.equal(findTargetLayer(alex).name, 'conv2');
+  // A ResNet block's output is its ReLU after the residual add: stage 2's last block at 224 px (28×28).
+  const resnet = buildNetwork('resnet18-narrow', [224, 224, 3], 7, { seed: 1 });
+  assert.equal(findTargetLayer(resnet).name, 's2b2_out');
+  assert.deepEqual((findTargetLayer(resnet).output as tfl.SymbolicTensor).shape, [null, 28, 28, 32]);
+  // Every convolution of the small CNN is at stride 4 or finer: its last block, as before.
+  assert.equal(findTargetLayer(buildNetwork('small-cnn', [32, 32, 3], 7, { seed: 1 })).name, 'last_conv');
+  // No fixed input side, no stride: the last convolutional block.
+  const open = tfl.sequential({
+    layers: [
+      tfl.layers.conv2d({ inputShape: [null, null, 1], filters: 4, kernelSize: 3, activation: 'relu', name: 'c1' }),
+      tfl.layers.conv2d({ filters: 4, kernelSize: 3, strides: 4, activation: 'relu', name: 'c2' }),
+      tfl.layers.globalAveragePooling2d({}),
+      tfl.layers.dense({ units: 2, activation: 'softmax' }),
+    ],
+  });
+  assert.equal(findTargetLayer(open).name, 'c2');
+  assert.equal(findTargetLayer(alex, 'last_conv').name, 'last_conv');
   assert.equal(findTargetLayer(alex, 'conv3').name, 'conv3');
   assert.throws(() => findTargetLayer(alex, 'nope'), /no layer named "nope"/);
   assert.throws(() => findTargetLayer(alex, 'flatten'), /not a spatial feature map/);

@@ -40,6 +40,7 @@ test('GET /healthz, /v1/model and /openapi.json describe the running model', asy
   assert.equal(card.architecture, 'resnet18-w8');
   assert.deepEqual(card.inputShape, [FIXTURE_SIZE, FIXTURE_SIZE, 3]);
   assert.ok(card.explainMethods.includes('gradcam'));
+  assert.equal(card.defaultExplainMethod, 'layercam');
   const doc = (await (await fetch(url + 'openapi.json')).json()) as { openapi: string; paths: Record<string, unknown> };
   assert.equal(doc.openapi, '3.1.0');
   assert.deepEqual(Object.keys(doc.paths).sort(), ['/healthz', '/readyz', '/v1/explain', '/v1/model', '/v1/photo', '/v1/predict']);
@@ -124,6 +125,7 @@ test('POST /v1/explain returns an overlay PNG of the photo, or the heatmap as JS
   assert.ok(e.crop.side > 100, 'the crop covers the fundus disc');
   const byIndex = (await (await post('v1/explain?class=2&format=json', photo, 'image/jpeg')).json()) as ExplainResponse;
   assert.equal(byIndex.class, 'glaucoma');
+  assert.equal(byIndex.method, 'layercam', 'the default method');
 });
 
 test('bad requests get clear 4xx errors', async () => {

@@ -181,23 +181,23 @@ test('--heatmaps: photos with the same name get their own overlays, under the sa
   const r = await run({ ...opts, images: [d('d1'), d('d2')] });
   assert.equal(r.heatmaps, 2);
   const pngs = async () => (await readdir(maps)).filter((f) => f.endsWith('.png')).sort();
-  assert.deepEqual(await pngs(), ['x-2.glaucoma.gradcam.png', 'x.glaucoma.gradcam.png']);
+  assert.deepEqual(await pngs(), ['x-2.glaucoma.layercam.png', 'x.glaucoma.layercam.png']);
   const index = async () => (await readFile(join(maps, HEATMAPS_INDEX), 'utf8')).trim().split('\n').map((l) => JSON.parse(l));
   assert.deepEqual((await index()).slice(1), [{ image: d('d1'), stem: 'x' }, { image: d('d2'), stem: 'x-2' }]);
-  const overlaySha = await sha256(join(maps, 'x.glaucoma.gradcam.png'));
+  const overlaySha = await sha256(join(maps, 'x.glaucoma.layercam.png'));
   // A resumed run with a third x.jpg (sorting first): the new one gets a new name, the others keep theirs.
   const again = await run({ ...opts, images: [d('d0'), d('d1'), d('d2')], resume: true });
   assert.deepEqual([again.predicted, again.heatmaps], [1, 1]);
-  assert.deepEqual(await pngs(), ['x-2.glaucoma.gradcam.png', 'x-3.glaucoma.gradcam.png', 'x.glaucoma.gradcam.png']);
-  assert.equal(await sha256(join(maps, 'x.glaucoma.gradcam.png')), overlaySha, "d1/x.jpg's overlay is still d1's");
+  assert.deepEqual(await pngs(), ['x-2.glaucoma.layercam.png', 'x-3.glaucoma.layercam.png', 'x.glaucoma.layercam.png']);
+  assert.equal(await sha256(join(maps, 'x.glaucoma.layercam.png')), overlaySha, "d1/x.jpg's overlay is still d1's");
   assert.deepEqual((await index()).slice(1).map((e) => e.stem), ['x', 'x-2', 'x-3']);
   assert.ok(!(await readdir(maps)).some((f) => f.includes('.lock')), 'lock released');
 
   // A folder fundus did not write heatmaps into.
   const album = join(dir, 'album');
   await mkdir(album);
-  await writeFile(join(album, 'x.glaucoma.gradcam.png'), 'a drawing');
+  await writeFile(join(album, 'x.glaucoma.layercam.png'), 'a drawing');
   await assert.rejects(run({ heatmaps: album, images: [d('d1')] }), refused(/album: --heatmaps is a folder fundus did not write heatmaps into/));
-  assert.deepEqual(await readdir(album), ['x.glaucoma.gradcam.png']);
+  assert.deepEqual(await readdir(album), ['x.glaucoma.layercam.png']);
   await assert.rejects(run({ heatmaps: dir, images: [d('d1')] }), refused(/--heatmaps is a folder fundus did not write heatmaps into/));
 });

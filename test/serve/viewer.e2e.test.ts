@@ -104,13 +104,15 @@ test('a specialist uploads a photograph and reads the findings, heatmaps and dow
   assert.equal(await page.getAttribute('#bars li[data-class="glaucoma"] button', 'aria-pressed'), 'true');
   assert.match(await page.textContent('#prob-a') ?? '', new RegExp(`^${(api.probabilities.glaucoma * 100).toFixed(1)}%`));
 
-  // Another method: the heatmap changes.
-  const gradcam = await canvasDigest('canvas-a');
+  // The default method (the model card's) first, then another: the heatmap changes.
+  assert.equal(await page.$eval('#method', (s) => (s as HTMLSelectElement).value), 'layercam');
+  assert.equal(await page.getAttribute('#canvas-a', 'data-method'), 'layercam');
+  const layercam = await canvasDigest('canvas-a');
   await page.selectOption('#method', 'gradcam++');
   await page.waitForSelector('#canvas-a[data-method="gradcam++"]:not([aria-busy])');
-  await page.selectOption('#method', 'layercam');
-  await page.waitForSelector('#canvas-a[data-method="layercam"]:not([aria-busy])');
-  assert.notDeepEqual(await canvasDigest('canvas-a'), gradcam);
+  await page.selectOption('#method', 'gradcam');
+  await page.waitForSelector('#canvas-a[data-method="gradcam"]:not([aria-busy])');
+  assert.notDeepEqual(await canvasDigest('canvas-a'), layercam);
 
   // The opacity slider: at 0 the canvas is the bare photograph; the keyboard moves it back up.
   const before = await canvasDigest('canvas-a');
@@ -137,7 +139,7 @@ test('a specialist uploads a photograph and reads the findings, heatmaps and dow
   assert.deepEqual(saved.probabilities, api.probabilities);
   assert.deepEqual(saved.positive, api.positive);
   const [png] = await Promise.all([page.waitForEvent('download'), page.click('#download-b')]);
-  assert.match(png.suggestedFilename(), /\.diabetic-retinopathy\.layercam\.png$/);
+  assert.match(png.suggestedFilename(), /\.diabetic-retinopathy\.gradcam\.png$/);
   const head = (await readFile((await png.path())!)).subarray(0, 8);
   assert.deepEqual([...head], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 

@@ -34,8 +34,8 @@ test('mobilenetv2 is built from its shipped ImageNet weights with a new head, an
   const k1 = network.getLayer('Conv1').getWeights()[0].dataSync();
   const k2 = again.network.getLayer('Conv1').getWeights()[0].dataSync();
   assert.deepEqual(Array.from(k1), Array.from(k2));
-  // Grad-CAM's target: the rectified output of the last convolution (Conv_1 has a fused ReLU6).
-  assert.equal(findTargetLayer(network).name, 'Conv_1');
+  // The default target: the last block at stride 8 (12×12 of 96 px), which ends at its residual add.
+  assert.equal(findTargetLayer(network).name, 'block_5_add');
   await assert.rejects(createNetwork('mobilenetv2', [96, 96, 1], 7), /square RGB/);
   await assert.rejects(createNetwork('mobilenetv2', [96, 96, 3], 7, { prefix: 'dr__' }), /one-vs-normal/);
   network.dispose();

@@ -313,6 +313,7 @@ async function start(): Promise<void> {
     state.model = m;
     ui.modelInfo.textContent = `Model ${m.architecture} · ${m.task} · ${m.classes.length} classes · version ${m.version}`;
     ui.method.replaceChildren(...m.explainMethods.map((x) => new Option(x, x)));
+    ui.method.value = m.defaultExplainMethod;
     showModelCard(m);
   } catch (err) {
     ui.modelInfo.textContent = 'Model unavailable';
