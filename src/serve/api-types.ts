@@ -38,6 +38,8 @@ export interface CropBox {
 export interface ExplainResponse {
   class: string;
   method: string;
+  /** The network layer the map was made at (several fused: joined by '+'), so that a reader knows its grain. */
+  layer: string;
   probability: number;
   model: { version: string };
   /** Heatmap values in [0, 1], row-major, covering `crop`. */

@@ -46,6 +46,8 @@ export interface Explanation {
   heatmap: Heatmap;
   geometry: CropGeometry;
   probability: number;
+  /** The layer (or fused layers, joined by '+') the map was made at: the model's default target layer. */
+  layer: string;
   /** The heatmap drawn over the photograph (PNG), when an overlay was asked for. */
   png?: Buffer;
 }
@@ -165,8 +167,9 @@ export class ModelRunner {
     const pre = settled.value;
     // The heatmap is the expensive part (Score-CAM: one forward pass per channel): not for a client that left.
     signal?.throwIfAborted();
-    const [r] = explainerFor(this.model).explain([pre], [{ image: 0, classIndex }], method);
-    const explanation: Explanation = { image, heatmap: r.heatmap, geometry: pre.geometry, probability: r.probability };
+    const explainer = explainerFor(this.model);
+    const [r] = explainer.explain([pre], [{ image: 0, classIndex }], method);
+    const explanation: Explanation = { image, heatmap: r.heatmap, geometry: pre.geometry, probability: r.probability, layer: explainer.layerName };
     if (overlay) {
       signal?.throwIfAborted();
       explanation.png = await renderOverlay(data, r.heatmap, pre.geometry, overlay);

@@ -227,6 +227,7 @@ export function openApiDocument(opts: { version: string; classes: string[]; toke
           properties: {
             class: { type: 'string' },
             method: { type: 'string' },
+            layer: { type: 'string', description: "the network layer the map was made at (several fused: joined by '+')" },
             probability: { type: 'number' },
             heatmap: {
               type: 'object',

@@ -296,6 +296,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
         const body: ExplainResponse = {
           class: service.classes[classIndex],
           method,
+          layer: ex.layer,
           probability: Math.round(ex.probability * 1e6) / 1e6,
           model: { version: service.version },
           heatmap: { width: ex.heatmap.width, height: ex.heatmap.height, data: Array.from(ex.heatmap.data, (v) => Math.round(v * 1e4) / 1e4) },

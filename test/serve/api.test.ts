@@ -119,6 +119,9 @@ test('POST /v1/explain returns an overlay PNG of the photo, or the heatmap as JS
   const e = (await j.json()) as ExplainResponse;
   assert.equal(e.class, 'glaucoma');
   assert.equal(e.method, 'gradcam++');
+  // The layer that made the map: the fixture ResNet's last block at stride 8 (12×12 of 96 px).
+  assert.equal(e.layer, 's2b2_out');
+  assert.deepEqual([e.heatmap.width, e.heatmap.height], [12, 12]);
   assert.equal(e.heatmap.data.length, e.heatmap.width * e.heatmap.height);
   assert.ok(e.heatmap.data.every((v) => v >= 0 && v <= 1));
   assert.equal(e.crop.width, 512);

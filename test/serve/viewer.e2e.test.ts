@@ -94,6 +94,14 @@ test('a specialist uploads a photograph and reads the findings, heatmaps and dow
   });
   assert.match(await page.textContent('#status') ?? '', /512×512, analysed in \d+ ms/);
   assert.equal(await page.$eval('#canvas-a', (c) => (c as HTMLCanvasElement).width), 512);
+  // Beside the map, the photograph without overlay; under it, the method and layer that made the map.
+  assert.equal(await page.$eval('#canvas-photo', (c) => (c as HTMLCanvasElement).width), 512);
+  assert.notDeepEqual(await canvasDigest('canvas-photo'), await canvasDigest('canvas-a'), 'the heatmap panel is coloured, the photograph is not');
+  const source = (await page.textContent('#source-a')) ?? '';
+  assert.match(source, /^layercam at \S+, a \d+×\d+ map$/);
+  assert.equal(await page.getAttribute('#canvas-a', 'data-layer'), source.split(' ')[2].replace(/,$/, ''));
+  // The fixture ResNet's default layer: its last block at stride 8, 12×12 of 96 px.
+  if (!process.env.FUNDUS_E2E_MODEL) assert.equal(source, 'layercam at s2b2_out, a 12×12 map');
   await page.screenshot({ path: join(shots, '1-result.png'), fullPage: true });
 
   // Another class, chosen with the keyboard from the list of bars.
@@ -113,6 +121,7 @@ test('a specialist uploads a photograph and reads the findings, heatmaps and dow
   await page.selectOption('#method', 'gradcam');
   await page.waitForSelector('#canvas-a[data-method="gradcam"]:not([aria-busy])');
   assert.notDeepEqual(await canvasDigest('canvas-a'), layercam);
+  assert.equal(await page.textContent('#source-a'), source.replace(/^layercam/, 'gradcam'));
 
   // The opacity slider: at 0 the canvas is the bare photograph; the keyboard moves it back up.
   const before = await canvasDigest('canvas-a');

@@ -21,6 +21,8 @@ interface Panel {
   prob: HTMLElement;
   download: HTMLButtonElement;
   placeholder: HTMLElement;
+  /** Names the method and layer that made the map shown. */
+  source: HTMLElement;
   cls: string;
   /** Bumped on every change so that a slow heatmap for a class no longer shown is dropped. */
   ticket: number;
@@ -50,6 +52,7 @@ const ui = {
   opacityValue: $<HTMLOutputElement>('opacity-value'),
   compare: $<HTMLInputElement>('compare'),
   panelB: $('panel-b'),
+  photoCanvas: $<HTMLCanvasElement>('canvas-photo'),
   modelInfo: $('model-info'),
 };
 
@@ -60,6 +63,7 @@ function panel(id: 'a' | 'b'): Panel {
     prob: $(`prob-${id}`),
     download: $<HTMLButtonElement>(`download-${id}`),
     placeholder: $(`placeholder-${id}`),
+    source: $(`source-${id}`),
     cls: '',
     ticket: 0,
   };
@@ -96,6 +100,22 @@ function repaint(p: Panel): void {
   drawOverlay(p.canvas, state.photo, heat ? { image: heat.image, crop: heat.response.crop } : undefined, opacity());
 }
 
+/** "layercam at block_5_add, a 28×28 map": what made the map, and how coarse it is. */
+function describeSource(el: HTMLElement, h: ExplainResponse | undefined): void {
+  if (!h) {
+    el.replaceChildren();
+    return;
+  }
+  const layer = Object.assign(document.createElement('code'), { textContent: h.layer });
+  el.replaceChildren(`${h.method} at `, layer, `, a ${h.heatmap.width}×${h.heatmap.height} map`);
+}
+
+/** The photograph as it is, beside the maps: what a heatmap hides under its colours stays visible. */
+function showPhoto(photo: ImageBitmap, name: string): void {
+  drawOverlay(ui.photoCanvas, photo, undefined, 0);
+  ui.photoCanvas.setAttribute('aria-label', `The photograph ${name} without overlay`);
+}
+
 async function showPanel(p: Panel): Promise<void> {
   const r = state.result;
   if (!r || !state.photo || !p.cls) return;
@@ -113,9 +133,11 @@ async function showPanel(p: Panel): Promise<void> {
     if (ticket !== p.ticket || generation !== state.generation) return;
     drawn.set(p, heat);
     repaint(p);
-    p.canvas.setAttribute('aria-label', `Photograph with the ${method} heatmap for ${cls} at ${ui.opacity.value}% strength`);
+    describeSource(p.source, heat.response);
+    p.canvas.setAttribute('aria-label', `Photograph with the ${method} heatmap (layer ${heat.response.layer}) for ${cls} at ${ui.opacity.value}% strength`);
     p.canvas.dataset.class = cls;
     p.canvas.dataset.method = method;
+    p.canvas.dataset.layer = heat.response.layer;
     p.download.disabled = false;
   } catch (err) {
     if (ticket !== p.ticket) return;
@@ -165,6 +187,8 @@ async function loadPhoto(file: File): Promise<void> {
     ]);
     if (generation !== state.generation) return;
     state.photo = photo;
+    showPhoto(photo, file.name);
+    for (const p of panels) describeSource(p.source, undefined);
     delete ui.summary.dataset.ungradable;
     if (result.gradable === false) {
       // No probabilities and no heatmaps for a photograph that is not a gradable fundus photograph: its reasons instead.
