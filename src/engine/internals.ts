@@ -99,3 +99,26 @@ export function relu6ActivationClass(): { prototype: { apply(x: tf.Tensor): tf.T
   const entry = tf.serialization.SerializationMap.getMap().classNameMap.relu6 as unknown as [{ prototype: { apply(x: tf.Tensor): tf.Tensor } }] | undefined;
   return entry?.[0];
 }
+
+/** The fields of tfjs-layers' convolution layers (BaseConv, Conv2D, DepthwiseConv2D) that layer-fusion.ts reads. */
+export interface ConvLayerInternals {
+  rank: number;
+  strides: number[];
+  padding: string;
+  dataFormat: string;
+  dilationRate: number[] | number;
+  activation: { getClassName(): string; apply(x: tf.Tensor): tf.Tensor } | null;
+  bias: { read(): tf.Tensor } | null;
+  /** Conv2D's filter. */
+  kernel?: { read(): tf.Tensor } | null;
+  /** DepthwiseConv2D's filter. */
+  depthwiseKernel?: { read(): tf.Tensor } | null;
+}
+
+/** A tfjs-layers layer class as registered for deserialisation (Conv2D, DepthwiseConv2D, ...). */
+export type LayerClass = { prototype: { call(inputs: tf.Tensor | tf.Tensor[], kwargs: Record<string, unknown>): tf.Tensor | tf.Tensor[] } };
+
+export function layerClass(className: string): LayerClass | undefined {
+  const entry = tf.serialization.SerializationMap.getMap().classNameMap[className] as unknown as [LayerClass] | undefined;
+  return entry?.[0];
+}

@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { MathBackendCPU } from '@tensorflow/tfjs-backend-cpu';
-import { engineInternals, relu6ActivationClass, type AdamInternals, type TapeNode } from './internals.js';
+import { engineInternals, layerClass, relu6ActivationClass, type AdamInternals, type ConvLayerInternals, type TapeNode } from './internals.js';
 import { fusionCounts } from './fusion.js';
 
 export interface Problem {
@@ -86,6 +86,22 @@ function gradientChecks(): Check[] {
   ];
 }
 
+/** What layer-fusion.ts reads of a convolution layer: its class's call and the fields of an instance. */
+function convLayerProblem(name: 'Conv2D' | 'DepthwiseConv2D'): string | null {
+  if (!isFunction(layerClass(name)?.prototype.call)) return 'not registered under its class name with a call method';
+  const args = { kernelSize: 3, strides: 2, padding: 'same' as const, activation: 'relu6' as const, name: `fundus_selfcheck_${name.toLowerCase()}` };
+  const layer = (name === 'Conv2D' ? tfl.layers.conv2d({ ...args, filters: 2 }) : tfl.layers.depthwiseConv2d(args)) as unknown as ConvLayerInternals;
+  const wrong = [
+    ...(layer.rank === 2 ? [] : ['rank']),
+    ...(tf.util.arraysEqual(layer.strides, [2, 2]) ? [] : ['strides']),
+    ...(layer.padding === 'same' ? [] : ['padding']),
+    ...(layer.dataFormat === 'channelsLast' ? [] : ['dataFormat']),
+    ...(tf.util.arraysEqual([layer.dilationRate].flat(), [1, 1]) ? [] : ['dilationRate']),
+    ...(layer.activation?.getClassName() === 'relu6' ? [] : ['activation']),
+  ];
+  return wrong.length > 0 ? `fields not as expected: ${wrong.join(', ')}` : null;
+}
+
 /** The checks that run before anything is patched; `replacedKernels` are the tfjs kernels the native backend
  * replaces and falls back to. */
 export function structuralChecks(replacedKernels: string[]): Check[] {
@@ -139,6 +155,10 @@ export function structuralChecks(replacedKernels: string[]): Check[] {
       internal: "tfjs-layers' relu6 activation class",
       run: () => (isFunction(relu6ActivationClass()?.prototype.apply) ? null : 'not registered as relu6 with an apply method'),
     },
+    ...(['Conv2D', 'DepthwiseConv2D'] as const).map((name) => ({
+      internal: `tfjs-layers' ${name} layer`,
+      run: () => convLayerProblem(name),
+    })),
     {
       internal: 'AdamOptimizer',
       run: () => {

@@ -1,0 +1,93 @@
+// tfjs-layers' convolution layers with their bias and activation in the convolution kernel. tfjs-layers fuses only
+// a Conv2D's bias and a ReLU, linear or ELU activation: a ReLU6 (MobileNetV2's activation) or sigmoid runs as a
+// pass of its own after the convolution, and a DepthwiseConv2D adds its bias and applies its activation as two more
+// passes (three full passes over each depthwise output where one does). On the native backend:
+// - outside gradient recording (inference: predict, evaluation, feature extraction), Conv2D with ReLU6 or sigmoid
+//   and DepthwiseConv2D with any of linear, ReLU, ReLU6, ELU, sigmoid run as one fused kernel;
+// - while a gradient is recorded, DepthwiseConv2D's bias is fused (tfjs's fused op, with its own gradient: the
+//   bias's is the same sum of dy that Add's gradient takes) and the activation stays a kernel of its own, as tfjs's
+//   fused ops cannot differentiate ReLU6; Conv2D is left to tfjs-layers.
+// Everything else (channels-first data, 1-D and 3-D convolutions, other activations, other backends) runs
+// tfjs-layers' own call.
+import * as tf from '@tensorflow/tfjs-core';
+import { NATIVE_BACKEND_NAME } from './names.js';
+import { engineInternals, layerClass, type ConvLayerInternals, type LayerClass } from './internals.js';
+
+type Activation = 'linear' | 'relu' | 'relu6' | 'elu' | 'sigmoid';
+/** tfjs-layers' activation class names that tf.fused takes under the same name. */
+const FUSABLE = new Set<string>(['linear', 'relu', 'relu6', 'elu', 'sigmoid']);
+/** What tfjs-layers' Conv2D already fuses itself. */
+const FUSED_BY_LAYERS = new Set<string>(['linear', 'relu', 'elu']);
+
+type Call = LayerClass['prototype']['call'];
+
+/** The single 4-D float32 input of a channels-last 2-D convolution layer on the native backend, else null. */
+function nativeInput(layer: ConvLayerInternals, inputs: tf.Tensor | tf.Tensor[]): tf.Tensor4D | null {
+  const x = Array.isArray(inputs) ? (inputs.length === 1 ? inputs[0] : null) : inputs;
+  if (!x || x.rank !== 4 || x.dtype !== 'float32') return null;
+  if (tf.getBackend() !== NATIVE_BACKEND_NAME || layer.rank !== 2 || layer.dataFormat !== 'channelsLast') return null;
+  return x as tf.Tensor4D;
+}
+
+const recording = () => engineInternals().state.gradientDepth > 0;
+const padOf = (layer: ConvLayerInternals) => (layer.padding === 'same' ? 'same' : 'valid');
+const activationOf = (layer: ConvLayerInternals) => layer.activation?.getClassName() ?? 'linear';
+
+function conv2dCall(original: Call): Call {
+  return function call(this: ConvLayerInternals, inputs, kwargs) {
+    const x = nativeInput(this, inputs);
+    const activation = activationOf(this);
+    if (!x || !this.kernel || recording() || !FUSABLE.has(activation) || FUSED_BY_LAYERS.has(activation)) return original.call(this, inputs, kwargs);
+    return tf.tidy(() =>
+      tf.fused.conv2d({
+        x,
+        filter: this.kernel!.read() as tf.Tensor4D,
+        strides: this.strides as [number, number],
+        pad: padOf(this),
+        dilations: this.dilationRate as [number, number],
+        dataFormat: 'NHWC',
+        bias: this.bias?.read(),
+        activation: activation as Activation,
+      }),
+    );
+  };
+}
+
+function depthwiseCall(original: Call): Call {
+  return function call(this: ConvLayerInternals, inputs, kwargs) {
+    const x = nativeInput(this, inputs);
+    const activation = activationOf(this);
+    if (!x || !this.depthwiseKernel || !FUSABLE.has(activation)) return original.call(this, inputs, kwargs);
+    const inGradient = recording();
+    if (inGradient && !this.bias) return original.call(this, inputs, kwargs);
+    return tf.tidy(() => {
+      // tfjs-layers' DepthwiseConv2D passes no dilation to the convolution (its dilationRate is ignored).
+      const y = tf.fused.depthwiseConv2d({
+        x,
+        filter: this.depthwiseKernel!.read() as tf.Tensor4D,
+        strides: this.strides as [number, number],
+        pad: padOf(this),
+        dataFormat: 'NHWC',
+        bias: this.bias?.read(),
+        activation: inGradient ? 'linear' : (activation as Activation),
+      });
+      return inGradient && this.activation ? this.activation.apply(y) : y;
+    });
+  };
+}
+
+/** Replaces the call of Conv2D and DepthwiseConv2D (native backend only); returns how to restore them. */
+export function installConvLayerFusion(): () => void {
+  const undo: (() => void)[] = [];
+  for (const [name, make] of [['Conv2D', conv2dCall], ['DepthwiseConv2D', depthwiseCall]] as const) {
+    const proto = layerClass(name)!.prototype;
+    const own = Object.prototype.hasOwnProperty.call(proto, 'call');
+    const original = proto.call;
+    proto.call = make(original);
+    undo.push(() => {
+      if (own) proto.call = original;
+      else delete (proto as Partial<typeof proto>).call;
+    });
+  }
+  return () => undo.reverse().forEach((u) => u());
+}
