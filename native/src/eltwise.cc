@@ -312,6 +312,50 @@ Napi::Value BatchNorm(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), true);
 }
 
+// batchMoments(x, n, c, mean, variance): per-channel mean and (biased) variance of a channels-last tensor in one
+// read of x, where tfjs's moments takes five full passes (Mean, Sub, Square, Mean and the copies they write).
+// Sums of (x - shift) and its square accumulate in double per thread, the shift being the first row, so that the
+// variance keeps float precision when the mean is large against the spread.
+Napi::Value BatchMoments(const Napi::CallbackInfo& info) {
+  const int64_t n = info[1].As<Napi::Number>().Int64Value();
+  const int64_t c = info[2].As<Napi::Number>().Int64Value();
+  if (c <= 0 || n <= 0 || n % c != 0) throw Napi::TypeError::New(info.Env(), "batchMoments: size is not a positive multiple of channels");
+  const float* x = floatArg(info, 0, n, "x");
+  float* mean = floatArg(info, 3, c, "mean");
+  float* variance = floatArg(info, 4, c, "variance");
+  const int64_t rows = n / c;
+  const int threads = n >= kParallelThreshold ? omp_get_max_threads() : 1;
+  std::vector<double> partial(static_cast<size_t>(threads) * 2 * c, 0.0);
+  const float* shift = x;
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num();
+    const int nt = omp_get_num_threads();
+    double* s1 = partial.data() + static_cast<size_t>(t) * 2 * c;
+    double* s2 = s1 + c;
+    for (int64_t r = rows * t / nt; r < rows * (t + 1) / nt; ++r) {
+      const float* xr = x + r * c;
+#pragma omp simd
+      for (int64_t j = 0; j < c; ++j) {
+        const double d = static_cast<double>(xr[j]) - shift[j];
+        s1[j] += d;
+        s2[j] += d * d;
+      }
+    }
+  }
+  for (int64_t j = 0; j < c; ++j) {
+    double a = 0, b = 0;
+    for (int t = 0; t < threads; ++t) {
+      a += partial[static_cast<size_t>(t) * 2 * c + j];
+      b += partial[static_cast<size_t>(t) * 2 * c + c + j];
+    }
+    const double m = a / static_cast<double>(rows);
+    mean[j] = static_cast<float>(shift[j] + m);
+    variance[j] = static_cast<float>(std::max(0.0, b / static_cast<double>(rows) - m * m));
+  }
+  return Napi::Boolean::New(info.Env(), true);
+}
+
 // batchNormGradStats(x, dy, mean, n, c, sumDy, sumDyXmu): per-channel sums of dy and dy * (x - mean) over a
 // channels-last tensor, the only full-size reductions of batch normalisation's backward pass.
 Napi::Value BatchNormGradStats(const Napi::CallbackInfo& info) {
@@ -584,6 +628,7 @@ void initEltwise(Napi::Env env, Napi::Object exports) {
   exports.Set("pad", Napi::Function::New(env, locked<Pad>));
   exports.Set("slice", Napi::Function::New(env, locked<Slice>));
   exports.Set("batchNormGradStats", Napi::Function::New(env, locked<BatchNormGradStats>));
+  exports.Set("batchMoments", Napi::Function::New(env, locked<BatchMoments>));
   exports.Set("adamUpdate", Napi::Function::New(env, locked<AdamUpdate>));
   exports.Set("batchNormGradX", Napi::Function::New(env, locked<BatchNormGradX>));
 }

@@ -38,6 +38,8 @@ export interface NativeAddon {
     eps: number,
     out: Float32Array,
   ): boolean;
+  /** Per-channel mean and biased variance of a channels-last tensor of n values and c channels. */
+  batchMoments(x: Float32Array, n: number, c: number, mean: Float32Array, variance: Float32Array): boolean;
   batchNormGradStats(x: Float32Array, dy: Float32Array, mean: Float32Array, n: number, c: number, sumDy: Float32Array, sumDyXmu: Float32Array): boolean;
   tile(x: Float32Array, shape: number[], reps: number[], out: Float32Array): boolean;
   pad(x: Float32Array, shape: number[], before: number[], after: number[], value: number, out: Float32Array): boolean;

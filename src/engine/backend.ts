@@ -14,6 +14,7 @@ import { GRADIENT_KERNELS } from './gradients.js';
 import { NATIVE_BACKEND_NAME } from './names.js';
 import { ADAM_KERNELS } from './adam.js';
 import { BATCH_NORM_GRADIENT_KERNELS } from './batchnorm-gradient.js';
+import { MOMENTS_KERNELS } from './moments.js';
 
 export const NATIVE_BACKEND = NATIVE_BACKEND_NAME;
 
@@ -62,6 +63,7 @@ export const NATIVE_KERNELS: Omit<KernelConfig, 'backendName'>[] = [
   ...GRADIENT_KERNELS,
   ...ADAM_KERNELS,
   ...BATCH_NORM_GRADIENT_KERNELS,
+  ...MOMENTS_KERNELS,
 ];
 
 /** The tfjs kernels the native backend replaces, and falls back to (its own kernels are named Fundus…). */

@@ -10,6 +10,7 @@ import { NATIVE_BACKEND, REPLACED_KERNELS, registerNativeBackend } from './backe
 import { installNativeGradients, installRelu6Activation } from './gradients.js';
 import { installNativeAdam } from './adam.js';
 import { installConvLayerFusion } from './layer-fusion.js';
+import { installBatchMoments } from './moments.js';
 import { installEarlyRelease } from './release.js';
 import { describeTfjsVersions } from './internals.js';
 import { checkInternals, checkTrainingStep, type Problem } from './selfcheck.js';
@@ -27,6 +28,7 @@ export const INSTALL_STEPS: readonly Step[] = [
   { name: 'native gradients of Mean, Sum, Square, ReLU, ReLU6 and batch norm', install: installNativeGradients },
   { name: "tfjs-layers' relu6 activation as one ReLU6 kernel", install: installRelu6Activation },
   { name: "tfjs-layers' convolution layers with bias and activation fused", install: installConvLayerFusion },
+  { name: "batch moments in one native pass (tfjs-core's moments)", install: installBatchMoments },
   { name: 'native Adam update', install: installNativeAdam },
   { name: 'early release and batch-norm fusion in the backward pass', install: installEarlyRelease },
 ];

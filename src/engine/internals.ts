@@ -1,6 +1,7 @@
 // Every internal of tfjs that fundus reads or replaces, typed in one place. They are not tfjs's public API, so a
 // tfjs release may change them without notice: package.json pins tfjs exactly, and the engine's self-check
 // (selfcheck.ts) verifies each of them before the engine patches anything.
+import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs-core';
 import { version_layers } from '@tensorflow/tfjs-layers';
 import { version_cpu } from '@tensorflow/tfjs-backend-cpu';
@@ -121,4 +122,12 @@ export type LayerClass = { prototype: { call(inputs: tf.Tensor | tf.Tensor[], kw
 export function layerClass(className: string): LayerClass | undefined {
   const entry = tf.serialization.SerializationMap.getMap().classNameMap[className] as unknown as [LayerClass] | undefined;
   return entry?.[0];
+}
+
+/**
+ * tfjs-core's CommonJS exports object: the one tfjs-layers' bundle reads its ops from at every call (through a
+ * namespace of getters), unlike an ES import of it, whose bindings are fixed. moments.ts replaces `moments` there.
+ */
+export function tfjsCoreExports(): Record<string, unknown> {
+  return createRequire(import.meta.url)('@tensorflow/tfjs-core') as Record<string, unknown>;
 }
