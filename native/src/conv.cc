@@ -2,6 +2,7 @@
 // tfjs keeps activations in NHWC (or NCHW) and filters in HWIO; oneDNN runs fastest on blocked layouts that it
 // chooses itself (format_tag::any), so every call reorders from and to the tfjs layouts around the primitive.
 #include <cstdlib>
+#include <cstring>
 
 #include "context.h"
 
@@ -157,6 +158,8 @@ struct ForwardEntry {
   int threads = 1;
   dnnl::convolution_forward prim;
   Port src, weights, dst;
+  // With a residual: the reorder of the residual (tfjs layout) into the primitive's destination layout.
+  Port residual;
   memory::desc scratchpad;
 };
 
@@ -190,9 +193,10 @@ bool appendActivation(dnnl::post_ops& po, int64_t act, float alpha) {
   }
 }
 
-std::shared_ptr<ForwardEntry> forwardEntry(const std::vector<int64_t>& p, float alpha) {
+std::shared_ptr<ForwardEntry> forwardEntry(const std::vector<int64_t>& p, float alpha, bool withResidual) {
   std::vector<int64_t> kp(p);
   kp.push_back(static_cast<int64_t>(alpha * 1e6f));
+  kp.push_back(withResidual ? 1 : 0);
   std::string key = keyOf("fwd", kp);
   if (auto e = forwardCache.find(key)) return e;
   ConvParams q(p);
@@ -200,6 +204,8 @@ std::shared_ptr<ForwardEntry> forwardEntry(const std::vector<int64_t>& p, float 
   ThreadScope scope(threads);
   auto attr = baseAttr();
   dnnl::post_ops po;
+  // y = act(conv(x) + bias + residual): the residual is put in the destination first and summed into it.
+  if (withResidual) po.append_sum(1.f);
   if (!appendActivation(po, q.act, alpha)) return nullptr;
   attr.set_post_ops(po);
   auto pd = forwardDesc(q, q.hasBias != 0, attr);
@@ -209,6 +215,7 @@ std::shared_ptr<ForwardEntry> forwardEntry(const std::vector<int64_t>& p, float 
   e->src = Port::input(q.src(false), pd.src_desc());
   e->weights = Port::input(q.weights(false), pd.weights_desc());
   e->dst = Port::output(q.dst(false), pd.dst_desc());
+  if (withResidual) e->residual = Port::input(q.dst(false), pd.dst_desc());
   e->scratchpad = pd.scratchpad_desc();
   forwardCache.put(key, e);
   return e;
@@ -260,7 +267,8 @@ std::shared_ptr<BackwardWeightsEntry> backwardWeightsEntry(const std::vector<int
   return e;
 }
 
-// conv2dForward(x, w, bias | null, y, params, alpha) -> boolean (false: not supported, use the JS kernel)
+// conv2dForward(x, w, bias | null, y, params, alpha, residual?) -> boolean (false: not supported, use the JS
+// kernel). With a residual (y's shape), y = act(conv(x) + bias + residual).
 Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
   auto p = intsArg(info, 4, kConvParamCount, "params");
   ConvParams q(p);
@@ -270,9 +278,11 @@ Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
   const float* bias = q.hasBias ? floatArg(info, 2, q.o, "bias") : nullptr;
   float* y = floatArg(info, 3, q.n * q.o * q.oh * q.ow, "y");
   float alpha = info.Length() > 5 && info[5].IsNumber() ? info[5].As<Napi::Number>().FloatValue() : 0.f;
+  const bool withResidual = info.Length() > 6 && info[6].IsTypedArray();
+  const float* residual = withResidual ? floatArg(info, 6, q.n * q.o * q.oh * q.ow, "residual") : nullptr;
   std::shared_ptr<ForwardEntry> e;
   try {
-    e = forwardEntry(p, alpha);
+    e = forwardEntry(p, alpha, withResidual);
   } catch (const dnnl::error&) {
     return Napi::Boolean::New(info.Env(), false);
   }
@@ -281,6 +291,14 @@ Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
   memory src = e->src.bindInput(x, kSrc);
   memory wts = e->weights.bindInput(w, kWeights);
   memory dst = e->dst.bindOutput(y, kDst);
+  if (residual) {
+    if (e->residual.needsReorder) {
+      memory r(e->residual.user, cpuEngine(), const_cast<float*>(residual));
+      e->residual.reorder.execute(cpuStream(), r, dst);
+    } else if (residual != y) {
+      std::memcpy(y, residual, static_cast<size_t>(q.n * q.o * q.oh * q.ow) * sizeof(float));
+    }
+  }
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src},
                                        {DNNL_ARG_WEIGHTS, wts},
                                        {DNNL_ARG_DST, dst},

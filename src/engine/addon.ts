@@ -19,7 +19,8 @@ export interface NativeAddon {
   info(): AddonInfo;
   setThreads(n: number): number;
   clearCaches(): void;
-  conv2dForward(x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array, p: number[], alpha: number): boolean;
+  /** With a residual (y's shape): y = activation(conv(x) + bias + residual). */
+  conv2dForward(x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array, p: number[], alpha: number, residual?: Float32Array): boolean;
   conv2dBackwardData(dy: Float32Array, w: Float32Array, dx: Float32Array, p: number[]): boolean;
   conv2dBackwardWeights(x: Float32Array, dy: Float32Array, dw: Float32Array, p: number[]): boolean;
   poolForward(kind: number, x: Float32Array, y: Float32Array, p: number[]): boolean;

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { predictFolded } from '../engine/inference.js';
 import { InputError } from '../util/errors.js';
 import type { FundusModel } from './io.js';
 
@@ -12,14 +13,15 @@ function checkInput(model: FundusModel, x: tf.Tensor4D): void {
 
 /**
  * Probabilities for a batch of preprocessed inputs [n, h, w, c]: n×C row-major, after the model's activation (the
- * saved network ends with its sigmoid/softmax, see architectures.ts). Training-time layers run in inference mode. A
- * model that records flip test-time augmentation averages the photo's and its mirror image's probabilities.
+ * saved network ends with its sigmoid/softmax, see architectures.ts). Training-time layers run in inference mode, with
+ * batch norms folded into the convolutions on the native engine (engine/inference.ts). A model that records flip
+ * test-time augmentation averages the photo's and its mirror image's probabilities.
  */
 export function predictTensor(model: FundusModel, x: tf.Tensor4D): Float32Array {
   checkInput(model, x);
   return tf.tidy(() => {
-    let y = model.network.predict(x) as tf.Tensor;
-    if (model.metadata.inference?.tta === 'hflip') y = tf.mul(0.5, tf.add(y, model.network.predict(tf.reverse(x, 2)) as tf.Tensor));
+    let y = predictFolded(model.network, x);
+    if (model.metadata.inference?.tta === 'hflip') y = tf.mul(0.5, tf.add(y, predictFolded(model.network, tf.reverse(x, 2))));
     return y.dataSync() as Float32Array;
   }).slice();
 }

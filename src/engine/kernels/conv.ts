@@ -114,6 +114,38 @@ const makeFusedConv = (kind: Kind) => (args: KernelArgs<FusedInputs, ConvAttrs>)
   return fallback(kind.name, args);
 };
 
+const ACTIVATION_KERNELS: Partial<Record<string, string>> = { relu: 'Relu', relu6: 'Relu6', elu: 'Elu', sigmoid: 'Sigmoid' };
+
+/**
+ * FundusConv2DResidual (inference plans, src/engine/inference.ts): y = activation(conv(x) + bias + residual), a
+ * residual block's last convolution, its shortcut addition and the block's activation in one native kernel (oneDNN's
+ * sum post-op). When the native kernel declines, the same as FusedConv2D, Add and the activation.
+ */
+function conv2dResidual(args: KernelArgs<FusedInputs & { residual: TensorInfo }, ConvAttrs>): TensorInfo {
+  const { inputs: { x, filter, bias, residual }, backend, attrs } = args;
+  const a = attrs!;
+  const activation = a.activation ?? 'linear';
+  const code = ACTIVATION_CODES[activation];
+  const info = convInfo(x.shape, filter.shape, a, false);
+  const xv = f32(backend, x);
+  const wv = f32(backend, filter);
+  const rv = f32(backend, residual);
+  const bv = channelBias(backend, bias, info.outChannels, a.dataFormat === 'NCHW');
+  const p = xv && wv && rv && bv !== null && code !== undefined && util.arraysEqual(residual.shape, info.outShape) ? convParams(info, bv !== undefined, code, false) : null;
+  if (p) {
+    const y = allocFloat32(util.sizeFromShape(info.outShape));
+    if (addon().conv2dForward(xv!, wv!, bv ?? null, y, p, a.leakyreluAlpha ?? 0.2, rv!)) return output(backend, info.outShape, y);
+  }
+  const linear = makeFusedConv(FUSED)({ inputs: { x, filter, bias }, backend, attrs: { ...a, activation: 'linear' } });
+  const sum = cpuKernel('Add')({ inputs: { a: linear, b: residual }, backend }) as TensorInfo;
+  backend.disposeIntermediateTensorInfo(linear);
+  const kernel = ACTIVATION_KERNELS[activation];
+  if (!kernel) return sum;
+  const activated = cpuKernel(kernel)({ inputs: { x: sum }, backend }) as TensorInfo;
+  backend.disposeIntermediateTensorInfo(sum);
+  return activated;
+}
+
 // tfjs's Conv2D gradients always pass dilation 1 (it refuses dilated gradients); the depthwise ones pass theirs.
 const makeBackpropInput = ({ name, depthwise }: Kind) => (args: KernelArgs<{ dy: TensorInfo; filter: TensorInfo }, ConvAttrs>): TensorInfo => {
   const { inputs: { dy, filter }, backend, attrs } = args;
@@ -154,4 +186,5 @@ export const convKernels: Omit<KernelConfig, 'backendName'>[] = [
   { kernelName: 'FusedDepthwiseConv2D', kernelFunc: makeFusedConv(FUSED_DEPTHWISE) as never },
   { kernelName: 'DepthwiseConv2dNativeBackpropInput', kernelFunc: makeBackpropInput(DEPTHWISE_GRAD_INPUT) as never },
   { kernelName: 'DepthwiseConv2dNativeBackpropFilter', kernelFunc: makeBackpropFilter(DEPTHWISE_GRAD_FILTER) as never },
+  { kernelName: 'FundusConv2DResidual', kernelFunc: conv2dResidual as never },
 ];

@@ -1,0 +1,108 @@
+// Inference with batch norms folded into the convolutions and activations and residual additions fused
+// (src/engine/inference.ts) against plain model.predict on the JS CPU backend.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { countNativeCalls, nativeOrSkip, randomValues, relativeError, TOLERANCE } from './native.js';
+import { foldedSummary, predictFolded, releaseFolded } from '../../src/engine/inference.js';
+
+const skip = await nativeOrSkip();
+
+/** A bottleneck block with a projection shortcut, a block with an identity shortcut and MobileNetV2's pieces. */
+function network(): tfl.LayersModel {
+  const init = (seed: number) => tfl.initializers.glorotUniform({ seed });
+  const conv = (filters: number, k: number, seed: number, strides = 1, activation: 'linear' | 'relu6' = 'linear') =>
+    tfl.layers.conv2d({ filters, kernelSize: k, strides, padding: 'same', activation, kernelInitializer: init(seed), biasInitializer: tfl.initializers.randomUniform({ minval: -0.3, maxval: 0.3, seed }) });
+  const bn = () => tfl.layers.batchNormalization({ epsilon: 1.001e-5 });
+  const relu = () => tfl.layers.activation({ activation: 'relu' });
+  const apply = (l: { apply(x: tfl.SymbolicTensor | tfl.SymbolicTensor[]): unknown }, x: tfl.SymbolicTensor | tfl.SymbolicTensor[]) => l.apply(x) as tfl.SymbolicTensor;
+  const input = tfl.input({ shape: [12, 12, 3] });
+  // Projection block: conv-BN-ReLU, conv-BN, shortcut conv-BN, add, ReLU.
+  let h = apply(relu(), apply(bn(), apply(conv(8, 3, 1, 2), input)));
+  h = apply(bn(), apply(conv(16, 1, 2), h));
+  const shortcut = apply(bn(), apply(conv(16, 1, 3, 2), input));
+  let x = apply(relu(), apply(tfl.layers.add(), [h, shortcut]));
+  // Identity block without a final activation.
+  h = apply(relu(), apply(bn(), apply(conv(16, 3, 4), x)));
+  x = apply(tfl.layers.add(), [x, apply(bn(), apply(conv(16, 1, 5), h))]);
+  // MobileNetV2 pieces: depthwise-BN-ReLU6, a convolution with its own ReLU6, a linear projection and an add.
+  h = apply(tfl.layers.activation({ activation: 'relu6' }), apply(bn(), apply(tfl.layers.depthwiseConv2d({ kernelSize: 3, padding: 'same', useBias: false, depthwiseInitializer: init(6) }), x)));
+  h = apply(conv(16, 1, 8), apply(conv(24, 1, 7, 1, 'relu6'), h));
+  x = apply(tfl.layers.add(), [h, x]);
+  const pooled = apply(tfl.layers.globalAveragePooling2d({}), x);
+  const out = apply(tfl.layers.dense({ units: 3, activation: 'sigmoid', kernelInitializer: init(9) }), pooled);
+  const model = tfl.model({ inputs: input, outputs: out });
+  // Batch-norm statistics and affine weights far from the identity, so that a wrong fold shows.
+  let seed = 20;
+  for (const l of model.layers.filter((l) => l.getClassName() === 'BatchNormalization')) {
+    const c = l.getWeights()[0].shape[0];
+    l.setWeights([
+      tf.tensor1d(randomValues(c, seed++, 0.5, 2)),
+      tf.tensor1d(randomValues(c, seed++, -0.5, 0.5)),
+      tf.tensor1d(randomValues(c, seed++, -1, 1)),
+      tf.tensor1d(randomValues(c, seed++, 0.2, 3)),
+    ]);
+  }
+  return model;
+}
+
+const X = { shape: [4, 12, 12, 3], values: randomValues(4 * 12 * 12 * 3, 3, -1, 2) };
+
+describe('inference with folded batch norms and fused activations and residuals', { skip }, () => {
+  it('folds every batch norm, fuses the activations and both residual additions', () => {
+    const model = network();
+    assert.deepEqual(foldedSummary(model), { convs: 8, batchNorms: 6, activations: 5, residuals: 3 });
+    model.dispose();
+  });
+
+  it('predicts what model.predict predicts on the JS CPU backend, and again after the weights change', async () => {
+    await tf.setBackend('native');
+    const model = network();
+    const x = () => tf.tensor(X.values, X.shape);
+    const predictOnCpu = async () => {
+      await tf.setBackend('cpu');
+      const y = tf.tidy(() => (model.predict(x()) as tf.Tensor).dataSync() as Float32Array);
+      await tf.setBackend('native');
+      return y;
+    };
+    try {
+      for (let round = 0; round < 2; round++) {
+        // The first prediction after a weight change folds (a few small element-wise ops on the weights).
+        const kept = tf.memory().numTensors;
+        tf.tidy(() => predictFolded(model, x()).dataSync());
+        assert.ok(tf.memory().numTensors - kept <= 2 * 6, 'only the folded filters and biases are kept');
+        const before = tf.memory().numTensors;
+        const { result: native, calls } = countNativeCalls(() => tf.tidy(() => predictFolded(model, x()).dataSync() as Float32Array));
+        assert.equal(calls.conv2dForward, 8, 'every convolution natively');
+        assert.equal(calls.batchNorm ?? 0, 0, 'no batch-norm pass');
+        assert.equal(calls.unary ?? 0, 0, 'no activation pass');
+        assert.equal(calls.binary ?? 0, 0, 'no addition pass');
+        assert.equal(tf.memory().numTensors, before, 'nothing leaks');
+        const cpu = await predictOnCpu();
+        const err = relativeError(native, cpu);
+        assert.ok(err <= TOLERANCE, `round ${round}: relative error ${err}`);
+        // New batch-norm statistics (as training leaves them): the fold must follow.
+        const bnLayer = model.layers.find((l) => l.getClassName() === 'BatchNormalization')!;
+        const [g, b, m, v] = bnLayer.getWeights();
+        bnLayer.setWeights([tf.mul(g, 1.5), tf.add(b, 0.25), tf.sub(m, 0.5), tf.mul(v, 2)]);
+      }
+    } finally {
+      releaseFolded(model);
+      model.dispose();
+    }
+  });
+
+  it('runs model.predict itself on other backends', async () => {
+    const model = network();
+    await tf.setBackend('cpu');
+    try {
+      const folded = tf.tidy(() => predictFolded(model, tf.tensor(X.values, X.shape)).dataSync() as Float32Array);
+      const plain = tf.tidy(() => (model.predict(tf.tensor(X.values, X.shape)) as tf.Tensor).dataSync() as Float32Array);
+      assert.deepEqual(folded, plain);
+    } finally {
+      model.dispose();
+      await tf.setBackend('native');
+    }
+  });
+});
