@@ -312,10 +312,31 @@ Napi::Value BatchNorm(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), true);
 }
 
+// Two per-channel sums over the rows of a channels-last tensor of n values and c channels, accumulated in double
+// per thread: addRow(r, s1, s2) adds row r's terms to s1[0..c) and s2[0..c). Returns s1 then s2 (2c values).
+template <typename AddRow>
+std::vector<double> channelSums(int64_t n, int64_t c, AddRow addRow) {
+  const int64_t rows = n / c;
+  const int threads = n >= kParallelThreshold ? omp_get_max_threads() : 1;
+  std::vector<double> partial(static_cast<size_t>(threads) * 2 * c, 0.0);
+#pragma omp parallel num_threads(threads)
+  {
+    const int t = omp_get_thread_num();
+    const int nt = omp_get_num_threads();
+    double* s1 = partial.data() + static_cast<size_t>(t) * 2 * c;
+    for (int64_t r = rows * t / nt; r < rows * (t + 1) / nt; ++r) addRow(r, s1, s1 + c);
+  }
+  std::vector<double> total(partial.begin(), partial.begin() + 2 * c);
+  for (int t = 1; t < threads; ++t) {
+    for (int64_t j = 0; j < 2 * c; ++j) total[j] += partial[static_cast<size_t>(t) * 2 * c + j];
+  }
+  return total;
+}
+
 // batchMoments(x, n, c, mean, variance): per-channel mean and (biased) variance of a channels-last tensor in one
 // read of x, where tfjs's moments takes five full passes (Mean, Sub, Square, Mean and the copies they write).
-// Sums of (x - shift) and its square accumulate in double per thread, the shift being the first row, so that the
-// variance keeps float precision when the mean is large against the spread.
+// Sums of (x - shift) and its square accumulate in double, the shift being the first row, so that the variance
+// keeps float precision when the mean is large against the spread.
 Napi::Value BatchMoments(const Napi::CallbackInfo& info) {
   const int64_t n = info[1].As<Napi::Number>().Int64Value();
   const int64_t c = info[2].As<Napi::Number>().Int64Value();
@@ -323,35 +344,21 @@ Napi::Value BatchMoments(const Napi::CallbackInfo& info) {
   const float* x = floatArg(info, 0, n, "x");
   float* mean = floatArg(info, 3, c, "mean");
   float* variance = floatArg(info, 4, c, "variance");
-  const int64_t rows = n / c;
-  const int threads = n >= kParallelThreshold ? omp_get_max_threads() : 1;
-  std::vector<double> partial(static_cast<size_t>(threads) * 2 * c, 0.0);
   const float* shift = x;
-#pragma omp parallel num_threads(threads)
-  {
-    const int t = omp_get_thread_num();
-    const int nt = omp_get_num_threads();
-    double* s1 = partial.data() + static_cast<size_t>(t) * 2 * c;
-    double* s2 = s1 + c;
-    for (int64_t r = rows * t / nt; r < rows * (t + 1) / nt; ++r) {
-      const float* xr = x + r * c;
+  const auto sums = channelSums(n, c, [&](int64_t r, double* s1, double* s2) {
+    const float* xr = x + r * c;
 #pragma omp simd
-      for (int64_t j = 0; j < c; ++j) {
-        const double d = static_cast<double>(xr[j]) - shift[j];
-        s1[j] += d;
-        s2[j] += d * d;
-      }
+    for (int64_t j = 0; j < c; ++j) {
+      const double d = static_cast<double>(xr[j]) - shift[j];
+      s1[j] += d;
+      s2[j] += d * d;
     }
-  }
+  });
+  const double rows = static_cast<double>(n / c);
   for (int64_t j = 0; j < c; ++j) {
-    double a = 0, b = 0;
-    for (int t = 0; t < threads; ++t) {
-      a += partial[static_cast<size_t>(t) * 2 * c + j];
-      b += partial[static_cast<size_t>(t) * 2 * c + c + j];
-    }
-    const double m = a / static_cast<double>(rows);
+    const double m = sums[j] / rows;
     mean[j] = static_cast<float>(shift[j] + m);
-    variance[j] = static_cast<float>(std::max(0.0, b / static_cast<double>(rows) - m * m));
+    variance[j] = static_cast<float>(std::max(0.0, sums[c + j] / rows - m * m));
   }
   return Napi::Boolean::New(info.Env(), true);
 }
@@ -367,33 +374,18 @@ Napi::Value BatchNormGradStats(const Napi::CallbackInfo& info) {
   const float* mean = floatArg(info, 2, c, "mean");
   float* sumDy = floatArg(info, 5, c, "sumDy");
   float* sumDyXmu = floatArg(info, 6, c, "sumDyXmu");
-  const int64_t rows = n / c;
-  const int threads = n >= kParallelThreshold ? omp_get_max_threads() : 1;
-  std::vector<double> partial(static_cast<size_t>(threads) * 2 * c, 0.0);
-#pragma omp parallel num_threads(threads)
-  {
-    const int t = omp_get_thread_num();
-    const int nt = omp_get_num_threads();
-    double* s1 = partial.data() + static_cast<size_t>(t) * 2 * c;
-    double* s2 = s1 + c;
-    for (int64_t r = rows * t / nt; r < rows * (t + 1) / nt; ++r) {
-      const float* xr = x + r * c;
-      const float* dr = dy + r * c;
+  const auto sums = channelSums(n, c, [&](int64_t r, double* s1, double* s2) {
+    const float* xr = x + r * c;
+    const float* dr = dy + r * c;
 #pragma omp simd
-      for (int64_t j = 0; j < c; ++j) {
-        s1[j] += dr[j];
-        s2[j] += static_cast<double>(dr[j]) * (xr[j] - mean[j]);
-      }
+    for (int64_t j = 0; j < c; ++j) {
+      s1[j] += dr[j];
+      s2[j] += static_cast<double>(dr[j]) * (xr[j] - mean[j]);
     }
-  }
+  });
   for (int64_t j = 0; j < c; ++j) {
-    double a = 0, b = 0;
-    for (int t = 0; t < threads; ++t) {
-      a += partial[static_cast<size_t>(t) * 2 * c + j];
-      b += partial[static_cast<size_t>(t) * 2 * c + c + j];
-    }
-    sumDy[j] = static_cast<float>(a);
-    sumDyXmu[j] = static_cast<float>(b);
+    sumDy[j] = static_cast<float>(sums[j]);
+    sumDyXmu[j] = static_cast<float>(sums[c + j]);
   }
   return Napi::Boolean::New(info.Env(), true);
 }
