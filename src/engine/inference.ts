@@ -15,9 +15,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { NATIVE_BACKEND_NAME } from './names.js';
 import type { ConvLayerInternals } from './internals.js';
-
-type Activation = 'linear' | 'relu' | 'relu6' | 'elu' | 'sigmoid';
-const FUSABLE = new Set<string>(['linear', 'relu', 'relu6', 'elu', 'sigmoid']);
+import { FUSABLE, fusedConvOfLayer, type FusedActivation as Activation } from './layer-fusion.js';
 
 interface LayerNode {
   inboundNodes: { inputTensors: { id: number }[]; outputTensors: { id: number }[]; callArgs?: Record<string, unknown> }[];
@@ -231,19 +229,13 @@ class Compiled {
   private conv(s: Extract<Step, { kind: 'conv' }>, x: tf.Tensor4D, residual?: tf.Tensor): tf.Tensor {
     const c = s.conv as unknown as ConvLayerInternals;
     const f = this.folded.get(s);
-    const filter = f?.filter ?? ((s.depthwise ? c.depthwiseKernel! : c.kernel!).read() as tf.Tensor4D);
+    if (!residual) return fusedConvOfLayer(c, x, { activation: s.activation, filter: f?.filter, bias: f?.bias });
+    // Only Conv2D layers are given a residual (planOf).
+    const filter = f?.filter ?? c.kernel!.read();
     const bias = f?.bias ?? c.bias?.read();
-    const pad = c.padding === 'same' ? 'same' : 'valid';
-    const strides = c.strides as [number, number];
-    if (residual) {
-      const inputs = bias ? { x, filter, bias, residual } : { x, filter, residual };
-      const attrs = { strides, pad, dilations: c.dilationRate, dataFormat: 'NHWC', activation: s.activation };
-      return tf.engine().runKernel('FundusConv2DResidual', inputs as never, attrs as never) as tf.Tensor;
-    }
-    // tfjs-layers' DepthwiseConv2D passes no dilation to the convolution (its dilationRate is ignored).
-    return s.depthwise
-      ? tf.fused.depthwiseConv2d({ x, filter, strides, pad, dataFormat: 'NHWC', bias, activation: s.activation })
-      : tf.fused.conv2d({ x, filter, strides, pad, dilations: c.dilationRate as [number, number], dataFormat: 'NHWC', bias, activation: s.activation });
+    const inputs = bias ? { x, filter, bias, residual } : { x, filter, residual };
+    const attrs = { strides: c.strides, pad: c.padding === 'same' ? 'same' : 'valid', dilations: c.dilationRate, dataFormat: 'NHWC', activation: s.activation };
+    return tf.engine().runKernel('FundusConv2DResidual', inputs as never, attrs as never) as tf.Tensor;
   }
 
   dispose(): void {

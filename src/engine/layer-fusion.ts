@@ -13,9 +13,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import { NATIVE_BACKEND_NAME } from './names.js';
 import { engineInternals, layerClass, type ConvLayerInternals, type LayerClass } from './internals.js';
 
-type Activation = 'linear' | 'relu' | 'relu6' | 'elu' | 'sigmoid';
+export type FusedActivation = 'linear' | 'relu' | 'relu6' | 'elu' | 'sigmoid';
 /** tfjs-layers' activation class names that tf.fused takes under the same name. */
-const FUSABLE = new Set<string>(['linear', 'relu', 'relu6', 'elu', 'sigmoid']);
+export const FUSABLE = new Set<string>(['linear', 'relu', 'relu6', 'elu', 'sigmoid']);
 /** What tfjs-layers' Conv2D already fuses itself. */
 const FUSED_BY_LAYERS = new Set<string>(['linear', 'relu', 'elu']);
 
@@ -30,26 +30,35 @@ function nativeInput(layer: ConvLayerInternals, inputs: tf.Tensor | tf.Tensor[])
 }
 
 const recording = () => engineInternals().state.gradientDepth > 0;
-const padOf = (layer: ConvLayerInternals) => (layer.padding === 'same' ? 'same' : 'valid');
 const activationOf = (layer: ConvLayerInternals) => layer.activation?.getClassName() ?? 'linear';
+
+/**
+ * The layer's convolution of x as one tf.fused op: its geometry, with its own filter and bias unless given (a folded
+ * batch norm's), and the given activation.
+ */
+export function fusedConvOfLayer(
+  layer: ConvLayerInternals,
+  x: tf.Tensor4D,
+  o: { activation: FusedActivation; filter?: tf.Tensor4D; bias?: tf.Tensor },
+): tf.Tensor4D {
+  const pad = layer.padding === 'same' ? 'same' : 'valid';
+  const strides = layer.strides as [number, number];
+  const bias = o.bias ?? layer.bias?.read();
+  if (layer.depthwiseKernel) {
+    // tfjs-layers' DepthwiseConv2D passes no dilation to the convolution (its dilationRate is ignored).
+    const filter = o.filter ?? (layer.depthwiseKernel.read() as tf.Tensor4D);
+    return tf.fused.depthwiseConv2d({ x, filter, strides, pad, dataFormat: 'NHWC', bias, activation: o.activation });
+  }
+  const filter = o.filter ?? (layer.kernel!.read() as tf.Tensor4D);
+  return tf.fused.conv2d({ x, filter, strides, pad, dilations: layer.dilationRate as [number, number], dataFormat: 'NHWC', bias, activation: o.activation });
+}
 
 function conv2dCall(original: Call): Call {
   return function call(this: ConvLayerInternals, inputs, kwargs) {
     const x = nativeInput(this, inputs);
     const activation = activationOf(this);
     if (!x || !this.kernel || recording() || !FUSABLE.has(activation) || FUSED_BY_LAYERS.has(activation)) return original.call(this, inputs, kwargs);
-    return tf.tidy(() =>
-      tf.fused.conv2d({
-        x,
-        filter: this.kernel!.read() as tf.Tensor4D,
-        strides: this.strides as [number, number],
-        pad: padOf(this),
-        dilations: this.dilationRate as [number, number],
-        dataFormat: 'NHWC',
-        bias: this.bias?.read(),
-        activation: activation as Activation,
-      }),
-    );
+    return tf.tidy(() => fusedConvOfLayer(this, x, { activation: activation as FusedActivation }));
   };
 }
 
@@ -61,16 +70,7 @@ function depthwiseCall(original: Call): Call {
     const inGradient = recording();
     if (inGradient && !this.bias) return original.call(this, inputs, kwargs);
     return tf.tidy(() => {
-      // tfjs-layers' DepthwiseConv2D passes no dilation to the convolution (its dilationRate is ignored).
-      const y = tf.fused.depthwiseConv2d({
-        x,
-        filter: this.depthwiseKernel!.read() as tf.Tensor4D,
-        strides: this.strides as [number, number],
-        pad: padOf(this),
-        dataFormat: 'NHWC',
-        bias: this.bias?.read(),
-        activation: inGradient ? 'linear' : (activation as Activation),
-      });
+      const y = fusedConvOfLayer(this, x, { activation: inGradient ? 'linear' : (activation as FusedActivation) });
       return inGradient && this.activation ? this.activation.apply(y) : y;
     });
   };
