@@ -55,6 +55,12 @@ export const ADDON_PATH = fileURLToPath(new URL('../../native/build/Release/fund
 
 let cached: { addon: NativeAddon | null; error: string | null } | undefined;
 
+/**
+ * Functions an addon built from older sources lacks. batchMoments came with the residual form of conv2dForward, which
+ * an older addon would silently ignore (a wrong prediction, not an error): such an addon is not used.
+ */
+const NEWEST_FUNCTIONS = ['batchMoments'] as const;
+
 /** Thread count: FUNDUS_THREADS if set, else every core this process may use. */
 export function configuredThreads(): number {
   const env = process.env.FUNDUS_THREADS;
@@ -75,8 +81,13 @@ export function loadAddon(): NativeAddon | null {
   } else {
     try {
       const addon = createRequire(import.meta.url)(ADDON_PATH) as NativeAddon;
-      addon.setThreads(configuredThreads());
-      cached = { addon, error: null };
+      const missing = NEWEST_FUNCTIONS.filter((f) => typeof addon[f] !== 'function');
+      if (missing.length > 0) {
+        cached = { addon: null, error: `${ADDON_PATH} was built from older sources (no ${missing.join(', ')}); run npm run build:native` };
+      } else {
+        addon.setThreads(configuredThreads());
+        cached = { addon, error: null };
+      }
     } catch (e) {
       cached = { addon: null, error: (e as Error).message };
     }
