@@ -98,8 +98,9 @@ describe('known answer: a CNN trained on blob images', () => {
 
 test('logits are the pre-activation scores and Grad-CAM weights equal finite differences (ResNet with skips, softmax)', () => {
   const model = buildNetwork('resnet18-w8', [32, 32, 3], 3, { activation: 'softmax', seed: 5 });
-  // The last block's ReLU after the residual add, not the linear convolution before it.
-  assert.equal(new CamExplainer(model, 'softmax').layerName, 's4b2_out');
+  // The last block at stride 8 (stage 2 of a 32 px input): its ReLU after the residual add, not the linear
+  // convolution before it.
+  assert.equal(new CamExplainer(model, 'softmax').layerName, 's2b2_out');
   // Cut at the linear last_conv instead, the head must also carry the skip connection around it (context).
   const e = new CamExplainer(model, 'softmax', { layer: 'last_conv' });
   const rand = rng(9);

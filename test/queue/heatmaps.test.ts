@@ -18,6 +18,7 @@ import { parseHeaderLine } from '../../src/serve/output.js';
 import type { PhotoRecord } from '../../src/models/records.js';
 import { connectRedis, redisTarget } from '../../src/queue/connection.js';
 import { batchKeys } from '../../src/queue/batch.js';
+import { DEFAULT_CAM_METHOD, type CamMethod } from '../../src/explain/cam.js';
 import { submitPhotos } from '../../src/queue/submit.js';
 import { openQueue } from '../../src/queue/jobs.js';
 import { batchStatus, isFinished } from '../../src/queue/status.js';
@@ -75,10 +76,10 @@ async function finished(timeoutMs = 60_000): Promise<void> {
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-/** The overlays a photograph must have: `<name>.<hash8>.<class>.gradcam.png`. */
+/** The overlays a photograph must have: `<name>.<hash8>.<class>.<method>.png` (the CLI's default method). */
 async function expectedOverlays(photo: string, dir: string): Promise<Record<string, string>> {
   const hash8 = sha256(await readFile(photo)).slice(0, 8);
-  return Object.fromEntries(EXPLAINED.map((c) => [c, join(dir, `${basename(photo, '.jpg')}.${hash8}.${c}.gradcam.png`)]));
+  return Object.fromEntries(EXPLAINED.map((c) => [c, join(dir, `${basename(photo, '.jpg')}.${hash8}.${c}.${DEFAULT_CAM_METHOD}.png`)]));
 }
 
 before(async () => {
@@ -143,10 +144,10 @@ test('a batch scored without heatmaps takes them on: two workers write each over
   // Another choice of heatmaps, or none, is refused while the batch makes these.
   const q = await openQueue(redisTarget(server.url), QUEUE);
   t.after(() => q.close());
-  const submit = (heatmaps?: { dir: string; choice: { method: 'gradcam' | 'gradcam++'; classes: string[] } }) =>
+  const submit = (heatmaps?: { dir: string; choice: { method: CamMethod; classes: string[] } }) =>
     submitPhotos({ redis, queue: q, queueName: QUEUE, modelDir: model, inputs: [join(work, 'photos')], chunk: 2, retry: { attempts: 2, backoffMs: 200 }, heatmaps });
-  const same = { dir: maps, choice: { method: 'gradcam' as const, classes: EXPLAINED } };
-  const refused = /holds a batch that makes heatmaps \(--heatmaps .*maps --heatmap-method gradcam --heatmap-classes glaucoma,normal\); submit with these same options/;
+  const same = { dir: maps, choice: { method: DEFAULT_CAM_METHOD, classes: EXPLAINED } };
+  const refused = /holds a batch that makes heatmaps \(--heatmaps .*maps --heatmap-method layercam --heatmap-classes glaucoma,normal\); submit with these same options/;
   await assert.rejects(submit({ ...same, choice: { ...same.choice, method: 'gradcam++' } }), refused);
   await assert.rejects(submit(), refused);
 
