@@ -6,6 +6,7 @@ import type { ModelMetadata } from '../../src/models/metadata.js';
 import { fineTuneFor, loopSettingsFor, modelFor, preprocessFor, trainingRecord, ttaFor } from '../../src/train/recipe.js';
 import type { RunOptions } from '../../src/train/recipe.js';
 import { PROJECT_ROOT } from '../helpers.js';
+import { SHIPPED_FIRST_STAGE } from './shipped-recipe.js';
 
 const shipped = JSON.parse(await readFile(join(PROJECT_ROOT, 'models', 'default', 'fundus.json'), 'utf8')) as ModelMetadata;
 
@@ -22,24 +23,6 @@ function resolved(extra: Partial<RunOptions> = {}, init?: ModelMetadata) {
     tta: ttaFor(opts, init),
   };
 }
-
-/**
- * The first stage of models/default (`default-224` in scripts/train-bundled.sh) as its fundus.json recorded it: the
- * shipped model continues from it at 320 and 448 px (progressive resizing), which a single run cannot default to.
- */
-const SHIPPED_FIRST_STAGE = {
-  optimizer: 'adamw',
-  lr: 0.001,
-  minLr: 2e-5,
-  warmupEpochs: 1,
-  weightDecay: 0.05,
-  batchSize: 16,
-  epochs: 12,
-  augment: true,
-  cameraAugment: true,
-  seed: 42,
-  fineTune: { recipe: 'full', backboneLrScale: 0.1, batchNorm: 'train' },
-};
 
 test("a run that names no model or recipe trains as the shipped model's first stage was", () => {
   const r = resolved();
