@@ -108,10 +108,10 @@ export async function applyLesionGrades(
   const lesionsFile = context.resolve(spec.lesions);
   const rules = Object.entries(spec.classes);
   const lesionTypes = [...new Set(rules.map(([, r]) => r.lesion))];
-  const known = (await readLesions(lesionsFile)).types;
-  const missing = lesionTypes.filter((t) => !(t in known));
-  if (missing.length > 0) fail(`names lesion type '${missing.join("', '")}', which ${spec.lesions} does not have (types: ${Object.keys(known).join(', ')})`);
-  const table = await readLesions(lesionsFile, { types: lesionTypes });
+  // every type is kept (gradeFromLesions picks each rule's own), so that a missing one gets this message, not --lesion-types'
+  const table = await readLesions(lesionsFile, { types: 'all' });
+  const missing = lesionTypes.filter((t) => !(t in table.types));
+  if (missing.length > 0) fail(`names lesion type '${missing.join("', '")}', which ${spec.lesions} does not have (types: ${Object.keys(table.types).join(', ')})`);
   const needsDiscs = rules.some(([, r]) => r.withinDiscDiameters !== undefined);
   if (needsDiscs && spec.opticDiscs === undefined) fail(`withinDiscDiameters needs opticDiscs (a file of optic-disc boxes)`);
   const discs = needsDiscs ? await readOpticDiscs(context.resolve(spec.opticDiscs!)) : new Map<string, DiscBox>();

@@ -36,12 +36,18 @@ export interface LesionTable {
 /** The lesion types scored by default: all for codras, exudates for heimed (exudate-based macular edema). */
 export const DEFAULT_LESION_TYPES: Record<LesionFormat, string[] | 'all'> = { codras: 'all', heimed: ['Exudate'] };
 
+/** Which lesion types a table keeps: a list (each must be in the file), 'all', or the format's default. */
+export interface LesionReadOptions {
+  types?: string[] | 'all';
+}
+
 /**
  * Parses a lesions CSV (codras or heimed layout, told apart by the header; columns by name, in any order). Rows of
- * other types than `types` (default: DEFAULT_LESION_TYPES of the format) are skipped. InputError naming the file and
- * line for missing columns, empty file names, non-numeric or inverted coordinates, or a `types` entry the file lacks.
+ * other types than `types` (default: DEFAULT_LESION_TYPES of the format; 'all': every type) are skipped. InputError
+ * naming the file and line for missing columns, empty file names, non-numeric or inverted coordinates, or a `types`
+ * entry the file lacks.
  */
-export function parseLesions(text: string, file: string, opts: { types?: string[] } = {}): LesionTable {
+export function parseLesions(text: string, file: string, opts: LesionReadOptions = {}): LesionTable {
   const records = parseCsvRecords(text);
   if (records.length === 0) throw new InputError('the lesions file is empty', { file });
   const header = records[0].fields.map((h) => h.trim());
@@ -79,10 +85,10 @@ export function parseLesions(text: string, file: string, opts: { types?: string[
     types[lesion] = (types[lesion] ?? 0) + 1;
     rows.push({ name, box });
   }
-  const dflt = DEFAULT_LESION_TYPES[format];
-  const kept = opts.types ?? (dflt === 'all' ? Object.keys(types) : dflt);
+  const wanted = opts.types ?? DEFAULT_LESION_TYPES[format];
+  const kept = wanted === 'all' ? Object.keys(types) : wanted;
   const unknown = kept.filter((t) => !(t in types));
-  if (opts.types && unknown.length > 0) {
+  if (Array.isArray(opts.types) && unknown.length > 0) {
     throw new InputError(`--lesion-types: no '${unknown.join("', '")}' rows in this file (types: ${Object.keys(types).join(', ') || 'none'})`, { file });
   }
   const keep = new Set(kept);
@@ -96,7 +102,7 @@ export function parseLesions(text: string, file: string, opts: { types?: string[
   return { file, format, types, kept: kept.filter((t) => t in types), byImage };
 }
 
-export async function readLesions(file: string, opts: { types?: string[] } = {}): Promise<LesionTable> {
+export async function readLesions(file: string, opts: LesionReadOptions = {}): Promise<LesionTable> {
   let text: string;
   try {
     text = await readFile(file, 'utf8');
