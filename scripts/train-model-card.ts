@@ -6,7 +6,7 @@
 import { createHash } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { MODEL_CARD, formatScore as f } from '../src/models/card.js';
+import { LIMITATIONS_SECTION, MODEL_CARD, formatScore as f } from '../src/models/card.js';
 import type { ModelMetadata } from '../src/models/metadata.js';
 
 const dir = process.argv[2];
@@ -88,7 +88,7 @@ async function externalSection(): Promise<string> {
 
 /** The notes split into their own sections and the items of their "## Limitations" section. */
 function splitNotes(text: string): { body: string; limitations: string } {
-  const m = /^##\s+Limitations\s*$([\s\S]*?)(?=^##\s|(?![\s\S]))/m.exec(text);
+  const m = LIMITATIONS_SECTION.exec(text);
   if (!m) return { body: text, limitations: '' };
   return { body: text.slice(0, m.index) + text.slice(m.index + m[0].length), limitations: m[1].trim() };
 }

@@ -4,10 +4,14 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describePreprocess } from '../data/preprocess.js';
+import { PART_NAMES } from '../data/split.js';
 import type { PartName } from '../data/split.js';
 import type { ModelMetadata, TrainingRecipe } from './metadata.js';
 
 export const MODEL_CARD = 'MODEL_CARD.md';
+
+/** A card's (or notes file's) "## Limitations" section up to the next heading: its items are group 1. */
+export const LIMITATIONS_SECTION = /^##\s+Limitations\s*$([\s\S]*?)(?=^##\s|(?![\s\S]))/m;
 
 /** Fewer positives than this in a part make that class's AUC and F1 there too uncertain to read much into. */
 export const FEW_POSITIVES = 10;
@@ -74,8 +78,6 @@ interface RunMetrics {
   imagesPerSecond: number;
   monitor: string;
 }
-
-const PARTS: PartName[] = ['train', 'validation', 'test'];
 
 /** A score as the card prints it: `d` decimals, `n/a` when there is none. */
 export const formatScore = (v: number | null | undefined, d = 3): string => (v === null || v === undefined || Number.isNaN(v) ? 'n/a' : v.toFixed(d));
@@ -149,7 +151,7 @@ function taskSentence(meta: ModelMetadata): string {
 
 /** One source's counts: a row per class it grades, a column per part, each cell positives / graded photographs. */
 function countsTable(s: CardSource): string {
-  const parts = s.role === 'external' ? (['test'] as PartName[]) : PARTS;
+  const parts: readonly PartName[] = s.role === 'external' ? ['test'] : PART_NAMES;
   const head = `| | ${parts.map((p) => (s.role === 'external' ? 'all' : p)).join(' | ')} |\n| --- |${parts.map(() => ' --- |').join('')}`;
   const images = `| images | ${parts.map((p) => s.parts[p].images).join(' | ')} |`;
   const rows = s.graded.map((c) => `| ${c} | ${parts.map((p) => (s.parts[p].classes[c] ? `${s.parts[p].classes[c].positives} / ${s.parts[p].classes[c].graded}` : '–')).join(' | ')} |`);
@@ -169,7 +171,7 @@ function dataSection(c: ModelCardInput): string {
       `**${s.name}**${s.role === 'external' ? ' (external: evaluated, never trained on)' : ''}: labels \`${s.csv}\` (sha256 \`${s.csvSha256}\`), ` +
       `graded: ${s.graded.join(', ')}; split: ${s.splitFrom}. Positives / graded photographs per part:\n\n${countsTable(s)}`,
   );
-  const split = PARTS.map((p) => train.reduce((a, s) => a + s.parts[p].images, 0));
+  const split = PART_NAMES.map((p) => train.reduce((a, s) => a + s.parts[p].images, 0));
   const facts = [
     `Split: \`split.json\` in this directory (sha256 \`${meta.trainingData?.splitSha256 ?? 'n/a'}\`): ${split[0]} train / ${split[1]} validation / ${split[2]} test images` +
       (c.limit !== undefined ? `, at most ${c.limit} of each part (\`--limit\`: a smoke run)` : '') + '.',
@@ -293,7 +295,7 @@ export async function modelLimitations(dir: string): Promise<string[]> {
   } catch {
     return [];
   }
-  const section = /^##\s+Limitations\s*$([\s\S]*?)(?=^##\s|(?![\s\S]))/m.exec(text)?.[1] ?? '';
+  const section = LIMITATIONS_SECTION.exec(text)?.[1] ?? '';
   const items: string[] = [];
   for (const line of section.split('\n')) {
     if (/^\s*<!--.*-->\s*$/.test(line)) continue; // markers of what a script added
