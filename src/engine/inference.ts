@@ -125,7 +125,6 @@ function planOf(model: tfl.LayersModel): Plan | null {
         else steps.push(step);
         continue;
       }
-      out = outOf(l);
     }
     steps.push({ kind: 'layer', layer: l, inputs: node.inputTensors.map((t) => t.id), outputs: node.outputTensors.map((t) => t.id), kwargs: node.callArgs ?? {} });
   }
