@@ -2,9 +2,10 @@
 // on the native backend the one kernel of moments.ts) then FusedBatchNorm with the batch's mean and variance. tfjs
 // differentiates each of those nodes on its own: about nine full-size passes per layer in the backward pass
 // (broadcasts of the mean and variance gradients, Square's and Sub's gradients, sums, and the accumulation of
-// three gradients of the input), and it saves the centred and squared copies of the input for them. When the tape holds exactly that pattern, this takes the moments
-// nodes off the tape (disposing what they saved) and gives the FusedBatchNorm node the batch-moments form of the
-// engine's batch-norm gradient (batchnorm-gradient.ts): one reduction pass and one element-wise pass. It applies
+// three gradients of the input), and it saves the centred and squared copies of the input for them. When the tape
+// holds exactly that pattern, this takes the moments nodes off the tape (disposing what they saved) and gives the
+// FusedBatchNorm node the batch-moments form of the engine's batch-norm gradient (batchnorm-gradient.ts): one
+// reduction pass and one element-wise pass. It applies
 // only when nothing else that leads to the loss uses the moments or their intermediates (the moving-average
 // updates of tfjs-layers do not lead to the loss). A ReLU right before (tfjs-layers' conv with activation 'relu',
 // then BN) is folded into the same pass when its output reaches the loss only through the BN.
@@ -45,14 +46,13 @@ function match(bn: TapeNode, producer: Map<number, TapeNode>): Match | null {
   const c = x.shape[x.rank - 1];
   const eps = batchNormEpsilon.get(bn.outputs[0]?.dataId);
   if (eps === undefined) return null;
+  const m1 = producer.get(mean.id);
   // mean, variance = FundusBatchMoments(x) (moments.ts)
-  const moments = producer.get(mean.id);
-  if (moments?.kernelName === BATCH_MOMENTS) {
-    const ok = producer.get(variance.id) === moments && moments.outputs[0]?.id === mean.id && moments.outputs[1]?.id === variance.id && moments.inputs.x?.id === x.id;
-    return ok ? { bn, removed: [moments], eps } : null;
+  if (m1?.kernelName === BATCH_MOMENTS) {
+    const ok = producer.get(variance.id) === m1 && m1.outputs[0]?.id === mean.id && m1.outputs[1]?.id === variance.id && m1.inputs.x?.id === x.id;
+    return ok ? { bn, removed: [m1], eps } : null;
   }
   // mean = Mean(x) over every axis but the channels
-  const m1 = producer.get(mean.id);
   if (!m1 || m1.kernelName !== 'Mean' || m1.inputs.x?.id !== x.id || !allButLast(meanAxes.get(mean.dataId), x.rank)) return null;
   // variance = Mean(Square(Sub(Cast(x) | x, Reshape(mean) | mean)))
   const m2 = producer.get(variance.id);
