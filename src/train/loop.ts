@@ -58,9 +58,9 @@ async function trainEpoch(run: Run, state: TrainState, rng: Rng): Promise<number
       const batch = makeBatch(idx, train, run.input, s.augment, rng);
       const step = await trainStep(run.learner, batch, idx, learningRateAt(schedule, state.step), state.step / schedule.totalSteps);
       disposeBatch(batch);
-      if (step.advLoss !== undefined) state.epochAdvSum = (state.epochAdvSum ?? 0) + step.advLoss * weightOf(idx, train.examples);
-      if (!Number.isFinite(step.loss)) throw new Error(`training diverged: loss is ${step.loss} at epoch ${epoch + 1}, batch ${b + 1} (try a lower --lr)`);
       const bw = weightOf(idx, train.examples);
+      if (step.advLoss !== undefined) state.epochAdvSum = (state.epochAdvSum ?? 0) + step.advLoss * bw;
+      if (!Number.isFinite(step.loss)) throw new Error(`training diverged: loss is ${step.loss} at epoch ${epoch + 1}, batch ${b + 1} (try a lower --lr)`);
       state.epochLossSum += step.loss * bw;
       state.epochWeightSum += bw;
       state.batch = b + 1;
