@@ -65,17 +65,15 @@ async function readRunRecord(runDir: string): Promise<Partial<RunRecord> | undef
   }
 }
 
-/** True when the model at `out` is the one this run directory wrote last (and nobody changed it since). */
-async function writtenByRun(out: string, runDir: string): Promise<boolean> {
+/** The run directory's record when it names `out` as its model folder. */
+async function runRecordFor(out: string, runDir: string): Promise<Partial<RunRecord> | undefined> {
   const rec = await readRunRecord(runDir);
-  if (rec?.format !== 'fundus-run' || rec.out !== out) return false;
-  return rec.fundusJsonSha256 !== undefined && rec.fundusJsonSha256 === (await sha256Of(join(out, METADATA_JSON)));
+  return rec?.format === 'fundus-run' && rec.out === out ? rec : undefined;
 }
 
-/** True when the model card at `out` is the one this run wrote (and nobody edited it since). */
-async function cardWrittenByRun(out: string, runDir: string): Promise<boolean> {
-  const rec = await readRunRecord(runDir);
-  return rec?.modelCardSha256 !== undefined && rec.modelCardSha256 === (await sha256Of(join(out, MODEL_CARD)));
+/** True when `out`'s file `name` is the one the run wrote there (its recorded sha256), nobody having changed it since. */
+async function unchangedSince(out: string, name: string, recordedSha256: string | undefined): Promise<boolean> {
+  return recordedSha256 !== undefined && recordedSha256 === (await sha256Of(join(out, name)));
 }
 
 async function describeModel(out: string): Promise<string> {
@@ -127,7 +125,8 @@ export async function prepareTrainOutput(out: string, runDir: string, opts: { fo
       );
     }
     if (!opts.force) {
-      if (!(await writtenByRun(outAbs, runAbs))) {
+      const rec = await runRecordFor(outAbs, runAbs);
+      if (!(await unchangedSince(outAbs, METADATA_JSON, rec?.fundusJsonSha256))) {
         throw new InputError(
           `--out already holds a fundus model (${await describeModel(outAbs)}) that this run (${runDir}) did not write; ` +
             'pass --force to replace it (the whole folder goes, model card included), or choose another --out',
@@ -136,7 +135,7 @@ export async function prepareTrainOutput(out: string, runDir: string, opts: { fo
       }
       // This run's model, but an evaluation, ... added since, or its card edited since, would go with it: only with --force.
       const added = entries.filter((n) => !isTrainOutput(n));
-      if (entries.includes(MODEL_CARD) && !(await cardWrittenByRun(outAbs, runAbs))) added.push(MODEL_CARD);
+      if (entries.includes(MODEL_CARD) && !(await unchangedSince(outAbs, MODEL_CARD, rec?.modelCardSha256))) added.push(MODEL_CARD);
       if (added.length > 0) {
         throw new InputError(`--out holds this run's model and files added to it or edited since (${someNames(added)}); pass --force to replace them too`, { file: out });
       }
