@@ -111,7 +111,7 @@ export function register(program: Command): void {
       new Option('--recipe <recipe>', 'backbones: probe = head only, on frozen features computed once; partial = last stage + head; full = every layer (default)')
         .choices(['probe', 'partial', 'full']),
     )
-    .option('--backbone-lr-scale <x>', "backbones: the backbone's learning rate as a multiple of the head's (default 0.1)", numberOption('--backbone-lr-scale', POSITIVE_NUMBER))
+    .option('--backbone-lr-scale <x>', `backbones: the backbone's learning rate as a multiple of the head's (default ${PRETRAINED_RECIPE.fineTune.backboneLrScale})`, numberOption('--backbone-lr-scale', POSITIVE_NUMBER))
     .addOption(new Option('--batch-norm <mode>', 'backbones: train = batch statistics while training (default); frozen = the pretrained statistics').choices(['frozen', 'train']))
     .option('--trainable-from <layer>', 'backbones, partial recipe: first layer that trains (default: the start of the last stage)')
     .addOption(
