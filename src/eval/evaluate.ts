@@ -15,6 +15,7 @@ import {
   undefinedReason,
 } from '../metrics/metrics.js';
 import type { BinaryCounts } from '../metrics/metrics.js';
+import { MIN_RELIABLE_CLASS_COUNT } from '../metrics/metrics.js';
 import { DEFAULT_BOOTSTRAP, bootstrapIntervals, labelCombinationStrata } from './bootstrap.js';
 import type { BootstrapOptions, Interval } from './bootstrap.js';
 import type { CalibrationReport, ClassReport, ConfusionReport, EvaluationMetrics, Metric } from './schema.js';
@@ -267,9 +268,6 @@ export function evaluatePredictions(input: EvaluationInput): EvaluationMetrics {
     bootstrap: { resamples: boot.resamples, seed: boot.seed, level: boot.level, stratifiedBy: { perClass: 'class-label', overall: 'label-combination' } },
   };
 }
-
-/** Below this many positive (or negative) photographs a class's AUC and F1 swing by more than ±0.1 between samples. */
-export const MIN_RELIABLE_CLASS_COUNT = 10;
 
 /**
  * One warning per scored class with fewer than MIN_RELIABLE_CLASS_COUNT positives or negatives in `metrics`: its

@@ -27,6 +27,9 @@ function checkFinite(s: Scores): void {
   }
 }
 
+/** Below this many positive (or negative) photographs a class's AUC and F1 swing by more than ±0.1 between samples. */
+export const MIN_RELIABLE_CLASS_COUNT = 10;
+
 /** Indices ordered by decreasing score; equal scores keep index order (so results do not depend on the sort). */
 export function argsortDesc(scores: Scores): Uint32Array {
   const order = new Uint32Array(scores.length);

@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describePreprocess } from '../data/preprocess.js';
 import { PART_NAMES } from '../data/split.js';
+import { MIN_RELIABLE_CLASS_COUNT } from '../metrics/metrics.js';
 import type { PartName } from '../data/split.js';
 import type { ModelMetadata, TrainingRecipe } from './metadata.js';
 
@@ -13,8 +14,6 @@ export const MODEL_CARD = 'MODEL_CARD.md';
 /** A card's (or notes file's) "## Limitations" section up to the next heading: its items are group 1. */
 export const LIMITATIONS_SECTION = /^##\s+Limitations\s*$([\s\S]*?)(?=^##\s|(?![\s\S]))/m;
 
-/** Fewer positives than this in a part make that class's AUC and F1 there too uncertain to read much into. */
-export const FEW_POSITIVES = 10;
 
 /** A class's counts in one part of one source: its positives among the photographs graded for it. */
 export interface ClassCount {
@@ -226,10 +225,10 @@ function limitations(c: ModelCardInput): string[] {
   ];
   const few = meta.classes
     .map((k) => ({ k, test: positivesIn(c.sources, 'test', k), val: positivesIn(c.sources, 'validation', k) }))
-    .filter((x) => x.test < FEW_POSITIVES || x.val < FEW_POSITIVES);
+    .filter((x) => x.test < MIN_RELIABLE_CLASS_COUNT || x.val < MIN_RELIABLE_CLASS_COUNT);
   if (few.length > 0) {
     items.push(
-      `**Few positives.** ${few.map((x) => `${x.k}: ${x.val} in validation, ${x.test} in test`).join('; ')}. Below ${FEW_POSITIVES} positives a ` +
+      `**Few positives.** ${few.map((x) => `${x.k}: ${x.val} in validation, ${x.test} in test`).join('; ')}. Below ${MIN_RELIABLE_CLASS_COUNT} positives a ` +
         "class's AUC, F1 and tuned threshold rest on a handful of photographs and can be far from the truth.",
     );
   }
