@@ -16,6 +16,12 @@ export interface AdversarySettings {
   sources: string[];
   /** Strength of the reversed gradient at full ramp (DANN's λ). */
   weight: number;
+  /**
+   * The source head's learning rate as a multiple of the task head's (default 1). The reversed gradient removes what
+   * the head *can* read; a head slower than the features only gets fooled (its loss rises above log S while a fresh
+   * classifier still reads the source), so it needs to learn at least as fast as the backbone changes.
+   */
+  lrScale?: number;
 }
 
 /** The layer whose output the adversary reads: the global average pooling every fundus network has. */

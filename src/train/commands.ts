@@ -15,7 +15,7 @@ import { INTEGER, NON_NEGATIVE_NUMBER, POSITIVE_INTEGER, POSITIVE_NUMBER, number
 /** The flags as commander hands them over: TrainOptions' own, and those whose name or form differs. */
 type TrainFlags = Pick<
   TrainOptions,
-  | 'model' | 'split' | 'datasets' | 'balanceSources' | 'sourceAdversarial' | 'out' | 'runDir' | 'epochs' | 'batchSize' | 'lr' | 'minLr'
+  | 'model' | 'split' | 'datasets' | 'balanceSources' | 'sourceAdversarial' | 'adversaryLrScale' | 'out' | 'runDir' | 'epochs' | 'batchSize' | 'lr' | 'minLr'
   | 'weightDecay' | 'imageSize' | 'channels' | 'clahe' | 'mask' | 'patience' | 'initFrom' | 'pretrained' | 'recipe' | 'backboneLrScale'
   | 'batchNorm' | 'trainableFrom' | 'tta' | 'maxMinutes' | 'restart' | 'force' | 'limit' | 'quiet'
 > & {
@@ -64,6 +64,11 @@ export function register(program: Command): void {
       '--source-adversarial <weight>',
       'with --datasets: a head that predicts the source through a gradient-reversal layer, so the features carry little of the camera (0.05 was stable, 0.3 diverged: docs/generalisation.md)',
       numberOption('--source-adversarial', POSITIVE_NUMBER),
+    )
+    .option(
+      '--adversary-lr-scale <x>',
+      "with --source-adversarial: the source head's learning rate over the task head's (default 1); a head slower than the features is fooled instead of read",
+      numberOption('--adversary-lr-scale', POSITIVE_NUMBER),
     )
     .requiredOption('--out <dir>', 'model directory to write')
     .option('--run-dir <dir>', 'checkpoints, history.csv and TensorBoard events (default: runs/<name of --out>)')
@@ -152,6 +157,7 @@ export function register(program: Command): void {
         datasets: flags.datasets,
         balanceSources: flags.balanceSources,
         sourceAdversarial: flags.sourceAdversarial,
+        adversaryLrScale: flags.adversaryLrScale,
         out: flags.out,
         runDir: flags.runDir,
         epochs: flags.epochs,

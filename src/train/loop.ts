@@ -68,7 +68,8 @@ async function trainEpoch(run: Run, state: TrainState, rng: Rng): Promise<number
       state.rngState = rng.state;
       const now = Date.now();
       state.elapsedSeconds += (now - tick) / 1000;
-      run.progress.batchDone(b, idx.length, (now - tick) / 1000, state.epochLossSum / state.epochWeightSum, now);
+      const weightSum = state.epochWeightSum;
+      run.progress.batchDone(b, idx.length, (now - tick) / 1000, state.epochLossSum / weightSum, now, state.epochAdvSum === undefined ? undefined : state.epochAdvSum / weightSum);
       await s.onBatch?.({ epoch, batch: b, loss: step.loss });
       if (policy.afterBatch(b, now)) {
         await run.checkpoint();

@@ -46,7 +46,7 @@ export function createLearner(
     throw new InputError(`source-adversarial training: '${e.filename}' comes from no training source (${adversary!.settings.sources.join(', ')})`);
   }
   const groups = paramGroups(network, s.pretrained);
-  if (adversary) groups.push({ vars: adversary.vars, lrScale: 1 });
+  if (adversary) groups.push({ vars: adversary.vars, lrScale: adversary.settings.lrScale ?? 1 });
   const optimizer = new GroupedAdam(groups, s.lr);
   const loss = taskLoss(train, metadata.classes.length, metadata.activation);
   return { logits, optimizer, adversary, sourceIndex, loss, weightDecay: s.weightDecay ?? 0 };

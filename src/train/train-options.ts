@@ -34,6 +34,8 @@ export interface TrainOptions {
   balanceSources?: boolean;
   /** Source-adversarial training at this strength (DANN's λ; with `datasets` of two or more training sources). */
   sourceAdversarial?: number;
+  /** The source head's learning rate over the task head's (default 1; see AdversarySettings.lrScale). */
+  adversaryLrScale?: number;
   /** The model directory to write. */
   out: string;
   /** Checkpoints, history and TensorBoard files (default `runs/<basename of out>`). */

@@ -51,7 +51,11 @@ export async function trainModel(options: TrainOptions): Promise<TrainResult> {
   if (opts.sourceAdversarial !== undefined && trainingSources.length < 2) {
     throw new InputError('--source-adversarial needs --datasets with at least two training sources');
   }
-  const adversary = opts.sourceAdversarial !== undefined ? { sources: trainingSources, weight: opts.sourceAdversarial } : undefined;
+  if (opts.adversaryLrScale !== undefined && opts.sourceAdversarial === undefined) throw new InputError('--adversary-lr-scale needs --source-adversarial');
+  const adversary =
+    opts.sourceAdversarial !== undefined
+      ? { sources: trainingSources, weight: opts.sourceAdversarial, ...(opts.adversaryLrScale !== undefined ? { lrScale: opts.adversaryLrScale } : {}) }
+      : undefined;
 
   if (init && init.metadata.architecture !== opts.model) {
     throw new InputError(`--init-from is a ${init.metadata.architecture} model, not ${opts.model}`, { file: opts.initFrom });
