@@ -20,7 +20,7 @@ export { initEngine, isNativeAvailable, type EngineInfo, type EngineOptions, typ
 
 // Models and prediction.
 export { DEFAULT_MODEL_DIR, loadModel, saveModel, readMetadata, type FundusModel } from './models/io.js';
-export type { ModelMetadata, Task, FineTuneRecipe, TestTimeAugmentation, TrainingRecipe, TrainingSource } from './models/metadata.js';
+export type { ModelMetadata, Task, FineTuneRecipe, TestTimeAugmentation, ExplanationSetting, TrainingRecipe, TrainingSource } from './models/metadata.js';
 export {
   Predictor,
   predictFiles,
@@ -75,7 +75,7 @@ export {
   type CamOptions,
   type Heatmap,
 } from './explain/cam.js';
-export { explainerFor, computeHeatmap, layerNames, type Explainer } from './explain/explainer.js';
+export { explainerFor, computeHeatmap, defaultExplanation, layerNames, type DefaultExplanation, type Explainer } from './explain/explainer.js';
 export { FusedExplainer, fuseHeatmaps } from './explain/fusion.js';
 export { renderOverlay, heatmapOnPhoto, COLORMAPS, type Colormap, type OverlayOptions } from './explain/overlay.js';
 export { runExplain, type ExplainJob, type ExplainManifest, type ExplainEntry, type ClassSelection, type RawFormat } from './explain/run.js';

@@ -23,10 +23,11 @@ export const CAM_METHODS = [
 export type CamMethod = (typeof CAM_METHODS)[number];
 
 /**
- * The method of every map made without one named (CLI, API, viewer, predict and queue heatmaps). LayerCAM, because
- * its element-wise weights keep the map's detail at the finer default target layer (findTargetLayer), where it
- * localises expert lesion boxes at least as well as Grad-CAM and is the only method that beats a random order at
- * both deletion and insertion: the table is in docs/explain-localisation.md.
+ * The method of every map made without one named (CLI, API, viewer, predict and queue heatmaps) for a model whose
+ * fundus.json records no method of its own (`defaultExplanation` in explainer.ts). LayerCAM, because on the 224 px
+ * model it was chosen on, its element-wise weights keep the map's detail at the finer default target layer
+ * (findTargetLayer), where it localised expert lesion boxes at least as well as Grad-CAM and was the only method
+ * that beat a random order at both deletion and insertion: the table is in docs/explain-localisation.md.
  */
 export const DEFAULT_CAM_METHOD: CamMethod = 'layercam';
 

@@ -10,6 +10,7 @@ import { InputError } from '../util/errors.js';
 import { folderEntries, isInside, someNames } from '../util/owned.js';
 import { progress } from '../util/progress.js';
 import { CAM_METHODS, DEFAULT_CAM_METHOD, isCamMethod, type CamMethod } from './cam.js';
+import { defaultExplanation } from './explainer.js';
 import { formatFaithfulnessTable } from './faithfulness.js';
 import { renderGallery } from './gallery.js';
 import { DEFAULT_LESION_CLASS, DEFAULT_TOLERANCE_PX, formatLocalisationTable, readLesions, type LocalisationJob } from './localisation.js';
@@ -43,9 +44,9 @@ export interface ExplainCliOptions {
 
 const MANIFEST = 'explain.json';
 
-function parseMethods(spec: string | undefined): CamMethod[] {
+function parseMethods(spec: string): CamMethod[] {
   if (spec === 'all') return [...CAM_METHODS];
-  const methods = (spec ?? DEFAULT_CAM_METHOD).split(',').map((s) => s.trim().toLowerCase());
+  const methods = spec.split(',').map((s) => s.trim().toLowerCase());
   for (const m of methods) {
     if (!isCamMethod(m)) throw new InputError(`--method: unknown method "${m}" (known: ${CAM_METHODS.join(', ')}, all)`);
   }
@@ -119,7 +120,8 @@ async function checkOutPlace(out: string, inputs: string[]): Promise<void> {
 
 export async function explainCommand(modelDir: string, inputs: string[], opts: ExplainCliOptions): Promise<void> {
   if (!opts.out) throw new InputError('--out <dir> is required');
-  const methods = parseMethods(opts.method);
+  // Checked before anything is read; without --method, the model's own default (known once it is loaded).
+  const namedMethods = opts.method === undefined ? undefined : parseMethods(opts.method);
   const colormap = (opts.colormap ?? 'jet') as Colormap;
   if (!COLORMAPS.includes(colormap)) throw new InputError(`--colormap must be one of ${COLORMAPS.join(', ')} (got '${opts.colormap}')`);
   const alpha = optionalNumber(opts.alpha, '--alpha', numberIn(0, 1), 0.45);
@@ -158,6 +160,7 @@ export async function explainCommand(modelDir: string, inputs: string[], opts: E
   }
   const engine = await initEngine();
   const model = await loadModel(modelDir);
+  const methods = namedMethods ?? [defaultExplanation(model).method];
   if (localisation && !model.metadata.classes.includes(localisation.lesionClass)) {
     throw new InputError(`--lesion-class: the model has no class "${localisation.lesionClass}" (classes: ${model.metadata.classes.join(', ')})`);
   }
@@ -230,8 +233,15 @@ export function register(program: Command): void {
       '-c, --classes <list>',
       "'predicted' (default: classes at or above the model's thresholds, plus the evidence against 'normal' where it is predicted absent), 'all', or comma-separated class names/indices",
     )
-    .option('-m, --method <list>', `comma-separated CAM methods, or 'all': ${CAM_METHODS.join(', ')}`, DEFAULT_CAM_METHOD)
-    .option('--layer <names>', 'layer to explain (default: the last convolutional block at stride 8 or finer, found automatically, e.g. block_5_add in MobileNetV2); several joined by commas explain at each and fuse the maps (LayerCAM fusion: tanh-scaled, max at the finest grid)')
+    .option(
+      '-m, --method <list>',
+      `comma-separated CAM methods, or 'all': ${CAM_METHODS.join(', ')} (default: the model's own, as its fundus.json "explanation" records it, else ${DEFAULT_CAM_METHOD})`,
+    )
+    .option(
+      '--layer <names>',
+      'layer to explain (default: the model\'s own, as its fundus.json "explanation" records it, else the last convolutional block at stride 8 or finer, found automatically, e.g. block_5_add in MobileNetV2); ' +
+        'several joined by commas explain at each and fuse the maps (LayerCAM fusion: tanh-scaled, max at the finest grid)',
+    )
     .option('--colormap <name>', `overlay colormap: ${COLORMAPS.join(', ')}`, 'jet')
     .option('--alpha <n>', 'heatmap opacity over the photo, 0..1', '0.45')
     .option('--raw <formats>', "raw heatmaps to write: npy (unnormalised CAM, float32), png16 (normalised, on the photo's pixel grid), both comma-separated, or none", 'npy')

@@ -1,8 +1,10 @@
 import type * as tfl from '@tensorflow/tfjs-layers';
-import type { FundusModel } from '../models/io.js';
+import { join } from 'node:path';
+import { METADATA_JSON, type FundusModel } from '../models/io.js';
 import { InputError } from '../util/errors.js';
-import { CamExplainer, DEFAULT_CAM_METHOD, type CamInput, type CamMethod, type CamOptions } from './cam.js';
+import { CAM_METHODS, CamExplainer, DEFAULT_CAM_METHOD, isCamMethod, type CamInput, type CamMethod, type CamOptions } from './cam.js';
 import { FusedExplainer } from './fusion.js';
+import { findTargetLayer } from './graph.js';
 import type { Heatmap } from './heatmap.js';
 
 /** What explains a model's class scores: one target layer (`CamExplainer`) or several fused (`FusedExplainer`). */
@@ -19,14 +21,55 @@ export function layerNames(layer: string | string[] | undefined): string[] | und
   return names;
 }
 
+/** How a model's heatmaps are made when no method or layer is named. */
+export interface DefaultExplanation {
+  method: CamMethod;
+  /** The target layer (or layers joined by ',' or '+', fused); absent: the automatic choice (`findTargetLayer`). */
+  layer?: string;
+  /** The measurement that chose them, as fundus.json records it; absent for fundus's global default. */
+  chosenBy?: string;
+}
+
 /**
- * The (cached) explainer of a fundus model for a target layer, or for several fused; without a layer, the last
- * convolutional block.
+ * The heatmap method and layer a model is explained with when none is named: the ones its fundus.json records
+ * (`explanation`, chosen by measuring localisation on that model, see docs/explain-localisation.md), else fundus's
+ * global default, DEFAULT_CAM_METHOD at the automatic target layer. Every place that makes heatmaps (`fundus
+ * explain`, `predict --heatmaps`, the queue's workers, the HTTP API and the viewer) starts from it; a method or layer
+ * named explicitly replaces its part.
+ *
+ * Throws an InputError naming the fundus.json file when the recorded method is not a CAM method, or, given the
+ * model's network, when a recorded layer is not one of its spatial layers.
+ *
+ * @example
+ * const { method, layer } = defaultExplanation(model); // models/default: gradcam at block_5_add
+ */
+export function defaultExplanation(model: Pick<FundusModel, 'dir' | 'metadata'> & { network?: tfl.LayersModel }): DefaultExplanation {
+  const recorded = model.metadata.explanation;
+  if (!recorded) return { method: DEFAULT_CAM_METHOD };
+  const file = join(model.dir, METADATA_JSON);
+  if (!isCamMethod(recorded.method)) {
+    throw new InputError(`"explanation.method": unknown method "${recorded.method}" (known: ${CAM_METHODS.join(', ')})`, { file });
+  }
+  if (recorded.layer !== undefined) {
+    try {
+      const names = layerNames(recorded.layer) as string[];
+      if (model.network) for (const name of names) findTargetLayer(model.network, name);
+    } catch (err) {
+      if (err instanceof InputError) throw new InputError(`"explanation.layer": ${err.message}`, { file });
+      throw err;
+    }
+  }
+  return { method: recorded.method, ...(recorded.layer !== undefined ? { layer: recorded.layer } : {}), chosenBy: recorded.chosenBy };
+}
+
+/**
+ * The (cached) explainer of a fundus model for a target layer, or for several fused; without a layer, the model's
+ * default layer (`defaultExplanation`), else the last convolutional block at stride 8 or finer.
  */
 export function explainerFor(model: FundusModel, opts: CamOptions = {}): Explainer {
   let perLayer = explainers.get(model.network);
   if (!perLayer) explainers.set(model.network, (perLayer = new Map()));
-  const names = layerNames(opts.layer);
+  const names = layerNames(opts.layer ?? defaultExplanation(model).layer);
   const key = names?.join('+') ?? '';
   let e = perLayer.get(key);
   if (!e) {
@@ -37,12 +80,15 @@ export function explainerFor(model: FundusModel, opts: CamOptions = {}): Explain
   return e;
 }
 
-/** The heatmap of one class for one preprocessed image (see `CamExplainer.explain` for batches). */
+/**
+ * The heatmap of one class for one preprocessed image (see `CamExplainer.explain` for batches), by default with the
+ * model's own method and layer (`defaultExplanation`).
+ */
 export async function computeHeatmap(
   model: FundusModel,
   image: CamInput,
   classIndex: number,
-  method: CamMethod = DEFAULT_CAM_METHOD,
+  method: CamMethod = defaultExplanation(model).method,
   opts: CamOptions = {},
 ): Promise<Heatmap> {
   return explainerFor(model, opts).explain([image], [{ image: 0, classIndex }], method)[0].heatmap;

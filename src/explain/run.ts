@@ -50,6 +50,7 @@ export interface ExplainJob {
   methods: CamMethod[];
   /** Directory to fill (the caller makes it atomic). */
   outDir: string;
+  /** The target layer(s); absent: the model's own default (`defaultExplanation`), else the automatic choice. */
   layer?: string;
   colormap?: Colormap;
   alpha?: number;

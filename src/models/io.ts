@@ -165,7 +165,23 @@ export async function readMetadata(dir: string): Promise<ModelMetadata> {
   if (h !== pre.size || w !== pre.size || c !== channelCount(pre)) {
     throw new InputError(`"inputShape" [${m.inputShape.join(', ')}] does not match the preprocessing (${pre.size}×${pre.size}, ${pre.channels})`, { file: path });
   }
+  if (m.explanation !== undefined) checkExplanationSetting(m.explanation, path);
   return m as ModelMetadata;
+}
+
+/**
+ * The shape of fundus.json's `explanation`; whether its method is a CAM method and its layer one of the network's is
+ * checked where heatmaps are made (`defaultExplanation` in src/explain), which knows both.
+ */
+function checkExplanationSetting(e: unknown, path: string): void {
+  const text = (v: unknown) => typeof v === 'string' && v.trim() !== '';
+  if (e === null || typeof e !== 'object' || Array.isArray(e)) {
+    throw new InputError('"explanation" must be an object { method, layer?, chosenBy }', { file: path });
+  }
+  const { method, layer, chosenBy } = e as Record<string, unknown>;
+  if (!text(method)) throw new InputError(`"explanation.method" must be a CAM method name (got ${JSON.stringify(method)})`, { file: path });
+  if (layer !== undefined && !text(layer)) throw new InputError(`"explanation.layer" must be a layer name when given (got ${JSON.stringify(layer)})`, { file: path });
+  if (!text(chosenBy)) throw new InputError('"explanation.chosenBy" must say which measurement chose the method (a non-empty text)', { file: path });
 }
 
 /** Loads a model directory written by `saveModel`. */

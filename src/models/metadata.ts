@@ -43,6 +43,17 @@ export interface TrainingRecipe {
   };
 }
 
+/**
+ * A model's own default heatmap: a CAM method name (one of CAM_METHODS in src/explain/cam.ts), optionally a target
+ * layer (a layer name, or several joined by ',' or '+' to fuse them), and which measurement chose them.
+ */
+export interface ExplanationSetting {
+  method: string;
+  layer?: string;
+  /** The measurement that chose it, e.g. the benchmark, its photographs and the numbers. */
+  chosenBy: string;
+}
+
 /** Prediction beyond one forward pass: `hflip` averages the probabilities of the photo and its mirror image. */
 export type TestTimeAugmentation = 'none' | 'hflip';
 
@@ -98,6 +109,12 @@ export interface ModelMetadata {
   backbone?: BackboneProvenance;
   /** How predictions are made (absent: one forward pass). */
   inference?: { tta: TestTimeAugmentation };
+  /**
+   * How this model's heatmaps are made when no method or layer is named (absent: fundus's global default, LayerCAM at
+   * the automatic target layer; see `defaultExplanation` in src/explain). Never written by training: a retrained model
+   * is a new model, and the localisation benchmark (benchmarks/scripts/localisation.ts --record) chooses it.
+   */
+  explanation?: ExplanationSetting;
   /** Final metrics on validation/test, as produced by `fundus evaluate`. */
   metrics?: Record<string, unknown>;
   createdAt: string;
