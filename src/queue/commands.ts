@@ -66,7 +66,8 @@ interface SubmitFlags {
   maxPhotoBytes: number;
   maxRedisBytes: number;
   heatmaps?: string;
-  heatmapMethod: CamMethod;
+  /** Absent: the model's own default (`defaultExplanation`). */
+  heatmapMethod?: CamMethod;
   heatmapClasses: HeatmapChoice['classes'];
   attempts: number;
   backoff: number;

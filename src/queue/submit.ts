@@ -8,6 +8,8 @@ import { photoBytes } from '../data/photo-source.js';
 import { mapLimit } from '../data/cache.js';
 import { METADATA_JSON, readMetadata } from '../models/io.js';
 import { InputError } from '../util/errors.js';
+import type { CamMethod } from '../explain/cam.js';
+import { defaultExplanation, type DefaultExplanation } from '../explain/explainer.js';
 import type { ModelIdentity } from '../serve/output.js';
 import { identityOf } from '../serve/predict-cli.js';
 import { openHeatmapsIndex, type HeatmapChoice } from '../serve/heatmap-files.js';
@@ -43,8 +45,11 @@ export interface SubmitOptions {
   bytes?: BytesCaps;
   /** The gradability gate before the network, as in `fundus predict` (default true). */
   gradability?: boolean;
-  /** Also write heatmap overlays into this folder (shared storage every worker can write), as `predict --heatmaps`. */
-  heatmaps?: { dir: string; choice: HeatmapChoice };
+  /**
+   * Also write heatmap overlays into this folder (shared storage every worker can write), as `predict --heatmaps`;
+   * without a method, the model's own (`defaultExplanation`).
+   */
+  heatmaps?: { dir: string; choice: Omit<HeatmapChoice, 'method'> & { method?: CamMethod } };
   /** Called after each enqueued chunk with the photographs enqueued so far. */
   onProgress?: (enqueued: number) => void;
 }
@@ -67,9 +72,10 @@ export interface SubmitSummary {
  * The identity of the model in `dir` as `fundus predict` records it (sha256 of fundus.json, see modelIdentity in
  * predict-cli.ts), without loading its weights: submit only needs to name the model.
  */
-export async function modelIdentityOfDir(dir: string): Promise<{ identity: ModelIdentity; classes: string[]; thresholds: number[] }> {
+export async function modelIdentityOfDir(dir: string): Promise<{ identity: ModelIdentity; classes: string[]; thresholds: number[]; explanation: DefaultExplanation }> {
   const meta = await readMetadata(dir);
   return {
+    explanation: defaultExplanation({ dir, metadata: meta }),
     identity: identityOf(dir, await readFile(join(dir, METADATA_JSON), 'utf8')),
     classes: meta.classes,
     thresholds: meta.thresholds,
@@ -180,7 +186,7 @@ export async function submitPhotos(opts: SubmitOptions): Promise<SubmitSummary> 
   const model = await modelIdentityOfDir(opts.modelDir);
   const files = await expandInputs(opts.inputs);
   const gradability = opts.gradability ?? true;
-  const heatmaps: HeatmapRequest | undefined = opts.heatmaps && (await heatmapRequest(opts.heatmaps.dir, opts.heatmaps.choice, model.classes, files));
+  const heatmaps: HeatmapRequest | undefined = opts.heatmaps && (await heatmapRequest(opts.heatmaps.dir, { ...opts.heatmaps.choice, method: opts.heatmaps.choice.method ?? model.explanation.method }, model.classes, files));
   await bindModel(redis, keys, opts.queueName, { model: model.identity, classes: model.classes, thresholds: model.thresholds, gradability, heatmaps, createdAt: new Date().toISOString() });
   // The folder's index marks it as fundus's, and tells a worker that the folder it writes into is the shared one.
   if (heatmaps) await openHeatmapsIndex(heatmaps.dir);

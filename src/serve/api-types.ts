@@ -59,8 +59,15 @@ export interface ModelCard {
   inputShape: [number, number, number];
   preprocess: unknown;
   explainMethods: string[];
-  /** The method /v1/explain uses when none is asked for (the viewer starts with it). */
+  /**
+   * The method /v1/explain uses when none is asked for (the viewer starts with it): the model's own when its
+   * fundus.json records one (`explanation`), else fundus's global default.
+   */
   defaultExplainMethod: string;
+  /** The layer every map is made at, when the model records one (absent: chosen automatically; each map's `layer` says which). */
+  defaultExplainLayer?: string;
+  /** Which measurement chose the model's default method and layer, when the model records them. */
+  defaultExplainChosenBy?: string;
   /** The pretrained backbone the network was built on (name, weights, source, licence, sha256). */
   backbone?: unknown;
   /** Test-time augmentation the predictions include (absent: one forward pass). */

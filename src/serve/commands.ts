@@ -35,7 +35,11 @@ function heatmapClasses(v: string): HeatmapChoice['classes'] {
 /** `--heatmap-method` and `--heatmap-classes`, as `predict` and `queue submit` take them (with `--heatmaps`). */
 export function withHeatmapChoice(cmd: Command): Command {
   return cmd
-    .option('--heatmap-method <method>', `heatmap method: ${CAM_METHODS.join(', ')}`, camMethod, DEFAULT_CAM_METHOD)
+    .option(
+      '--heatmap-method <method>',
+      `heatmap method: ${CAM_METHODS.join(', ')} (default: the model's own, as its fundus.json "explanation" records it, else ${DEFAULT_CAM_METHOD})`,
+      camMethod,
+    )
     .option('--heatmap-classes <which>', '"positive" (decided classes, else the likeliest), "all", or a comma-separated list of class names', heatmapClasses, 'positive');
 }
 
@@ -57,7 +61,8 @@ interface PredictFlags {
   showIdentifiers?: boolean;
   out?: string;
   heatmaps?: string;
-  heatmapMethod: CamMethod;
+  /** Absent: the model's own default (`defaultExplanation`). */
+  heatmapMethod?: CamMethod;
   heatmapClasses: HeatmapChoice['classes'];
   batchSize: number;
   resume?: boolean;

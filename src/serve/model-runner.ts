@@ -8,7 +8,7 @@ import { Predictor } from '../models/predictor.js';
 import { toRecord, toUngradableRecord, type PhotoRecord } from '../models/records.js';
 import { decodeRgb, type CropGeometry, type PreprocessedImage } from '../data/preprocess.js';
 import type { CamMethod, Heatmap } from '../explain/cam.js';
-import { explainerFor } from '../explain/explainer.js';
+import { defaultExplanation, explainerFor } from '../explain/explainer.js';
 import { renderOverlay, type Colormap } from '../explain/overlay.js';
 import { InputError } from '../util/errors.js';
 import { inspectImage, type ImageInfo } from './image-check.js';
@@ -46,7 +46,7 @@ export interface Explanation {
   heatmap: Heatmap;
   geometry: CropGeometry;
   probability: number;
-  /** The layer (or fused layers, joined by '+') the map was made at: the model's default target layer. */
+  /** The layer (or fused layers, joined by '+') the map was made at: the model's default target layer (`defaultExplanation`). */
   layer: string;
   /** The heatmap drawn over the photograph (PNG), when an overlay was asked for. */
   png?: Buffer;
@@ -94,6 +94,8 @@ export class ModelRunner {
   /** Loads the model (`loadModel`: InputError for a folder that is not a valid model); the engine is set up already. */
   static async load(dir: string, opts: RunnerOptions = {}): Promise<ModelRunner> {
     const model = await loadModel(dir);
+    // A recorded default heatmap the network cannot make refuses the model now, not on the first /v1/explain.
+    defaultExplanation(model);
     return new ModelRunner(model, await modelVersion(dir), opts.maxBatch ?? 16, opts.gradabilityCheck ?? true);
   }
 

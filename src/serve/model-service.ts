@@ -1,6 +1,7 @@
 import type { FundusModel } from '../models/io.js';
 import { modelLimitations } from '../models/card.js';
-import { CAM_METHODS, DEFAULT_CAM_METHOD, type CamMethod } from '../explain/cam.js';
+import { CAM_METHODS, type CamMethod } from '../explain/cam.js';
+import { defaultExplanation, type DefaultExplanation } from '../explain/explainer.js';
 import type { EngineInfo } from '../engine/index.js';
 import { InputError } from '../util/errors.js';
 import type { ModelCard } from './api-types.js';
@@ -63,12 +64,18 @@ export class ModelService {
     return this.pool.workers();
   }
 
+  /** The method and layer of a heatmap asked for without a method (the model's own, else fundus's global default). */
+  get defaultExplanation(): DefaultExplanation {
+    return defaultExplanation(this.model);
+  }
+
   get classes(): string[] {
     return this.model.metadata.classes;
   }
 
   card(): ModelCard {
     const m = this.model.metadata;
+    const explanation = this.defaultExplanation;
     return {
       version: this.version,
       architecture: m.architecture,
@@ -80,7 +87,9 @@ export class ModelService {
       inputShape: m.inputShape,
       preprocess: m.preprocess,
       explainMethods: [...CAM_METHODS],
-      defaultExplainMethod: DEFAULT_CAM_METHOD,
+      defaultExplainMethod: explanation.method,
+      ...(explanation.layer !== undefined ? { defaultExplainLayer: explanation.layer } : {}),
+      ...(explanation.chosenBy !== undefined ? { defaultExplainChosenBy: explanation.chosenBy } : {}),
       ...(m.backbone ? { backbone: m.backbone } : {}),
       ...(m.inference ? { inference: m.inference } : {}),
       ...(m.trainingData ? { trainingData: m.trainingData } : {}),

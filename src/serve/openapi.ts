@@ -1,5 +1,6 @@
 import { UNGRADABLE_REASONS } from '../data/gradability.js';
-import { CAM_METHODS, DEFAULT_CAM_METHOD } from '../explain/cam.js';
+import { CAM_METHODS } from '../explain/cam.js';
+import type { DefaultExplanation } from '../explain/explainer.js';
 import { COLORMAPS } from '../explain/overlay.js';
 
 /** ?frame=n: one frame of a multi-frame DICOM upload. */
@@ -46,7 +47,8 @@ const errors = (codes: number[]) =>
 const probabilityMap = { type: 'object', additionalProperties: { type: 'number', minimum: 0, maximum: 1 } };
 
 /** The OpenAPI 3.1 description served at `/openapi.json`. */
-export function openApiDocument(opts: { version: string; classes: string[]; tokenRequired: boolean }): Record<string, unknown> {
+export function openApiDocument(opts: { version: string; classes: string[]; tokenRequired: boolean; explanation: DefaultExplanation }): Record<string, unknown> {
+  const { method, layer, chosenBy } = opts.explanation;
   return {
     openapi: '3.1.0',
     info: {
@@ -151,7 +153,15 @@ export function openApiDocument(opts: { version: string; classes: string[]; toke
           description: 'A photograph the gradability gate refuses is answered 422 with the reasons (no heatmap of a diagnosis that is not made).',
           parameters: [
             { name: 'class', in: 'query', required: true, schema: { type: 'string', enum: opts.classes }, description: 'class name (or index)' },
-            { name: 'method', in: 'query', required: false, schema: { type: 'string', enum: [...CAM_METHODS], default: DEFAULT_CAM_METHOD } },
+            {
+              name: 'method',
+              in: 'query',
+              required: false,
+              schema: { type: 'string', enum: [...CAM_METHODS], default: method },
+              description:
+                `CAM method; default: this model's (${method}${chosenBy ? `, chosen by ${chosenBy}` : ", fundus's global default"}). ` +
+                `Every map is made at ${layer ? `layer ${layer}` : 'the automatically chosen layer'}; the JSON answer's \`layer\` names it.`,
+            },
             { name: 'format', in: 'query', required: false, schema: { type: 'string', enum: ['png', 'json'] }, description: 'default: from Accept, else png' },
             { name: 'opacity', in: 'query', required: false, schema: { type: 'number', minimum: 0, maximum: 1, default: 0.45 }, description: 'heatmap opacity in the PNG' },
             { name: 'colormap', in: 'query', required: false, schema: { type: 'string', enum: [...COLORMAPS], default: 'jet' } },

@@ -5,7 +5,8 @@ import { performance } from 'node:perf_hooks';
 import { enclosingModelDir, METADATA_JSON, type FundusModel } from '../models/io.js';
 import { isImageName } from '../data/image-files.js';
 import type { PreprocessedImage } from '../data/preprocess.js';
-import { DEFAULT_CAM_METHOD, type CamMethod } from '../explain/cam.js';
+import type { CamMethod } from '../explain/cam.js';
+import { defaultExplanation } from '../explain/explainer.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
 import { acquireLock, type Lock } from '../util/lock.js';
@@ -31,6 +32,7 @@ export interface PredictRunOptions {
   resume?: boolean;
   /** Folder for heatmap overlays (one PNG per image and explained class). */
   heatmaps?: string;
+  /** Absent: the model's own default (`defaultExplanation`). */
   heatmapMethod?: CamMethod;
   /** `positive`: the classes decided positive (the likeliest class when none is); `all`; or a list of names. */
   heatmapClasses?: HeatmapChoice['classes'];
@@ -126,7 +128,7 @@ export async function runPredict(opts: PredictRunOptions): Promise<PredictRunSum
   const t0 = performance.now();
   const { model } = opts;
   const { classes, thresholds } = model.metadata;
-  const choice: HeatmapChoice = { method: opts.heatmapMethod ?? DEFAULT_CAM_METHOD, classes: opts.heatmapClasses ?? 'positive' };
+  const choice: HeatmapChoice = { method: opts.heatmapMethod ?? defaultExplanation(model).method, classes: opts.heatmapClasses ?? 'positive' };
   checkHeatmapClasses(choice.classes, classes);
   const batchSize = opts.batchSize ?? 16;
   // Everything that could refuse, before any image is read.

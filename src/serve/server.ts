@@ -3,7 +3,7 @@ import { isDicomBytes } from '../data/dicom.js';
 import multipart from '@fastify/multipart';
 import fastifyStatic from '@fastify/static';
 import { performance } from 'node:perf_hooks';
-import { isCamMethod, CAM_METHODS, DEFAULT_CAM_METHOD, type CamMethod } from '../explain/cam.js';
+import { isCamMethod, CAM_METHODS, type CamMethod } from '../explain/cam.js';
 import { COLORMAPS, type Colormap } from '../explain/overlay.js';
 import { InputError } from '../util/errors.js';
 import type { ErrorBody, ExplainResponse, PredictResponse } from './api-types.js';
@@ -221,7 +221,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
     return { status, model: service.version, slots: counts };
   });
   app.get('/v1/model', async () => service.card());
-  const openapi = openApiDocument({ version: service.version, classes: service.classes, tokenRequired: !!opts.token });
+  const openapi = openApiDocument({ version: service.version, classes: service.classes, tokenRequired: !!opts.token, explanation: service.defaultExplanation });
   app.get('/openapi.json', async () => openapi);
 
   const filenameQuery = {
@@ -267,7 +267,7 @@ export async function buildServer(opts: ServerOptions): Promise<FastifyInstance>
           required: ['class'],
           properties: {
             class: { type: 'string', minLength: 1, maxLength: 100 },
-            method: { type: 'string', enum: [...CAM_METHODS], default: DEFAULT_CAM_METHOD },
+            method: { type: 'string', enum: [...CAM_METHODS], default: service.defaultExplanation.method },
             format: { type: 'string', enum: ['png', 'json'] },
             opacity: { type: 'number', minimum: 0, maximum: 1, default: 0.45 },
             colormap: { type: 'string', enum: [...COLORMAPS], default: 'jet' },

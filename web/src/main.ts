@@ -306,6 +306,11 @@ function showModelCard(m: ModelCard): void {
     ['Input', `${m.inputShape[0]}×${m.inputShape[1]}, ${m.inputShape[2] === 1 ? 'green channel' : 'colour'}`],
     ['Created', m.createdAt ? new Date(m.createdAt).toISOString().slice(0, 10) : 'unknown'],
     ['Version', m.version],
+    [
+      'Heatmaps',
+      `${m.defaultExplainMethod} at ${m.defaultExplainLayer ?? 'the automatically chosen layer'} by default` +
+        (m.defaultExplainChosenBy ? ` (chosen by ${m.defaultExplainChosenBy})` : " (fundus's global default)"),
+    ],
   ];
   const td = m.trainingData as { imageCount?: number } | undefined;
   if (td?.imageCount) rows.splice(4, 0, ['Training images', String(td.imageCount)]);
