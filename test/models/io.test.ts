@@ -107,6 +107,13 @@ test('loading refuses corrupt metadata, weights outside the folder and non-finit
     await save('rgb', { ...meta, preprocess: { ...meta.preprocess, channels: 'rgb', normalize: { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] } }, inputShape: [8, 8, 3] }),
     /the network takes 8×8×1 inputs but fundus\.json says 8×8×3/,
   );
+  // a model's own default heatmap (fundus.json "explanation"): its shape here, its method and layer where maps are made
+  const explanation = { method: 'gradcam', layer: 'conv2d_1', chosenBy: 'a benchmark' };
+  await refuses(await save('explanation-list', { ...meta, explanation: ['gradcam'] }), /fundus\.json: "explanation" must be an object \{ method, layer\?, chosenBy \}/);
+  await refuses(await save('explanation-method', { ...meta, explanation: { ...explanation, method: 3 } }), /fundus\.json: "explanation\.method" must be a CAM method name \(got 3\)/);
+  await refuses(await save('explanation-layer', { ...meta, explanation: { ...explanation, layer: '' } }), /"explanation\.layer" must be a layer name when given \(got ""\)/);
+  await refuses(await save('explanation-why', { ...meta, explanation: { method: 'gradcam' } }), /"explanation\.chosenBy" must say which measurement chose the method/);
+  assert.deepEqual((await loadModel(await save('explanation', { ...meta, explanation }))).metadata.explanation, explanation);
   // a weights path that leaves the folder
   const escape = await save('escape', meta);
   const mj = JSON.parse(await readFile(join(escape, 'model.json'), 'utf8'));

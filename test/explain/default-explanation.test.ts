@@ -1,0 +1,112 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { initEngine } from '../../src/engine/index.js';
+import { DEFAULT_CAM_METHOD, type CamInput } from '../../src/explain/cam.js';
+import { explainCommand } from '../../src/explain/commands.js';
+import { computeHeatmap, defaultExplanation, explainerFor } from '../../src/explain/explainer.js';
+import type { ExplainManifest } from '../../src/explain/run.js';
+import { loadModel } from '../../src/models/io.js';
+import type { ExplanationSetting, ModelMetadata } from '../../src/models/metadata.js';
+import { InputError } from '../../src/util/errors.js';
+import { pathKind } from '../../src/util/owned.js';
+import { VIETAI_DIR, tempDir } from '../helpers.js';
+import { tinyModel } from './tiny-model.js';
+
+const PHOTO = join(VIETAI_DIR, 'train', 'c24a1b14d253.jpg');
+
+/** The tiny model (automatic layer: last_conv, 8×8) with `explanation` written into its fundus.json. */
+async function modelWith(explanation: unknown): Promise<string> {
+  const dir = join(await tempDir('fundus-default-explanation-'), 'model');
+  await tinyModel(dir);
+  const path = join(dir, 'fundus.json');
+  const meta = JSON.parse(await readFile(path, 'utf8')) as ModelMetadata;
+  await writeFile(path, JSON.stringify({ ...meta, explanation }, null, 2));
+  return dir;
+}
+
+const RECORDED: ExplanationSetting = { method: 'gradcam', layer: 'conv2', chosenBy: 'test: a layer the automatic rule does not pick' };
+
+/** A deterministic input of the tiny model's shape. */
+function input(): CamInput {
+  const data = new Float32Array(32 * 32 * 3);
+  for (let i = 0; i < data.length; i++) data[i] = Math.sin(i * 0.37) * 1.5;
+  return { data, size: 32, channels: 3 };
+}
+
+test("without a recorded explanation a model keeps fundus's global default: layercam at the automatic layer", async () => {
+  await initEngine();
+  const dir = join(await tempDir('fundus-default-explanation-'), 'model');
+  await tinyModel(dir);
+  const model = await loadModel(dir);
+  assert.deepEqual(defaultExplanation(model), { method: DEFAULT_CAM_METHOD });
+  assert.equal(explainerFor(model).layerName, 'last_conv');
+});
+
+test("a model's recorded method and layer are its default in the library; a named method or layer wins", async () => {
+  await initEngine();
+  const model = await loadModel(await modelWith(RECORDED));
+  assert.deepEqual(defaultExplanation(model), RECORDED);
+  const explainer = explainerFor(model);
+  assert.equal(explainer.layerName, 'conv2');
+  assert.deepEqual(explainer.cells, [16, 16]);
+  assert.equal(explainerFor(model, { layer: 'last_conv' }).layerName, 'last_conv');
+
+  const image = input();
+  const byDefault = await computeHeatmap(model, image, 1);
+  const gradcam = explainer.explain([image], [{ image: 0, classIndex: 1 }], 'gradcam')[0].heatmap;
+  const layercam = explainer.explain([image], [{ image: 0, classIndex: 1 }], 'layercam')[0].heatmap;
+  assert.deepEqual([byDefault.width, byDefault.height], [16, 16]);
+  assert.deepEqual(byDefault.data, gradcam.data, 'the default heatmap is the recorded method at the recorded layer');
+  assert.notDeepEqual(gradcam.data, layercam.data, 'the two methods give different maps here, so the check above can fail');
+  assert.deepEqual((await computeHeatmap(model, image, 1, 'layercam')).data, layercam.data);
+  const named = await computeHeatmap(model, image, 1, 'gradcam', { layer: 'last_conv' });
+  assert.deepEqual([named.width, named.height], [8, 8]);
+});
+
+test("fundus explain uses the model's recorded method and layer unless --method or --layer names others", async () => {
+  await initEngine();
+  const modelDir = await modelWith(RECORDED);
+  const tmp = await tempDir('fundus-default-explanation-');
+  const run = async (name: string, opts: { method?: string; layer?: string }) => {
+    const out = join(tmp, name);
+    await explainCommand(modelDir, [PHOTO], { out, quiet: true, raw: 'none', classes: '1', ...opts });
+    return JSON.parse(await readFile(join(out, 'explain.json'), 'utf8')) as ExplainManifest;
+  };
+  const byDefault = await run('default', {});
+  assert.deepEqual(byDefault.methods, ['gradcam']);
+  assert.equal(byDefault.layer, 'conv2');
+  assert.deepEqual(byDefault.entries.map((e) => e.method), ['gradcam']);
+  const methodNamed = await run('method', { method: 'layercam' });
+  assert.deepEqual(methodNamed.methods, ['layercam']);
+  assert.equal(methodNamed.layer, 'conv2', 'the recorded layer stays when only the method is named');
+  const both = await run('both', { method: 'hirescam', layer: 'last_conv' });
+  assert.deepEqual(both.methods, ['hirescam']);
+  assert.equal(both.layer, 'last_conv');
+});
+
+test('a recorded method or layer the model cannot use is refused naming its fundus.json, and explain writes nothing', async () => {
+  await initEngine();
+  const refused = (re: RegExp) => (e: unknown) => e instanceof InputError && /fundus\.json: "explanation\./.test(e.message) && re.test(e.message);
+
+  const badMethod = await modelWith({ ...RECORDED, method: 'gradcamm' });
+  const m = await loadModel(badMethod);
+  assert.throws(() => defaultExplanation(m), refused(/unknown method "gradcamm" \(known: gradcam, /));
+  assert.throws(() => explainerFor(m), refused(/unknown method/), 'a bad method refuses the model even where only its layer is read');
+  const out = join(await tempDir('fundus-default-explanation-'), 'out');
+  await assert.rejects(explainCommand(badMethod, [PHOTO], { out, quiet: true }), refused(/unknown method "gradcamm"/));
+  assert.equal(await pathKind(out), 'missing');
+  // with only --method named, the recorded layer is still read: the broken record is refused all the same
+  await assert.rejects(explainCommand(badMethod, [PHOTO], { out, quiet: true, method: 'gradcam' }), refused(/unknown method/));
+
+  const noLayer = await loadModel(await modelWith({ ...RECORDED, layer: 'nope' }));
+  assert.throws(() => defaultExplanation(noLayer), refused(/the model has no layer named "nope"/));
+  assert.throws(() => explainerFor(noLayer), refused(/no layer named "nope"/));
+  // without the network (the server's event loop) only the method can be checked
+  assert.deepEqual(defaultExplanation({ dir: noLayer.dir, metadata: noLayer.metadata }).layer, 'nope');
+  const flat = await loadModel(await modelWith({ ...RECORDED, layer: 'gap' }));
+  assert.throws(() => defaultExplanation(flat), refused(/layer "gap" outputs shape \[,32\], not a spatial feature map/));
+  const twice = await loadModel(await modelWith({ ...RECORDED, layer: 'conv2,conv2' }));
+  assert.throws(() => defaultExplanation(twice), refused(/named twice/));
+});
