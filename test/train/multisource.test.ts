@@ -58,6 +58,7 @@ test('multi-source training with partial labels and a source adversary resumes b
     model: 'small-cnn',
     datasets,
     sourceAdversarial: 0.5,
+    adversaryLrScale: 5,
     balanceSources: true,
     out: join(dir, `${tag}-model`),
     runDir: join(dir, `${tag}-run`),
@@ -78,7 +79,7 @@ test('multi-source training with partial labels and a source adversary resumes b
     ['a', 'opacity|diabetic retinopathy|glaucoma|macular edema|macular degeneration|retinal vascular occlusion|normal'],
     ['b', 'diabetic retinopathy|normal'],
   ]);
-  assert.deepEqual(meta.training?.sourceAdversarial, { sources: ['a', 'b'], weight: 0.5 });
+  assert.deepEqual(meta.training?.sourceAdversarial, { sources: ['a', 'b'], weight: 0.5, lrScale: 5 });
   assert.equal(meta.trainingData?.balanceSources, true);
   const split = JSON.parse(await readFile(join(whole.modelDir, 'split.json'), 'utf8'));
   assert.ok(split.parts.train.some((f: string) => f.startsWith('b/')) && split.parts.train.some((f: string) => f.startsWith('a/')));
@@ -104,5 +105,9 @@ test('source-adversarial training needs two training sources', async () => {
   await assert.rejects(
     trainModel({ task: 'multilabel', model: 'small-cnn', csv: d.csv, images: d.images, split: d.split, out: join(d.dir, 'm'), sourceAdversarial: 0.1, quiet: true }),
     (e: unknown) => e instanceof InputError && /at least two training sources/.test(e.message),
+  );
+  await assert.rejects(
+    trainModel({ task: 'multilabel', model: 'small-cnn', csv: d.csv, images: d.images, split: d.split, out: join(d.dir, 'm'), adversaryLrScale: 10, quiet: true }),
+    (e: unknown) => e instanceof InputError && /--adversary-lr-scale needs --source-adversarial/.test(e.message),
   );
 });
