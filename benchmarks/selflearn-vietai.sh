@@ -10,6 +10,8 @@
 #   FT_EPOCHS=2 FT_MAX_MINUTES=3          each fine-tuned arm (5: control, knn, rbf, confidence, then round 2 of the better kernel)
 #   SCRATCH_EPOCHS=4 SCRATCH_MAX_MINUTES=5 each from-scratch arm (3 of them: control, knn, rbf)
 #   DEADLINE_MINUTES=34                   arms that could end past this are skipped, and the report says so
+#   RETRAIN=scratch,finetune              retraining modes (finetune alone for a pretrained model at a large input, where
+#                                         a from-scratch arm of a few minutes would see a fraction of an epoch)
 #   ROUNDS=2 THRESHOLD=0.9 GAMMA_SCALE=30 N_NEIGHBORS=7 BOOTSTRAP=1000 SEED=0
 #   LIMIT=                                at most this many images per split part in training (smoke runs only)
 #   OUT=runs/selflearn-vietai-<time>      output folder (report.md, report.json, models/, runs/, log.txt)
@@ -24,6 +26,7 @@ FT_MAX_MINUTES=${FT_MAX_MINUTES:-3}
 SCRATCH_EPOCHS=${SCRATCH_EPOCHS:-4}
 SCRATCH_MAX_MINUTES=${SCRATCH_MAX_MINUTES:-5}
 DEADLINE_MINUTES=${DEADLINE_MINUTES:-34}
+RETRAIN=${RETRAIN:-scratch,finetune}
 ROUNDS=${ROUNDS:-2}
 THRESHOLD=${THRESHOLD:-0.9}
 GAMMA_SCALE=${GAMMA_SCALE:-30}
@@ -43,7 +46,7 @@ echo "selflearn-vietai: $MODEL -> $OUT; fine-tuned arms $FT_EPOCHS epochs (cap $
 start=$(date +%s)
 nice -n "$NICE" npx tsx src/cli.ts selflearn "$MODEL" --data "$DATA/train.csv" "$DATA/train" --split splits/vietai.json \
   --unlabelled "$DATA/unlabeled" --out "$OUT" --methods knn,rbf,confidence --scratch-methods knn,rbf \
-  --retrain scratch,finetune --rounds "$ROUNDS" --rounds-for best-spreading \
+  --retrain "$RETRAIN" --rounds "$ROUNDS" --rounds-for best-spreading \
   --threshold "$THRESHOLD" --gamma-scale "$GAMMA_SCALE" --n-neighbors "$N_NEIGHBORS" \
   --epochs "$SCRATCH_EPOCHS" --max-minutes "$SCRATCH_MAX_MINUTES" \
   --finetune-epochs "$FT_EPOCHS" --finetune-max-minutes "$FT_MAX_MINUTES" \
