@@ -119,7 +119,9 @@ export function describeRecipe(meta: ModelMetadata): string {
     `seed ${t.seed}${t.initFrom ? `, starting from the weights of ${t.initFrom}` : meta.backbone ? ', starting from ImageNet weights' : ', from scratch'}` +
     fineTuning(t.fineTune) +
     (t.sourceAdversarial
-      ? `; a source-adversarial head (gradient reversal, strength ${t.sourceAdversarial.weight}) kept the features from telling ${t.sourceAdversarial.sources.join(', ')} apart`
+      ? `; trained against a source-adversarial head (gradient reversal, strength ${t.sourceAdversarial.weight}` +
+        `${t.sourceAdversarial.lrScale !== undefined ? `, the head at ${t.sourceAdversarial.lrScale}x the learning rate` : ''}) ` +
+        `that tried to tell ${t.sourceAdversarial.sources.join(', ')} apart (how much of the source the features keep is what \`fundus audit\` measures)`
       : '')
   );
 }

@@ -26,8 +26,8 @@ export interface TrainingRecipe {
   augment: boolean;
   /** Camera augmentation too (blur, colour temperature, noise, resampling, JPEG re-compression; see data/augment.ts). */
   cameraAugment?: boolean;
-  /** Source-adversarial training: the sources the reversed-gradient head told apart, and its strength. */
-  sourceAdversarial?: { sources: string[]; weight: number };
+  /** Source-adversarial training: the sources the reversed-gradient head told apart, its strength and learning-rate scale. */
+  sourceAdversarial?: { sources: string[]; weight: number; lrScale?: number };
   seed: number;
   /** The model directory whose weights the run started from (fine-tuning), as given. */
   initFrom?: string;
