@@ -6,13 +6,19 @@
 // Usage: tsx benchmarks/scripts/localisation.ts [<model-dir>] [--methods gradcam,layercam] [--limit 20]
 //          [--datasets datasets/train.json --part test] [--names list.txt] [--lesion-types hard_exudates]
 //          [--tolerance 15] [--layer NAME] [--resamples 1000] [--batch-size 4] [--out runs/localisation]
-//          [--faithfulness] (also deletion/insertion, 10 steps: to choose a default by both)
+//          [--faithfulness] (also deletion/insertion, 10 steps: to choose a default by both) [--record]
 //
 // A model trained on codras photographs must be scored on photographs it did not train on: `--datasets` and `--part`
 // keep only the codras photographs of that part of the datasets file's split (names `codras/0001.jpg`), `--names`
 // only those listed in a file (one name per line, with or without the `codras/` prefix), and the codras photographs
 // in the train or validation part of the model's own split.json are always left out. `--limit` picks that many
 // photographs evenly spaced over the sorted names (0: all). `--out` keeps the overlays, explain.json and the gallery.
+//
+// `--record` writes the model's default heatmap into its fundus.json (`explanation`): the method of this run that
+// localises best by `bestLocalisingMethod` (the highest energy ratio to the uniform disc whose interval lies above the
+// centre prior's), at this run's layer, with the numbers as `chosenBy`. It compares the methods of one run, i.e. of
+// one layer: run each layer, and record with the layer that won. No method qualifying records nothing (exit 1).
+// Recording changes the fundus.json's sha256, the model's identity in prediction files and queues.
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
@@ -21,9 +27,9 @@ import { initEngine } from '../../src/engine/index.js';
 import { CAM_METHODS, isCamMethod, type CamMethod } from '../../src/explain/cam.js';
 import { formatFaithfulnessTable } from '../../src/explain/faithfulness.js';
 import { renderGallery } from '../../src/explain/gallery.js';
-import { DEFAULT_TOLERANCE_PX, formatLocalisationTable, readLesions } from '../../src/explain/localisation.js';
+import { DEFAULT_TOLERANCE_PX, bestLocalisingMethod, describeLocalisation, formatLocalisationTable, readLesions } from '../../src/explain/localisation.js';
 import { parseClasses, runExplain } from '../../src/explain/run.js';
-import { loadModel } from '../../src/models/io.js';
+import { loadModel, readMetadata, writeMetadata } from '../../src/models/io.js';
 import { writeDirAtomic } from '../../src/util/atomic.js';
 
 const args = process.argv.slice(2);
@@ -134,3 +140,16 @@ console.log(`${((performance.now() - t0) / 1000).toFixed(1)} s for ${m.entries.l
 console.log(formatLocalisationTable(m.localisation!));
 if (m.faithfulness) console.log(`\n${formatFaithfulnessTable(m.faithfulness)}`);
 if (keepOut) console.log(`\nOverlays and gallery: ${join(resolve(keepOut), 'index.html')}`);
+if (args.includes('--record')) {
+  const report = m.localisation!;
+  const best = bestLocalisingMethod(report);
+  if (!best) {
+    console.error(`\n--record: no method puts more energy in the boxes than the centre prior beyond its interval; ${modelDir}/fundus.json left as it was`);
+    process.exitCode = 1;
+  } else {
+    const command = ['benchmarks/scripts/localisation.ts', ...args.filter((a) => a !== '--record')].join(' ');
+    const explanation = { method: best.method, layer: m.layer, chosenBy: `${command} (${new Date().toISOString().slice(0, 10)}): ${describeLocalisation(best, report)}` };
+    await writeMetadata(modelDir, { ...(await readMetadata(modelDir)), explanation });
+    console.log(`\nRecorded in ${join(modelDir, 'fundus.json')}: ${best.method} at ${m.layer} (${explanation.chosenBy})`);
+  }
+}

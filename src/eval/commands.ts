@@ -4,8 +4,7 @@ import { smallClassWarnings } from './evaluate.js';
 import { resolve } from 'node:path';
 import { InputError } from '../util/errors.js';
 import { reportSkipped } from '../util/skipped.js';
-import { writeFileAtomic } from '../util/atomic.js';
-import { METADATA_JSON } from '../models/io.js';
+import { METADATA_JSON, writeMetadata } from '../models/io.js';
 import type { FundusModel } from '../models/io.js';
 import { initEngine } from '../engine/index.js';
 import { CLASSES } from '../data/labels.js';
@@ -151,7 +150,7 @@ export async function thresholdsCommand(modelDir: string, opts: DataOptions & { 
   }
   if (opts.dryRun) return;
   const updated = { ...m, thresholds, thresholdPolicy };
-  await writeFileAtomic(resolve(modelDir, METADATA_JSON), JSON.stringify(updated, null, 2) + '\n');
+  await writeMetadata(resolve(modelDir), updated);
   console.log(`wrote thresholds (${thresholdPolicy}) to ${resolve(modelDir, METADATA_JSON)}`);
 }
 

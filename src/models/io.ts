@@ -4,7 +4,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InputError } from '../util/errors.js';
-import { writeDirAtomic } from '../util/atomic.js';
+import { writeDirAtomic, writeFileAtomic } from '../util/atomic.js';
 import { channelCount, validatePreprocessSettings } from '../data/preprocess.js';
 import { OS_LITTER, folderEntries, pathKind, someNames } from '../util/owned.js';
 import type { ModelMetadata } from './metadata.js';
@@ -182,6 +182,15 @@ function checkExplanationSetting(e: unknown, path: string): void {
   if (!text(method)) throw new InputError(`"explanation.method" must be a CAM method name (got ${JSON.stringify(method)})`, { file: path });
   if (layer !== undefined && !text(layer)) throw new InputError(`"explanation.layer" must be a layer name when given (got ${JSON.stringify(layer)})`, { file: path });
   if (!text(chosenBy)) throw new InputError('"explanation.chosenBy" must say which measurement chose the method (a non-empty text)', { file: path });
+}
+
+/**
+ * Replaces the `fundus.json` of an existing model (its weights untouched), atomically: for what is learnt about a model
+ * after training (tuned thresholds, its default heatmap). Note that its sha256 is the model's identity in prediction
+ * files and queues.
+ */
+export async function writeMetadata(dir: string, metadata: ModelMetadata): Promise<void> {
+  await writeFileAtomic(join(dir, METADATA_JSON), JSON.stringify(metadata, null, 2) + '\n');
 }
 
 /** Loads a model directory written by `saveModel`. */

@@ -6,6 +6,7 @@ import { initEngine } from '../../src/engine/index.js';
 import { DEFAULT_CAM_METHOD, type CamInput } from '../../src/explain/cam.js';
 import { explainCommand } from '../../src/explain/commands.js';
 import { computeHeatmap, defaultExplanation, explainerFor } from '../../src/explain/explainer.js';
+import { bestLocalisingMethod, describeLocalisation, type LocalisationReport, type LocalisationRow } from '../../src/explain/localisation.js';
 import type { ExplainManifest } from '../../src/explain/run.js';
 import { loadModel } from '../../src/models/io.js';
 import type { ExplanationSetting, ModelMetadata } from '../../src/models/metadata.js';
@@ -109,4 +110,46 @@ test('a recorded method or layer the model cannot use is refused naming its fund
   assert.throws(() => defaultExplanation(flat), refused(/layer "gap" outputs shape \[,32\], not a spatial feature map/));
   const twice = await loadModel(await modelWith({ ...RECORDED, layer: 'conv2,conv2' }));
   assert.throws(() => defaultExplanation(twice), refused(/named twice/));
+});
+
+test('the localisation benchmark records the method with the highest energy ratio whose interval clears the centre prior', () => {
+  const row = (method: string, pointing: number, ratio: number, ci: [number, number] | null, className = 'diabetic retinopathy'): LocalisationRow => ({
+    method,
+    className,
+    direction: 'for',
+    n: 43,
+    pointing,
+    pointingCi: ci && [pointing - 0.14, pointing + 0.14],
+    energy: ratio * 0.08,
+    energyCi: ci && [ci[0] * 0.08, ci[1] * 0.08],
+    energyRatio: ratio,
+    energyRatioCi: ci,
+  });
+  const report = (rows: LocalisationRow[]): LocalisationReport => ({
+    lesions: 'lesions.csv',
+    format: 'codras',
+    lesionTypes: [],
+    lesionClass: 'diabetic retinopathy',
+    tolerancePx: 15,
+    centrePriorSigma: 0.25,
+    imagesWithBoxes: 43,
+    imagesWithoutBoxes: 0,
+    boxes: 400,
+    bootstrap: { resamples: 500, level: 0.95, seed: 1, unit: 'photograph' },
+    rows,
+  });
+  const baselines = [row('centre prior', 0.37, 1.22, [1.14, 1.3]), row('uniform disc', 0.18, 1, [1, 1])];
+  // models/default at block_5_add (benchmarks/results/localisation-layers.md): gradcam, though it points less often than the centre prior
+  const measured = report([row('layercam', 0.16, 1.13, [1.04, 1.27]), row('gradcam', 0.35, 1.76, [1.46, 2.16]), ...baselines]);
+  assert.equal(bestLocalisingMethod(measured)?.method, 'gradcam');
+  assert.equal(
+    describeLocalisation(bestLocalisingMethod(measured)!, measured),
+    'pointing 0.35 [0.21, 0.49], energy in boxes 1.76× [1.46, 2.16] the uniform disc (centre prior 0.37, 1.22×) on 43 photographs, diabetic retinopathy',
+  );
+  // a higher mean whose interval reaches below the centre prior's ratio does not qualify; the steadier one does
+  assert.equal(bestLocalisingMethod(report([row('hirescam', 0.3, 1.9, [1.1, 2.8]), row('gradcam', 0.3, 1.5, [1.3, 1.7]), ...baselines]))?.method, 'gradcam');
+  // nothing clears it (the 224 px model), no intervals, or rows of another class only: nothing to record
+  assert.equal(bestLocalisingMethod(report([row('gradcam', 0.26, 1.25, [1.04, 1.56]), row('layercam', 0.28, 1.05, [0.93, 1.24]), ...baselines])), undefined);
+  assert.equal(bestLocalisingMethod(report([row('gradcam', 0.35, 1.76, null), row('centre prior', 0.37, 1.22, null)])), undefined);
+  assert.equal(bestLocalisingMethod(report([row('gradcam', 0.35, 1.76, [1.46, 2.16], 'glaucoma'), row('centre prior', 0.37, 1.22, [1.14, 1.3], 'glaucoma')])), undefined);
 });
