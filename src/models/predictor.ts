@@ -72,6 +72,13 @@ export interface RunOptions {
    * going and that photo's row is left NaN; absent, the first failure is thrown.
    */
   onFailure?: (index: number, failure: Extract<ImageOutcome, { ok: false }>) => void;
+  /**
+   * Stops the run (a deadline, a client gone, Ctrl-C): checked before each batch's network pass, and a batch still
+   * being decoded is not waited for. The run then rejects with `signal.reason` (an AbortError DOMException unless
+   * the caller gave one), with no tensor of its own left behind; photos of the next batch not yet started are not
+   * decoded.
+   */
+  signal?: AbortSignal;
 }
 
 /** Embeddings of images: `rows` × `dim` float32, row-major, one row per input in order. */
@@ -124,6 +131,17 @@ export class Limiter {
       this.waiting.shift()?.();
     }
   }
+}
+
+/** `work`, or `signal`'s reason as soon as it aborts (the work goes on unobserved: its result is dropped). */
+function unlessAborted<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return work;
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    void work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }
 
 /** One photo's failure as an outcome (an UngradableError carries what the gate measured). */
@@ -228,11 +246,19 @@ export class Predictor {
   /**
    * Decodes and preprocesses photos with the model's settings, each on its own (a failure is that photo's only),
    * off the thread that runs the network. The building block of `batches`; the HTTP API uses it to start decoding
-   * an upload as it arrives.
+   * an upload as it arrives. Once `signal` has aborted, photos still waiting for a decoding slot are not decoded
+   * (they fail with its reason).
    */
-  preprocess(inputs: readonly ImageInput[]): Promise<PromiseSettledResult<PreprocessedImage>[]> {
+  preprocess(inputs: readonly ImageInput[], signal?: AbortSignal): Promise<PromiseSettledResult<PreprocessedImage>[]> {
     const lim = this.decoder();
-    return Promise.allSettled(inputs.map((input) => lim.run(() => this.preprocessOne(input))));
+    return Promise.allSettled(
+      inputs.map((input) =>
+        lim.run(() => {
+          signal?.throwIfAborted();
+          return this.preprocessOne(input);
+        }),
+      ),
+    );
   }
 
   /** Runs the network on the photos of one batch that preprocessed; the others keep their failure. */
@@ -250,15 +276,19 @@ export class Predictor {
 
   /**
    * Predicts `inputs` batch by batch, yielding each batch's outcomes in input order. While the network runs on
-   * batch n, batch n+1 is already being decoded.
+   * batch n, batch n+1 is already being decoded. `signal` stops it between batches, without waiting for a decode
+   * (see `RunOptions.signal`).
    */
-  async *batches(inputs: readonly ImageInput[]): AsyncGenerator<PredictedBatch> {
+  async *batches(inputs: readonly ImageInput[], opts: Pick<RunOptions, 'signal'> = {}): AsyncGenerator<PredictedBatch> {
+    const { signal } = opts;
     const slice = (start: number) => inputs.slice(start, start + this.batchSize);
-    let next = inputs.length > 0 ? this.preprocess(slice(0)) : undefined;
+    signal?.throwIfAborted();
+    let next = inputs.length > 0 ? this.preprocess(slice(0), signal) : undefined;
     for (let start = 0; start < inputs.length; start += this.batchSize) {
-      const settled = await next!;
+      const settled = await unlessAborted(next!, signal);
+      signal?.throwIfAborted();
       const ahead = start + this.batchSize;
-      next = ahead < inputs.length ? this.preprocess(slice(ahead)) : undefined;
+      next = ahead < inputs.length ? this.preprocess(slice(ahead), signal) : undefined;
       const chunk = slice(start);
       yield {
         start,
@@ -276,7 +306,7 @@ export class Predictor {
   async predict(inputs: readonly ImageInput[], opts: RunOptions = {}): Promise<Float32Array> {
     const k = this.classes.length;
     const out = new Float32Array(inputs.length * k);
-    for await (const b of this.batches(inputs)) {
+    for await (const b of this.batches(inputs, opts)) {
       b.outcomes.forEach((o, i) => {
         if (o.ok) out.set(o.probabilities, (b.start + i) * k);
         else if (opts.onFailure) {
@@ -301,13 +331,15 @@ export class Predictor {
   /**
    * Probabilities of images already preprocessed with the model's settings: normalised HWC arrays (Float32Array),
    * or the 0..255 bytes the preprocessing cache stores (Uint8Array, normalised here one batch at a time, so that a
-   * large set stays a quarter of the memory). n×C row-major; run in batches of `batchSize`.
+   * large set stays a quarter of the memory). n×C row-major; run in batches of `batchSize`. An aborted `signal`
+   * (checked before each batch) throws its reason.
    */
-  run(images: readonly (Float32Array | Uint8Array)[]): Float32Array {
+  run(images: readonly (Float32Array | Uint8Array)[], opts: Pick<RunOptions, 'signal'> = {}): Float32Array {
     const { inputShape, preprocess, classes } = this.model.metadata;
     const k = classes.length;
     const out = new Float32Array(images.length * k);
     for (let s = 0; s < images.length; s += this.batchSize) {
+      opts.signal?.throwIfAborted();
       const chunk = images.slice(s, s + this.batchSize).map((im) => (im instanceof Uint8Array ? normalizeBytes(im, inputShape[2], preprocess) : im));
       const x = stackImages(chunk, inputShape);
       try {
@@ -322,20 +354,23 @@ export class Predictor {
   /**
    * The activations of `layer` (default: the penultimate layer, the input of the classification head), flattened
    * to one row per input, for the same preprocessed photos as `predict` (no test-time augmentation). Throws the
-   * first failure, or, with `onFailure`, leaves that photo's row NaN.
+   * first failure, or, with `onFailure`, leaves that photo's row NaN. `signal` stops it like `predict`.
    */
   async embed(inputs: readonly ImageInput[], opts: RunOptions & { layer?: string } = {}): Promise<EmbeddingRows> {
     if (inputs.length === 0) throw new InputError('no images to embed');
     const key = opts.layer ?? '';
     let sub = this.embedders.get(key);
     if (!sub) this.embedders.set(key, (sub = embeddingModel(this.model.network, opts.layer)));
+    const { signal } = opts;
     const slice = (start: number) => inputs.slice(start, start + this.batchSize);
     let data: Float32Array | undefined;
     let dim = 0;
-    let next = this.preprocess(slice(0));
+    signal?.throwIfAborted();
+    let next = this.preprocess(slice(0), signal);
     for (let start = 0; start < inputs.length; start += this.batchSize) {
-      const settled = await next;
-      if (start + this.batchSize < inputs.length) next = this.preprocess(slice(start + this.batchSize));
+      const settled = await unlessAborted(next, signal);
+      signal?.throwIfAborted();
+      if (start + this.batchSize < inputs.length) next = this.preprocess(slice(start + this.batchSize), signal);
       const good: number[] = [];
       settled.forEach((s, i) => {
         if (s.status === 'fulfilled') good.push(i);

@@ -45,15 +45,42 @@ export class DeadlinePassed extends Error {
   }
 }
 
+/** How a pass over photographs is stopped at the run's deadline: the Predictor's `signal` and `onProgress` (RunOptions). */
+export interface DeadlineStop {
+  /** Aborts with a DeadlinePassed (how far the pass got) when the deadline comes; absent without a deadline. */
+  signal?: AbortSignal;
+  /** Tells the stop how far the pass got (the images done after each batch). */
+  onProgress: (done: number) => void;
+}
+
+// setTimeout's longest delay (about 24.8 days); a later deadline is waited for in steps.
+const MAX_DELAY_MS = 2 ** 31 - 1;
+
 /**
- * The progress callback of a pass over `total` photographs that stops it between two batches once the deadline
- * (Date.now() milliseconds; undefined: none) has come, by throwing DeadlinePassed through the pass. Made as the pass
- * starts, it throws at once when the deadline has already come; a pass that has done every photograph is not stopped.
+ * Stops a pass over `total` photographs once the deadline (Date.now() milliseconds; undefined: none) has come, with a
+ * DeadlinePassed through the pass: between two batches, and without waiting for a batch still being decoded (a batch
+ * of large photographs can take half a minute). Made as the pass starts, it throws at once when the deadline has
+ * already come; a pass that has done every photograph is not stopped.
  */
-export function stopAtDeadline(deadline: number | undefined, total: number, what: string): (done: number) => void {
-  const check = (done: number) => {
-    if (deadline !== undefined && done < total && Date.now() >= deadline) throw new DeadlinePassed(done, total, what);
+export function stopAtDeadline(deadline: number | undefined, total: number, what: string): DeadlineStop {
+  if (deadline === undefined) return { onProgress: () => {} };
+  if (Date.now() >= deadline) throw new DeadlinePassed(0, total, what);
+  const controller = new AbortController();
+  let done = 0;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const arm = () => {
+    const left = deadline - Date.now();
+    if (left > 0) timer = setTimeout(arm, Math.min(left, MAX_DELAY_MS));
+    else controller.abort(new DeadlinePassed(done, total, what));
+    // Never what keeps the process alive.
+    timer?.unref();
   };
-  check(0);
-  return check;
+  arm();
+  return {
+    signal: controller.signal,
+    onProgress: (n) => {
+      done = n;
+      if (n >= total) clearTimeout(timer);
+    },
+  };
 }

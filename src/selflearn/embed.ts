@@ -48,8 +48,10 @@ export interface EmbedOptions {
   cache?: boolean;
   /** Label of a progress bar on stderr. */
   progressLabel?: string;
-  /** Called after each batch with the images done; what it throws stops the pass and comes out of embedFiles (a deadline). */
+  /** Called after each batch with the images done; what it throws stops the pass and comes out of embedFiles. */
   onProgress?: (done: number) => void;
+  /** Stops the pass (a deadline: `stopAtDeadline`); embedFiles then rejects with its reason (see `RunOptions.signal`). */
+  signal?: AbortSignal;
   /**
    * Leave out photographs that cannot be read (listed in `skipped`) instead of failing the whole run; default false,
    * for callers whose rows must line up with their inputs.
@@ -71,6 +73,7 @@ export async function embedFiles(model: FundusModel, paths: string[], opts: Embe
   try {
     const rows = await predictor.embed(paths, {
       layer: opts.layer,
+      signal: opts.signal,
       onProgress: (done) => {
         bar?.tick(done - last);
         last = done;

@@ -3,7 +3,7 @@ import type { BootstrapOptions } from '../eval/bootstrap.js';
 import { evaluatePredictions } from '../eval/evaluate.js';
 import type { EvaluationMetrics } from '../eval/schema.js';
 import type { FundusModel } from '../models/io.js';
-import { predictFiles } from '../models/predictor.js';
+import { predictFiles, type RunOptions } from '../models/predictor.js';
 import { InputError } from '../util/errors.js';
 
 /**
@@ -28,10 +28,10 @@ export function labelledPart(dataset: Dataset, names: string[], classes: string[
 /**
  * The model's output probabilities on paths (n×C), as `fundus predict` and `fundus evaluate` compute them; `cache`:
  * through the preprocessing cache (the same pixels as training saw, decoded once over the many evaluations of a
- * self-learning run); `onProgress`: called after each batch with the images done (what it throws stops the pass).
+ * self-learning run); `stop`: progress after each batch and a signal that stops the pass (a deadline: `stopAtDeadline`).
  */
-export function predictProbabilities(model: FundusModel, paths: string[], cache = true, onProgress?: (done: number) => void): Promise<Float32Array> {
-  return predictFiles(model, paths, { cache, onProgress });
+export function predictProbabilities(model: FundusModel, paths: string[], cache = true, stop: Pick<RunOptions, 'onProgress' | 'signal'> = {}): Promise<Float32Array> {
+  return predictFiles(model, paths, { cache, ...stop });
 }
 
 /** A model evaluated on labelled images: the metrics, and what they were computed from (for paired comparisons). */

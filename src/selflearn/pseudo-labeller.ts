@@ -36,8 +36,8 @@ export interface PseudoLabellerOptions {
   /** Use the preprocessing cache (default true). */
   cache?: boolean;
   /**
-   * The run's deadline (Date.now() milliseconds): a pass over photographs (embedding, classifier scores) stops between
-   * two batches once it has come, with a DeadlinePassed.
+   * The run's deadline (Date.now() milliseconds): a pass over photographs (embedding, classifier scores) stops once it
+   * has come, between two batches and without waiting for one being decoded, with a DeadlinePassed.
    */
   deadline?: number;
   log: (message: string) => void;
@@ -62,7 +62,7 @@ export class PseudoLabeller {
     if (!e) {
       const { seeds, unlabelled, layer, cache, deadline } = this.opts;
       const paths = [...seeds.map((t) => t.path), ...unlabelled];
-      e = await embedFiles(teacher, paths, { layer, cache, progressLabel: `embed (${label})`, onProgress: stopAtDeadline(deadline, paths.length, 'embedded') });
+      e = await embedFiles(teacher, paths, { layer, cache, progressLabel: `embed (${label})`, ...stopAtDeadline(deadline, paths.length, 'embedded') });
       this.embedded.set(teacher.dir, e);
     }
     return e;

@@ -1,4 +1,5 @@
 import { test } from 'node:test';
+import * as tf from '@tensorflow/tfjs-core';
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -9,6 +10,8 @@ import { preprocessImage } from '../../src/data/preprocess.js';
 import { Predictor } from '../../src/models/predictor.js';
 import { InputError } from '../../src/util/errors.js';
 import { tinyModel } from '../selflearn/tiny-model.js';
+import { writeFakeFundus } from '../data/fixtures.js';
+import { stalledPhoto } from './stalled-photo.js';
 
 await initEngine();
 
@@ -46,6 +49,61 @@ test('Predictor: batches in input order with each failure its own, the same numb
     const emb = await predictor.embed(photos);
     assert.deepEqual([emb.rows, emb.dim, emb.layer], [3, 64, 'gap']);
   } finally {
+    await predictor.close();
+  }
+});
+
+test('Predictor: an aborted signal stops the run without waiting for the batch being decoded, and leaves no tensor', { timeout: 60_000 }, async () => {
+  const dir = await tempDir();
+  await tinyModel(join(dir, 'model'));
+  const photos = await Promise.all([1, 2, 3].map(async (seed) => {
+    const p = join(dir, `fake-${seed}.jpg`);
+    await writeFakeFundus(p, 96, 96, seed);
+    return p;
+  }));
+  const stalled = stalledPhoto(dir);
+  const predictor = await Predictor.load(join(dir, 'model'), { batchSize: 2, decodeWorkers: 'off' });
+  try {
+    // The first runs make what the predictor keeps (the inference plan's folded weights, the embedding sub-model).
+    const plain = await predictor.predict(photos);
+    await predictor.embed(photos);
+    const tensors = tf.memory().numTensors;
+    // The second batch's first photo never finishes reading: the run is stopped while it decodes.
+    const controller = new AbortController();
+    const stop = new Error('client gone');
+    const seen: number[] = [];
+    const started = Date.now();
+    await assert.rejects(
+      predictor.predict([photos[0], photos[1], stalled.path, photos[2]], {
+        signal: controller.signal,
+        onProgress: (done) => {
+          seen.push(done);
+          setTimeout(() => controller.abort(stop), 20);
+        },
+      }),
+      (e: unknown) => e === stop,
+    );
+    assert.deepEqual(seen, [2], 'the first batch ran, the stalled one was not waited for');
+    assert.ok(Date.now() - started < 10_000, `stopped after ${Date.now() - started} ms`);
+    assert.equal(tf.memory().numTensors, tensors, 'no tensor left behind');
+
+    // Embedding stops the same way; without a reason of the caller's, an AbortError.
+    const second = new AbortController();
+    await assert.rejects(
+      predictor.embed([photos[0], photos[1], stalled.path], { signal: second.signal, onProgress: () => setTimeout(() => second.abort(), 20) }),
+      (e: unknown) => e instanceof DOMException && e.name === 'AbortError',
+    );
+    assert.equal(tf.memory().numTensors, tensors);
+
+    // Already aborted: nothing runs, not even decoding; the network pass checks it before each batch too.
+    const done = AbortSignal.abort(stop);
+    await assert.rejects(predictor.predict(photos, { signal: done }), (e: unknown) => e === stop);
+    assert.throws(() => predictor.run([new Float32Array(32 * 32 * 3)], { signal: done }), (e: unknown) => e === stop);
+    assert.equal(tf.memory().numTensors, tensors);
+    // And a signal that never aborts changes nothing.
+    assert.deepEqual(await predictor.predict(photos, { signal: new AbortController().signal }), plain);
+  } finally {
+    await stalled.release();
     await predictor.close();
   }
 });

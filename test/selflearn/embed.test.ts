@@ -11,6 +11,7 @@ import { DeadlinePassed, stopAtDeadline } from '../../src/selflearn/deadline.js'
 import { embedFiles, loadEmbeddings, saveEmbeddings } from '../../src/selflearn/embed.js';
 import { InputError } from '../../src/util/errors.js';
 import { tinyModel } from './tiny-model.js';
+import { stalledPhoto } from '../models/stalled-photo.js';
 
 await initEngine();
 
@@ -96,33 +97,50 @@ test('fundus embed keeps going past a truncated photograph: the good rows writte
   assert.equal((await readFile(join(dir, 'e.f32'))).byteLength, 2 * 64 * 4);
 });
 
-test('a deadline stops embedding between two batches, at once when it has passed, and never a finished pass', async (t) => {
+test('a deadline stops embedding without waiting for the batch being decoded', { timeout: 60_000 }, async () => {
   const dir = await tempDir();
   await tinyModel(join(dir, 'model'));
   const model = await loadModel(join(dir, 'model'));
-  // Date.now() moves only when told: the deadline comes right after the first batch of two, whatever the machine's speed.
-  t.mock.timers.enable({ apis: ['Date'], now: 0 });
-  const stop = stopAtDeadline(1000, images.length, 'embedded');
-  const seen: number[] = [];
-  const onProgress = (done: number) => {
-    seen.push(done);
-    if (done === 2) t.mock.timers.tick(1000);
-    stop(done);
-  };
-  await assert.rejects(embedFiles(model, images, { cache: false, batchSize: 2, onProgress }), (err: unknown) => {
-    assert.ok(err instanceof DeadlinePassed);
-    assert.deepEqual([err.done, err.total], [2, 5]);
-    assert.match(err.message, /^the run's deadline passed with 2 of 5 photographs embedded$/);
-    return true;
-  });
-  assert.deepEqual(seen, [2], 'no batch after the deadline');
+  // The first batch never finishes reading: the deadline, 300 ms away, is what ends the pass.
+  const stalled = stalledPhoto(dir);
+  try {
+    const started = Date.now();
+    const stop = stopAtDeadline(Date.now() + 300, 3, 'embedded');
+    await assert.rejects(embedFiles(model, [images[0], stalled.path, images[1]], { cache: false, batchSize: 2, ...stop }), (err: unknown) => {
+      assert.ok(err instanceof DeadlinePassed);
+      assert.match(err.message, /^the run's deadline passed with 0 of 3 photographs embedded$/);
+      return true;
+    });
+    assert.ok(Date.now() - started < 10_000, `stopped after ${Date.now() - started} ms`);
+  } finally {
+    await stalled.release();
+  }
+});
+
+test('stopAtDeadline: aborts with how far the pass got, at once when the deadline has passed, never a finished pass', (t) => {
+  // The clock and timers move only when told.
+  t.mock.timers.enable({ apis: ['Date', 'setTimeout'], now: 0 });
+  const stop = stopAtDeadline(1000, 5, 'embedded');
+  stop.onProgress(2);
+  t.mock.timers.tick(999);
+  assert.equal(stop.signal!.aborted, false);
+  t.mock.timers.tick(1);
+  assert.ok(stop.signal!.reason instanceof DeadlinePassed);
+  assert.deepEqual([stop.signal!.reason.done, stop.signal!.reason.total], [2, 5]);
   // Already past: the pass does not start.
   assert.throws(() => stopAtDeadline(1000, 5, 'embedded'), /with 0 of 5 photographs embedded/);
-  // A pass whose last batch ends past the deadline has done its work: it is not thrown away.
-  const late = stopAtDeadline(1500, 5, 'embedded');
+  // A pass that has done every photograph is not stopped afterwards.
+  const finished = stopAtDeadline(1500, 5, 'scored');
+  finished.onProgress(5);
   t.mock.timers.tick(1000);
-  assert.doesNotThrow(() => late(5));
-  assert.throws(() => late(4), DeadlinePassed);
-  // No deadline: never stopped.
-  assert.doesNotThrow(() => stopAtDeadline(undefined, 5, 'embedded')(1));
+  assert.equal(finished.signal!.aborted, false);
+  // A deadline beyond setTimeout's longest delay (about 24.8 days) comes neither early nor never.
+  const month = 30 * 86_400_000;
+  const far = stopAtDeadline(Date.now() + month, 5, 'embedded');
+  t.mock.timers.tick(2 ** 31);
+  assert.equal(far.signal!.aborted, false);
+  t.mock.timers.tick(month - 2 ** 31);
+  assert.equal(far.signal!.aborted, true);
+  // No deadline: nothing to stop.
+  assert.equal(stopAtDeadline(undefined, 5, 'embedded').signal, undefined);
 });
