@@ -6,7 +6,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import type { FastifyInstance } from 'fastify';
 import { startServer } from '../../src/serve/start.js';
 import { buildWeb } from '../../web/build.js';
-import type { GradedResponse } from '../../src/serve/api-types.js';
+import type { GradedResponse, ModelCard } from '../../src/serve/api-types.js';
 import { buildFixtureModel, realImages } from './fixture.js';
 import { PROJECT_ROOT, tempDir } from '../helpers.js';
 
@@ -75,6 +75,13 @@ test('a specialist uploads a photograph and reads the findings, heatmaps and dow
   await page.waitForFunction(() => document.querySelectorAll('#method option').length > 0);
   assert.match(await page.textContent('#model-info') ?? '', /version [0-9a-f]{12}/);
   if (!process.env.FUNDUS_E2E_MODEL) assert.deepEqual(await page.$$eval('#about-limits li', (li) => li.map((x) => x.textContent)), ['Test fixture: random weights, never trained.']);
+  // The model's default heatmap (its own when its fundus.json records one, else fundus's), and what chose it.
+  const card = (await (await fetch(url + 'v1/model')).json()) as ModelCard;
+  const method = card.defaultExplainMethod;
+  const about = await page.$$eval('#about-list dt, #about-list dd', (els) => els.map((x) => x.textContent));
+  const heatmaps = about[about.indexOf('Heatmaps') + 1] ?? '';
+  if (!process.env.FUNDUS_E2E_MODEL) assert.equal(heatmaps, "layercam at the automatically chosen layer by default (fundus's global default)");
+  else assert.ok(heatmaps.startsWith(`${method} at ${card.defaultExplainLayer ?? 'the automatically chosen layer'} by default`), heatmaps);
 
   // What the API says about this photograph, to compare with what the page shows.
   const api = (await (
@@ -98,7 +105,8 @@ test('a specialist uploads a photograph and reads the findings, heatmaps and dow
   assert.equal(await page.$eval('#canvas-photo', (c) => (c as HTMLCanvasElement).width), 512);
   assert.notDeepEqual(await canvasDigest('canvas-photo'), await canvasDigest('canvas-a'), 'the heatmap panel is coloured, the photograph is not');
   const source = (await page.textContent('#source-a')) ?? '';
-  assert.match(source, /^layercam at \S+, a \d+×\d+ map$/);
+  assert.ok(source.startsWith(`${method} at `), source);
+  assert.match(source, / at \S+, a \d+×\d+ map$/);
   assert.equal(await page.getAttribute('#canvas-a', 'data-layer'), source.split(' ')[2].replace(/,$/, ''));
   // The fixture ResNet's default layer: its last block at stride 8, 12×12 of 96 px.
   if (!process.env.FUNDUS_E2E_MODEL) assert.equal(source, 'layercam at s2b2_out, a 12×12 map');
@@ -113,15 +121,16 @@ test('a specialist uploads a photograph and reads the findings, heatmaps and dow
   assert.match(await page.textContent('#prob-a') ?? '', new RegExp(`^${(api.probabilities.glaucoma * 100).toFixed(1)}%`));
 
   // The default method (the model card's) first, then another: the heatmap changes.
-  assert.equal(await page.$eval('#method', (s) => (s as HTMLSelectElement).value), 'layercam');
-  assert.equal(await page.getAttribute('#canvas-a', 'data-method'), 'layercam');
-  const layercam = await canvasDigest('canvas-a');
+  assert.equal(await page.$eval('#method', (s) => (s as HTMLSelectElement).value), method);
+  assert.equal(await page.getAttribute('#canvas-a', 'data-method'), method);
+  const byDefault = await canvasDigest('canvas-a');
+  const other = method === 'gradcam' ? 'layercam' : 'gradcam';
   await page.selectOption('#method', 'gradcam++');
   await page.waitForSelector('#canvas-a[data-method="gradcam++"]:not([aria-busy])');
-  await page.selectOption('#method', 'gradcam');
-  await page.waitForSelector('#canvas-a[data-method="gradcam"]:not([aria-busy])');
-  assert.notDeepEqual(await canvasDigest('canvas-a'), layercam);
-  assert.equal(await page.textContent('#source-a'), source.replace(/^layercam/, 'gradcam'));
+  await page.selectOption('#method', other);
+  await page.waitForSelector(`#canvas-a[data-method="${other}"]:not([aria-busy])`);
+  assert.notDeepEqual(await canvasDigest('canvas-a'), byDefault);
+  assert.equal(await page.textContent('#source-a'), source.replace(method, other));
 
   // The opacity slider: at 0 the canvas is the bare photograph; the keyboard moves it back up.
   const before = await canvasDigest('canvas-a');
