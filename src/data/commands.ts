@@ -1,20 +1,19 @@
-import { createHash } from 'node:crypto';
-import { readFile, stat } from 'node:fs/promises';
-import { relative, resolve } from 'node:path';
+import { stat } from 'node:fs/promises';
+import { relative } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { writeFileAtomic } from '../util/atomic.js';
-import { InputError } from '../util/errors.js';
 import { CAMERA_AUGMENT } from './augment.js';
 import { checkDataset, formatCheckReport } from './check.js';
 import { readDataset } from './csv.js';
-import { analyseDuplicates, listImages, similarityHistogram } from './dedup.js';
+import { analyseDuplicates, similarityHistogram } from './dedup.js';
 import type { DatasetGroup } from './dedup.js';
 import { DEFAULT_SIMILARITY } from './duplicates.js';
 import { collectImages } from './image-files.js';
 import { DEFAULT_PREPROCESS, validatePreprocessSettings } from './preprocess.js';
 import type { PreprocessSettings } from './preprocess.js';
 import { renderPreview } from './preview.js';
-import { makeSplit, PART_NAMES } from './split.js';
+import { PART_NAMES } from './split.js';
+import { SPLIT_DEFAULTS, splitDataset } from './split-dataset.js';
 import type { PartName, Split } from './split.js';
 import { addUnlabelledOption, integerIn, numberIn, numberOption, unlabelledOf } from '../util/cli-options.js';
 
@@ -138,11 +137,13 @@ export function register(program: Command): void {
     '<dir>',
     'unlabelled folder: its repeats of labelled images are recorded (self-learning must skip those of validation/test)',
   )
-    .option('--seed <n>', 'random seed', numberOption('--seed', integerIn(0, 2 ** 31 - 1)), 42)
+    .option('--seed <n>', 'random seed', numberOption('--seed', integerIn(0, 2 ** 31 - 1)), SPLIT_DEFAULTS.seed)
     .addOption(
-      new Option('--ratios <r>', 'train,validation,test proportions').argParser(parseRatios).default({ train: 0.7, validation: 0.15, test: 0.15 }, '70,15,15'),
+      new Option('--ratios <r>', 'train,validation,test proportions')
+        .argParser(parseRatios)
+        .default({ ...SPLIT_DEFAULTS.ratios }, PART_NAMES.map((p) => Math.round(100 * SPLIT_DEFAULTS.ratios[p])).join(',')),
     )
-    .option('--similarity <s>', 'near-duplicate threshold (see `fundus data duplicates`)', numberOption('--similarity', numberIn(0, 1, true)), DEFAULT_SIMILARITY)
+    .option('--similarity <s>', 'near-duplicate threshold (see `fundus data duplicates`)', numberOption('--similarity', numberIn(0, 1, true)), SPLIT_DEFAULTS.similarity)
     .option('--no-dedup', 'split images independently (not recommended: repeats of one eye leak across parts)')
     .option('--json', 'print the split counts as JSON')
     .action(
@@ -151,26 +152,14 @@ export function register(program: Command): void {
         imagesDir: string,
         o: { out: string; unlabelled?: string; unlabeled?: string; seed: number; ratios: Record<PartName, number>; similarity: number; dedup: boolean; json?: boolean },
       ) => {
-        const unlabelled = unlabelledOf(o);
         const ds = await readDataset(csv, imagesDir);
-        const missing: string[] = [];
-        for (const im of ds.images) if (!(await stat(im.path).catch(() => undefined))) missing.push(im.filename);
-        if (missing.length > 0) throw new InputError(`${missing.length} images of the CSV are missing (e.g. ${missing[0]}); run \`fundus data check\``, { file: imagesDir });
-        const csvBytes = await readFile(csv);
-        let groups: string[][] = [];
-        const links: Record<string, string[]> = {};
-        if (o.dedup) {
-          const a = await analyseDuplicates(ds, unlabelled, { similarity: o.similarity, progressLabel: 'fingerprinting' });
-          groups = a.groups.filter((g) => g.labelled.length > 1).map((g) => g.labelled);
-          for (const g of a.groups) for (const u of g.unlabeled) if (g.labelled.length > 0) links[u] = g.labelled;
-        } else if (unlabelled) await listImages(unlabelled);
-        const split = makeSplit(ds, {
+        const split = await splitDataset(ds, csv, {
           seed: o.seed,
           ratios: o.ratios,
-          groups,
-          unlabeledLinks: links,
-          source: { csv: relative(process.cwd(), resolve(csv)), csvSha256: createHash('sha256').update(csvBytes).digest('hex'), images: ds.images.length },
-          duplicates: o.dedup ? { method: 'vessel-detail similarity (src/data/duplicates.ts)', similarity: o.similarity } : null,
+          similarity: o.similarity,
+          dedup: o.dedup,
+          unlabelled: unlabelledOf(o),
+          progressLabel: 'fingerprinting',
         });
         await writeFileAtomic(o.out, JSON.stringify(split, null, 2) + '\n');
         if (o.json) {

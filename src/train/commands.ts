@@ -45,7 +45,7 @@ export function register(program: Command): void {
   program
     .command('train')
     .description(
-      'Train a model on a labelled dataset and a split file; writes a model directory with thresholds tuned on the ' +
+      'Train a model on a labelled dataset and its split (given, or made like `fundus data split`); writes a model directory with thresholds tuned on the ' +
         'validation part, held-out test metrics and a model card (MODEL_CARD.md) about the data it was given. ' +
         `Without options it trains as the shipped model was: ${DEFAULT_MODEL} from its ImageNet weights, full fine-tuning ` +
         `(backbone at ${PRETRAINED_RECIPE.fineTune.backboneLrScale}x the head's rate), AdamW, ${PRETRAINED_RECIPE.epochs} epochs, camera augmentation, circle mask, ` +
@@ -57,7 +57,10 @@ export function register(program: Command): void {
       new Option('--model <name>', `architecture (default: --init-from's, else ${DEFAULT_MODEL}; ${DEFAULT_ONE_VS_NORMAL_MODEL} for one-vs-normal)`).choices(architectureNames()),
     )
     .option('--data <csv_and_images...>', 'the labels CSV and the image folder, e.g. --data train.csv train/')
-    .option('--split <split.json>', 'split file with train/validation/test parts (e.g. splits/vietai.json)')
+    .option(
+      '--split <split.json>',
+      'split file with train/validation/test parts (e.g. splits/vietai.json); without it, one is made as `fundus data split` makes it and written to the run directory',
+    )
     .option('--datasets <file>', 'instead of --data and --split: a datasets file listing several sources (e.g. datasets/train.json)')
     .option('--balance-sources', 'with --datasets: every source weighs the same in the loss, whatever its size')
     .option(
@@ -142,7 +145,7 @@ export function register(program: Command): void {
     )
     .action(async (flags: TrainFlags) => {
       if (flags.datasets === undefined) {
-        if (!flags.data || !flags.split) throw new InputError('give --data <csv> <images> and --split <file>, or --datasets <file>');
+        if (!flags.data) throw new InputError('give --data <csv> <images> (and --split <file>, else a split is made), or --datasets <file>');
         if (flags.data.length !== 2) throw new InputError('--data takes two values: the labels CSV and the image folder');
       } else if (flags.data || flags.split) throw new InputError('give either --datasets or --data and --split, not both');
       const engine = await initEngine();

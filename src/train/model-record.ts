@@ -1,5 +1,3 @@
-import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { PART_NAMES } from '../data/split.js';
 import type { PartName } from '../data/split.js';
 import type { PreprocessSettings } from '../data/preprocess.js';
@@ -7,15 +5,12 @@ import type { BackboneProvenance } from '../models/backbones.js';
 import type { ModelMetadata, TrainingRecipe } from '../models/metadata.js';
 import type { TrainingData } from './train-data.js';
 import type { RunOptions } from './recipe.js';
+import { sha256File } from '../util/sha256.js';
 
 const FUNDUS_VERSION = '0.1.0';
 
 /** What every network of a run records in fundus.json, before its classes, thresholds and metrics are known. */
 export type RunRecord = Omit<ModelMetadata, 'classes' | 'activation' | 'thresholds'>;
-
-async function sha256File(path: string): Promise<string> {
-  return createHash('sha256').update(await readFile(path)).digest('hex');
-}
 
 /**
  * The model's record of its run: architecture, task, preprocessing, the fingerprints of its data (and, for a

@@ -12,7 +12,6 @@
 //   a model folder with foreign files    refused, --force or not, naming them
 // --run-dir (checkpoints, history; deleted by --restart): refused when it holds anything fundus does not write there,
 // and it may not be --out, nor lie inside it or contain it.
-import { createHash } from 'node:crypto';
 import { readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { MODEL_CARD } from '../models/card.js';
@@ -20,10 +19,14 @@ import { METADATA_JSON, isFundusModelDir, isModelDirFile } from '../models/io.js
 import type { ModelMetadata } from '../models/metadata.js';
 import { writeFileAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
+import { sha256File } from '../util/sha256.js';
 import { folderEntries, isInside, pathKind, someNames } from '../util/owned.js';
 
 /** The run directory's record of the model it wrote last. */
 export const RUN_JSON = 'run.json';
+
+/** The split a run made of a CSV given without a split file (see train-data.ts). */
+export const RUN_SPLIT_JSON = 'split.json';
 
 export interface RunRecord {
   format: 'fundus-run';
@@ -37,11 +40,14 @@ export interface RunRecord {
   writtenAt: string;
 }
 
-/** Entries a run directory holds: checkpoint, best model, members (one-vs-normal), history, events, run.json, temp files of atomic writes. */
+/**
+ * Entries a run directory holds: checkpoint, best model, members (one-vs-normal), history, events, run.json, the split
+ * it made, temp files of atomic writes.
+ */
 function isRunDirEntry(name: string): boolean {
-  if (['checkpoint', 'best', 'members', 'history.csv', RUN_JSON].includes(name)) return true;
+  if (['checkpoint', 'best', 'members', 'history.csv', RUN_JSON, RUN_SPLIT_JSON].includes(name)) return true;
   if (name.startsWith('events.out.tfevents.')) return true;
-  return /^\.(checkpoint|best|history\.csv|run\.json|events\.out\.tfevents\..+)\.\d+\.[0-9a-f]{8}\.tmp$/.test(name);
+  return /^\.(checkpoint|best|history\.csv|run\.json|split\.json|events\.out\.tfevents\..+)\.\d+\.[0-9a-f]{8}\.tmp$/.test(name);
 }
 
 /** What train itself puts into the model folder (see trainModel). */
@@ -51,7 +57,7 @@ function isTrainOutput(name: string): boolean {
 
 async function sha256Of(path: string): Promise<string | undefined> {
   try {
-    return createHash('sha256').update(await readFile(path)).digest('hex');
+    return await sha256File(path);
   } catch {
     return undefined;
   }

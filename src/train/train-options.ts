@@ -27,6 +27,7 @@ export interface TrainOptions {
   /** One labelled source: a CSV, its image folder and a split file ... */
   csv?: string;
   images?: string;
+  /** Absent: a split is made as `fundus data split` makes it (splitDataset's defaults) into `<runDir>/split.json`. */
   split?: string;
   /** ... or a datasets file listing several sources (see data/datasets.ts); their training sources are joined. */
   datasets?: string;

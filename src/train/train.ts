@@ -42,7 +42,7 @@ export async function trainModel(options: TrainOptions): Promise<TrainResult> {
   const task = options.task ?? DEFAULT_TASK;
   const model = modelFor(task, options.model, init?.metadata);
   const opts: RunOptions = { ...options, task, model, tta: ttaFor({ tta: options.tta, model }, init?.metadata) };
-  const data = await readTrainingData(opts);
+  const data = await readTrainingData(opts, { runDir, log, quiet: opts.quiet });
   const { dataset, sources } = data;
   const { train: trainImages, validation: valImages, test: testImages } = data.parts;
   if (sources) for (const line of describeSources(sources)) log(line);

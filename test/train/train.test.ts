@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -16,6 +17,8 @@ import { CHECKPOINT_DIR } from '../../src/train/loop.js';
 import { tinyDataset, tinyTrainOptions } from './fixtures.js';
 import { PROJECT_ROOT } from '../helpers.js';
 import { InputError } from '../../src/util/errors.js';
+import { readDataset } from '../../src/data/csv.js';
+import { SPLIT_DEFAULTS, splitDataset } from '../../src/data/split-dataset.js';
 
 class SimulatedKill extends Error {}
 
@@ -253,4 +256,28 @@ test('SIGKILL of the train command mid-epoch: running it again resumes from the 
   const history = (await readFile(join(out, 'history.csv'), 'utf8')).trim().split('\n').slice(1);
   assert.deepEqual(history.map((r) => r.split(',')[0]), ['1', '2', '3', '4', '5', '6']);
   await loadModel(out);
+});
+
+test('without a split file, train splits the CSV as `fundus data split` does, into the run directory, and the model records it', async () => {
+  await initEngine();
+  const { split: _given, ...opts } = await tinyTrainOptions('made-split', 3, { epochs: 1 });
+  const log: string[] = [];
+  const r = await trainModel({ ...opts, log: (l) => log.push(l) });
+  const made = join(opts.runDir!, 'split.json');
+  assert.match(log.join('\n'), /split: no --split given, so made one as `fundus data split` does \(seed 42, \d+ train \/ \d+ validation \/ \d+ test images, \d+ groups/);
+  // The same split as `fundus data split` makes with its defaults (its function, seed and ratios).
+  const expected = await splitDataset(await readDataset(opts.csv!, opts.images!), opts.csv!);
+  const written = JSON.parse(await readFile(made, 'utf8'));
+  assert.deepEqual(written.parts, expected.parts);
+  assert.deepEqual([written.seed, written.ratios], [SPLIT_DEFAULTS.seed, SPLIT_DEFAULTS.ratios]);
+  // The model keeps it, its fingerprint and where it came from.
+  const text = await readFile(made, 'utf8');
+  assert.equal(await readFile(join(opts.out, 'split.json'), 'utf8'), text);
+  assert.equal(r.metadata.trainingData?.splitSha256, createHash('sha256').update(text).digest('hex'));
+  assert.match(await readFile(join(opts.out, 'MODEL_CARD.md'), 'utf8'), /split\.json` \(seed 42, ratios 0\.7 \/ 0\.15 \/ 0\.15/);
+  // Running the command again (resuming) uses the split it made instead of fingerprinting every photograph again.
+  log.length = 0;
+  await trainModel({ ...opts, log: (l) => log.push(l) });
+  assert.match(log.join('\n'), /split: .*split\.json, made by an earlier try of this run/);
+  assert.equal(await readFile(made, 'utf8'), text);
 });
