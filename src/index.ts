@@ -19,7 +19,7 @@
 export { initEngine, isNativeAvailable, type EngineInfo, type EngineOptions, type SelfCheck, type SelfCheckProblem } from './engine/index.js';
 
 // Models and prediction.
-export { DEFAULT_MODEL_DIR, loadModel, saveModel, readMetadata, type FundusModel } from './models/io.js';
+export { DEFAULT_MODEL_DIR, disposeModel, loadModel, saveModel, readMetadata, type FundusModel } from './models/io.js';
 export type { ModelMetadata, Task, FineTuneRecipe, TestTimeAugmentation, ExplanationSetting, TrainingRecipe, TrainingSource } from './models/metadata.js';
 export {
   Predictor,

@@ -3,6 +3,7 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import { readFile, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { releaseFolded } from '../engine/inference.js';
 import { InputError } from '../util/errors.js';
 import { writeDirAtomic, writeFileAtomic } from '../util/atomic.js';
 import { channelCount, validatePreprocessSettings } from '../data/preprocess.js';
@@ -193,7 +194,16 @@ export async function writeMetadata(dir: string, metadata: ModelMetadata): Promi
   await writeFileAtomic(join(dir, METADATA_JSON), JSON.stringify(metadata, null, 2) + '\n');
 }
 
-/** Loads a model directory written by `saveModel`. */
+/**
+ * Frees a model's tensors: its network's weights and the batch-norm-folded weights that predictions keep for it
+ * (src/engine/inference.ts), which `network.dispose()` alone leaves behind. The model cannot predict afterwards.
+ */
+export function disposeModel(model: Pick<FundusModel, 'network'>): void {
+  releaseFolded(model.network);
+  model.network.dispose();
+}
+
+/** Loads a model directory written by `saveModel` (free it with `disposeModel`). */
 export async function loadModel(dir: string): Promise<FundusModel> {
   const metadata = await readMetadata(dir);
   const jsonPath = join(dir, MODEL_JSON);

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { readFile, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { loadModel, saveModel } from '../models/io.js';
+import { disposeModel, loadModel, saveModel } from '../models/io.js';
 import type { ModelMetadata } from '../models/metadata.js';
 import { InputError } from '../util/errors.js';
 import { isRunning } from '../util/lock.js';
@@ -218,7 +218,7 @@ export async function restoreCheckpoint(dir: string, network: tfl.LayersModel, o
   if (!state) throw new InputError('there is no checkpoint here', { file: dir });
   const saved = await loadModel(dir);
   copyWeights(saved.network, network, dir);
-  saved.network.dispose();
+  disposeModel(saved);
   await restoreOptimizer(optimizer, dir);
   return state;
 }

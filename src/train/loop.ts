@@ -1,6 +1,6 @@
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { join } from 'node:path';
-import { loadModel, saveModel } from '../models/io.js';
+import { disposeModel, loadModel, saveModel } from '../models/io.js';
 import type { ModelMetadata } from '../models/metadata.js';
 import { InputError } from '../util/errors.js';
 import { ADVERSARY_BIN } from './adversary.js';
@@ -146,7 +146,7 @@ export async function trainLoop(
   if (state.best) {
     const best = await loadModel(bestDir);
     copyWeights(best.network, network, bestDir);
-    best.network.dispose();
+    disposeModel(best);
   }
   const v = validateNetwork();
   disposeLearner(learner);

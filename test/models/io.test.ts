@@ -5,7 +5,11 @@ import { mkdir, readFile, writeFile, readdir } from 'node:fs/promises';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { initEngine } from '../../src/engine/index.js';
-import { loadModel, saveModel } from '../../src/models/io.js';
+import { disposeModel, loadModel, saveModel } from '../../src/models/io.js';
+import { predictTensor } from '../../src/models/predict.js';
+import { foldedSummary, releaseFolded } from '../../src/engine/inference.js';
+import { NATIVE_BACKEND_NAME } from '../../src/engine/names.js';
+import { tinyModel } from '../selflearn/tiny-model.js';
 import type { ModelMetadata } from '../../src/models/metadata.js';
 import { DEFAULT_PREPROCESS } from '../../src/data/preprocess.js';
 import { InputError } from '../../src/util/errors.js';
@@ -129,4 +133,28 @@ test('loading refuses corrupt metadata, weights outside the folder and non-finit
   await refuses(await save('nan', meta, net), /holds NaN at index 3/);
   // the untouched model still loads
   await loadModel(await save('fine', meta));
+});
+
+test('disposeModel frees the network and the folded inference weights: load, predict, dispose leaves no tensor', async () => {
+  await initEngine();
+  const dir = await tempDir();
+  await tinyModel(join(dir, 'model'));
+  const x = tf.zeros([2, 32, 32, 3]);
+  const start = tf.memory().numTensors;
+  const model = await loadModel(join(dir, 'model'));
+  predictTensor(model, x);
+  const folds = tf.getBackend() === NATIVE_BACKEND_NAME;
+  if (folds) assert.ok(foldedSummary(model.network)!.batchNorms > 0, 'the tiny resnet has batch norms to fold');
+  disposeModel(model);
+  assert.equal(tf.memory().numTensors, start);
+  // The network's own dispose leaves the folded weights behind (the engine keeps them per network).
+  if (folds) {
+    const again = await loadModel(join(dir, 'model'));
+    predictTensor(again, x);
+    again.network.dispose();
+    assert.ok(tf.memory().numTensors > start, 'folded weights outlive network.dispose()');
+    releaseFolded(again.network);
+    assert.equal(tf.memory().numTensors, start);
+  }
+  x.dispose();
 });
