@@ -228,13 +228,8 @@ class Compiled {
   private conv(s: Extract<Step, { kind: 'conv' }>, x: tf.Tensor4D, residual?: tf.Tensor): tf.Tensor {
     const c = s.conv as unknown as ConvLayerInternals;
     const f = this.folded.get(s);
-    if (!residual) return fusedConvOfLayer(c, x, { activation: s.activation, filter: f?.filter, bias: f?.bias });
     // Only Conv2D layers are given a residual (planOf).
-    const filter = f?.filter ?? c.kernel!.read();
-    const bias = f?.bias ?? c.bias?.read();
-    const inputs = bias ? { x, filter, bias, residual } : { x, filter, residual };
-    const attrs = { strides: c.strides, pad: c.padding === 'same' ? 'same' : 'valid', dilations: c.dilationRate, dataFormat: 'NHWC', activation: s.activation };
-    return tf.engine().runKernel('FundusConv2DResidual', inputs as never, attrs as never) as tf.Tensor;
+    return fusedConvOfLayer(c, x, { activation: s.activation, filter: f?.filter, bias: f?.bias, residual });
   }
 
   dispose(): void {

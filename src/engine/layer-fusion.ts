@@ -33,24 +33,32 @@ const recording = () => engineInternals().state.gradientDepth > 0;
 const activationOf = (layer: ConvLayerInternals) => layer.activation?.getClassName() ?? 'linear';
 
 /**
- * The layer's convolution of x as one tf.fused op: its geometry, with its own filter and bias unless given (a folded
- * batch norm's), and the given activation.
+ * The layer's convolution of x as one fused op: its geometry, with its own filter and bias unless given (a folded
+ * batch norm's), and the given activation; with `residual` (a Conv2D's, in inference plans), that tensor is added
+ * before the activation by the native FundusConv2DResidual kernel (src/engine/kernels/conv.ts).
  */
 export function fusedConvOfLayer(
   layer: ConvLayerInternals,
   x: tf.Tensor4D,
-  o: { activation: FusedActivation; filter?: tf.Tensor4D; bias?: tf.Tensor },
+  o: { activation: FusedActivation; filter?: tf.Tensor4D; bias?: tf.Tensor; residual?: tf.Tensor },
 ): tf.Tensor4D {
   const pad = layer.padding === 'same' ? 'same' : 'valid';
   const strides = layer.strides as [number, number];
   const bias = o.bias ?? layer.bias?.read();
   if (layer.depthwiseKernel) {
+    if (o.residual) throw new Error('fusedConvOfLayer: a residual is only added to a Conv2D');
     // tfjs-layers' DepthwiseConv2D passes no dilation to the convolution (its dilationRate is ignored).
     const filter = o.filter ?? (layer.depthwiseKernel.read() as tf.Tensor4D);
     return tf.fused.depthwiseConv2d({ x, filter, strides, pad, dataFormat: 'NHWC', bias, activation: o.activation });
   }
   const filter = o.filter ?? (layer.kernel!.read() as tf.Tensor4D);
-  return tf.fused.conv2d({ x, filter, strides, pad, dilations: layer.dilationRate as [number, number], dataFormat: 'NHWC', bias, activation: o.activation });
+  const dilations = layer.dilationRate as [number, number];
+  if (o.residual) {
+    const inputs = bias ? { x, filter, bias, residual: o.residual } : { x, filter, residual: o.residual };
+    const attrs = { strides, pad, dilations, dataFormat: 'NHWC', activation: o.activation };
+    return tf.engine().runKernel('FundusConv2DResidual', inputs as never, attrs as never) as tf.Tensor4D;
+  }
+  return tf.fused.conv2d({ x, filter, strides, pad, dilations, dataFormat: 'NHWC', bias, activation: o.activation });
 }
 
 function conv2dCall(original: Call): Call {
