@@ -6,7 +6,7 @@ import { TASKS, parseTask } from '../models/tasks.js';
 import { InputError } from '../util/errors.js';
 import { CAMERA_AUGMENT } from '../data/augment.js';
 import type { Monitor } from './loop.js';
-import { DEFAULT_MODEL, DEFAULT_ONE_VS_NORMAL_MODEL, DEFAULT_TASK, PRETRAINED_RECIPE, SCRATCH_RECIPE } from './recipe.js';
+import { DEFAULT_MODEL, DEFAULT_ONE_VS_NORMAL_MODEL, DEFAULT_TASK, PRETRAINED_RECIPE, RUN_DEFAULTS, SCRATCH_RECIPE } from './recipe.js';
 import type { Recipe } from './recipe.js';
 import { trainModel } from './train.js';
 import type { TrainOptions } from './train.js';
@@ -26,9 +26,9 @@ type TrainFlags = Pick<
   localMean?: number | true;
   augment: boolean;
   cameraAugment?: boolean;
-  monitor: Monitor;
-  seed: number;
-  checkpointSeconds: number;
+  monitor?: Monitor;
+  seed?: number;
+  checkpointSeconds?: number;
 };
 
 /** A default that depends on how the network starts, in words for --help. */
@@ -111,8 +111,10 @@ export function register(program: Command): void {
     )
     .option('--no-camera-augment', 'the usual augmentation only')
     .option('--patience <epochs>', `early stopping: epochs without improvement of the monitored metric (${byStart((r) => r.patience)})`, numberOption('--patience', POSITIVE_INTEGER))
-    .addOption(new Option('--monitor <metric>', 'validation metric for best epoch and early stopping').choices(['val_auc', 'val_f1', 'val_loss']).default('val_auc'))
-    .option('--seed <n>', 'random seed (initialisation, order, augmentation)', numberOption('--seed', INTEGER), 42)
+    .addOption(
+      new Option('--monitor <metric>', `validation metric for best epoch and early stopping (default ${RUN_DEFAULTS.monitor})`).choices(['val_auc', 'val_f1', 'val_loss']),
+    )
+    .option('--seed <n>', `random seed: initialisation, order, augmentation (default ${RUN_DEFAULTS.seed})`, numberOption('--seed', INTEGER))
     .option('--init-from <model_dir>', 'start from the weights of an existing model (fine-tuning)')
     .addOption(new Option('--pretrained <weights>', 'weights of a pretrained backbone (mobilenetv2, resnet50; the only ones are ImageNet)').choices(['imagenet']))
     .addOption(
@@ -125,7 +127,11 @@ export function register(program: Command): void {
     .addOption(
       new Option('--tta <kind>', `test-time augmentation the model records: hflip averages each photo with its mirror image (${byStart((r) => r.tta)}; with --init-from: its model's)`).choices(['none', 'hflip']),
     )
-    .option('--checkpoint-seconds <s>', 'save a mid-epoch checkpoint at least this often', numberOption('--checkpoint-seconds', POSITIVE_NUMBER), 120)
+    .option(
+      '--checkpoint-seconds <s>',
+      `save a mid-epoch checkpoint at least this often (default ${RUN_DEFAULTS.checkpointSeconds})`,
+      numberOption('--checkpoint-seconds', POSITIVE_NUMBER),
+    )
     .option('--max-minutes <m>', 'training-time budget: when spent, stops (mid-epoch if need be), validates and writes the best model', numberOption('--max-minutes', POSITIVE_NUMBER))
     .option('--restart', 'discard an existing checkpoint in the run directory instead of resuming')
     .option(

@@ -8,7 +8,7 @@ import { architectureInfo } from '../models/architectures.js';
 import type { ModelMetadata, Task, TestTimeAugmentation, TrainingRecipe } from '../models/metadata.js';
 import { InputError } from '../util/errors.js';
 import type { AdversarySettings } from './adversary.js';
-import type { LoopSettings } from './loop-settings.js';
+import type { LoopSettings, Monitor } from './loop-settings.js';
 import type { TrainOptions } from './train-options.js';
 
 /** The fine-tuning settings a pretrained backbone trains with. */
@@ -63,6 +63,15 @@ export const SCRATCH_RECIPE: Recipe = {
   patience: 8,
   augment: {},
   tta: 'none',
+};
+
+/** The run's settings that do not depend on how the network starts (the CLI's --help shows these). */
+export const RUN_DEFAULTS: { seed: number; monitor: Monitor; checkpointSeconds: number } = {
+  seed: 42,
+  /** The validation metric that picks the best epoch and stops early. */
+  monitor: 'val_auc',
+  /** A mid-epoch checkpoint at least this often. */
+  checkpointSeconds: 120,
 };
 
 export const DEFAULT_TASK: Task = 'multilabel';
@@ -144,11 +153,11 @@ export function loopSettingsFor(opts: RunOptions, adversary: AdversarySettings |
     weightDecay: opts.weightDecay ?? d.weightDecay,
     warmupEpochs: opts.warmupEpochs ?? d.warmupEpochs,
     patience: opts.patience ?? d.patience,
-    monitor: opts.monitor ?? 'val_auc',
-    seed: opts.seed ?? 42,
+    monitor: opts.monitor ?? RUN_DEFAULTS.monitor,
+    seed: opts.seed ?? RUN_DEFAULTS.seed,
     augment: opts.augment ?? { ...d.augment },
     ...(adversary ? { adversary } : {}),
-    checkpointSeconds: opts.checkpointSeconds ?? 120,
+    checkpointSeconds: opts.checkpointSeconds ?? RUN_DEFAULTS.checkpointSeconds,
     checkpointBatches: opts.checkpointBatches ?? 0,
     maxMinutes: opts.maxMinutes,
     quiet: opts.quiet ?? false,

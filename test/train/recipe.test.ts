@@ -1,9 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ModelMetadata } from '../../src/models/metadata.js';
-import { fineTuneFor, loopSettingsFor, modelFor, preprocessFor, trainingRecord, ttaFor } from '../../src/train/recipe.js';
+import { RUN_DEFAULTS, fineTuneFor, loopSettingsFor, modelFor, preprocessFor, trainingRecord, ttaFor } from '../../src/train/recipe.js';
 import type { RunOptions } from '../../src/train/recipe.js';
 import { PROJECT_ROOT } from '../helpers.js';
 import { SHIPPED_FIRST_STAGE } from './shipped-recipe.js';
@@ -53,4 +54,15 @@ test('--init-from: its architecture, preprocessing and test-time augmentation un
   assert.equal(r.tta, 'none', 'a model without TTA stays without');
   assert.equal(resolved({ task: 'focus' }, shipped).tta, 'hflip');
   assert.throws(() => resolved({ mask: 'circle' }, shipped), /cannot be combined with --init-from/);
+});
+
+test("train's run defaults (seed, monitor, checkpoint interval) are the recipe's, and --help shows them from there", () => {
+  const { settings } = resolved();
+  assert.deepEqual([settings.seed, settings.monitor, settings.checkpointSeconds], [RUN_DEFAULTS.seed, RUN_DEFAULTS.monitor, RUN_DEFAULTS.checkpointSeconds]);
+  const help = spawnSync(process.execPath, [join(PROJECT_ROOT, 'bin', 'fundus.js'), 'train', '--help'], { encoding: 'utf8' });
+  assert.equal(help.status, 0, help.stderr);
+  const text = help.stdout.replace(/\s+/g, ' ');
+  assert.match(text, new RegExp(`--seed <n> random seed: .*?\\(default ${RUN_DEFAULTS.seed}\\)`));
+  assert.match(text, new RegExp(`--monitor <metric> .*?\\(default ${RUN_DEFAULTS.monitor}\\)`));
+  assert.match(text, new RegExp(`--checkpoint-seconds <s> .*?\\(default ${RUN_DEFAULTS.checkpointSeconds}\\)`));
 });
