@@ -139,7 +139,7 @@ test('disposeModel frees the network and the folded inference weights: load, pre
   await initEngine();
   const dir = await tempDir();
   await tinyModel(join(dir, 'model'));
-  const x = tf.zeros([2, 32, 32, 3]);
+  const x = tf.zeros<tf.Rank.R4>([2, 32, 32, 3]);
   const start = tf.memory().numTensors;
   const model = await loadModel(join(dir, 'model'));
   predictTensor(model, x);
