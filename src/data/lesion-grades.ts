@@ -1,8 +1,6 @@
-import { readFile } from 'node:fs/promises';
 import sharp from 'sharp';
-import { parseCsvRecords } from './csv.js';
 import { isGraded, type LabelledImage } from './labels.js';
-import { readLesions, type LesionBox } from './lesions.js';
+import { parseBoxCsv, readBoxCsvText, readLesions, type Box, type LesionBox } from './lesions.js';
 import { InputError } from '../util/errors.js';
 
 /**
@@ -33,38 +31,13 @@ export interface LesionGradesSpec {
 }
 
 /** An optic-disc box in pixels of the photograph. */
-export interface DiscBox {
-  x0: number;
-  y0: number;
-  x1: number;
-  y1: number;
-}
+export type DiscBox = Box;
 
 /** Reads `filename,x0,y0,x1,y1` optic-disc boxes by file name; InputError naming the file and line otherwise. */
 export async function readOpticDiscs(file: string): Promise<Map<string, DiscBox>> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (e) {
-    throw new InputError(`cannot read the optic-disc file: ${(e as Error).message}`, { file });
-  }
-  const records = parseCsvRecords(text);
-  if (records.length === 0) throw new InputError('the optic-disc file is empty', { file });
-  const header = records[0].fields.map((h) => h.trim());
-  const cols = ['filename', 'x0', 'y0', 'x1', 'y1'].map((c) => header.indexOf(c));
-  if (cols.some((i) => i < 0)) {
-    throw new InputError(`expected the columns filename,x0,y0,x1,y1 (an optic-disc box; got ${header.join(',')})`, { file, line: records[0].line });
-  }
-  const discs = new Map<string, DiscBox>();
-  for (const { fields, line } of records.slice(1)) {
-    if (fields.length !== header.length) throw new InputError(`expected ${header.length} fields, got ${fields.length}`, { file, line });
-    const [x0, y0, x1, y1] = cols.slice(1).map((i) => Number(fields[i].trim() || NaN));
-    if (![x0, y0, x1, y1].every(Number.isFinite) || x1 <= x0 || y1 <= y0) {
-      throw new InputError(`not a box: x0 ${fields[cols[1]]}, y0 ${fields[cols[2]]}, x1 ${fields[cols[3]]}, y1 ${fields[cols[4]]}`, { file, line });
-    }
-    discs.set(fields[cols[0]].trim(), { x0, y0, x1, y1 });
-  }
-  return discs;
+  const text = await readBoxCsvText(file, 'optic-disc');
+  const { rows } = parseBoxCsv(text, file, { kind: 'optic-disc', expected: 'filename,x0,y0,x1,y1', nonEmpty: true });
+  return new Map(rows.map((r) => [r.filename, r.box]));
 }
 
 /** Distance from a point to the nearest pixel of a box (0 inside it). */

@@ -87,7 +87,7 @@ test('lesionGrades names the datasets file and the problem', async () => {
   await bad({ lesionGrades: { lesions: 'lesions.csv', classes: { 'macular edema': within1 } } }, /withinDiscDiameters needs opticDiscs/);
   await bad({ lesionGrades: { classes: {} } }, /needs a lesions path/);
   await writeFile(join(dir, 'heimed-discs.csv'), 'filename,x,y\nnear.jpg,1,2\n');
-  await bad(grades({ 'macular edema': within1 }, { opticDiscs: 'heimed-discs.csv' }), /expected the columns filename,x0,y0,x1,y1/, join(dir, 'heimed-discs.csv'));
+  await bad(grades({ 'macular edema': within1 }, { opticDiscs: 'heimed-discs.csv' }), /not an optic-disc file: missing columns x0, y0, x1, y1 \(expected filename,x0,y0,x1,y1; got filename,x,y\)/, join(dir, 'heimed-discs.csv'));
 });
 
 test('readOpticDiscs rejects a box that is not one, naming the line', async () => {
@@ -95,4 +95,13 @@ test('readOpticDiscs rejects a box that is not one, naming the line', async () =
   const f = join(dir, 'd.csv');
   await writeFile(f, 'filename,x0,y0,x1,y1\na.jpg,1,2,3,4\nb.jpg,5,5,4,9\n');
   await assert.rejects(readOpticDiscs(f), (e: unknown) => e instanceof InputError && /not a box/.test(e.message) && e.line === 3);
+  // The same checks as a lesions file's (one parser of box tables), and an empty box is not a disc.
+  await writeFile(f, 'filename,x0,y0,x1,y1\na.jpg,1,2,3,4\nc.jpg,1,1,1,5\n');
+  await assert.rejects(readOpticDiscs(f), (e: unknown) => e instanceof InputError && /^.*d\.csv:3: not a box \(x0 1, y0 1, x1 1, y1 5\)/.test(e.message));
+  await writeFile(f, 'filename,x0,y0,x1,y1\na.jpg,1,two,3,4\n');
+  await assert.rejects(readOpticDiscs(f), (e: unknown) => e instanceof InputError && /y0 is not a number \(got 'two'\)/.test(e.message) && e.line === 2);
+  await writeFile(f, 'filename,x0,y0,x1,y1\n ,1,2,3,4\n');
+  await assert.rejects(readOpticDiscs(f), /empty filename/);
+  await writeFile(f, 'filename,x0,y0,x1,y1\na.jpg,1,2,3,4\nsub/b.jpg,5,6,7,8\n');
+  assert.deepEqual([...(await readOpticDiscs(f))], [['a.jpg', { x0: 1, y0: 2, x1: 3, y1: 4 }], ['sub/b.jpg', { x0: 5, y0: 6, x1: 7, y1: 8 }]]);
 });
