@@ -179,7 +179,6 @@ export function registerSelflearn(program: Command): void {
           finetuneLr: f.finetuneLr,
           patience: f.patience,
           pseudoWeight: f.pseudoWeight,
-          limit: f.limit,
           quiet: true,
         },
         f.quiet ? undefined : (line) => log(`  train: ${line}`),

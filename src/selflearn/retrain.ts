@@ -49,8 +49,6 @@ export interface TrainingBudget {
   patience?: number;
   /** Weight of a pseudo-labelled example in the loss, relative to a labelled one. */
   pseudoWeight: number;
-  /** Use at most this many images of each split part (smoke runs and tests). */
-  limit?: number;
   quiet?: boolean;
 }
 
@@ -96,7 +94,8 @@ export function trainModelRetrainer(data: { csv: string; images: string; split: 
       trainableFrom: meta.training?.fineTune?.trainableFrom,
       tta: meta.inference?.tta,
       extraExamples: req.pseudo.map((p) => ({ path: p.path, target: p.labels!, weight: budget.pseudoWeight })),
-      limit: budget.limit,
+      // The labelled images the run chose (a smoke run's first few), not the split's whole parts read again.
+      partsUsed: { train: req.train.map((t) => t.filename), validation: req.validation.map((t) => t.filename) },
       restart: true,
       quiet: budget.quiet ?? true,
       log,

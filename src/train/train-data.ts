@@ -21,15 +21,23 @@ export interface TrainingData {
   /** The split file (given, or made in the run directory), or the datasets file that made the split. */
   splitPath: string;
   sources?: MultiSourceData;
-  /** The images of each split part, in the split's order (at most `limit` of each). */
+  /** The images of each split part, in the split's order (or `partsUsed`'s; at most `limit` of each). */
   parts: Record<PartName, LabelledImage[]>;
 }
 
-/** The images of a split part, in the split's order; InputError for names the CSV does not have. */
-function partImages(dataset: Dataset, names: string[], part: string, splitPath: string, limit?: number): LabelledImage[] {
+/**
+ * The images of a split part, in the split's order, or those of `used` (which must all be in the part); InputError
+ * for names the CSV does not have.
+ */
+function partImages(dataset: Dataset, names: string[], part: string, splitPath: string, limit?: number, used?: string[]): LabelledImage[] {
   const byName = new Map(dataset.images.map((im) => [im.filename, im]));
+  if (used) {
+    const inPart = new Set(names);
+    const stray = used.find((n) => !inPart.has(n));
+    if (stray !== undefined) throw new InputError(`${stray} was asked to be used as a ${part} image, but the split's ${part} part does not list it`, { file: splitPath });
+  }
   const out: LabelledImage[] = [];
-  for (const n of names) {
+  for (const n of used ?? names) {
     const im = byName.get(n);
     if (!im) throw new InputError(`split part "${part}" lists ${n}, which is not in the CSV`, { file: splitPath });
     out.push(im);
@@ -84,7 +92,7 @@ async function splitOfRun(dataset: Dataset, csv: string, make: SplitMaking): Pro
  * Reads the run's labelled data (`csv` and `images` with `split`, or `datasets`) and its split parts. A CSV without
  * a split file is split here (see splitOfRun), into `make.runDir`.
  */
-export async function readTrainingData(opts: Pick<TrainOptions, 'csv' | 'images' | 'split' | 'datasets' | 'limit'>, make: SplitMaking): Promise<TrainingData> {
+export async function readTrainingData(opts: Pick<TrainOptions, 'csv' | 'images' | 'split' | 'datasets' | 'limit' | 'partsUsed'>, make: SplitMaking): Promise<TrainingData> {
   let read: Omit<TrainingData, 'parts'>;
   if (opts.datasets !== undefined) {
     if (opts.csv !== undefined || opts.images !== undefined || opts.split !== undefined) {
@@ -99,7 +107,8 @@ export async function readTrainingData(opts: Pick<TrainOptions, 'csv' | 'images'
     const dataset = await readDataset(opts.csv, opts.images);
     read = { dataset, ...(opts.split !== undefined ? { split: await readSplitParts(opts.split), splitPath: opts.split } : await splitOfRun(dataset, opts.csv, make)) };
   }
-  const parts = Object.fromEntries(PART_NAMES.map((p) => [p, partImages(read.dataset, read.split[p], p, read.splitPath, opts.limit)])) as Record<PartName, LabelledImage[]>;
+  const used: Partial<Record<PartName, string[]>> = opts.partsUsed ?? {};
+  const parts = Object.fromEntries(PART_NAMES.map((p) => [p, partImages(read.dataset, read.split[p], p, read.splitPath, opts.limit, used[p])])) as Record<PartName, LabelledImage[]>;
   return { ...read, parts };
 }
 

@@ -93,6 +93,11 @@ export interface TrainOptions {
   force?: boolean;
   /** Use at most this many images of each split part (smoke runs). */
   limit?: number;
+  /**
+   * Train (or validate) on these images of a split part instead of the whole part, in this order; each must be in
+   * that part. Self-learning's retrainer hands over the labelled images its run chose (a smoke run's first few).
+   */
+  partsUsed?: Partial<Record<'train' | 'validation', string[]>>;
   cacheDir?: string;
   quiet?: boolean;
   onBatch?: LoopSettings['onBatch'];

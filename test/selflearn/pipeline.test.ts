@@ -18,6 +18,7 @@ import { verdict } from '../../src/selflearn/verdict.js';
 import { selectConfident, type PseudoLabelMethod } from '../../src/selflearn/pseudolabel.js';
 import { renderMarkdown } from '../../src/selflearn/report.js';
 import { armBudget, trainModelRetrainer, type Retrainer } from '../../src/selflearn/retrain.js';
+import { labelledPart } from '../../src/selflearn/evaluate.js';
 import { tinyModel } from './tiny-model.js';
 
 await initEngine();
@@ -475,12 +476,22 @@ test('retrainer: a from-scratch arm keeps the base model\'s exact preprocessing 
   await tinyModel(join(dir, 'model'));
   const base = await loadModel(join(dir, 'model'));
   // The tiny model's preprocessing (3-channel normalisation, lanczos3 resize) differs from trainModel's defaults for new models.
-  const retrain = trainModelRetrainer({ csv, images: TRAIN, split, runsDir: join(dir, 'runs') }, { epochs: 1, pseudoWeight: 1, limit: 6, quiet: true });
+  const retrain = trainModelRetrainer({ csv, images: TRAIN, split, runsDir: join(dir, 'runs') }, { epochs: 1, pseudoWeight: 1, quiet: true });
   const parts = await readSplitParts(split);
-  const req = { base, classes: base.metadata.classes, train: [], validation: [], pseudo: [], seed: 5 };
+  // The run's choice of labelled images (a smoke run's first few) is what the arm trains and validates on.
+  const dataset = await readDataset(csv, TRAIN);
+  const classes = base.metadata.classes;
+  const train = labelledPart(dataset, parts.train.slice(0, 6), classes, 'train');
+  const validation = labelledPart(dataset, parts.validation.slice(0, 4), classes, 'validation');
+  const req = { base, classes, train, validation, pseudo: [], seed: 5 };
   const scratch = await retrain({ ...req, mode: 'scratch', outDir: join(dir, 'out', 'scratch') });
   assert.deepEqual(scratch.model.metadata.preprocess, base.metadata.preprocess);
-  assert.equal(scratch.model.metadata.trainingData!.imageCount, Math.min(6, parts.train.length));
+  assert.equal(scratch.model.metadata.trainingData!.imageCount, train.length);
+  assert.equal((scratch.model.metadata.metrics?.validation as { images: number }).images, validation.length);
+  await assert.rejects(
+    retrain({ ...req, train: validation, mode: 'finetune', outDir: join(dir, 'out', 'stray') }),
+    new RegExp(`${validation[0].filename} was asked to be used as a train image, but the split's train part does not list it`),
+  );
   assert.deepEqual(scratch.budget, { ...scratch.budget, epochsPlanned: 1, epochsRun: 1, stoppedBy: 'epochs', lr: 1e-3 });
   // Not the base's weights: trained from a fresh initialisation.
   const w0 = base.network.getWeights()[0].dataSync();
