@@ -59,6 +59,8 @@ export {
   type SplitParts,
   type SplitFile,
 } from './data/split.js';
+// What `fundus data split` (and `fundus train` without --split) runs: repeat photographs grouped, then stratified.
+export { splitDataset, SPLIT_DEFAULTS, type SplitDatasetOptions } from './data/split-dataset.js';
 export type { AugmentSettings } from './data/augment.js';
 export { assessGradability, UngradableError, type Gradability, type GradabilityMeasures } from './data/gradability.js';
 
