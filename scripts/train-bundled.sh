@@ -7,7 +7,9 @@
 #                           to a standard circle, camera augmentation, full fine-tuning (backbone at 0.1x the head's
 #                           rate), 12 epochs within an 85-minute budget, flip TTA;
 #                         default-320: 320 px, lr 3e-4 (backbone 0.3x) for 1.1 epochs, then 2 epochs at 2e-4;
-#                         default: 448 px, lr 1e-4, 1 epoch (small hard exudates need the resolution: HEI-MED)
+#                         default: 448 px, lr 1e-4, 1 epoch (small hard exudates need the resolution: HEI-MED), against
+#                           a source-adversarial head (strength 0.2, at 10x the learning rate) so that the finer input
+#                           does not let the features keep more of the camera (fundus audit; docs/generalisation.md)
 #   models/focus          focus (DR / glaucoma / normal) on the same sources: fine-tuned from the 224 px stage, 8 epochs
 #                         within 30 min
 #   models/alexnet-focus  the reference AlexNet (green, 227 px) on the focus task, VietAI only, from scratch, for
@@ -67,7 +69,15 @@ stage default-320a "${FINE_TUNE[@]}" --init-from runs/default-224/model --image-
   --seed 42 --max-minutes 48
 stage default-320 "${FINE_TUNE[@]}" --init-from runs/default-320a/model --image-size 320 --lr 2e-4 --epochs 2 --warmup 0.1 \
   --seed 43
-train default "${FINE_TUNE[@]}" --init-from runs/default-320/model --image-size 448 --lr 1e-4 --epochs 1 --warmup 0.1 --seed 45
+train default "${FINE_TUNE[@]}" --init-from runs/default-320/model --image-size 448 --lr 1e-4 --epochs 1 --warmup 0.1 --seed 45 \
+  --source-adversarial 0.2 --adversary-lr-scale 10
+# Its default heatmap: the method that localises the codras test photographs' lesion boxes best, written into its
+# fundus.json (docs/explain-localisation.md)
+if [ -z "$ONLY" ] || [ "$ONLY" = default ]; then
+  npx tsx benchmarks/scripts/localisation.ts models/default --methods layercam,gradcam --datasets "$DATASETS" --part test \
+    --limit 0 --batch-size 4 --record >runs/default-localisation.md 2>runs/default-localisation.log ||
+    echo "models/default: no heatmap method localised better than the centre prior; none recorded (runs/default-localisation.md)" >&2
+fi
 train focus --datasets "$DATASETS" --task focus --init-from runs/default-224/model --camera-augment --epochs "$FOCUS_EPOCHS" --batch-size 16 --lr 5e-4 --warmup 0.5 \
   --patience 4 --tta hflip --max-minutes "$FOCUS_MINUTES"
 train alexnet-focus --data "$DATA/train.csv" "$DATA/train" --split "$SPLIT" --task focus --model alexnet --resize area --epochs "$ALEXNET_EPOCHS" --batch-size 16 --lr 5e-4 \
