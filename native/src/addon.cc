@@ -6,6 +6,8 @@
 namespace fundus {
 size_t convCacheSize();
 void clearConvCache();
+size_t packCount();
+size_t packedBytes();
 size_t poolCacheSize();
 void clearPoolCache();
 
@@ -20,6 +22,8 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   o.Set("cpuRuntime", v->cpu_runtime == DNNL_RUNTIME_OMP ? "omp" : "other");
   o.Set("cachedPrimitives", static_cast<double>(convCacheSize() + poolCacheSize()));
   o.Set("scratchBytes", static_cast<double>(scratchBytes()));
+  o.Set("weightPacks", static_cast<double>(packCount()));
+  o.Set("packedWeightBytes", static_cast<double>(packedBytes()));
   return o;
 }
 

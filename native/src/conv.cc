@@ -1,6 +1,9 @@
 // 2-D convolution forward, backward-data and backward-weights on oneDNN.
 // tfjs keeps activations in NHWC (or NCHW) and filters in HWIO; oneDNN runs fastest on blocked layouts that it
-// chooses itself (format_tag::any), so every call reorders from and to the tfjs layouts around the primitive.
+// chooses itself (format_tag::any), so every call reorders from and to the tfjs layouts around the primitive, except
+// for weights packed once (conv2dPack): constant weights (an inference plan's) are reordered on their first call and
+// kept in the primitive's layout with the primitive itself.
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -181,6 +184,33 @@ ShapeCache<ForwardEntry> forwardCache;
 ShapeCache<BackwardDataEntry> backwardDataCache;
 ShapeCache<BackwardWeightsEntry> backwardWeightsCache;
 
+// Weights packed once: one pack per constant filter (the JS side maps the filter's data to its pack id), holding per
+// forward call signature (parameters, activation alpha, residual) the primitive and the weights already in its
+// layout. Variants whose primitives want the same layout (e.g. two batch sizes) share one packed copy. Owning the
+// primitive also keeps it alive when the bounded shape cache is cleared.
+std::atomic<int64_t> packedBytesTotal{0};
+struct PackedMemory {
+  memory m;
+  size_t bytes;
+  PackedMemory(const memory::desc& d) : m(d, cpuEngine()), bytes(d.get_size()) { packedBytesTotal += static_cast<int64_t>(bytes); }
+  ~PackedMemory() { packedBytesTotal -= static_cast<int64_t>(bytes); }
+  PackedMemory(const PackedMemory&) = delete;
+  PackedMemory& operator=(const PackedMemory&) = delete;
+};
+struct PackedVariant {
+  std::vector<int64_t> key;
+  std::shared_ptr<ForwardEntry> entry;
+  // Null when the primitive takes the tfjs layout itself (nothing to pack).
+  std::shared_ptr<PackedMemory> weights;
+};
+// A pack serves a handful of batch sizes; beyond that the oldest variant goes (a server fed ever new batch sizes).
+constexpr size_t kMaxPackedVariants = 8;
+struct Pack {
+  std::vector<PackedVariant> variants;
+};
+std::unordered_map<int64_t, Pack> packs;
+int64_t nextPackId = 1;
+
 bool appendActivation(dnnl::post_ops& po, int64_t act, float alpha) {
   switch (act) {
     case 0: return true;
@@ -193,11 +223,15 @@ bool appendActivation(dnnl::post_ops& po, int64_t act, float alpha) {
   }
 }
 
-std::shared_ptr<ForwardEntry> forwardEntry(const std::vector<int64_t>& p, float alpha, bool withResidual) {
+std::vector<int64_t> forwardKey(const std::vector<int64_t>& p, float alpha, bool withResidual) {
   std::vector<int64_t> kp(p);
   kp.push_back(static_cast<int64_t>(alpha * 1e6f));
   kp.push_back(withResidual ? 1 : 0);
-  std::string key = keyOf("fwd", kp);
+  return kp;
+}
+
+std::shared_ptr<ForwardEntry> forwardEntry(const std::vector<int64_t>& p, float alpha, bool withResidual) {
+  std::string key = keyOf("fwd", forwardKey(p, alpha, withResidual));
   if (auto e = forwardCache.find(key)) return e;
   ConvParams q(p);
   const int threads = threadsForWork(convFlops(q));
@@ -267,8 +301,36 @@ std::shared_ptr<BackwardWeightsEntry> backwardWeightsEntry(const std::vector<int
   return e;
 }
 
-// conv2dForward(x, w, bias | null, y, params, alpha, residual?) -> boolean (false: not supported, use the JS
-// kernel). With a residual (y's shape), y = act(conv(x) + bias + residual).
+// The pack's variant for this call, created on first use: its primitive, and w reordered into the primitive's
+// layout (or the packed copy of an earlier variant that wants the same layout). Null when unsupported.
+const PackedVariant* packedVariant(Pack& pack, const std::vector<int64_t>& p, float alpha, bool withResidual, const float* w) {
+  const auto key = forwardKey(p, alpha, withResidual);
+  for (const auto& v : pack.variants) {
+    if (v.key == key) return &v;
+  }
+  auto e = forwardEntry(p, alpha, withResidual);
+  if (!e) return nullptr;
+  PackedVariant v{key, e, nullptr};
+  if (e->weights.needsReorder) {
+    for (const auto& other : pack.variants) {
+      if (other.weights && other.weights->m.get_desc() == e->weights.prim) v.weights = other.weights;
+    }
+    if (!v.weights) {
+      ThreadScope scope(e->threads);
+      v.weights = std::make_shared<PackedMemory>(e->weights.prim);
+      memory u(e->weights.user, cpuEngine(), const_cast<float*>(w));
+      e->weights.reorder.execute(cpuStream(), u, v.weights->m);
+      cpuStream().wait();
+    }
+  }
+  if (pack.variants.size() >= kMaxPackedVariants) pack.variants.erase(pack.variants.begin());
+  pack.variants.push_back(std::move(v));
+  return &pack.variants.back();
+}
+
+// conv2dForward(x, w, bias | null, y, params, alpha, residual | null?, pack?) -> boolean (false: not supported, use
+// the JS kernel). With a residual (y's shape), y = act(conv(x) + bias + residual). With a pack id (conv2dPack), w
+// is taken to be the pack's constant weights: reordered on the pack's first call of this signature, then reused.
 Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
   auto p = intsArg(info, 4, kConvParamCount, "params");
   ConvParams q(p);
@@ -280,16 +342,31 @@ Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
   float alpha = info.Length() > 5 && info[5].IsNumber() ? info[5].As<Napi::Number>().FloatValue() : 0.f;
   const bool withResidual = info.Length() > 6 && info[6].IsTypedArray();
   const float* residual = withResidual ? floatArg(info, 6, q.n * q.o * q.oh * q.ow, "residual") : nullptr;
+  Pack* pack = nullptr;
+  if (info.Length() > 7 && !info[7].IsUndefined() && !info[7].IsNull()) {
+    auto it = info[7].IsNumber() ? packs.find(info[7].As<Napi::Number>().Int64Value()) : packs.end();
+    if (it == packs.end()) throw Napi::TypeError::New(info.Env(), "pack must be the id of a live conv2dPack");
+    pack = &it->second;
+  }
   std::shared_ptr<ForwardEntry> e;
+  std::shared_ptr<PackedMemory> packed;
   try {
-    e = forwardEntry(p, alpha, withResidual);
+    if (pack) {
+      const PackedVariant* v = packedVariant(*pack, p, alpha, withResidual, w);
+      if (v) {
+        e = v->entry;
+        packed = v->weights;
+      }
+    } else {
+      e = forwardEntry(p, alpha, withResidual);
+    }
   } catch (const dnnl::error&) {
     return Napi::Boolean::New(info.Env(), false);
   }
   if (!e) return Napi::Boolean::New(info.Env(), false);
   ThreadScope scope(e->threads);
   memory src = e->src.bindInput(x, kSrc);
-  memory wts = e->weights.bindInput(w, kWeights);
+  memory wts = packed ? packed->m : e->weights.bindInput(w, kWeights);
   memory dst = e->dst.bindOutput(y, kDst);
   if (residual) {
     if (e->residual.needsReorder) {
@@ -364,7 +441,23 @@ Napi::Value Conv2dBackwardWeights(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), true);
 }
 
+// conv2dPack() -> id: a new, empty pack for one constant filter (filled by conv2dForward's calls with it).
+Napi::Value Conv2dPack(const Napi::CallbackInfo& info) {
+  const int64_t id = nextPackId++;
+  packs.emplace(id, Pack());
+  return Napi::Number::New(info.Env(), static_cast<double>(id));
+}
+
+// conv2dReleasePack(id) -> boolean: frees the pack's primitives and packed weights (false: no such pack).
+Napi::Value Conv2dReleasePack(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "pack must be a number");
+  return Napi::Boolean::New(info.Env(), packs.erase(info[0].As<Napi::Number>().Int64Value()) > 0);
+}
+
 }  // namespace
+
+size_t packCount() { return packs.size(); }
+size_t packedBytes() { return static_cast<size_t>(packedBytesTotal.load()); }
 
 size_t convCacheSize() { return forwardCache.size() + backwardDataCache.size() + backwardWeightsCache.size(); }
 void clearConvCache() {
@@ -377,6 +470,8 @@ void initConv(Napi::Env env, Napi::Object exports) {
   exports.Set("conv2dForward", Napi::Function::New(env, locked<Conv2dForward>));
   exports.Set("conv2dBackwardData", Napi::Function::New(env, locked<Conv2dBackwardData>));
   exports.Set("conv2dBackwardWeights", Napi::Function::New(env, locked<Conv2dBackwardWeights>));
+  exports.Set("conv2dPack", Napi::Function::New(env, locked<Conv2dPack>));
+  exports.Set("conv2dReleasePack", Napi::Function::New(env, locked<Conv2dReleasePack>));
 }
 
 }  // namespace fundus

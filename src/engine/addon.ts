@@ -11,6 +11,9 @@ export interface AddonInfo {
   cpuRuntime: string;
   cachedPrimitives: number;
   scratchBytes: number;
+  /** Live weight packs (conv2dPack) and the bytes of packed weights they hold (absent from older builds). */
+  weightPacks?: number;
+  packedWeightBytes?: number;
 }
 
 /** The C++ side (native/src/*.cc). Every kernel returns false when it cannot handle the case (the caller then
@@ -19,8 +22,14 @@ export interface NativeAddon {
   info(): AddonInfo;
   setThreads(n: number): number;
   clearCaches(): void;
-  /** With a residual (y's shape): y = activation(conv(x) + bias + residual). */
-  conv2dForward(x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array, p: number[], alpha: number, residual?: Float32Array): boolean;
+  /**
+   * With a residual (y's shape): y = activation(conv(x) + bias + residual). With a pack (conv2dPack's id), w must be
+   * the pack's constant weights: they are reordered into the primitive's layout on the first such call and reused.
+   */
+  conv2dForward(x: Float32Array, w: Float32Array, bias: Float32Array | null, y: Float32Array, p: number[], alpha: number, residual?: Float32Array | null, pack?: number): boolean;
+  /** A new, empty weight pack (an id); conv2dReleasePack frees it and what it holds. Absent from older builds. */
+  conv2dPack?(): number;
+  conv2dReleasePack?(pack: number): boolean;
   conv2dBackwardData(dy: Float32Array, w: Float32Array, dx: Float32Array, p: number[]): boolean;
   conv2dBackwardWeights(x: Float32Array, dy: Float32Array, dw: Float32Array, p: number[]): boolean;
   poolForward(kind: number, x: Float32Array, y: Float32Array, p: number[]): boolean;
@@ -57,7 +66,8 @@ let cached: { addon: NativeAddon | null; error: string | null } | undefined;
 
 /**
  * Functions an addon built from older sources lacks. batchMoments came with the residual form of conv2dForward, which
- * an older addon would silently ignore (a wrong prediction, not an error): such an addon is not used.
+ * an older addon would silently ignore (a wrong prediction, not an error): such an addon is not used. (One without
+ * conv2dPack is: packed-weights.ts then packs nothing, and the weights are reordered on every call as before.)
  */
 const NEWEST_FUNCTIONS = ['batchMoments'] as const;
 

@@ -8,7 +8,9 @@
 // convolution whose result only an Add reads (a residual block's last one) runs at the Add's place with the other
 // operand summed into its output (oneDNN's sum post-op) and the block's activation fused too.
 // Only for inference: training needs the batch norm's batch statistics and gradients. The folded weights are
-// recomputed whenever a weight variable of the model has been assigned since (training, then validation).
+// recomputed whenever a weight variable of the model has been assigned since (training, then validation). Every
+// filter the plan convolves with, folded or the layer's own, is a constant until then: each is packed once
+// (packed-weights.ts: kept in oneDNN's layout with its primitive instead of reordered on every call).
 // Every other layer runs as model.predict would run it (its own call, in inference mode); models this does not
 // understand (shared layers, several inputs or outputs) run model.predict itself.
 import * as tf from '@tensorflow/tfjs-core';
@@ -16,6 +18,7 @@ import type * as tfl from '@tensorflow/tfjs-layers';
 import { NATIVE_BACKEND_NAME } from './names.js';
 import type { ConvLayerInternals } from './internals.js';
 import { FUSABLE, fusedConvOfLayer, type FusedActivation as Activation } from './layer-fusion.js';
+import { packWeights } from './packed-weights.js';
 
 interface LayerNode {
   inboundNodes: { inputTensors: { id: number }[]; outputTensors: { id: number }[]; callArgs?: Record<string, unknown> }[];
@@ -160,6 +163,7 @@ function foldWeights(step: Extract<Step, { kind: 'conv' }>): { filter: tf.Tensor
 class Compiled {
   private folded = new Map<Step, { filter: tf.Tensor4D; bias: tf.Tensor1D }>();
   private foldedFrom: object[] = [];
+  private releasePacks = () => {};
 
   constructor(
     private readonly model: tfl.LayersModel,
@@ -177,11 +181,20 @@ class Compiled {
     this.disposeFolded();
     for (const s of this.plan.steps) if (s.kind === 'conv' && s.bn) this.folded.set(s, foldWeights(s));
     this.foldedFrom = now;
+    this.releasePacks = packWeights(this.plan.steps.flatMap((s) => (s.kind === 'conv' ? [this.filterOf(s)] : [])), this);
   }
 
   private disposeFolded(): void {
+    this.releasePacks();
+    this.releasePacks = () => {};
     for (const f of this.folded.values()) tf.dispose([f.filter, f.bias]);
     this.folded.clear();
+  }
+
+  /** The filter a convolution step runs with: its folded one, else the layer's own. */
+  private filterOf(s: Extract<Step, { kind: 'conv' }>): tf.Tensor4D {
+    const c = s.conv as unknown as ConvLayerInternals;
+    return this.folded.get(s)?.filter ?? ((s.depthwise ? c.depthwiseKernel! : c.kernel!).read() as tf.Tensor4D);
   }
 
   predict(x: tf.Tensor): tf.Tensor {
@@ -256,7 +269,7 @@ export function predictFolded(model: tfl.LayersModel, x: tf.Tensor): tf.Tensor {
   return c ? c.predict(x) : (model.predict(x) as tf.Tensor);
 }
 
-/** Frees the folded weights kept for the model (they are recomputed if it predicts again). */
+/** Frees the folded weights and weight packs kept for the model (they are remade if it predicts again). */
 export function releaseFolded(model: tfl.LayersModel): void {
   compiled.get(model)?.dispose();
   compiled.delete(model);

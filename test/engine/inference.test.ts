@@ -6,6 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { countNativeCalls, nativeOrSkip, randomValues, relativeError, TOLERANCE } from './native.js';
 import { foldedSummary, predictFolded, releaseFolded } from '../../src/engine/inference.js';
+import { loadAddon } from '../../src/engine/addon.js';
 
 const skip = await nativeOrSkip();
 
@@ -66,6 +67,8 @@ describe('inference with folded batch norms and fused activations and residuals'
       await tf.setBackend('native');
       return y;
     };
+    const packs = () => loadAddon()!.info().weightPacks;
+    const packsAtStart = packs();
     try {
       for (let round = 0; round < 2; round++) {
         // The first prediction after a weight change folds (a few small element-wise ops on the weights).
@@ -79,6 +82,7 @@ describe('inference with folded batch norms and fused activations and residuals'
         assert.equal(calls.unary ?? 0, 0, 'no activation pass');
         assert.equal(calls.binary ?? 0, 0, 'no addition pass');
         assert.equal(tf.memory().numTensors, before, 'nothing leaks');
+        assert.equal(packs(), packsAtStart! + 8, 'one weight pack per convolution, the last weights\' replacing the earlier');
         const cpu = await predictOnCpu();
         const err = relativeError(native, cpu);
         assert.ok(err <= TOLERANCE, `round ${round}: relative error ${err}`);
@@ -86,11 +90,16 @@ describe('inference with folded batch norms and fused activations and residuals'
         const bnLayer = model.layers.find((l) => l.getClassName() === 'BatchNormalization')!;
         const [g, b, m, v] = bnLayer.getWeights();
         bnLayer.setWeights([tf.mul(g, 1.5), tf.add(b, 0.25), tf.sub(m, 0.5), tf.mul(v, 2)]);
+        // And a new kernel for a convolution without batch norm (packed from the layer's own variable).
+        const own = model.layers.find((l) => l.getClassName() === 'Conv2D' && (l as unknown as { activation: { getClassName(): string } }).activation.getClassName() === 'relu6')!;
+        const [k, kb] = own.getWeights();
+        own.setWeights([tf.mul(k, -0.75), kb]);
       }
     } finally {
       releaseFolded(model);
       model.dispose();
     }
+    assert.equal(packs(), packsAtStart, 'releaseFolded frees the weight packs');
   });
 
   it('runs model.predict itself on other backends', async () => {

@@ -1,8 +1,10 @@
 // Conv2D, FusedConv2D, their depthwise counterparts and every convolution gradient on oneDNN (native/src/conv.cc).
-// A depthwise convolution is a grouped one with one group per input channel.
+// A depthwise convolution is a grouped one with one group per input channel. The forward kernels pass a filter's
+// pack when it has one (packed-weights.ts: constant weights, reordered into oneDNN's layout once).
 import { backend_util, util } from '@tensorflow/tfjs-core';
 import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs-core';
 import { allocFloat32, addon, f32, fallback, output, cpuKernel, type Backend, type KernelArgs } from './util.js';
+import { packOf } from '../packed-weights.js';
 
 type Pad = 'valid' | 'same' | number | backend_util.ExplicitPadding;
 type Rounding = 'floor' | 'round' | 'ceil' | undefined;
@@ -70,7 +72,7 @@ const makeConv = (kind: Kind) => (args: KernelArgs<{ x: TensorInfo; filter: Tens
   const p = convParams(info, false, 0, kind.depthwise);
   if (xv && wv && p) {
     const y = allocFloat32(util.sizeFromShape(info.outShape));
-    if (addon().conv2dForward(xv, wv, null, y, p, 0)) return output(backend, info.outShape, y);
+    if (addon().conv2dForward(xv, wv, null, y, p, 0, null, packOf(filter.dataId))) return output(backend, info.outShape, y);
   }
   return fallback(kind.name, args);
 };
@@ -103,7 +105,7 @@ const makeFusedConv = (kind: Kind) => (args: KernelArgs<FusedInputs, ConvAttrs>)
   const p = nativeOk ? convParams(info, bv !== undefined, isPrelu ? 0 : code!, kind.depthwise) : null;
   if (xv && wv && p) {
     const y = allocFloat32(util.sizeFromShape(info.outShape));
-    if (addon().conv2dForward(xv, wv, bv ?? null, y, p, a.leakyreluAlpha ?? 0.2)) {
+    if (addon().conv2dForward(xv, wv, bv ?? null, y, p, a.leakyreluAlpha ?? 0.2, null, packOf(filter.dataId))) {
       const result = output(backend, info.outShape, y);
       if (!isPrelu) return result;
       const activated = cpuKernel('Prelu')({ inputs: { x: result, alpha: preluActivationWeights! }, backend }) as TensorInfo;
@@ -134,7 +136,7 @@ function conv2dResidual(args: KernelArgs<FusedInputs & { residual: TensorInfo },
   const p = xv && wv && rv && bv !== null && code !== undefined && util.arraysEqual(residual.shape, info.outShape) ? convParams(info, bv !== undefined, code, false) : null;
   if (p) {
     const y = allocFloat32(util.sizeFromShape(info.outShape));
-    if (addon().conv2dForward(xv!, wv!, bv ?? null, y, p, a.leakyreluAlpha ?? 0.2, rv!)) return output(backend, info.outShape, y);
+    if (addon().conv2dForward(xv!, wv!, bv ?? null, y, p, a.leakyreluAlpha ?? 0.2, rv!, packOf(filter.dataId))) return output(backend, info.outShape, y);
   }
   const linear = makeFusedConv(FUSED)({ inputs: { x, filter, bias }, backend, attrs: { ...a, activation: 'linear' } });
   const sum = cpuKernel('Add')({ inputs: { a: linear, b: residual }, backend }) as TensorInfo;
