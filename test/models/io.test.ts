@@ -8,6 +8,7 @@ import { initEngine } from '../../src/engine/index.js';
 import { disposeModel, loadModel, saveModel } from '../../src/models/io.js';
 import { predictTensor } from '../../src/models/predict.js';
 import { foldedSummary, releaseFolded } from '../../src/engine/inference.js';
+import { loadAddon } from '../../src/engine/addon.js';
 import { NATIVE_BACKEND_NAME } from '../../src/engine/names.js';
 import { tinyModel } from '../selflearn/tiny-model.js';
 import type { ModelMetadata } from '../../src/models/metadata.js';
@@ -141,12 +142,16 @@ test('disposeModel frees the network and the folded inference weights: load, pre
   await tinyModel(join(dir, 'model'));
   const x = tf.zeros<tf.Rank.R4>([2, 32, 32, 3]);
   const start = tf.memory().numTensors;
+  const packs = () => loadAddon()?.info().weightPacks ?? 0;
+  const packsAtStart = packs();
   const model = await loadModel(join(dir, 'model'));
   predictTensor(model, x);
   const folds = tf.getBackend() === NATIVE_BACKEND_NAME;
   if (folds) assert.ok(foldedSummary(model.network)!.batchNorms > 0, 'the tiny resnet has batch norms to fold');
+  if (folds) assert.ok(packs() > packsAtStart, 'the plan packed its convolution weights');
   disposeModel(model);
   assert.equal(tf.memory().numTensors, start);
+  assert.equal(packs(), packsAtStart, 'and their native weight packs');
   // The network's own dispose leaves the folded weights behind (the engine keeps them per network).
   if (folds) {
     const again = await loadModel(join(dir, 'model'));
