@@ -9,6 +9,7 @@ import { poolKernels } from './kernels/pool.js';
 import { matmulKernels } from './kernels/matmul.js';
 import { elementwiseKernels } from './kernels/elementwise.js';
 import { reduceKernels } from './kernels/reduce.js';
+import { reverseKernels } from './kernels/reverse.js';
 import { batchNormKernels } from './kernels/batchnorm.js';
 import { GRADIENT_KERNELS } from './gradients.js';
 import { NATIVE_BACKEND_NAME } from './names.js';
@@ -52,7 +53,10 @@ export class NativeBackend extends MathBackendCPU {
   }
 }
 
-/** The kernels that run natively (everything else is the CPU backend's JS kernel). */
+/**
+ * The kernels that run natively (everything else is the CPU backend's JS kernel), and Reverse, a JS block copy in
+ * place of the CPU backend's element-by-element one (kernels/reverse.ts).
+ */
 export const NATIVE_KERNELS: Omit<KernelConfig, 'backendName'>[] = [
   ...convKernels,
   ...poolKernels,
@@ -60,6 +64,7 @@ export const NATIVE_KERNELS: Omit<KernelConfig, 'backendName'>[] = [
   ...batchNormKernels,
   ...elementwiseKernels,
   ...reduceKernels,
+  ...reverseKernels,
   ...GRADIENT_KERNELS,
   ...ADAM_KERNELS,
   ...BATCH_NORM_GRADIENT_KERNELS,

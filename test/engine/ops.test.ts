@@ -186,3 +186,29 @@ describe('native reductions match the JS CPU kernels', { skip }, () => {
     });
   }
 });
+
+describe('Reverse (a block copy in place of the CPU backend kernel) matches the JS CPU kernel exactly', { skip }, () => {
+  const cases: [string, number[], number | number[]][] = [
+    ['NHWC horizontal flip (test-time augmentation)', [2, 5, 7, 3], 2],
+    ['vertical flip', [2, 5, 7, 3], 1],
+    ['both spatial axes', [1, 6, 4, 40], [1, 2]],
+    ['last axis only', [3, 9], -1],
+    ['every axis', [2, 3, 4], [0, 1, 2]],
+    ['leading axis, large block (TypedArray.set)', [3, 2, 50], 0],
+    ['an axis of size 1 with another', [1, 4, 1, 2], [0, 2, 3]],
+  ];
+  for (const [label, shape, dims] of cases) {
+    it(label, () => {
+      const x = [input(shape, 40 + shape.length)];
+      const [native] = runOn('native', x, (t) => tf.reverse(t, dims));
+      const [cpu] = runOn('cpu', x, (t) => tf.reverse(t, dims));
+      assert.deepEqual(Array.from(native), Array.from(cpu));
+    });
+  }
+  it('is the kernel the native backend runs, and its gradient (another Reverse) matches too', () => {
+    assert.ok(tf.getKernel('Reverse', 'native')?.kernelFunc !== tf.getKernel('Reverse', 'cpu')?.kernelFunc);
+    const x = [input([2, 3, 4, 2], 47), input([2, 3, 4, 2], 48)];
+    const fn = (t: tf.Tensor, dy: tf.Tensor) => tf.grad((a: tf.Tensor) => tf.sum(tf.mul(tf.reverse(a, [1, 2]), dy)))(t);
+    assert.deepEqual(Array.from(runOn('native', x, fn)[0]), Array.from(runOn('cpu', x, fn)[0]));
+  });
+});
