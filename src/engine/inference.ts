@@ -17,7 +17,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { NATIVE_BACKEND_NAME } from './names.js';
 import type { ConvLayerInternals } from './internals.js';
-import { FUSABLE, fusedConvOfLayer, type FusedActivation as Activation } from './layer-fusion.js';
+import { FUSABLE, fusedConvOfLayer, layerFilter, type FusedActivation as Activation } from './layer-fusion.js';
 import { packWeights } from './packed-weights.js';
 
 interface LayerNode {
@@ -147,7 +147,7 @@ function foldWeights(step: Extract<Step, { kind: 'conv' }>): { filter: tf.Tensor
   return tf.tidy(() => {
     const conv = step.conv as unknown as ConvLayerInternals;
     const bn = step.bn as unknown as BatchNormInternals;
-    const w = (step.depthwise ? conv.depthwiseKernel! : conv.kernel!).read() as tf.Tensor4D;
+    const w = layerFilter(conv);
     const mean = bn.movingMean.read();
     let s = tf.rsqrt(tf.add(bn.movingVariance.read(), bn.epsilon));
     if (bn.gamma) s = tf.mul(s, bn.gamma.read());
@@ -193,8 +193,7 @@ class Compiled {
 
   /** The filter a convolution step runs with: its folded one, else the layer's own. */
   private filterOf(s: Extract<Step, { kind: 'conv' }>): tf.Tensor4D {
-    const c = s.conv as unknown as ConvLayerInternals;
-    return this.folded.get(s)?.filter ?? ((s.depthwise ? c.depthwiseKernel! : c.kernel!).read() as tf.Tensor4D);
+    return this.folded.get(s)?.filter ?? layerFilter(s.conv as unknown as ConvLayerInternals);
   }
 
   predict(x: tf.Tensor): tf.Tensor {

@@ -37,6 +37,11 @@ const activationOf = (layer: ConvLayerInternals) => layer.activation?.getClassNa
  * batch norm's), and the given activation; with `residual` (a Conv2D's, in inference plans), that tensor is added
  * before the activation by the native FundusConv2DResidual kernel (src/engine/kernels/conv.ts).
  */
+/** A Conv2D or DepthwiseConv2D layer's own filter (its kernel variable's current value). */
+export function layerFilter(layer: ConvLayerInternals): tf.Tensor4D {
+  return (layer.depthwiseKernel ?? layer.kernel!).read() as tf.Tensor4D;
+}
+
 export function fusedConvOfLayer(
   layer: ConvLayerInternals,
   x: tf.Tensor4D,
@@ -45,13 +50,12 @@ export function fusedConvOfLayer(
   const pad = layer.padding === 'same' ? 'same' : 'valid';
   const strides = layer.strides as [number, number];
   const bias = o.bias ?? layer.bias?.read();
+  const filter = o.filter ?? layerFilter(layer);
   if (layer.depthwiseKernel) {
     if (o.residual) throw new Error('fusedConvOfLayer: a residual is only added to a Conv2D');
     // tfjs-layers' DepthwiseConv2D passes no dilation to the convolution (its dilationRate is ignored).
-    const filter = o.filter ?? (layer.depthwiseKernel.read() as tf.Tensor4D);
     return tf.fused.depthwiseConv2d({ x, filter, strides, pad, dataFormat: 'NHWC', bias, activation: o.activation });
   }
-  const filter = o.filter ?? (layer.kernel!.read() as tf.Tensor4D);
   const dilations = layer.dilationRate as [number, number];
   if (o.residual) {
     const inputs = bias ? { x, filter, bias, residual: o.residual } : { x, filter, residual: o.residual };
