@@ -72,7 +72,8 @@ function madeWithDefaults(split: Split, csvSha256: string, images: number): bool
 async function splitOfRun(dataset: Dataset, csv: string, make: SplitMaking): Promise<{ split: SplitFile; splitPath: string }> {
   // As the model card shows it: relative to the working folder when inside it, as a --split given would be.
   const inRun = join(make.runDir, RUN_SPLIT_JSON);
-  const splitPath = relative(process.cwd(), inRun).startsWith('..') ? inRun : relative(process.cwd(), inRun);
+  const fromCwd = relative(process.cwd(), inRun);
+  const splitPath = fromCwd.startsWith('..') ? inRun : fromCwd;
   const csvSha256 = await sha256File(csv);
   const earlier = await readSplit(splitPath).catch(() => undefined);
   if (earlier && madeWithDefaults(earlier, csvSha256, dataset.images.length)) {
