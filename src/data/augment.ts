@@ -274,7 +274,28 @@ export function augment(
   rng: () => number,
   settings: Partial<AugmentSettings> = {},
 ): Float32Array {
+  return augmentDrawn(image, size, channels, rng, settings).image;
+}
+
+/** `augment`, also returning the parameters it drew (to move a mask of the same image with it: `warpMask`). */
+export function augmentDrawn(
+  image: Float32Array,
+  size: number,
+  channels: number,
+  rng: () => number,
+  settings: Partial<AugmentSettings> = {},
+): { image: Float32Array; params: AugmentParams } {
   const s: AugmentSettings = { ...DEFAULT_AUGMENT, ...settings };
   validateAugmentSettings(s);
-  return applyAugment(image, size, channels, drawAugmentParams(rng, s), s.normalize ?? DEFAULT_PREPROCESS.normalize);
+  const params = drawAugmentParams(rng, s);
+  return { image: applyAugment(image, size, channels, params, s.normalize ?? DEFAULT_PREPROCESS.normalize), params };
+}
+
+/**
+ * A one-channel `size`×`size` mask of an image (0 outside, 1 inside) moved as `augment` moved the image with `p`:
+ * the flips, rotation, zoom and shift only, bilinear, 0 where the image was uncovered.
+ */
+export function warpMask(mask: Float32Array, size: number, p: AugmentParams): Float32Array {
+  const geometric: AugmentParams = { ...p, brightness: 0, contrast: 1, gamma: 1, ...NO_CAMERA };
+  return applyAugment(mask, size, 1, geometric, { mean: [0], std: [1] });
 }

@@ -32,6 +32,9 @@ export interface LesionTable {
 /** The lesion types scored by default: all for codras, exudates for heimed (exudate-based macular edema). */
 export const DEFAULT_LESION_TYPES: Record<LesionFormat, string[] | 'all'> = { codras: 'all', heimed: ['Exudate'] };
 
+/** The class the boxes are ground truth for, by default (what explain scores maps of, what train guides the map of). */
+export const DEFAULT_LESION_CLASS: Record<LesionFormat, string> = { codras: 'diabetic retinopathy', heimed: 'macular edema' };
+
 /** Which lesion types a table keeps: a list (each must be in the file), 'all', or the format's default. */
 export interface LesionReadOptions {
   types?: string[] | 'all';

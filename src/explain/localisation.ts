@@ -23,15 +23,13 @@ import { heatmapOnPhoto } from './overlay.js';
  * chance levels). A method localises when it beats both.
  */
 
-export { DEFAULT_LESION_TYPES, parseLesions, readLesions } from '../data/lesions.js';
+export { DEFAULT_LESION_CLASS, DEFAULT_LESION_TYPES, parseLesions, readLesions } from '../data/lesions.js';
 export type { LesionBox, LesionFormat, LesionTable } from '../data/lesions.js';
 
 /** The method names of the two baseline rows of a report. */
 const CENTRE_PRIOR = 'centre prior';
 const UNIFORM_DISC = 'uniform disc';
 
-/** The class the boxes are ground truth for, by default. */
-export const DEFAULT_LESION_CLASS: Record<LesionFormat, string> = { codras: 'diabetic retinopathy', heimed: 'macular edema' };
 /** Default pointing-game tolerance in photo pixels: 15 px is 2.3 % of a shipped 640 px IDRiD photo (about 100 px of the 4288 px original), a sixth of one stride-32 cell of a 224 px model there. */
 export const DEFAULT_TOLERANCE_PX = 15;
 /** The centre prior's σ as a fraction of the crop square's side (half the disc's radius). */

@@ -122,6 +122,11 @@ export function describeRecipe(meta: ModelMetadata): string {
       ? `; trained against a source-adversarial head (gradient reversal, strength ${t.sourceAdversarial.weight}` +
         `${t.sourceAdversarial.lrScale !== undefined ? `, the head at ${t.sourceAdversarial.lrScale}x the learning rate` : ''}) ` +
         `that tried to tell ${t.sourceAdversarial.sources.join(', ')} apart (how much of the source the features keep is what \`fundus audit\` measures)`
+      : '') +
+    (t.lesionAttention
+      ? `; its ${t.lesionAttention.className} map was guided into expert lesion boxes (${t.lesionAttention.boxes} boxes on ` +
+        `${t.lesionAttention.photographs} training photographs from ${t.lesionAttention.lesions}, weight ${t.lesionAttention.weight}): its heatmaps ` +
+        'were taught where to look, so how well they point at lesions must be measured on photographs it did not train on'
       : '')
   );
 }

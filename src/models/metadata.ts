@@ -28,6 +28,11 @@ export interface TrainingRecipe {
   cameraAugment?: boolean;
   /** Source-adversarial training: the sources the reversed-gradient head told apart, its strength and learning-rate scale. */
   sourceAdversarial?: { sources: string[]; weight: number; lrScale?: number };
+  /**
+   * Lesion-guided attention: the class whose map was pushed into expert lesion boxes, the loss's weight, the boxes'
+   * file as given and how many training photographs and boxes it covered.
+   */
+  lesionAttention?: { className: string; weight: number; lesions: string; photographs: number; boxes: number };
   seed: number;
   /** The model directory whose weights the run started from (fine-tuning), as given. */
   initFrom?: string;

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
-import * as tfl from '@tensorflow/tfjs-layers';
+import type * as tfl from '@tensorflow/tfjs-layers';
 import type { SymbolicTensor } from '@tensorflow/tfjs-layers';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -48,28 +48,28 @@ export function reverseGradient(x: tf.Tensor2D, scale: number): tf.Tensor2D {
   return op(x) as tf.Tensor2D;
 }
 
-/** The adversary: its weights, and the network with a second output (the pooled features) that feeds it. */
+/** The pooled features the adversary reads. */
+export function adversaryFeatures(network: tfl.LayersModel): SymbolicTensor {
+  try {
+    return network.getLayer(ADVERSARY_FEATURES).output as SymbolicTensor;
+  } catch {
+    throw new InputError(`source-adversarial training needs a '${ADVERSARY_FEATURES}' layer (global average pooling) in the network`);
+  }
+}
+
+/** The adversary's weights (the learner feeds it the network's pooled features, `adversaryFeatures`). */
 export class SourceAdversary {
   readonly kernel: tf.Variable;
   readonly bias: tf.Variable;
-  /** Outputs [logits, pooled features]. */
-  readonly twoHeaded: tfl.LayersModel;
 
   constructor(
     network: tfl.LayersModel,
-    logitsOf: tfl.LayersModel,
     readonly settings: AdversarySettings,
     seed: number,
   ) {
     if (settings.sources.length < 2) throw new InputError('source-adversarial training needs at least two training sources');
-    let features: SymbolicTensor;
-    try {
-      features = network.getLayer(ADVERSARY_FEATURES).output as SymbolicTensor;
-    } catch {
-      throw new InputError(`source-adversarial training needs a '${ADVERSARY_FEATURES}' layer (global average pooling) in the network`);
-    }
+    const features = adversaryFeatures(network);
     const d = features.shape[features.shape.length - 1]!;
-    this.twoHeaded = tfl.model({ inputs: network.inputs, outputs: [logitsOf.outputs[0], features] });
     const S = settings.sources.length;
     const limit = Math.sqrt(6 / (d + S)); // Glorot uniform, as Keras's Dense
     this.kernel = tf.variable(tf.randomUniform([d, S], -limit, limit, 'float32', seed), true);

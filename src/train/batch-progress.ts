@@ -27,15 +27,20 @@ export class BatchProgress {
     this.bar.tick(doneBatches);
   }
 
-  /** Batch `b` (0-based) of `images` images took `seconds`; `meanLoss` (and `meanAdvLoss`, the source head's part) is the epoch's so far. */
-  batchDone(b: number, images: number, seconds: number, meanLoss: number, now: number, meanAdvLoss?: number): void {
+  /**
+   * Batch `b` (0-based) of `images` images took `seconds`; `meanLoss` is the epoch's so far, and `parts` its auxiliary
+   * losses so far by name (`adv_loss`: the source head's; `attention_loss`: lesion attention's).
+   */
+  batchDone(b: number, images: number, seconds: number, meanLoss: number, now: number, parts: Record<string, number> = {}): void {
     this.secondsSpent += seconds;
     this.imagesSeen += images;
     this.bar?.tick(1, { loss: meanLoss, ...(Number.isFinite(this.best) ? { [`best_${this.s.monitor}`]: this.best } : {}) });
     if (!process.stderr.isTTY && now - this.lastLogAt >= 60_000) {
       this.s.log(
         `  epoch ${this.epoch + 1} batch ${b + 1}/${this.batchesPerEpoch} loss ${meanLoss.toFixed(4)} ` +
-          (meanAdvLoss === undefined ? '' : `adv_loss ${meanAdvLoss.toFixed(4)} `) +
+          Object.entries(parts)
+            .map(([name, v]) => `${name} ${v.toFixed(4)} `)
+            .join('') +
           `${(this.imagesSeen / this.secondsSpent).toFixed(2)} images/s`,
       );
       this.lastLogAt = now;

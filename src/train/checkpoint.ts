@@ -29,6 +29,9 @@ export interface TrainState {
   epochWeightSum: number;
   /** Source-adversarial runs: the source head's weighted loss so far this epoch. */
   epochAdvSum?: number;
+  /** Lesion-attention runs: the attention loss summed over this epoch's batches with boxes, and their number. */
+  epochAttentionSum?: number;
+  epochAttentionBatches?: number;
   history: HistoryRow[];
   best: { value: number; epoch: number } | null;
   /** Epochs since the monitored metric last improved (early stopping). */

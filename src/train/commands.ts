@@ -15,7 +15,8 @@ import { INTEGER, NON_NEGATIVE_NUMBER, POSITIVE_INTEGER, POSITIVE_NUMBER, number
 /** The flags as commander hands them over: TrainOptions' own, and those whose name or form differs. */
 type TrainFlags = Pick<
   TrainOptions,
-  | 'model' | 'split' | 'datasets' | 'balanceSources' | 'sourceAdversarial' | 'adversaryLrScale' | 'out' | 'runDir' | 'epochs' | 'batchSize' | 'lr' | 'minLr'
+  | 'model' | 'split' | 'datasets' | 'balanceSources' | 'sourceAdversarial' | 'adversaryLrScale' | 'lesionAttention' | 'lesions' | 'lesionSource' | 'lesionClass'
+  | 'out' | 'runDir' | 'epochs' | 'batchSize' | 'lr' | 'minLr'
   | 'weightDecay' | 'imageSize' | 'channels' | 'clahe' | 'mask' | 'patience' | 'initFrom' | 'pretrained' | 'recipe' | 'backboneLrScale'
   | 'batchNorm' | 'trainableFrom' | 'tta' | 'maxMinutes' | 'restart' | 'force' | 'limit' | 'quiet'
 > & {
@@ -73,6 +74,15 @@ export function register(program: Command): void {
       "with --source-adversarial: the source head's learning rate over the task head's (default 1); a head slower than the features is fooled instead of read",
       numberOption('--adversary-lr-scale', POSITIVE_NUMBER),
     )
+    .option(
+      '--lesion-attention <weight>',
+      "guide a class's heatmap into expert lesion boxes (--lesions) on the training photographs that have them: a loss of this weight on the share of " +
+        "the class's activation map inside the boxes (the photographs it trained on can no longer test its heatmaps)",
+      numberOption('--lesion-attention', POSITIVE_NUMBER),
+    )
+    .option('--lesions <csv>', 'with --lesion-attention: the lesion boxes (codras or heimed format; photographs matched by file name)')
+    .option('--lesion-source <name>', "with --lesion-attention and several training sources: the boxes' source")
+    .option('--lesion-class <name>', 'with --lesion-attention: the class whose map is guided (default: diabetic retinopathy for codras boxes, macular edema for heimed)')
     .requiredOption('--out <dir>', 'model directory to write')
     .option('--run-dir <dir>', 'checkpoints, history.csv and TensorBoard events (default: runs/<name of --out>)')
     .option('--epochs <n>', `maximum number of epochs (${byStart((r) => r.epochs)})`, numberOption('--epochs', POSITIVE_INTEGER))
@@ -167,6 +177,10 @@ export function register(program: Command): void {
         balanceSources: flags.balanceSources,
         sourceAdversarial: flags.sourceAdversarial,
         adversaryLrScale: flags.adversaryLrScale,
+        lesionAttention: flags.lesionAttention,
+        lesions: flags.lesions,
+        lesionSource: flags.lesionSource,
+        lesionClass: flags.lesionClass,
         out: flags.out,
         runDir: flags.runDir,
         epochs: flags.epochs,

@@ -17,9 +17,16 @@ export function budgetSpent(s: Pick<LoopSettings, 'maxMinutes'>, state: TrainSta
 
 /**
  * The history row of the epoch in progress, from its running sums and its validation (scored at 0.5). `fraction`
- * < 1 when a time budget cut the epoch short; `adversary` adds the source head's loss.
+ * < 1 when a time budget cut the epoch short; `aux` adds the source head's loss and the lesion-attention loss.
  */
-export function epochRow(state: TrainState, v: Validation, numClasses: number, schedule: LrSchedule, fraction: number, adversary: boolean): HistoryRow {
+export function epochRow(
+  state: TrainState,
+  v: Validation,
+  numClasses: number,
+  schedule: LrSchedule,
+  fraction: number,
+  aux: { adversary: boolean; attention: boolean },
+): HistoryRow {
   const sc = scoreProbabilities(v.targets, v.probs, numClasses, 0.5);
   return {
     epoch: state.epoch + 1,
@@ -32,7 +39,9 @@ export function epochRow(state: TrainState, v: Validation, numClasses: number, s
     wall_time: Date.now() / 1000,
     ...(fraction < 1 ? { epoch_fraction: fraction } : {}),
     // the source head's cross-entropy (included in `loss`): near log(sources) when the features hide the source
-    ...(adversary ? { adv_loss: (state.epochAdvSum ?? 0) / Math.max(1e-8, state.epochWeightSum) } : {}),
+    ...(aux.adversary ? { adv_loss: (state.epochAdvSum ?? 0) / Math.max(1e-8, state.epochWeightSum) } : {}),
+    // the lesion-attention loss (its weighted part is in `loss`): minus the log of the class map's share in the boxes
+    ...(aux.attention ? { attention_loss: (state.epochAttentionSum ?? 0) / Math.max(1, state.epochAttentionBatches ?? 0) } : {}),
   };
 }
 
@@ -61,6 +70,7 @@ export function closeEpoch(state: TrainState, row: HistoryRow, s: LoopSettings, 
   state.epochLossSum = 0;
   state.epochWeightSum = 0;
   if (s.adversary) state.epochAdvSum = 0;
+  if (s.lesionAttention) [state.epochAttentionSum, state.epochAttentionBatches] = [0, 0];
   if (state.badEpochs >= s.patience) {
     s.log(`early stopping: ${s.monitor} has not improved for ${s.patience} epochs`);
     state.done = true;

@@ -2,6 +2,8 @@ import type * as tfl from '@tensorflow/tfjs-layers';
 import type { AugmentSettings } from '../data/augment.js';
 import type { Example } from '../models/tasks.js';
 import type { AdversarySettings } from './adversary.js';
+import type { Box } from '../data/lesions.js';
+import type { LesionAttentionSettings } from './lesion-attention.js';
 import type { HistoryRow } from './checkpoint.js';
 
 /** The quantity that picks the best epoch and drives early stopping. */
@@ -39,6 +41,8 @@ export interface LoopSettings {
   pretrained?: { layers: string[]; lrScale: number };
   /** Source-adversarial training: a source head behind a gradient-reversal layer (see adversary.ts). */
   adversary?: AdversarySettings;
+  /** Lesion-guided attention: the class map pushed into expert lesion boxes (see lesion-attention.ts). */
+  lesionAttention?: LesionAttentionSettings;
   /** Called after every optimiser step (tests use it to simulate a kill). */
   onBatch?: (info: { epoch: number; batch: number; loss: number }) => void | Promise<void>;
   log: (line: string) => void;
@@ -48,6 +52,8 @@ export interface LoopSettings {
 export interface LoopData {
   train: Example[];
   trainPixels: Uint8Array[];
+  /** Lesion attention: each training example's lesion boxes on its network input, where it has any. */
+  trainLesionBoxes?: (Box[] | undefined)[];
   validation: Example[];
   validationPixels: Uint8Array[];
 }

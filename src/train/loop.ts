@@ -55,11 +55,16 @@ async function trainEpoch(run: Run, state: TrainState, rng: Rng): Promise<number
     for (let b = state.batch; b < batchesPerEpoch; b++) {
       const idx = order.slice(b * batchSize, (b + 1) * batchSize);
       rng.state = state.rngState;
-      const batch = makeBatch(idx, train, run.input, s.augment, rng);
+      const batch = makeBatch(idx, train, run.input, s.augment, rng, run.learner.attention?.grid);
       const step = await trainStep(run.learner, batch, idx, learningRateAt(schedule, state.step), state.step / schedule.totalSteps);
       disposeBatch(batch);
       const bw = weightOf(idx, train.examples);
       if (step.advLoss !== undefined) state.epochAdvSum = (state.epochAdvSum ?? 0) + step.advLoss * bw;
+      // A batch without boxes in view adds no attention loss: the mean is over the batches that had some.
+      if (step.attentionLoss !== undefined && step.attentionLoss > 0) {
+        state.epochAttentionSum = (state.epochAttentionSum ?? 0) + step.attentionLoss;
+        state.epochAttentionBatches = (state.epochAttentionBatches ?? 0) + 1;
+      }
       if (!Number.isFinite(step.loss)) throw new Error(`training diverged: loss is ${step.loss} at epoch ${epoch + 1}, batch ${b + 1} (try a lower --lr)`);
       state.epochLossSum += step.loss * bw;
       state.epochWeightSum += bw;
@@ -69,7 +74,10 @@ async function trainEpoch(run: Run, state: TrainState, rng: Rng): Promise<number
       const now = Date.now();
       state.elapsedSeconds += (now - tick) / 1000;
       const weightSum = state.epochWeightSum;
-      run.progress.batchDone(b, idx.length, (now - tick) / 1000, state.epochLossSum / weightSum, now, state.epochAdvSum === undefined ? undefined : state.epochAdvSum / weightSum);
+      run.progress.batchDone(b, idx.length, (now - tick) / 1000, state.epochLossSum / weightSum, now, {
+        ...(state.epochAdvSum !== undefined ? { adv_loss: state.epochAdvSum / weightSum } : {}),
+        ...(state.epochAttentionBatches ? { attention_loss: state.epochAttentionSum! / state.epochAttentionBatches } : {}),
+      });
       await s.onBatch?.({ epoch, batch: b, loss: step.loss });
       if (policy.afterBatch(b, now)) {
         await run.checkpoint();
@@ -116,7 +124,7 @@ export async function trainLoop(
   const bestDir = join(runDir, BEST_DIR);
   const state = await startOrResume({ runDir, ckptDir, configHash, seed: s.seed, batchesPerEpoch, log: s.log }, network, learner.optimizer, adversary, init);
 
-  const trainPart: CachedPart = { examples: train, pixels: data.trainPixels };
+  const trainPart: CachedPart = { examples: train, pixels: data.trainPixels, ...(data.trainLesionBoxes ? { lesionBoxes: data.trainLesionBoxes } : {}) };
   const valPart: CachedPart = { examples: validation, pixels: data.validationPixels };
   const input: InputSpec = { preprocess: metadata.preprocess, inputShape: metadata.inputShape };
   const run: Run = {
@@ -136,7 +144,7 @@ export async function trainLoop(
   while (!state.done && state.epoch < s.epochs) {
     const fraction = await trainEpoch(run, state, rng);
     calibrateBatchNorm(network, trainPart, input, s.bnCalibrationImages ?? 512, batchSize);
-    const row = epochRow(state, validateNetwork(), metadata.classes.length, schedule, fraction, adversary !== undefined);
+    const row = epochRow(state, validateNetwork(), metadata.classes.length, schedule, fraction, { adversary: adversary !== undefined, attention: learner.attention !== undefined });
     if (closeEpoch(state, row, s, fraction)) await saveModel(bestDir, network, metadata);
     await writeHistory(runDir, state.history, state.eventsCreatedAt);
     await run.checkpoint();

@@ -38,6 +38,7 @@ export function runConfigHash(
     weightDecay: s.weightDecay || undefined,
     pretrained: s.pretrained,
     adversary: s.adversary,
+    lesionAttention: s.lesionAttention,
     warmupEpochs: s.warmupEpochs,
     patience: s.patience,
     monitor: s.monitor,

@@ -1,10 +1,12 @@
 import * as tf from '@tensorflow/tfjs-core';
-import type * as tfl from '@tensorflow/tfjs-layers';
+import * as tfl from '@tensorflow/tfjs-layers';
+import type { SymbolicTensor } from '@tensorflow/tfjs-layers';
 import { logitsModel } from '../models/architectures.js';
 import type { ModelMetadata } from '../models/metadata.js';
 import type { Example } from '../models/tasks.js';
 import { InputError } from '../util/errors.js';
-import { SourceAdversary, adversaryLambda } from './adversary.js';
+import { SourceAdversary, adversaryFeatures, adversaryLambda } from './adversary.js';
+import { attentionLoss, attentionTaps, type LesionAttentionSettings } from './lesion-attention.js';
 import type { Batch } from './batch.js';
 import type { LoopSettings } from './loop-settings.js';
 import { taskLoss } from './losses.js';
@@ -19,6 +21,10 @@ export interface Learner {
   adversary?: SourceAdversary;
   /** Each training example's source, as an index into the adversary's sources. */
   sourceIndex?: Int32Array;
+  /** Lesion attention: its settings, the dense head whose class row reads the maps, and the maps' grid. */
+  attention?: { settings: LesionAttentionSettings; head: tfl.layers.Layer; grid: [number, number] };
+  /** With an adversary or lesion attention: the network with its extra outputs, [logits, pooled features?, feature map?]. */
+  heads?: tfl.LayersModel;
   loss: TaskLoss;
   weightDecay: number;
 }
@@ -36,10 +42,16 @@ export function createLearner(
   network: tfl.LayersModel,
   metadata: Pick<ModelMetadata, 'classes' | 'activation'>,
   train: Example[],
-  s: Pick<LoopSettings, 'adversary' | 'pretrained' | 'lr' | 'seed' | 'weightDecay'>,
+  s: Pick<LoopSettings, 'adversary' | 'lesionAttention' | 'pretrained' | 'lr' | 'seed' | 'weightDecay'>,
 ): Learner {
   const logits = logitsModel(network);
-  const adversary = s.adversary ? new SourceAdversary(network, logits, s.adversary, s.seed) : undefined;
+  const adversary = s.adversary ? new SourceAdversary(network, s.adversary, s.seed) : undefined;
+  const taps = s.lesionAttention ? attentionTaps(network) : undefined;
+  const extra: SymbolicTensor[] = [...(adversary ? [adversaryFeatures(network)] : []), ...(taps ? [taps.features] : [])];
+  const heads = extra.length > 0 ? tfl.model({ inputs: network.inputs, outputs: [logits.outputs[0], ...extra] }) : undefined;
+  const attention = taps && s.lesionAttention
+    ? { settings: s.lesionAttention, head: taps.head, grid: taps.features.shape.slice(1, 3) as [number, number] }
+    : undefined;
   const sourceIndex = adversary ? Int32Array.from(train, (e) => adversary.settings.sources.indexOf(e.source ?? '')) : undefined;
   if (sourceIndex?.some((j) => j < 0)) {
     const e = train[sourceIndex.indexOf(-1)];
@@ -49,7 +61,7 @@ export function createLearner(
   if (adversary) groups.push({ vars: adversary.vars, lrScale: adversary.settings.lrScale ?? 1 });
   const optimizer = new GroupedAdam(groups, s.lr);
   const loss = taskLoss(train, metadata.classes.length, metadata.activation);
-  return { logits, optimizer, adversary, sourceIndex, loss, weightDecay: s.weightDecay ?? 0 };
+  return { logits, optimizer, adversary, sourceIndex, attention, heads, loss, weightDecay: s.weightDecay ?? 0 };
 }
 
 export function disposeLearner(l: Learner): void {
@@ -73,21 +85,39 @@ function decayWeights(vars: tf.Variable[], amount: number): void {
  * of the run's steps done) ramps the adversary's strength. Returns the batch's loss and, with an adversary, the
  * source head's part of it.
  */
-export async function trainStep(l: Learner, batch: Batch, idx: number[], lr: number, progress: number): Promise<{ loss: number; advLoss?: number }> {
-  const { adversary, optimizer } = l;
+export async function trainStep(
+  l: Learner,
+  batch: Batch,
+  idx: number[],
+  lr: number,
+  progress: number,
+): Promise<{ loss: number; advLoss?: number; attentionLoss?: number }> {
+  const { adversary, attention, optimizer } = l;
   optimizer.setLearningRate(lr);
   let advT: tf.Scalar | undefined;
+  let attT: tf.Scalar | undefined;
   const lossT = optimizer.minimize(() => {
-    if (!adversary) return l.loss(batch.y, l.logits.apply(batch.x, { training: true }) as tf.Tensor2D, batch.w, batch.mask);
-    const [logits, features] = adversary.twoHeaded.apply(batch.x, { training: true }) as tf.Tensor2D[];
-    const src = tf.tensor1d(Int32Array.from(idx, (j) => l.sourceIndex![j]), 'int32');
-    const adv = adversary.loss(features, src, batch.w, adversaryLambda(adversary.settings.weight, progress));
-    advT = tf.keep(tf.clone(adv));
-    return tf.add(l.loss(batch.y, logits, batch.w, batch.mask), adv) as tf.Scalar;
+    if (!l.heads) return l.loss(batch.y, l.logits.apply(batch.x, { training: true }) as tf.Tensor2D, batch.w, batch.mask);
+    const [logits, ...extra] = l.heads.apply(batch.x, { training: true }) as tf.Tensor[];
+    let total = l.loss(batch.y, logits as tf.Tensor2D, batch.w, batch.mask);
+    if (adversary) {
+      const src = tf.tensor1d(Int32Array.from(idx, (j) => l.sourceIndex![j]), 'int32');
+      const adv = adversary.loss(extra.shift() as tf.Tensor2D, src, batch.w, adversaryLambda(adversary.settings.weight, progress));
+      advT = tf.keep(tf.clone(adv));
+      total = tf.add(total, adv);
+    }
+    if (attention && batch.lesions) {
+      const kernel = attention.head.getWeights()[0] as tf.Tensor2D;
+      const att = attentionLoss(extra.shift() as tf.Tensor4D, kernel, attention.settings.classIndex, batch.lesions.cells, batch.lesions.present);
+      attT = tf.keep(tf.clone(att));
+      total = tf.add(total, tf.mul(att, attention.settings.weight));
+    }
+    return total as tf.Scalar;
   });
   if (l.weightDecay) for (const g of optimizer.groups) decayWeights(g.vars, lr * g.lrScale * l.weightDecay);
   const loss = (await lossT.data())[0];
   const advLoss = advT ? (await advT.data())[0] : undefined;
-  tf.dispose([lossT, advT ?? []]);
-  return advLoss === undefined ? { loss } : { loss, advLoss };
+  const attLoss = attT ? (await attT.data())[0] : undefined;
+  tf.dispose([lossT, advT ?? [], attT ?? []]);
+  return { loss, ...(advLoss !== undefined ? { advLoss } : {}), ...(attLoss !== undefined ? { attentionLoss: attLoss } : {}) };
 }

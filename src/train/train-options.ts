@@ -37,6 +37,17 @@ export interface TrainOptions {
   sourceAdversarial?: number;
   /** The source head's learning rate over the task head's (default 1; see AdversarySettings.lrScale). */
   adversaryLrScale?: number;
+  /**
+   * Lesion-guided attention at this weight (see lesion-attention.ts): the `lesionClass` map of the training
+   * photographs with boxes in `lesions` is pushed into those boxes.
+   */
+  lesionAttention?: number;
+  /** The lesion boxes (a codras- or heimed-format CSV; photographs matched by file name). */
+  lesions?: string;
+  /** With several training sources: the source whose photographs the boxes belong to. */
+  lesionSource?: string;
+  /** The class whose map is guided (default: the table format's lesion class, diabetic retinopathy for codras). */
+  lesionClass?: string;
   /** The model directory to write. */
   out: string;
   /** Checkpoints, history and TensorBoard files (default `runs/<basename of out>`). */

@@ -22,7 +22,9 @@ import { DEFAULT_TASK, fineTuneFor, loopSettingsFor, modelFor, preprocessFor, tr
 import type { RunOptions } from './recipe.js';
 import { trainTaskNetwork } from './task-network.js';
 import { extraExamples, readTrainingData } from './train-data.js';
+import { prepareLesionAttention } from './lesion-attention.js';
 import type { TrainOptions, TrainResult } from './train-options.js';
+import type { LoopData } from './loop-settings.js';
 
 export type { ExtraExample, TrainOptions, TrainResult } from './train-options.js';
 
@@ -57,6 +59,13 @@ export async function trainModel(options: TrainOptions): Promise<TrainResult> {
       ? { sources: trainingSources, weight: opts.sourceAdversarial, ...(opts.adversaryLrScale !== undefined ? { lrScale: opts.adversaryLrScale } : {}) }
       : undefined;
 
+  const attentionAsked = opts.lesionAttention !== undefined;
+  if (!attentionAsked && (opts.lesions ?? opts.lesionSource ?? opts.lesionClass) !== undefined) {
+    throw new InputError('--lesions, --lesion-source and --lesion-class go with --lesion-attention <weight>');
+  }
+  if (attentionAsked && opts.lesions === undefined) throw new InputError('--lesion-attention needs --lesions <boxes.csv>');
+  if (attentionAsked && opts.task === 'one-vs-normal') throw new InputError('--lesion-attention trains one network: use --task multilabel or focus');
+
   if (init && init.metadata.architecture !== opts.model) {
     throw new InputError(`--init-from is a ${init.metadata.architecture} model, not ${opts.model}`, { file: opts.initFrom });
   }
@@ -69,6 +78,7 @@ export async function trainModel(options: TrainOptions): Promise<TrainResult> {
     throw new InputError(`--task one-vs-normal trains one network per pathology; with ${opts.model} use --task multilabel or focus`);
   }
   const fineTune = fineTuneFor(opts);
+  if (attentionAsked && fineTune?.recipe === 'probe') throw new InputError('--lesion-attention needs the backbone to train: use --recipe partial or full');
   let preprocess = preprocessFor(opts, init?.metadata);
   const inputShape: [number, number, number] = [preprocess.size, preprocess.size, channelCount(preprocess)];
   const settings = loopSettingsFor(opts, adversary, log);
@@ -109,10 +119,22 @@ export async function trainModel(options: TrainOptions): Promise<TrainResult> {
     valExamples = taskExamples(opts.task, dataset, valImages);
     testExamples = taskExamples(opts.task, dataset, testImages);
     log(`${opts.task}: ${train.length} training, ${valExamples.length} validation, ${testExamples.length} test images; ${inputShape.join('x')} inputs`);
-    const trainPixels = await bytesOf(train);
+    const trainBytes = await loadPreprocessedBytes(train.map((e) => e.path), preprocess, cacheOpts);
+    const trainPixels = trainBytes.map((b) => b.pixels);
     valPixels = await bytesOf(valExamples);
-    const data = { train, trainPixels, validation: valExamples, validationPixels: valPixels };
-    const r = await trainTaskNetwork({ model: opts.model, inputShape, head, data, record, settings, runDir, configExtra, created, fineTune, init, cacheDir: opts.cacheDir });
+    const data: LoopData = { train, trainPixels, validation: valExamples, validationPixels: valPixels };
+    let runSettings = settings;
+    if (attentionAsked) {
+      const request = { lesionAttention: opts.lesionAttention!, lesions: opts.lesions!, lesionSource: opts.lesionSource, lesionClass: opts.lesionClass };
+      const sourceNames = sources ? trainingSources : [];
+      const attention = await prepareLesionAttention(request, train, trainBytes.map((b) => b.geometry), inputShape[0], head.classes, sourceNames);
+      const { weight, className, lesions, photographs, boxes } = attention.settings;
+      log(`lesion attention: the ${className} map guided into ${boxes} boxes on ${photographs} training photographs (${lesions}), weight ${weight}`);
+      runSettings = { ...settings, lesionAttention: attention.settings };
+      data.trainLesionBoxes = attention.boxes;
+      record.training = { ...record.training!, lesionAttention: { className, weight, lesions, photographs, boxes } };
+    }
+    const r = await trainTaskNetwork({ model: opts.model, inputShape, head, data, record, settings: runSettings, runDir, configExtra, created, fineTune, init, cacheDir: opts.cacheDir });
     ({ network, metadata } = r);
     ({ history, trainSeconds, imagesPerSecond, eventsCreatedAt } = r.result);
     bestEpoch = r.result.best?.epoch ?? null;

@@ -1,0 +1,159 @@
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import type { SymbolicTensor } from '@tensorflow/tfjs-layers';
+import type { CropGeometry } from '../data/geometry.js';
+import { DEFAULT_LESION_CLASS, readLesions } from '../data/lesions.js';
+import type { Box, LesionTable } from '../data/lesions.js';
+import type { Example } from '../models/tasks.js';
+import { InputError } from '../util/errors.js';
+
+/**
+ * Lesion-guided attention (issue 17): where expert lesion boxes exist for a training photograph, the class's
+ * activation map on the last feature map (CAM: the features times the class's row of the dense head behind global
+ * average pooling, which is exactly what the class score averages) is pushed to put its mass inside the boxes.
+ * The map is read as a distribution over cells (a spatial softmax), and the loss is minus the log of its share inside
+ * the boxes (Li et al.'s "Tell me where to look" and the attention-mining losses that followed). The class score
+ * itself is untouched: only where the evidence sits is taught, not how much of it there is.
+ */
+export interface LesionAttentionSettings {
+  /** The loss's weight beside the task loss. */
+  weight: number;
+  /** The class whose map is guided (its index in the model's classes) and its name. */
+  classIndex: number;
+  className: string;
+  /** Where the boxes came from, and how many photographs and boxes of the training part they cover (for the record). */
+  lesions: string;
+  photographs: number;
+  boxes: number;
+}
+
+/** The pooling layer whose input is the feature map the class maps are read from (every fundus network has it). */
+export const ATTENTION_POOL = 'gap';
+
+/** The network's last feature map (the pooling layer's input) and the dense head behind the pooling. */
+export function attentionTaps(network: tfl.LayersModel): { features: SymbolicTensor; head: tfl.layers.Layer } {
+  let pool: tfl.layers.Layer;
+  try {
+    pool = network.getLayer(ATTENTION_POOL);
+  } catch {
+    throw new InputError(`lesion attention needs a '${ATTENTION_POOL}' layer (global average pooling) in the network`);
+  }
+  // The dense layer fed by the pooling, through layers that act per feature (dropout) and change no shape.
+  let layer = pool;
+  for (;;) {
+    const next = network.layers.filter((l) => l.inboundNodes.some((n) => n.inboundLayers.includes(layer)));
+    if (next.length !== 1) break;
+    layer = next[0];
+    if (layer.getClassName() === 'Dense') return { features: pool.input as SymbolicTensor, head: layer };
+    if (layer.getClassName() !== 'Dropout') break;
+  }
+  throw new InputError(`lesion attention needs a dense layer right after '${ATTENTION_POOL}' (the class maps are read through it)`);
+}
+
+/** A box of the photograph in pixels of the `size`×`size` network input cropped from it (inverse of toPhotoCoordinates). */
+export function boxOnInput(b: Box, g: CropGeometry, size: number): Box {
+  const s = size / g.side;
+  return { x0: (b.x0 - g.x) * s, y0: (b.y0 - g.y) * s, x1: (b.x1 - g.x) * s, y1: (b.y1 - g.y) * s };
+}
+
+/**
+ * The boxes of each training example on its network input, or undefined where the table has none for it. With
+ * `source`, only that source's examples are matched (multi-source data: names repeat across sources); the table is
+ * keyed by the photograph's base name.
+ */
+export function lesionBoxesOnInputs(examples: Example[], geometries: CropGeometry[], size: number, table: LesionTable, source?: string): (Box[] | undefined)[] {
+  return examples.map((e, i) => {
+    if (source !== undefined && e.source !== source) return undefined;
+    const name = e.filename.slice(e.filename.lastIndexOf('/') + 1);
+    const boxes = table.byImage.get(name);
+    return boxes && boxes.length > 0 ? boxes.map((b) => boxOnInput(b, geometries[i], size)) : undefined;
+  });
+}
+
+/** A `size`×`size` mask: 1 at pixels whose centre lies in a box (as localisation scores them), else 0. */
+export function rasterBoxes(boxes: Box[], size: number): Float32Array {
+  const m = new Float32Array(size * size);
+  for (const b of boxes) {
+    const u0 = Math.max(0, Math.ceil(b.x0 - 0.5));
+    const u1 = Math.min(size - 1, Math.floor(b.x1 - 0.5));
+    const v0 = Math.max(0, Math.ceil(b.y0 - 0.5));
+    const v1 = Math.min(size - 1, Math.floor(b.y1 - 0.5));
+    for (let v = v0; v <= v1; v++) m.fill(1, v * size + u0, u1 >= u0 ? v * size + u1 + 1 : v * size + u0);
+  }
+  return m;
+}
+
+/**
+ * The mask on the feature map's `rows`×`cols` grid: 1 for a cell that holds at least half a pixel of box (after
+ * augmentation the mask is bilinear), else 0. A lesion smaller than a cell still marks its cell: the loss asks for
+ * the evidence in the cell, not in the lesion's exact pixels.
+ */
+export function maskOnGrid(mask: Float32Array, size: number, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(rows * cols);
+  const sums = new Float32Array(rows * cols);
+  for (let v = 0; v < size; v++) {
+    const r = Math.min(rows - 1, Math.floor((v * rows) / size));
+    for (let u = 0; u < size; u++) sums[r * cols + Math.min(cols - 1, Math.floor((u * cols) / size))] += mask[v * size + u];
+  }
+  for (let i = 0; i < out.length; i++) out[i] = sums[i] >= 0.5 ? 1 : 0;
+  return out;
+}
+
+/**
+ * The attention loss of a batch: for each photograph with boxes (`present` 1), minus the log of the share of the
+ * class map's spatial softmax that falls in its box cells; averaged over those photographs. 0 when the batch has none.
+ * `features` [N, h, w, C] is the pooled feature map, `kernel` [C, classes] the dense head's weights.
+ */
+export function attentionLoss(features: tf.Tensor4D, kernel: tf.Tensor2D, classIndex: number, cells: tf.Tensor3D, present: tf.Tensor1D): tf.Scalar {
+  return tf.tidy(() => {
+    const [n, h, w, c] = features.shape;
+    const column = tf.slice(kernel, [0, classIndex], [c, 1]);
+    const cam = tf.reshape(tf.matMul(tf.reshape(features, [n * h * w, c]), column), [n, h * w]);
+    const inBoxes = tf.reshape(cells, [n, h * w]);
+    // logsumexp over the box cells only: the other cells pushed far below (an empty mask only on absent rows).
+    const masked = tf.add(cam, tf.mul(tf.sub(1, inBoxes), -1e4));
+    const perPhoto = tf.sub(tf.logSumExp(cam, 1), tf.logSumExp(masked, 1));
+    const count = tf.sum(present);
+    return tf.div(tf.sum(tf.mul(perPhoto, present)), tf.maximum(count, 1)) as tf.Scalar;
+  });
+}
+
+/** What `train` asks of lesion attention (TrainOptions' fields of the same names). */
+export interface LesionAttentionRequest {
+  lesionAttention: number;
+  lesions: string;
+  lesionSource?: string;
+  lesionClass?: string;
+}
+
+/**
+ * Reads the lesion boxes and puts them on the training examples' inputs: the settings for the loop and the boxes per
+ * example. Throws an InputError naming the boxes' file when the class is not the model's, the source is missing or
+ * unknown, or no training photograph has boxes.
+ */
+export async function prepareLesionAttention(
+  req: LesionAttentionRequest,
+  train: Example[],
+  geometries: CropGeometry[],
+  size: number,
+  classes: string[],
+  trainingSources: string[],
+): Promise<{ settings: LesionAttentionSettings; boxes: (Box[] | undefined)[] }> {
+  const table = await readLesions(req.lesions);
+  const className = req.lesionClass ?? DEFAULT_LESION_CLASS[table.format];
+  const classIndex = classes.indexOf(className);
+  if (classIndex < 0) throw new InputError(`--lesion-class: the model has no class '${className}' (classes: ${classes.join(', ')})`, { file: req.lesions });
+  if (req.lesionSource !== undefined && !trainingSources.includes(req.lesionSource)) {
+    throw new InputError(`--lesion-source: '${req.lesionSource}' is not a training source (${trainingSources.join(', ') || 'one source, no --datasets'})`);
+  }
+  if (req.lesionSource === undefined && trainingSources.length > 1) {
+    throw new InputError(`--lesions with several training sources (${trainingSources.join(', ')}): name the boxes' source with --lesion-source`, { file: req.lesions });
+  }
+  const boxes = lesionBoxesOnInputs(train, geometries, size, table, req.lesionSource);
+  const photographs = boxes.filter((b) => b !== undefined).length;
+  if (photographs === 0) {
+    throw new InputError(`no training photograph${req.lesionSource ? ` of ${req.lesionSource}` : ''} has a box in this file (photographs are matched by file name)`, { file: req.lesions });
+  }
+  const count = boxes.reduce((a, b) => a + (b?.length ?? 0), 0);
+  return { settings: { weight: req.lesionAttention, classIndex, className, lesions: req.lesions, photographs, boxes: count }, boxes };
+}

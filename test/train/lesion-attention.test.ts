@@ -1,0 +1,140 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
+import { augmentDrawn, warpMask } from '../../src/data/augment.js';
+import { loadPreprocessedBytes } from '../../src/data/cache.js';
+import { toPhotoCoordinates } from '../../src/data/geometry.js';
+import { normalizeBytes } from '../../src/data/preprocess.js';
+import { initEngine } from '../../src/engine/index.js';
+import { loadModel } from '../../src/models/io.js';
+import { attentionLoss, attentionTaps, boxOnInput, lesionBoxesOnInputs, maskOnGrid, rasterBoxes } from '../../src/train/lesion-attention.js';
+import { trainModel } from '../../src/train/train.js';
+import type { Box } from '../../src/data/lesions.js';
+import { InputError } from '../../src/util/errors.js';
+import { tinyTrainOptions } from './fixtures.js';
+
+test('boxes go onto the network input as the crop maps it back, and onto the feature grid by cell', () => {
+  const g = { width: 640, height: 425, x: 40, y: -47, side: 520 };
+  const b = boxOnInput({ x0: 300, y0: 100, x1: 340, y1: 150 }, g, 448);
+  const [x0, y0] = toPhotoCoordinates(g, 448, b.x0, b.y0);
+  const [x1, y1] = toPhotoCoordinates(g, 448, b.x1, b.y1);
+  assert.deepEqual([x0, y0, x1, y1].map((v) => +v.toFixed(9)), [300, 100, 340, 150]);
+
+  // pixel centres: 10..20 covers pixels 10..19 (centres 10.5..19.5)
+  const m = rasterBoxes([{ x0: 10, y0: 10, x1: 20, y1: 20 }, { x0: 40, y0: 0, x1: 50, y1: 5 }], 32);
+  assert.equal(m.reduce((a, v) => a + v, 0), 100);
+  assert.equal(m[10 * 32 + 10], 1);
+  assert.equal(m[9 * 32 + 10], 0);
+  assert.equal(m[10 * 32 + 20], 0);
+  assert.deepEqual(Array.from(maskOnGrid(m, 32, 4, 4)), [0, 0, 0, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0]);
+
+  const examples = [
+    { path: '/a/x/1.jpg', filename: 'codras/1.jpg', target: new Float32Array(1), weight: 1, source: 'codras' },
+    { path: '/a/y/1.jpg', filename: 'vietai/1.jpg', target: new Float32Array(1), weight: 1, source: 'vietai' },
+    { path: '/a/x/2.jpg', filename: 'codras/2.jpg', target: new Float32Array(1), weight: 1, source: 'codras' },
+  ];
+  const box = { lesion: 'haemorrhage', line: 2, x0: 0, y0: 0, x1: 52, y1: 52 };
+  const table = { file: 'l.csv', format: 'codras' as const, types: { haemorrhage: 1 }, kept: ['haemorrhage'], byImage: new Map([['1.jpg', [box]]]) };
+  const square = { width: 520, height: 520, x: 0, y: 0, side: 520 };
+  const on = lesionBoxesOnInputs(examples, [square, square, square], 448, table, 'codras');
+  assert.deepEqual(on.map((b) => b?.map((x) => +x.x1.toFixed(6))), [[44.8], undefined, undefined]);
+});
+
+test('the attention loss is minus the log of the class map softmax inside the box cells, 0 for photographs without boxes', async () => {
+  await initEngine();
+  // 1 photo with boxes, 1 without; 2x2 grid, 2 channels, 2 classes: the class-1 map is features[..., 0] * 2
+  const features = tf.tensor4d([1, 0, 2, 0, 0, 0, 3, 0, 5, 0, 5, 0, 5, 0, 5, 0], [2, 2, 2, 2]);
+  const kernel = tf.tensor2d([0, 2, 0, 0], [2, 2]);
+  const cells = tf.tensor3d([0, 1, 1, 0, 0, 0, 0, 0], [2, 2, 2]);
+  const present = tf.tensor1d([1, 0]);
+  const cam = [2, 4, 0, 6];
+  const z = cam.reduce((a, v) => a + Math.exp(v), 0);
+  const expected = -Math.log((Math.exp(4) + Math.exp(0)) / z);
+  const loss = attentionLoss(features, kernel, 1, cells, present);
+  assert.ok(Math.abs(loss.dataSync()[0] - expected) < 1e-5, `${loss.dataSync()[0]} vs ${expected}`);
+  const g = tf.grad((f: tf.Tensor) => attentionLoss(f as tf.Tensor4D, kernel, 1, cells, present))(features);
+  const gd = g.arraySync() as number[][][][];
+  assert.ok(gd[1].flat(2).every((v) => v === 0), 'no gradient from a photograph without boxes');
+  // moving evidence into the box cells lowers the loss: the box cells' gradient is negative, the others' positive
+  assert.ok(gd[0][0][1][0] < 0 && gd[0][1][0][0] < 0 && gd[0][0][0][0] > 0 && gd[0][1][1][0] > 0);
+});
+
+test('a mask moves with its image under augmentation', async () => {
+  const size = 40;
+  const mask = rasterBoxes([{ x0: 5, y0: 8, x1: 17, y1: 20 }], size);
+  // one channel equal to the mask, in units that normalise 0 to black
+  const image = Float32Array.from(mask, (v) => (v - 0.5) / 0.25);
+  let state = 12345;
+  const rng = () => ((state = (state * 1103515245 + 12345) >>> 0) / 4294967296);
+  const settings = { hflip: 1, rotation: 20, scale: 0.1, translate: 0.1, brightness: 0, contrast: 0, gamma: 0, normalize: { mean: [0.5], std: [0.25] } };
+  const { image: moved, params } = augmentDrawn(image, size, 1, rng, settings);
+  const warped = warpMask(mask, size, params);
+  for (let i = 0; i < warped.length; i++) assert.ok(Math.abs(warped[i] - (moved[i] * 0.25 + 0.5)) < 1e-5, `pixel ${i}`);
+  assert.ok(warped.some((v, i) => Math.abs(v - mask[i]) > 0.5), 'the augmentation moved the mask');
+});
+
+/** Box cells share of the class map's softmax, per photograph, on unaugmented inputs (what the loss trains). */
+async function shareInBoxes(modelDir: string, paths: string[], boxes: Box[][], classIndex: number): Promise<number> {
+  const model = await loadModel(modelDir);
+  const { features } = attentionTaps(model.network);
+  const featureNet = tfl.model({ inputs: model.network.inputs, outputs: features });
+  const [size, , channels] = model.metadata.inputShape;
+  const bytes = await loadPreprocessedBytes(paths, model.metadata.preprocess, { cache: false });
+  const [rows, cols] = features.shape.slice(1, 3) as [number, number];
+  const x = tf.tensor4d(
+    Float32Array.from(bytes.flatMap((b) => Array.from(normalizeBytes(b.pixels, channels, model.metadata.preprocess)))),
+    [paths.length, size, size, channels],
+  );
+  const cells = tf.tensor3d(
+    Float32Array.from(bytes.flatMap((b, i) => Array.from(maskOnGrid(rasterBoxes(boxes[i].map((bx) => boxOnInput(bx, b.geometry, size)), size), size, rows, cols)))),
+    [paths.length, rows, cols],
+  );
+  const kernel = model.network.getLayer('logits').getWeights()[0] as tf.Tensor2D;
+  const loss = attentionLoss(featureNet.predict(x) as tf.Tensor4D, kernel, classIndex, cells, tf.ones([paths.length]));
+  return Math.exp(-loss.dataSync()[0]);
+}
+
+test('train --lesion-attention guides the class map into the boxes, and records it', async () => {
+  await initEngine();
+  const base = await tinyTrainOptions('plain', 2, { imageSize: 48, epochs: 4, lr: 5e-3, augment: false });
+  const split = JSON.parse(await readFile(base.split!, 'utf8')) as { parts: { train: string[] } };
+  // A box in the upper left of every training photograph (VietAI photographs are 512 x 512).
+  const lesions = join(base.out, '..', 'lesions.csv');
+  await writeFile(lesions, ['filename,lesion,x0,y0,x1,y1', ...split.parts.train.map((f) => `${f},haemorrhage,40,40,200,200`)].join('\n') + '\n');
+  const guided = { ...base, out: base.out.replace('plain', 'guided'), runDir: base.runDir!.replace('plain', 'guided'), lesionAttention: 2, lesions };
+
+  const plain = await trainModel(base);
+  const r = await trainModel(guided);
+  assert.ok(r.history.every((h) => Number.isFinite(h.attention_loss)), JSON.stringify(r.history));
+  assert.deepEqual(r.metadata.training?.lesionAttention, {
+    className: 'diabetic retinopathy',
+    weight: 2,
+    lesions,
+    photographs: split.parts.train.length,
+    boxes: split.parts.train.length,
+  });
+  assert.match(await readFile(join(r.modelDir, 'MODEL_CARD.md'), 'utf8'), /map was guided into expert lesion boxes/);
+
+  const paths = split.parts.train.map((f) => join(base.images!, f));
+  const boxes = paths.map(() => [{ x0: 40, y0: 40, x1: 200, y1: 200 }]);
+  const dr = r.metadata.classes.indexOf('diabetic retinopathy');
+  const before = await shareInBoxes(plain.modelDir, paths, boxes, dr);
+  const after = await shareInBoxes(r.modelDir, paths, boxes, dr);
+  assert.ok(after > before + 0.1, `share of the map in the boxes: ${before.toFixed(3)} unguided, ${after.toFixed(3)} guided`);
+});
+
+test('train refuses lesion attention without boxes, with an unknown class or source, and boxes without it', async () => {
+  const o = await tinyTrainOptions('bad', 1);
+  const lesions = join(o.out, '..', 'lesions.csv');
+  await writeFile(lesions, 'filename,lesion,x0,y0,x1,y1\nnot-a-photo.jpg,haemorrhage,1,1,5,5\n');
+  const rejects = (extra: Partial<typeof o>, pattern: RegExp) =>
+    assert.rejects(trainModel({ ...o, ...extra }), (e: unknown) => e instanceof InputError && pattern.test(e.message), JSON.stringify(extra));
+  await rejects({ lesions }, /go with --lesion-attention/);
+  await rejects({ lesionAttention: 1 }, /needs --lesions/);
+  await rejects({ lesionAttention: 1, lesions }, /no training photograph has a box/);
+  await rejects({ lesionAttention: 1, lesions, lesionClass: 'cataract' }, /no class 'cataract'/);
+  await rejects({ lesionAttention: 1, lesions, lesionSource: 'codras' }, /not a training source/);
+});
