@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import type { LabelledImage } from '../data/labels.js';
 import type { EvaluationMetrics } from '../eval/schema.js';
-import type { FundusModel } from '../models/io.js';
+import { disposeModel, type FundusModel } from '../models/io.js';
 import { ArmDeadline, DeadlinePassed } from './deadline.js';
 import type { PseudoLabeller, RoundLabels, Teacher } from './pseudo-labeller.js';
 import { methodName, type PseudoLabelMethod } from './pseudolabel.js';
@@ -185,8 +185,11 @@ export async function runArms(opts: ArmOptions, ctx: ArmsContext): Promise<void>
         const name = `${n}-r${round}-${mode}`;
         const m = await runArm({ name, mode, method: n, round, labels });
         if (!m) break;
+        // A later round's teacher is needed only until its student exists; round 1's stay for the other methods.
+        if (round > 2) disposeModel(teacher.model);
         teacher = { model: m, name };
       }
+      if (teacher !== r1Models.get(n)) disposeModel(teacher.model);
     }
   };
 
@@ -194,11 +197,16 @@ export async function runArms(opts: ArmOptions, ctx: ArmsContext): Promise<void>
   // rounds: the fine-tuned one when there is one (fine-tuning runs first).
   const firstRound = async (mode: RetrainMode, methods: string[]): Promise<void> => {
     if (!opts.modes.includes(mode) || methods.length === 0) return;
-    if (control) await runArm({ name: `control-${mode}`, mode, method: null, round: 1, labels: null });
+    if (control) {
+      const m = await runArm({ name: `control-${mode}`, mode, method: null, round: 1, labels: null });
+      if (m) disposeModel(m);
+    }
     for (const n of methods) {
       const name = `${n}-r1-${mode}`;
       const m = await runArm({ name, mode, method: n, round: 1, labels: first.get(n)! });
+      // Every arm's model is saved and evaluated by now; only a later round's teacher stays in memory.
       if (m && !r1Models.has(n)) r1Models.set(n, { model: m, name });
+      else if (m) disposeModel(m);
     }
   };
 
@@ -207,4 +215,5 @@ export async function runArms(opts: ArmOptions, ctx: ArmsContext): Promise<void>
   if (opts.modes.includes('finetune')) await runRounds();
   await firstRound('scratch', scratchNames);
   if (!opts.modes.includes('finetune')) await runRounds();
+  for (const t of r1Models.values()) disposeModel(t.model);
 }

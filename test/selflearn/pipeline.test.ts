@@ -7,7 +7,7 @@ import sharp from 'sharp';
 import { PROJECT_ROOT, VIETAI_DIR, tempDir } from '../helpers.js';
 import { initEngine } from '../../src/engine/index.js';
 import { readDataset } from '../../src/data/csv.js';
-import { loadModel, saveModel } from '../../src/models/io.js';
+import { loadModel, saveModel, type FundusModel } from '../../src/models/io.js';
 import { trainModel } from '../../src/train/train.js';
 import { readSplitParts } from '../../src/data/split.js';
 import { defaultDuplicateFinder, excludeTestDuplicates } from '../../src/selflearn/leakage.js';
@@ -225,10 +225,12 @@ test('limit bounds the photographs embedded and pseudo-labelled; the deadline st
   await tinyModel(join(dir, 'model'));
   const model = await loadModel(join(dir, 'model'));
   const requests: { name: string; train: number }[] = [];
+  const trained: FundusModel[] = [];
   const retrain: Retrainer = async (req) => {
     requests.push({ name: req.outDir.split('/').pop()!, train: req.train.length });
     await saveModel(req.outDir, req.base.network, req.base.metadata);
-    return { model: await loadModel(req.outDir), budget: armBudget([{}], 1, 1, 1e-4, 1, 1) };
+    trained.push(await loadModel(req.outDir));
+    return { model: trained[trained.length - 1], budget: armBudget([{}], 1, 1, 1e-4, 1, 1) };
   };
   const log: string[] = [];
   const common = {
@@ -259,6 +261,11 @@ test('limit bounds the photographs embedded and pseudo-labelled; the deadline st
   assert.ok(requests.length > 0 && requests.every((q) => q.train === 3), JSON.stringify(requests));
   assert.match(limited.notes.join('\n'), /^Smoke run \(limit 3\): 3 labelled training images \(the spreading seeds\), \d validation, and 3 of the 4 unlabelled images/);
   assert.equal(limited.stoppedEarly, undefined);
+  // Each arm's model is freed once saved and evaluated; the original stays usable.
+  const disposed = (m: FundusModel) => assert.throws(() => m.network.getWeights(), /disposed/i);
+  assert.ok(trained.length >= 2);
+  trained.forEach(disposed);
+  assert.ok(model.network.getWeights().length > 0);
 
   // The clock moves only when told: the deadline comes after the knn round, as the classifier scores start.
   t.mock.timers.enable({ apis: ['Date'], now: 1_000_000 });
