@@ -96,6 +96,9 @@ export async function trainStep(
   optimizer.setLearningRate(lr);
   let advT: tf.Scalar | undefined;
   let attT: tf.Scalar | undefined;
+  // The class row as a constant: the attention loss moves the features' evidence into the boxes and leaves which
+  // channels the class reads to the task loss (a first run that let it re-weight the head lost 0.02 of DR AUC).
+  const classRow = attention && batch.lesions ? tf.tidy(() => tf.tensor2d((attention.head.getWeights()[0] as tf.Tensor2D).arraySync())) : undefined;
   const lossT = optimizer.minimize(() => {
     if (!l.heads) return l.loss(batch.y, l.logits.apply(batch.x, { training: true }) as tf.Tensor2D, batch.w, batch.mask);
     const [logits, ...extra] = l.heads.apply(batch.x, { training: true }) as tf.Tensor[];
@@ -106,9 +109,8 @@ export async function trainStep(
       advT = tf.keep(tf.clone(adv));
       total = tf.add(total, adv);
     }
-    if (attention && batch.lesions) {
-      const kernel = attention.head.getWeights()[0] as tf.Tensor2D;
-      const att = attentionLoss(extra.shift() as tf.Tensor4D, kernel, attention.settings.classIndex, batch.lesions.cells, batch.lesions.present);
+    if (attention && batch.lesions && classRow) {
+      const att = attentionLoss(extra.shift() as tf.Tensor4D, classRow, attention.settings.classIndex, batch.lesions.cells, batch.lesions.present);
       attT = tf.keep(tf.clone(att));
       total = tf.add(total, tf.mul(att, attention.settings.weight));
     }
@@ -118,6 +120,6 @@ export async function trainStep(
   const loss = (await lossT.data())[0];
   const advLoss = advT ? (await advT.data())[0] : undefined;
   const attLoss = attT ? (await attT.data())[0] : undefined;
-  tf.dispose([lossT, advT ?? [], attT ?? []]);
+  tf.dispose([lossT, advT ?? [], attT ?? [], classRow ?? []]);
   return { loss, ...(advLoss !== undefined ? { advLoss } : {}), ...(attLoss !== undefined ? { attentionLoss: attLoss } : {}) };
 }
