@@ -17,9 +17,10 @@ dnnl::engine& cpuEngine();
 dnnl::stream& cpuStream();
 
 // Scratch slots reused by every primitive. Calls are synchronous and never nest, so one buffer per role
-// (blocked source, blocked weights, blocked destination, oneDNN scratchpad, pooling workspace) is enough and
-// keeps the memory footprint at the size of the largest layer instead of the sum over all cached shapes.
-enum ScratchSlot { kSrc = 0, kWeights, kDst, kScratchpad, kWorkspace, kExtra, kSlotCount };
+// (blocked source, blocked weights, blocked destination, oneDNN scratchpad, pooling workspace; a block of
+// convolutions' second and third filters) is enough and keeps the memory footprint at the size of the largest layer
+// instead of the sum over all cached shapes.
+enum ScratchSlot { kSrc = 0, kWeights, kDst, kScratchpad, kWorkspace, kExtra, kWeights2, kWeights3, kSlotCount };
 void* scratch(ScratchSlot slot, size_t bytes);
 size_t scratchBytes();
 void releaseScratch();

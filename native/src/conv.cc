@@ -3,6 +3,7 @@
 // chooses itself (format_tag::any), so every call reorders from and to the tfjs layouts around the primitive, except
 // for weights packed once (conv2dPack): constant weights (an inference plan's) are reordered on their first call and
 // kept in the primitive's layout with the primitive itself.
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -197,9 +198,13 @@ struct PackedMemory {
   PackedMemory(const PackedMemory&) = delete;
   PackedMemory& operator=(const PackedMemory&) = delete;
 };
+struct BlockEntry;
 struct PackedVariant {
   std::vector<int64_t> key;
+  // The primitive(s) the packed copy serves: a convolution's, or an inverted-residual block's (one variant per
+  // filter of the block, its role in the key).
   std::shared_ptr<ForwardEntry> entry;
+  std::shared_ptr<BlockEntry> block;
   // Null when the primitive takes the tfjs layout itself (nothing to pack).
   std::shared_ptr<PackedMemory> weights;
 };
@@ -301,31 +306,50 @@ std::shared_ptr<BackwardWeightsEntry> backwardWeightsEntry(const std::vector<int
   return e;
 }
 
+const PackedVariant* findVariant(const Pack& pack, const std::vector<int64_t>& key) {
+  for (const auto& v : pack.variants) {
+    if (v.key == key) return &v;
+  }
+  return nullptr;
+}
+
+// w in the layout `port` wants, owned by the pack: the copy of another variant that wants the same layout (e.g. the
+// same filter at another batch size), else a new one. Null when the primitive takes the tfjs layout itself.
+std::shared_ptr<PackedMemory> packedCopy(const Pack& pack, Port& port, const float* w, int threads) {
+  if (!port.needsReorder) return nullptr;
+  for (const auto& other : pack.variants) {
+    if (other.weights && other.weights->m.get_desc() == port.prim) return other.weights;
+  }
+  ThreadScope scope(threads);
+  auto m = std::make_shared<PackedMemory>(port.prim);
+  memory u(port.user, cpuEngine(), const_cast<float*>(w));
+  port.reorder.execute(cpuStream(), u, m->m);
+  cpuStream().wait();
+  return m;
+}
+
+const PackedVariant* addVariant(Pack& pack, PackedVariant v) {
+  if (pack.variants.size() >= kMaxPackedVariants) pack.variants.erase(pack.variants.begin());
+  pack.variants.push_back(std::move(v));
+  return &pack.variants.back();
+}
+
 // The pack's variant for this call, created on first use: its primitive, and w reordered into the primitive's
 // layout (or the packed copy of an earlier variant that wants the same layout). Null when unsupported.
 const PackedVariant* packedVariant(Pack& pack, const std::vector<int64_t>& p, float alpha, bool withResidual, const float* w) {
   const auto key = forwardKey(p, alpha, withResidual);
-  for (const auto& v : pack.variants) {
-    if (v.key == key) return &v;
-  }
+  if (const PackedVariant* v = findVariant(pack, key)) return v;
   auto e = forwardEntry(p, alpha, withResidual);
   if (!e) return nullptr;
-  PackedVariant v{key, e, nullptr};
-  if (e->weights.needsReorder) {
-    for (const auto& other : pack.variants) {
-      if (other.weights && other.weights->m.get_desc() == e->weights.prim) v.weights = other.weights;
-    }
-    if (!v.weights) {
-      ThreadScope scope(e->threads);
-      v.weights = std::make_shared<PackedMemory>(e->weights.prim);
-      memory u(e->weights.user, cpuEngine(), const_cast<float*>(w));
-      e->weights.reorder.execute(cpuStream(), u, v.weights->m);
-      cpuStream().wait();
-    }
-  }
-  if (pack.variants.size() >= kMaxPackedVariants) pack.variants.erase(pack.variants.begin());
-  pack.variants.push_back(std::move(v));
-  return &pack.variants.back();
+  return addVariant(pack, PackedVariant{key, e, nullptr, packedCopy(pack, e->weights, w, e->threads)});
+}
+
+// The pack a JS argument names (a conv2dPack id), null for undefined or null; a TypeError for anything else.
+Pack* packArg(const Napi::Env& env, const Napi::Value& v) {
+  if (v.IsUndefined() || v.IsNull()) return nullptr;
+  auto it = v.IsNumber() ? packs.find(v.As<Napi::Number>().Int64Value()) : packs.end();
+  if (it == packs.end()) throw Napi::TypeError::New(env, "pack must be the id of a live conv2dPack");
+  return &it->second;
 }
 
 // conv2dForward(x, w, bias | null, y, params, alpha, residual | null?, pack?) -> boolean (false: not supported, use
@@ -342,12 +366,7 @@ Napi::Value Conv2dForward(const Napi::CallbackInfo& info) {
   float alpha = info.Length() > 5 && info[5].IsNumber() ? info[5].As<Napi::Number>().FloatValue() : 0.f;
   const bool withResidual = info.Length() > 6 && info[6].IsTypedArray();
   const float* residual = withResidual ? floatArg(info, 6, q.n * q.o * q.oh * q.ow, "residual") : nullptr;
-  Pack* pack = nullptr;
-  if (info.Length() > 7 && !info[7].IsUndefined() && !info[7].IsNull()) {
-    auto it = info[7].IsNumber() ? packs.find(info[7].As<Napi::Number>().Int64Value()) : packs.end();
-    if (it == packs.end()) throw Napi::TypeError::New(info.Env(), "pack must be the id of a live conv2dPack");
-    pack = &it->second;
-  }
+  Pack* pack = info.Length() > 7 ? packArg(info.Env(), info[7]) : nullptr;
   std::shared_ptr<ForwardEntry> e;
   std::shared_ptr<PackedMemory> packed;
   try {
@@ -441,6 +460,173 @@ Napi::Value Conv2dBackwardWeights(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), true);
 }
 
+// MobileNetV2's inverted-residual block in inference: the 1x1 expansion (its activation) and the depthwise 3x3
+// convolution that alone reads it (its activation) as one primitive, oneDNN's depthwise post-op, so that the wide
+// expanded tensor never goes to memory; then the 1x1 projection (with the block's shortcut summed in, if any) reading
+// the depthwise output in the layout the fused primitive wrote it. The activations stay in oneDNN's blocked layout
+// (nChw8c on AVX2) between the primitives: oneDNN 2.6's fused primitive gives wrong results on NHWC maps larger than
+// about 10x10 (docs/backbones.md, third pass) and exact ones blocked. Only the block's narrow input and output are
+// reordered from and to tfjs's NHWC.
+struct BlockEntry {
+  int threads = 1;
+  dnnl::convolution_forward fused, project;
+  Port src, expandWeights, dwWeights, projectWeights, dst, residual;
+  memory::desc mid, fusedScratchpad, projectScratchpad;
+};
+ShapeCache<BlockEntry> blockCache;
+
+bool isPointwise(const ConvParams& q) {
+  return q.kh == 1 && q.kw == 1 && q.sh == 1 && q.sw == 1 && q.dh == 1 && q.dw == 1 && q.pt == 0 && q.pl == 0 && q.pb == 0 &&
+         q.pr == 0 && q.groups == 1 && q.nchw == 0;
+}
+
+// The expansion, the depthwise convolution (multiplier 1, equal strides and near-side paddings: what the post-op
+// takes) and the projection, each reading the one before.
+bool chained(const ConvParams& e, const ConvParams& d, const ConvParams& p) {
+  const bool depthwise = d.kh == 3 && d.kw == 3 && d.groups == d.c && d.o == d.c && d.sh == d.sw && d.dh == 1 && d.dw == 1 &&
+                         d.pt == d.pl && d.nchw == 0;
+  const auto reads = [](const ConvParams& a, const ConvParams& b) { return b.n == a.n && b.c == a.o && b.h == a.oh && b.w == a.ow; };
+  return isPointwise(e) && depthwise && isPointwise(p) && reads(e, d) && reads(d, p) && e.hasBias && d.hasBias;
+}
+
+std::vector<int64_t> blockKey(const std::vector<int64_t>& e, const std::vector<int64_t>& d, const std::vector<int64_t>& p, bool withResidual) {
+  std::vector<int64_t> k(e);
+  k.insert(k.end(), d.begin(), d.end());
+  k.insert(k.end(), p.begin(), p.end());
+  k.push_back(withResidual ? 1 : 0);
+  return k;
+}
+
+std::shared_ptr<BlockEntry> blockEntry(const std::vector<int64_t>& pe, const std::vector<int64_t>& pd, const std::vector<int64_t>& pp, bool withResidual) {
+  const std::string key = keyOf("block", blockKey(pe, pd, pp, withResidual));
+  if (auto e = blockCache.find(key)) return e;
+  ConvParams qe(pe), qd(pd), qp(pp);
+  if (!chained(qe, qd, qp)) return nullptr;
+  const int threads = threadsForWork(convFlops(qe) + convFlops(qd) + convFlops(qp));
+  ThreadScope scope(threads);
+  auto fusedAttr = baseAttr();
+  dnnl::post_ops fusedOps;
+  if (!appendActivation(fusedOps, qe.act, 0.f)) return nullptr;
+  // The post-op derives its far-side padding from its output size, checked below against tfjs's.
+  fusedOps.append_dw(dt::f32, dt::f32, dt::f32, 3, qd.sh, qd.pt, 0, {});
+  if (!appendActivation(fusedOps, qd.act, 0.f)) return nullptr;
+  fusedAttr.set_post_ops(fusedOps);
+  dnnl::convolution_forward::desc fd(prop_kind::forward_inference, algorithm::convolution_direct, qe.src(true), qe.weights(true), qe.bias(),
+                                     qe.dst(true), qe.strides(), qe.dilates(), qe.padL(), qe.padR());
+  dnnl::convolution_forward::primitive_desc fusedPd(fd, fusedAttr, cpuEngine());
+  const memory::desc mid = fusedPd.dst_desc();
+  if (mid.dims() != memory::dims{qd.n, qd.o, qd.oh, qd.ow}) return nullptr;
+  auto projectAttr = baseAttr();
+  dnnl::post_ops projectOps;
+  if (withResidual) projectOps.append_sum(1.f);
+  if (!appendActivation(projectOps, qp.act, 0.f)) return nullptr;
+  projectAttr.set_post_ops(projectOps);
+  auto pdesc = qp.hasBias ? dnnl::convolution_forward::desc(prop_kind::forward_inference, algorithm::convolution_direct, mid, qp.weights(true), qp.bias(),
+                                                            qp.dst(true), qp.strides(), qp.dilates(), qp.padL(), qp.padR())
+                          : dnnl::convolution_forward::desc(prop_kind::forward_inference, algorithm::convolution_direct, mid, qp.weights(true),
+                                                            qp.dst(true), qp.strides(), qp.dilates(), qp.padL(), qp.padR());
+  dnnl::convolution_forward::primitive_desc projectPd(pdesc, projectAttr, cpuEngine());
+  if (projectPd.src_desc() != mid) return nullptr;
+  auto e = std::make_shared<BlockEntry>();
+  e->threads = threads;
+  e->fused = dnnl::convolution_forward(fusedPd);
+  e->project = dnnl::convolution_forward(projectPd);
+  e->src = Port::input(qe.src(false), fusedPd.src_desc());
+  e->expandWeights = Port::input(qe.weights(false), fusedPd.weights_desc());
+  e->dwWeights = Port::input(qd.weights(false), fusedPd.query_md(dnnl::query::exec_arg_md, DNNL_ARG_ATTR_POST_OP_DW | DNNL_ARG_WEIGHTS));
+  e->projectWeights = Port::input(qp.weights(false), projectPd.weights_desc());
+  e->dst = Port::output(qp.dst(false), projectPd.dst_desc());
+  if (withResidual) e->residual = Port::input(qp.dst(false), projectPd.dst_desc());
+  e->mid = mid;
+  e->fusedScratchpad = fusedPd.scratchpad_desc();
+  e->projectScratchpad = projectPd.scratchpad_desc();
+  blockCache.put(key, e);
+  return e;
+}
+
+// One filter of the block: its pack's copy for this block variant (role: 0 expansion, 1 depthwise, 2 projection),
+// made on first use; without a pack, w reordered into `slot` for this call.
+memory blockWeights(Pack* pack, const std::shared_ptr<BlockEntry>& e, const std::vector<int64_t>& key, int64_t role, Port& port,
+                    const float* w, ScratchSlot slot) {
+  if (!pack) return port.bindInput(w, slot);
+  std::vector<int64_t> k(key);
+  k.push_back(role);
+  const PackedVariant* v = findVariant(*pack, k);
+  if (!v) v = addVariant(*pack, PackedVariant{k, nullptr, e, packedCopy(*pack, port, w, e->threads)});
+  return v->weights ? v->weights->m : memory(port.user, cpuEngine(), const_cast<float*>(w));
+}
+
+// invertedResidualForward(x, we, be, wd, bd, wp, bp | null, residual | null, y, pe, pd, pp, packs?) -> boolean
+// (false: not supported, run the three convolutions). pe, pd, pp: the expansion's, the depthwise convolution's and
+// the projection's ConvParams, each with its activation code; y = project(dw(expand(x))) (+ residual, before the
+// projection's activation). packs: [expansion, depthwise, projection] conv2dPack ids (each may be null), whose
+// filters are then taken to be constant.
+Napi::Value InvertedResidualForward(const Napi::CallbackInfo& info) {
+  auto pe = intsArg(info, 9, kConvParamCount, "expand params");
+  auto pd = intsArg(info, 10, kConvParamCount, "depthwise params");
+  auto pp = intsArg(info, 11, kConvParamCount, "project params");
+  ConvParams qe(pe), qd(pd), qp(pp);
+  if (!qe.valid() || !qd.valid() || !qp.valid()) return Napi::Boolean::New(info.Env(), false);
+  const float* x = floatArg(info, 0, qe.n * qe.c * qe.h * qe.w, "x");
+  const float* we = floatArg(info, 1, qe.c * qe.o * qe.kh * qe.kw, "expand filter");
+  const float* be = floatArg(info, 2, qe.o, "expand bias");
+  const float* wd = floatArg(info, 3, qd.kh * qd.kw * qd.o, "depthwise filter");
+  const float* bd = floatArg(info, 4, qd.o, "depthwise bias");
+  const float* wp = floatArg(info, 5, qp.c * qp.o * qp.kh * qp.kw, "project filter");
+  const float* bp = qp.hasBias ? floatArg(info, 6, qp.o, "project bias") : nullptr;
+  const size_t outSize = static_cast<size_t>(qp.n * qp.o * qp.oh * qp.ow);
+  const bool withResidual = info[7].IsTypedArray();
+  const float* residual = withResidual ? floatArg(info, 7, outSize, "residual") : nullptr;
+  float* y = floatArg(info, 8, outSize, "y");
+  Pack* packsOf[3] = {nullptr, nullptr, nullptr};
+  if (info.Length() > 12 && info[12].IsArray()) {
+    auto ids = info[12].As<Napi::Array>();
+    for (uint32_t i = 0; i < 3 && i < ids.Length(); ++i) packsOf[i] = packArg(info.Env(), ids.Get(i));
+  }
+  std::shared_ptr<BlockEntry> e;
+  try {
+    e = blockEntry(pe, pd, pp, withResidual);
+  } catch (const dnnl::error&) {
+    return Napi::Boolean::New(info.Env(), false);
+  }
+  if (!e) return Napi::Boolean::New(info.Env(), false);
+  const auto key = blockKey(pe, pd, pp, withResidual);
+  memory weE = blockWeights(packsOf[0], e, key, 0, e->expandWeights, we, kWeights);
+  memory wdE = blockWeights(packsOf[1], e, key, 1, e->dwWeights, wd, kWeights2);
+  memory wpE = blockWeights(packsOf[2], e, key, 2, e->projectWeights, wp, kWeights3);
+  ThreadScope scope(e->threads);
+  memory src = e->src.bindInput(x, kSrc);
+  memory mid(e->mid, cpuEngine(), scratch(kExtra, e->mid.get_size()));
+  memory dst = e->dst.bindOutput(y, kDst);
+  if (residual) {
+    if (e->residual.needsReorder) {
+      memory r(e->residual.user, cpuEngine(), const_cast<float*>(residual));
+      e->residual.reorder.execute(cpuStream(), r, dst);
+    } else {
+      std::memcpy(y, residual, outSize * sizeof(float));
+    }
+  }
+  // The two primitives run one after the other and share the scratchpad slot.
+  void* pad = scratch(kScratchpad, std::max(e->fusedScratchpad.get_size(), e->projectScratchpad.get_size()));
+  const memory::desc biasDesc({qe.o}, dt::f32, tag::x);
+  e->fused.execute(cpuStream(), {{DNNL_ARG_SRC, src},
+                                 {DNNL_ARG_WEIGHTS, weE},
+                                 {DNNL_ARG_BIAS, memory(biasDesc, cpuEngine(), const_cast<float*>(be))},
+                                 {DNNL_ARG_DST, mid},
+                                 {DNNL_ARG_ATTR_POST_OP_DW | DNNL_ARG_WEIGHTS, wdE},
+                                 {DNNL_ARG_ATTR_POST_OP_DW | DNNL_ARG_BIAS, memory(biasDesc, cpuEngine(), const_cast<float*>(bd))},
+                                 {DNNL_ARG_SCRATCHPAD, memory(e->fusedScratchpad, cpuEngine(), pad)}});
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mid},
+                                       {DNNL_ARG_WEIGHTS, wpE},
+                                       {DNNL_ARG_DST, dst},
+                                       {DNNL_ARG_SCRATCHPAD, memory(e->projectScratchpad, cpuEngine(), pad)}};
+  if (bp) args.emplace(DNNL_ARG_BIAS, memory({{qp.o}, dt::f32, tag::x}, cpuEngine(), const_cast<float*>(bp)));
+  e->project.execute(cpuStream(), args);
+  e->dst.finishOutput(dst, y);
+  cpuStream().wait();
+  return Napi::Boolean::New(info.Env(), true);
+}
+
 // conv2dPack() -> id: a new, empty pack for one constant filter (filled by conv2dForward's calls with it).
 Napi::Value Conv2dPack(const Napi::CallbackInfo& info) {
   const int64_t id = nextPackId++;
@@ -459,9 +645,10 @@ Napi::Value Conv2dReleasePack(const Napi::CallbackInfo& info) {
 size_t packCount() { return packs.size(); }
 size_t packedBytes() { return static_cast<size_t>(packedBytesTotal.load()); }
 
-size_t convCacheSize() { return forwardCache.size() + backwardDataCache.size() + backwardWeightsCache.size(); }
+size_t convCacheSize() { return forwardCache.size() + backwardDataCache.size() + backwardWeightsCache.size() + blockCache.size(); }
 void clearConvCache() {
   forwardCache.clear();
+  blockCache.clear();
   backwardDataCache.clear();
   backwardWeightsCache.clear();
 }
@@ -470,6 +657,7 @@ void initConv(Napi::Env env, Napi::Object exports) {
   exports.Set("conv2dForward", Napi::Function::New(env, locked<Conv2dForward>));
   exports.Set("conv2dBackwardData", Napi::Function::New(env, locked<Conv2dBackwardData>));
   exports.Set("conv2dBackwardWeights", Napi::Function::New(env, locked<Conv2dBackwardWeights>));
+  exports.Set("invertedResidualForward", Napi::Function::New(env, locked<InvertedResidualForward>));
   exports.Set("conv2dPack", Napi::Function::New(env, locked<Conv2dPack>));
   exports.Set("conv2dReleasePack", Napi::Function::New(env, locked<Conv2dReleasePack>));
 }

@@ -30,6 +30,27 @@ export interface NativeAddon {
   /** A new, empty weight pack (an id); conv2dReleasePack frees it and what it holds. Absent from older builds. */
   conv2dPack?(): number;
   conv2dReleasePack?(pack: number): boolean;
+  /**
+   * MobileNetV2's inverted-residual block in one call: y = project(depthwise(expand(x))) with each convolution's bias
+   * and activation (pe, pd, pp: their conv2dForward parameters) and, with a residual, that tensor added before the
+   * projection's activation; the expansion and the depthwise convolution run as one oneDNN primitive on a blocked
+   * layout. packs: the three filters' conv2dPack ids (null where a filter has none). Absent from older builds.
+   */
+  invertedResidualForward?(
+    x: Float32Array,
+    expandFilter: Float32Array,
+    expandBias: Float32Array,
+    dwFilter: Float32Array,
+    dwBias: Float32Array,
+    projectFilter: Float32Array,
+    projectBias: Float32Array | null,
+    residual: Float32Array | null,
+    y: Float32Array,
+    pe: number[],
+    pd: number[],
+    pp: number[],
+    packs?: (number | null)[],
+  ): boolean;
   conv2dBackwardData(dy: Float32Array, w: Float32Array, dx: Float32Array, p: number[]): boolean;
   conv2dBackwardWeights(x: Float32Array, dy: Float32Array, dw: Float32Array, p: number[]): boolean;
   poolForward(kind: number, x: Float32Array, y: Float32Array, p: number[]): boolean;

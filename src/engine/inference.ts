@@ -6,7 +6,9 @@
 //   W'[..., o] = W[..., o] s[o],  b'[o] = (b[o] - mean[o]) s[o] + beta[o],  s = gamma / sqrt(var + eps);
 // and an Activation layer (ReLU, ReLU6, ...) that only that result feeds runs inside the convolution kernel. A
 // convolution whose result only an Add reads (a residual block's last one) runs at the Add's place with the other
-// operand summed into its output (oneDNN's sum post-op) and the block's activation fused too.
+// operand summed into its output (oneDNN's sum post-op) and the block's activation fused too. A MobileNetV2
+// inverted-residual block (1x1 expansion, depthwise 3x3, 1x1 projection, each alone reading the one before) runs as one
+// kernel whose expansion and depthwise convolution are one oneDNN primitive (layer-fusion.ts, invertedResidualOfLayers).
 // Only for inference: training needs the batch norm's batch statistics and gradients. The folded weights are
 // recomputed whenever a weight variable of the model has been assigned since (training, then validation). Every
 // filter the plan convolves with, folded or the layer's own, is a constant until then: each is packed once
@@ -17,7 +19,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { NATIVE_BACKEND_NAME } from './names.js';
 import type { ConvLayerInternals } from './internals.js';
-import { FUSABLE, fusedConvOfLayer, layerFilter, type FusedActivation as Activation } from './layer-fusion.js';
+import { FUSABLE, fusedConvOfLayer, invertedResidualOfLayers, layerFilter, type FusedActivation as Activation } from './layer-fusion.js';
 import { packWeights } from './packed-weights.js';
 
 interface LayerNode {
@@ -35,9 +37,12 @@ interface BatchNormInternals {
   movingVariance: { read(): tf.Tensor };
 }
 
-/** One step of the plan: a fused convolution, or a layer run by its own call. */
+/** A fused convolution: the layer, the batch norm folded into it, the activation in its kernel, a residual summed in. */
+type ConvStep = { kind: 'conv'; conv: Layer; depthwise: boolean; bn?: Layer; activation: Activation; input: number; output: number; residual?: number };
+/** One step of the plan: a fused convolution, an inverted-residual block of three, or a layer run by its own call. */
 type Step =
-  | { kind: 'conv'; conv: Layer; depthwise: boolean; bn?: Layer; activation: Activation; input: number; output: number; residual?: number }
+  | ConvStep
+  | { kind: 'block'; expand: ConvStep; depthwise: ConvStep; project: ConvStep }
   | { kind: 'layer'; layer: Layer; inputs: number[]; outputs: number[]; kwargs: Record<string, unknown> };
 
 interface Plan {
@@ -73,7 +78,7 @@ function planOf(model: tfl.LayersModel): Plan | null {
   const outOf = (l: Layer) => single(l.inboundNodes[0].outputTensors)?.id;
   const absorbed = new Set<Layer>();
   /** Convolutions whose output only an Add reads: they run at the Add's place, with the other operand summed in. */
-  const atAdd = new Map<Layer, Extract<Step, { kind: 'conv' }>>();
+  const atAdd = new Map<Layer, ConvStep>();
   /** The Activation layer (fusable) that alone reads a tensor, if any. */
   const fusedActivation = (id: number): { layer: Layer; name: string } | undefined => {
     const after = onlyConsumer(id);
@@ -121,7 +126,7 @@ function planOf(model: tfl.LayersModel): Plan | null {
       }
       if (FUSABLE.has(activation)) {
         if (bn) absorbed.add(bn);
-        const step: Extract<Step, { kind: 'conv' }> = { kind: 'conv', conv: l, depthwise: name === 'DepthwiseConv2D', bn, activation: activation as Activation, input: inputId, output: out };
+        const step: ConvStep = { kind: 'conv', conv: l, depthwise: name === 'DepthwiseConv2D', bn, activation: activation as Activation, input: inputId, output: out };
         const add = activation === 'linear' && name === 'Conv2D' ? onlyConsumer(out) : undefined;
         const operands = add?.inboundNodes[0].inputTensors ?? [];
         if (add && className(add) === 'Add' && !atAdd.has(add) && operands.length === 2 && operands[0].id !== operands[1].id) atAdd.set(add, step);
@@ -131,9 +136,64 @@ function planOf(model: tfl.LayersModel): Plan | null {
     }
     steps.push({ kind: 'layer', layer: l, inputs: node.inputTensors.map((t) => t.id), outputs: node.outputTensors.map((t) => t.id), kwargs: node.callArgs ?? {} });
   }
+  const grouped = groupInvertedResiduals(steps, readersOf(steps), output.id);
+  return { steps: grouped, input: input.id, output: output.id, readers: readersOf(grouped) };
+}
+
+/** The tensors a step reads. */
+function inputsOf(s: Step): number[] {
+  if (s.kind === 'layer') return s.inputs;
+  const first = s.kind === 'block' ? s.expand : s;
+  const last = s.kind === 'block' ? s.project : s;
+  return last.residual === undefined ? [first.input] : [first.input, last.residual];
+}
+
+/** How many steps read each tensor. */
+function readersOf(steps: Step[]): Map<number, number> {
   const readers = new Map<number, number>();
-  for (const s of steps) for (const id of s.kind === 'conv' ? [s.input, ...(s.residual === undefined ? [] : [s.residual])] : s.inputs) readers.set(id, (readers.get(id) ?? 0) + 1);
-  return { steps, input: input.id, output: output.id, readers };
+  for (const s of steps) for (const id of inputsOf(s)) readers.set(id, (readers.get(id) ?? 0) + 1);
+  return readers;
+}
+
+/** A Conv2D's filter is [kh, kw, in, out]; a DepthwiseConv2D's [kh, kw, in, multiplier]. */
+const filterShape = (s: ConvStep) => layerFilter(s.conv as unknown as ConvLayerInternals).shape;
+const isPointwise = (s: ConvStep) => {
+  const [kh, kw] = filterShape(s);
+  return !s.depthwise && kh === 1 && kw === 1 && (s.conv as unknown as ConvLayerInternals).strides.every((v) => v === 1);
+};
+/** What oneDNN's depthwise post-op computes: 3x3, multiplier 1, "same" padding, one stride for both axes. */
+const isFusableDepthwise = (s: ConvStep) => {
+  const [kh, kw, , multiplier] = filterShape(s);
+  const c = s.conv as unknown as ConvLayerInternals;
+  return s.depthwise && s.residual === undefined && kh === 3 && kw === 3 && multiplier === 1 && c.padding === 'same' && c.strides[0] === c.strides[1];
+};
+
+/**
+ * Three consecutive convolution steps that form MobileNetV2's inverted-residual block become one step: a 1x1
+ * expansion, the depthwise convolution that alone reads it, the 1x1 projection (a residual summed in or not) that
+ * alone reads that; neither intermediate tensor is the model's output.
+ */
+function groupInvertedResiduals(steps: Step[], readers: Map<number, number>, output: number): Step[] {
+  const out: Step[] = [];
+  for (let i = 0; i < steps.length; i++) {
+    const [e, d, p] = steps.slice(i, i + 3);
+    const only = (id: number) => readers.get(id) === 1 && id !== output;
+    if (
+      e?.kind === 'conv' && d?.kind === 'conv' && p?.kind === 'conv' && isPointwise(e) && e.residual === undefined && isFusableDepthwise(d) &&
+      isPointwise(p) && d.input === e.output && p.input === d.output && only(e.output) && only(d.output)
+    ) {
+      out.push({ kind: 'block', expand: e, depthwise: d, project: p });
+      i += 2;
+    } else {
+      out.push(steps[i]);
+    }
+  }
+  return out;
+}
+
+/** Every convolution step of the plan, those inside blocks included. */
+function convSteps(steps: Step[]): ConvStep[] {
+  return steps.flatMap((s) => (s.kind === 'conv' ? [s] : s.kind === 'block' ? [s.expand, s.depthwise, s.project] : []));
 }
 
 /** A batch norm over the last axis in inference mode (what the fold computes). */
@@ -143,7 +203,7 @@ function foldable(l: Layer): boolean {
 }
 
 /** The convolution's filter and bias with the batch norm folded in (new tensors, kept by the caller). */
-function foldWeights(step: Extract<Step, { kind: 'conv' }>): { filter: tf.Tensor4D; bias: tf.Tensor1D } {
+function foldWeights(step: ConvStep): { filter: tf.Tensor4D; bias: tf.Tensor1D } {
   return tf.tidy(() => {
     const conv = step.conv as unknown as ConvLayerInternals;
     const bn = step.bn as unknown as BatchNormInternals;
@@ -161,7 +221,7 @@ function foldWeights(step: Extract<Step, { kind: 'conv' }>): { filter: tf.Tensor
 
 /** A compiled model: the plan, the folded weights, and the weight values they were folded from. */
 class Compiled {
-  private folded = new Map<Step, { filter: tf.Tensor4D; bias: tf.Tensor1D }>();
+  private folded = new Map<ConvStep, { filter: tf.Tensor4D; bias: tf.Tensor1D }>();
   private foldedFrom: object[] = [];
   private releasePacks = () => {};
 
@@ -179,9 +239,10 @@ class Compiled {
     const now = this.weightData();
     if (now.length === this.foldedFrom.length && now.every((d, i) => d === this.foldedFrom[i])) return;
     this.disposeFolded();
-    for (const s of this.plan.steps) if (s.kind === 'conv' && s.bn) this.folded.set(s, foldWeights(s));
+    const convs = convSteps(this.plan.steps);
+    for (const s of convs) if (s.bn) this.folded.set(s, foldWeights(s));
     this.foldedFrom = now;
-    this.releasePacks = packWeights(this.plan.steps.flatMap((s) => (s.kind === 'conv' ? [this.filterOf(s)] : [])), this);
+    this.releasePacks = packWeights(convs.map((s) => this.filterOf(s)), this);
   }
 
   private disposeFolded(): void {
@@ -192,7 +253,7 @@ class Compiled {
   }
 
   /** The filter a convolution step runs with: its folded one, else the layer's own. */
-  private filterOf(s: Extract<Step, { kind: 'conv' }>): tf.Tensor4D {
+  private filterOf(s: ConvStep): tf.Tensor4D {
     return this.folded.get(s)?.filter ?? layerFilter(s.conv as unknown as ConvLayerInternals);
   }
 
@@ -216,11 +277,11 @@ class Compiled {
     };
     try {
       for (const s of this.plan.steps) {
-        if (s.kind === 'conv') {
-          const input = read(s.input) as tf.Tensor4D;
-          const residual = s.residual === undefined ? undefined : read(s.residual);
-          values.set(s.output, this.conv(s, input, residual));
-          release(s.residual === undefined ? [s.input] : [s.input, s.residual]);
+        if (s.kind === 'conv' || s.kind === 'block') {
+          const ids = inputsOf(s);
+          const [input, residual] = ids.map(read);
+          values.set(s.kind === 'conv' ? s.output : s.project.output, s.kind === 'conv' ? this.conv(s, input as tf.Tensor4D, residual) : this.block(s, input as tf.Tensor4D, residual));
+          release(ids);
         } else {
           const inputs = s.inputs.map(read);
           const out = s.layer.apply(inputs.length === 1 ? inputs[0] : inputs, s.kwargs) as tf.Tensor | tf.Tensor[];
@@ -237,11 +298,26 @@ class Compiled {
     }
   }
 
-  private conv(s: Extract<Step, { kind: 'conv' }>, x: tf.Tensor4D, residual?: tf.Tensor): tf.Tensor {
+  private conv(s: ConvStep, x: tf.Tensor4D, residual?: tf.Tensor): tf.Tensor {
     const c = s.conv as unknown as ConvLayerInternals;
-    const f = this.folded.get(s);
     // Only Conv2D layers are given a residual (planOf).
-    return fusedConvOfLayer(c, x, { activation: s.activation, filter: f?.filter, bias: f?.bias, residual });
+    return fusedConvOfLayer(c, x, { ...this.weightsOf(s), residual });
+  }
+
+  private block(s: Extract<Step, { kind: 'block' }>, x: tf.Tensor4D, residual?: tf.Tensor): tf.Tensor {
+    const layer = (c: ConvStep) => c.conv as unknown as ConvLayerInternals;
+    return invertedResidualOfLayers(
+      { expand: layer(s.expand), depthwise: layer(s.depthwise), project: layer(s.project) },
+      x,
+      { expand: this.weightsOf(s.expand), depthwise: this.weightsOf(s.depthwise), project: this.weightsOf(s.project) },
+      residual,
+    );
+  }
+
+  /** A convolution step's activation and its folded filter and bias, if it has them. */
+  private weightsOf(s: ConvStep): { activation: Activation; filter?: tf.Tensor4D; bias?: tf.Tensor1D } {
+    const f = this.folded.get(s);
+    return { activation: s.activation, filter: f?.filter, bias: f?.bias };
   }
 
   dispose(): void {
@@ -274,11 +350,20 @@ export function releaseFolded(model: tfl.LayersModel): void {
   compiled.delete(model);
 }
 
-/** How many convolutions the plan runs with a batch norm folded in and with an activation fused (for tests). */
-export function foldedSummary(model: tfl.LayersModel): { convs: number; batchNorms: number; activations: number; residuals: number } | null {
+/**
+ * How many convolutions the plan runs with a batch norm folded in, with an activation fused and with a residual
+ * summed in, and how many inverted-residual blocks it runs as one kernel (for tests).
+ */
+export function foldedSummary(model: tfl.LayersModel): { convs: number; batchNorms: number; activations: number; residuals: number; blocks: number } | null {
   const plan = planOf(model);
   if (!plan) return null;
-  const convs = plan.steps.filter((s): s is Extract<Step, { kind: 'conv' }> => s.kind === 'conv');
-  const count = (f: (s: (typeof convs)[number]) => boolean) => convs.filter(f).length;
-  return { convs: convs.length, batchNorms: count((s) => !!s.bn), activations: count((s) => s.activation !== 'linear'), residuals: count((s) => s.residual !== undefined) };
+  const convs = convSteps(plan.steps);
+  const count = (f: (s: ConvStep) => boolean) => convs.filter(f).length;
+  return {
+    convs: convs.length,
+    batchNorms: count((s) => !!s.bn),
+    activations: count((s) => s.activation !== 'linear'),
+    residuals: count((s) => s.residual !== undefined),
+    blocks: plan.steps.filter((s) => s.kind === 'block').length,
+  };
 }

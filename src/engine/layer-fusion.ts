@@ -65,6 +65,48 @@ export function fusedConvOfLayer(
   return tf.fused.conv2d({ x, filter, strides, pad, dilations, dataFormat: 'NHWC', bias, activation: o.activation });
 }
 
+/** What a convolution of a fused group runs with: its activation, and a folded batch norm's filter and bias if any. */
+export interface ConvWeights {
+  activation: FusedActivation;
+  filter?: tf.Tensor4D;
+  bias?: tf.Tensor;
+}
+
+/**
+ * MobileNetV2's inverted-residual block: a 1x1 Conv2D layer (the expansion), the 3x3 DepthwiseConv2D layer ("same"
+ * padding) that alone reads it and the 1x1 Conv2D layer (the projection) that alone reads that, as one kernel
+ * (FundusInvertedResidual, src/engine/kernels/conv.ts), each with its own filter and bias unless given and the given
+ * activation; with `residual`, that tensor is added before the projection's activation. A layer without a bias
+ * adds zeros (the native kernel wants the first two).
+ */
+export function invertedResidualOfLayers(
+  layers: { expand: ConvLayerInternals; depthwise: ConvLayerInternals; project: ConvLayerInternals },
+  x: tf.Tensor4D,
+  w: { expand: ConvWeights; depthwise: ConvWeights; project: ConvWeights },
+  residual?: tf.Tensor,
+): tf.Tensor4D {
+  return tf.tidy(() => {
+    const filter = w.expand.filter ?? layerFilter(layers.expand);
+    const dwFilter = w.depthwise.filter ?? layerFilter(layers.depthwise);
+    const channels = filter.shape[3];
+    const inputs = {
+      x,
+      filter,
+      bias: w.expand.bias ?? layers.expand.bias?.read() ?? tf.zeros([channels]),
+      dwFilter,
+      dwBias: w.depthwise.bias ?? layers.depthwise.bias?.read() ?? tf.zeros([channels]),
+      projectFilter: w.project.filter ?? layerFilter(layers.project),
+      ...optional('projectBias', w.project.bias ?? layers.project.bias?.read()),
+      ...optional('residual', residual),
+    };
+    const attrs = { activation: w.expand.activation, dwActivation: w.depthwise.activation, projectActivation: w.project.activation, dwStride: layers.depthwise.strides[0] };
+    return tf.engine().runKernel('FundusInvertedResidual', inputs as never, attrs as never) as tf.Tensor4D;
+  });
+}
+
+/** { [name]: t } when t is given, else nothing (runKernel's inputs must not hold undefined). */
+const optional = <K extends string>(name: K, t: tf.Tensor | undefined) => (t ? ({ [name]: t } as Record<K, tf.Tensor>) : {});
+
 function conv2dCall(original: Call): Call {
   return function call(this: ConvLayerInternals, inputs, kwargs) {
     const x = nativeInput(this, inputs);

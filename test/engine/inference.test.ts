@@ -2,11 +2,15 @@
 // (src/engine/inference.ts) against plain model.predict on the JS CPU backend.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import { countNativeCalls, nativeOrSkip, randomValues, relativeError, TOLERANCE } from './native.js';
 import { foldedSummary, predictFolded, releaseFolded } from '../../src/engine/inference.js';
 import { loadAddon } from '../../src/engine/addon.js';
+import { loadModel } from '../../src/models/io.js';
+import { predictFiles } from '../../src/models/predictor.js';
+import { PROJECT_ROOT } from '../helpers.js';
 
 const skip = await nativeOrSkip();
 
@@ -48,12 +52,45 @@ function network(): tfl.LayersModel {
   return model;
 }
 
+/**
+ * Three MobileNetV2 inverted-residual blocks on a size x size map: expansion, depthwise convolution and projection
+ * with batch norms and ReLU6, stride 1 with the identity shortcut, then stride 2 ("same" padding: asymmetric on an
+ * even map), then one without batch norms (the layers' own biases and activations, a ReLU6 projection).
+ */
+function mobileNetBlocks(size: number): tfl.LayersModel {
+  const init = (seed: number) => tfl.initializers.glorotUniform({ seed });
+  const biasInit = (seed: number) => tfl.initializers.randomUniform({ minval: -0.3, maxval: 0.3, seed });
+  const apply = (l: { apply(x: tfl.SymbolicTensor | tfl.SymbolicTensor[]): unknown }, x: tfl.SymbolicTensor | tfl.SymbolicTensor[]) => l.apply(x) as tfl.SymbolicTensor;
+  const relu6 = () => tfl.layers.activation({ activation: 'relu6' });
+  const bn = () => tfl.layers.batchNormalization({ epsilon: 1e-3 });
+  const pointwise = (filters: number, seed: number, useBias = false, activation: 'linear' | 'relu6' = 'linear') =>
+    tfl.layers.conv2d({ filters, kernelSize: 1, useBias, activation, kernelInitializer: init(seed), biasInitializer: biasInit(seed) });
+  const depthwise = (strides: number, seed: number, useBias = false, activation: 'linear' | 'relu6' = 'linear') =>
+    tfl.layers.depthwiseConv2d({ kernelSize: 3, strides, padding: 'same', useBias, activation, depthwiseInitializer: init(seed), biasInitializer: biasInit(seed) });
+  const input = tfl.input({ shape: [size, size, 8] });
+  let h = apply(relu6(), apply(bn(), apply(pointwise(96, 1), input)));
+  h = apply(relu6(), apply(bn(), apply(depthwise(1, 2), h)));
+  let x = apply(tfl.layers.add(), [input, apply(bn(), apply(pointwise(8, 3), h))]);
+  h = apply(relu6(), apply(bn(), apply(pointwise(48, 4), x)));
+  h = apply(relu6(), apply(bn(), apply(depthwise(2, 5), h)));
+  x = apply(bn(), apply(pointwise(16, 6), h));
+  h = apply(pointwise(96, 7, true, 'relu6'), x);
+  h = apply(depthwise(1, 8, true, 'relu6'), h);
+  const model = tfl.model({ inputs: input, outputs: apply(pointwise(24, 9, true, 'relu6'), h) });
+  let seed = 40;
+  for (const l of model.layers.filter((l) => l.getClassName() === 'BatchNormalization')) {
+    const c = l.getWeights()[0].shape[0];
+    l.setWeights([tf.tensor1d(randomValues(c, seed++, 0.5, 2)), tf.tensor1d(randomValues(c, seed++, -0.5, 0.5)), tf.tensor1d(randomValues(c, seed++, -1, 1)), tf.tensor1d(randomValues(c, seed++, 0.2, 3))]);
+  }
+  return model;
+}
+
 const X = { shape: [4, 12, 12, 3], values: randomValues(4 * 12 * 12 * 3, 3, -1, 2) };
 
 describe('inference with folded batch norms and fused activations and residuals', { skip }, () => {
   it('folds every batch norm, fuses the activations and both residual additions', () => {
     const model = network();
-    assert.deepEqual(foldedSummary(model), { convs: 8, batchNorms: 6, activations: 5, residuals: 3 });
+    assert.deepEqual(foldedSummary(model), { convs: 8, batchNorms: 6, activations: 5, residuals: 3, blocks: 0 });
     model.dispose();
   });
 
@@ -100,6 +137,86 @@ describe('inference with folded batch norms and fused activations and residuals'
       model.dispose();
     }
     assert.equal(packs(), packsAtStart, 'releaseFolded frees the weight packs');
+  });
+
+  it("runs MobileNetV2's inverted-residual blocks as one native kernel each, as model.predict on the JS CPU backend", async () => {
+    const previous = process.env.FUNDUS_BLOCK_FUSION;
+    for (const size of [56, 28]) {
+      const model = mobileNetBlocks(size);
+      assert.deepEqual(foldedSummary(model), { convs: 9, batchNorms: 6, activations: 7, residuals: 1, blocks: 3 });
+      const xs = { shape: [3, size, size, 8], values: randomValues(3 * size * size * 8, size, -1, 2) };
+      const x = () => tf.tensor(xs.values, xs.shape);
+      try {
+        for (let round = 0; round < 2; round++) {
+          await tf.setBackend('cpu');
+          const cpu = tf.tidy(() => (model.predict(x()) as tf.Tensor).dataSync() as Float32Array);
+          await tf.setBackend('native');
+          // Every block fused, whatever its size (on), then the three convolutions each (off).
+          process.env.FUNDUS_BLOCK_FUSION = 'on';
+          const runs = [0, 1].map(() => countNativeCalls(() => tf.tidy(() => predictFolded(model, x()).dataSync() as Float32Array)));
+          process.env.FUNDUS_BLOCK_FUSION = 'off';
+          const unfused = countNativeCalls(() => tf.tidy(() => predictFolded(model, x()).dataSync() as Float32Array));
+          for (const { result, calls } of runs) {
+            assert.equal(calls.invertedResidualForward, 3, `size ${size}: each block as one native call`);
+            assert.equal(calls.conv2dForward ?? 0, 0, `size ${size}: no convolution outside the blocks`);
+            const err = relativeError(result, cpu);
+            assert.ok(err <= TOLERANCE, `size ${size}, round ${round}: relative error ${err}`);
+          }
+          // oneDNN 2.6's fused primitive on NHWC gave different results from run to run; blocked it must not.
+          assert.deepEqual(runs[1].result, runs[0].result, `size ${size}: the same result twice`);
+          assert.equal(unfused.calls.invertedResidualForward ?? 0, 0);
+          assert.equal(unfused.calls.conv2dForward, 9);
+          assert.ok(relativeError(unfused.result, cpu) <= TOLERANCE);
+          // New batch-norm statistics in the first block: its packed filters must follow.
+          const bnLayer = model.layers.find((l) => l.getClassName() === 'BatchNormalization')!;
+          const [g, b, m, v] = bnLayer.getWeights();
+          bnLayer.setWeights([tf.mul(g, 1.5), tf.add(b, 0.25), tf.sub(m, 0.5), tf.mul(v, 2)]);
+        }
+      } finally {
+        if (previous === undefined) delete process.env.FUNDUS_BLOCK_FUSION;
+        else process.env.FUNDUS_BLOCK_FUSION = previous;
+        await tf.setBackend('native');
+        releaseFolded(model);
+        model.dispose();
+      }
+    }
+  });
+
+  it('predicts with the shipped models/default on sample photographs what the unfused plan predicts, every time', async () => {
+    const previous = process.env.FUNDUS_BLOCK_FUSION;
+    const model = await loadModel(join(PROJECT_ROOT, 'models', 'default'));
+    const photos = ['004f7ec58fad.jpg', '01cd56fe2454.jpg', '0d11eadea83b.jpg'].map((f) => join(PROJECT_ROOT, 'samples', 'images', f));
+    const addon = loadAddon()!;
+    const native = addon.invertedResidualForward!;
+    let blockCalls = 0;
+    addon.invertedResidualForward = (...args) => {
+      const done = native(...args);
+      if (done) blockCalls++;
+      return done;
+    };
+    const predict = async (mode: string) => {
+      process.env.FUNDUS_BLOCK_FUSION = mode;
+      blockCalls = 0;
+      const probabilities = await predictFiles(model, photos);
+      return { probabilities, blockCalls };
+    };
+    try {
+      assert.equal(foldedSummary(model.network)!.blocks, 16, "each of MobileNetV2's 16 expansion blocks");
+      const unfused = (await predict('off')).probabilities;
+      const runs = [await predict('on'), await predict('on')];
+      for (const r of runs) assert.ok(r.blockCalls >= 16, `${r.blockCalls} fused blocks`);
+      const fused = runs.map((r) => r.probabilities);
+      let diff = 0;
+      for (const f of fused) f.forEach((p, i) => (diff = Math.max(diff, Math.abs(p - unfused[i]))));
+      assert.ok(diff <= 1e-5, `probabilities differ by up to ${diff}`);
+      assert.deepEqual(fused[1], fused[0], 'the same probabilities twice');
+    } finally {
+      addon.invertedResidualForward = native;
+      if (previous === undefined) delete process.env.FUNDUS_BLOCK_FUSION;
+      else process.env.FUNDUS_BLOCK_FUSION = previous;
+      releaseFolded(model.network);
+      model.network.dispose();
+    }
   });
 
   it('runs model.predict itself on other backends', async () => {

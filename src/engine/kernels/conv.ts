@@ -148,6 +148,85 @@ function conv2dResidual(args: KernelArgs<FusedInputs & { residual: TensorInfo },
   return activated;
 }
 
+interface InvertedResidualInputs {
+  x: TensorInfo;
+  filter: TensorInfo;
+  bias: TensorInfo;
+  dwFilter: TensorInfo;
+  dwBias: TensorInfo;
+  projectFilter: TensorInfo;
+  projectBias?: TensorInfo;
+  residual?: TensorInfo;
+}
+
+interface InvertedResidualAttrs {
+  /** The expansion's, the depthwise convolution's and the projection's activation (the last after the residual). */
+  activation: backend_util.Activation;
+  dwActivation: backend_util.Activation;
+  projectActivation: backend_util.Activation;
+  /** The depthwise convolution's stride (both axes); its padding is "same". */
+  dwStride: number;
+}
+
+/**
+ * Below this size of the expanded tensor the fused block is not faster than the three convolutions (MobileNetV2's
+ * blocks at batch 16, 224 px, one thread: 28x28x192 = 9.6 MB gains a quarter, 14x14x576 = 7.2 MB and smaller ones
+ * nothing or lose a few per cent, and so does a single image at any size; docs/backbones.md, fourth pass).
+ */
+const MIN_FUSED_EXPANSION_BYTES = 8 * 2 ** 20;
+
+/** FUNDUS_BLOCK_FUSION: auto (default: where it pays, above), on (always: tests), off (never: comparisons). */
+function fuseBlock(expandedElements: number): boolean {
+  const mode = process.env.FUNDUS_BLOCK_FUSION;
+  if (mode === 'off') return false;
+  return mode === 'on' || expandedElements * 4 >= MIN_FUSED_EXPANSION_BYTES;
+}
+
+/**
+ * FundusInvertedResidual (inference plans, src/engine/inference.ts): MobileNetV2's inverted-residual block, a 1x1
+ * expansion, the depthwise 3x3 convolution ("same" padding) that alone reads it and the 1x1 projection that alone
+ * reads that, each with its bias and activation, the block's shortcut added by the projection when given. Natively
+ * one call (expansion and depthwise convolution as one oneDNN primitive, native/src/conv.cc); otherwise, or when the
+ * native kernel declines, the three fused convolutions.
+ */
+function invertedResidual(args: KernelArgs<InvertedResidualInputs, InvertedResidualAttrs>): TensorInfo {
+  const { inputs: { x, filter, bias, dwFilter, dwBias, projectFilter, projectBias, residual }, backend, attrs } = args;
+  const a = attrs!;
+  const pointwise = { strides: 1, pad: 'valid', dilations: 1, dataFormat: 'NHWC' } as const;
+  const dwAttrs = { strides: a.dwStride, pad: 'same', dilations: 1, dataFormat: 'NHWC' } as const;
+  const expand = convInfo(x.shape, filter.shape, pointwise, false);
+  const dw = convInfo(expand.outShape, dwFilter.shape, dwAttrs, true);
+  const project = convInfo(dw.outShape, projectFilter.shape, pointwise, false);
+  if (fuseBlock(util.sizeFromShape(expand.outShape)) && (!residual || util.arraysEqual(residual.shape, project.outShape))) {
+    const [ce, cd, cp] = [a.activation, a.dwActivation, a.projectActivation].map((name) => ACTIVATION_CODES[name]);
+    const pb = channelBias(backend, projectBias, project.outChannels, false);
+    const pe = ce === undefined ? null : convParams(expand, true, ce);
+    const pd = cd === undefined ? null : convParams(dw, true, cd, true);
+    const pp = cp === undefined || pb === null ? null : convParams(project, pb !== undefined, cp);
+    const arrays = [x, filter, dwFilter, projectFilter].map((t) => f32(backend, t));
+    const biases = [channelBias(backend, bias, expand.outChannels, false), channelBias(backend, dwBias, dw.outChannels, false)];
+    const rv = residual ? f32(backend, residual) : null;
+    const native = addon().invertedResidualForward;
+    if (native && pe && pd && pp && arrays.every((v) => v) && biases.every((v) => v) && (!residual || rv)) {
+      const [xv, wv, dwv, pwv] = arrays as Float32Array[];
+      const [bv, dbv] = biases as Float32Array[];
+      const y = allocFloat32(util.sizeFromShape(project.outShape));
+      const packs = [filter, dwFilter, projectFilter].map((t) => packOf(t.dataId) ?? null);
+      if (native(xv, wv, bv, dwv, dbv, pwv, pb ?? null, rv, y, pe, pd, pp, packs)) return output(backend, project.outShape, y);
+    }
+  }
+  const expanded = makeFusedConv(FUSED)({ inputs: { x, filter, bias }, backend, attrs: { ...pointwise, activation: a.activation } });
+  const depthwise = makeFusedConv(FUSED_DEPTHWISE)({ inputs: { x: expanded, filter: dwFilter, bias: dwBias }, backend, attrs: { ...dwAttrs, activation: a.dwActivation } });
+  backend.disposeIntermediateTensorInfo(expanded);
+  const projectInputs = { x: depthwise, filter: projectFilter, bias: projectBias };
+  const projectAttrs = { ...pointwise, activation: a.projectActivation };
+  const y = residual
+    ? conv2dResidual({ inputs: { ...projectInputs, residual }, backend, attrs: projectAttrs })
+    : makeFusedConv(FUSED)({ inputs: projectInputs, backend, attrs: projectAttrs });
+  backend.disposeIntermediateTensorInfo(depthwise);
+  return y;
+}
+
 // tfjs's Conv2D gradients always pass dilation 1 (it refuses dilated gradients); the depthwise ones pass theirs.
 const makeBackpropInput = ({ name, depthwise }: Kind) => (args: KernelArgs<{ dy: TensorInfo; filter: TensorInfo }, ConvAttrs>): TensorInfo => {
   const { inputs: { dy, filter }, backend, attrs } = args;
@@ -189,4 +268,5 @@ export const convKernels: Omit<KernelConfig, 'backendName'>[] = [
   { kernelName: 'DepthwiseConv2dNativeBackpropInput', kernelFunc: makeBackpropInput(DEPTHWISE_GRAD_INPUT) as never },
   { kernelName: 'DepthwiseConv2dNativeBackpropFilter', kernelFunc: makeBackpropFilter(DEPTHWISE_GRAD_FILTER) as never },
   { kernelName: 'FundusConv2DResidual', kernelFunc: conv2dResidual as never },
+  { kernelName: 'FundusInvertedResidual', kernelFunc: invertedResidual as never },
 ];
