@@ -5,6 +5,7 @@
 // kept in the primitive's layout with the primitive itself.
 #include <algorithm>
 #include <atomic>
+#include <optional>
 #include <cstdlib>
 #include <cstring>
 
@@ -468,7 +469,9 @@ Napi::Value Conv2dBackwardWeights(const Napi::CallbackInfo& info) {
 // about 10x10 (docs/backbones.md, third pass) and exact ones blocked. Only the block's narrow input and output are
 // reordered from and to tfjs's NHWC.
 struct BlockEntry {
-  int threads = 1;
+  // Each primitive runs on the threads its own work calls for (threadsForWork), as the three convolutions would;
+  // the reorders of the narrow input and output are small work of their own.
+  int fusedThreads = 1, projectThreads = 1, reorderThreads = 1;
   dnnl::convolution_forward fused, project;
   Port src, expandWeights, dwWeights, projectWeights, dst, residual;
   memory::desc mid, fusedScratchpad, projectScratchpad;
@@ -502,8 +505,11 @@ std::shared_ptr<BlockEntry> blockEntry(const std::vector<int64_t>& pe, const std
   if (auto e = blockCache.find(key)) return e;
   ConvParams qe(pe), qd(pd), qp(pp);
   if (!chained(qe, qd, qp)) return nullptr;
-  const int threads = threadsForWork(convFlops(qe) + convFlops(qd) + convFlops(qp));
-  ThreadScope scope(threads);
+  auto e = std::make_shared<BlockEntry>();
+  e->fusedThreads = threadsForWork(convFlops(qe) + convFlops(qd));
+  e->projectThreads = threadsForWork(convFlops(qp));
+  e->reorderThreads = threadsForWork(static_cast<double>(std::max(qe.n * qe.c * qe.h * qe.w, qp.n * qp.o * qp.oh * qp.ow)));
+  std::optional<ThreadScope> scope(std::in_place, e->fusedThreads);
   auto fusedAttr = baseAttr();
   dnnl::post_ops fusedOps;
   if (!appendActivation(fusedOps, qe.act, 0.f)) return nullptr;
@@ -516,6 +522,8 @@ std::shared_ptr<BlockEntry> blockEntry(const std::vector<int64_t>& pe, const std
   dnnl::convolution_forward::primitive_desc fusedPd(fd, fusedAttr, cpuEngine());
   const memory::desc mid = fusedPd.dst_desc();
   if (mid.dims() != memory::dims{qd.n, qd.o, qd.oh, qd.ow}) return nullptr;
+  e->fused = dnnl::convolution_forward(fusedPd);
+  scope.emplace(e->projectThreads);
   auto projectAttr = baseAttr();
   dnnl::post_ops projectOps;
   if (withResidual) projectOps.append_sum(1.f);
@@ -527,10 +535,8 @@ std::shared_ptr<BlockEntry> blockEntry(const std::vector<int64_t>& pe, const std
                                                             qp.dst(true), qp.strides(), qp.dilates(), qp.padL(), qp.padR());
   dnnl::convolution_forward::primitive_desc projectPd(pdesc, projectAttr, cpuEngine());
   if (projectPd.src_desc() != mid) return nullptr;
-  auto e = std::make_shared<BlockEntry>();
-  e->threads = threads;
-  e->fused = dnnl::convolution_forward(fusedPd);
   e->project = dnnl::convolution_forward(projectPd);
+  scope.emplace(e->reorderThreads);
   e->src = Port::input(qe.src(false), fusedPd.src_desc());
   e->expandWeights = Port::input(qe.weights(false), fusedPd.weights_desc());
   e->dwWeights = Port::input(qd.weights(false), fusedPd.query_md(dnnl::query::exec_arg_md, DNNL_ARG_ATTR_POST_OP_DW | DNNL_ARG_WEIGHTS));
@@ -552,7 +558,7 @@ memory blockWeights(Pack* pack, const std::shared_ptr<BlockEntry>& e, const std:
   std::vector<int64_t> k(key);
   k.push_back(role);
   const PackedVariant* v = findVariant(*pack, k);
-  if (!v) v = addVariant(*pack, PackedVariant{k, nullptr, e, packedCopy(*pack, port, w, e->threads)});
+  if (!v) v = addVariant(*pack, PackedVariant{k, nullptr, e, packedCopy(*pack, port, w, e->reorderThreads)});
   return v->weights ? v->weights->m : memory(port.user, cpuEngine(), const_cast<float*>(w));
 }
 
@@ -594,7 +600,7 @@ Napi::Value InvertedResidualForward(const Napi::CallbackInfo& info) {
   memory weE = blockWeights(packsOf[0], e, key, 0, e->expandWeights, we, kWeights);
   memory wdE = blockWeights(packsOf[1], e, key, 1, e->dwWeights, wd, kWeights2);
   memory wpE = blockWeights(packsOf[2], e, key, 2, e->projectWeights, wp, kWeights3);
-  ThreadScope scope(e->threads);
+  std::optional<ThreadScope> scope(std::in_place, e->reorderThreads);
   memory src = e->src.bindInput(x, kSrc);
   memory mid(e->mid, cpuEngine(), scratch(kExtra, e->mid.get_size()));
   memory dst = e->dst.bindOutput(y, kDst);
@@ -606,6 +612,7 @@ Napi::Value InvertedResidualForward(const Napi::CallbackInfo& info) {
       std::memcpy(y, residual, outSize * sizeof(float));
     }
   }
+  scope.emplace(e->fusedThreads);
   // The two primitives run one after the other and share the scratchpad slot.
   void* pad = scratch(kScratchpad, std::max(e->fusedScratchpad.get_size(), e->projectScratchpad.get_size()));
   const memory::desc biasDesc({qe.o}, dt::f32, tag::x);
@@ -616,12 +623,14 @@ Napi::Value InvertedResidualForward(const Napi::CallbackInfo& info) {
                                  {DNNL_ARG_ATTR_POST_OP_DW | DNNL_ARG_WEIGHTS, wdE},
                                  {DNNL_ARG_ATTR_POST_OP_DW | DNNL_ARG_BIAS, memory(biasDesc, cpuEngine(), const_cast<float*>(bd))},
                                  {DNNL_ARG_SCRATCHPAD, memory(e->fusedScratchpad, cpuEngine(), pad)}});
+  scope.emplace(e->projectThreads);
   std::unordered_map<int, memory> args{{DNNL_ARG_SRC, mid},
                                        {DNNL_ARG_WEIGHTS, wpE},
                                        {DNNL_ARG_DST, dst},
                                        {DNNL_ARG_SCRATCHPAD, memory(e->projectScratchpad, cpuEngine(), pad)}};
   if (bp) args.emplace(DNNL_ARG_BIAS, memory({{qp.o}, dt::f32, tag::x}, cpuEngine(), const_cast<float*>(bp)));
   e->project.execute(cpuStream(), args);
+  scope.emplace(e->reorderThreads);
   e->dst.finishOutput(dst, y);
   cpuStream().wait();
   return Napi::Boolean::New(info.Env(), true);

@@ -151,7 +151,7 @@ describe('inference with folded batch norms and fused activations and residuals'
           await tf.setBackend('cpu');
           const cpu = tf.tidy(() => (model.predict(x()) as tf.Tensor).dataSync() as Float32Array);
           await tf.setBackend('native');
-          // Every block fused, whatever its size (on), then the three convolutions each (off).
+          // Every block fused (the default), then each as its three convolutions (off).
           process.env.FUNDUS_BLOCK_FUSION = 'on';
           const runs = [0, 1].map(() => countNativeCalls(() => tf.tidy(() => predictFolded(model, x()).dataSync() as Float32Array)));
           process.env.FUNDUS_BLOCK_FUSION = 'off';

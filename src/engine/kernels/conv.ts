@@ -169,18 +169,11 @@ interface InvertedResidualAttrs {
 }
 
 /**
- * Below this size of the expanded tensor the fused block is not faster than the three convolutions (MobileNetV2's
- * blocks at batch 16, 224 px, one thread: 28x28x192 = 9.6 MB gains a quarter, 14x14x576 = 7.2 MB and smaller ones
- * nothing or lose a few per cent, and so does a single image at any size; docs/backbones.md, fourth pass).
+ * FUNDUS_BLOCK_FUSION=off runs every block as its three convolutions (for comparisons). Fusing pays at every size of
+ * MobileNetV2's blocks and batch: skipping the small ones (the 7x7 or 14x14 maps, or all at batch 1) measured as no
+ * gain or a loss (docs/backbones.md, fourth pass).
  */
-const MIN_FUSED_EXPANSION_BYTES = 8 * 2 ** 20;
-
-/** FUNDUS_BLOCK_FUSION: auto (default: where it pays, above), on (always: tests), off (never: comparisons). */
-function fuseBlock(expandedElements: number): boolean {
-  const mode = process.env.FUNDUS_BLOCK_FUSION;
-  if (mode === 'off') return false;
-  return mode === 'on' || expandedElements * 4 >= MIN_FUSED_EXPANSION_BYTES;
-}
+const fuseBlocks = () => process.env.FUNDUS_BLOCK_FUSION !== 'off';
 
 /**
  * FundusInvertedResidual (inference plans, src/engine/inference.ts): MobileNetV2's inverted-residual block, a 1x1
@@ -197,7 +190,7 @@ function invertedResidual(args: KernelArgs<InvertedResidualInputs, InvertedResid
   const expand = convInfo(x.shape, filter.shape, pointwise, false);
   const dw = convInfo(expand.outShape, dwFilter.shape, dwAttrs, true);
   const project = convInfo(dw.outShape, projectFilter.shape, pointwise, false);
-  if (fuseBlock(util.sizeFromShape(expand.outShape)) && (!residual || util.arraysEqual(residual.shape, project.outShape))) {
+  if (fuseBlocks() && (!residual || util.arraysEqual(residual.shape, project.outShape))) {
     const [ce, cd, cp] = [a.activation, a.dwActivation, a.projectActivation].map((name) => ACTIVATION_CODES[name]);
     const pb = channelBias(backend, projectBias, project.outChannels, false);
     const pe = ce === undefined ? null : convParams(expand, true, ce);
