@@ -88,7 +88,8 @@ let cached: { addon: NativeAddon | null; error: string | null } | undefined;
 /**
  * Functions an addon built from older sources lacks. batchMoments came with the residual form of conv2dForward, which
  * an older addon would silently ignore (a wrong prediction, not an error): such an addon is not used. (One without
- * conv2dPack is: packed-weights.ts then packs nothing, and the weights are reordered on every call as before.)
+ * conv2dPack is: packed-weights.ts then packs nothing, and the weights are reordered on every call as before; one
+ * without invertedResidualForward runs MobileNetV2's blocks as their three convolutions.)
  */
 const NEWEST_FUNCTIONS = ['batchMoments'] as const;
 
