@@ -472,6 +472,8 @@ struct BlockEntry {
   // Each primitive runs on the threads its own work calls for (threadsForWork), as the three convolutions would;
   // the reorders of the narrow input and output are small work of their own.
   int fusedThreads = 1, projectThreads = 1, reorderThreads = 1;
+  // False for a shape oneDNN declined (remembered so that it is not tried again).
+  bool supported = false;
   dnnl::convolution_forward fused, project;
   Port src, expandWeights, dwWeights, projectWeights, dst, residual;
   memory::desc mid, fusedScratchpad, projectScratchpad;
@@ -500,9 +502,8 @@ std::vector<int64_t> blockKey(const std::vector<int64_t>& e, const std::vector<i
   return k;
 }
 
-std::shared_ptr<BlockEntry> blockEntry(const std::vector<int64_t>& pe, const std::vector<int64_t>& pd, const std::vector<int64_t>& pp, bool withResidual) {
-  const std::string key = keyOf("block", blockKey(pe, pd, pp, withResidual));
-  if (auto e = blockCache.find(key)) return e;
+// The block's primitives, or null when oneDNN cannot run it as one (then the three convolutions run).
+std::shared_ptr<BlockEntry> makeBlockEntry(const std::vector<int64_t>& pe, const std::vector<int64_t>& pd, const std::vector<int64_t>& pp, bool withResidual) {
   ConvParams qe(pe), qd(pd), qp(pp);
   if (!chained(qe, qd, qp)) return nullptr;
   auto e = std::make_shared<BlockEntry>();
@@ -546,6 +547,21 @@ std::shared_ptr<BlockEntry> blockEntry(const std::vector<int64_t>& pe, const std
   e->mid = mid;
   e->fusedScratchpad = fusedPd.scratchpad_desc();
   e->projectScratchpad = projectPd.scratchpad_desc();
+  e->supported = true;
+  return e;
+}
+
+// The cached entry of this block shape; a shape oneDNN declined is remembered too (trying costs milliseconds).
+std::shared_ptr<BlockEntry> blockEntry(const std::vector<int64_t>& pe, const std::vector<int64_t>& pd, const std::vector<int64_t>& pp, bool withResidual) {
+  const std::string key = keyOf("block", blockKey(pe, pd, pp, withResidual));
+  if (auto e = blockCache.find(key)) return e;
+  std::shared_ptr<BlockEntry> e;
+  try {
+    e = makeBlockEntry(pe, pd, pp, withResidual);
+  } catch (const dnnl::error&) {
+    e = nullptr;
+  }
+  if (!e) e = std::make_shared<BlockEntry>();
   blockCache.put(key, e);
   return e;
 }
@@ -589,18 +605,13 @@ Napi::Value InvertedResidualForward(const Napi::CallbackInfo& info) {
     auto ids = info[12].As<Napi::Array>();
     for (uint32_t i = 0; i < 3 && i < ids.Length(); ++i) packsOf[i] = packArg(info.Env(), ids.Get(i));
   }
-  std::shared_ptr<BlockEntry> e;
-  try {
-    e = blockEntry(pe, pd, pp, withResidual);
-  } catch (const dnnl::error&) {
-    return Napi::Boolean::New(info.Env(), false);
-  }
-  if (!e) return Napi::Boolean::New(info.Env(), false);
+  std::shared_ptr<BlockEntry> e = blockEntry(pe, pd, pp, withResidual);
+  if (!e->supported) return Napi::Boolean::New(info.Env(), false);
+  std::optional<ThreadScope> scope(std::in_place, e->reorderThreads);
   const auto key = blockKey(pe, pd, pp, withResidual);
   memory weE = blockWeights(packsOf[0], e, key, 0, e->expandWeights, we, kWeights);
   memory wdE = blockWeights(packsOf[1], e, key, 1, e->dwWeights, wd, kWeights2);
   memory wpE = blockWeights(packsOf[2], e, key, 2, e->projectWeights, wp, kWeights3);
-  std::optional<ThreadScope> scope(std::in_place, e->reorderThreads);
   memory src = e->src.bindInput(x, kSrc);
   memory mid(e->mid, cpuEngine(), scratch(kExtra, e->mid.get_size()));
   memory dst = e->dst.bindOutput(y, kDst);

@@ -5,9 +5,11 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
-import { countNativeCalls, nativeOrSkip, randomValues, relativeError, TOLERANCE } from './native.js';
+import { countNativeCalls, nativeOrSkip, randomValues, relativeError, runOn, TOLERANCE } from './native.js';
 import { foldedSummary, predictFolded, releaseFolded } from '../../src/engine/inference.js';
 import { loadAddon } from '../../src/engine/addon.js';
+import type { ConvLayerInternals } from '../../src/engine/internals.js';
+import { invertedResidualOfLayers } from '../../src/engine/layer-fusion.js';
 import { loadModel } from '../../src/models/io.js';
 import { predictFiles } from '../../src/models/predictor.js';
 import { PROJECT_ROOT } from '../helpers.js';
@@ -193,6 +195,24 @@ describe('inference with folded batch norms and fused activations and residuals'
         releaseFolded(model);
         model.dispose();
       }
+    }
+  });
+
+  it('runs a block natively without weight packs (outside an inference plan), as the layers on the JS CPU backend', async () => {
+    const model = mobileNetBlocks(28);
+    // The last block: the layers' own biases and ReLU6 activations, on a 14x14 map of 16 channels.
+    const [expand, depthwise, project] = model.layers.slice(-3) as unknown as ConvLayerInternals[];
+    const xs = { shape: [2, 14, 14, 16], values: randomValues(2 * 14 * 14 * 16, 5, -1, 2) };
+    const relu6 = { activation: 'relu6' } as const;
+    try {
+      const [cpu] = runOn('cpu', [xs], (x) => (model.layers.slice(-3) as tfl.layers.Layer[]).reduce((h, l) => l.apply(h) as tf.Tensor, x));
+      const { result, calls } = countNativeCalls(() => runOn('native', [xs], (x) => invertedResidualOfLayers({ expand, depthwise, project }, x as tf.Tensor4D, { expand: relu6, depthwise: relu6, project: relu6 }))[0]);
+      assert.equal(calls.invertedResidualForward, 1);
+      const err = relativeError(result, cpu);
+      assert.ok(err <= TOLERANCE, `relative error ${err}`);
+    } finally {
+      await tf.setBackend('native');
+      model.dispose();
     }
   });
 
