@@ -19,7 +19,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { NATIVE_BACKEND_NAME } from './names.js';
 import type { ConvLayerInternals } from './internals.js';
-import { FUSABLE, fusedConvOfLayer, invertedResidualOfLayers, layerFilter, type FusedActivation as Activation } from './layer-fusion.js';
+import { FUSABLE, fusedConvOfLayer, invertedResidualOfLayers, layerFilter, type ConvWeights, type FusedActivation as Activation } from './layer-fusion.js';
 import { packWeights } from './packed-weights.js';
 
 interface LayerNode {
@@ -279,8 +279,9 @@ class Compiled {
       for (const s of this.plan.steps) {
         if (s.kind === 'conv' || s.kind === 'block') {
           const ids = inputsOf(s);
-          const [input, residual] = ids.map(read);
-          values.set(s.kind === 'conv' ? s.output : s.project.output, s.kind === 'conv' ? this.conv(s, input as tf.Tensor4D, residual) : this.block(s, input as tf.Tensor4D, residual));
+          const [input, residual] = ids.map(read) as [tf.Tensor4D, tf.Tensor?];
+          const y = s.kind === 'conv' ? this.conv(s, input, residual) : this.block(s, input, residual);
+          values.set(s.kind === 'conv' ? s.output : s.project.output, y);
           release(ids);
         } else {
           const inputs = s.inputs.map(read);
@@ -315,7 +316,7 @@ class Compiled {
   }
 
   /** A convolution step's activation and its folded filter and bias, if it has them. */
-  private weightsOf(s: ConvStep): { activation: Activation; filter?: tf.Tensor4D; bias?: tf.Tensor1D } {
+  private weightsOf(s: ConvStep): ConvWeights {
     const f = this.folded.get(s);
     return { activation: s.activation, filter: f?.filter, bias: f?.bias };
   }

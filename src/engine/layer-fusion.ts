@@ -32,21 +32,24 @@ function nativeInput(layer: ConvLayerInternals, inputs: tf.Tensor | tf.Tensor[])
 const recording = () => engineInternals().state.gradientDepth > 0;
 const activationOf = (layer: ConvLayerInternals) => layer.activation?.getClassName() ?? 'linear';
 
-/**
- * The layer's convolution of x as one fused op: its geometry, with its own filter and bias unless given (a folded
- * batch norm's), and the given activation; with `residual` (a Conv2D's, in inference plans), that tensor is added
- * before the activation by the native FundusConv2DResidual kernel (src/engine/kernels/conv.ts).
- */
+/** What a convolution runs with in a fused kernel: its activation, and a folded batch norm's filter and bias if any. */
+export interface ConvWeights {
+  activation: FusedActivation;
+  filter?: tf.Tensor4D;
+  bias?: tf.Tensor;
+}
+
 /** A Conv2D or DepthwiseConv2D layer's own filter (its kernel variable's current value). */
 export function layerFilter(layer: ConvLayerInternals): tf.Tensor4D {
   return (layer.depthwiseKernel ?? layer.kernel!).read() as tf.Tensor4D;
 }
 
-export function fusedConvOfLayer(
-  layer: ConvLayerInternals,
-  x: tf.Tensor4D,
-  o: { activation: FusedActivation; filter?: tf.Tensor4D; bias?: tf.Tensor; residual?: tf.Tensor },
-): tf.Tensor4D {
+/**
+ * The layer's convolution of x as one fused op: its geometry, with its own filter and bias unless given (a folded
+ * batch norm's), and the given activation; with `residual` (a Conv2D's, in inference plans), that tensor is added
+ * before the activation by the native FundusConv2DResidual kernel (src/engine/kernels/conv.ts).
+ */
+export function fusedConvOfLayer(layer: ConvLayerInternals, x: tf.Tensor4D, o: ConvWeights & { residual?: tf.Tensor }): tf.Tensor4D {
   const pad = layer.padding === 'same' ? 'same' : 'valid';
   const strides = layer.strides as [number, number];
   const bias = o.bias ?? layer.bias?.read();
@@ -63,13 +66,6 @@ export function fusedConvOfLayer(
     return tf.engine().runKernel('FundusConv2DResidual', inputs as never, attrs as never) as tf.Tensor4D;
   }
   return tf.fused.conv2d({ x, filter, strides, pad, dilations, dataFormat: 'NHWC', bias, activation: o.activation });
-}
-
-/** What a convolution of a fused group runs with: its activation, and a folded batch norm's filter and bias if any. */
-export interface ConvWeights {
-  activation: FusedActivation;
-  filter?: tf.Tensor4D;
-  bias?: tf.Tensor;
 }
 
 /**
