@@ -75,7 +75,7 @@ train default "${FINE_TUNE[@]}" --init-from runs/default-320/model --image-size 
 # fundus.json (docs/explain-localisation.md)
 if [ -z "$ONLY" ] || [ "$ONLY" = default ]; then
   npx tsx benchmarks/scripts/localisation.ts models/default --methods layercam,gradcam --datasets "$DATASETS" --part test \
-    --limit 0 --batch-size 4 --record >runs/default-localisation.md 2>runs/default-localisation.log ||
+    --limit 0 --batch-size 4 --layer block_12_add --record >runs/default-localisation.md 2>runs/default-localisation.log ||
     echo "models/default: no heatmap method localised better than the centre prior; none recorded (runs/default-localisation.md)" >&2
 fi
 train focus --datasets "$DATASETS" --task focus --init-from runs/default-224/model --camera-augment --epochs "$FOCUS_EPOCHS" --batch-size 16 --lr 5e-4 --warmup 0.5 \

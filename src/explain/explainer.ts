@@ -41,7 +41,7 @@ export interface DefaultExplanation {
  * model's network, when a recorded layer is not one of its spatial layers.
  *
  * @example
- * const { method, layer } = defaultExplanation(model); // models/default: gradcam at block_5_add
+ * const { method, layer } = defaultExplanation(model); // models/default: gradcam at block_12_add
  */
 export function defaultExplanation(model: Pick<FundusModel, 'dir' | 'metadata'> & { network?: tfl.LayersModel }): DefaultExplanation {
   const recorded = model.metadata.explanation;
