@@ -82,8 +82,8 @@ function decayWeights(vars: tf.Variable[], amount: number): void {
 
 /**
  * One optimiser step on `batch` (the training examples at `idx`) at learning rate `lr`; `progress` (0..1, the share
- * of the run's steps done) ramps the adversary's strength. Returns the batch's loss and, with an adversary, the
- * source head's part of it.
+ * of the run's steps done) ramps the adversary's strength. Returns the batch's loss and, with an adversary or lesion
+ * attention, the source head's loss and the attention loss (unweighted).
  */
 export async function trainStep(
   l: Learner,
@@ -97,7 +97,7 @@ export async function trainStep(
   let advT: tf.Scalar | undefined;
   let attT: tf.Scalar | undefined;
   // The class row as a constant: the attention loss moves the features' evidence into the boxes and leaves which
-  // channels the class reads to the task loss (a first run that let it re-weight the head lost 0.02 of DR AUC).
+  // channels the class reads to the task loss (its accuracy cost is the same either way: docs/explain-localisation.md).
   const classRow = attention && batch.lesions ? tf.tidy(() => tf.tensor2d((attention.head.getWeights()[0] as tf.Tensor2D).arraySync())) : undefined;
   const lossT = optimizer.minimize(() => {
     if (!l.heads) return l.loss(batch.y, l.logits.apply(batch.x, { training: true }) as tf.Tensor2D, batch.w, batch.mask);
