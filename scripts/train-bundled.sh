@@ -71,14 +71,18 @@ stage default-320 "${FINE_TUNE[@]}" --init-from runs/default-320a/model --image-
   --seed 43
 train default "${FINE_TUNE[@]}" --init-from runs/default-320/model --image-size 448 --lr 1e-4 --epochs 1 --warmup 0.1 --seed 45 \
   --source-adversarial 0.2 --adversary-lr-scale 10
-# Its default heatmap: the method that localises the codras test photographs' lesion boxes best, written into its
-# fundus.json (docs/explain-localisation.md)
-if [ -z "$ONLY" ] || [ "$ONLY" = default ]; then
-  npx tsx benchmarks/scripts/localisation.ts models/default --methods layercam,gradcam --datasets "$DATASETS" --part test \
-    --limit 0 --batch-size 4 --layer block_12_add --record >runs/default-localisation.md 2>runs/default-localisation.log ||
-    echo "models/default: no heatmap method localised better than the centre prior; none recorded (runs/default-localisation.md)" >&2
-fi
+# A model's default heatmap: the method that localises the codras test photographs' lesion boxes best at the layer that
+# measured best (benchmarks/results/localisation-layers.md), written into its fundus.json (docs/explain-localisation.md)
+record_heatmap() {
+  local name=$1 methods=$2 layer=$3
+  [ -n "$ONLY" ] && [ "$ONLY" != "$name" ] && return 0
+  npx tsx benchmarks/scripts/localisation.ts "models/$name" --methods "$methods" --datasets "$DATASETS" --part test \
+    --limit 0 --batch-size 4 --layer "$layer" --record >"runs/$name-localisation.md" 2>"runs/$name-localisation.log" ||
+    echo "models/$name: no heatmap method localised better than the centre prior; none recorded (runs/$name-localisation.md)" >&2
+}
+record_heatmap default layercam,gradcam block_12_add
 train focus --datasets "$DATASETS" --task focus --init-from runs/default-224/model --camera-augment --epochs "$FOCUS_EPOCHS" --batch-size 16 --lr 5e-4 --warmup 0.5 \
   --patience 4 --tta hflip --max-minutes "$FOCUS_MINUTES"
+record_heatmap focus gradcam,layercam,hirescam block_5_add
 train alexnet-focus --data "$DATA/train.csv" "$DATA/train" --split "$SPLIT" --task focus --model alexnet --resize area --epochs "$ALEXNET_EPOCHS" --batch-size 16 --lr 5e-4 \
   --warmup 1 --patience 8 --max-minutes "$ALEXNET_MINUTES"
