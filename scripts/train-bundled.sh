@@ -86,3 +86,4 @@ train focus --datasets "$DATASETS" --task focus --init-from runs/default-224/mod
 record_heatmap focus gradcam,layercam,hirescam block_5_add
 train alexnet-focus --data "$DATA/train.csv" "$DATA/train" --split "$SPLIT" --task focus --model alexnet --resize area --epochs "$ALEXNET_EPOCHS" --batch-size 16 --lr 5e-4 \
   --warmup 1 --patience 8 --max-minutes "$ALEXNET_MINUTES"
+record_heatmap alexnet-focus gradcam,layercam,hirescam conv2
