@@ -44,6 +44,11 @@ export function layerFilter(layer: ConvLayerInternals): tf.Tensor4D {
   return (layer.depthwiseKernel ?? layer.kernel!).read() as tf.Tensor4D;
 }
 
+/** The filter and bias a convolution runs with: the given (folded) ones, else the layer's own. */
+function weightsOf(layer: ConvLayerInternals, w: ConvWeights): { filter: tf.Tensor4D; bias?: tf.Tensor } {
+  return { filter: w.filter ?? layerFilter(layer), bias: w.bias ?? layer.bias?.read() };
+}
+
 /**
  * The layer's convolution of x as one fused op: its geometry, with its own filter and bias unless given (a folded
  * batch norm's), and the given activation; with `residual` (a Conv2D's, in inference plans), that tensor is added
@@ -52,8 +57,7 @@ export function layerFilter(layer: ConvLayerInternals): tf.Tensor4D {
 export function fusedConvOfLayer(layer: ConvLayerInternals, x: tf.Tensor4D, o: ConvWeights & { residual?: tf.Tensor }): tf.Tensor4D {
   const pad = layer.padding === 'same' ? 'same' : 'valid';
   const strides = layer.strides as [number, number];
-  const bias = o.bias ?? layer.bias?.read();
-  const filter = o.filter ?? layerFilter(layer);
+  const { filter, bias } = weightsOf(layer, o);
   if (layer.depthwiseKernel) {
     if (o.residual) throw new Error('fusedConvOfLayer: a residual is only added to a Conv2D');
     // tfjs-layers' DepthwiseConv2D passes no dilation to the convolution (its dilationRate is ignored).
@@ -82,17 +86,16 @@ export function invertedResidualOfLayers(
   residual?: tf.Tensor,
 ): tf.Tensor4D {
   return tf.tidy(() => {
-    const filter = w.expand.filter ?? layerFilter(layers.expand);
-    const dwFilter = w.depthwise.filter ?? layerFilter(layers.depthwise);
-    const channels = filter.shape[3];
+    const [expand, depthwise, project] = (['expand', 'depthwise', 'project'] as const).map((k) => weightsOf(layers[k], w[k]));
+    const channels = expand.filter.shape[3];
     const inputs = {
       x,
-      filter,
-      bias: w.expand.bias ?? layers.expand.bias?.read() ?? tf.zeros([channels]),
-      dwFilter,
-      dwBias: w.depthwise.bias ?? layers.depthwise.bias?.read() ?? tf.zeros([channels]),
-      projectFilter: w.project.filter ?? layerFilter(layers.project),
-      ...optional('projectBias', w.project.bias ?? layers.project.bias?.read()),
+      filter: expand.filter,
+      bias: expand.bias ?? tf.zeros([channels]),
+      dwFilter: depthwise.filter,
+      dwBias: depthwise.bias ?? tf.zeros([channels]),
+      projectFilter: project.filter,
+      ...optional('projectBias', project.bias),
       ...optional('residual', residual),
     };
     const attrs = { activation: w.expand.activation, dwActivation: w.depthwise.activation, projectActivation: w.project.activation, dwStride: layers.depthwise.strides[0] };
