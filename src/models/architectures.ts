@@ -236,6 +236,18 @@ function collectShapes(input: SymbolicTensor, output: SymbolicTensor): (number |
   return probe.layers.map((l) => l.outputShape as (number | null)[]);
 }
 
+/** The global average pooling layer that ends the features of every network but the AlexNet (its output: the embedding). */
+export const POOLING_LAYER = 'gap';
+
+/** `network`'s pooling layer; an InputError naming what needs it (`purpose`) when the network has none. */
+export function poolingLayer(network: tfl.LayersModel, purpose: string): tfl.layers.Layer {
+  try {
+    return network.getLayer(POOLING_LAYER);
+  } catch {
+    throw new InputError(`${purpose} needs a '${POOLING_LAYER}' layer (global average pooling) in the network`);
+  }
+}
+
 /**
  * The same network without its output squashing (shares the layers and weights): training computes its loss on
  * logits. Works for any model built by buildNetwork.

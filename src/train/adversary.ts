@@ -3,6 +3,7 @@ import type * as tfl from '@tensorflow/tfjs-layers';
 import type { SymbolicTensor } from '@tensorflow/tfjs-layers';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { poolingLayer } from '../models/architectures.js';
 import { InputError } from '../util/errors.js';
 
 /**
@@ -24,8 +25,6 @@ export interface AdversarySettings {
   lrScale?: number;
 }
 
-/** The layer whose output the adversary reads: the global average pooling every fundus network has. */
-export const ADVERSARY_FEATURES = 'gap';
 
 /** Saved next to a checkpoint so that a resumed run continues with the same adversary. */
 export const ADVERSARY_BIN = 'adversary.bin';
@@ -50,11 +49,7 @@ export function reverseGradient(x: tf.Tensor2D, scale: number): tf.Tensor2D {
 
 /** The pooled features the adversary reads. */
 export function adversaryFeatures(network: tfl.LayersModel): SymbolicTensor {
-  try {
-    return network.getLayer(ADVERSARY_FEATURES).output as SymbolicTensor;
-  } catch {
-    throw new InputError(`source-adversarial training needs a '${ADVERSARY_FEATURES}' layer (global average pooling) in the network`);
-  }
+  return poolingLayer(network, 'source-adversarial training').output as SymbolicTensor;
 }
 
 /** The adversary's weights (the learner feeds it the network's pooled features, `adversaryFeatures`). */

@@ -4,6 +4,7 @@ import type { SymbolicTensor } from '@tensorflow/tfjs-layers';
 import type { CropGeometry } from '../data/geometry.js';
 import { DEFAULT_LESION_CLASS, readLesions } from '../data/lesions.js';
 import type { Box, LesionTable } from '../data/lesions.js';
+import { POOLING_LAYER, poolingLayer } from '../models/architectures.js';
 import type { Example } from '../models/tasks.js';
 import { InputError } from '../util/errors.js';
 
@@ -27,17 +28,9 @@ export interface LesionAttentionSettings {
   boxes: number;
 }
 
-/** The pooling layer whose input is the feature map the class maps are read from (every fundus network has it). */
-export const ATTENTION_POOL = 'gap';
-
 /** The network's last feature map (the pooling layer's input) and the dense head behind the pooling. */
 export function attentionTaps(network: tfl.LayersModel): { features: SymbolicTensor; head: tfl.layers.Layer } {
-  let pool: tfl.layers.Layer;
-  try {
-    pool = network.getLayer(ATTENTION_POOL);
-  } catch {
-    throw new InputError(`lesion attention needs a '${ATTENTION_POOL}' layer (global average pooling) in the network`);
-  }
+  const pool = poolingLayer(network, 'lesion attention');
   // The dense layer fed by the pooling, through layers that act per feature (dropout) and change no shape.
   let layer = pool;
   for (;;) {
@@ -47,7 +40,7 @@ export function attentionTaps(network: tfl.LayersModel): { features: SymbolicTen
     if (layer.getClassName() === 'Dense') return { features: pool.input as SymbolicTensor, head: layer };
     if (layer.getClassName() !== 'Dropout') break;
   }
-  throw new InputError(`lesion attention needs a dense layer right after '${ATTENTION_POOL}' (the class maps are read through it)`);
+  throw new InputError(`lesion attention needs a dense layer right after '${POOLING_LAYER}' (the class maps are read through it)`);
 }
 
 /** A box of the photograph in pixels of the `size`×`size` network input cropped from it (inverse of toPhotoCoordinates). */

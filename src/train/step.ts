@@ -96,9 +96,10 @@ export async function trainStep(
   optimizer.setLearningRate(lr);
   let advT: tf.Scalar | undefined;
   let attT: tf.Scalar | undefined;
-  // The class row as a constant: the attention loss moves the features' evidence into the boxes and leaves which
-  // channels the class reads to the task loss (its accuracy cost is the same either way: docs/explain-localisation.md).
-  const classRow = attention && batch.lesions ? tf.tidy(() => tf.tensor2d((attention.head.getWeights()[0] as tf.Tensor2D).arraySync())) : undefined;
+  // The head's kernel as a constant (a copy made outside the loss, so no gradient reaches the variable through it): the
+  // attention loss moves the features' evidence into the boxes and leaves which channels the class reads to the task
+  // loss (its accuracy cost is the same either way: docs/explain-localisation.md).
+  const headKernel = attention && batch.lesions ? tf.clone(attention.head.getWeights()[0]) : undefined;
   const lossT = optimizer.minimize(() => {
     if (!l.heads) return l.loss(batch.y, l.logits.apply(batch.x, { training: true }) as tf.Tensor2D, batch.w, batch.mask);
     const [logits, ...extra] = l.heads.apply(batch.x, { training: true }) as tf.Tensor[];
@@ -109,8 +110,8 @@ export async function trainStep(
       advT = tf.keep(tf.clone(adv));
       total = tf.add(total, adv);
     }
-    if (attention && batch.lesions && classRow) {
-      const att = attentionLoss(extra.shift() as tf.Tensor4D, classRow, attention.settings.classIndex, batch.lesions.cells, batch.lesions.present);
+    if (attention && batch.lesions && headKernel) {
+      const att = attentionLoss(extra.shift() as tf.Tensor4D, headKernel as tf.Tensor2D, attention.settings.classIndex, batch.lesions.cells, batch.lesions.present);
       attT = tf.keep(tf.clone(att));
       total = tf.add(total, tf.mul(att, attention.settings.weight));
     }
@@ -120,6 +121,6 @@ export async function trainStep(
   const loss = (await lossT.data())[0];
   const advLoss = advT ? (await advT.data())[0] : undefined;
   const attLoss = attT ? (await attT.data())[0] : undefined;
-  tf.dispose([lossT, advT ?? [], attT ?? [], classRow ?? []]);
+  tf.dispose([lossT, advT ?? [], attT ?? [], headKernel ?? []]);
   return { loss, ...(advLoss !== undefined ? { advLoss } : {}), ...(attLoss !== undefined ? { attentionLoss: attLoss } : {}) };
 }

@@ -1,5 +1,5 @@
 import type * as tfl from '@tensorflow/tfjs-layers';
-import { buildNetwork } from '../models/architectures.js';
+import { POOLING_LAYER, buildNetwork } from '../models/architectures.js';
 import type { CreatedNetwork } from '../models/architectures.js';
 import { backboneLayers } from '../models/backbones.js';
 import type { ModelMetadata } from '../models/metadata.js';
@@ -49,7 +49,7 @@ export async function trainTaskNetwork(run: {
     return { network, metadata, result: await trainLoop(network, metadata, run.data, { ...settings, pretrained }, runDir, configExtra, initWeights) };
   }
   if (initWeights) await initWeights(network);
-  const probeSettings = { steps: 2000, lr: 0.01, l2Grid: [1e-3, 1e-2, 0.1, 1], patience: 10, evalEvery: 20, featureLayer: 'gap', cacheDir: run.cacheDir, log };
+  const probeSettings = { steps: 2000, lr: 0.01, l2Grid: [1e-3, 1e-2, 0.1, 1], patience: 10, evalEvery: 20, featureLayer: POOLING_LAYER, cacheDir: run.cacheDir, log };
   const probed = await trainProbe(network, metadata, run.data, probeSettings, runDir);
   metadata.training!.fineTune!.probe = probed.probe;
   return { network, metadata, result: probed };

@@ -126,13 +126,13 @@ export async function trainModel(options: TrainOptions): Promise<TrainResult> {
     let runSettings = settings;
     if (attentionAsked) {
       const request = { lesionAttention: opts.lesionAttention!, lesions: opts.lesions!, lesionSource: opts.lesionSource, lesionClass: opts.lesionClass };
-      const sourceNames = sources ? trainingSources : [];
-      const attention = await prepareLesionAttention(request, train, trainBytes.map((b) => b.geometry), inputShape[0], head.classes, sourceNames);
-      const { weight, className, lesions, photographs, boxes } = attention.settings;
+      const attention = await prepareLesionAttention(request, train, trainBytes.map((b) => b.geometry), inputShape[0], head.classes, trainingSources);
+      const { classIndex: _, ...recorded } = attention.settings;
+      const { weight, className, lesions, photographs, boxes } = recorded;
       log(`lesion attention: the ${className} map guided into ${boxes} boxes on ${photographs} training photographs (${lesions}), weight ${weight}`);
       runSettings = { ...settings, lesionAttention: attention.settings };
       data.trainLesionBoxes = attention.boxes;
-      record.training = { ...record.training!, lesionAttention: { className, weight, lesions, photographs, boxes } };
+      record.training = { ...record.training!, lesionAttention: recorded };
     }
     const r = await trainTaskNetwork({ model: opts.model, inputShape, head, data, record, settings: runSettings, runDir, configExtra, created, fineTune, init, cacheDir: opts.cacheDir });
     ({ network, metadata } = r);
