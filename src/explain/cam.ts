@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { InputError } from '../util/errors.js';
-import { findTargetLayer, splitNetwork, type SplitNetwork } from './graph.js';
+import { findTargetLayer, splitNetwork, type SplitNetwork } from '../models/graph.js';
 import { normalizeHeatmap, type Heatmap } from './heatmap.js';
 
 export type { Heatmap } from './heatmap.js';

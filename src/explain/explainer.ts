@@ -4,7 +4,7 @@ import { METADATA_JSON, type FundusModel } from '../models/io.js';
 import { InputError } from '../util/errors.js';
 import { CAM_METHODS, CamExplainer, DEFAULT_CAM_METHOD, isCamMethod, type CamInput, type CamMethod, type CamOptions } from './cam.js';
 import { FusedExplainer } from './fusion.js';
-import { findTargetLayer } from './graph.js';
+import { findTargetLayer } from '../models/graph.js';
 import type { Heatmap } from './heatmap.js';
 
 /** What explains a model's class scores: one target layer (`CamExplainer`) or several fused (`FusedExplainer`). */

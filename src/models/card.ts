@@ -124,7 +124,7 @@ export function describeRecipe(meta: ModelMetadata): string {
         `that tried to tell ${t.sourceAdversarial.sources.join(', ')} apart (how much of the source the features keep is what \`fundus audit\` measures)`
       : '') +
     (t.lesionAttention
-      ? `; its ${t.lesionAttention.className} map was guided into expert lesion boxes (${t.lesionAttention.boxes} boxes on ` +
+      ? `; its ${t.lesionAttention.className} map${t.lesionAttention.layer ? ` (Grad-CAM at ${t.lesionAttention.layer})` : ''} was guided into expert lesion boxes (${t.lesionAttention.boxes} boxes on ` +
         `${t.lesionAttention.photographs} training photographs from ${t.lesionAttention.lesions}, weight ${t.lesionAttention.weight}): its heatmaps ` +
         'were taught where to look, so how well they point at lesions must be measured on photographs it did not train on'
       : '')

@@ -30,9 +30,10 @@ export interface TrainingRecipe {
   sourceAdversarial?: { sources: string[]; weight: number; lrScale?: number };
   /**
    * Lesion-guided attention: the class whose map was pushed into expert lesion boxes, the loss's weight, the boxes'
-   * file as given and how many training photographs and boxes it covered.
+   * file as given, how many training photographs and boxes it covered, and the layer whose Grad-CAM map was guided
+   * (none: the class activation map behind the global pooling).
    */
-  lesionAttention?: { className: string; weight: number; lesions: string; photographs: number; boxes: number };
+  lesionAttention?: { className: string; weight: number; lesions: string; photographs: number; boxes: number; layer?: string };
   seed: number;
   /** The model directory whose weights the run started from (fine-tuning), as given. */
   initFrom?: string;

@@ -15,7 +15,7 @@ import { INTEGER, NON_NEGATIVE_NUMBER, POSITIVE_INTEGER, POSITIVE_NUMBER, number
 /** The flags as commander hands them over: TrainOptions' own, and those whose name or form differs. */
 type TrainFlags = Pick<
   TrainOptions,
-  | 'model' | 'split' | 'datasets' | 'balanceSources' | 'sourceAdversarial' | 'adversaryLrScale' | 'lesionAttention' | 'lesions' | 'lesionSource' | 'lesionClass'
+  | 'model' | 'split' | 'datasets' | 'balanceSources' | 'sourceAdversarial' | 'adversaryLrScale' | 'lesionAttention' | 'lesions' | 'lesionSource' | 'lesionClass' | 'lesionLayer'
   | 'out' | 'runDir' | 'epochs' | 'batchSize' | 'lr' | 'minLr'
   | 'weightDecay' | 'imageSize' | 'channels' | 'clahe' | 'mask' | 'patience' | 'initFrom' | 'pretrained' | 'recipe' | 'backboneLrScale'
   | 'batchNorm' | 'trainableFrom' | 'tta' | 'maxMinutes' | 'restart' | 'force' | 'limit' | 'quiet'
@@ -83,6 +83,11 @@ export function register(program: Command): void {
     .option('--lesions <csv>', 'with --lesion-attention: the lesion boxes (codras or heimed format; photographs matched by file name)')
     .option('--lesion-source <name>', "with --lesion-attention and several training sources: the boxes' source")
     .option('--lesion-class <name>', 'with --lesion-attention: the class whose map is guided (default: diabetic retinopathy for codras boxes, macular edema for heimed)')
+    .option(
+      '--lesion-layer <name>',
+      "with --lesion-attention: guide the class's Grad-CAM map at this layer (e.g. block_12_add, the heatmap models/default shows) instead of " +
+        'the class activation map behind the global pooling',
+    )
     .requiredOption('--out <dir>', 'model directory to write')
     .option('--run-dir <dir>', 'checkpoints, history.csv and TensorBoard events (default: runs/<name of --out>)')
     .option('--epochs <n>', `maximum number of epochs (${byStart((r) => r.epochs)})`, numberOption('--epochs', POSITIVE_INTEGER))
@@ -181,6 +186,7 @@ export function register(program: Command): void {
         lesions: flags.lesions,
         lesionSource: flags.lesionSource,
         lesionClass: flags.lesionClass,
+        lesionLayer: flags.lesionLayer,
         out: flags.out,
         runDir: flags.runDir,
         epochs: flags.epochs,

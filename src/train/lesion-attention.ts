@@ -5,6 +5,7 @@ import type { CropGeometry } from '../data/geometry.js';
 import { DEFAULT_LESION_CLASS, readLesions } from '../data/lesions.js';
 import type { Box, LesionTable } from '../data/lesions.js';
 import { POOLING_LAYER, poolingLayer } from '../models/architectures.js';
+import { findTargetLayer, splitNetwork, type SplitNetwork } from '../models/graph.js';
 import type { Example } from '../models/tasks.js';
 import { InputError } from '../util/errors.js';
 
@@ -15,6 +16,10 @@ import { InputError } from '../util/errors.js';
  * The map is read as a distribution over cells (a spatial softmax), and the loss is minus the log of its share inside
  * the boxes (Li et al.'s "Tell me where to look" and the attention-mining losses that followed). The class score
  * itself is untouched: only where the evidence sits is taught, not how much of it there is.
+ *
+ * With a named layer (`layer`), the map guided is the class's Grad-CAM there instead: the layer's features times the
+ * spatial mean of the class score's gradient. The pooled map is stride 32 in the pretrained backbones; the heatmaps a
+ * specialist sees come from a finer layer (block_12_add, stride 16, in models/default), and that map is the one to teach.
  */
 export interface LesionAttentionSettings {
   /** The loss's weight beside the task loss. */
@@ -26,19 +31,34 @@ export interface LesionAttentionSettings {
   lesions: string;
   photographs: number;
   boxes: number;
+  /** The layer whose Grad-CAM map is guided; without it, the class activation map behind the global pooling. */
+  layer?: string;
 }
 
-/** The network's last feature map (the pooling layer's input) and the dense head behind the pooling. */
-export function attentionTaps(network: tfl.LayersModel): { features: SymbolicTensor; head: tfl.layers.Layer } {
+/**
+ * Where the guided map is read: the feature map the loss sees (an output of the training network) and what weighs its
+ * channels into the class's map (the dense head behind the pooling, or the network cut at the layer for Grad-CAM).
+ */
+export type AttentionTaps =
+  | { features: SymbolicTensor; head: tfl.layers.Layer; split?: undefined }
+  | { features: SymbolicTensor; split: SplitNetwork; head?: undefined };
+
+/** The taps of `network`'s guided map: at `layer` (Grad-CAM) when named, else behind the global pooling (CAM). */
+export function attentionTaps(network: tfl.LayersModel, layer?: string): AttentionTaps {
+  if (layer !== undefined) {
+    const target = findTargetLayer(network, layer);
+    // Unfolded: the cut runs the layers on their current weights at every step.
+    return { features: target.output as SymbolicTensor, split: splitNetwork(network, target, { fold: false }) };
+  }
   const pool = poolingLayer(network, 'lesion attention');
   // The dense layer fed by the pooling, through layers that act per feature (dropout) and change no shape.
-  let layer = pool;
+  let after = pool;
   for (;;) {
-    const next = network.layers.filter((l) => l.inboundNodes.some((n) => n.inboundLayers.includes(layer)));
+    const next = network.layers.filter((l) => l.inboundNodes.some((n) => n.inboundLayers.includes(after)));
     if (next.length !== 1) break;
-    layer = next[0];
-    if (layer.getClassName() === 'Dense') return { features: pool.input as SymbolicTensor, head: layer };
-    if (layer.getClassName() !== 'Dropout') break;
+    after = next[0];
+    if (after.getClassName() === 'Dense') return { features: pool.input as SymbolicTensor, head: after };
+    if (after.getClassName() !== 'Dropout') break;
   }
   throw new InputError(`lesion attention needs a dense layer right after '${POOLING_LAYER}' (the class maps are read through it)`);
 }
@@ -93,15 +113,41 @@ export function maskOnGrid(mask: Float32Array, size: number, rows: number, cols:
 }
 
 /**
+ * The weights that turn each photograph's feature map into its guided class map, [N, C], taken outside the loss so
+ * that they are constants of the step: the attention moves the features' evidence into the boxes and leaves which
+ * channels the class reads to the task loss. CAM: the dense head's class row, for every photograph. Grad-CAM: the
+ * spatial mean of the class score's gradient at the layer times the number of cells (so that, as with CAM, the map's
+ * mean over the cells is the score's linear part), computed only for the photographs with boxes (`present` 1; the
+ * other rows are 0 and the loss ignores them).
+ */
+export function attentionWeights(taps: AttentionTaps, x: tf.Tensor4D, classIndex: number, present: tf.Tensor1D): tf.Tensor2D {
+  const n = x.shape[0];
+  if (taps.head) {
+    const kernel = taps.head.getWeights()[0] as tf.Tensor2D;
+    return tf.tidy(() => tf.tile(tf.transpose(tf.slice(kernel, [0, classIndex], [kernel.shape[0], 1])), [n, 1]) as tf.Tensor2D);
+  }
+  const { split } = taps;
+  const [h, w, c] = split.targetShape;
+  const rows = Array.from(present.dataSync()).flatMap((p, i) => (p > 0 ? [i] : []));
+  if (rows.length === 0) return tf.zeros([n, c]);
+  return tf.tidy(() => {
+    const { activations, context } = split.trunk(tf.gather(x, rows) as tf.Tensor4D);
+    const score = (a: tf.Tensor) => tf.sum(tf.slice(split.head(a as tf.Tensor4D, context), [0, classIndex], [rows.length, 1])) as tf.Scalar;
+    const alpha = tf.mul(tf.mean(tf.grad(score)(activations), [1, 2]), h * w);
+    return tf.scatterND(tf.tensor2d(rows, [rows.length, 1], 'int32'), alpha, [n, c]) as tf.Tensor2D;
+  });
+}
+
+/**
  * The attention loss of a batch: for each photograph with boxes (`present` 1), minus the log of the share of the
  * class map's spatial softmax that falls in its box cells; averaged over those photographs. 0 when the batch has none.
- * `features` [N, h, w, C] is the pooled feature map, `kernel` [C, classes] the dense head's weights.
+ * `features` [N, h, w, C] is the guided feature map, `weights` [N, C] its channels' weights into the class map
+ * (attentionWeights).
  */
-export function attentionLoss(features: tf.Tensor4D, kernel: tf.Tensor2D, classIndex: number, cells: tf.Tensor3D, present: tf.Tensor1D): tf.Scalar {
+export function attentionLoss(features: tf.Tensor4D, weights: tf.Tensor2D, cells: tf.Tensor3D, present: tf.Tensor1D): tf.Scalar {
   return tf.tidy(() => {
     const [n, h, w, c] = features.shape;
-    const column = tf.slice(kernel, [0, classIndex], [c, 1]);
-    const cam = tf.reshape(tf.matMul(tf.reshape(features, [n * h * w, c]), column), [n, h * w]);
+    const cam = tf.reshape(tf.matMul(tf.reshape(features, [n, h * w, c]), tf.reshape(weights, [n, c, 1])), [n, h * w]);
     const inBoxes = tf.reshape(cells, [n, h * w]);
     // logsumexp over the box cells only: the other cells pushed far below (an empty mask only on absent rows).
     const masked = tf.add(cam, tf.mul(tf.sub(1, inBoxes), -1e4));
@@ -117,6 +163,7 @@ export interface LesionAttentionRequest {
   lesions: string;
   lesionSource?: string;
   lesionClass?: string;
+  lesionLayer?: string;
 }
 
 /**
@@ -148,5 +195,6 @@ export async function prepareLesionAttention(
     throw new InputError(`no training photograph${req.lesionSource ? ` of ${req.lesionSource}` : ''} has a box in this file (photographs are matched by file name)`, { file: req.lesions });
   }
   const count = boxes.reduce((a, b) => a + (b?.length ?? 0), 0);
-  return { settings: { weight: req.lesionAttention, classIndex, className, lesions: req.lesions, photographs, boxes: count }, boxes };
+  const layer = req.lesionLayer !== undefined ? { layer: req.lesionLayer } : {};
+  return { settings: { weight: req.lesionAttention, classIndex, className, lesions: req.lesions, photographs, boxes: count, ...layer }, boxes };
 }

@@ -6,7 +6,7 @@ import type { ModelMetadata } from '../models/metadata.js';
 import type { Example } from '../models/tasks.js';
 import { InputError } from '../util/errors.js';
 import { SourceAdversary, adversaryFeatures, adversaryLambda } from './adversary.js';
-import { attentionLoss, attentionTaps, type LesionAttentionSettings } from './lesion-attention.js';
+import { attentionLoss, attentionTaps, attentionWeights, type AttentionTaps, type LesionAttentionSettings } from './lesion-attention.js';
 import type { Batch } from './batch.js';
 import type { LoopSettings } from './loop-settings.js';
 import { taskLoss } from './losses.js';
@@ -21,8 +21,8 @@ export interface Learner {
   adversary?: SourceAdversary;
   /** Each training example's source, as an index into the adversary's sources. */
   sourceIndex?: Int32Array;
-  /** Lesion attention: its settings, the dense head whose class row reads the maps, and the maps' grid. */
-  attention?: { settings: LesionAttentionSettings; head: tfl.layers.Layer; grid: [number, number] };
+  /** Lesion attention: its settings, where its map is read, and the map's grid. */
+  attention?: { settings: LesionAttentionSettings; taps: AttentionTaps; grid: [number, number] };
   /** With an adversary or lesion attention: the network with its extra outputs, [logits, pooled features?, feature map?]. */
   heads?: tfl.LayersModel;
   loss: TaskLoss;
@@ -46,11 +46,11 @@ export function createLearner(
 ): Learner {
   const logits = logitsModel(network);
   const adversary = s.adversary ? new SourceAdversary(network, s.adversary, s.seed) : undefined;
-  const taps = s.lesionAttention ? attentionTaps(network) : undefined;
+  const taps = s.lesionAttention ? attentionTaps(network, s.lesionAttention.layer) : undefined;
   const extra: SymbolicTensor[] = [...(adversary ? [adversaryFeatures(network)] : []), ...(taps ? [taps.features] : [])];
   const heads = extra.length > 0 ? tfl.model({ inputs: network.inputs, outputs: [logits.outputs[0], ...extra] }) : undefined;
   const attention = taps && s.lesionAttention
-    ? { settings: s.lesionAttention, head: taps.head, grid: taps.features.shape.slice(1, 3) as [number, number] }
+    ? { settings: s.lesionAttention, taps, grid: taps.features.shape.slice(1, 3) as [number, number] }
     : undefined;
   const sourceIndex = adversary ? Int32Array.from(train, (e) => adversary.settings.sources.indexOf(e.source ?? '')) : undefined;
   if (sourceIndex?.some((j) => j < 0)) {
@@ -96,10 +96,9 @@ export async function trainStep(
   optimizer.setLearningRate(lr);
   let advT: tf.Scalar | undefined;
   let attT: tf.Scalar | undefined;
-  // The head's kernel as a constant (a copy made outside the loss, so no gradient reaches the variable through it): the
-  // attention loss moves the features' evidence into the boxes and leaves which channels the class reads to the task
-  // loss (its accuracy cost is the same either way: docs/explain-localisation.md).
-  const headKernel = attention && batch.lesions ? tf.clone(attention.head.getWeights()[0]) : undefined;
+  // The map's channel weights as constants (made outside the loss, so no gradient reaches the head through them): the
+  // accuracy cost is the same either way (docs/explain-localisation.md), and Grad-CAM's would need second derivatives.
+  const mapWeights = attention && batch.lesions ? attentionWeights(attention.taps, batch.x, attention.settings.classIndex, batch.lesions.present) : undefined;
   const lossT = optimizer.minimize(() => {
     if (!l.heads) return l.loss(batch.y, l.logits.apply(batch.x, { training: true }) as tf.Tensor2D, batch.w, batch.mask);
     const [logits, ...extra] = l.heads.apply(batch.x, { training: true }) as tf.Tensor[];
@@ -110,8 +109,8 @@ export async function trainStep(
       advT = tf.keep(tf.clone(adv));
       total = tf.add(total, adv);
     }
-    if (attention && batch.lesions && headKernel) {
-      const att = attentionLoss(extra.shift() as tf.Tensor4D, headKernel as tf.Tensor2D, attention.settings.classIndex, batch.lesions.cells, batch.lesions.present);
+    if (attention && batch.lesions && mapWeights) {
+      const att = attentionLoss(extra.shift() as tf.Tensor4D, mapWeights, batch.lesions.cells, batch.lesions.present);
       attT = tf.keep(tf.clone(att));
       total = tf.add(total, tf.mul(att, attention.settings.weight));
     }
@@ -121,6 +120,6 @@ export async function trainStep(
   const loss = (await lossT.data())[0];
   const advLoss = advT ? (await advT.data())[0] : undefined;
   const attLoss = attT ? (await attT.data())[0] : undefined;
-  tf.dispose([lossT, advT ?? [], attT ?? [], headKernel ?? []]);
+  tf.dispose([lossT, advT ?? [], attT ?? [], mapWeights ?? []]);
   return { loss, ...(advLoss !== undefined ? { advLoss } : {}), ...(attLoss !== undefined ? { attentionLoss: attLoss } : {}) };
 }

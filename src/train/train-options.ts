@@ -48,6 +48,8 @@ export interface TrainOptions {
   lesionSource?: string;
   /** The class whose map is guided (default: the table format's lesion class, diabetic retinopathy for codras). */
   lesionClass?: string;
+  /** The layer whose Grad-CAM map is guided (default: the class activation map behind the global pooling). */
+  lesionLayer?: string;
   /** The model directory to write. */
   out: string;
   /** Checkpoints, history and TensorBoard files (default `runs/<basename of out>`). */

@@ -5,7 +5,7 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import { initEngine } from '../../src/engine/index.js';
 import { buildNetwork } from '../../src/models/architectures.js';
 import { CAM_METHODS, CamExplainer, type CamMethod, type CamTarget } from '../../src/explain/cam.js';
-import { findTargetLayer } from '../../src/explain/graph.js';
+import { findTargetLayer } from '../../src/models/graph.js';
 import { argmax, resizeHeatmap } from '../../src/explain/heatmap.js';
 import { faithfulnessTable, formatFaithfulnessTable } from '../../src/explain/faithfulness.js';
 import { insideBlob, makeBlobImages, rng, trainBlobNet, type BlobImage } from './blobs.js';

@@ -7,7 +7,7 @@ import type { FundusModel } from '../../src/models/io.js';
 import { CamExplainer, type CamInput } from '../../src/explain/cam.js';
 import { explainerFor, layerNames } from '../../src/explain/explainer.js';
 import { FusedExplainer, fuseHeatmaps } from '../../src/explain/fusion.js';
-import { findTargetLayer } from '../../src/explain/graph.js';
+import { findTargetLayer } from '../../src/models/graph.js';
 
 const close = (a: ArrayLike<number>, b: ArrayLike<number>, tol = 1e-6) => {
   assert.equal(a.length, b.length);

@@ -7,7 +7,7 @@ import * as tfl from '@tensorflow/tfjs-layers';
 import { initEngine } from '../../src/engine/index.js';
 import { createNetwork } from '../../src/models/architectures.js';
 import { acceptRgb, backboneLayers } from '../../src/models/backbones.js';
-import { findTargetLayer } from '../../src/explain/graph.js';
+import { findTargetLayer } from '../../src/models/graph.js';
 import { loadModel } from '../../src/models/io.js';
 import { predictTensor } from '../../src/models/predict.js';
 import { lastStageStart, planFineTune } from '../../src/train/finetune.js';

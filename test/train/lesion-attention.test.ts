@@ -10,7 +10,8 @@ import { toPhotoCoordinates } from '../../src/data/geometry.js';
 import { normalizeBytes } from '../../src/data/preprocess.js';
 import { initEngine } from '../../src/engine/index.js';
 import { loadModel } from '../../src/models/io.js';
-import { attentionLoss, attentionTaps, boxOnInput, lesionBoxesOnInputs, maskOnGrid, rasterBoxes } from '../../src/train/lesion-attention.js';
+import { CamExplainer } from '../../src/explain/cam.js';
+import { attentionLoss, attentionTaps, attentionWeights, boxOnInput, lesionBoxesOnInputs, maskOnGrid, rasterBoxes } from '../../src/train/lesion-attention.js';
 import { trainModel } from '../../src/train/train.js';
 import type { Box } from '../../src/data/lesions.js';
 import { InputError } from '../../src/util/errors.js';
@@ -47,19 +48,63 @@ test('the attention loss is minus the log of the class map softmax inside the bo
   await initEngine();
   // 1 photo with boxes, 1 without; 2x2 grid, 2 channels, 2 classes: the class-1 map is features[..., 0] * 2
   const features = tf.tensor4d([1, 0, 2, 0, 0, 0, 3, 0, 5, 0, 5, 0, 5, 0, 5, 0], [2, 2, 2, 2]);
-  const kernel = tf.tensor2d([0, 2, 0, 0], [2, 2]);
+  const weights = tf.tensor2d([2, 0, 2, 0], [2, 2]);
   const cells = tf.tensor3d([0, 1, 1, 0, 0, 0, 0, 0], [2, 2, 2]);
   const present = tf.tensor1d([1, 0]);
   const cam = [2, 4, 0, 6];
   const z = cam.reduce((a, v) => a + Math.exp(v), 0);
   const expected = -Math.log((Math.exp(4) + Math.exp(0)) / z);
-  const loss = attentionLoss(features, kernel, 1, cells, present);
+  const loss = attentionLoss(features, weights, cells, present);
   assert.ok(Math.abs(loss.dataSync()[0] - expected) < 1e-5, `${loss.dataSync()[0]} vs ${expected}`);
-  const g = tf.grad((f: tf.Tensor) => attentionLoss(f as tf.Tensor4D, kernel, 1, cells, present))(features);
+  const g = tf.grad((f: tf.Tensor) => attentionLoss(f as tf.Tensor4D, weights, cells, present))(features);
   const gd = g.arraySync() as number[][][][];
   assert.ok(gd[1].flat(2).every((v) => v === 0), 'no gradient from a photograph without boxes');
   // moving evidence into the box cells lowers the loss: the box cells' gradient is negative, the others' positive
   assert.ok(gd[0][0][1][0] < 0 && gd[0][1][0][0] < 0 && gd[0][0][0][0] > 0 && gd[0][1][1][0] > 0);
+});
+
+test("at a named layer the guided map is the class's Grad-CAM there, on the layers' current weights", async () => {
+  await initEngine();
+  const input = tfl.input({ shape: [12, 12, 3] });
+  let x = tfl.layers.conv2d({ filters: 4, kernelSize: 3, padding: 'same', useBias: false, name: 'c1' }).apply(input) as tfl.SymbolicTensor;
+  x = tfl.layers.batchNormalization({ name: 'b1' }).apply(x) as tfl.SymbolicTensor;
+  x = tfl.layers.activation({ activation: 'relu', name: 'r1' }).apply(x) as tfl.SymbolicTensor;
+  x = tfl.layers.conv2d({ filters: 5, kernelSize: 3, strides: 2, padding: 'same', activation: 'relu', name: 'c2' }).apply(x) as tfl.SymbolicTensor;
+  x = tfl.layers.globalAveragePooling2d({ name: 'gap' }).apply(x) as tfl.SymbolicTensor;
+  const out = tfl.layers.dense({ units: 2, activation: 'sigmoid', name: 'logits' }).apply(x) as tfl.SymbolicTensor;
+  const network = tfl.model({ inputs: input, outputs: out });
+  const images = tf.randomUniform([3, 12, 12, 3], -1, 1, 'float32', 5) as tf.Tensor4D;
+  const taps = attentionTaps(network, 'r1');
+  const features = tfl.model({ inputs: network.inputs, outputs: taps.features });
+  const present = tf.tensor1d([1, 0, 1]);
+  const mapsOf = () => {
+    const weights = attentionWeights(taps, images, 1, present);
+    const f = features.predict(images) as tf.Tensor4D;
+    // the guided map over the number of cells, rectified: what Grad-CAM shows
+    return tf.tidy(() => tf.relu(tf.div(tf.sum(tf.mul(f, tf.reshape(weights, [3, 1, 1, 4])), 3), 144)).arraySync() as number[][][]);
+  };
+  const gradCam = () => {
+    // The explainer folds batch norm into the convolution when it is built: build it anew after the weights change.
+    const explainer = new CamExplainer(network, 'sigmoid', { layer: 'r1' });
+    const data = images.arraySync() as number[][][][];
+    const inputs = data.map((im) => ({ size: 12, channels: 3, data: Float32Array.from(im.flat(2)) }));
+    return explainer.explain(inputs, [0, 2].map((image) => ({ image, classIndex: 1 })), 'gradcam').map((r) => Array.from(r.raw.data));
+  };
+  // Batch norm with statistics of its own, changed after the taps were made (training moves them at every step).
+  const bn = network.getLayer('b1');
+  bn.setWeights([tf.tensor1d([1.5, 0.5, 2, 1]), tf.tensor1d([0.1, -0.2, 0.3, 0]), tf.tensor1d([0.2, -0.1, 0, 0.3]), tf.tensor1d([0.5, 2, 1, 0.8])]);
+  for (const attempt of [0, 1]) {
+    if (attempt === 1) bn.setWeights([tf.tensor1d([0.5, 1.5, 1, 2]), tf.tensor1d([0, 0.2, -0.3, 0.1]), tf.tensor1d([-0.3, 0.1, 0.2, 0]), tf.tensor1d([1.5, 0.3, 0.7, 1])]);
+    const maps = mapsOf();
+    const expected = gradCam();
+    assert.ok(maps[1].flat().every((v) => v === 0), 'a photograph without boxes gets no weights');
+    [0, 2].forEach((image, k) => {
+      const got = maps[image].flat();
+      const scale = Math.max(...expected[k].map(Math.abs));
+      assert.ok(scale > 0, 'a map with something in it');
+      got.forEach((v, i) => assert.ok(Math.abs(v - expected[k][i]) < 1e-4 * scale, `weights ${attempt}, image ${image}, cell ${i}: ${v} vs ${expected[k][i]}`));
+    });
+  }
 });
 
 test('a mask moves with its image under augmentation', async () => {
@@ -77,9 +122,10 @@ test('a mask moves with its image under augmentation', async () => {
 });
 
 /** Box cells share of the class map's softmax, per photograph, on unaugmented inputs (what the loss trains). */
-async function shareInBoxes(modelDir: string, paths: string[], boxes: Box[][], classIndex: number): Promise<number> {
+async function shareInBoxes(modelDir: string, paths: string[], boxes: Box[][], classIndex: number, layer?: string): Promise<number> {
   const model = await loadModel(modelDir);
-  const { features } = attentionTaps(model.network);
+  const taps = attentionTaps(model.network, layer);
+  const { features } = taps;
   const featureNet = tfl.model({ inputs: model.network.inputs, outputs: features });
   const [size, , channels] = model.metadata.inputShape;
   const bytes = await loadPreprocessedBytes(paths, model.metadata.preprocess, { cache: false });
@@ -92,8 +138,8 @@ async function shareInBoxes(modelDir: string, paths: string[], boxes: Box[][], c
     Float32Array.from(bytes.flatMap((b, i) => Array.from(maskOnGrid(rasterBoxes(boxes[i].map((bx) => boxOnInput(bx, b.geometry, size)), size), size, rows, cols)))),
     [paths.length, rows, cols],
   );
-  const kernel = model.network.getLayer('logits').getWeights()[0] as tf.Tensor2D;
-  const loss = attentionLoss(featureNet.predict(x) as tf.Tensor4D, kernel, classIndex, cells, tf.ones([paths.length]));
+  const present = tf.ones([paths.length]) as tf.Tensor1D;
+  const loss = attentionLoss(featureNet.predict(x) as tf.Tensor4D, attentionWeights(taps, x, classIndex, present), cells, present);
   return Math.exp(-loss.dataSync()[0]);
 }
 
@@ -124,6 +170,15 @@ test('train --lesion-attention guides the class map into the boxes, and records 
   const before = await shareInBoxes(plain.modelDir, paths, boxes, dr);
   const after = await shareInBoxes(r.modelDir, paths, boxes, dr);
   assert.ok(after > before + 0.1, `share of the map in the boxes: ${before.toFixed(3)} unguided, ${after.toFixed(3)} guided`);
+
+  // Guided at a finer layer (its Grad-CAM map), as the heatmaps a specialist sees are read there.
+  const atLayer = { ...guided, out: base.out.replace('plain', 'layer'), runDir: base.runDir!.replace('plain', 'layer'), lesionLayer: 'bn2' };
+  const l = await trainModel(atLayer);
+  assert.equal(l.metadata.training?.lesionAttention?.layer, 'bn2');
+  assert.match(await readFile(join(l.modelDir, 'MODEL_CARD.md'), 'utf8'), /map \(Grad-CAM at bn2\) was guided into expert lesion boxes/);
+  const layerBefore = await shareInBoxes(plain.modelDir, paths, boxes, dr, 'bn2');
+  const layerAfter = await shareInBoxes(l.modelDir, paths, boxes, dr, 'bn2');
+  assert.ok(layerAfter > layerBefore + 0.1, `share of the bn2 Grad-CAM map in the boxes: ${layerBefore.toFixed(3)} unguided, ${layerAfter.toFixed(3)} guided`);
 });
 
 test('train refuses lesion attention without boxes, with an unknown class or source, and boxes without it', async () => {
@@ -133,6 +188,7 @@ test('train refuses lesion attention without boxes, with an unknown class or sou
   const rejects = (extra: Partial<typeof o>, pattern: RegExp) =>
     assert.rejects(trainModel({ ...o, ...extra }), (e: unknown) => e instanceof InputError && pattern.test(e.message), JSON.stringify(extra));
   await rejects({ lesions }, /go with --lesion-attention/);
+  await rejects({ lesionLayer: 'bn2' }, /go with --lesion-attention/);
   await rejects({ lesionAttention: 1 }, /needs --lesions/);
   await rejects({ lesionAttention: 1, lesions }, /no training photograph has a box/);
   await rejects({ lesionAttention: 1, lesions, lesionClass: 'cataract' }, /no class 'cataract'/);

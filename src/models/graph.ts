@@ -157,7 +157,12 @@ function callLayer(layer: Layer, inputs: tf.Tensor[], preActivation: boolean): t
   return Array.isArray(y) ? y : [y];
 }
 
-export function splitNetwork(network: tfl.LayersModel, target: Layer): SplitNetwork {
+/**
+ * Cuts `network` at `target`. Batch norm after a convolution is folded into it once, here (`fold`, the default), which
+ * is right for explaining a fixed network; a network still training needs `fold: false`, so that every call reads the
+ * layers' current weights.
+ */
+export function splitNetwork(network: tfl.LayersModel, target: Layer, { fold = true }: { fold?: boolean } = {}): SplitNetwork {
   if (network.inputs.length !== 1 || network.outputs.length !== 1) {
     throw new InputError(`cannot explain model "${network.name}": it must have exactly one input and one output`);
   }
@@ -195,7 +200,7 @@ export function splitNetwork(network: tfl.LayersModel, target: Layer): SplitNetw
   const headSet = new Set(headNodes);
   const trunkNodes = nodes.filter((n) => !headSet.has(n));
 
-  const fused = planFusion(nodes, trunkNodes, new Set([targetOut.id, outputSym.id, ...contextIds]));
+  const fused = fold ? planFusion(nodes, trunkNodes, new Set([targetOut.id, outputSym.id, ...contextIds])) : new Map<GraphNode, FusedConv | 'absorbed'>();
 
   /** Runs `which` nodes over a tensor map seeded with `seed`; returns the map. */
   const run = (which: GraphNode[], seed: Map<number, tf.Tensor>, preActivation: boolean) => {
