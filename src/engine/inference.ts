@@ -6,7 +6,10 @@
 //   W'[..., o] = W[..., o] s[o],  b'[o] = (b[o] - mean[o]) s[o] + beta[o],  s = gamma / sqrt(var + eps);
 // and an Activation layer (ReLU, ReLU6, ...) that only that result feeds runs inside the convolution kernel. A
 // convolution whose result only an Add reads (a residual block's last one) runs at the Add's place with the other
-// operand summed into its output (oneDNN's sum post-op) and the block's activation fused too. A MobileNetV2
+// operand summed into its output (oneDNN's sum post-op) and the block's activation fused too; when this step is the
+// other operand's last reader, the result is written into that operand's memory (no copy of the shortcut). A
+// ZeroPadding2D layer in front of a "valid" convolution, or of a "valid" max pooling of a ReLU's output (Keras's
+// ResNet-50 stem), becomes that convolution's or pooling's own padding (no padded copy of the map). A MobileNetV2
 // inverted-residual block (1x1 expansion, depthwise 3x3, 1x1 projection, each alone reading the one before) runs as one
 // kernel whose expansion and depthwise convolution are one oneDNN primitive (layer-fusion.ts, invertedResidualOfLayers).
 // Only for inference: training needs the batch norm's batch statistics and gradients. The folded weights are
@@ -37,13 +40,42 @@ interface BatchNormInternals {
   movingVariance: { read(): tf.Tensor };
 }
 
-/** A fused convolution: the layer, the batch norm folded into it, the activation in its kernel, a residual summed in. */
-type ConvStep = { kind: 'conv'; conv: Layer; depthwise: boolean; bn?: Layer; activation: Activation; input: number; output: number; residual?: number };
-/** One step of the plan: a fused convolution, an inverted-residual block of three, or a layer run by its own call. */
+/** Zeros added above and below, left and right of a map (a ZeroPadding2D layer's `padding`). */
+type Padding = [[number, number], [number, number]];
+/**
+ * A fused convolution: the layer, the batch norm folded into it, the activation in its kernel, a residual summed in,
+ * and the ZeroPadding2D layer before it (`padded`) as the convolution's own padding.
+ */
+type ConvStep = { kind: 'conv'; conv: Layer; depthwise: boolean; bn?: Layer; activation: Activation; input: number; output: number; residual?: number; padded?: Padding };
+/** One step of the plan: a fused convolution, an inverted-residual block of three, a max pooling with the zero
+ * padding before it as its own padding, or a layer run by its own call. */
 type Step =
   | ConvStep
   | { kind: 'block'; expand: ConvStep; depthwise: ConvStep; project: ConvStep }
+  | { kind: 'pool'; layer: Layer; padded: Padding; input: number; output: number }
   | { kind: 'layer'; layer: Layer; inputs: number[]; outputs: number[]; kwargs: Record<string, unknown> };
+
+/** The fields of tfjs-layers' ZeroPadding2D and MaxPooling2D that the plan reads. */
+interface PaddingInternals {
+  padding: Padding;
+  dataFormat: string;
+}
+interface PoolInternals {
+  poolSize: [number, number];
+  strides: [number, number];
+  padding: string;
+  dataFormat: string;
+}
+
+/** Activations whose output is never negative: zero padding before a max pooling of it is the pooling's own padding. */
+const NON_NEGATIVE = new Set<string>(['relu', 'relu6', 'sigmoid']);
+
+/**
+ * FUNDUS_BLOCK_FUSION=off (for comparisons) runs what the plan fuses beyond single convolutions as separate
+ * operations: the zero padding before a convolution or max pooling as its own pass, and a residual summed into a
+ * copy of the shortcut instead of in place (MobileNetV2's blocks: kernels/conv.ts).
+ */
+const fuseBlocks = () => process.env.FUNDUS_BLOCK_FUSION !== 'off';
 
 interface Plan {
   steps: Step[];
@@ -86,10 +118,40 @@ function planOf(model: tfl.LayersModel): Plan | null {
     const name = (after as unknown as { activation: { getClassName(): string } }).activation.getClassName();
     return FUSABLE.has(name) ? { layer: after, name } : undefined;
   };
+  /**
+   * A ZeroPadding2D layer whose result only a "valid" Conv2D reads, or only a "valid" MaxPooling2D reads and whose
+   * input is never negative (a ReLU's output): the convolution or pooling pads instead (no padded copy of the map).
+   */
+  const paddedBy = new Map<Layer, { pad: Layer; padding: Padding; input: number }>();
+  /** Outputs of convolution steps that are never negative. */
+  const nonNegative = new Set<number>();
   const steps: Step[] = [];
+  const pushConv = (step: ConvStep) => {
+    steps.push(step);
+    if (NON_NEGATIVE.has(step.activation)) nonNegative.add(step.output);
+  };
   for (const l of layers) {
     if (className(l) === 'InputLayer' || absorbed.has(l)) continue;
     const node = l.inboundNodes[0];
+    if (className(l) === 'ZeroPadding2D') {
+      const z = l as unknown as PaddingInternals;
+      const padIn = single(node.inputTensors)?.id;
+      const padOut = outOf(l);
+      const next = padOut === undefined ? undefined : onlyConsumer(padOut);
+      const nextName = next ? className(next) : '';
+      const validConv = nextName === 'Conv2D' && (next as unknown as ConvLayerInternals).padding === 'valid' && (next as unknown as ConvLayerInternals).dataFormat === 'channelsLast';
+      const pool = next as unknown as PoolInternals | undefined;
+      const validPool = nextName === 'MaxPooling2D' && pool!.padding === 'valid' && pool!.dataFormat === 'channelsLast' && padIn !== undefined && nonNegative.has(padIn);
+      if (z.dataFormat === 'channelsLast' && padIn !== undefined && next && (validConv || validPool)) {
+        paddedBy.set(next, { pad: l, padding: z.padding, input: padIn });
+        continue;
+      }
+    }
+    const padded = paddedBy.get(l);
+    if (padded && className(l) === 'MaxPooling2D') {
+      steps.push({ kind: 'pool', layer: l, padded: padded.padding, input: padded.input, output: outOf(l)! });
+      continue;
+    }
     const deferred = atAdd.get(l);
     if (deferred) {
       // y = activation(conv(x) + bias + the Add's other operand); the activation, if an Activation layer alone
@@ -103,12 +165,12 @@ function planOf(model: tfl.LayersModel): Plan | null {
         deferred.activation = act.name as Activation;
         deferred.output = outOf(act.layer)!;
       }
-      steps.push(deferred);
+      pushConv(deferred);
       continue;
     }
     const name = className(l);
     const conv = l as unknown as ConvLayerInternals;
-    const inputId = single(node.inputTensors)?.id;
+    const inputId = padded ? padded.input : single(node.inputTensors)?.id;
     let out = outOf(l);
     if ((name === 'Conv2D' || name === 'DepthwiseConv2D') && conv.dataFormat === 'channelsLast' && inputId !== undefined && out !== undefined) {
       let activation = conv.activation?.getClassName() ?? 'linear';
@@ -127,12 +189,18 @@ function planOf(model: tfl.LayersModel): Plan | null {
       if (FUSABLE.has(activation)) {
         if (bn) absorbed.add(bn);
         const step: ConvStep = { kind: 'conv', conv: l, depthwise: name === 'DepthwiseConv2D', bn, activation: activation as Activation, input: inputId, output: out };
+        if (padded) step.padded = padded.padding;
         const add = activation === 'linear' && name === 'Conv2D' ? onlyConsumer(out) : undefined;
         const operands = add?.inboundNodes[0].inputTensors ?? [];
         if (add && className(add) === 'Add' && !atAdd.has(add) && operands.length === 2 && operands[0].id !== operands[1].id) atAdd.set(add, step);
-        else steps.push(step);
+        else pushConv(step);
         continue;
       }
+    }
+    // A layer that runs by its own call after all: its ZeroPadding2D runs before it, as in the model.
+    if (padded) {
+      const p = padded.pad.inboundNodes[0];
+      steps.push({ kind: 'layer', layer: padded.pad, inputs: [padded.input], outputs: p.outputTensors.map((t) => t.id), kwargs: p.callArgs ?? {} });
     }
     steps.push({ kind: 'layer', layer: l, inputs: node.inputTensors.map((t) => t.id), outputs: node.outputTensors.map((t) => t.id), kwargs: node.callArgs ?? {} });
   }
@@ -143,6 +211,7 @@ function planOf(model: tfl.LayersModel): Plan | null {
 /** The tensors a step reads. */
 function inputsOf(s: Step): number[] {
   if (s.kind === 'layer') return s.inputs;
+  if (s.kind === 'pool') return [s.input];
   const first = s.kind === 'block' ? s.expand : s;
   const last = s.kind === 'block' ? s.project : s;
   return last.residual === undefined ? [first.input] : [first.input, last.residual];
@@ -159,7 +228,7 @@ function readersOf(steps: Step[]): Map<number, number> {
 const filterShape = (s: ConvStep) => layerFilter(s.conv as unknown as ConvLayerInternals).shape;
 const isPointwise = (s: ConvStep) => {
   const [kh, kw] = filterShape(s);
-  return !s.depthwise && kh === 1 && kw === 1 && (s.conv as unknown as ConvLayerInternals).strides.every((v) => v === 1);
+  return !s.depthwise && !s.padded && kh === 1 && kw === 1 && (s.conv as unknown as ConvLayerInternals).strides.every((v) => v === 1);
 };
 /** What oneDNN's depthwise post-op computes: 3x3, multiplier 1, "same" padding, one stride for both axes. */
 const isFusableDepthwise = (s: ConvStep) => {
@@ -280,9 +349,14 @@ class Compiled {
         if (s.kind === 'conv' || s.kind === 'block') {
           const ids = inputsOf(s);
           const [input, residual] = ids.map(read) as [tf.Tensor4D, tf.Tensor?];
-          const y = s.kind === 'conv' ? this.conv(s, input, residual) : this.block(s, input, residual);
+          // This step is the residual's last reader (release disposes it next): its memory may take the result.
+          const last = ids.length === 2 && left.get(ids[1]) === 0 && ids[1] !== ids[0] && ids[1] !== this.plan.input && ids[1] !== this.plan.output;
+          const y = s.kind === 'conv' ? this.conv(s, input, residual, last) : this.block(s, input, residual);
           values.set(s.kind === 'conv' ? s.output : s.project.output, y);
           release(ids);
+        } else if (s.kind === 'pool') {
+          values.set(s.output, maxPoolPadded(s.layer as unknown as PoolInternals, read(s.input) as tf.Tensor4D, s.padded));
+          release([s.input]);
         } else {
           const inputs = s.inputs.map(read);
           const out = s.layer.apply(inputs.length === 1 ? inputs[0] : inputs, s.kwargs) as tf.Tensor | tf.Tensor[];
@@ -299,10 +373,11 @@ class Compiled {
     }
   }
 
-  private conv(s: ConvStep, x: tf.Tensor4D, residual?: tf.Tensor): tf.Tensor {
+  private conv(s: ConvStep, x: tf.Tensor4D, residual?: tf.Tensor, inPlace = false): tf.Tensor {
     const c = s.conv as unknown as ConvLayerInternals;
-    // Only Conv2D layers are given a residual (planOf).
-    return fusedConvOfLayer(c, x, { ...this.weightsOf(s), residual });
+    // Only Conv2D layers are given a residual or a padding (planOf).
+    if (s.padded && !fuseBlocks()) return tf.tidy(() => fusedConvOfLayer(c, zeroPad(x, s.padded!), { ...this.weightsOf(s), residual, inPlace }));
+    return fusedConvOfLayer(c, x, { ...this.weightsOf(s), residual, inPlace, padding: s.padded });
   }
 
   private block(s: Extract<Step, { kind: 'block' }>, x: tf.Tensor4D, residual?: tf.Tensor): tf.Tensor {
@@ -325,6 +400,16 @@ class Compiled {
     this.disposeFolded();
     this.foldedFrom = [];
   }
+}
+
+/** What ZeroPadding2D computes. */
+const zeroPad = (x: tf.Tensor4D, p: Padding) => tf.pad(x, [[0, 0], p[0], p[1], [0, 0]]);
+
+/** A "valid" MaxPooling2D of a zero-padded non-negative map: the pooling with the padding as its own (the padded
+ * positions, which oneDNN and tfjs leave out of the maximum, are zeros that cannot exceed the map's values). */
+function maxPoolPadded(pool: PoolInternals, x: tf.Tensor4D, p: Padding): tf.Tensor4D {
+  if (!fuseBlocks()) return tf.tidy(() => tf.maxPool(zeroPad(x, p), pool.poolSize, pool.strides, 'valid'));
+  return tf.maxPool(x, pool.poolSize, pool.strides, [[0, 0], p[0], p[1], [0, 0]]);
 }
 
 const compiled = new WeakMap<tfl.LayersModel, Compiled | null>();

@@ -52,21 +52,31 @@ function weightsOf(layer: ConvLayerInternals, w: ConvWeights): { filter: tf.Tens
 /**
  * The layer's convolution of x as one fused op: its geometry, with its own filter and bias unless given (a folded
  * batch norm's), and the given activation; with `residual` (a Conv2D's, in inference plans), that tensor is added
- * before the activation by the native FundusConv2DResidual kernel (src/engine/kernels/conv.ts).
+ * before the activation by the native FundusConv2DResidual kernel (src/engine/kernels/conv.ts), which with
+ * `inPlace` (the caller's promise that nothing reads the residual afterwards: it is disposed next) may write the
+ * result into the residual's memory. With `padding`, a Conv2D runs with those zeros around x instead of its own
+ * padding (a "valid" convolution after a ZeroPadding2D layer).
  */
-export function fusedConvOfLayer(layer: ConvLayerInternals, x: tf.Tensor4D, o: ConvWeights & { residual?: tf.Tensor }): tf.Tensor4D {
-  const pad = layer.padding === 'same' ? 'same' : 'valid';
+export function fusedConvOfLayer(
+  layer: ConvLayerInternals,
+  x: tf.Tensor4D,
+  o: ConvWeights & { residual?: tf.Tensor; inPlace?: boolean; padding?: [[number, number], [number, number]] },
+): tf.Tensor4D {
+  // `padding` (a Conv2D's, in inference plans): the zeros of a ZeroPadding2D layer before a "valid" convolution.
+  const pad: 'same' | 'valid' | [[number, number], [number, number], [number, number], [number, number]] = o.padding
+    ? [[0, 0], o.padding[0], o.padding[1], [0, 0]]
+    : layer.padding === 'same' ? 'same' : 'valid';
   const strides = layer.strides as [number, number];
   const { filter, bias } = weightsOf(layer, o);
   if (layer.depthwiseKernel) {
-    if (o.residual) throw new Error('fusedConvOfLayer: a residual is only added to a Conv2D');
+    if (o.residual || typeof pad !== 'string') throw new Error('fusedConvOfLayer: a residual or padding is only given to a Conv2D');
     // tfjs-layers' DepthwiseConv2D passes no dilation to the convolution (its dilationRate is ignored).
     return tf.fused.depthwiseConv2d({ x, filter, strides, pad, dataFormat: 'NHWC', bias, activation: o.activation });
   }
   const dilations = layer.dilationRate as [number, number];
   if (o.residual) {
     const inputs = bias ? { x, filter, bias, residual: o.residual } : { x, filter, residual: o.residual };
-    const attrs = { strides, pad, dilations, dataFormat: 'NHWC', activation: o.activation };
+    const attrs = { strides, pad, dilations, dataFormat: 'NHWC', activation: o.activation, inPlace: o.inPlace === true };
     return tf.engine().runKernel('FundusConv2DResidual', inputs as never, attrs as never) as tf.Tensor4D;
   }
   return tf.fused.conv2d({ x, filter, strides, pad, dilations, dataFormat: 'NHWC', bias, activation: o.activation });

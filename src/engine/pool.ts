@@ -32,6 +32,13 @@ export class BufferPool {
     return ArrayBuffer.isView(values) && this.owners.has(values.buffer);
   }
 
+  /** Whether values are a whole recycled buffer that exactly one tensor data entry refers to. */
+  isSoleOwner(values: unknown): boolean {
+    if (!ArrayBuffer.isView(values)) return false;
+    const o = this.owners.get(values.buffer);
+    return o !== undefined && o.refs === 1 && o.array === values;
+  }
+
   /** A tensor now refers to these values. */
   retain(values: unknown): void {
     if (!ArrayBuffer.isView(values)) return;

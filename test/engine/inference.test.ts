@@ -87,6 +87,46 @@ function mobileNetBlocks(size: number): tfl.LayersModel {
   return model;
 }
 
+/**
+ * A small Keras ResNet-50 v1 on a size x size map, as keras.applications builds it: ZeroPadding2D(3) and a "valid"
+ * 7x7 convolution at stride 2 (batch norm, ReLU), ZeroPadding2D(1) and a "valid" 3x3 max pooling at stride 2, then
+ * two stages of a projection block (stride on the first 1x1 and on the shortcut) and an identity block each. The
+ * first identity block's input is also pooled into the head, so that a later layer reads a residual after its Add.
+ * Wide enough at batch 4 that the residuals are recycled buffers (pool.ts), which the plan may sum into in place.
+ */
+function resnetV1(size: number): tfl.LayersModel {
+  const init = (seed: number) => tfl.initializers.heNormal({ seed });
+  const apply = (l: { apply(x: tfl.SymbolicTensor | tfl.SymbolicTensor[]): unknown }, x: tfl.SymbolicTensor | tfl.SymbolicTensor[]) => l.apply(x) as tfl.SymbolicTensor;
+  const conv = (filters: number, k: number, seed: number, strides = 1, padding: 'same' | 'valid' = 'valid') =>
+    tfl.layers.conv2d({ filters, kernelSize: k, strides, padding, kernelInitializer: init(seed), biasInitializer: tfl.initializers.randomUniform({ minval: -0.3, maxval: 0.3, seed }) });
+  const bn = () => tfl.layers.batchNormalization({ epsilon: 1.001e-5 });
+  const relu = () => tfl.layers.activation({ activation: 'relu' });
+  let seed = 1;
+  const block = (x: tfl.SymbolicTensor, mid: number, out: number, strides: number, projection: boolean) => {
+    let h = apply(relu(), apply(bn(), apply(conv(mid, 1, seed++, strides), x)));
+    h = apply(relu(), apply(bn(), apply(conv(mid, 3, seed++, 1, 'same'), h)));
+    h = apply(bn(), apply(conv(out, 1, seed++), h));
+    const shortcut = projection ? apply(bn(), apply(conv(out, 1, seed++, strides), x)) : x;
+    return apply(relu(), apply(tfl.layers.add(), [h, shortcut]));
+  };
+  const input = tfl.input({ shape: [size, size, 3] });
+  let x = apply(tfl.layers.zeroPadding2d({ padding: 3 }), input);
+  x = apply(relu(), apply(bn(), apply(conv(16, 7, seed++, 2), x)));
+  x = apply(tfl.layers.maxPooling2d({ poolSize: 3, strides: 2 }), apply(tfl.layers.zeroPadding2d({ padding: 1 }), x));
+  const early = block(x, 16, 64, 1, true);
+  x = block(early, 16, 64, 1, false);
+  x = block(x, 32, 128, 2, true);
+  x = block(x, 32, 128, 1, false);
+  const pooled = apply(tfl.layers.concatenate(), [apply(tfl.layers.globalAveragePooling2d({}), x), apply(tfl.layers.globalAveragePooling2d({}), early)]);
+  const model = tfl.model({ inputs: input, outputs: apply(tfl.layers.dense({ units: 5, activation: 'sigmoid', kernelInitializer: init(99) }), pooled) });
+  let s = 60;
+  for (const l of model.layers.filter((l) => l.getClassName() === 'BatchNormalization')) {
+    const c = l.getWeights()[0].shape[0];
+    l.setWeights([tf.tensor1d(randomValues(c, s++, 0.5, 1.5)), tf.tensor1d(randomValues(c, s++, -0.5, 0.5)), tf.tensor1d(randomValues(c, s++, -1, 1)), tf.tensor1d(randomValues(c, s++, 0.5, 2))]);
+  }
+  return model;
+}
+
 const X = { shape: [4, 12, 12, 3], values: randomValues(4 * 12 * 12 * 3, 3, -1, 2) };
 
 describe('inference with folded batch norms and fused activations and residuals', { skip }, () => {
@@ -195,6 +235,59 @@ describe('inference with folded batch norms and fused activations and residuals'
         releaseFolded(model);
         model.dispose();
       }
+    }
+  });
+
+  it("runs a Keras ResNet-50 v1's paddings inside its stem convolution and pooling and sums residuals in place, as model.predict on the JS CPU backend", async () => {
+    const previous = process.env.FUNDUS_BLOCK_FUSION;
+    const model = resnetV1(96);
+    assert.deepEqual(foldedSummary(model), { convs: 15, batchNorms: 15, activations: 13, residuals: 4, blocks: 0 });
+    const xs = { shape: [4, 96, 96, 3], values: randomValues(4 * 96 * 96 * 3, 11, -2, 2) };
+    const x = () => tf.tensor(xs.values, xs.shape);
+    const addon = loadAddon()!;
+    const conv = addon.conv2dForward;
+    let inPlace = 0;
+    addon.conv2dForward = (...args) => {
+      if (args[6] && args[6] === args[3]) inPlace++;
+      return conv(...args);
+    };
+    const predict = (mode: string) => {
+      process.env.FUNDUS_BLOCK_FUSION = mode;
+      inPlace = 0;
+      const before = tf.memory().numTensors;
+      const r = countNativeCalls(() => tf.tidy(() => predictFolded(model, x()).dataSync() as Float32Array));
+      assert.equal(tf.memory().numTensors, before, `${mode}: nothing leaks`);
+      return { ...r, inPlace };
+    };
+    try {
+      await tf.setBackend('cpu');
+      const cpu = tf.tidy(() => (model.predict(x()) as tf.Tensor).dataSync() as Float32Array);
+      await tf.setBackend('native');
+      // The first prediction folds the batch norms (the folded filters and biases are kept).
+      tf.tidy(() => predictFolded(model, x()).dataSync());
+      for (let round = 0; round < 2; round++) {
+        const fused = predict('on');
+        const unfused = predict('off');
+        assert.equal(fused.calls.pad ?? 0, 0, 'both paddings inside the convolution and the pooling');
+        assert.equal(fused.calls.poolForward, 1);
+        assert.equal(fused.calls.conv2dForward, 15);
+        // The first identity block's input is read after its Add (the head pools it): not that one.
+        assert.equal(fused.inPlace, 3, 'three of the four residuals summed in place');
+        assert.equal(unfused.calls.pad, 2);
+        assert.equal(unfused.inPlace, 0);
+        for (const [name, r] of [['fused', fused], ['unfused', unfused]] as const) {
+          const err = relativeError(r.result, cpu);
+          assert.ok(err <= TOLERANCE, `round ${round}, ${name}: relative error ${err}`);
+        }
+        assert.deepEqual(fused.result, unfused.result, `round ${round}: the same arithmetic`);
+      }
+    } finally {
+      addon.conv2dForward = conv;
+      if (previous === undefined) delete process.env.FUNDUS_BLOCK_FUSION;
+      else process.env.FUNDUS_BLOCK_FUSION = previous;
+      await tf.setBackend('native');
+      releaseFolded(model);
+      model.dispose();
     }
   });
 
