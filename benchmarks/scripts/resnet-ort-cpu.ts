@@ -6,11 +6,16 @@
 // layer, NCHW, each ZeroPadding2D merged into the convolution or max pooling it feeds, batch norm left to
 // onnxruntime's optimiser (it folds it into the convolution, as fundus does), every graph optimisation on. The
 // first pass of each checks that the two agree.
-//   FUNDUS_THREADS=1 taskset -c 1 npx tsx benchmarks/scripts/resnet-ort-cpu.ts [<batch>...] [--pairs N]
+//   FUNDUS_THREADS=1 taskset -c 1 npx tsx benchmarks/scripts/resnet-ort-cpu.ts [<batch>...] [--pairs N] [--ort-profile]
+// (--ort-profile: onnxruntime's own profile of its timed runs, summed per operator and output shape, to set against
+// benchmarks/scripts/resnet-profile.ts's per-convolution figures for fundus)
 // (defaults: batch 16 and 1, 9 pairs; the weights in cache/pretrained, as `fundus weights fetch resnet50` puts them).
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import * as ort from 'onnxruntime-node';
+import { readdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { initEngine } from '../../src/engine/index.js';
 import { predictFolded } from '../../src/engine/inference.js';
 import { createNetwork } from '../../src/models/architectures.js';
@@ -153,12 +158,42 @@ function toOnnx(model: tfl.LayersModel, batch: number): Uint8Array {
   return cat([int(1, 8), str(2, 'fundus'), graph, msg(8, [str(1, ''), int(2, 13)])]);
 }
 
+/** onnxruntime's profile (the warm-up and the timed runs), per operator and output shape, in ms per run. */
+function printOrtProfile(session: ort.InferenceSession, prefix: string, runs: number): void {
+  session.endProfiling();
+  // onnxruntime names the file after the prefix and the time it started.
+  const name = readdirSync(tmpdir()).find((f) => f.startsWith(prefix) && f.endsWith('.json'));
+  if (!name) throw new Error(`no onnxruntime profile ${prefix}* in ${tmpdir()}`);
+  const file = join(tmpdir(), name);
+  type Event = { cat: string; name: string; dur: number; args?: { op_name?: string; input_type_shape?: unknown[]; output_type_shape?: unknown[] } };
+  const nodes = (JSON.parse(readFileSync(file, 'utf8')) as Event[]).filter((e) => e.cat === 'Node' && e.name.endsWith('_kernel_time'));
+  // The first run (the check before the timed pairs) is left out: the same nodes run in each.
+  const perRun = nodes.length / (runs + 1);
+  const total = new Map<string, { us: number; calls: number }>();
+  const shapeOf = (s: unknown) => JSON.stringify(s ?? []).replace(/[{}"]/g, '').replace(/float:/g, '');
+  for (const e of nodes.slice(perRun)) {
+    const key = `${e.args?.op_name ?? '?'} ${shapeOf(e.args?.input_type_shape?.[0])} -> ${shapeOf(e.args?.output_type_shape?.[0])}`;
+    const t = total.get(key) ?? { us: 0, calls: 0 };
+    t.us += e.dur;
+    t.calls += 1;
+    total.set(key, t);
+  }
+  const sum = [...total.values()].reduce((a, t) => a + t.us, 0);
+  console.log(`  onnxruntime's profile, ms per run (mean of ${runs}): ${(sum / 1000 / runs).toFixed(1)} in kernels`);
+  for (const [k, t] of [...total.entries()].sort((a, b) => b[1].us - a[1].us).slice(0, 30)) {
+    console.log(`  ${(t.us / 1000 / runs).toFixed(1).padStart(8)} ms ${String(t.calls / runs).padStart(4)} calls  ${k}`);
+  }
+  unlinkSync(file);
+}
+
 // ---- the comparison ----
 const args = process.argv.slice(2);
 const option = (flag: string, fallback: number) => {
   const i = args.indexOf(flag);
   return i >= 0 ? Number(args.splice(i, 2)[1]) : fallback;
 };
+const profileAt = args.indexOf('--ort-profile');
+const ortProfile = profileAt >= 0 && args.splice(profileAt, 1).length === 1;
 const pairs = option('--pairs', 9);
 const batches = args.length > 0 ? args.map(Number) : [16, 1];
 const engine = await initEngine();
@@ -182,6 +217,8 @@ for (const batch of batches) {
     interOpNumThreads: 1,
     executionMode: 'sequential',
     graphOptimizationLevel: 'all',
+    enableProfiling: ortProfile,
+    profileFilePrefix: join(tmpdir(), `fundus-ort-profile-${process.pid}-${batch}`),
   });
   const x = tf.randomUniform([batch, 224, 224, 3], -120, 140, 'float32', 5);
   const nchw = tf.tidy(() => tf.transpose(x, [0, 3, 1, 2]).dataSync() as Float32Array);
@@ -214,6 +251,7 @@ for (const batch of batches) {
     `batch ${batch}: fundus median ${median(f).toFixed(1)} ms CPU, onnxruntime ${median(o).toFixed(1)} ms; per-pair onnxruntime/fundus CPU time (fundus's speed as a fraction of onnxruntime's) median ${median(ratios).toFixed(3)} [${Math.min(...ratios).toFixed(3)}, ${Math.max(...ratios).toFixed(3)}]; ` +
       `wall-clock medians ${median(wall.fundus).toFixed(1)} vs ${median(wall.ort).toFixed(1)} ms; max |fundus - onnxruntime| probability ${diff.toExponential(1)}`,
   );
+  if (ortProfile) printOrtProfile(session, `fundus-ort-profile-${process.pid}-${batch}`, pairs);
   await session.release();
   x.dispose();
 }
