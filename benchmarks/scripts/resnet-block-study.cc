@@ -4,6 +4,8 @@
 //            the shortcut copied into the destination first) and the block's ReLU; weights packed once; the layout
 //            chosen as native/src/conv.cc's `auto` does (plain NHWC if oneDNN serves it with a jit/brg kernel, else
 //            blocked with reorders around the convolution).
+//   mixed:   the first STUDY_SPLIT blocks (default 7: the 56x56 and 28x28 ones) kept as in stack, then one reorder
+//            to NHWC and the rest as nhwc with the residual summed in place.
 //   block:   (a) the block on the layouts oneDNN picks (format_tag::any), reordered from NHWC at the block's input and
 //            back at its output only.
 //   stack:   (b) every block kept in the blocked layout: one reorder after the stem, one before the pooling; an
@@ -362,6 +364,27 @@ int main(int argc, char** argv) {
         if (per) per[i].push_back(cpuMs() - t);
       }
     };
+    // Mixed: stack blocks [0, split), one reorder to NHWC, in-place NHWC blocks [split, 16).
+    const size_t split = std::getenv("STUDY_SPLIT") ? std::atoi(std::getenv("STUDY_SPLIT")) : 7;
+    memory mx(acts[split].get_desc(), eng);
+    reorder mreo(reorder::primitive_desc(eng, sb[split - 1].out, eng, acts[split].get_desc()));
+    std::vector<memory> mouts(specs.size());
+    for (size_t i = split; i < specs.size(); ++i) mouts[i] = specs[i].projection ? memory(acts[i + 1].get_desc(), eng) : (i == split ? mx : mouts[i - 1]);
+    auto runMixedNet = [&](std::vector<double>* per) {
+      double t = cpuMs();
+      reo(sin, acts[0], sx);
+      for (size_t i = 0; i < specs.size(); ++i) {
+        if (i < split) {
+          runBlocked(sb[i], i == 0 ? sx : souts[i - 1], souts[i]);
+          if (i + 1 == split) reo(mreo, souts[i], mx);
+        } else {
+          runNhwcBlockInPlace(nb[i], i == split ? mx : mouts[i - 1], mouts[i]);
+        }
+        strm.wait();
+        if (per) per[i].push_back(cpuMs() - t);
+        t = cpuMs();
+      }
+    };
     auto runBlockNet = [&](std::vector<double>* per) {
       for (size_t i = 0; i < specs.size(); ++i) {
         const double t = cpuMs();
@@ -389,6 +412,9 @@ int main(int argc, char** argv) {
     runBlockNet(nullptr);
     runStackNet(nullptr);
     runInPlaceNet(nullptr);
+    runMixedNet(nullptr);
+    std::printf("mixed (first %zu blocks as stack, the rest NHWC in place): max relative difference at the output %.2e\n", split,
+                maxRelDiff(acts.back(), mouts.back()));
     std::printf("\nbatch %lld: max |x - nhwc| / max |nhwc| at the network's output: block %.2e, stack %.2e, nhwc in place %.2e\n", (long long)n,
                 maxRelDiff(acts.back(), aacts.back()), maxRelDiff(acts.back(), sy), maxRelDiff(acts.back(), pouts.back()));
     // Per-block exactness from the same input (each block fed nhwc's input).
@@ -400,7 +426,7 @@ int main(int argc, char** argv) {
       worst = std::max(worst, maxRelDiff(acts[i + 1], toNhwc(aout[i])));
     }
     std::printf("worst per-block max relative difference (block plan vs nhwc, same input): %.2e\n", worst);
-    std::vector<double> pn[16], pa[16], ps[16], pi[16], tn, ta, ts, ti;
+    std::vector<double> pn[16], pa[16], ps[16], pi[16], pm[16], tn, ta, ts, ti, tm;
     for (int r = 0; r < reps + 1; ++r) {
       const bool keep = r > 0;
       double t = cpuMs();
@@ -415,8 +441,11 @@ int main(int argc, char** argv) {
       t = cpuMs();
       runInPlaceNet(keep ? pi : nullptr);
       if (keep) ti.push_back(cpuMs() - t);
+      t = cpuMs();
+      runMixedNet(keep ? pm : nullptr);
+      if (keep) tm.push_back(cpuMs() - t);
     }
-    std::printf("%-34s %9s %9s %9s %9s  %s\n", "block (in -> mid -> out, map, stride)", "nhwc", "block(a)", "stack(b)", "inplace", "implementations nhwc 1x1a/3x3/1x1c[/sc] | blocked");
+    std::printf("%-34s %9s %9s %9s %9s %9s  %s\n", "block (in -> mid -> out, map, stride)", "nhwc", "block(a)", "stack(b)", "inplace", "mixed", "implementations nhwc 1x1a/3x3/1x1c[/sc] | blocked");
     for (size_t i = 0; i < specs.size(); ++i) {
       const auto& b = specs[i];
       char name[96];
@@ -424,12 +453,13 @@ int main(int argc, char** argv) {
                     (long long)b.h, (long long)b.h, (long long)b.stride, b.projection ? " proj" : "");
       std::string impls = nb[i].c1.conv.impl + (nb[i].c1.plain ? "" : "*") + "/" + nb[i].c2.conv.impl + (nb[i].c2.plain ? "" : "*") + "/" +
                           nb[i].c3.conv.impl + (nb[i].c3.plain ? "" : "*") + " | " + ab[i].c1.impl + "/" + ab[i].c2.impl + "/" + ab[i].c3.impl + " " + blockedTag(ab[i].out);
-      std::printf("%-34s %9.2f %9.2f %9.2f %9.2f  %s\n", name, median(pn[i]), median(pa[i]), median(ps[i]), median(pi[i]), impls.c_str());
+      std::printf("%-34s %9.2f %9.2f %9.2f %9.2f %9.2f  %s\n", name, median(pn[i]), median(pa[i]), median(ps[i]), median(pi[i]), median(pm[i]), impls.c_str());
     }
-    std::printf("%-34s %9.2f %9.2f %9.2f %9.2f  (network: medians of whole passes; stack includes its two reorders)\n", "all 16 blocks", median(tn),
-                median(ta), median(ts), median(ti));
-    std::printf("saving against nhwc: block(a) %.1f %%, stack(b) %.1f %%, nhwc in place %.1f %%\n", 100 * (1 - median(ta) / median(tn)),
-                100 * (1 - median(ts) / median(tn)), 100 * (1 - median(ti) / median(tn)));
+    std::printf("%-34s %9.2f %9.2f %9.2f %9.2f %9.2f  (network: medians of whole passes; stack and mixed include their reorders)\n", "all 16 blocks",
+                median(tn), median(ta), median(ts), median(ti), median(tm));
+    std::printf("saving against nhwc: block(a) %.1f %%, stack(b) %.1f %%, nhwc in place %.1f %%, mixed %.1f %%; mixed against nhwc in place %.1f %%\n",
+                100 * (1 - median(ta) / median(tn)), 100 * (1 - median(ts) / median(tn)), 100 * (1 - median(ti) / median(tn)),
+                100 * (1 - median(tm) / median(tn)), 100 * (1 - median(tm) / median(ti)));
   }
   return 0;
 }
