@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+import * as tfl from '@tensorflow/tfjs-layers';
 import { tempDir } from '../helpers.js';
 import type { EvaluationReport } from '../../src/eval/schema.js';
 import { loadModel, saveModel } from '../../src/models/io.js';
@@ -41,15 +42,20 @@ test('fundus evaluate keeps going past a truncated photograph: the others evalua
 });
 
 test('fundus evaluate refuses a model whose outputs are NaN with a clear error, no stack trace', async () => {
-  // Finite weights (the loader refuses NaN and infinity) that overflow inside the network: +3e38 and -3e38 sum to
-  // +inf and -inf, and their sum is NaN.
+  // Finite weights (the loader refuses NaN and infinity) that overflow inside the network whatever order a kernel adds
+  // in: every unit of the second layer is 3e38 x 3e38 summed (+inf), and each output takes one minus the other (NaN).
+  // (Random signs of 3e38 gave finite outputs on an AVX-512 machine: whether partial sums overflow to both infinities
+  // depends on the kernel's order of addition.)
   const nanModel = join(dir, 'nan-model');
   const m = await loadModel(model);
-  const dense = m.network.layers[m.network.layers.length - 1];
-  const [kernel, bias] = dense.getWeights();
-  const huge = tf.tidy(() => tf.mul(tf.sign(tf.sub(tf.randomUniform(kernel.shape, 0, 1, 'float32', 7), 0.5)), 3e38));
-  dense.setWeights([huge, bias]);
-  await saveModel(nanModel, m.network, m.metadata);
+  const classes = m.metadata.classes.length;
+  const dense = (units: number, kernel: number, bias: number, activation?: 'sigmoid') =>
+    tfl.layers.dense({ units, activation, kernelInitializer: tfl.initializers.constant({ value: kernel }), biasInitializer: tfl.initializers.constant({ value: bias }) });
+  const net = tfl.sequential({ layers: [tfl.layers.flatten({ inputShape: m.metadata.inputShape }), dense(2, 0, 3e38), dense(2, 3e38, 0)] });
+  const out = dense(classes, 0, 0, 'sigmoid');
+  net.add(out);
+  out.setWeights([tf.tensor2d([Array(classes).fill(1), Array(classes).fill(-1)]), tf.zeros([classes])]);
+  await saveModel(nanModel, net, m.metadata);
   const r = fundus('evaluate', nanModel, '--data', csv, images, '--resamples', '20');
   assert.equal(r.status, 2, r.stderr);
   assert.match(r.stderr, /nan-model: the model's outputs are not finite numbers \(NaN or infinite\) for \d+ of \d+ photographs/);
