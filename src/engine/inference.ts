@@ -20,6 +20,7 @@
 // understand (shared layers, several inputs or outputs) run model.predict itself.
 import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
+import { blockFusionOn } from './block-fusion.js';
 import { NATIVE_BACKEND_NAME } from './names.js';
 import type { ConvLayerInternals } from './internals.js';
 import { FUSABLE, fusedConvOfLayer, invertedResidualOfLayers, layerFilter, type ConvWeights, type FusedActivation as Activation } from './layer-fusion.js';
@@ -69,13 +70,6 @@ interface PoolInternals {
 
 /** Activations whose output is never negative: zero padding before a max pooling of it is the pooling's own padding. */
 const NON_NEGATIVE = new Set<string>(['relu', 'relu6', 'sigmoid']);
-
-/**
- * FUNDUS_BLOCK_FUSION=off (for comparisons) runs what the plan fuses beyond single convolutions as separate
- * operations: the zero padding before a convolution or max pooling as its own pass, and a residual summed into a
- * copy of the shortcut instead of in place (MobileNetV2's blocks: kernels/conv.ts).
- */
-const fuseBlocks = () => process.env.FUNDUS_BLOCK_FUSION !== 'off';
 
 interface Plan {
   steps: Step[];
@@ -376,7 +370,7 @@ class Compiled {
   private conv(s: ConvStep, x: tf.Tensor4D, residual?: tf.Tensor, inPlace = false): tf.Tensor {
     const c = s.conv as unknown as ConvLayerInternals;
     // Only Conv2D layers are given a residual or a padding (planOf).
-    if (s.padded && !fuseBlocks()) return tf.tidy(() => fusedConvOfLayer(c, zeroPad(x, s.padded!), { ...this.weightsOf(s), residual, inPlace }));
+    if (s.padded && !blockFusionOn()) return tf.tidy(() => fusedConvOfLayer(c, zeroPad(x, s.padded!), { ...this.weightsOf(s), residual, inPlace }));
     return fusedConvOfLayer(c, x, { ...this.weightsOf(s), residual, inPlace, padding: s.padded });
   }
 
@@ -408,7 +402,7 @@ const zeroPad = (x: tf.Tensor4D, p: Padding) => tf.pad(x, [[0, 0], p[0], p[1], [
 /** A "valid" MaxPooling2D of a zero-padded non-negative map: the pooling with the padding as its own (the padded
  * positions, which oneDNN and tfjs leave out of the maximum, are zeros that cannot exceed the map's values). */
 function maxPoolPadded(pool: PoolInternals, x: tf.Tensor4D, p: Padding): tf.Tensor4D {
-  if (!fuseBlocks()) return tf.tidy(() => tf.maxPool(zeroPad(x, p), pool.poolSize, pool.strides, 'valid'));
+  if (!blockFusionOn()) return tf.tidy(() => tf.maxPool(zeroPad(x, p), pool.poolSize, pool.strides, 'valid'));
   return tf.maxPool(x, pool.poolSize, pool.strides, [[0, 0], p[0], p[1], [0, 0]]);
 }
 

@@ -4,6 +4,7 @@
 import { backend_util, util } from '@tensorflow/tfjs-core';
 import type { KernelConfig, TensorInfo } from '@tensorflow/tfjs-core';
 import { allocFloat32, addon, f32, fallback, output, cpuKernel, type Backend, type KernelArgs } from './util.js';
+import { blockFusionOn } from '../block-fusion.js';
 import { packOf } from '../packed-weights.js';
 import { bufferPool } from '../pool.js';
 
@@ -125,7 +126,7 @@ const ACTIVATION_KERNELS: Partial<Record<string, string>> = { relu: 'Relu', relu
  * other data entry, no view) and that x does not share. FUNDUS_BLOCK_FUSION=off turns it off (for comparisons).
  */
 function residualTakesResult(backend: Backend, residual: TensorInfo, rv: Float32Array, xv: Float32Array): boolean {
-  return process.env.FUNDUS_BLOCK_FUSION !== 'off' && backend.refCount(residual.dataId) === 1 && bufferPool.isSoleOwner(rv) && rv.buffer !== xv.buffer;
+  return blockFusionOn() && backend.refCount(residual.dataId) === 1 && bufferPool.isSoleOwner(rv) && rv.buffer !== xv.buffer;
 }
 
 /**
@@ -182,13 +183,6 @@ interface InvertedResidualAttrs {
 }
 
 /**
- * FUNDUS_BLOCK_FUSION=off runs every block as its three convolutions (for comparisons). Fusing pays at every size of
- * MobileNetV2's blocks and batch: skipping the small ones (the 7x7 or 14x14 maps, or all at batch 1) measured as no
- * gain or a loss (docs/backbones.md, fourth pass).
- */
-const fuseBlocks = () => process.env.FUNDUS_BLOCK_FUSION !== 'off';
-
-/**
  * FundusInvertedResidual (inference plans, src/engine/inference.ts): MobileNetV2's inverted-residual block, a 1x1
  * expansion, the depthwise 3x3 convolution ("same" padding) that alone reads it and the 1x1 projection that alone
  * reads that, each with its bias and activation, the block's shortcut added by the projection when given. Natively
@@ -203,7 +197,7 @@ function invertedResidual(args: KernelArgs<InvertedResidualInputs, InvertedResid
   const expand = convInfo(x.shape, filter.shape, pointwise, false);
   const dw = convInfo(expand.outShape, dwFilter.shape, dwAttrs, true);
   const project = convInfo(dw.outShape, projectFilter.shape, pointwise, false);
-  if (fuseBlocks() && (!residual || util.arraysEqual(residual.shape, project.outShape))) {
+  if (blockFusionOn() && (!residual || util.arraysEqual(residual.shape, project.outShape))) {
     const [ce, cd, cp] = [a.activation, a.dwActivation, a.projectActivation].map((name) => ACTIVATION_CODES[name]);
     const pb = channelBias(backend, projectBias, project.outChannels, false);
     const pe = ce === undefined ? null : convParams(expand, true, ce);
