@@ -14,6 +14,15 @@ import { loadModel } from '../../src/models/io.js';
 import { predictFiles } from '../../src/models/predictor.js';
 import { PROJECT_ROOT } from '../helpers.js';
 
+/** After a test: FUNDUS_BLOCK_FUSION as the test found it, the native backend, and the model and its plan freed. */
+async function restore(previousFusion: string | undefined, model: tfl.LayersModel): Promise<void> {
+  if (previousFusion === undefined) delete process.env.FUNDUS_BLOCK_FUSION;
+  else process.env.FUNDUS_BLOCK_FUSION = previousFusion;
+  await tf.setBackend('native');
+  releaseFolded(model);
+  model.dispose();
+}
+
 const skip = await nativeOrSkip();
 
 /** A bottleneck block with a projection shortcut, a block with an identity shortcut and MobileNetV2's pieces. */
@@ -229,11 +238,7 @@ describe('inference with folded batch norms and fused activations and residuals'
           bnLayer.setWeights([tf.mul(g, 1.5), tf.add(b, 0.25), tf.sub(m, 0.5), tf.mul(v, 2)]);
         }
       } finally {
-        if (previous === undefined) delete process.env.FUNDUS_BLOCK_FUSION;
-        else process.env.FUNDUS_BLOCK_FUSION = previous;
-        await tf.setBackend('native');
-        releaseFolded(model);
-        model.dispose();
+        await restore(previous, model);
       }
     }
   });
@@ -283,11 +288,7 @@ describe('inference with folded batch norms and fused activations and residuals'
       }
     } finally {
       addon.conv2dForward = conv;
-      if (previous === undefined) delete process.env.FUNDUS_BLOCK_FUSION;
-      else process.env.FUNDUS_BLOCK_FUSION = previous;
-      await tf.setBackend('native');
-      releaseFolded(model);
-      model.dispose();
+      await restore(previous, model);
     }
   });
 
@@ -339,10 +340,7 @@ describe('inference with folded batch norms and fused activations and residuals'
       assert.deepEqual(fused[1], fused[0], 'the same probabilities twice');
     } finally {
       addon.invertedResidualForward = native;
-      if (previous === undefined) delete process.env.FUNDUS_BLOCK_FUSION;
-      else process.env.FUNDUS_BLOCK_FUSION = previous;
-      releaseFolded(model.network);
-      model.network.dispose();
+      await restore(previous, model.network);
     }
   });
 
