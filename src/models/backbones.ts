@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
+import { LESION_HEAD_LAYERS } from './lesion-head.js';
 import { InputError } from '../util/errors.js';
 import { locateBackboneWeights, loadBackboneModel, type BackboneName, type BackboneWeights } from './pretrained.js';
 
@@ -93,5 +94,6 @@ export async function buildBackboneNetwork(name: BackboneName, size: number, num
 export function backboneLayers(network: tfl.LayersModel, featureLayer: string): tfl.layers.Layer[] {
   const idx = network.layers.findIndex((l) => l.name === featureLayer);
   if (idx < 0) throw new InputError(`the model has no layer "${featureLayer}" (its backbone's last layer)`);
-  return network.layers.slice(0, idx + 1);
+  // A lesion map head branches off inside the backbone, so it may sort before the feature layer; it is head, not backbone.
+  return network.layers.slice(0, idx + 1).filter((l) => !LESION_HEAD_LAYERS.has(l.name));
 }

@@ -123,12 +123,21 @@ export function describeRecipe(meta: ModelMetadata): string {
         `${t.sourceAdversarial.lrScale !== undefined ? `, the head at ${t.sourceAdversarial.lrScale}x the learning rate` : ''}) ` +
         `that tried to tell ${t.sourceAdversarial.sources.join(', ')} apart (how much of the source the features keep is what \`fundus audit\` measures)`
       : '') +
-    (t.lesionAttention
-      ? `; its ${t.lesionAttention.className} map${t.lesionAttention.layer ? ` (Grad-CAM at ${t.lesionAttention.layer})` : ''} was guided into expert lesion boxes (${t.lesionAttention.boxes} boxes on ` +
-        `${t.lesionAttention.photographs} training photographs from ${t.lesionAttention.lesions}, weight ${t.lesionAttention.weight}): its heatmaps ` +
-        'were taught where to look, so how well they point at lesions must be measured on photographs it did not train on'
-      : '')
+    lesionGuidance(t.lesionAttention)
   );
+}
+
+function lesionGuidance(l: NonNullable<ModelMetadata['training']>['lesionAttention']): string {
+  if (!l) return '';
+  const caveat = 'so how well they point at lesions must be measured on photographs it did not train on';
+  if (l.head) {
+    return `; a lesion map head on ${l.layer} (\`lesion_map\`, one logit per cell) was trained as weak segmentation from expert lesion boxes ` +
+      `(${l.boxes} boxes on ${l.photographs} training photographs from ${l.lesions}, and ${l.negatives ?? 0} photographs graded free of ` +
+      `${l.className}, weight ${l.weight}), and the map's peak feeds the ${l.className} score: its ${l.className} heatmap at \`lesion_map\` ` +
+      `is that map, taught where lesions are, ${caveat}`;
+  }
+  return `; its ${l.className} map${l.layer ? ` (Grad-CAM at ${l.layer})` : ''} was guided into expert lesion boxes (${l.boxes} boxes on ` +
+    `${l.photographs} training photographs from ${l.lesions}, weight ${l.weight}): its heatmaps were taught where to look, ${caveat}`;
 }
 
 /** Where the starting weights came from. */

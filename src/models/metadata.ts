@@ -31,9 +31,10 @@ export interface TrainingRecipe {
   /**
    * Lesion-guided attention: the class whose map was pushed into expert lesion boxes, the loss's weight, the boxes'
    * file as given, how many training photographs and boxes it covered, and the layer whose Grad-CAM map was guided
-   * (none: the class activation map behind the global pooling).
+   * (none: the class activation map behind the global pooling). With `head`, a lesion map head on that layer was trained
+   * as weak segmentation instead, also on `negatives` photographs graded free of the class (src/models/lesion-head.ts).
    */
-  lesionAttention?: { className: string; weight: number; lesions: string; photographs: number; boxes: number; layer?: string };
+  lesionAttention?: { className: string; weight: number; lesions: string; photographs: number; boxes: number; layer?: string; head?: boolean; negatives?: number };
   seed: number;
   /** The model directory whose weights the run started from (fine-tuning), as given. */
   initFrom?: string;

@@ -17,7 +17,7 @@ export interface Batch {
   mask?: tf.Tensor2D;
   /**
    * Lesion attention: each photograph's box cells on the feature map's grid [N, rows, cols] (moved with its
-   * augmentation), and 1 for the photographs that have boxes still in view.
+   * augmentation), and 1 for the photographs that have boxes still in view or are known to have none.
    */
   lesions?: { cells: tf.Tensor3D; present: tf.Tensor1D };
 }
@@ -26,7 +26,10 @@ export interface Batch {
 export interface CachedPart {
   examples: Example[];
   pixels: Uint8Array[];
-  /** Lesion attention: each example's expert lesion boxes in pixels of its network input, where it has any. */
+  /**
+   * Lesion attention: each example's expert lesion boxes in pixels of its network input, where it has any; an empty
+   * list where it is known to have none (the lesion map head's negatives).
+   */
   lesionBoxes?: (Box[] | undefined)[];
 }
 
@@ -71,8 +74,9 @@ export function makeBatch(
       if (moved) mask = warpMask(mask, size, moved);
       const onGrid = maskOnGrid(mask, size, rows, cols);
       cells!.set(onGrid, i * rows * cols);
-      // Boxes moved out of view by the augmentation leave nothing to point at.
-      present![i] = onGrid.some((v) => v > 0) ? 1 : 0;
+      // Boxes moved out of view by the augmentation leave nothing to point at; an empty list is a photograph known to
+      // be free of lesions (the lesion map head's negatives), every cell a negative.
+      present![i] = boxes.length === 0 || onGrid.some((v) => v > 0) ? 1 : 0;
     }
     ys.set(examples[j].target, i * numClasses);
     ws[i] = examples[j].weight;

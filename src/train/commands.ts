@@ -15,7 +15,7 @@ import { INTEGER, NON_NEGATIVE_NUMBER, POSITIVE_INTEGER, POSITIVE_NUMBER, number
 /** The flags as commander hands them over: TrainOptions' own, and those whose name or form differs. */
 type TrainFlags = Pick<
   TrainOptions,
-  | 'model' | 'split' | 'datasets' | 'balanceSources' | 'sourceAdversarial' | 'adversaryLrScale' | 'lesionAttention' | 'lesions' | 'lesionSource' | 'lesionClass' | 'lesionLayer'
+  | 'model' | 'split' | 'datasets' | 'balanceSources' | 'sourceAdversarial' | 'adversaryLrScale' | 'lesionAttention' | 'lesions' | 'lesionSource' | 'lesionClass' | 'lesionLayer' | 'lesionHead'
   | 'out' | 'runDir' | 'epochs' | 'batchSize' | 'lr' | 'minLr'
   | 'weightDecay' | 'imageSize' | 'channels' | 'clahe' | 'mask' | 'patience' | 'initFrom' | 'pretrained' | 'recipe' | 'backboneLrScale'
   | 'batchNorm' | 'trainableFrom' | 'tta' | 'maxMinutes' | 'restart' | 'force' | 'limit' | 'quiet'
@@ -87,6 +87,11 @@ export function register(program: Command): void {
       '--lesion-layer <name>',
       "with --lesion-attention: guide the class's Grad-CAM map at this layer (e.g. block_12_add, the heatmap models/default shows) instead of " +
         'the class activation map behind the global pooling',
+    )
+    .option(
+      '--lesion-head',
+      'with --lesion-attention and --lesion-layer: add a lesion map head on that layer instead, trained as weak segmentation from the boxes ' +
+        '(photographs graded free of the class count as lesion-free), whose peak feeds the class score; its heatmap is Grad-CAM at lesion_map',
     )
     .requiredOption('--out <dir>', 'model directory to write')
     .option('--run-dir <dir>', 'checkpoints, history.csv and TensorBoard events (default: runs/<name of --out>)')
@@ -187,6 +192,7 @@ export function register(program: Command): void {
         lesionSource: flags.lesionSource,
         lesionClass: flags.lesionClass,
         lesionLayer: flags.lesionLayer,
+        lesionHead: flags.lesionHead,
         out: flags.out,
         runDir: flags.runDir,
         epochs: flags.epochs,

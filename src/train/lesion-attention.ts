@@ -6,6 +6,7 @@ import { DEFAULT_LESION_CLASS, readLesions } from '../data/lesions.js';
 import type { Box, LesionTable } from '../data/lesions.js';
 import { POOLING_LAYER, poolingLayer } from '../models/architectures.js';
 import { findTargetLayer, splitNetwork, type SplitNetwork } from '../models/graph.js';
+import { LESION_MAP_LAYER } from '../models/lesion-head.js';
 import type { Example } from '../models/tasks.js';
 import { InputError } from '../util/errors.js';
 
@@ -33,6 +34,10 @@ export interface LesionAttentionSettings {
   boxes: number;
   /** The layer whose Grad-CAM map is guided; without it, the class activation map behind the global pooling. */
   layer?: string;
+  /** A lesion map head on `layer`, trained as weak segmentation, instead of guiding a CAM map. */
+  head?: boolean;
+  /** `head`: how many training photographs graded free of the class count as lesion-free everywhere. */
+  negatives?: number;
 }
 
 /**
@@ -40,11 +45,16 @@ export interface LesionAttentionSettings {
  * channels into the class's map (the dense head behind the pooling, or the network cut at the layer for Grad-CAM).
  */
 export type AttentionTaps =
-  | { features: SymbolicTensor; head: tfl.layers.Layer; split?: undefined }
-  | { features: SymbolicTensor; split: SplitNetwork; head?: undefined };
+  | { features: SymbolicTensor; head: tfl.layers.Layer; split?: undefined; lesionMap?: undefined }
+  | { features: SymbolicTensor; split: SplitNetwork; head?: undefined; lesionMap?: undefined }
+  | { features: SymbolicTensor; lesionMap: true; head?: undefined; split?: undefined };
 
-/** The taps of `network`'s guided map: at `layer` (Grad-CAM) when named, else behind the global pooling (CAM). */
-export function attentionTaps(network: tfl.LayersModel, layer?: string): AttentionTaps {
+/**
+ * The taps of `network`'s guided map: its lesion map head's logits (`head` mode), at `layer` (Grad-CAM) when named,
+ * else behind the global pooling (CAM).
+ */
+export function attentionTaps(network: tfl.LayersModel, layer?: string, head = false): AttentionTaps {
+  if (head) return { features: network.getLayer(LESION_MAP_LAYER).output as SymbolicTensor, lesionMap: true };
   if (layer !== undefined) {
     const target = findTargetLayer(network, layer);
     // Unfolded: the cut runs the layers on their current weights at every step.
@@ -122,6 +132,7 @@ export function maskOnGrid(mask: Float32Array, size: number, rows: number, cols:
  */
 export function attentionWeights(taps: AttentionTaps, x: tf.Tensor4D, classIndex: number, present: tf.Tensor1D): tf.Tensor2D {
   const n = x.shape[0];
+  if (taps.lesionMap) throw new Error('a lesion map head has no channel weights: its loss is lesionMapLoss');
   if (taps.head) {
     const kernel = taps.head.getWeights()[0] as tf.Tensor2D;
     return tf.tidy(() => tf.tile(tf.transpose(tf.slice(kernel, [0, classIndex], [kernel.shape[0], 1])), [n, 1]) as tf.Tensor2D);
@@ -157,6 +168,26 @@ export function attentionLoss(features: tf.Tensor4D, weights: tf.Tensor2D, cells
   });
 }
 
+/**
+ * The lesion map head's loss (weak segmentation from boxes): for each photograph in the loss (`present` 1: with boxes,
+ * or graded free of the class), the binary cross-entropy of its map's logits `map` [N, h, w, 1] against its box cells,
+ * the box cells and the other cells each averaged on their own (a few lesion cells against hundreds of others would
+ * otherwise teach "never a lesion"); averaged over those photographs. 0 when the batch has none.
+ */
+export function lesionMapLoss(map: tf.Tensor4D, cells: tf.Tensor3D, present: tf.Tensor1D): tf.Scalar {
+  return tf.tidy(() => {
+    const [n, h, w] = map.shape;
+    const z = tf.reshape(map, [n, h * w]);
+    const t = tf.reshape(cells, [n, h * w]);
+    // softplus(-z) = -log sigmoid(z): the cost of a lesion cell; softplus(z) that of a lesion-free one.
+    const inBoxes = tf.div(tf.sum(tf.mul(t, tf.softplus(tf.neg(z))), 1), tf.maximum(tf.sum(t, 1), 1));
+    const rest = tf.sub(1, t);
+    const outside = tf.div(tf.sum(tf.mul(rest, tf.softplus(z)), 1), tf.maximum(tf.sum(rest, 1), 1));
+    const perPhoto = tf.add(inBoxes, outside);
+    return tf.div(tf.sum(tf.mul(perPhoto, present)), tf.maximum(tf.sum(present), 1)) as tf.Scalar;
+  });
+}
+
 /** What `train` asks of lesion attention (TrainOptions' fields of the same names). */
 export interface LesionAttentionRequest {
   lesionAttention: number;
@@ -164,6 +195,7 @@ export interface LesionAttentionRequest {
   lesionSource?: string;
   lesionClass?: string;
   lesionLayer?: string;
+  lesionHead?: boolean;
 }
 
 /**
@@ -189,6 +221,7 @@ export async function prepareLesionAttention(
   if (req.lesionSource === undefined && trainingSources.length > 1) {
     throw new InputError(`--lesions with several training sources (${trainingSources.join(', ')}): name the boxes' source with --lesion-source`, { file: req.lesions });
   }
+  if (req.lesionHead && req.lesionLayer === undefined) throw new InputError('--lesion-head needs --lesion-layer <name> (the feature layer the lesion map reads)');
   const boxes = lesionBoxesOnInputs(train, geometries, size, table, req.lesionSource);
   const photographs = boxes.filter((b) => b !== undefined).length;
   if (photographs === 0) {
@@ -196,5 +229,13 @@ export async function prepareLesionAttention(
   }
   const count = boxes.reduce((a, b) => a + (b?.length ?? 0), 0);
   const layer = req.lesionLayer !== undefined ? { layer: req.lesionLayer } : {};
-  return { settings: { weight: req.lesionAttention, classIndex, className, lesions: req.lesions, photographs, boxes: count, ...layer }, boxes };
+  if (!req.lesionHead) return { settings: { weight: req.lesionAttention, classIndex, className, lesions: req.lesions, photographs, boxes: count, ...layer }, boxes };
+  // A photograph graded free of the class has no lesion of it anywhere: an empty box list, every cell a negative.
+  let negatives = 0;
+  const withNegatives = boxes.map((b, i) => {
+    if (b !== undefined || train[i].target[classIndex] !== 0) return b;
+    negatives++;
+    return [];
+  });
+  return { settings: { weight: req.lesionAttention, classIndex, className, lesions: req.lesions, photographs, boxes: count, ...layer, head: true, negatives }, boxes: withNegatives };
 }

@@ -2,11 +2,12 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import type { SymbolicTensor } from '@tensorflow/tfjs-layers';
 import { logitsModel } from '../models/architectures.js';
+import { LESION_HEAD_LAYERS, hasLesionHead } from '../models/lesion-head.js';
 import type { ModelMetadata } from '../models/metadata.js';
 import type { Example } from '../models/tasks.js';
 import { InputError } from '../util/errors.js';
 import { SourceAdversary, adversaryFeatures, adversaryLambda } from './adversary.js';
-import { attentionLoss, attentionTaps, attentionWeights, type AttentionTaps, type LesionAttentionSettings } from './lesion-attention.js';
+import { attentionLoss, attentionTaps, attentionWeights, lesionMapLoss, type AttentionTaps, type LesionAttentionSettings } from './lesion-attention.js';
 import type { Batch } from './batch.js';
 import type { LoopSettings } from './loop-settings.js';
 import { taskLoss } from './losses.js';
@@ -29,12 +30,20 @@ export interface Learner {
   weightDecay: number;
 }
 
-/** The trainable variables, split into the pretrained layers' group (at its rate) and the rest. */
+/**
+ * A lesion map head's rate over the head's: it starts from zero inside a network that is already trained, and a
+ * fine-tuning run at a backbone's low rate (a few hundred steps at 1e-4) would leave it where it started.
+ */
+const LESION_HEAD_LR_SCALE = 10;
+
+/** The trainable variables, split into the pretrained layers' group (at its rate), a lesion map head's and the rest. */
 function paramGroups(network: tfl.LayersModel, pretrained: LoopSettings['pretrained']): ParamGroup[] {
   const slow = new Set(pretrained?.layers ?? []);
-  const vars = (inSlow: boolean) =>
-    network.layers.filter((l) => slow.has(l.name) === inSlow).flatMap((l) => l.trainableWeights.map((w) => w.read() as tf.Variable));
-  return pretrained ? [{ vars: vars(false), lrScale: 1 }, { vars: vars(true), lrScale: pretrained.lrScale }] : [{ vars: vars(false), lrScale: 1 }];
+  const groupOf = (l: tfl.layers.Layer) => (LESION_HEAD_LAYERS.has(l.name) ? 'lesion' : slow.has(l.name) ? 'slow' : 'head');
+  const vars = (group: string) =>
+    network.layers.filter((l) => groupOf(l) === group).flatMap((l) => l.trainableWeights.map((w) => w.read() as tf.Variable));
+  const lesion = hasLesionHead(network) ? [{ vars: vars('lesion'), lrScale: LESION_HEAD_LR_SCALE }] : [];
+  return [{ vars: vars('head'), lrScale: 1 }, ...(pretrained ? [{ vars: vars('slow'), lrScale: pretrained.lrScale }] : []), ...lesion];
 }
 
 /** Sets up the learner of `network` on `train`: parameter groups, Adam, the class-balanced loss and the source adversary when asked for. */
@@ -46,7 +55,7 @@ export function createLearner(
 ): Learner {
   const logits = logitsModel(network);
   const adversary = s.adversary ? new SourceAdversary(network, s.adversary, s.seed) : undefined;
-  const taps = s.lesionAttention ? attentionTaps(network, s.lesionAttention.layer) : undefined;
+  const taps = s.lesionAttention ? attentionTaps(network, s.lesionAttention.layer, s.lesionAttention.head) : undefined;
   const extra: SymbolicTensor[] = [...(adversary ? [adversaryFeatures(network)] : []), ...(taps ? [taps.features] : [])];
   const heads = extra.length > 0 ? tfl.model({ inputs: network.inputs, outputs: [logits.outputs[0], ...extra] }) : undefined;
   const attention = taps && s.lesionAttention
@@ -98,7 +107,7 @@ export async function trainStep(
   let attT: tf.Scalar | undefined;
   // The map's channel weights as constants (made outside the loss, so no gradient reaches the head through them): the
   // accuracy cost is the same either way (docs/explain-localisation.md), and Grad-CAM's would need second derivatives.
-  const mapWeights = attention && batch.lesions ? attentionWeights(attention.taps, batch.x, attention.settings.classIndex, batch.lesions.present) : undefined;
+  const mapWeights = attention && batch.lesions && !attention.taps.lesionMap ? attentionWeights(attention.taps, batch.x, attention.settings.classIndex, batch.lesions.present) : undefined;
   const lossT = optimizer.minimize(() => {
     if (!l.heads) return l.loss(batch.y, l.logits.apply(batch.x, { training: true }) as tf.Tensor2D, batch.w, batch.mask);
     const [logits, ...extra] = l.heads.apply(batch.x, { training: true }) as tf.Tensor[];
@@ -109,8 +118,11 @@ export async function trainStep(
       advT = tf.keep(tf.clone(adv));
       total = tf.add(total, adv);
     }
-    if (attention && batch.lesions && mapWeights) {
-      const att = attentionLoss(extra.shift() as tf.Tensor4D, mapWeights, batch.lesions.cells, batch.lesions.present);
+    if (attention && batch.lesions && (mapWeights || attention.taps.lesionMap)) {
+      const features = extra.shift() as tf.Tensor4D;
+      const att = mapWeights
+        ? attentionLoss(features, mapWeights, batch.lesions.cells, batch.lesions.present)
+        : lesionMapLoss(features, batch.lesions.cells, batch.lesions.present);
       attT = tf.keep(tf.clone(att));
       total = tf.add(total, tf.mul(att, attention.settings.weight));
     }

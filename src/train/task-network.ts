@@ -2,6 +2,7 @@ import type * as tfl from '@tensorflow/tfjs-layers';
 import { POOLING_LAYER, buildNetwork } from '../models/architectures.js';
 import type { CreatedNetwork } from '../models/architectures.js';
 import { backboneLayers } from '../models/backbones.js';
+import { addLesionHead } from '../models/lesion-head.js';
 import type { ModelMetadata } from '../models/metadata.js';
 import type { TaskHead } from '../models/tasks.js';
 import { planFineTune } from './finetune.js';
@@ -33,7 +34,9 @@ export async function trainTaskNetwork(run: {
 }): Promise<{ network: tfl.LayersModel; metadata: ModelMetadata; result: Omit<LoopResult, 'network' | 'validationProbs'> }> {
   const { head, settings, created, fineTune, runDir, configExtra } = run;
   const log = settings.log;
-  const network = created?.network ?? buildNetwork(run.model, run.inputShape, head.classes.length, { activation: head.activation, seed: settings.seed });
+  const built = created?.network ?? buildNetwork(run.model, run.inputShape, head.classes.length, { activation: head.activation, seed: settings.seed });
+  const lesions = settings.lesionAttention;
+  const network = lesions?.head ? addLesionHead(built, lesions.layer!, lesions.classIndex) : built;
   const metadata: ModelMetadata = { ...run.record, classes: head.classes, activation: head.activation, thresholds: head.classes.map(() => 0.5) };
   const initWeights = run.init ? initFromModel(run.init, head.classes) : undefined;
   if (!(created?.backbone && fineTune)) return { network, metadata, result: await trainLoop(network, metadata, run.data, settings, runDir, configExtra, initWeights) };

@@ -50,6 +50,11 @@ export interface TrainOptions {
   lesionClass?: string;
   /** The layer whose Grad-CAM map is guided (default: the class activation map behind the global pooling). */
   lesionLayer?: string;
+  /**
+   * Instead of guiding a CAM map, add a lesion map head on `lesionLayer` (src/models/lesion-head.ts), trained as weak
+   * segmentation from the boxes at the `lesionAttention` weight, whose peak feeds the class's score.
+   */
+  lesionHead?: boolean;
   /** The model directory to write. */
   out: string;
   /** Checkpoints, history and TensorBoard files (default `runs/<basename of out>`). */

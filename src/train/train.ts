@@ -60,8 +60,8 @@ export async function trainModel(options: TrainOptions): Promise<TrainResult> {
       : undefined;
 
   const attentionAsked = opts.lesionAttention !== undefined;
-  if (!attentionAsked && (opts.lesions ?? opts.lesionSource ?? opts.lesionClass ?? opts.lesionLayer) !== undefined) {
-    throw new InputError('--lesions, --lesion-source, --lesion-class and --lesion-layer go with --lesion-attention <weight>');
+  if (!attentionAsked && ((opts.lesions ?? opts.lesionSource ?? opts.lesionClass ?? opts.lesionLayer) !== undefined || opts.lesionHead)) {
+    throw new InputError('--lesions, --lesion-source, --lesion-class, --lesion-layer and --lesion-head go with --lesion-attention <weight>');
   }
   if (attentionAsked && opts.lesions === undefined) throw new InputError('--lesion-attention needs --lesions <boxes.csv>');
   if (attentionAsked && opts.task === 'one-vs-normal') throw new InputError('--lesion-attention trains one network: use --task multilabel or focus');
@@ -125,12 +125,14 @@ export async function trainModel(options: TrainOptions): Promise<TrainResult> {
     const data: LoopData = { train, trainPixels, validation: valExamples, validationPixels: valPixels };
     let runSettings = settings;
     if (attentionAsked) {
-      const request = { lesionAttention: opts.lesionAttention!, lesions: opts.lesions!, lesionSource: opts.lesionSource, lesionClass: opts.lesionClass, lesionLayer: opts.lesionLayer };
+      const request = { lesionAttention: opts.lesionAttention!, lesions: opts.lesions!, lesionSource: opts.lesionSource, lesionClass: opts.lesionClass, lesionLayer: opts.lesionLayer, lesionHead: opts.lesionHead };
       const attention = await prepareLesionAttention(request, train, trainBytes.map((b) => b.geometry), inputShape[0], head.classes, trainingSources);
       const { classIndex: _, ...recorded } = attention.settings;
-      const { weight, className, lesions, photographs, boxes, layer } = recorded;
+      const { weight, className, lesions, photographs, boxes, layer, head: lesionHead, negatives } = recorded;
       const map = layer ? `Grad-CAM map at ${layer}` : 'activation map';
-      log(`lesion attention: the ${className} ${map} guided into ${boxes} boxes on ${photographs} training photographs (${lesions}), weight ${weight}`);
+      log(lesionHead
+        ? `lesion map head on ${layer} feeding ${className}: trained on ${boxes} boxes on ${photographs} training photographs (${lesions}) and ${negatives} photographs graded free of it, weight ${weight}`
+        : `lesion attention: the ${className} ${map} guided into ${boxes} boxes on ${photographs} training photographs (${lesions}), weight ${weight}`);
       runSettings = { ...settings, lesionAttention: attention.settings };
       data.trainLesionBoxes = attention.boxes;
       record.training = { ...record.training!, lesionAttention: recorded };

@@ -10,6 +10,7 @@ import { toPhotoCoordinates } from '../../src/data/geometry.js';
 import { normalizeBytes } from '../../src/data/preprocess.js';
 import { initEngine } from '../../src/engine/index.js';
 import { loadModel } from '../../src/models/io.js';
+import { LESION_MAP_LAYER, hasLesionHead } from '../../src/models/lesion-head.js';
 import { CamExplainer } from '../../src/explain/cam.js';
 import { attentionLoss, attentionTaps, attentionWeights, boxOnInput, lesionBoxesOnInputs, maskOnGrid, rasterBoxes } from '../../src/train/lesion-attention.js';
 import { trainModel } from '../../src/train/train.js';
@@ -179,6 +180,46 @@ test('train --lesion-attention guides the class map into the boxes, and records 
   const layerBefore = await shareInBoxes(plain.modelDir, paths, boxes, dr, 'bn2');
   const layerAfter = await shareInBoxes(l.modelDir, paths, boxes, dr, 'bn2');
   assert.ok(layerAfter > layerBefore + 0.1, `share of the bn2 Grad-CAM map in the boxes: ${layerBefore.toFixed(3)} unguided, ${layerAfter.toFixed(3)} guided`);
+});
+
+test('train --lesion-head trains a lesion map on the boxes and on photographs graded free of the class, and records it', async () => {
+  await initEngine();
+  const base = await tinyTrainOptions('head', 3, { imageSize: 48, epochs: 12, lr: 5e-3, augment: false });
+  const split = JSON.parse(await readFile(base.split!, 'utf8')) as { parts: { train: string[] } };
+  const [header, ...lines] = (await readFile(base.csv!, 'utf8')).trim().split('\n');
+  const dr = header.split(',').indexOf('diabetic retinopathy');
+  const graded = new Map(lines.map((r) => [r.split(',')[0], r.split(',')[dr]]));
+  const positives = split.parts.train.filter((f) => graded.get(f) === '1');
+  // A box in the upper left of every training photograph with diabetic retinopathy (VietAI photographs are 512 x 512).
+  const lesions = join(base.out, '..', 'lesions.csv');
+  await writeFile(lesions, ['filename,lesion,x0,y0,x1,y1', ...positives.map((f) => `${f},haemorrhage,40,40,200,200`)].join('\n') + '\n');
+  const r = await trainModel({ ...base, lesionAttention: 1, lesions, lesionLayer: 'bn2', lesionHead: true });
+  const negatives = split.parts.train.length - positives.length;
+  assert.deepEqual(r.metadata.training?.lesionAttention, {
+    className: 'diabetic retinopathy', weight: 1, lesions, photographs: positives.length, boxes: positives.length, layer: 'bn2', head: true, negatives,
+  });
+  const losses = r.history.map((h) => h.attention_loss as number);
+  assert.ok(losses[losses.length - 1] < losses[0], `the segmentation loss falls: ${losses.join(', ')}`);
+  assert.match(await readFile(join(r.modelDir, 'MODEL_CARD.md'), 'utf8'), /a lesion map head on bn2 \(`lesion_map`, one logit per cell\) was trained as weak segmentation/);
+
+  // The map of the photographs with boxes: higher in the box cells than elsewhere; lower everywhere on the others.
+  const model = await loadModel(r.modelDir);
+  assert.ok(hasLesionHead(model.network));
+  const map = tfl.model({ inputs: model.network.inputs, outputs: model.network.getLayer(LESION_MAP_LAYER).output as tfl.SymbolicTensor });
+  const bytes = await loadPreprocessedBytes(split.parts.train.map((f) => join(base.images!, f)), model.metadata.preprocess, { cache: false });
+  const x = tf.tensor4d(Float32Array.from(bytes.flatMap((b) => Array.from(normalizeBytes(b.pixels, 3, model.metadata.preprocess)))), [bytes.length, 48, 48, 3]);
+  const z = (map.predict(x) as tf.Tensor4D).arraySync().map((im) => im.flat(2));
+  const [rows, cols] = (map.outputs[0].shape as number[]).slice(1, 3);
+  const cellsOf = bytes.map((b) => maskOnGrid(rasterBoxes([boxOnInput({ x0: 40, y0: 40, x1: 200, y1: 200 }, b.geometry, 48)], 48), 48, rows, cols));
+  const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
+  const inBox = mean(split.parts.train.flatMap((f, i) => (positives.includes(f) ? z[i].filter((_, c) => cellsOf[i][c] > 0) : [])));
+  const outside = mean(split.parts.train.flatMap((f, i) => (positives.includes(f) ? z[i].filter((_, c) => cellsOf[i][c] === 0) : [])));
+  const free = mean(split.parts.train.flatMap((f, i) => (positives.includes(f) ? [] : z[i])));
+  assert.ok(inBox > outside + 0.5 && inBox > free + 0.5, `lesion map logits: ${inBox.toFixed(2)} in the boxes, ${outside.toFixed(2)} outside, ${free.toFixed(2)} on lesion-free photographs`);
+
+  const o = await tinyTrainOptions('head-bad', 1);
+  await assert.rejects(trainModel({ ...o, lesionAttention: 1, lesions, lesionHead: true }), (e: unknown) => e instanceof InputError && /--lesion-head needs --lesion-layer/.test(e.message));
+  await assert.rejects(trainModel({ ...o, lesionHead: true }), (e: unknown) => e instanceof InputError && /go with --lesion-attention/.test(e.message));
 });
 
 test('train refuses lesion attention without boxes, with an unknown class or source, and boxes without it', async () => {
