@@ -6,7 +6,7 @@
 // Usage: tsx benchmarks/scripts/localisation.ts [<model-dir>] [--methods gradcam,layercam] [--limit 20]
 //          [--datasets datasets/train.json --part test] [--names list.txt] [--lesion-types hard_exudates]
 //          [--tolerance 15] [--layer NAME] [--resamples 1000] [--batch-size 4] [--out runs/localisation]
-//          [--faithfulness] (also deletion/insertion, 10 steps: to choose a default by both) [--record]
+//          [--faithfulness] (also deletion/insertion, 10 steps: to choose a default by both) [--record | --record-class]
 //
 // A model trained on codras photographs must be scored on photographs it did not train on: `--datasets` and `--part`
 // keep only the codras photographs of that part of the datasets file's split (names `codras/0001.jpg`), `--names`
@@ -19,6 +19,10 @@
 // centre prior's), at this run's layer, with the numbers as `chosenBy`. It compares the methods of one run, i.e. of
 // one layer: run each layer, and record with the layer that won. No method qualifying records nothing (exit 1).
 // Recording changes the fundus.json's sha256, the model's identity in prediction files and queues.
+//
+// `--record-class` records this run's layer for the diabetic retinopathy class alone (`explanation.classes`), e.g.
+// `lesion_map` for a model with a lesion map head, leaving the other classes at the model's default layer. The method
+// stays the model's own: the run's best method must be the one its fundus.json records (exit 1 otherwise).
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
@@ -47,6 +51,9 @@ const limit = Number(flag('limit') ?? '20');
 const tolerance = Number(flag('tolerance') ?? String(DEFAULT_TOLERANCE_PX));
 const resamples = Number(flag('resamples') ?? '1000');
 const lesionClass = 'diabetic retinopathy';
+if ((args.includes('--record') || args.includes('--record-class')) && flag('layer') === undefined) {
+  throw new Error('--record and --record-class record the layer of the run: name it with --layer');
+}
 
 /** Codras names as listed: `codras/0001.jpg` -> `0001.jpg`; names of other sources -> undefined. */
 const codrasName = (n: string, bareOk: boolean) => (n.startsWith('codras/') ? n.slice('codras/'.length) : bareOk && !n.includes('/') ? n : undefined);
@@ -140,7 +147,22 @@ console.log(`${((performance.now() - t0) / 1000).toFixed(1)} s for ${m.entries.l
 console.log(formatLocalisationTable(m.localisation!));
 if (m.faithfulness) console.log(`\n${formatFaithfulnessTable(m.faithfulness)}`);
 if (keepOut) console.log(`\nOverlays and gallery: ${join(resolve(keepOut), 'index.html')}`);
-if (args.includes('--record')) {
+if (args.includes('--record-class')) {
+  const report = m.localisation!;
+  const best = bestLocalisingMethod(report);
+  const meta = await readMetadata(modelDir);
+  if (!best || !meta.explanation || best.method !== meta.explanation.method) {
+    const why = !meta.explanation ? 'the model records no default heatmap (record one with --record first)' : !best ? 'no method puts more energy in the boxes than the centre prior beyond its interval' : `the best method here is ${best.method}, the model's is ${meta.explanation.method}`;
+    console.error(`\n--record-class: ${why}; ${modelDir}/fundus.json left as it was`);
+    process.exitCode = 1;
+  } else {
+    const command = ['benchmarks/scripts/localisation.ts', ...args.filter((a) => a !== '--record-class')].join(' ');
+    const own = { layer: m.layer, chosenBy: `${command} (${new Date().toISOString().slice(0, 10)}): ${describeLocalisation(best, report)}` };
+    const explanation = { ...meta.explanation, classes: { ...meta.explanation.classes, [lesionClass]: own } };
+    await writeMetadata(modelDir, { ...meta, explanation });
+    console.log(`\nRecorded in ${join(modelDir, 'fundus.json')}: ${lesionClass} at ${m.layer} (${own.chosenBy})`);
+  }
+} else if (args.includes('--record')) {
   const report = m.localisation!;
   const best = bestLocalisingMethod(report);
   if (!best) {
@@ -148,8 +170,11 @@ if (args.includes('--record')) {
     process.exitCode = 1;
   } else {
     const command = ['benchmarks/scripts/localisation.ts', ...args.filter((a) => a !== '--record')].join(' ');
-    const explanation = { method: best.method, layer: m.layer, chosenBy: `${command} (${new Date().toISOString().slice(0, 10)}): ${describeLocalisation(best, report)}` };
-    await writeMetadata(modelDir, { ...(await readMetadata(modelDir)), explanation });
+    const meta = await readMetadata(modelDir);
+    // The classes with a layer of their own keep it (they are explained with the model's method, now this one).
+    const classes = meta.explanation?.classes ? { classes: meta.explanation.classes } : {};
+    const explanation = { method: best.method, layer: m.layer, chosenBy: `${command} (${new Date().toISOString().slice(0, 10)}): ${describeLocalisation(best, report)}`, ...classes };
+    await writeMetadata(modelDir, { ...meta, explanation });
     console.log(`\nRecorded in ${join(modelDir, 'fundus.json')}: ${best.method} at ${m.layer} (${explanation.chosenBy})`);
   }
 }

@@ -3,12 +3,16 @@ import { join } from 'node:path';
 import { METADATA_JSON, type FundusModel } from '../models/io.js';
 import { InputError } from '../util/errors.js';
 import { CAM_METHODS, CamExplainer, DEFAULT_CAM_METHOD, isCamMethod, type CamInput, type CamMethod, type CamOptions } from './cam.js';
+import { ClassLayerExplainer } from './class-layers.js';
 import { FusedExplainer } from './fusion.js';
 import { findTargetLayer } from '../models/graph.js';
 import type { Heatmap } from './heatmap.js';
 
-/** What explains a model's class scores: one target layer (`CamExplainer`) or several fused (`FusedExplainer`). */
-export type Explainer = CamExplainer | FusedExplainer;
+/**
+ * What explains a model's class scores: one target layer (`CamExplainer`), several fused (`FusedExplainer`), or each
+ * class at the layer its model records for it (`ClassLayerExplainer`).
+ */
+export type Explainer = CamExplainer | FusedExplainer | ClassLayerExplainer;
 
 const explainers = new WeakMap<tfl.LayersModel, Map<string, Explainer>>();
 
@@ -37,36 +41,72 @@ export interface DefaultExplanation {
  * explain`, `predict --heatmaps`, the queue's workers, the HTTP API and the viewer) starts from it; a method or layer
  * named explicitly replaces its part.
  *
- * Throws an InputError naming the fundus.json file when the recorded method is not a CAM method, or, given the
- * model's network, when a recorded layer is not one of its spatial layers.
+ * With `classIndex`, that class's: the layer its model records for it (`explanation.classes`), if any.
+ *
+ * Throws an InputError naming the fundus.json file when the recorded method is not a CAM method, a class named is not
+ * the model's, or, given the model's network, when a recorded layer is not one of its spatial layers.
  *
  * @example
  * const { method, layer } = defaultExplanation(model); // models/default: gradcam at block_12_add
  */
-export function defaultExplanation(model: Pick<FundusModel, 'dir' | 'metadata'> & { network?: tfl.LayersModel }): DefaultExplanation {
+export function defaultExplanation(model: Pick<FundusModel, 'dir' | 'metadata'> & { network?: tfl.LayersModel }, classIndex?: number): DefaultExplanation {
   const recorded = model.metadata.explanation;
   if (!recorded) return { method: DEFAULT_CAM_METHOD };
   const file = join(model.dir, METADATA_JSON);
   if (!isCamMethod(recorded.method)) {
     throw new InputError(`"explanation.method": unknown method "${recorded.method}" (known: ${CAM_METHODS.join(', ')})`, { file });
   }
-  if (recorded.layer !== undefined) {
+  const checkLayer = (layer: string, field: string) => {
     try {
-      const names = layerNames(recorded.layer) as string[];
+      const names = layerNames(layer) as string[];
       if (model.network) for (const name of names) findTargetLayer(model.network, name);
     } catch (err) {
-      if (err instanceof InputError) throw new InputError(`"explanation.layer": ${err.message}`, { file });
+      if (err instanceof InputError) throw new InputError(`"${field}": ${err.message}`, { file });
       throw err;
     }
+  };
+  if (recorded.layer !== undefined) checkLayer(recorded.layer, 'explanation.layer');
+  for (const [name, c] of Object.entries(recorded.classes ?? {})) {
+    if (!model.metadata.classes.includes(name)) {
+      throw new InputError(`"explanation.classes": the model has no class "${name}" (classes: ${model.metadata.classes.join(', ')})`, { file });
+    }
+    checkLayer(c.layer, `explanation.classes.${name}.layer`);
   }
+  const own = classIndex !== undefined ? recorded.classes?.[model.metadata.classes[classIndex]] : undefined;
+  if (own) return { method: recorded.method, layer: own.layer, chosenBy: own.chosenBy };
   return { method: recorded.method, ...(recorded.layer !== undefined ? { layer: recorded.layer } : {}), chosenBy: recorded.chosenBy };
+}
+
+/** The explainer that makes class `classIndex`'s maps: the class's own layer's where its model records one. */
+export function classExplainer(explainer: Explainer, classIndex: number): CamExplainer | FusedExplainer {
+  return explainer instanceof ClassLayerExplainer ? explainer.explainerOf(classIndex) : explainer;
+}
+
+/** The layer an explainer makes class `classIndex`'s maps at (joined by '+' when fused). */
+export function layerOfClass(explainer: Explainer, classIndex: number): string {
+  return classExplainer(explainer, classIndex).layerName;
 }
 
 /**
  * The (cached) explainer of a fundus model for a target layer, or for several fused; without a layer, the model's
- * default layer (`defaultExplanation`), else the last convolutional block at stride 8 or finer.
+ * default layer (`defaultExplanation`), else the last convolutional block at stride 8 or finer. Without a layer, a
+ * model that records layers of their own for some classes (`explanation.classes`) is explained at those for them.
  */
 export function explainerFor(model: FundusModel, opts: CamOptions = {}): Explainer {
+  const own = opts.layer === undefined ? Object.entries(model.metadata.explanation?.classes ?? {}) : [];
+  if (own.length === 0) return layerExplainer(model, opts);
+  const key = `classes:${own.map(([name, c]) => `${name}=${c.layer}`).join(';')}`;
+  const cached = explainers.get(model.network)?.get(key);
+  if (cached) return cached;
+  defaultExplanation(model);
+  const byClass = new Map(own.map(([name, c]) => [model.metadata.classes.indexOf(name), layerExplainer(model, { ...opts, layer: c.layer }) as CamExplainer | FusedExplainer]));
+  const routed = new ClassLayerExplainer(layerExplainer(model, opts) as CamExplainer | FusedExplainer, byClass, model.metadata.classes);
+  explainers.get(model.network)!.set(key, routed);
+  return routed;
+}
+
+/** The (cached) explainer of one layer, or of several fused, for every class. */
+function layerExplainer(model: FundusModel, opts: CamOptions): CamExplainer | FusedExplainer {
   let perLayer = explainers.get(model.network);
   if (!perLayer) explainers.set(model.network, (perLayer = new Map()));
   const names = layerNames(opts.layer ?? defaultExplanation(model).layer);
@@ -77,7 +117,7 @@ export function explainerFor(model: FundusModel, opts: CamOptions = {}): Explain
     e = names && names.length > 1 ? new FusedExplainer(names.map(one)) : one(names?.[0]);
     perLayer.set(key, e);
   }
-  return e;
+  return e as CamExplainer | FusedExplainer;
 }
 
 /**

@@ -66,7 +66,7 @@ ${m.faithfulness
         ? `<br>pointing ${e.localisation.pointing === 1 ? 'hit' : e.localisation.pointing === 0 ? 'miss' : fmt(e.localisation.pointing, 2)}, energy in boxes ${fmt(e.localisation.energy, 2)} (uniform ${fmt(im.localisation?.boxShare ?? NaN, 2)})${e.localisation.peakOffDisc ? ', maximum off the disc' : ''}`
         : '';
       parts.push(`<figure><div class="pic"><a href="${esc(encodeURI(e.overlay))}"><img loading="lazy" src="${esc(encodeURI(e.overlay))}" alt="${esc(e.className)} ${esc(e.method)}"></a>${boxesSvg(im, e.localisation?.peak, m.localisation?.tolerancePx)}</div>
-<figcaption class="${e.direction === 'against' ? 'against' : ''}"><b>${e.direction === 'against' ? 'against ' : ''}${esc(e.className)}</b> — ${esc(e.method)} at <code>${esc(m.layer)}</code><br>p = ${e.probability.toFixed(3)} (threshold ${e.threshold.toFixed(2)})${f}${loc}</figcaption></figure>`);
+<figcaption class="${e.direction === 'against' ? 'against' : ''}"><b>${e.direction === 'against' ? 'against ' : ''}${esc(e.className)}</b> — ${esc(e.method)} at <code>${esc(e.layer)}</code><br>p = ${e.probability.toFixed(3)} (threshold ${e.threshold.toFixed(2)})${f}${loc}</figcaption></figure>`);
     }
     parts.push('</div>');
   }

@@ -8,7 +8,7 @@ import type { FundusModel } from '../models/io.js';
 import { Predictor } from '../models/predictor.js';
 import { InputError } from '../util/errors.js';
 import type { CamMethod, CamResult, CamTarget } from './cam.js';
-import { explainerFor } from './explainer.js';
+import { classExplainer, explainerFor, layerOfClass } from './explainer.js';
 import {
   blurImage,
   heatmapScore,
@@ -75,6 +75,8 @@ export interface ExplainEntry {
   /** `for`: evidence for the class; `against`: evidence against it (normal predicted absent). */
   direction: 'for' | 'against';
   method: CamMethod;
+  /** The layer the map was made at (the manifest's `layer`, or the class's own where the model records one). */
+  layer: string;
   probability: number;
   threshold: number;
   logit: number;
@@ -278,6 +280,7 @@ export async function runExplain(job: ExplainJob): Promise<ExplainManifest> {
               className,
               direction,
               method,
+              layer: layerOfClass(explainer, r.classIndex),
               probability: r.probability,
               threshold: meta.thresholds[r.classIndex],
               logit: r.score,
@@ -287,8 +290,10 @@ export async function runExplain(job: ExplainJob): Promise<ExplainManifest> {
             if (job.faithfulness) {
               const key = `${index}/${r.classIndex}/${r.negate ? '-' : '+'}`;
               let random = randomCache.get(key);
-              if (!random) randomCache.set(key, (random = randomScore(explainer, pre[i], r, rand, job.faithfulness, blurred[i])));
-              entry.faithfulness = { score: heatmapScore(explainer, pre[i], r, r.heatmap, rand, job.faithfulness, blurred[i]), random };
+              // The random order's grid is the class's map's (its own layer's, where the model records one).
+              const own = classExplainer(explainer, r.classIndex);
+              if (!random) randomCache.set(key, (random = randomScore(own, pre[i], r, rand, job.faithfulness, blurred[i])));
+              entry.faithfulness = { score: heatmapScore(own, pre[i], r, r.heatmap, rand, job.faithfulness, blurred[i]), random };
               timed.push({ method, ...entry.faithfulness, camSeconds });
             }
             if (grid) {

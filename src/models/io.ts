@@ -183,6 +183,16 @@ function checkExplanationSetting(e: unknown, path: string): void {
   if (!text(method)) throw new InputError(`"explanation.method" must be a CAM method name (got ${JSON.stringify(method)})`, { file: path });
   if (layer !== undefined && !text(layer)) throw new InputError(`"explanation.layer" must be a layer name when given (got ${JSON.stringify(layer)})`, { file: path });
   if (!text(chosenBy)) throw new InputError('"explanation.chosenBy" must say which measurement chose the method (a non-empty text)', { file: path });
+  const { classes } = e as Record<string, unknown>;
+  if (classes === undefined) return;
+  if (classes === null || typeof classes !== 'object' || Array.isArray(classes)) {
+    throw new InputError('"explanation.classes" must be an object { <class name>: { layer, chosenBy } }', { file: path });
+  }
+  for (const [name, c] of Object.entries(classes)) {
+    const { layer: l, chosenBy: by } = (c ?? {}) as Record<string, unknown>;
+    if (!text(l)) throw new InputError(`"explanation.classes.${name}.layer" must be a layer name (got ${JSON.stringify(l)})`, { file: path });
+    if (!text(by)) throw new InputError(`"explanation.classes.${name}.chosenBy" must say which measurement chose the layer (a non-empty text)`, { file: path });
+  }
 }
 
 /**

@@ -59,6 +59,17 @@ export interface ExplanationSetting {
   layer?: string;
   /** The measurement that chose it, e.g. the benchmark, its photographs and the numbers. */
   chosenBy: string;
+  /**
+   * Classes whose heatmaps are made at a layer of their own (with the same method), by class name: the class a lesion
+   * map head feeds, whose map is `lesion_map` (src/models/lesion-head.ts), while the others keep `layer`.
+   */
+  classes?: Record<string, ClassExplanationSetting>;
+}
+
+/** A class's own heatmap layer (a layer name, or several joined by ',' or '+') and the measurement that chose it. */
+export interface ClassExplanationSetting {
+  layer: string;
+  chosenBy: string;
 }
 
 /** Prediction beyond one forward pass: `hflip` averages the probabilities of the photo and its mirror image. */

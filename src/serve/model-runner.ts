@@ -8,7 +8,7 @@ import { Predictor } from '../models/predictor.js';
 import { toRecord, toUngradableRecord, type PhotoRecord } from '../models/records.js';
 import { decodeRgb, type CropGeometry, type PreprocessedImage } from '../data/preprocess.js';
 import type { CamMethod, Heatmap } from '../explain/cam.js';
-import { defaultExplanation, explainerFor } from '../explain/explainer.js';
+import { defaultExplanation, explainerFor, layerOfClass } from '../explain/explainer.js';
 import { renderOverlay, type Colormap } from '../explain/overlay.js';
 import { InputError } from '../util/errors.js';
 import { inspectImage, type ImageInfo } from './image-check.js';
@@ -46,7 +46,7 @@ export interface Explanation {
   heatmap: Heatmap;
   geometry: CropGeometry;
   probability: number;
-  /** The layer (or fused layers, joined by '+') the map was made at: the model's default target layer (`defaultExplanation`). */
+  /** The layer (or fused layers, joined by '+') the map was made at: the class's default target layer (`defaultExplanation`). */
   layer: string;
   /** The heatmap drawn over the photograph (PNG), when an overlay was asked for. */
   png?: Buffer;
@@ -171,7 +171,7 @@ export class ModelRunner {
     signal?.throwIfAborted();
     const explainer = explainerFor(this.model);
     const [r] = explainer.explain([pre], [{ image: 0, classIndex }], method);
-    const explanation: Explanation = { image, heatmap: r.heatmap, geometry: pre.geometry, probability: r.probability, layer: explainer.layerName };
+    const explanation: Explanation = { image, heatmap: r.heatmap, geometry: pre.geometry, probability: r.probability, layer: layerOfClass(explainer, classIndex) };
     if (overlay) {
       signal?.throwIfAborted();
       explanation.png = await renderOverlay(data, r.heatmap, pre.geometry, overlay);

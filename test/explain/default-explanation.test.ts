@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { initEngine } from '../../src/engine/index.js';
 import { DEFAULT_CAM_METHOD, type CamInput } from '../../src/explain/cam.js';
 import { explainCommand } from '../../src/explain/commands.js';
-import { computeHeatmap, defaultExplanation, explainerFor } from '../../src/explain/explainer.js';
+import { computeHeatmap, defaultExplanation, explainerFor, layerOfClass } from '../../src/explain/explainer.js';
 import { bestLocalisingMethod, describeLocalisation, type LocalisationReport, type LocalisationRow } from '../../src/explain/localisation.js';
 import type { ExplainManifest } from '../../src/explain/run.js';
 import { loadModel } from '../../src/models/io.js';
@@ -110,6 +110,46 @@ test('a recorded method or layer the model cannot use is refused naming its fund
   assert.throws(() => defaultExplanation(flat), refused(/layer "gap" outputs shape \[,32\], not a spatial feature map/));
   const twice = await loadModel(await modelWith({ ...RECORDED, layer: 'conv2,conv2' }));
   assert.throws(() => defaultExplanation(twice), refused(/named twice/));
+});
+
+test('a class with a layer of its own is explained there, the others at the default layer, in one call', async () => {
+  await initEngine();
+  const dr = 'diabetic retinopathy';
+  const own = { ...RECORDED, classes: { [dr]: { layer: 'last_conv', chosenBy: 'test: the class a lesion map head would feed' } } };
+  const modelDir = await modelWith(own);
+  const model = await loadModel(modelDir);
+  const k = model.metadata.classes.indexOf(dr);
+  assert.deepEqual(defaultExplanation(model, k), { method: 'gradcam', layer: 'last_conv', chosenBy: own.classes[dr].chosenBy });
+  assert.deepEqual(defaultExplanation(model, 0), { method: 'gradcam', layer: 'conv2', chosenBy: RECORDED.chosenBy });
+  const explainer = explainerFor(model);
+  assert.equal(explainer.layerName, `conv2; ${dr}: last_conv`);
+  assert.deepEqual([layerOfClass(explainer, 0), layerOfClass(explainer, k)], ['conv2', 'last_conv']);
+  assert.deepEqual(explainer.cells, [16, 16]);
+  assert.equal(explainerFor(model, { layer: 'conv2' }).layerName, 'conv2', 'a named layer is every class\'s');
+
+  const image = input();
+  const targets = [0, k, 2].map((classIndex) => ({ image: 0, classIndex }));
+  const routed = explainer.explain([image], targets, 'gradcam');
+  const atDefault = explainerFor(model, { layer: 'conv2' }).explain([image], targets, 'gradcam');
+  const atOwn = explainerFor(model, { layer: 'last_conv' }).explain([image], targets, 'gradcam');
+  assert.deepEqual(routed.map((r) => r.classIndex), [0, k, 2]);
+  assert.deepEqual(routed[1].heatmap, atOwn[1].heatmap);
+  for (const i of [0, 2]) assert.deepEqual(routed[i].heatmap, atDefault[i].heatmap);
+  assert.deepEqual([(await computeHeatmap(model, image, k)).width, (await computeHeatmap(model, image, 0)).width], [8, 16]);
+
+  // fundus explain says which layer made each map
+  const out = join(await tempDir('fundus-default-explanation-'), 'out');
+  await explainCommand(modelDir, [PHOTO], { out, quiet: true, raw: 'none', classes: `0,${k}` });
+  const manifest = JSON.parse(await readFile(join(out, 'explain.json'), 'utf8')) as ExplainManifest;
+  assert.deepEqual(manifest.entries.map((e) => [e.className, e.layer]), [[model.metadata.classes[0], 'conv2'], [dr, 'last_conv']]);
+  assert.match(await readFile(join(out, 'index.html'), 'utf8'), new RegExp(`${dr}</b> — gradcam at <code>last_conv</code>`));
+
+  const refused = (re: RegExp) => (e: unknown) => e instanceof InputError && /fundus\.json: "explanation\./.test(e.message) && re.test(e.message);
+  const noClass = await loadModel(await modelWith({ ...RECORDED, classes: { cataract: { layer: 'conv2', chosenBy: 'x' } } }));
+  assert.throws(() => explainerFor(noClass), refused(/no class "cataract"/));
+  const noLayer = await loadModel(await modelWith({ ...RECORDED, classes: { [dr]: { layer: 'nope', chosenBy: 'x' } } }));
+  assert.throws(() => defaultExplanation(noLayer, 0), refused(/"explanation\.classes\.diabetic retinopathy\.layer": the model has no layer named "nope"/));
+  await assert.rejects(loadModel(await modelWith({ ...RECORDED, classes: { [dr]: { layer: 'conv2' } } })), (e: unknown) => e instanceof InputError && /explanation\.classes\.diabetic retinopathy\.chosenBy/.test(e.message));
 });
 
 test('the localisation benchmark records the method with the highest energy ratio whose interval clears the centre prior', () => {
