@@ -169,22 +169,27 @@ export function attentionLoss(features: tf.Tensor4D, weights: tf.Tensor2D, cells
 }
 
 /**
- * The lesion map head's loss (weak segmentation from boxes): for each photograph in the loss (`present` 1: with boxes,
- * or graded free of the class), the binary cross-entropy of its map's logits `map` [N, h, w, 1] against its box cells,
- * the box cells and the other cells each averaged on their own (a few lesion cells against hundreds of others would
- * otherwise teach "never a lesion"); averaged over those photographs. 0 when the batch has none.
+ * The lesion map head's loss (weak segmentation from boxes), for the photographs in the loss (`present` 1): the binary
+ * cross-entropy of each map's logits `map` [N, h, w, 1] against its box cells, the box cells and the other cells each
+ * averaged on their own (a few lesion cells against hundreds of others would otherwise teach "never a lesion"). The
+ * photographs with box cells and those without (graded free of the class, or their boxes out of view) are averaged
+ * apart and the two means added: a batch holds about one photograph with boxes for a dozen without, and the boxes
+ * are what the map must learn. 0 when the batch has none.
  */
 export function lesionMapLoss(map: tf.Tensor4D, cells: tf.Tensor3D, present: tf.Tensor1D): tf.Scalar {
   return tf.tidy(() => {
     const [n, h, w] = map.shape;
     const z = tf.reshape(map, [n, h * w]);
     const t = tf.reshape(cells, [n, h * w]);
+    const boxCells = tf.sum(t, 1);
     // softplus(-z) = -log sigmoid(z): the cost of a lesion cell; softplus(z) that of a lesion-free one.
-    const inBoxes = tf.div(tf.sum(tf.mul(t, tf.softplus(tf.neg(z))), 1), tf.maximum(tf.sum(t, 1), 1));
+    const inBoxes = tf.div(tf.sum(tf.mul(t, tf.softplus(tf.neg(z))), 1), tf.maximum(boxCells, 1));
     const rest = tf.sub(1, t);
     const outside = tf.div(tf.sum(tf.mul(rest, tf.softplus(z)), 1), tf.maximum(tf.sum(rest, 1), 1));
-    const perPhoto = tf.add(inBoxes, outside);
-    return tf.div(tf.sum(tf.mul(perPhoto, present)), tf.maximum(tf.sum(present), 1)) as tf.Scalar;
+    const withBoxes = tf.mul(present, tf.cast(tf.greater(boxCells, 0), 'float32'));
+    const without = tf.sub(present, withBoxes);
+    const mean = (v: tf.Tensor, weights: tf.Tensor) => tf.div(tf.sum(tf.mul(v, weights)), tf.maximum(tf.sum(weights), 1));
+    return tf.add(mean(tf.add(inBoxes, outside), withBoxes), mean(outside, without)) as tf.Scalar;
   });
 }
 

@@ -12,7 +12,7 @@ import { initEngine } from '../../src/engine/index.js';
 import { loadModel } from '../../src/models/io.js';
 import { LESION_MAP_LAYER, hasLesionHead } from '../../src/models/lesion-head.js';
 import { CamExplainer } from '../../src/explain/cam.js';
-import { attentionLoss, attentionTaps, attentionWeights, boxOnInput, lesionBoxesOnInputs, maskOnGrid, rasterBoxes } from '../../src/train/lesion-attention.js';
+import { attentionLoss, attentionTaps, attentionWeights, boxOnInput, lesionMapLoss, lesionBoxesOnInputs, maskOnGrid, rasterBoxes } from '../../src/train/lesion-attention.js';
 import { trainModel } from '../../src/train/train.js';
 import type { Box } from '../../src/data/lesions.js';
 import { InputError } from '../../src/util/errors.js';
@@ -62,6 +62,23 @@ test('the attention loss is minus the log of the class map softmax inside the bo
   assert.ok(gd[1].flat(2).every((v) => v === 0), 'no gradient from a photograph without boxes');
   // moving evidence into the box cells lowers the loss: the box cells' gradient is negative, the others' positive
   assert.ok(gd[0][0][1][0] < 0 && gd[0][1][0][0] < 0 && gd[0][0][0][0] > 0 && gd[0][1][1][0] > 0);
+});
+
+test('the lesion map loss: cross-entropy of box cells and other cells averaged apart, photographs with and without boxes averaged apart', async () => {
+  await initEngine();
+  // 3 photographs on a 1x2 grid: one with a box in its first cell, one free of lesions, one out of the loss.
+  const map = tf.tensor4d([2, -1, 0.5, -3, 7, 7], [3, 1, 2, 1]);
+  const cells = tf.tensor3d([1, 0, 0, 0, 0, 0], [3, 1, 2]);
+  const present = tf.tensor1d([1, 1, 0]);
+  const sp = (v: number) => Math.log1p(Math.exp(v));
+  const expected = sp(-2) + sp(-1) + (sp(0.5) + sp(-3)) / 2;
+  const loss = lesionMapLoss(map, cells, present).dataSync()[0];
+  assert.ok(Math.abs(loss - expected) < 1e-5, `${loss} vs ${expected}`);
+  assert.equal(lesionMapLoss(map, cells, tf.zeros([3]) as tf.Tensor1D).dataSync()[0], 0);
+  // the photograph out of the loss gets no gradient; a box cell is pushed up, the others down
+  const g = tf.grad((m: tf.Tensor) => lesionMapLoss(m as tf.Tensor4D, cells, present))(map).dataSync();
+  assert.deepEqual([g[4], g[5]], [0, 0]);
+  assert.ok(g[0] < 0 && g[1] > 0 && g[2] > 0 && g[3] > 0, Array.from(g).join(', '));
 });
 
 test("at a named layer the guided map is the class's Grad-CAM there, on the layers' current weights", async () => {
