@@ -64,8 +64,13 @@ export interface ModelCard {
    * fundus.json records one (`explanation`), else fundus's global default.
    */
   defaultExplainMethod: string;
-  /** The layer every map is made at, when the model records one (absent: chosen automatically; each map's `layer` says which). */
+  /**
+   * The layer maps are made at, when the model records one (absent: chosen automatically; each map's `layer` says
+   * which), except for the classes of `defaultExplainLayerByClass`.
+   */
   defaultExplainLayer?: string;
+  /** Classes whose maps are made at a layer of their own (e.g. `lesion_map` for the class a lesion map head feeds). */
+  defaultExplainLayerByClass?: Record<string, string>;
   /** Which measurement chose the model's default method and layer, when the model records them. */
   defaultExplainChosenBy?: string;
   /** The pretrained backbone the network was built on (name, weights, source, licence, sha256). */

@@ -89,6 +89,7 @@ export class ModelService {
       explainMethods: [...CAM_METHODS],
       defaultExplainMethod: explanation.method,
       ...(explanation.layer !== undefined ? { defaultExplainLayer: explanation.layer } : {}),
+      ...(m.explanation?.classes ? { defaultExplainLayerByClass: Object.fromEntries(Object.entries(m.explanation.classes).map(([c, e]) => [c, e.layer])) } : {}),
       ...(explanation.chosenBy !== undefined ? { defaultExplainChosenBy: explanation.chosenBy } : {}),
       ...(m.backbone ? { backbone: m.backbone } : {}),
       ...(m.inference ? { inference: m.inference } : {}),

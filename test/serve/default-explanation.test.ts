@@ -8,8 +8,14 @@ import type { ExplainResponse, ModelCard } from '../../src/serve/api-types.js';
 import type { ExplanationSetting, ModelMetadata } from '../../src/models/metadata.js';
 import { buildFixtureModel, realImages } from './fixture.js';
 
-// The fixture's automatic layer is s2b2_out (12×12 at 96 px); the recorded one is a stage deeper (6×6).
-const RECORDED: ExplanationSetting = { method: 'gradcam', layer: 's3b2_out', chosenBy: 'test: pointing 0.5 on nothing' };
+// The fixture's automatic layer is s2b2_out (12×12 at 96 px); the recorded one is a stage deeper (6×6), except for
+// diabetic retinopathy, recorded at s2b2_out (as a lesion map head's class is at lesion_map).
+const RECORDED: ExplanationSetting = {
+  method: 'gradcam',
+  layer: 's3b2_out',
+  chosenBy: 'test: pointing 0.5 on nothing',
+  classes: { 'diabetic retinopathy': { layer: 's2b2_out', chosenBy: 'test: a class of its own' } },
+};
 
 async function recordExplanation(dir: string, explanation: unknown): Promise<void> {
   const path = join(dir, 'fundus.json');
@@ -31,8 +37,8 @@ after(async () => {
   await app?.close();
 });
 
-const explain = async (query: string): Promise<ExplainResponse> => {
-  const r = await fetch(`${url}v1/explain?class=glaucoma&format=json${query}`, { method: 'POST', body: new Uint8Array(photo), headers: { 'content-type': 'image/jpeg' } });
+const explain = async (query: string, cls = 'glaucoma'): Promise<ExplainResponse> => {
+  const r = await fetch(`${url}v1/explain?class=${encodeURIComponent(cls)}&format=json${query}`, { method: 'POST', body: new Uint8Array(photo), headers: { 'content-type': 'image/jpeg' } });
   assert.equal(r.status, 200, await r.clone().text());
   return (await r.json()) as ExplainResponse;
 };
@@ -42,6 +48,7 @@ test("the API describes the model's own default heatmap: model info (read by the
   assert.equal(card.defaultExplainMethod, 'gradcam');
   assert.equal(card.defaultExplainLayer, 's3b2_out');
   assert.equal(card.defaultExplainChosenBy, RECORDED.chosenBy);
+  assert.deepEqual(card.defaultExplainLayerByClass, { 'diabetic retinopathy': 's2b2_out' });
   const doc = (await (await fetch(url + 'openapi.json')).json()) as { paths: Record<string, { post: { parameters: { name: string; schema: { default?: string } }[] } }> };
   const method = doc.paths['/v1/explain'].post.parameters.find((p) => p.name === 'method');
   assert.equal(method?.schema.default, 'gradcam');
@@ -56,6 +63,9 @@ test('/v1/explain without a method makes the recorded method at the recorded lay
   assert.equal(asked.method, 'layercam');
   assert.equal(asked.layer, 's3b2_out', 'the layer stays the model\'s own');
   assert.notDeepEqual(asked.heatmap.data, byDefault.heatmap.data);
+  const own = await explain('', 'diabetic retinopathy');
+  assert.equal(own.layer, 's2b2_out', 'a class with a layer of its own is explained there');
+  assert.deepEqual([own.heatmap.width, own.heatmap.height], [12, 12]);
 });
 
 test('a recorded layer the network does not have stops the server from starting, naming fundus.json', async () => {

@@ -309,6 +309,7 @@ function showModelCard(m: ModelCard): void {
     [
       'Heatmaps',
       `${m.defaultExplainMethod} at ${m.defaultExplainLayer ?? 'the automatically chosen layer'} by default` +
+        Object.entries(m.defaultExplainLayerByClass ?? {}).map(([c, layer]) => `, ${c} at ${layer}`).join('') +
         (m.defaultExplainChosenBy ? ` (chosen by ${m.defaultExplainChosenBy})` : " (fundus's global default)"),
     ],
   ];
