@@ -67,10 +67,3 @@ export function addLesionHead(network: tfl.LayersModel, layer: string, classInde
   const probs = tfl.layers.activation({ activation: cfg.activation as 'sigmoid', name: out.name }).apply(logits) as SymbolicTensor;
   return tfl.model({ inputs: network.inputs, outputs: probs, name: network.name });
 }
-
-/** The layer the head reads, from a network that has one (for the record and the model card). */
-export function lesionHeadSource(network: tfl.LayersModel): string | undefined {
-  if (!hasLesionHead(network)) return undefined;
-  const node = network.getLayer(LESION_MAP_LAYER).inboundNodes[0];
-  return node.inboundLayers[0]?.name;
-}
