@@ -2,7 +2,6 @@ import * as tf from '@tensorflow/tfjs-core';
 import * as tfl from '@tensorflow/tfjs-layers';
 import type { SymbolicTensor } from '@tensorflow/tfjs-layers';
 import { InputError } from '../util/errors.js';
-import { logitsModel } from './architectures.js';
 import { findTargetLayer } from './graph.js';
 
 /**
@@ -44,10 +43,12 @@ export function hasLesionHead(network: tfl.LayersModel): boolean {
  */
 export function addLesionHead(network: tfl.LayersModel, layer: string, classIndex: number): tfl.LayersModel {
   if (hasLesionHead(network)) throw new InputError(`the network already has a lesion map head ('${LESION_MAP_LAYER}')`);
+  // The logits are the input of the network's closing Activation layer (as logitsModel in architectures.ts reads them,
+  // not imported: architectures imports backbones, which imports this module).
   const out = network.layers[network.layers.length - 1];
-  const logitsNet = logitsModel(network);
-  if (logitsNet === network) throw new InputError(`a lesion map head needs the network to end in an Activation layer (it ends in '${out.name}')`);
-  const classes = logitsNet.outputs[0].shape[1] as number;
+  if (out.getClassName() !== 'Activation') throw new InputError(`a lesion map head needs the network to end in an Activation layer (it ends in '${out.name}')`);
+  const logitsIn = out.input as SymbolicTensor;
+  const classes = logitsIn.shape[1] as number;
   if (!Number.isInteger(classIndex) || classIndex < 0 || classIndex >= classes) throw new InputError(`lesion map head: class index ${classIndex} is not one of the network's ${classes} classes`);
   const features = findTargetLayer(network, layer).output as SymbolicTensor;
   const map = tfl.layers
@@ -62,7 +63,7 @@ export function addLesionHead(network: tfl.LayersModel, layer: string, classInde
   const start = [tf.tensor2d([kernel]), tf.tensor1d(bias)];
   toLogits.setWeights(start);
   tf.dispose(start);
-  const logits = tfl.layers.add({ name: LESION_SUM_LAYER }).apply([logitsNet.outputs[0], added]) as SymbolicTensor;
+  const logits = tfl.layers.add({ name: LESION_SUM_LAYER }).apply([logitsIn, added]) as SymbolicTensor;
   const cfg = out.getConfig() as { activation: string };
   const probs = tfl.layers.activation({ activation: cfg.activation as 'sigmoid', name: out.name }).apply(logits) as SymbolicTensor;
   return tfl.model({ inputs: network.inputs, outputs: probs, name: network.name });
