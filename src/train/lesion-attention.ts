@@ -226,7 +226,6 @@ export async function prepareLesionAttention(
   if (req.lesionSource === undefined && trainingSources.length > 1) {
     throw new InputError(`--lesions with several training sources (${trainingSources.join(', ')}): name the boxes' source with --lesion-source`, { file: req.lesions });
   }
-  if (req.lesionHead && req.lesionLayer === undefined) throw new InputError('--lesion-head needs --lesion-layer <name> (the feature layer the lesion map reads)');
   const boxes = lesionBoxesOnInputs(train, geometries, size, table, req.lesionSource);
   const photographs = boxes.filter((b) => b !== undefined).length;
   if (photographs === 0) {

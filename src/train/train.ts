@@ -64,6 +64,7 @@ export async function trainModel(options: TrainOptions): Promise<TrainResult> {
     throw new InputError('--lesions, --lesion-source, --lesion-class, --lesion-layer and --lesion-head go with --lesion-attention <weight>');
   }
   if (attentionAsked && opts.lesions === undefined) throw new InputError('--lesion-attention needs --lesions <boxes.csv>');
+  if (opts.lesionHead && opts.lesionLayer === undefined) throw new InputError('--lesion-head needs --lesion-layer <name> (the feature layer the lesion map reads)');
   if (attentionAsked && opts.task === 'one-vs-normal') throw new InputError('--lesion-attention trains one network: use --task multilabel or focus');
 
   if (init && init.metadata.architecture !== opts.model) {
