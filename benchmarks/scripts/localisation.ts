@@ -147,34 +147,29 @@ console.log(`${((performance.now() - t0) / 1000).toFixed(1)} s for ${m.entries.l
 console.log(formatLocalisationTable(m.localisation!));
 if (m.faithfulness) console.log(`\n${formatFaithfulnessTable(m.faithfulness)}`);
 if (keepOut) console.log(`\nOverlays and gallery: ${join(resolve(keepOut), 'index.html')}`);
-if (args.includes('--record-class')) {
+const recordFlag = args.includes('--record-class') ? '--record-class' : args.includes('--record') ? '--record' : undefined;
+if (recordFlag) {
   const report = m.localisation!;
   const best = bestLocalisingMethod(report);
   const meta = await readMetadata(modelDir);
-  if (!best || !meta.explanation || best.method !== meta.explanation.method) {
-    const why = !meta.explanation ? 'the model records no default heatmap (record one with --record first)' : !best ? 'no method puts more energy in the boxes than the centre prior beyond its interval' : `the best method here is ${best.method}, the model's is ${meta.explanation.method}`;
-    console.error(`\n--record-class: ${why}; ${modelDir}/fundus.json left as it was`);
+  const forClass = recordFlag === '--record-class';
+  const noBest = 'no method puts more energy in the boxes than the centre prior beyond its interval';
+  const refusal =
+    forClass && !meta.explanation ? 'the model records no default heatmap (record one with --record first)'
+    : !best ? noBest
+    : forClass && best.method !== meta.explanation!.method ? `the best method here is ${best.method}, the model's is ${meta.explanation!.method}`
+    : undefined;
+  if (refusal || !best) {
+    console.error(`\n${recordFlag}: ${refusal}; ${modelDir}/fundus.json left as it was`);
     process.exitCode = 1;
   } else {
-    const command = ['benchmarks/scripts/localisation.ts', ...args.filter((a) => a !== '--record-class')].join(' ');
-    const own = { layer: m.layer, chosenBy: `${command} (${new Date().toISOString().slice(0, 10)}): ${describeLocalisation(best, report)}` };
-    const explanation = { ...meta.explanation, classes: { ...meta.explanation.classes, [lesionClass]: own } };
+    const command = ['benchmarks/scripts/localisation.ts', ...args.filter((a) => a !== recordFlag)].join(' ');
+    const chosenBy = `${command} (${new Date().toISOString().slice(0, 10)}): ${describeLocalisation(best, report)}`;
+    // --record: the classes with a layer of their own keep it (they are explained with the model's method, now this one).
+    const explanation = forClass
+      ? { ...meta.explanation!, classes: { ...meta.explanation!.classes, [lesionClass]: { layer: m.layer, chosenBy } } }
+      : { method: best.method, layer: m.layer, chosenBy, ...(meta.explanation?.classes ? { classes: meta.explanation.classes } : {}) };
     await writeMetadata(modelDir, { ...meta, explanation });
-    console.log(`\nRecorded in ${join(modelDir, 'fundus.json')}: ${lesionClass} at ${m.layer} (${own.chosenBy})`);
-  }
-} else if (args.includes('--record')) {
-  const report = m.localisation!;
-  const best = bestLocalisingMethod(report);
-  if (!best) {
-    console.error(`\n--record: no method puts more energy in the boxes than the centre prior beyond its interval; ${modelDir}/fundus.json left as it was`);
-    process.exitCode = 1;
-  } else {
-    const command = ['benchmarks/scripts/localisation.ts', ...args.filter((a) => a !== '--record')].join(' ');
-    const meta = await readMetadata(modelDir);
-    // The classes with a layer of their own keep it (they are explained with the model's method, now this one).
-    const classes = meta.explanation?.classes ? { classes: meta.explanation.classes } : {};
-    const explanation = { method: best.method, layer: m.layer, chosenBy: `${command} (${new Date().toISOString().slice(0, 10)}): ${describeLocalisation(best, report)}`, ...classes };
-    await writeMetadata(modelDir, { ...meta, explanation });
-    console.log(`\nRecorded in ${join(modelDir, 'fundus.json')}: ${best.method} at ${m.layer} (${explanation.chosenBy})`);
+    console.log(`\nRecorded in ${join(modelDir, 'fundus.json')}: ${forClass ? lesionClass : best.method} at ${m.layer} (${chosenBy})`);
   }
 }
