@@ -6,13 +6,15 @@
 // Usage: tsx benchmarks/scripts/localisation.ts [<model-dir>] [--methods gradcam,layercam] [--limit 20]
 //          [--datasets datasets/train.json --part test] [--names list.txt] [--lesion-types hard_exudates]
 //          [--tolerance 15] [--layer NAME] [--resamples 1000] [--batch-size 4] [--out runs/localisation]
-//          [--faithfulness] (also deletion/insertion, 10 steps: to choose a default by both) [--record | --record-class]
+//          [--tta none|hflip] (default: the model's own) [--faithfulness] (also deletion/insertion, 10 steps: to choose a default by both) [--record | --record-class]
 //
 // A model trained on codras photographs must be scored on photographs it did not train on: `--datasets` and `--part`
 // keep only the codras photographs of that part of the datasets file's split (names `codras/0001.jpg`), `--names`
 // only those listed in a file (one name per line, with or without the `codras/` prefix), and the codras photographs
-// in the train or validation part of the model's own split.json are always left out. `--limit` picks that many
-// photographs evenly spaced over the sorted names (0: all). `--out` keeps the overlays, explain.json and the gallery.
+// in the train or validation part of the model's own split.json are always left out; with `--part validation`, only
+// those of its train part (the validation photographs score settings to choose between, never results to report).
+// `--limit` picks that many photographs evenly spaced over the sorted names (0: all). `--out` keeps the overlays,
+// explain.json and the gallery.
 //
 // `--record` writes the model's default heatmap into its fundus.json (`explanation`): the method of this run that
 // localises best by `bestLocalisingMethod` (the highest energy ratio to the uniform disc whose interval lies above the
@@ -34,6 +36,7 @@ import { renderGallery } from '../../src/explain/gallery.js';
 import { DEFAULT_TOLERANCE_PX, bestLocalisingMethod, describeLocalisation, formatLocalisationTable, readLesions } from '../../src/explain/localisation.js';
 import { parseClasses, runExplain } from '../../src/explain/run.js';
 import { loadModel, readMetadata, writeMetadata } from '../../src/models/io.js';
+import type { TestTimeAugmentation } from '../../src/models/metadata.js';
 import { writeDirAtomic } from '../../src/util/atomic.js';
 
 const args = process.argv.slice(2);
@@ -51,6 +54,8 @@ const limit = Number(flag('limit') ?? '20');
 const tolerance = Number(flag('tolerance') ?? String(DEFAULT_TOLERANCE_PX));
 const resamples = Number(flag('resamples') ?? '1000');
 const lesionClass = 'diabetic retinopathy';
+const tta = flag('tta') as TestTimeAugmentation | undefined;
+if (tta !== undefined && tta !== 'none' && tta !== 'hflip') throw new Error(`--tta ${tta}: expected none or hflip`);
 if ((args.includes('--record') || args.includes('--record-class')) && flag('layer') === undefined) {
   throw new Error('--record and --record-class record the layer of the run: name it with --layer');
 }
@@ -98,10 +103,13 @@ try {
     parts?: Record<string, string[]>;
   };
   const bare = (split.source?.csv ?? '').includes('codras');
-  const seen = new Set([...(split.parts?.train ?? []), ...(split.parts?.validation ?? [])].map((n) => codrasName(n, bare)).filter(Boolean));
+  // `--part validation` asks for the photographs that chose the model's epoch and thresholds, to choose a setting
+  // (e.g. --tta) without touching the test part; only the training photographs stay out then.
+  const choosing = flag('part') === 'validation';
+  const seen = new Set([...(split.parts?.train ?? []), ...(choosing ? [] : (split.parts?.validation ?? []))].map((n) => codrasName(n, bare)).filter(Boolean));
   const before = names.length;
   names = names.filter((n) => !seen.has(n));
-  if (before !== names.length) notes.push(`${before - names.length} left out: in the model's train or validation part`);
+  if (before !== names.length) notes.push(`${before - names.length} left out: in the model's train${choosing ? '' : ' or validation'} part`);
 } catch {
   notes.push("the model has no readable split.json: make sure it did not train on these photographs");
 }
@@ -126,6 +134,7 @@ const fill = async (outDir: string) => {
     methods: methods as CamMethod[],
     outDir,
     layer: flag('layer'),
+    ...(tta ? { tta } : {}),
     raw: [],
     batchSize: Number(flag('batch-size') ?? '4'),
     localisation: { lesions, lesionClass, tolerancePx: tolerance, resamples },
@@ -158,13 +167,15 @@ if (recordFlag) {
     forClass && !meta.explanation ? 'the model records no default heatmap (record one with --record first)'
     : !best ? noBest
     : forClass && best.method !== meta.explanation!.method ? `the best method here is ${best.method}, the model's is ${meta.explanation!.method}`
+    : tta !== undefined && tta !== (meta.inference?.tta ?? 'none') ? `--tta ${tta} is not how the model's maps are made (through its own, ${meta.inference?.tta ?? 'none'})`
     : undefined;
   if (refusal || !best) {
     console.error(`\n${recordFlag}: ${refusal}; ${modelDir}/fundus.json left as it was`);
     process.exitCode = 1;
   } else {
     const command = ['benchmarks/scripts/localisation.ts', ...args.filter((a) => a !== recordFlag)].join(' ');
-    const chosenBy = `${command} (${new Date().toISOString().slice(0, 10)}): ${describeLocalisation(best, report)}`;
+    const mirrored = meta.inference?.tta === 'hflip' ? ', maps averaged with the mirror image\'s as the model predicts' : '';
+    const chosenBy = `${command} (${new Date().toISOString().slice(0, 10)}${mirrored}): ${describeLocalisation(best, report)}`;
     // --record: the classes with a layer of their own keep it (they are explained with the model's method, now this one).
     const explanation = forClass
       ? { ...meta.explanation!, classes: { ...meta.explanation!.classes, [lesionClass]: { layer: m.layer, chosenBy } } }

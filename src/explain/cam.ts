@@ -2,7 +2,8 @@ import * as tf from '@tensorflow/tfjs-core';
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { InputError } from '../util/errors.js';
 import { findTargetLayer, splitNetwork, type SplitNetwork } from '../models/graph.js';
-import { normalizeHeatmap, type Heatmap } from './heatmap.js';
+import type { TestTimeAugmentation } from '../models/metadata.js';
+import { mirrorHeatmap, normalizeHeatmap, type Heatmap } from './heatmap.js';
 
 export type { Heatmap } from './heatmap.js';
 
@@ -74,6 +75,12 @@ export interface CamOptions {
   layer?: string | string[];
   /** How many masked images ScoreCAM pushes through the network at once. */
   scoreCamBatch?: number;
+  /**
+   * The test-time augmentation to explain through. `hflip`: a model that averages each photo's prediction with its
+   * mirror image's (`inference.tta`) is explained the same way, by the mean of the photo's map and the mirror image's
+   * map mirrored back. `CamExplainer` defaults to `none`; `explainerFor` to the model's own.
+   */
+  tta?: TestTimeAugmentation;
 }
 
 const EPS = 1e-7;
@@ -87,6 +94,7 @@ export class CamExplainer {
   readonly numClasses: number;
   readonly inputShape: [number, number, number];
   private readonly scoreCamBatch: number;
+  readonly tta: TestTimeAugmentation;
 
   constructor(
     readonly network: tfl.LayersModel,
@@ -99,6 +107,7 @@ export class CamExplainer {
     this.numClasses = out[out.length - 1] as number;
     this.inputShape = network.inputs[0].shape.slice(1) as [number, number, number];
     this.scoreCamBatch = opts.scoreCamBatch ?? 32;
+    this.tta = opts.tta ?? 'none';
   }
 
   get layerName(): string {
@@ -140,6 +149,25 @@ export class CamExplainer {
       }
     }
     if (targets.length === 0) return [];
+    if (this.tta === 'none') return this.explainOnce(images, targets, method);
+    // The photos and their mirror images in one batch: one forward and one backward pass for both.
+    const n = images.length;
+    const both = this.explainOnce(
+      [...images, ...images.map(mirrorInput)],
+      [...targets, ...targets.map((t) => ({ ...t, image: t.image + n }))],
+      method,
+    );
+    return targets.map((t, i) => {
+      const [own, mirrored] = [both[i], both[i + targets.length]];
+      const back = mirrorHeatmap(mirrored.raw);
+      const raw: Heatmap = { width: back.width, height: back.height, data: back.data.map((v, k) => (v + own.raw.data[k]) / 2) };
+      // The probability is the model's own (the mean of the two, as predictions with flip TTA are); the logit, the
+      // mean of the two logits.
+      return { ...t, method, raw, heatmap: normalizeHeatmap(raw), score: (own.score + mirrored.score) / 2, probability: (own.probability + mirrored.probability) / 2 };
+    });
+  }
+
+  private explainOnce(images: CamInput[], targets: CamTarget[], method: CamMethod): CamResult[] {
     return method === 'scorecam' ? this.scoreCam(images, targets) : this.gradientCam(images, targets, method);
   }
 
@@ -266,6 +294,20 @@ export class CamExplainer {
       (t) => results.find((r) => r.image === t.image && r.classIndex === t.classIndex && !r.negate === !t.negate) as CamResult,
     );
   }
+}
+
+/** The image mirrored left to right (HWC). */
+export function mirrorInput(image: CamInput): CamInput {
+  const { size, channels } = image;
+  const data = new Float32Array(image.data.length);
+  const rowLen = size * channels;
+  for (let r = 0; r < size; r++) {
+    for (let c = 0; c < size; c++) {
+      const from = r * rowLen + (size - 1 - c) * channels;
+      data.set(image.data.subarray(from, from + channels), r * rowLen + c * channels);
+    }
+  }
+  return { data, size, channels };
 }
 
 /**

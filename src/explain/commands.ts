@@ -1,10 +1,11 @@
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { integerIn, NON_NEGATIVE_NUMBER, numberIn, optionalNumber, POSITIVE_INTEGER } from '../util/cli-options.js';
 import { readFile, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { IMAGE_EXTENSIONS, collectImages } from '../data/image-files.js';
 import { initEngine } from '../engine/index.js';
 import { enclosingModelDir, loadModel } from '../models/io.js';
+import type { TestTimeAugmentation } from '../models/metadata.js';
 import { writeDirAtomic } from '../util/atomic.js';
 import { InputError } from '../util/errors.js';
 import { folderEntries, isInside, someNames } from '../util/owned.js';
@@ -23,6 +24,7 @@ export interface ExplainCliOptions {
   classes?: string;
   method?: string;
   layer?: string;
+  tta?: TestTimeAugmentation;
   colormap?: string;
   alpha?: string;
   raw?: string;
@@ -183,6 +185,7 @@ export async function explainCommand(modelDir: string, inputs: string[], opts: E
         methods,
         outDir: tmp,
         layer: opts.layer,
+        ...(opts.tta ? { tta: opts.tta } : {}),
         colormap,
         alpha,
         raw,
@@ -241,6 +244,9 @@ export function register(program: Command): void {
       '--layer <names>',
       'layer to explain (default: the model\'s own, as its fundus.json "explanation" records it, else the last convolutional block at stride 8 or finer, found automatically, e.g. block_5_add in MobileNetV2); ' +
         'several joined by commas explain at each and fuse the maps (LayerCAM fusion: tanh-scaled, max at the finest grid)',
+    )
+    .addOption(
+      new Option('--tta <kind>', "test-time augmentation to explain through (default: the model's own; hflip averages each photo's map with its mirror image's, mirrored back)").choices(['none', 'hflip']),
     )
     .option('--colormap <name>', `overlay colormap: ${COLORMAPS.join(', ')}`, 'jet')
     .option('--alpha <n>', 'heatmap opacity over the photo, 0..1', '0.45')

@@ -91,11 +91,13 @@ export function layerOfClass(explainer: Explainer, classIndex: number): string {
  * The (cached) explainer of a fundus model for a target layer, or for several fused; without a layer, the model's
  * default layer (`defaultExplanation`), else the last convolutional block at stride 8 or finer. Without a layer, a
  * model that records layers of their own for some classes (`explanation.classes`) is explained at those for them.
+ * Without `tta`, a model that predicts with flip test-time augmentation is explained through it too (`CamOptions.tta`).
  */
-export function explainerFor(model: FundusModel, opts: CamOptions = {}): Explainer {
+export function explainerFor(model: FundusModel, options: CamOptions = {}): Explainer {
+  const opts: CamOptions = { ...options, tta: options.tta ?? model.metadata.inference?.tta ?? 'none' };
   const own = opts.layer === undefined ? Object.entries(model.metadata.explanation?.classes ?? {}) : [];
   if (own.length === 0) return layerExplainer(model, opts);
-  const key = `classes:${own.map(([name, c]) => `${name}=${c.layer}`).join(';')}`;
+  const key = `${opts.tta}:classes:${own.map(([name, c]) => `${name}=${c.layer}`).join(';')}`;
   const cached = explainers.get(model.network)?.get(key);
   if (cached) return cached;
   defaultExplanation(model);
@@ -110,7 +112,7 @@ function layerExplainer(model: FundusModel, opts: CamOptions): CamExplainer | Fu
   let perLayer = explainers.get(model.network);
   if (!perLayer) explainers.set(model.network, (perLayer = new Map()));
   const names = layerNames(opts.layer ?? defaultExplanation(model).layer);
-  const key = names?.join('+') ?? '';
+  const key = `${opts.tta ?? 'none'}:${names?.join('+') ?? ''}`;
   let e = perLayer.get(key);
   if (!e) {
     const one = (layer?: string) => new CamExplainer(model.network, model.metadata.activation, { ...opts, layer });

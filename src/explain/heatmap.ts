@@ -56,6 +56,16 @@ export function resizeHeatmap(h: Heatmap, width: number, height: number): Heatma
   return { width, height, data };
 }
 
+/** The heatmap mirrored left to right: a mirror image's map, brought back to the photograph's orientation. */
+export function mirrorHeatmap(h: Heatmap): Heatmap {
+  const data = new Float32Array(h.data.length);
+  for (let r = 0; r < h.height; r++) {
+    const row = r * h.width;
+    for (let c = 0; c < h.width; c++) data[row + c] = h.data[row + h.width - 1 - c];
+  }
+  return { width: h.width, height: h.height, data };
+}
+
 /** Index of the largest value (first one on ties). */
 export function argmax(h: Heatmap): { x: number; y: number; value: number } {
   let best = 0;

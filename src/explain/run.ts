@@ -5,6 +5,7 @@ import { decodeRgb, type CropGeometry, type PreprocessedImage } from '../data/pr
 import { seededRandom } from '../data/random.js';
 import { outputStem } from '../data/dicom.js';
 import type { FundusModel } from '../models/io.js';
+import type { TestTimeAugmentation } from '../models/metadata.js';
 import { Predictor } from '../models/predictor.js';
 import { InputError } from '../util/errors.js';
 import type { CamMethod, CamResult, CamTarget } from './cam.js';
@@ -52,6 +53,8 @@ export interface ExplainJob {
   outDir: string;
   /** The target layer(s); absent: the model's own default (`defaultExplanation`), else the automatic choice. */
   layer?: string;
+  /** Explain through this test-time augmentation instead of the model's own (`CamOptions.tta`). */
+  tta?: TestTimeAugmentation;
   colormap?: Colormap;
   alpha?: number;
   raw?: RawFormat[];
@@ -175,7 +178,7 @@ function boxesOfImages(images: string[], job: LocalisationJob): Map<number, Lesi
 export async function runExplain(job: ExplainJob): Promise<ExplainManifest> {
   const { model } = job;
   const meta = model.metadata;
-  const explainer = explainerFor(model, { layer: job.layer });
+  const explainer = explainerFor(model, { layer: job.layer, ...(job.tta ? { tta: job.tta } : {}) });
   const batchSize = Math.max(1, job.batchSize ?? 8);
   const colormap = job.colormap ?? 'jet';
   const rawFormats = job.raw ?? ['npy'];
