@@ -31,7 +31,9 @@ td:first-child,th:first-child{text-align:left}table.loc td:nth-child(2),table.lo
 </style></head><body>
 <h1>Heatmaps</h1>
 <p>Model <code>${esc(m.model)}</code>, layer <code>${esc(m.layer)}</code>, methods ${m.methods.map(esc).join(', ')},
-colormap ${esc(m.colormap)} (hot = where the model found evidence). Overlays are on the original photographs${
+colormap ${esc(m.colormap)} (hot = where the model found evidence)${
+    m.tta === 'hflip' ? '; each map is the mean of the photograph\'s and its mirror image\'s, as the model predicts with flip test-time augmentation' : ''
+  }. Overlays are on the original photographs${
     m.discMask === false ? ', over the whole crop square' : ', inside the fundus disc only (the black border keeps its own pixels)'
   }.
 “against normal” maps show the evidence that lowers the <i>normal</i> score.</p>`);

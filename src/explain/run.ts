@@ -93,6 +93,8 @@ export interface ExplainEntry {
 export interface ExplainManifest {
   model: string;
   layer: string;
+  /** `hflip`: each map is the mean of the photo's and its mirror image's (mirrored back), as the model predicts. */
+  tta: TestTimeAugmentation;
   classes: string[];
   thresholds: number[];
   methods: CamMethod[];
@@ -178,7 +180,8 @@ function boxesOfImages(images: string[], job: LocalisationJob): Map<number, Lesi
 export async function runExplain(job: ExplainJob): Promise<ExplainManifest> {
   const { model } = job;
   const meta = model.metadata;
-  const explainer = explainerFor(model, { layer: job.layer, ...(job.tta ? { tta: job.tta } : {}) });
+  const tta = job.tta ?? meta.inference?.tta ?? 'none';
+  const explainer = explainerFor(model, { layer: job.layer, tta });
   const batchSize = Math.max(1, job.batchSize ?? 8);
   const colormap = job.colormap ?? 'jet';
   const rawFormats = job.raw ?? ['npy'];
@@ -190,6 +193,7 @@ export async function runExplain(job: ExplainJob): Promise<ExplainManifest> {
   const manifest: ExplainManifest = {
     model: model.dir,
     layer: explainer.layerName,
+    tta,
     classes: meta.classes,
     thresholds: meta.thresholds,
     methods: job.methods,

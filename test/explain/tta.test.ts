@@ -5,12 +5,14 @@ import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { initEngine } from '../../src/engine/index.js';
 import { mirrorInput, type CamInput } from '../../src/explain/cam.js';
+import { explainCommand } from '../../src/explain/commands.js';
 import { explainerFor } from '../../src/explain/explainer.js';
+import type { ExplainManifest } from '../../src/explain/run.js';
 import { mirrorHeatmap } from '../../src/explain/heatmap.js';
 import { loadModel } from '../../src/models/io.js';
 import type { ModelMetadata } from '../../src/models/metadata.js';
 import { predictTensor } from '../../src/models/predict.js';
-import { tempDir } from '../helpers.js';
+import { VIETAI_DIR, tempDir } from '../helpers.js';
 import { tinyModel } from './tiny-model.js';
 
 /** The tiny model (8×8 maps at last_conv), predicting with flip test-time augmentation. */
@@ -92,4 +94,24 @@ test('several photos and classes in one TTA batch keep their own maps', async ()
       assert.equal(batch[i].image, t.image);
     });
   }
+});
+
+test('fundus explain says the maps went through the flip, and --tta none gives the photo\'s pass alone', async () => {
+  await initEngine();
+  const model = await mirroredModel();
+  const tmp = await tempDir('fundus-tta-explain-');
+  const photo = join(VIETAI_DIR, 'train', 'c24a1b14d253.jpg');
+  const run = async (name: string, tta?: 'none' | 'hflip') => {
+    const out = join(tmp, name);
+    await explainCommand(model.dir, [photo], { out, quiet: true, raw: 'npy', classes: '1', method: 'gradcam', ...(tta ? { tta } : {}) });
+    return { out, manifest: JSON.parse(await readFile(join(out, 'explain.json'), 'utf8')) as ExplainManifest };
+  };
+  const mirrored = await run('default');
+  assert.equal(mirrored.manifest.tta, 'hflip');
+  assert.match(await readFile(join(mirrored.out, 'index.html'), 'utf8'), /mirror image/);
+  const plain = await run('plain', 'none');
+  assert.equal(plain.manifest.tta, 'none');
+  assert.doesNotMatch(await readFile(join(plain.out, 'index.html'), 'utf8'), /mirror image/);
+  // The same photo, class and method: the probabilities are the model's with and without the flip.
+  assert.notEqual(mirrored.manifest.entries[0].probability, plain.manifest.entries[0].probability);
 });
