@@ -135,9 +135,16 @@ export class CamExplainer {
     return tf.tensor4d(buf, [images.length, h, w, c]);
   }
 
-  /** Probabilities [N, classes] (the network's own output) for a batch of images. */
+  /**
+   * Probabilities [N, classes] for a batch of images: the network's output, averaged with the mirror images' under
+   * flip TTA, as the model predicts (so that deletion/insertion curves follow the prediction the maps explain).
+   */
   predict(images: CamInput[]): Float32Array {
-    return tf.tidy(() => this.split.predict(this.toBatch(images)).dataSync() as Float32Array);
+    return tf.tidy(() => {
+      const x = this.toBatch(images);
+      const y = this.split.predict(x);
+      return (this.tta === 'hflip' ? tf.mul(0.5, tf.add(y, this.split.predict(tf.reverse(x, 2) as tf.Tensor4D))) : y).dataSync() as Float32Array;
+    });
   }
 
   /** Heatmaps for every target (several classes of one image share one forward pass and one backward pass). */

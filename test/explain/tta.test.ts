@@ -61,6 +61,10 @@ test("a model predicting with flip TTA is explained through it: its probability,
   const probs = tf.tidy(() => predictTensor(model, tf.tensor4d(image.data, [1, 32, 32, 3])));
   assert.ok(Math.abs(tta.probability - probs[1]) < 1e-5, `${tta.probability} vs ${probs[1]}`);
 
+  // So is the explainer's prediction, which deletion/insertion curves are made of.
+  close(mirrored.predict([image]), probs, 1e-5);
+  assert.ok(Math.abs(plain.predict([image])[1] - probs[1]) > 1e-6, 'the network alone predicts differently');
+
   const [own] = plain.explain([image], target, 'gradcam');
   const [ofMirror] = plain.explain([mirrorInput(image)], target, 'gradcam');
   const back = mirrorHeatmap(ofMirror.raw).data;
