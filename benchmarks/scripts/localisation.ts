@@ -6,7 +6,8 @@
 // Usage: tsx benchmarks/scripts/localisation.ts [<model-dir>] [--methods gradcam,layercam] [--limit 20]
 //          [--datasets datasets/train.json --part test] [--names list.txt] [--lesion-types hard_exudates]
 //          [--tolerance 15] [--layer NAME] [--resamples 1000] [--batch-size 4] [--out runs/localisation]
-//          [--tta none|hflip] (default: the model's own) [--faithfulness] (also deletion/insertion, 10 steps: to choose a default by both) [--record | --record-class]
+//          [--tta none|hflip] (default: the model's own) [--record | --record-class]
+//          [--faithfulness] (also deletion/insertion, 10 steps: to choose a default by both)
 //
 // A model trained on codras photographs must be scored on photographs it did not train on: `--datasets` and `--part`
 // keep only the codras photographs of that part of the datasets file's split (names `codras/0001.jpg`), `--names`
