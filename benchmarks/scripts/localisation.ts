@@ -33,6 +33,7 @@ import { readDatasets } from '../../src/data/datasets.js';
 import { initEngine } from '../../src/engine/index.js';
 import { CAM_METHODS, isCamMethod, type CamMethod } from '../../src/explain/cam.js';
 import { formatFaithfulnessTable } from '../../src/explain/faithfulness.js';
+import { explanationTta } from '../../src/explain/explainer.js';
 import { renderGallery } from '../../src/explain/gallery.js';
 import { DEFAULT_TOLERANCE_PX, bestLocalisingMethod, describeLocalisation, formatLocalisationTable, readLesions } from '../../src/explain/localisation.js';
 import { parseClasses, runExplain } from '../../src/explain/run.js';
@@ -168,14 +169,14 @@ if (recordFlag) {
     forClass && !meta.explanation ? 'the model records no default heatmap (record one with --record first)'
     : !best ? noBest
     : forClass && best.method !== meta.explanation!.method ? `the best method here is ${best.method}, the model's is ${meta.explanation!.method}`
-    : tta !== undefined && tta !== (meta.inference?.tta ?? 'none') ? `--tta ${tta} is not how the model's maps are made (through its own, ${meta.inference?.tta ?? 'none'})`
+    : tta !== undefined && tta !== explanationTta(meta) ? `--tta ${tta} is not how the model's maps are made (through its own, ${explanationTta(meta)})`
     : undefined;
   if (refusal || !best) {
     console.error(`\n${recordFlag}: ${refusal}; ${modelDir}/fundus.json left as it was`);
     process.exitCode = 1;
   } else {
     const command = ['benchmarks/scripts/localisation.ts', ...args.filter((a) => a !== recordFlag)].join(' ');
-    const mirrored = meta.inference?.tta === 'hflip' ? ', maps averaged with the mirror image\'s as the model predicts' : '';
+    const mirrored = explanationTta(meta) === 'hflip' ? ', maps averaged with the mirror image\'s as the model predicts' : '';
     const chosenBy = `${command} (${new Date().toISOString().slice(0, 10)}${mirrored}): ${describeLocalisation(best, report)}`;
     // --record: the classes with a layer of their own keep it (they are explained with the model's method, now this one).
     const explanation = forClass

@@ -1,6 +1,7 @@
 import type * as tfl from '@tensorflow/tfjs-layers';
 import { join } from 'node:path';
 import { METADATA_JSON, type FundusModel } from '../models/io.js';
+import type { ModelMetadata, TestTimeAugmentation } from '../models/metadata.js';
 import { InputError } from '../util/errors.js';
 import { CAM_METHODS, CamExplainer, DEFAULT_CAM_METHOD, isCamMethod, type CamInput, type CamMethod, type CamOptions } from './cam.js';
 import { ClassLayerExplainer } from './class-layers.js';
@@ -87,6 +88,11 @@ export function layerOfClass(explainer: Explainer, classIndex: number): string {
   return classExplainer(explainer, classIndex).layerName;
 }
 
+/** The test-time augmentation a model's maps are made through: the one named, else the model's own (`inference.tta`). */
+export function explanationTta(metadata: Pick<ModelMetadata, 'inference'>, named?: TestTimeAugmentation): TestTimeAugmentation {
+  return named ?? metadata.inference?.tta ?? 'none';
+}
+
 /**
  * The (cached) explainer of a fundus model for a target layer, or for several fused; without a layer, the model's
  * default layer (`defaultExplanation`), else the last convolutional block at stride 8 or finer. Without a layer, a
@@ -94,7 +100,7 @@ export function layerOfClass(explainer: Explainer, classIndex: number): string {
  * Without `tta`, a model that predicts with flip test-time augmentation is explained through it too (`CamOptions.tta`).
  */
 export function explainerFor(model: FundusModel, options: CamOptions = {}): Explainer {
-  const opts: CamOptions = { ...options, tta: options.tta ?? model.metadata.inference?.tta ?? 'none' };
+  const opts: CamOptions = { ...options, tta: explanationTta(model.metadata, options.tta) };
   const own = opts.layer === undefined ? Object.entries(model.metadata.explanation?.classes ?? {}) : [];
   if (own.length === 0) return layerExplainer(model, opts);
   const key = `${opts.tta}:classes:${own.map(([name, c]) => `${name}=${c.layer}`).join(';')}`;

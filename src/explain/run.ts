@@ -9,7 +9,7 @@ import type { TestTimeAugmentation } from '../models/metadata.js';
 import { Predictor } from '../models/predictor.js';
 import { InputError } from '../util/errors.js';
 import type { CamMethod, CamResult, CamTarget } from './cam.js';
-import { classExplainer, explainerFor, layerOfClass } from './explainer.js';
+import { classExplainer, explainerFor, explanationTta, layerOfClass } from './explainer.js';
 import {
   blurImage,
   heatmapScore,
@@ -180,7 +180,7 @@ function boxesOfImages(images: string[], job: LocalisationJob): Map<number, Lesi
 export async function runExplain(job: ExplainJob): Promise<ExplainManifest> {
   const { model } = job;
   const meta = model.metadata;
-  const tta = job.tta ?? meta.inference?.tta ?? 'none';
+  const tta = explanationTta(meta, job.tta);
   const explainer = explainerFor(model, { layer: job.layer, tta });
   const batchSize = Math.max(1, job.batchSize ?? 8);
   const colormap = job.colormap ?? 'jet';
